@@ -1,0 +1,41 @@
+// swift-tools-version: 6.0
+// Visor: a hypervisor in Swift after the design of Xen. See ARCHITECTURE.md for the map.
+import PackageDescription
+
+let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "Visor",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "visor", targets: ["visor"]),
+        .library(name: "Visor", targets: ["Visor"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // The contract shared with guests. Also compiled into guests under Embedded Swift,
+        // so it must stay free of Foundation, existentials and allocation.
+        .target(name: "VisorABI", swiftSettings: strict),
+        .target(name: "VisorCore", dependencies: ["VisorABI"], swiftSettings: strict),
+        .target(name: "CKVM"),
+        .target(name: "VisorKVM", dependencies: ["VisorCore", "CKVM"], swiftSettings: strict),
+        .target(name: "VisorDevices", dependencies: ["VisorCore"], swiftSettings: strict),
+        .target(name: "VisorBoot", dependencies: ["VisorCore"], swiftSettings: strict),
+        .target(
+            name: "Visor",
+            dependencies: ["VisorABI", "VisorCore", "VisorKVM", "VisorDevices", "VisorBoot"],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "visor",
+            dependencies: ["Visor", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict),
+
+        .testTarget(name: "VisorCoreTests", dependencies: ["VisorCore"], swiftSettings: strict),
+        .testTarget(name: "VisorDevicesTests", dependencies: ["VisorDevices"], swiftSettings: strict),
+        .testTarget(name: "VisorBootTests", dependencies: ["VisorBoot"], swiftSettings: strict),
+        .testTarget(
+            name: "VisorIntegrationTests", dependencies: ["Visor", "VisorKVM"], swiftSettings: strict),
+    ]
+)

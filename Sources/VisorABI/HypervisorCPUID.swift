@@ -1,0 +1,30 @@
+// How a guest learns it runs on Visor: CPUID leaves in the hypervisor range, as Xen and KVM do.
+//
+// This file is compiled into the host and, under Embedded Swift, into every guest,
+// so it holds plain integers only.
+
+/// The CPUID leaves Visor answers at `0x4000_0000` and above.
+public enum HypervisorCPUID {
+    /// Leaf `0x4000_0000`: EAX is the highest hypervisor leaf; EBX, ECX, EDX hold the signature.
+    public static let signatureLeaf: UInt32 = 0x4000_0000
+    /// Leaf `0x4000_0001`: EAX is the ABI version, `major << 16 | minor`.
+    public static let versionLeaf: UInt32 = 0x4000_0001
+    /// The highest leaf in the hypervisor range that Visor answers.
+    public static let highestLeaf: UInt32 = versionLeaf
+
+    /// "VisorVisorVM", as twelve ASCII bytes in EBX, ECX, EDX (each register little-endian),
+    /// the layout of Xen's "XenVMMXenVMM" and KVM's "KVMKVMKVM".
+    public static let signatureEBX: UInt32 = 0x6f73_6956  // "Viso"
+    public static let signatureECX: UInt32 = 0x7369_5672  // "rVis"
+    public static let signatureEDX: UInt32 = 0x4d56_726f  // "orVM"
+
+    /// ABI version 0.1: discovery only. Hypercalls arrive with the paravirtualization issue.
+    public static let abiVersionMajor: UInt32 = 0
+    public static let abiVersionMinor: UInt32 = 1
+    public static var abiVersion: UInt32 { abiVersionMajor << 16 | abiVersionMinor }
+
+    /// True when the three registers of leaf `0x4000_0000` carry Visor's signature.
+    public static func isVisorSignature(ebx: UInt32, ecx: UInt32, edx: UInt32) -> Bool {
+        ebx == signatureEBX && ecx == signatureECX && edx == signatureEDX
+    }
+}

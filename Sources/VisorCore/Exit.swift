@@ -1,0 +1,45 @@
+// The one value every engine produces when the guest needs the hypervisor.
+//
+// Engine-specific code only decodes its own exit format into `Exit`; everything after that
+// (devices, hypercalls, the scheduler, the domain's lifecycle) is shared and engine-blind.
+
+/// Why a vCPU stopped running guest code.
+public enum Exit: Sendable, Equatable {
+    /// The guest read `size` bytes (1, 2 or 4) from an I/O port. Answer with
+    /// `VirtualCPU.completeRead(_:)` before running the vCPU again.
+    case portRead(port: UInt16, size: UInt8)
+    /// The guest wrote `value` (its low `size` bytes) to an I/O port.
+    case portWrite(port: UInt16, size: UInt8, value: UInt32)
+    /// The guest read `size` bytes (1 to 8) at a physical address that is not RAM.
+    /// Answer with `VirtualCPU.completeRead(_:)`.
+    case mmioRead(address: GuestPhysicalAddress, size: UInt8)
+    /// The guest wrote `size` bytes at a physical address that is not RAM.
+    case mmioWrite(address: GuestPhysicalAddress, size: UInt8, value: UInt64)
+    /// The guest executed HLT with nothing to wake it inside the engine.
+    case halt
+    /// The guest shut the machine down, typically a triple fault. The vCPU cannot run again.
+    case shutdown
+    /// The run was cut short by `VirtualCPU.requestStop()` (preemption, Ctrl-C, another vCPU).
+    case stopped
+    /// The engine could not enter the guest; `reason` is the engine's own code
+    /// (for `kvm`, `hardware_entry_failure_reason`).
+    case failedEntry(reason: UInt64)
+    /// The engine hit a condition it cannot handle (for `kvm`, `KVM_EXIT_INTERNAL_ERROR` and
+    /// exit reasons Visor does not know). The message says which.
+    case internalError(String)
+
+    /// A short name for statistics: one per case.
+    public var reasonName: String {
+        switch self {
+        case .portRead: return "io-read"
+        case .portWrite: return "io-write"
+        case .mmioRead: return "mmio-read"
+        case .mmioWrite: return "mmio-write"
+        case .halt: return "halt"
+        case .shutdown: return "shutdown"
+        case .stopped: return "stopped"
+        case .failedEntry: return "failed-entry"
+        case .internalError: return "internal-error"
+        }
+    }
+}
