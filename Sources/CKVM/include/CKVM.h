@@ -1,4 +1,72 @@
+// CKVM: the C side of Visor's kvm engine. <linux/kvm.h> for the structures, and small
+// non-variadic wrappers because Swift cannot call the variadic ioctl(2) or expand the
+// _IO/_IOW macros that define the request numbers.
+//
+// Not API: only VisorKVM imports this module.
 #ifndef CKVM_H
 #define CKVM_H
+
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/ioctl.h>
 #include <linux/kvm.h>
+
+// Request numbers, as constants Swift can import.
+static const unsigned long CKVM_GET_API_VERSION = KVM_GET_API_VERSION;
+static const unsigned long CKVM_CREATE_VM = KVM_CREATE_VM;
+static const unsigned long CKVM_CHECK_EXTENSION = KVM_CHECK_EXTENSION;
+static const unsigned long CKVM_GET_VCPU_MMAP_SIZE = KVM_GET_VCPU_MMAP_SIZE;
+static const unsigned long CKVM_CREATE_VCPU = KVM_CREATE_VCPU;
+static const unsigned long CKVM_SET_USER_MEMORY_REGION = KVM_SET_USER_MEMORY_REGION;
+static const unsigned long CKVM_SET_TSS_ADDR = KVM_SET_TSS_ADDR;
+static const unsigned long CKVM_RUN = KVM_RUN;
+static const unsigned long CKVM_GET_REGS = KVM_GET_REGS;
+static const unsigned long CKVM_SET_REGS = KVM_SET_REGS;
+static const unsigned long CKVM_GET_SREGS = KVM_GET_SREGS;
+static const unsigned long CKVM_SET_SREGS = KVM_SET_SREGS;
+
+/// ioctl(2) with an integer argument. Returns the result, or -errno on failure
+/// (EINTR included: the caller decides whether to retry).
+static inline long ckvm_ioctl_value(int fd, unsigned long request, unsigned long value) {
+    long rc = ioctl(fd, request, value);
+    return rc < 0 ? -errno : rc;
+}
+
+/// ioctl(2) with a pointer argument; the kernel reads or writes the structure the request names.
+static inline long ckvm_ioctl_pointer(int fd, unsigned long request, void *argument) {
+    long rc = ioctl(fd, request, argument);
+    return rc < 0 ? -errno : rc;
+}
+
+/// Most CPUID entries any host reports; KVM answers E2BIG when the buffer is smaller.
+#define CKVM_MAX_CPUID_ENTRIES 256
+
+/// The layout of struct kvm_cpuid2 with room for its flexible array, so Swift can hold it as a value.
+struct ckvm_cpuid {
+    __u32 nent;
+    __u32 padding;
+    struct kvm_cpuid_entry2 entries[CKVM_MAX_CPUID_ENTRIES];
+};
+_Static_assert(__builtin_offsetof(struct ckvm_cpuid, entries) == __builtin_offsetof(struct kvm_cpuid2, entries),
+               "ckvm_cpuid must match kvm_cpuid2");
+
+/// KVM_GET_SUPPORTED_CPUID on the /dev/kvm fd. Returns 0 or -errno.
+static inline long ckvm_get_supported_cpuid(int kvm_fd, struct ckvm_cpuid *cpuid) {
+    cpuid->nent = CKVM_MAX_CPUID_ENTRIES;
+    return ckvm_ioctl_pointer(kvm_fd, KVM_GET_SUPPORTED_CPUID, cpuid);
+}
+
+/// KVM_SET_CPUID2 on a vCPU fd. Returns 0 or -errno.
+static inline long ckvm_set_cpuid(int vcpu_fd, struct ckvm_cpuid *cpuid) {
+    return ckvm_ioctl_pointer(vcpu_fd, KVM_SET_CPUID2, cpuid);
+}
+
+// kvm_run's exit details live in an anonymous union; these accessors name the member read.
+static inline struct kvm_run *ckvm_run(void *mapping) { return (struct kvm_run *)mapping; }
+static inline uint32_t ckvm_exit_reason(const struct kvm_run *run) { return run->exit_reason; }
+static inline void ckvm_set_immediate_exit(struct kvm_run *run, uint8_t value) {
+    __atomic_store_n(&run->immediate_exit, value, __ATOMIC_SEQ_CST);
+}
+
 #endif

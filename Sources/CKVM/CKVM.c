@@ -1,0 +1,2 @@
+// CKVM is header-only; this file gives SwiftPM a source to build.
+#include "CKVM.h"

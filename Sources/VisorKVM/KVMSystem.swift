@@ -1,0 +1,70 @@
+// /dev/kvm itself: the API version, capabilities and what the host CPU supports.
+
+import CKVM
+import VisorCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An open `/dev/kvm`.
+public final class KVMSystem: Sendable {
+    /// Where Linux exposes KVM.
+    public static let defaultPath = "/dev/kvm"
+
+    let descriptor: OwnedDescriptor
+    /// Size of each vCPU's shared `kvm_run` area (KVM_GET_VCPU_MMAP_SIZE).
+    let vcpuMappingSize: Int
+    /// The CPUID leaves this host lets guests see (KVM_GET_SUPPORTED_CPUID).
+    public let supportedCPUID: [CPUIDEntry]
+
+    /// Opens `path` and checks that its KVM is one Visor can drive.
+    public init(path: String = KVMSystem.defaultPath) throws(KVMError) {
+        let fd = open(path, O_RDWR | O_CLOEXEC)
+        if fd < 0 {
+            let e = errno
+            switch e {
+            case ENOENT: throw .deviceMissing(path: path)
+            case EACCES, EPERM: throw .permissionDenied(path: path)
+            default: throw .openFailed(path: path, errno: e)
+            }
+        }
+        let descriptor = OwnedDescriptor(fd)
+        let version = try descriptor.ioctl(CKVM_GET_API_VERSION, "KVM_GET_API_VERSION")
+        guard version == 12 else { throw .unsupportedAPIVersion(version) }
+        for (capability, name) in [(KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"),
+                                   (KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT")] {
+            let present = try descriptor.ioctl(CKVM_CHECK_EXTENSION, "KVM_CHECK_EXTENSION", value: UInt(capability))
+            guard present > 0 else { throw .missingCapability(name) }
+        }
+        self.descriptor = descriptor
+        self.vcpuMappingSize = try descriptor.ioctl(CKVM_GET_VCPU_MMAP_SIZE, "KVM_GET_VCPU_MMAP_SIZE")
+
+        var cpuid = ckvm_cpuid()
+        let rc = ckvm_get_supported_cpuid(fd, &cpuid)
+        guard rc >= 0 else { throw .ioctlFailed(request: "KVM_GET_SUPPORTED_CPUID", errno: Int32(-rc)) }
+        let count = min(Int(cpuid.nent), Int(CKVM_MAX_CPUID_ENTRIES))
+        self.supportedCPUID = withUnsafeBytes(of: &cpuid.entries) { raw in
+            raw.bindMemory(to: kvm_cpuid_entry2.self).prefix(count).map { e in
+                CPUIDEntry(function: e.function, index: e.index,
+                           indexSignificant: e.flags & UInt32(KVM_CPUID_FLAG_SIGNIFCANT_INDEX) != 0,
+                           eax: e.eax, ebx: e.ebx, ecx: e.ecx, edx: e.edx)
+            }
+        }
+    }
+
+    /// Whether the host's KVM has capability `number` (KVM_CHECK_EXTENSION).
+    func has(_ capability: Int32) -> Bool {
+        (try? descriptor.ioctl(CKVM_CHECK_EXTENSION, "KVM_CHECK_EXTENSION", value: UInt(capability))) ?? 0 > 0
+    }
+}
+
+/// The `kvm` engine: hardware-assisted virtualization through Linux `/dev/kvm`.
+public struct KVMEngine: Engine {
+    public var name: String { "kvm" }
+    public let path: String
+    public init(path: String = KVMSystem.defaultPath) { self.path = path }
+
+    public func makeMachine(memory: GuestMemory, options: MachineOptions) throws -> any VirtualMachine {
+        try KVMVirtualMachine(system: KVMSystem(path: path), memory: memory, options: options)
+    }
+}
