@@ -28,18 +28,25 @@ public enum Exit: Sendable, Equatable {
     /// exit reasons Visor does not know). The message says which.
     case internalError(String)
 
-    /// A short name for statistics: one per case.
-    public var reasonName: String {
+    /// Short names for statistics, one per case, in `reasonIndex` order.
+    public static let reasonNames = ["io-read", "io-write", "mmio-read", "mmio-write", "halt", "shutdown",
+                                     "stopped", "failed-entry", "internal-error"]
+
+    /// This exit's position in `reasonNames`: a cheap key for per-exit counters.
+    public var reasonIndex: Int {
         switch self {
-        case .portRead: return "io-read"
-        case .portWrite: return "io-write"
-        case .mmioRead: return "mmio-read"
-        case .mmioWrite: return "mmio-write"
-        case .halt: return "halt"
-        case .shutdown: return "shutdown"
-        case .stopped: return "stopped"
-        case .failedEntry: return "failed-entry"
-        case .internalError: return "internal-error"
+        case .portRead: return 0
+        case .portWrite: return 1
+        case .mmioRead: return 2
+        case .mmioWrite: return 3
+        case .halt: return 4
+        case .shutdown: return 5
+        case .stopped: return 6
+        case .failedEntry: return 7
+        case .internalError: return 8
         }
     }
+
+    /// A short name for statistics: one per case.
+    public var reasonName: String { Self.reasonNames[reasonIndex] }
 }

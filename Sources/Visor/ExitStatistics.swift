@@ -1,0 +1,68 @@
+// What `visor run --stats` prints: exits by reason, and where the time went.
+
+import VisorCore
+
+/// Counts exits by reason and port, and the time spent in the guest and in Visor.
+public struct ExitStatistics: Sendable {
+    public struct Bucket: Sendable, Equatable {
+        public var count: UInt64 = 0
+        /// Nanoseconds Visor spent handling these exits (from the exit to the next guest entry).
+        public var handlingNanoseconds: UInt64 = 0
+    }
+
+    /// Exits by `Exit.reasonIndex`.
+    private var buckets = [Bucket](repeating: Bucket(), count: Exit.reasonNames.count)
+    /// Exits by `Exit.reasonName`, for the reasons that occurred.
+    public var byReason: [String: Bucket] {
+        var result: [String: Bucket] = [:]
+        for (i, b) in buckets.enumerated() where b.count > 0 { result[Exit.reasonNames[i]] = b }
+        return result
+    }
+    /// Port accesses by port number, reads and writes together.
+    public private(set) var byPort: [UInt16: UInt64] = [:]
+    /// Nanoseconds inside the engine's run call (guest time plus the engine's own exit cost).
+    public private(set) var guestNanoseconds: UInt64 = 0
+    /// Wall-clock nanoseconds from the first entry to the end.
+    public var wallNanoseconds: UInt64 = 0
+
+    public init() {}
+
+    public var totalExits: UInt64 { buckets.reduce(0) { $0 &+ $1.count } }
+
+    mutating func recordRun(nanoseconds: UInt64) { guestNanoseconds &+= nanoseconds }
+
+    mutating func record(_ exit: Exit, handlingNanoseconds: UInt64) {
+        let i = exit.reasonIndex
+        buckets[i].count &+= 1
+        buckets[i].handlingNanoseconds &+= handlingNanoseconds
+        switch exit {
+        case .portRead(let port, _), .portWrite(let port, _, _): byPort[port, default: 0] &+= 1
+        default: break
+        }
+    }
+
+    /// The report, a table a person can read.
+    public var report: String {
+        func ms(_ ns: UInt64) -> String {
+            let tenths = (ns + 50_000) / 100_000
+            return "\(tenths / 10).\(tenths % 10) ms"
+        }
+        var lines = ["exits: \(totalExits) in \(ms(wallNanoseconds)) (in guest \(ms(guestNanoseconds)))"]
+        lines.append(pad("reason", 16) + pad("count", 12, right: true) + pad("handling", 14, right: true) + pad("avg", 12, right: true))
+        for (reason, b) in byReason.sorted(by: { $0.value.count > $1.value.count }) {
+            let average = b.count == 0 ? 0 : b.handlingNanoseconds / b.count
+            lines.append(pad(reason, 16) + pad("\(b.count)", 12, right: true) + pad(ms(b.handlingNanoseconds), 14, right: true)
+                         + pad("\(average) ns", 12, right: true))
+        }
+        if !byPort.isEmpty {
+            lines.append("ports: " + byPort.sorted { $0.value > $1.value }.prefix(8)
+                .map { "0x\(String($0.key, radix: 16))=\($0.value)" }.joined(separator: " "))
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    private func pad(_ s: String, _ width: Int, right: Bool = false) -> String {
+        let fill = String(repeating: " ", count: max(0, width - s.count))
+        return right ? fill + s : s + fill
+    }
+}

@@ -1,0 +1,99 @@
+// The built-in guests: Embedded Swift kernels under Guests/, built on first use with `make`.
+
+import Foundation
+
+/// What went wrong finding or building a built-in guest.
+public enum GuestCatalogError: Error, CustomStringConvertible {
+    /// Visor's own Guests/ sources are not where this build of Visor expects them.
+    case sourcesMissing(path: String)
+    /// `make` failed; `output` is what it printed.
+    case buildFailed(status: Int32, output: String)
+    /// No built-in guest has this name.
+    case unknownGuest(name: String, known: [String])
+
+    public var description: String {
+        switch self {
+        case .sourcesMissing(let path):
+            return "the built-in guests' sources are not at \(path); set VISOR_GUESTS_DIR to the Guests/ folder of a Visor checkout"
+        case .buildFailed(let status, let output):
+            return "building the built-in guests failed (make exited \(status)):\n\(output)"
+        case .unknownGuest(let name, let known):
+            return "'\(name)' is neither a file nor a built-in guest (built-in guests: \(known.joined(separator: ", ")))"
+        }
+    }
+}
+
+/// The Visor checkout this binary was built from (where Package.swift is), found from this
+/// source file's path at build time. Built-in guests and benchmark sources live there.
+public enum SourceTree {
+    public static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent()
+}
+
+/// Finds, builds and lists the built-in guests.
+public struct GuestCatalog: Sendable {
+    /// The Guests/ folder with the sources and Makefile.
+    public let sourceDirectory: URL
+    /// Where the built ELF images go.
+    public let outputDirectory: URL
+
+    /// The default guest of `visor run` with no kernel.
+    public static let defaultGuest = "demo"
+
+    /// The catalog of this checkout: Guests/ beside Package.swift (found from this source file's
+    /// path at build time), or `VISOR_GUESTS_DIR`; output in `.build/guests` of the checkout, or
+    /// `VISOR_GUESTS_OUT`.
+    public static func standard() -> GuestCatalog {
+        let env = ProcessInfo.processInfo.environment
+        let root = SourceTree.root
+        let source = env["VISOR_GUESTS_DIR"].map { URL(fileURLWithPath: $0) } ?? root.appendingPathComponent("Guests")
+        let output = env["VISOR_GUESTS_OUT"].map { URL(fileURLWithPath: $0) }
+            ?? source.deletingLastPathComponent().appendingPathComponent(".build/guests")
+        return GuestCatalog(sourceDirectory: source, outputDirectory: output)
+    }
+
+    public init(sourceDirectory: URL, outputDirectory: URL) {
+        self.sourceDirectory = sourceDirectory
+        self.outputDirectory = outputDirectory
+    }
+
+    /// The names of the built-in guests, as the Makefile lists them.
+    public func names() throws -> [String] {
+        try make(["list"]).split(whereSeparator: \.isNewline).map(String.init).filter { !$0.isEmpty }
+    }
+
+    /// Builds (if out of date) and returns the ELF image path of every built-in guest.
+    public func buildAll() throws -> [(name: String, path: URL)] {
+        _ = try make([])
+        return try names().map { ($0, outputDirectory.appendingPathComponent("\($0).elf")) }
+    }
+
+    /// Builds (if out of date) and returns the ELF image of guest `name`.
+    public func image(named name: String) throws -> URL {
+        let known = try names()
+        guard known.contains(name) else { throw GuestCatalogError.unknownGuest(name: name, known: known) }
+        _ = try make([])
+        return outputDirectory.appendingPathComponent("\(name).elf")
+    }
+
+    private func make(_ arguments: [String]) throws -> String {
+        guard FileManager.default.fileExists(atPath: sourceDirectory.appendingPathComponent("Makefile").path) else {
+            throw GuestCatalogError.sourcesMissing(path: sourceDirectory.path)
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["make", "-s", "-C", sourceDirectory.path, "OUT=\(outputDirectory.path)"] + arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let output = String(decoding: data, as: UTF8.self)
+        guard process.terminationStatus == 0 else {
+            throw GuestCatalogError.buildFailed(status: process.terminationStatus, output: output)
+        }
+        return output
+    }
+}

@@ -1,0 +1,31 @@
+// A dedicated host thread, as vCPUs need: KVM wants one thread per vCPU, and a vCPU blocks in
+// KVM_RUN for as long as the guest runs, which would starve an async executor.
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A joinable pthread running one closure.
+final class HostThread {
+    private var thread: pthread_t
+
+    /// Starts `body` on a new thread.
+    init(_ body: @escaping @Sendable () -> Void) {
+        final class Box { let body: @Sendable () -> Void; init(_ b: @escaping @Sendable () -> Void) { body = b } }
+        let context = Unmanaged.passRetained(Box(body)).toOpaque()
+        var t = pthread_t()
+        // SAFETY: `context` is a retained Box released exactly once, by the new thread.
+        let rc = pthread_create(&t, nil, { raw in
+            let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
+            box.body()
+            return nil
+        }, context)
+        precondition(rc == 0, "pthread_create failed: \(rc)")
+        thread = t
+    }
+
+    /// Waits for the thread to finish.
+    func join() {
+        pthread_join(thread, nil)
+    }
+}

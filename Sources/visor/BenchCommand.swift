@@ -1,0 +1,39 @@
+// `visor bench`: benchmarks of Visor's hot paths, each beside its reference in the same run.
+
+import ArgumentParser
+import Visor
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure Visor's hot paths against a reference, in one run.",
+        subcommands: [ExitsBenchCommand.self])
+}
+
+struct ExitsBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "exits",
+        abstract: "Exit round trip: port writes at CPL0 and CPL3 under Visor and under a minimal C VMM.")
+
+    @Option(help: "Port writes per privilege level per round.")
+    var count: UInt64 = 20_000
+
+    @Option(help: "Rounds; the report shows medians.")
+    var rounds: Int = 3
+
+    func validate() throws {
+        guard count > 0, count <= 100_000_000 else { throw ValidationError("--count must be between 1 and 100000000") }
+        guard rounds > 0, rounds <= 100 else { throw ValidationError("--rounds must be between 1 and 100") }
+    }
+
+    func run() throws {
+        guard let engine = EngineRegistry.engine(named: "kvm") else { throw ExitCode(ExitStatus.unavailable) }
+        do {
+            let result = try ExitBenchmark.run(count: count, rounds: rounds, engine: engine)
+            print(result.report)
+        } catch {
+            Launcher.printError("\(error)")
+            throw ExitCode(ExitStatus.internalFailure)
+        }
+    }
+}

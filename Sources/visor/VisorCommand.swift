@@ -1,0 +1,17 @@
+// `visor`: the command line, in the manner of Xen's `xl`. Thin: parsing here, work in `Visor`.
+
+import ArgumentParser
+import Visor
+
+@main
+struct VisorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "visor",
+        abstract: "A hypervisor in Swift, after the design of Xen.",
+        discussion: """
+            Visor runs x86-64 guest kernels on a choice of CPU-virtualization engines.
+            Engines: kvm (hardware-assisted, through /dev/kvm).
+            Start with `visor run`, which boots the built-in demo guest.
+            """,
+        subcommands: [RunCommand.self, GuestsCommand.self, BenchCommand.self])
+}
