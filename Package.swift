@@ -36,6 +36,7 @@ let package = Package(
         .testTarget(name: "VisorDevicesTests", dependencies: ["VisorDevices"], swiftSettings: strict),
         .testTarget(name: "VisorBootTests", dependencies: ["VisorBoot"], swiftSettings: strict),
         .testTarget(
-            name: "VisorIntegrationTests", dependencies: ["Visor", "VisorKVM"], swiftSettings: strict),
+            name: "VisorIntegrationTests", dependencies: ["Visor", "VisorKVM", "VisorBoot", "visor"],
+            swiftSettings: strict),
     ]
 )

@@ -80,6 +80,11 @@ public struct GuestCatalog: Sendable {
         guard FileManager.default.fileExists(atPath: sourceDirectory.appendingPathComponent("Makefile").path) else {
             throw GuestCatalogError.sourcesMissing(path: sourceDirectory.path)
         }
+        // Several visor processes (or parallel tests) may build at once: one make at a time.
+        try FileManager.default.createDirectory(at: outputDirectory, withIntermediateDirectories: true)
+        let lockFD = open(outputDirectory.appendingPathComponent(".build-lock").path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        if lockFD >= 0 { flock(lockFD, LOCK_EX) }
+        defer { if lockFD >= 0 { close(lockFD) } }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["make", "-s", "-C", sourceDirectory.path, "OUT=\(outputDirectory.path)"] + arguments

@@ -1,0 +1,73 @@
+// Built-in guests booted by the `visor` binary on the kvm engine: console output and exit status.
+
+import Foundation
+import Testing
+
+@Suite("Boot on kvm", .enabled(if: Host.kvmAvailable, "needs /dev/kvm"), .serialized)
+struct KVMBootTests {
+    @Test("visor run hello prints the guest's line and exits 0")
+    func hello() throws {
+        let r = try runVisor(["run", "hello"])
+        #expect(!r.timedOut)
+        #expect(r.stdout == "Hello from a Visor guest!\n")
+        #expect(r.status == 0, "stderr: \(r.stderr)")
+    }
+
+    @Test("visor run (demo) shows the CPU vendor, Visor's signature and a passing computation")
+    func demo() throws {
+        let r = try runVisor(["run"])
+        #expect(r.status == 0, "stderr: \(r.stderr)")
+        #expect(r.stdout.contains("CPU vendor:"))
+        #expect(r.stdout.contains("\"VisorVisorVM\""))
+        #expect(r.stdout.contains("running on Visor, ABI 0.1"))
+        #expect(r.stdout.contains("PASS"))
+        #expect(!r.stdout.contains("FAIL"))
+    }
+
+    @Test("the command line reaches the guest")
+    func commandLine() throws {
+        let r = try runVisor(["run", "demo", "--cmdline", "console=ttyS0 quiet"])
+        #expect(r.status == 0)
+        #expect(r.stdout.contains("command line:        \"console=ttyS0 quiet\""))
+    }
+
+    @Test("--memory sets the RAM the guest sees")
+    func memorySize() throws {
+        let r = try runVisor(["run", "demo", "--memory", "64M"])
+        #expect(r.status == 0)
+        #expect(r.stdout.contains("\((64 << 10) - 1024) KiB high"))
+    }
+
+    @Test("a triple fault gives status 2 and a register dump on stderr")
+    func tripleFault() throws {
+        let r = try runVisor(["run", "triplefault"])
+        #expect(r.stdout.contains("about to triple fault"))
+        #expect(r.status == 2)
+        #expect(r.stderr.contains("the guest crashed: triple fault"))
+        #expect(r.stderr.contains("rip="))
+        #expect(r.stderr.contains("cr3="))
+    }
+
+    @Test("--stats reports exits by reason")
+    func statistics() throws {
+        let r = try runVisor(["run", "hello", "--stats"])
+        #expect(r.status == 0)
+        #expect(r.stderr.contains("io-write"))
+        #expect(r.stderr.contains("0x3f8="))
+    }
+
+    @Test("--timeout stops a guest that would run on, with status 6")
+    func timeout() throws {
+        let r = try runVisor(["run", "exitbench", "--cmdline", "n=100000000", "--timeout", "1s"], timeout: 30)
+        #expect(!r.timedOut)
+        #expect(r.status == 6)
+        #expect(r.stderr.contains("the time limit"))
+    }
+
+    @Test("exitbench drops to CPL3 and powers off from there")
+    func userModeExit() throws {
+        let r = try runVisor(["run", "exitbench", "--cmdline", "n=1"])
+        #expect(r.status == 0, "stderr: \(r.stderr)")
+        #expect(r.stdout.contains("done at CPL3"))
+    }
+}

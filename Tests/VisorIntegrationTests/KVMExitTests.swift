@@ -1,0 +1,100 @@
+// The kvm engine's exits, driven directly with a few hand-assembled instructions in 32-bit
+// protected mode: string I/O split into one exit per element, port and MMIO reads completed
+// by Visor, and HLT.
+
+import Foundation
+import Testing
+import VisorCore
+import VisorKVM
+
+@Suite("kvm exits", .enabled(if: Host.kvmAvailable, "needs /dev/kvm"))
+struct KVMExitTests {
+    static let code: [UInt8] = [
+        0xbe, 0x00, 0x20, 0x00, 0x00,  // mov esi, 0x2000
+        0xb9, 0x03, 0x00, 0x00, 0x00,  // mov ecx, 3
+        0x66, 0xba, 0x80, 0x00,        // mov dx, 0x80
+        0xfc,                          // cld
+        0xf3, 0x6e,                    // rep outsb
+        0xec,                          // in al, dx
+        0xe6, 0x81,                    // out 0x81, al
+        0xa1, 0x00, 0x00, 0x00, 0xd0,  // mov eax, [0xd0000000]
+        0x40,                          // inc eax
+        0xa3, 0x00, 0x00, 0x00, 0xd0,  // mov [0xd0000000], eax
+        0xf4,                          // hlt
+    ]
+
+    static func protectedModeState(entry: UInt64) -> X86State {
+        var s = X86State()
+        s.cs = .flatCode(selector: 0x8, longMode: false)
+        s.ds = .flatData(selector: 0x10); s.es = s.ds; s.ss = s.ds; s.fs = s.ds; s.gs = s.ds
+        s.cr0 = X86.cr0ProtectionEnable | X86.cr0ExtensionType
+        s.rip = entry
+        s.rsp = 0x8000
+        return s
+    }
+
+    @Test("rep outsb gives one exit per byte; reads are answered by Visor; MMIO and HLT exit")
+    func exitSequence() throws {
+        let memory = try GuestMemory(size: 1 << 20)
+        try memory.write(Self.code, at: GuestPhysicalAddress(0x1000))
+        try memory.write(Array("abc".utf8), at: GuestPhysicalAddress(0x2000))
+        let machine = try KVMEngine().makeMachine(memory: memory, options: MachineOptions())
+        let vcpu = try machine.makeVCPU(index: 0)
+        try vcpu.setState(Self.protectedModeState(entry: 0x1000))
+
+        var exits: [Exit] = []
+        for _ in 0..<20 {
+            let exit = try vcpu.run()
+            exits.append(exit)
+            switch exit {
+            case .portRead: vcpu.completeRead(0x5a)
+            case .mmioRead: vcpu.completeRead(0x1122_3344)
+            default: break
+            }
+            if exit == .halt { break }
+        }
+        #expect(exits == [
+            .portWrite(port: 0x80, size: 1, value: UInt32(UInt8(ascii: "a"))),
+            .portWrite(port: 0x80, size: 1, value: UInt32(UInt8(ascii: "b"))),
+            .portWrite(port: 0x80, size: 1, value: UInt32(UInt8(ascii: "c"))),
+            .portRead(port: 0x80, size: 1),
+            .portWrite(port: 0x81, size: 1, value: 0x5a),
+            .mmioRead(address: GuestPhysicalAddress(0xd000_0000), size: 4),
+            .mmioWrite(address: GuestPhysicalAddress(0xd000_0000), size: 4, value: 0x1122_3345),
+            .halt,
+        ])
+        let state = try vcpu.state()
+        #expect(state.rip == 0x1000 + UInt64(Self.code.count))
+        #expect(state.rcx == 0)
+    }
+
+    @Test("requestStop from another thread makes run return .stopped")
+    func stop() throws {
+        let memory = try GuestMemory(size: 1 << 20)
+        try memory.write([0xeb, 0xfe], at: GuestPhysicalAddress(0x1000))  // jmp $
+        let machine = try KVMEngine().makeMachine(memory: memory, options: MachineOptions())
+        let vcpu = try machine.makeVCPU(index: 0)
+        try vcpu.setState(Self.protectedModeState(entry: 0x1000))
+        let stopper = Thread { usleep(200_000); vcpu.requestStop() }
+        stopper.start()
+        #expect(try vcpu.run() == .stopped)
+    }
+
+    @Test("the guest sees Visor's CPUID signature")
+    func cpuid() throws {
+        let memory = try GuestMemory(size: 1 << 20)
+        let code: [UInt8] = [
+            0xb8, 0x00, 0x00, 0x00, 0x40,  // mov eax, 0x40000000
+            0x0f, 0xa2,                    // cpuid
+            0xf4,                          // hlt
+        ]
+        try memory.write(code, at: GuestPhysicalAddress(0x1000))
+        let machine = try KVMEngine().makeMachine(memory: memory, options: MachineOptions())
+        let vcpu = try machine.makeVCPU(index: 0)
+        try vcpu.setState(Self.protectedModeState(entry: 0x1000))
+        #expect(try vcpu.run() == .halt)
+        let s = try vcpu.state()
+        #expect(s.rax == 0x4000_0001)
+        #expect(s.rbx == 0x6f73_6956 && s.rcx == 0x7369_5672 && s.rdx == 0x4d56_726f)
+    }
+}

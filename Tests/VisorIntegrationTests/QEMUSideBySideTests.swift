@@ -1,0 +1,36 @@
+// The same guest ELF under QEMU and under Visor: the same console output and exit status.
+
+import Foundation
+import Testing
+
+@Suite("Side by side with QEMU", .enabled(if: Host.qemuPath != nil, "needs qemu-system-x86_64"))
+struct QEMUSideBySideTests {
+    /// QEMU's multiboot loader with the debug-exit device at Visor's port, serial on stdout.
+    func runQEMU(_ image: String) throws -> ProcessResult {
+        try runProcess(Host.qemuPath!, [
+            "-accel", "tcg", "-display", "none", "-nodefaults", "-no-reboot", "-serial", "stdio",
+            "-device", "isa-debug-exit,iobase=0xf4,iosize=4", "-kernel", image,
+        ], timeout: 60)
+    }
+
+    @Test("hello prints the same and exits 0 under QEMU and under Visor")
+    func hello() throws {
+        let image = try guestImage("hello")
+        let qemu = try runQEMU(image)
+        #expect(!qemu.timedOut)
+        #expect(qemu.status == 0, "QEMU stderr: \(qemu.stderr)")
+        #expect(qemu.stdout == "Hello from a Visor guest!\n")
+        guard Host.kvmAvailable else { return }
+        let visor = try runVisor(["run", image])
+        #expect(visor.stdout == qemu.stdout)
+        #expect(visor.status == qemu.status)
+    }
+
+    @Test("demo passes under QEMU too, without Visor's signature")
+    func demo() throws {
+        let qemu = try runQEMU(try guestImage("demo"))
+        #expect(qemu.status == 0, "QEMU stderr: \(qemu.stderr)")
+        #expect(qemu.stdout.contains("PASS"))
+        #expect(qemu.stdout.contains("no Visor signature"))
+    }
+}
