@@ -34,27 +34,32 @@ public enum CPU {
     /// CPUID.1:ECX bit 31, set by hypervisors.
     public static var hypervisorPresent: Bool { cpuid(1).ecx & (1 << 31) != 0 }
 
-    /// Twelve ASCII bytes from three registers (each little-endian), as CPUID returns
-    /// vendor and hypervisor signatures. Non-printable bytes become "."
-    public static func signatureText(_ a: UInt32, _ b: UInt32, _ c: UInt32) -> String {
+    /// The twelve bytes of three registers (each little-endian), in the order given, as
+    /// CPUID returns vendor and hypervisor signatures.
+    public static func signatureBytes(_ a: UInt32, _ b: UInt32, _ c: UInt32) -> [UInt8] {
         var bytes: [UInt8] = []
         for word in [a, b, c] {
             for shift in stride(from: 0, to: 32, by: 8) {
-                let byte = UInt8(truncatingIfNeeded: word >> UInt32(shift))
-                bytes.append(byte >= 0x20 && byte < 0x7f ? byte : 0x2e)
+                bytes.append(UInt8(truncatingIfNeeded: word >> UInt32(shift)))
             }
         }
+        return bytes
+    }
+
+    /// The signature as text without trailing NUL padding ("KVMKVMKVM\0\0\0" gives
+    /// "KVMKVMKVM"). Other non-printable bytes become ".".
+    public static func signatureText(_ a: UInt32, _ b: UInt32, _ c: UInt32) -> String {
+        var bytes = signatureBytes(a, b, c)
+        while let last = bytes.last, last == 0 { bytes.removeLast() }
+        for i in bytes.indices where bytes[i] < 0x20 || bytes[i] >= 0x7f { bytes[i] = 0x2e }
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    /// Whether all twelve bytes are printable ASCII (zero bytes count as not printable).
+    /// Whether the signature is printable ASCII, allowing NUL padding at the end
+    /// (at least one printable byte; all zeros is not printable).
     public static func signatureIsPrintable(_ a: UInt32, _ b: UInt32, _ c: UInt32) -> Bool {
-        for word in [a, b, c] {
-            for shift in stride(from: 0, to: 32, by: 8) {
-                let byte = UInt8(truncatingIfNeeded: word >> UInt32(shift))
-                if byte < 0x20 || byte >= 0x7f { return false }
-            }
-        }
-        return true
+        var bytes = signatureBytes(a, b, c)
+        while let last = bytes.last, last == 0 { bytes.removeLast() }
+        return !bytes.isEmpty && bytes.allSatisfy { $0 >= 0x20 && $0 < 0x7f }
     }
 }
