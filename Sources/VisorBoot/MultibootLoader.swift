@@ -1,0 +1,73 @@
+// Loads a multiboot v1 kernel (ELF32, ELF64 or a.out kludge) and its modules. Returns where
+// everything landed; `initialState(for:)` turns that into registers.
+
+import VisorCore
+
+/// Where a multiboot load put things.
+public struct MultibootLoadResult: Sendable, Equatable {
+    public var format: KernelFormat
+    public var header: MultibootHeader
+    /// Physical address to start at, in 32-bit protected mode with paging off.
+    public var entry: GuestPhysicalAddress
+    /// The multiboot information structure (EBX at entry).
+    public var infoAddress: GuestPhysicalAddress
+    /// The NUL-terminated command line (always valid; empty when there is none).
+    public var commandLineAddress: GuestPhysicalAddress
+    /// Each loaded segment's physical range (file bytes plus zeroed bss).
+    public var kernelRanges: [GuestRange]
+    /// One past the kernel's highest loaded byte.
+    public var kernelEnd: UInt64
+    public var modules: [LoadedModule]
+    /// The memory map reported to the kernel.
+    public var memoryMap: [MemoryMapEntry]
+    /// A flat GDT: null, 32-bit code at `BootLayout.ProtectedModeSelectors.code`, data at `.data`.
+    public var gdt: GDTPlacement
+    /// Top of a small stack Visor reserves. The specification leaves ESP undefined; this is a courtesy.
+    public var stackTop: GuestPhysicalAddress
+}
+
+/// The multiboot v1 loader.
+public enum MultibootLoader {
+    /// Loads `kernel`, which must carry a valid multiboot header (`header`, or found by searching).
+    ///
+    /// ELF images load by p_paddr, with e_entry translated to a physical address through the
+    /// segment that contains it; with flag bit 16 the header's a.out-kludge addresses take
+    /// precedence, as in GRUB. Everything is validated before the first write, so on error the
+    /// guest's memory is unchanged.
+    public static func load(kernel: [UInt8], header: MultibootHeader? = nil, commandLine: String = "",
+                            modules: [BootModule] = [], into memory: GuestMemory) throws(BootError) -> MultibootLoadResult {
+        var found = header
+        if found == nil { found = try MultibootHeader.find(in: kernel) }
+        guard let header = found else { throw .unrecognizedImage }
+
+        let image: KernelImage
+        if header.flags & MultibootHeader.flagAoutKludge != 0 {
+            let (segment, entry) = try header.aoutSegment(fileSize: kernel.count)
+            image = KernelImage(format: .aoutKludge, segment: segment, entry: entry)
+        } else if ELFImage.hasMagic(kernel) {
+            image = KernelImage(elf: try ELFImage.parse(kernel))
+        } else {
+            throw .multibootImageNotLoadable
+        }
+
+        var plan = BootPlan(memory: memory)
+        try image.checkPlacement(in: plan, below: BootLayout.multibootAddressLimit)
+        let gdt = protectedModeGDT()
+        try plan.addBootStructure("GDT", at: BootLayout.gdtAddress, bytes: gdt)
+        try plan.add("boot stack", at: BootLayout.bootStackBottom,
+                     length: BootLayout.bootStackTop - BootLayout.bootStackBottom,
+                     outsideRAM: .bootAreaOutsideRAM(what: "boot stack", address: BootLayout.bootStackBottom,
+                                                     size: BootLayout.bootStackTop - BootLayout.bootStackBottom))
+        let info = try planBootInformation(kernel: image, commandLine: commandLine, modules: modules, plan: &plan)
+        try image.addSegments(from: kernel, to: &plan)
+        try plan.commit()
+
+        return MultibootLoadResult(
+            format: image.format, header: header, entry: GuestPhysicalAddress(image.physicalEntry),
+            infoAddress: GuestPhysicalAddress(info.infoAddress),
+            commandLineAddress: GuestPhysicalAddress(info.commandLineAddress),
+            kernelRanges: image.ranges, kernelEnd: image.end, modules: info.modules, memoryMap: info.map,
+            gdt: GDTPlacement(base: GuestPhysicalAddress(BootLayout.gdtAddress), limit: UInt16(gdt.count - 1)),
+            stackTop: GuestPhysicalAddress(BootLayout.bootStackTop))
+    }
+}
