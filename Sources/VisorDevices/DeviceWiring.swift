@@ -1,0 +1,27 @@
+// The two small contracts a device model is wired through: an interrupt output and a byte output.
+//
+// Device models never know what is on the other end. An interrupt line may lead to an 8259 PIC,
+// an I/O APIC or an event channel; a byte sink may be a terminal, a log file or a test buffer.
+
+/// A device's interrupt output pin. The device drives the level; whatever the line is wired to
+/// decides how (and whether) that becomes an interrupt in the guest.
+///
+/// Devices call `setLevel(_:)` only when the level changes, so a controller that wants edges
+/// (an ISA IRQ on the 8259 is edge-triggered) can treat every call to `setLevel(true)` as one.
+public protocol InterruptLine {
+    /// Drives the line high (`true`: the device requests an interrupt) or low.
+    func setLevel(_ high: Bool)
+}
+
+/// A line wired to nothing, for machines without an interrupt controller and for tests.
+public struct NoInterruptLine: InterruptLine {
+    public init() {}
+    public func setLevel(_ high: Bool) {}
+}
+
+/// Where a device's output bytes go.
+public protocol ByteSink {
+    /// Takes one byte the device has sent. Called on the thread that performed the guest access,
+    /// so an implementation should not block for long.
+    func write(_ byte: UInt8)
+}
