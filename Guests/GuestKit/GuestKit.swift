@@ -18,16 +18,11 @@
 
 /// Namespace for the guest runtime.
 public enum GuestKit {
-    /// ACPI PM1a control register of QEMU's `pc` machine (PM base 0x600 + 4).
-    public static let acpiPM1aControl: UInt16 = 0x604
-    /// PM1a_CNT.SLP_EN with SLP_TYP 0: soft power off.
-    public static let acpiSleepEnable: UInt16 = 0x2000
-
     /// Ends the guest. See the exit convention at the top of this file.
     public static func exit(_ status: UInt32) -> Never {
         Console.flush()
         if status == 0 {
-            gk_outw(acpiPM1aControl, acpiSleepEnable)
+            gk_outw(PlatformPorts.acpiPM1aControl, PlatformPorts.acpiSleepEnable)
             // QEMU acts on the power-off request asynchronously, in its main loop, while
             // this vCPU keeps running: wait (bounded, about a second) before falling back,
             // or the debug-exit write below would win the race. Visor stops at the write.

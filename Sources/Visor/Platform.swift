@@ -31,7 +31,7 @@ final class Platform: @unchecked Sendable {
         powerControl.onPowerOff = { [unowned self] in
             if requestedOutcome == nil { requestedOutcome = .poweredOff }
         }
-        try bus.attach(powerControl, base: PM1aControl.defaultPort, count: PM1aControl.portCount)
+        try bus.attach(powerControl, base: PlatformPorts.acpiPM1aControl, count: PlatformPorts.acpiPM1aControlSize)
     }
 
     /// Hands one byte of host input to the UART; false when its receive FIFO is full.

@@ -10,4 +10,11 @@ public enum PlatformPorts {
     public static let debugExit: UInt16 = 0xf4
     /// Width of the debug-exit port in bytes (QEMU's `iosize=4`).
     public static let debugExitSize: UInt16 = 4
+    /// The ACPI PM1a control register (PM1a_CNT) where QEMU's `pc` machine has it: the PIIX4
+    /// power-management block at 0x600, plus 4. Writing `acpiSleepEnable` powers off: status 0.
+    public static let acpiPM1aControl: UInt16 = 0x604
+    /// Width of PM1a_CNT in bytes.
+    public static let acpiPM1aControlSize: UInt16 = 2
+    /// PM1a_CNT.SLP_EN with SLP_TYP 0: the 16-bit value that requests soft power-off.
+    public static let acpiSleepEnable: UInt16 = 0x2000
 }

@@ -11,8 +11,6 @@ import VisorCore
 ///
 /// Not thread-safe: the owner serialises guest accesses.
 public final class PM1aControl: PortDevice {
-    /// PM1a_CNT on QEMU's `pc` machine: the PIIX4 PM base 0x600 plus 4.
-    public static let defaultPort: UInt16 = 0x604
     /// The register is 16 bits wide: two ports.
     public static let portCount: UInt16 = 2
 

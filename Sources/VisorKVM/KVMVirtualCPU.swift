@@ -31,6 +31,8 @@ public final class KVMVirtualCPU: VirtualCPU {
     nonisolated(unsafe) private var pending: PendingAccess?
 
     private let stopRequested = Atomic<Bool>(false)
+    /// The last thread that ran this vCPU with the kick signal unblocked. Driving thread only.
+    nonisolated(unsafe) private var kickableThread: pthread_t?
     /// The thread inside `run()`, so `requestStop` can kick it out of KVM_RUN with a signal.
     private let runningThread = Mutex<pthread_t?>(nil)
 
@@ -73,7 +75,14 @@ public final class KVMVirtualCPU: VirtualCPU {
 
     public func run() throws -> Exit {
         if let exit = nextPendingElement() { return exit }
-        runningThread.withLock { $0 = pthread_self() }
+        let current = pthread_self()
+        if kickableThread.map({ pthread_equal($0, current) == 0 }) ?? true {
+            // Threads from a dispatch pool (Swift concurrency, tests) start with signals
+            // blocked; the kick must reach this thread or requestStop cannot interrupt KVM_RUN.
+            KickSignal.unblockOnCurrentThread()
+            kickableThread = current
+        }
+        runningThread.withLock { $0 = current }
         defer { runningThread.withLock { $0 = nil } }
         if stopRequested.exchange(false, ordering: .acquiring) {
             return .stopped
@@ -276,4 +285,11 @@ enum KickSignal {
     }()
 
     static func installHandler() { _ = installed }
+
+    static func unblockOnCurrentThread() {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, number)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+    }
 }

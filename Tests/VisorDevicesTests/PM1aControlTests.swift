@@ -54,5 +54,4 @@ import VisorDevices
     }
     pm.write(offset: 1, size: 4, value: 0xffff_ff20)
     #expect(pm.poweredOff)
-    #expect(PM1aControl.defaultPort == 0x604)
 }
