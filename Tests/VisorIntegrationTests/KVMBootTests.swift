@@ -24,6 +24,13 @@ struct KVMBootTests {
         #expect(!r.stdout.contains("FAIL"))
     }
 
+    @Test("a debug-exit write of v ends visor with status (v << 1) | 1")
+    func debugExitStatus() throws {
+        let r = try runVisor(["run", "hello", "--cmdline", "exit=5"])
+        #expect(r.stdout == "Hello from a Visor guest!\n")
+        #expect(r.status == 11)
+    }
+
     @Test("the command line reaches the guest")
     func commandLine() throws {
         let r = try runVisor(["run", "demo", "--cmdline", "console=ttyS0 quiet"])

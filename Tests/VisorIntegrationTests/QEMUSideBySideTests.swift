@@ -6,11 +6,11 @@ import Testing
 @Suite("Side by side with QEMU", .enabled(if: Host.qemuPath != nil, "needs qemu-system-x86_64"))
 struct QEMUSideBySideTests {
     /// QEMU's multiboot loader with the debug-exit device at Visor's port, serial on stdout.
-    func runQEMU(_ image: String) throws -> ProcessResult {
+    func runQEMU(_ image: String, commandLine: String? = nil) throws -> ProcessResult {
         try runProcess(Host.qemuPath!, [
             "-accel", "tcg", "-display", "none", "-nodefaults", "-no-reboot", "-serial", "stdio",
             "-device", "isa-debug-exit,iobase=0xf4,iosize=4", "-kernel", image,
-        ], timeout: 60)
+        ] + (commandLine.map { ["-append", $0] } ?? []), timeout: 60)
     }
 
     @Test("hello prints the same and exits 0 under QEMU and under Visor")
@@ -24,6 +24,17 @@ struct QEMUSideBySideTests {
         let visor = try runVisor(["run", image])
         #expect(visor.stdout == qemu.stdout)
         #expect(visor.status == qemu.status)
+    }
+
+    @Test("a guest's debug-exit status is the same under QEMU and under Visor")
+    func debugExit() throws {
+        let image = try guestImage("hello")
+        let qemu = try runQEMU(image, commandLine: "exit=5")
+        #expect(qemu.status == 11)
+        guard Host.kvmAvailable else { return }
+        let visor = try runVisor(["run", image, "--cmdline", "exit=5"])
+        #expect(visor.status == qemu.status)
+        #expect(visor.stdout == qemu.stdout)
     }
 
     @Test("demo passes under QEMU too, without Visor's signature")
