@@ -92,6 +92,14 @@ struct BootPlan {
                 outsideRAM: .bootAreaOutsideRAM(what: name, address: start, size: UInt64(bytes.count)))
     }
 
+    /// Claims the boot stack both protocols hand the kernel (`BootLayout.bootStack*`); it is
+    /// not written, only kept clear of everything else.
+    mutating func addBootStack() throws(BootError) {
+        let size = BootLayout.bootStackTop - BootLayout.bootStackBottom
+        try add("boot stack", at: BootLayout.bootStackBottom, length: size,
+                outsideRAM: .bootAreaOutsideRAM(what: "boot stack", address: BootLayout.bootStackBottom, size: size))
+    }
+
     /// Performs every planned write. Ranges were validated, so failures here are Visor bugs.
     func commit() throws(BootError) {
         do {

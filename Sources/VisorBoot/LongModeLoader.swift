@@ -58,10 +58,7 @@ public enum LongModeLoader {
         try plan.addBootStructure("page tables", at: BootLayout.pml4Address,
                                   bytes: identityPageTables(base: BootLayout.pml4Address,
                                                             directories: BootLayout.pageDirectoryCount))
-        try plan.add("boot stack", at: BootLayout.bootStackBottom,
-                     length: BootLayout.bootStackTop - BootLayout.bootStackBottom,
-                     outsideRAM: .bootAreaOutsideRAM(what: "boot stack", address: BootLayout.bootStackBottom,
-                                                     size: BootLayout.bootStackTop - BootLayout.bootStackBottom))
+        try plan.addBootStack()
         let info = try planBootInformation(kernel: image, commandLine: commandLine, modules: modules, plan: &plan)
         try image.addSegments(from: kernel, to: &plan)
         try plan.commit()

@@ -54,10 +54,7 @@ public enum MultibootLoader {
         try image.checkPlacement(in: plan, below: BootLayout.multibootAddressLimit)
         let gdt = protectedModeGDT()
         try plan.addBootStructure("GDT", at: BootLayout.gdtAddress, bytes: gdt)
-        try plan.add("boot stack", at: BootLayout.bootStackBottom,
-                     length: BootLayout.bootStackTop - BootLayout.bootStackBottom,
-                     outsideRAM: .bootAreaOutsideRAM(what: "boot stack", address: BootLayout.bootStackBottom,
-                                                     size: BootLayout.bootStackTop - BootLayout.bootStackBottom))
+        try plan.addBootStack()
         let info = try planBootInformation(kernel: image, commandLine: commandLine, modules: modules, plan: &plan)
         try image.addSegments(from: kernel, to: &plan)
         try plan.commit()
