@@ -2,6 +2,7 @@
 // the console, run, report. The CLI only parses options into a `RunRequest`.
 
 import Foundation
+import Synchronization
 import VisorCore
 import VisorKVM
 
@@ -38,6 +39,11 @@ public struct RunRequest: Sendable {
 public enum Launcher {
     /// Runs the request to the end and returns the process exit status.
     public static func run(_ request: RunRequest) -> Int32 {
+        // First, before anything starts a thread (building guests runs `make` through Process,
+        // which starts one): every later thread inherits the blocked stop signals.
+        let stopTarget = StopTarget()
+        SignalStop.install { signal in stopTarget.stop(reason: "signal \(signal)") }
+
         let configuration: DomainConfiguration
         do {
             configuration = try makeConfiguration(request)
@@ -61,7 +67,10 @@ public enum Launcher {
             return ExitStatus.badInput
         }
 
-        SignalStop.install { signal in domain.requestStop(reason: "signal \(signal)") }
+        guard stopTarget.attach(domain) else {
+            printError("stopped by a signal before the guest started")
+            return ExitStatus.stopped
+        }
         if let timeout = request.timeout {
             // A plain thread, not a dispatch queue: every thread must start after SignalStop
             // blocked the stop signals, and dispatch's workers may predate that.
@@ -155,6 +164,27 @@ enum LaunchError: Error, CustomStringConvertible {
         case .badInput, .badOption: return ExitStatus.badInput
         case .guest(.unknownGuest): return ExitStatus.badInput
         case .guest: return ExitStatus.internalFailure
+        }
+    }
+}
+
+/// Where a stop signal goes: the domain once it exists, or a note that one came too early.
+final class StopTarget: Sendable {
+    private let state = Mutex<(domain: Domain?, earlyReason: String?)>((nil, nil))
+
+    func stop(reason: String) {
+        let domain = state.withLock { s -> Domain? in
+            if s.domain == nil, s.earlyReason == nil { s.earlyReason = reason }
+            return s.domain
+        }
+        domain?.requestStop(reason: reason)
+    }
+
+    /// Connects the domain; false when a stop signal already came.
+    func attach(_ domain: Domain) -> Bool {
+        state.withLock { s in
+            s.domain = domain
+            return s.earlyReason == nil
         }
     }
 }

@@ -71,6 +71,16 @@ struct KVMBootTests {
         #expect(r.stderr.contains("the time limit"))
     }
 
+    @Test("SIGINT stops the guest cleanly: status 6, a message and the statistics")
+    func interrupt() throws {
+        let r = try runVisor(["run", "exitbench", "--cmdline", "n=100000000", "--stats"], timeout: 30,
+                             signal: (SIGINT, 1.5))
+        #expect(!r.timedOut)
+        #expect(r.status == 6)
+        #expect(r.stderr.contains("the guest was stopped: signal 2"))
+        #expect(r.stderr.contains("io-write"))
+    }
+
     @Test("exitbench drops to CPL3 and powers off from there")
     func userModeExit() throws {
         let r = try runVisor(["run", "exitbench", "--cmdline", "n=1"])

@@ -48,8 +48,10 @@ struct ProcessResult {
     var timedOut: Bool
 }
 
-/// Runs a program with no standard input and kills it after `timeout` seconds.
-func runProcess(_ path: String, _ arguments: [String], timeout: Double = 60) throws -> ProcessResult {
+/// Runs a program with no standard input and kills it after `timeout` seconds; optionally sends
+/// it `signal` once `after` seconds have passed.
+func runProcess(_ path: String, _ arguments: [String], timeout: Double = 60,
+                signal: (number: Int32, after: Double)? = nil) throws -> ProcessResult {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: path)
     process.arguments = arguments
@@ -65,7 +67,12 @@ func runProcess(_ path: String, _ arguments: [String], timeout: Double = 60) thr
     DispatchQueue.global().async(group: group) { outData = out.fileHandleForReading.readDataToEndOfFile() }
     DispatchQueue.global().async(group: group) { errData = err.fileHandleForReading.readDataToEndOfFile() }
     var timedOut = false
+    var signalAt = signal.map { Date().addingTimeInterval($0.after) }
     while process.isRunning {
+        if let at = signalAt, Date() > at, let signal {
+            kill(process.processIdentifier, signal.number)
+            signalAt = nil
+        }
         if Date() > deadline { timedOut = true; process.terminate(); kill(process.processIdentifier, SIGKILL); break }
         usleep(10_000)
     }
@@ -75,8 +82,8 @@ func runProcess(_ path: String, _ arguments: [String], timeout: Double = 60) thr
                          stderr: String(decoding: errData, as: UTF8.self), timedOut: timedOut)
 }
 
-func runVisor(_ arguments: [String], timeout: Double = 60) throws -> ProcessResult {
-    try runProcess(Host.visorPath, arguments, timeout: timeout)
+func runVisor(_ arguments: [String], timeout: Double = 60, signal: (number: Int32, after: Double)? = nil) throws -> ProcessResult {
+    try runProcess(Host.visorPath, arguments, timeout: timeout, signal: signal)
 }
 
 /// The ELF image of a built-in guest, building it if needed.
