@@ -67,6 +67,8 @@ public final class Domain: Sendable {
         let start = monotonicNanoseconds()
         defer {
             stats.wallNanoseconds = monotonicNanoseconds() &- start
+            stats.unbacked = .init(portReads: platform.bus.unbackedReads, portWrites: platform.bus.unbackedWrites,
+                                   mmioReads: platform.unbackedMMIOReads, mmioWrites: platform.unbackedMMIOWrites)
             let final = stats
             statistics.withLock { $0 = final }
         }
@@ -97,8 +99,8 @@ public final class Domain: Sendable {
             return platform.takeRequestedOutcome()
         case .mmioRead(let address, let size):
             // No MMIO devices yet: like an unclaimed bus cycle, reads float high.
-            platform.unbackedMMIOReads &+= 1
             _ = address
+            platform.unbackedMMIOReads &+= 1
             vcpu.completeRead(size >= 8 ? UInt64.max : (UInt64(1) << (UInt64(size) * 8)) &- 1)
             return nil
         case .mmioWrite:

@@ -24,6 +24,13 @@ public struct ExitStatistics: Sendable {
     public private(set) var guestNanoseconds: UInt64 = 0
     /// Wall-clock nanoseconds from the first entry to the end.
     public var wallNanoseconds: UInt64 = 0
+    /// Guest accesses nothing answered: port reads and writes, MMIO reads and writes.
+    public var unbacked = UnbackedAccesses()
+
+    public struct UnbackedAccesses: Sendable, Equatable {
+        public var portReads: UInt64 = 0, portWrites: UInt64 = 0
+        public var mmioReads: UInt64 = 0, mmioWrites: UInt64 = 0
+    }
 
     public init() {}
 
@@ -57,6 +64,10 @@ public struct ExitStatistics: Sendable {
         if !byPort.isEmpty {
             lines.append("ports: " + byPort.sorted { $0.value > $1.value }.prefix(8)
                 .map { "0x\(String($0.key, radix: 16))=\($0.value)" }.joined(separator: " "))
+        }
+        let u = unbacked
+        if u != UnbackedAccesses() {
+            lines.append("unbacked: port reads \(u.portReads), port writes \(u.portWrites), mmio reads \(u.mmioReads), mmio writes \(u.mmioWrites)")
         }
         return lines.joined(separator: "\n")
     }
