@@ -23,9 +23,15 @@ let package = Package(
         .target(name: "VisorKVM", dependencies: ["VisorCore", "CKVM"], swiftSettings: strict),
         .target(name: "VisorDevices", dependencies: ["VisorCore"], swiftSettings: strict),
         .target(name: "VisorBoot", dependencies: ["VisorCore"], swiftSettings: strict),
+        // The software CPU: the decoder (bytes → DecodedInstruction, tables as data) on its own,
+        // then the interpreter, MMU and exceptions, and the `interp` engine.
+        .target(name: "VisorX86Decode", swiftSettings: strict),
+        .target(name: "VisorX86", dependencies: ["VisorCore", "VisorX86Decode"], swiftSettings: strict),
+        // Xen's schedulers as pure policies on an injectable clock: no threads, no engines.
+        .target(name: "VisorSched", swiftSettings: strict),
         .target(
             name: "Visor",
-            dependencies: ["VisorABI", "VisorCore", "VisorKVM", "VisorDevices", "VisorBoot"],
+            dependencies: ["VisorABI", "VisorCore", "VisorKVM", "VisorDevices", "VisorBoot", "VisorX86"],
             swiftSettings: strict),
         .executableTarget(
             name: "visor",
@@ -35,6 +41,9 @@ let package = Package(
         .testTarget(name: "VisorCoreTests", dependencies: ["VisorCore"], swiftSettings: strict),
         .testTarget(name: "VisorDevicesTests", dependencies: ["VisorDevices"], swiftSettings: strict),
         .testTarget(name: "VisorBootTests", dependencies: ["VisorBoot"], swiftSettings: strict),
+        .testTarget(name: "VisorX86DecodeTests", dependencies: ["VisorX86Decode"], swiftSettings: strict),
+        .testTarget(name: "VisorX86Tests", dependencies: ["VisorX86", "VisorX86Decode", "VisorCore"], swiftSettings: strict),
+        .testTarget(name: "VisorSchedTests", dependencies: ["VisorSched"], swiftSettings: strict),
         .testTarget(
             name: "VisorIntegrationTests", dependencies: ["Visor", "VisorKVM", "VisorBoot", "visor"],
             swiftSettings: strict),

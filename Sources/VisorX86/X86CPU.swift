@@ -1,0 +1,103 @@
+// The software CPU's architectural state: everything an x86-64 core holds that the
+// interpreter, the MMU and exception delivery read and write.
+
+import VisorCore
+import VisorX86Decode
+
+/// One software vCPU's registers. A final class so the interpreter mutates it in place.
+/// Not thread-safe: one thread drives a CPU.
+public final class X86CPU {
+    /// General-purpose registers, rAX (0) ... r15 (15), in encoding order: rAX, rCX, rDX, rBX,
+    /// rSP, rBP, rSI, rDI, r8 ... r15.
+    public var gpr = [UInt64](repeating: 0, count: 16)
+    public var rip: UInt64 = 0xfff0
+    /// The architectural RFLAGS value (bit 1 always set). Stored eagerly; a lazy-flags scheme may
+    /// replace the storage later behind the same property.
+    public var rflags: UInt64 = X86.rflagsReserved1
+
+    /// ES, CS, SS, DS, FS, GS in encoding order (0-5), as descriptor caches.
+    public var segments: [SegmentRegister] = [
+        SegmentRegister(), SegmentRegister(selector: 0xf000, base: 0xffff_0000, type: 0xb),
+        SegmentRegister(), SegmentRegister(), SegmentRegister(), SegmentRegister(),
+    ]
+    public var ldtr = SegmentRegister(type: 2, isCodeOrData: false)
+    public var tr = SegmentRegister(type: 0xb, isCodeOrData: false)
+    public var gdtr = DescriptorTableRegister()
+    public var idtr = DescriptorTableRegister()
+
+    public var cr0: UInt64 = 0x6000_0010
+    public var cr2: UInt64 = 0
+    public var cr3: UInt64 = 0
+    public var cr4: UInt64 = 0
+    public var cr8: UInt64 = 0
+    public var efer: UInt64 = 0
+    /// DR0-DR7 (stored; breakpoints are not implemented).
+    public var dr = [UInt64](repeating: 0, count: 8)
+
+    // Model-specific registers the CPU itself implements (others go to the platform).
+    public var star: UInt64 = 0, lstar: UInt64 = 0, cstar: UInt64 = 0, sfmask: UInt64 = 0
+    public var kernelGSBase: UInt64 = 0
+    public var sysenterCS: UInt64 = 0, sysenterESP: UInt64 = 0, sysenterEIP: UInt64 = 0
+    public var tscAux: UInt64 = 0
+    public var pat: UInt64 = 0x0007_0406_0007_0406
+
+    /// XMM0-XMM15 as (low, high) 64-bit halves.
+    public var xmm = [(low: UInt64, high: UInt64)](repeating: (0, 0), count: 16)
+    public var mxcsr: UInt32 = 0x1f80
+    /// x87 control, status and tag words (no x87 arithmetic yet).
+    public var fcw: UInt16 = 0x037f, fsw: UInt16 = 0, ftw: UInt16 = 0
+
+    /// Current privilege level (CS.RPL outside real mode).
+    public var cpl: UInt8 = 0
+    /// Interrupts are inhibited for one instruction after STI or MOV SS / POP SS.
+    public var interruptShadow = false
+    /// Set by HLT; cleared when an interrupt is delivered.
+    public var halted = false
+
+    public init() {}
+
+    // MARK: Named registers
+    public static let rax = 0, rcx = 1, rdx = 2, rbx = 3, rsp = 4, rbp = 5, rsi = 6, rdi = 7
+    public static let es = 0, cs = 1, ss = 2, ds = 3, fs = 4, gs = 5
+
+    /// How code bytes are interpreted now.
+    public var codeMode: CodeMode {
+        if efer & X86.eferLMA != 0 && segments[Self.cs].longMode { return .bits64 }
+        if cr0 & X86.cr0ProtectionEnable != 0 && segments[Self.cs].defaultSize32 { return .bits32 }
+        return .bits16
+    }
+
+    /// True in IA-32e mode (long mode active), 64-bit or compatibility.
+    public var longModeActive: Bool { efer & X86.eferLMA != 0 }
+}
+
+extension X86CPU {
+    /// Loads the engine-neutral state (a boot protocol's initial registers, a snapshot).
+    public func load(_ s: X86State) {
+        gpr = [s.rax, s.rcx, s.rdx, s.rbx, s.rsp, s.rbp, s.rsi, s.rdi,
+               s.r8, s.r9, s.r10, s.r11, s.r12, s.r13, s.r14, s.r15]
+        rip = s.rip
+        rflags = s.rflags | X86.rflagsReserved1
+        segments = [s.es, s.cs, s.ss, s.ds, s.fs, s.gs]
+        ldtr = s.ldtr; tr = s.tr; gdtr = s.gdtr; idtr = s.idtr
+        cr0 = s.cr0; cr2 = s.cr2; cr3 = s.cr3; cr4 = s.cr4; cr8 = s.cr8; efer = s.efer
+        cpl = cr0 & X86.cr0ProtectionEnable == 0 ? 0 : UInt8(s.cs.selector & 3)
+        halted = false
+        interruptShadow = false
+    }
+
+    /// The engine-neutral view of the registers.
+    public var state: X86State {
+        var s = X86State()
+        s.rax = gpr[0]; s.rcx = gpr[1]; s.rdx = gpr[2]; s.rbx = gpr[3]
+        s.rsp = gpr[4]; s.rbp = gpr[5]; s.rsi = gpr[6]; s.rdi = gpr[7]
+        s.r8 = gpr[8]; s.r9 = gpr[9]; s.r10 = gpr[10]; s.r11 = gpr[11]
+        s.r12 = gpr[12]; s.r13 = gpr[13]; s.r14 = gpr[14]; s.r15 = gpr[15]
+        s.rip = rip; s.rflags = rflags
+        s.es = segments[0]; s.cs = segments[1]; s.ss = segments[2]
+        s.ds = segments[3]; s.fs = segments[4]; s.gs = segments[5]
+        s.ldtr = ldtr; s.tr = tr; s.gdtr = gdtr; s.idtr = idtr
+        s.cr0 = cr0; s.cr2 = cr2; s.cr3 = cr3; s.cr4 = cr4; s.cr8 = cr8; s.efer = efer
+        return s
+    }
+}

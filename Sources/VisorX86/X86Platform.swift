@@ -1,0 +1,35 @@
+// The one door between the software CPU and the rest of the machine. The interpreter, the MMU
+// and exception delivery reach RAM, ports, MMIO, CPUID, the TSC and platform MSRs only through
+// this protocol, so the same code runs in the `interp` engine, in unit tests and under a fuzzer.
+
+import VisorCore
+
+/// What the software CPU needs from the machine around it.
+public protocol X86Platform: AnyObject {
+    /// Guest-physical RAM. Addresses outside it are MMIO (`mmioRead` / `mmioWrite`).
+    var memory: GuestMemory { get }
+
+    /// A port read. Throws `X86Stop.needsHypervisor(.portRead(...))` when the value must come
+    /// from Visor: the instruction is abandoned and executed again once the value is known.
+    func portRead(port: UInt16, size: UInt8) throws(X86Stop) -> UInt32
+    /// A port write. Completes at once; the platform may record it as an exit to report after
+    /// the instruction retires (`pendingExit`).
+    func portWrite(port: UInt16, size: UInt8, value: UInt32)
+    /// An MMIO read at a physical address that is not RAM; same retry rule as `portRead`.
+    func mmioRead(address: UInt64, size: UInt8) throws(X86Stop) -> UInt64
+    /// An MMIO write; same recording rule as `portWrite`.
+    func mmioWrite(address: UInt64, size: UInt8, value: UInt64)
+
+    /// True when an exit was recorded and the CPU should stop after the current instruction
+    /// (or, for REP string instructions, after the current iteration).
+    var hasPendingExit: Bool { get }
+
+    /// CPUID for `function`/`index` (the same table the kvm engine installs).
+    func cpuid(function: UInt32, index: UInt32) -> CPUIDEntry
+    /// The time-stamp counter now.
+    func readTimeStampCounter() -> UInt64
+    /// An MSR the CPU does not implement itself (APIC base, MISC_ENABLE...); nil raises #GP(0).
+    func readMSR(_ index: UInt32) -> UInt64?
+    /// Writes such an MSR; false raises #GP(0).
+    func writeMSR(_ index: UInt32, value: UInt64) -> Bool
+}
