@@ -62,6 +62,11 @@ static inline void gk_ud2(void) { __asm__ volatile("ud2" ::: "memory"); }
 /* In Boot/multiboot.S: iretq to `entry` at CPL3 with IOPL 3 on the user stack. */
 void guestkit_enter_user(void (*entry)(void)) __attribute__((noreturn));
 
+/* A guest's own C or assembly functions, declared in its directory's guest.h. */
+#if __has_include("guest.h")
+#include "guest.h"
+#endif
+
 /* Linker-script symbols. */
 extern char __image_start[];
 extern char __image_end[];

@@ -6,6 +6,9 @@ public protocol Engine: Sendable {
     var name: String { get }
     /// Creates a machine whose RAM is `memory`.
     func makeMachine(memory: GuestMemory, options: MachineOptions) throws -> any VirtualMachine
+    /// How fast the guest's time-stamp counter ticks, in Hz: the host's TSC for `kvm`, the
+    /// virtual clock's rate for software engines. Benchmarks turn guest TSC deltas into time with it.
+    func timeStampCounterFrequency() -> Double
 }
 
 /// Settings that shape a machine as the guest sees it.

@@ -58,6 +58,24 @@ public final class KVMSystem: Sendable {
     }
 }
 
+/// The host's time-stamp counter. Guests on `kvm` (and under QEMU's TCG) read it at the same
+/// rate, so benchmarks convert guest TSC deltas to time with the host's frequency.
+public enum HostTimeStampCounter {
+    public static func read() -> UInt64 { ckvm_host_rdtsc() }
+
+    /// Ticks per second, measured against CLOCK_MONOTONIC over `milliseconds`.
+    public static func measureFrequency(milliseconds: Int = 200) -> Double {
+        var t0 = timespec(), t1 = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t0)
+        let c0 = read()
+        usleep(UInt32(milliseconds * 1000))
+        clock_gettime(CLOCK_MONOTONIC, &t1)
+        let c1 = read()
+        let seconds = Double(t1.tv_sec - t0.tv_sec) + Double(t1.tv_nsec - t0.tv_nsec) / 1e9
+        return Double(c1 &- c0) / seconds
+    }
+}
+
 /// The `kvm` engine: hardware-assisted virtualization through Linux `/dev/kvm`.
 public struct KVMEngine: Engine {
     public var name: String { "kvm" }
@@ -67,4 +85,8 @@ public struct KVMEngine: Engine {
     public func makeMachine(memory: GuestMemory, options: MachineOptions) throws -> any VirtualMachine {
         try KVMVirtualMachine(system: KVMSystem(path: path), memory: memory, options: options)
     }
+
+    /// Guests on KVM read the host's TSC (offset, not scaled, as Visor sets no TSC scaling).
+    public func timeStampCounterFrequency() -> Double { Self.hostFrequency }
+    private static let hostFrequency = HostTimeStampCounter.measureFrequency()
 }

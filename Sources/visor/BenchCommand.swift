@@ -7,7 +7,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure Visor's hot paths against a reference, in one run.",
-        subcommands: [ExitsBenchCommand.self])
+        subcommands: [ExitsBenchCommand.self, CPUBenchCommand.self])
 }
 
 struct ExitsBenchCommand: ParsableCommand {
@@ -31,6 +31,37 @@ struct ExitsBenchCommand: ParsableCommand {
         do {
             let result = try ExitBenchmark.run(count: count, rounds: rounds, engine: engine)
             print(result.report)
+        } catch {
+            Launcher.printError("\(error)")
+            throw ExitCode(ExitStatus.internalFailure)
+        }
+    }
+}
+
+struct CPUBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cpu",
+        abstract: "Guest MIPS of five loops (ALU, 8 MiB copy, 16 MiB sieve, calls, jump table) on an engine.",
+        discussion: "With --qemu, the same guest ELF also runs under qemu-system-x86_64 -accel tcg in the same run, and the ratio per loop and its geometric mean are printed.")
+
+    @Option(help: "The engine to measure.")
+    var engine: String = "kvm"
+
+    @Flag(help: "Also run the guest under QEMU's TCG and print ratios.")
+    var qemu = false
+
+    @Flag(help: "A tenth of the work: for a quick look, not for figures.")
+    var quick = false
+
+    func validate() throws {
+        guard EngineRegistry.names.contains(engine) else {
+            throw ValidationError("unknown engine '\(engine)': choose one of \(EngineRegistry.names.joined(separator: ", "))")
+        }
+    }
+
+    func run() throws {
+        do {
+            print(try CPUBenchmark.run(engineName: engine, quick: quick, withQEMU: qemu).text)
         } catch {
             Launcher.printError("\(error)")
             throw ExitCode(ExitStatus.internalFailure)

@@ -69,4 +69,7 @@ static inline void ckvm_set_immediate_exit(struct kvm_run *run, uint8_t value) {
     __atomic_store_n(&run->immediate_exit, value, __ATOMIC_SEQ_CST);
 }
 
+/// The host's time-stamp counter, for converting guest TSC readings into time.
+static inline uint64_t ckvm_host_rdtsc(void) { return __builtin_ia32_rdtsc(); }
+
 #endif
