@@ -1,0 +1,70 @@
+// String instructions: MOVS CMPS STOS LODS SCAS, with REP / REPE / REPNE.
+//
+// rSI, rDI and rCX are used at the address size; the element is `operandSize` bytes; DF picks
+// the direction. The source (rSI) is in DS or the override segment, the destination (rDI)
+// always in ES. Each iteration reads, then writes memory, then commits the registers, so a
+// fault leaves the completed iterations done and RIP on the instruction, as on hardware.
+// Between iterations a pending exit (an MMIO write, say) stops the loop with RIP still on
+// the instruction: executing it again resumes. INS/OUTS are in the system family.
+
+import VisorX86Decode
+
+extension X86Machine {
+    func executeString(_ insn: DecodedInstruction) throws(X86Interruption) {
+        let operation = insn.operation
+        let size = insn.operandSize
+        let width = insn.addressSize
+        let addressMask = Self.mask(width)
+        let step = flag(RFlag.direction) ? 0 &- UInt64(size) : UInt64(size)
+        let sourceSegment = insn.prefixes.segmentOverride ?? UInt8(X86CPU.ds)
+        let destinationSegment = UInt8(X86CPU.es)
+        let repetition = insn.prefixes.repetition
+        let compares = operation == .cmps || operation == .scas
+        if repetition != .none && readRegister(1, size: width) == 0 {
+            retire(insn)
+            return
+        }
+        while true {
+            let rsi = readRegister(6, size: width)
+            let rdi = readRegister(7, size: width)
+            switch operation {
+            case .movs:
+                let v = try readMemory(segment: sourceSegment, offset: rsi, size: Int(size))
+                try writeMemory(segment: destinationSegment, offset: rdi, size: Int(size), value: v)
+                writeRegister(6, size: width, (rsi &+ step) & addressMask)
+                writeRegister(7, size: width, (rdi &+ step) & addressMask)
+            case .stos:
+                try writeMemory(segment: destinationSegment, offset: rdi, size: Int(size),
+                                value: readRegister(0, size: size))
+                writeRegister(7, size: width, (rdi &+ step) & addressMask)
+            case .lods:
+                let v = try readMemory(segment: sourceSegment, offset: rsi, size: Int(size))
+                writeRegister(0, size: size, v)
+                writeRegister(6, size: width, (rsi &+ step) & addressMask)
+            case .cmps:
+                let a = try readMemory(segment: sourceSegment, offset: rsi, size: Int(size))
+                let b = try readMemory(segment: destinationSegment, offset: rdi, size: Int(size))
+                setFlags(FlagMath.sub(a, b, (a &- b) & Self.mask(size), size))
+                writeRegister(6, size: width, (rsi &+ step) & addressMask)
+                writeRegister(7, size: width, (rdi &+ step) & addressMask)
+            default:  // .scas
+                let a = readRegister(0, size: size)
+                let b = try readMemory(segment: destinationSegment, offset: rdi, size: Int(size))
+                setFlags(FlagMath.sub(a, b, (a &- b) & Self.mask(size), size))
+                writeRegister(7, size: width, (rdi &+ step) & addressMask)
+            }
+            if repetition == .none { break }
+            let count = (readRegister(1, size: width) &- 1) & addressMask
+            writeRegister(1, size: width, count)
+            if count == 0 { break }
+            if compares {
+                let zero = flag(RFlag.zero)
+                if repetition == .repeatWhileEqual && !zero { break }
+                if repetition == .repeatWhileNotEqual && zero { break }
+            }
+            // Stop between iterations for the hypervisor; RIP stays on the instruction.
+            if platform.hasPendingExit { return }
+        }
+        retire(insn)
+    }
+}
