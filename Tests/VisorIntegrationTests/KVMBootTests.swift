@@ -81,6 +81,18 @@ struct KVMBootTests {
         #expect(r.stderr.contains("io-write"))
     }
 
+    @Test("systest: exceptions, paging, IDT delivery and SYSCALL check out on kvm")
+    func systemBehaviour() throws {
+        let r = try runVisor(["run", "systest"])
+        #expect(r.status == 0, "stdout: \(r.stdout) stderr: \(r.stderr)")
+        #expect(r.stdout.contains("systest: all checks passed"))
+        #expect(!r.stdout.contains("FAIL"))
+        #expect(r.stdout.split(separator: "\n").filter { $0.hasPrefix("PASS") }.count >= 18)
+        // Only the two departures of KVM's PVM backend may be skipped here.
+        let skips = r.stdout.split(separator: "\n").filter { $0.hasPrefix("SKIP") }
+        #expect(skips.allSatisfy { $0.contains("INT n at CPL3") || $0.contains("sysret") }, "\(skips)")
+    }
+
     @Test("exitbench drops to CPL3 and powers off from there")
     func userModeExit() throws {
         let r = try runVisor(["run", "exitbench", "--cmdline", "n=1", "--stats"])

@@ -37,6 +37,16 @@ struct QEMUSideBySideTests {
         #expect(visor.stdout == qemu.stdout)
     }
 
+    @Test("systest passes under QEMU, skipping only TCG's two known departures")
+    func systemBehaviour() throws {
+        let qemu = try runQEMU(try guestImage("systest"))
+        #expect(qemu.status == 0, "\(qemu.stdout)")
+        #expect(qemu.stdout.contains("systest: all checks passed"))
+        #expect(!qemu.stdout.contains("FAIL"))
+        let skips = qemu.stdout.split(separator: "\n").filter { $0.hasPrefix("SKIP") }
+        #expect(skips.allSatisfy { $0.contains("QEMU's TCG") }, "\(skips)")
+    }
+
     @Test("demo passes under QEMU too, without Visor's signature")
     func demo() throws {
         let qemu = try runQEMU(try guestImage("demo"))

@@ -1,0 +1,42 @@
+/* systest's assembly (entry.S) and the privileged one-liners it needs. */
+#include <stdint.h>
+
+extern const uint64_t exception_stubs[22];
+extern const uint64_t exc_64_address, exc_65_address;
+extern uint64_t syscall_return_with_iret;
+extern uint64_t probe_fixup, syscall_seen_cs, syscall_saved_rflags, syscall_saved_rip;
+uint64_t probe_read(uint64_t address);
+uint64_t probe_write(uint64_t address, uint64_t value);
+uint64_t probe_call(uint64_t address);
+uint64_t probe_divide_by_zero(void);
+uint64_t probe_ud2(void);
+void probe_int3(void);
+uint64_t probe_wrmsr(uint32_t msr, uint64_t value);
+uint64_t probe_int_0x40(void);
+uint64_t probe_int_0x41(void);
+uint64_t probe_syscall(void);
+void syscall_entry(void);
+void load_gdt_and_tss(const void *gdtr);
+extern char probe_divide_instruction[], probe_ud2_instruction[], probe_int3_next[], probe_int_0x40_instruction[];
+
+static inline uint64_t st_read_cr0(void) { uint64_t v; __asm__ volatile("mov %%cr0, %0" : "=r"(v)); return v; }
+static inline void st_write_cr0(uint64_t v) { __asm__ volatile("mov %0, %%cr0" : : "r"(v) : "memory"); }
+static inline uint64_t st_read_cr2(void) { uint64_t v; __asm__ volatile("mov %%cr2, %0" : "=r"(v)); return v; }
+static inline uint64_t st_read_cr3(void) { uint64_t v; __asm__ volatile("mov %%cr3, %0" : "=r"(v)); return v; }
+static inline void st_invlpg(uint64_t a) { __asm__ volatile("invlpg (%0)" : : "r"(a) : "memory"); }
+static inline uint64_t st_rdmsr(uint32_t msr) {
+    uint32_t lo, hi; __asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr)); return ((uint64_t)hi << 32) | lo;
+}
+static inline void st_wrmsr(uint32_t msr, uint64_t v) {
+    __asm__ volatile("wrmsr" : : "c"(msr), "a"((uint32_t)v), "d"((uint32_t)(v >> 32)));
+}
+static inline void st_lidt(const void *idtr) { __asm__ volatile("lidt (%0)" : : "r"(idtr) : "memory"); }
+static inline uint64_t st_read_rflags(void) { uint64_t v; __asm__ volatile("pushfq; popq %0" : "=r"(v)); return v; }
+
+/* Addresses of assembly labels, as integers (Swift cannot import incomplete arrays). */
+static inline uint64_t st_divide_instruction(void) { return (uint64_t)probe_divide_instruction; }
+static inline uint64_t st_ud2_instruction(void) { return (uint64_t)probe_ud2_instruction; }
+static inline uint64_t st_int3_next(void) { return (uint64_t)probe_int3_next; }
+static inline uint64_t st_exception_stub(int vector) { return exception_stubs[vector]; }
+static inline uint64_t st_syscall_entry(void) { return (uint64_t)&syscall_entry; }
+static inline uint64_t st_int_0x40_instruction(void) { return (uint64_t)probe_int_0x40_instruction; }
