@@ -1,13 +1,30 @@
-// Guest memory as the software CPU sees it: linear addresses through paging (when on) to
-// physical addresses, then RAM or MMIO. (Paging, TLB and access checks are being filled in:
-// for now linear == physical.)
+// Guest memory as the software CPU sees it: linear addresses through paging (when on, see
+// `Paging.swift` and `TLB.swift`) to physical addresses, then RAM or MMIO.
+//
+// Accesses are user accesses when CPL = 3, except the implicit supervisor accesses the CPU
+// makes to system structures (GDT, LDT, IDT, TSS, the stacks of exception delivery), which
+// pass `user: false`. Every store to RAM tells the decode cache, so code written by the guest
+// (through any mapping) is decoded again.
 
 import VisorCore
 
 extension X86Machine {
-    /// Translates a linear address for an access of `kind`; raises #PF when paging forbids it.
+    /// Translates a linear address for an access of `kind` at the current privilege (user when
+    /// CPL = 3); raises #PF when paging forbids it.
+    @inline(__always)
     public func translate(_ linear: UInt64, _ kind: AccessKind) throws(X86Interruption) -> UInt64 {
-        linear
+        try translate(linear, kind, user: cpu.cpl == 3)
+    }
+
+    /// Translates a linear address for a user (`user: true`) or supervisor access of `kind`.
+    @inline(__always)
+    public func translate(_ linear: UInt64, _ kind: AccessKind, user: Bool) throws(X86Interruption) -> UInt64 {
+        guard cpu.cr0 & X86.cr0Paging != 0 else { return linear }
+        if let hit = tlb.lookup(linear), pageAccessAllowed(hit.rights, kind, user: user),
+           kind != .write || hit.rights & X86TLB.dirty != 0 {
+            return hit.frame | (linear & 0xfff)
+        }
+        return try walk(linear, kind, user: user)
     }
 
     /// Reads `size` (1, 2, 4 or 8) bytes at a physical address: RAM, or MMIO through the platform.
@@ -48,20 +65,24 @@ extension X86Machine {
             } catch {
                 throw .fault(.gp())
             }
+            decodeCache.noteWrite(address, size: size)
             return
         }
         platform.mmioWrite(address: address, size: UInt8(size), value: value)
     }
 
     /// Reads `size` bytes (1, 2, 4, 8) at a linear address. Accesses that cross a page are split.
-    public func readLinear(_ linear: UInt64, size: Int, _ kind: AccessKind = .read) throws(X86Interruption) -> UInt64 {
+    /// `user` overrides the privilege of the access (nil: user when CPL = 3).
+    public func readLinear(_ linear: UInt64, size: Int, _ kind: AccessKind = .read,
+                           user: Bool? = nil) throws(X86Interruption) -> UInt64 {
+        let asUser = user ?? (cpu.cpl == 3)
         let offset = Int(linear & 0xfff)
         if offset + size <= 4096 {
-            return try readPhysical(try translate(linear, kind), size: size)
+            return try readPhysical(try translate(linear, kind, user: asUser), size: size)
         }
         var value: UInt64 = 0
         for i in 0..<size {
-            let byte = try readPhysical(try translate(linear &+ UInt64(i), kind), size: 1)
+            let byte = try readPhysical(try translate(linear &+ UInt64(i), kind, user: asUser), size: 1)
             value |= byte << (8 * UInt64(i))
         }
         return value
@@ -69,18 +90,50 @@ extension X86Machine {
 
     /// Writes `size` bytes (1, 2, 4, 8) at a linear address. A write that crosses a page checks
     /// both pages before writing either, so a fault leaves memory unchanged.
-    public func writeLinear(_ linear: UInt64, size: Int, value: UInt64) throws(X86Interruption) {
+    /// `user` overrides the privilege of the access (nil: user when CPL = 3).
+    public func writeLinear(_ linear: UInt64, size: Int, value: UInt64, user: Bool? = nil) throws(X86Interruption) {
+        let asUser = user ?? (cpu.cpl == 3)
         let offset = Int(linear & 0xfff)
         if offset + size <= 4096 {
-            try writePhysical(try translate(linear, .write), size: size, value: value)
+            try writePhysical(try translate(linear, .write, user: asUser), size: size, value: value)
             return
         }
-        let first = try translate(linear, .write)
-        let second = try translate((linear | 0xfff) &+ 1, .write)
+        let first = try translate(linear, .write, user: asUser)
+        let second = try translate((linear | 0xfff) &+ 1, .write, user: asUser)
         let firstCount = 4096 - offset
         for i in 0..<size {
             let physical = i < firstCount ? first &+ UInt64(i) : second &+ UInt64(i - firstCount)
             try writePhysical(physical, size: 1, value: value >> (8 * UInt64(i)))
+        }
+    }
+
+    // MARK: System-structure accesses
+
+    /// Reads `size` bytes of a system structure (descriptor tables, TSS) at a linear address, as
+    /// a supervisor access. Physical memory outside RAM reads as all ones and never exits.
+    public func readSystem(_ linear: UInt64, size: Int) throws(X86Interruption) -> UInt64 {
+        var value: UInt64 = 0
+        for i in 0..<size {
+            let address = linear &+ UInt64(i)
+            let l = cpu.longModeActive ? address : address & 0xffff_ffff
+            let physical = try translate(l, .read, user: false)
+            let byte = (try? platform.memory.load(UInt8.self, at: GuestPhysicalAddress(physical))) ?? 0xff
+            value |= UInt64(byte) << (8 * UInt64(i))
+        }
+        return value
+    }
+
+    /// Writes a system structure (accessed and busy bits) as a supervisor access; outside RAM the
+    /// write is dropped.
+    public func writeSystem(_ linear: UInt64, size: Int, value: UInt64) throws(X86Interruption) {
+        for i in 0..<size {
+            let address = linear &+ UInt64(i)
+            let l = cpu.longModeActive ? address : address & 0xffff_ffff
+            let physical = try translate(l, .write, user: false)
+            if (try? platform.memory.store(UInt8(truncatingIfNeeded: value >> (8 * UInt64(i))),
+                                           at: GuestPhysicalAddress(physical))) != nil {
+                decodeCache.noteWrite(physical, size: 1)
+            }
         }
     }
 }

@@ -66,11 +66,21 @@ extension X86Machine {
             return linear
         }
         let seg = cpu.segments[s]
-        let limit = seg.granularity4K ? (UInt64(seg.limit) << 12) | 0xfff : UInt64(seg.limit)
-        if cpu.cr0 & X86.cr0ProtectionEnable != 0 {
-            guard offset &+ UInt64(size - 1) <= limit || size == 0 else {
-                throw .fault(s == X86CPU.ss ? .ss(0) : .gp(0))
+        // The cache holds the limit in bytes (granularity applied), as X86State and KVM do.
+        if cpu.cr0 & X86.cr0ProtectionEnable != 0 && size > 0 {
+            let last = offset &+ UInt64(size - 1)
+            let limit = UInt64(seg.limit)
+            let ok: Bool
+            if !seg.present {
+                ok = false  // a null (unusable) segment
+            } else if seg.isCodeOrData && seg.type & 0xc == 0x4 {
+                // Expand-down data: valid offsets are (limit, 0xffff or 0xffff_ffff].
+                let top: UInt64 = seg.defaultSize32 ? 0xffff_ffff : 0xffff
+                ok = offset > limit && last <= top && last >= offset
+            } else {
+                ok = last <= limit && last >= offset
             }
+            guard ok else { throw .fault(s == X86CPU.ss ? .ss(0) : .gp(0)) }
         }
         return (seg.base &+ offset) & 0xffff_ffff
     }

@@ -40,6 +40,8 @@ public final class X86CPU {
     public var sysenterCS: UInt64 = 0, sysenterESP: UInt64 = 0, sysenterEIP: UInt64 = 0
     public var tscAux: UInt64 = 0
     public var pat: UInt64 = 0x0007_0406_0007_0406
+    /// Added to the platform's time-stamp counter: what WRMSR to IA32_TIME_STAMP_COUNTER sets.
+    public var tscOffset: UInt64 = 0
 
     /// XMM0-XMM15 as (low, high) 64-bit halves.
     public var xmm = [(low: UInt64, high: UInt64)](repeating: (0, 0), count: 16)

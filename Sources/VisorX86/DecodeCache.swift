@@ -1,0 +1,119 @@
+// Decoded instructions cached by guest-PHYSICAL address, so an instruction is decoded once however
+// many virtual mappings reach it, and a write through any mapping (kernels patch their own code
+// through temporary mappings: text_poke) invalidates it.
+//
+// Per 4 KiB physical page: a table from page offset to a decoded instruction, tagged with the
+// code mode it was decoded in. A bitmap over physical pages says which pages hold cached code;
+// every store the CPU makes to RAM (`writePhysical`, A/D updates) tests it, and a hit drops the
+// whole page. Instructions that straddle two pages are not cached (rare; they are decoded each
+// time). Writes that do not go through this CPU (device DMA, other vCPUs, the host) are not
+// seen: whoever makes them calls `invalidate(physicalPage:)` or `invalidateAll()`.
+
+import VisorCore
+import VisorX86Decode
+
+/// The decoded-instruction cache of one software CPU.
+public struct X86DecodeCache {
+    /// Pages with cached code beyond this count make the cache start over (bounds host memory).
+    public static let maximumPages = 4096
+
+    final class Page {
+        /// Page offset → index + 1 into `entries` (0: nothing cached there).
+        var slots = [UInt16](repeating: 0, count: 4096)
+        var entries: [DecodedInstruction] = []
+        var modes: [CodeMode] = []
+    }
+
+    private var pages: [UInt64: Page] = [:]
+    /// One bit per physical page number below `bitmapPages`: set while the page has entries.
+    private var codeBits: [UInt64]
+    private let bitmapPages: UInt64
+    private var lastPageNumber: UInt64 = .max
+    private var lastPage: Page?
+    /// Lookups answered from the cache, and decodes stored (statistics, tests).
+    public private(set) var hits: UInt64 = 0, fills: UInt64 = 0, invalidations: UInt64 = 0
+
+    public init(memory: GuestMemory) {
+        let end = memory.regions.last.map { $0.guestEnd } ?? 0
+        bitmapPages = (end + 4095) >> 12
+        codeBits = [UInt64](repeating: 0, count: Int((bitmapPages + 63) >> 6))
+    }
+
+    /// Number of physical pages with cached instructions.
+    public var pageCount: Int { pages.count }
+
+    /// The instruction decoded earlier at `physical` in `mode`, if still valid.
+    @inline(__always)
+    public mutating func lookup(_ physical: UInt64, mode: CodeMode) -> DecodedInstruction? {
+        let number = physical >> 12
+        let page: Page
+        if number == lastPageNumber, let p = lastPage {
+            page = p
+        } else {
+            guard let p = pages[number] else { return nil }
+            lastPageNumber = number; lastPage = p
+            page = p
+        }
+        let slot = Int(page.slots[Int(physical & 0xfff)])
+        guard slot != 0, page.modes[slot - 1] == mode else { return nil }
+        hits &+= 1
+        return page.entries[slot - 1]
+    }
+
+    /// Remembers `insn`, decoded from RAM at `physical` in `mode` (ignored if it crosses a page).
+    public mutating func insert(_ physical: UInt64, mode: CodeMode, _ insn: DecodedInstruction) {
+        let number = physical >> 12
+        let offset = Int(physical & 0xfff)
+        guard offset + Int(insn.length) <= 4096, number < bitmapPages else { return }
+        let page: Page
+        if let p = pages[number] {
+            page = p
+        } else {
+            if pages.count >= Self.maximumPages { invalidateAll() }
+            page = Page()
+            pages[number] = page
+            codeBits[Int(number >> 6)] |= 1 << (number & 63)
+        }
+        let slot = Int(page.slots[offset])
+        if slot != 0 {
+            page.entries[slot - 1] = insn
+            page.modes[slot - 1] = mode
+        } else {
+            page.entries.append(insn)
+            page.modes.append(mode)
+            page.slots[offset] = UInt16(page.entries.count)
+        }
+        fills &+= 1
+    }
+
+    /// True when the physical page `number` holds cached instructions.
+    @inline(__always)
+    public func holdsCode(physicalPage number: UInt64) -> Bool {
+        number < bitmapPages && codeBits[Int(number >> 6)] & (1 << (number & 63)) != 0
+    }
+
+    /// Called for every store to RAM: drops cached code on the pages `[address, address+size)` touches.
+    @inline(__always)
+    public mutating func noteWrite(_ address: UInt64, size: Int) {
+        let first = address >> 12
+        let last = (address &+ UInt64(max(size, 1) - 1)) >> 12
+        if holdsCode(physicalPage: first) { invalidate(physicalPage: first) }
+        if last != first && holdsCode(physicalPage: last) { invalidate(physicalPage: last) }
+    }
+
+    /// Drops every instruction cached from physical page `number`.
+    public mutating func invalidate(physicalPage number: UInt64) {
+        guard pages.removeValue(forKey: number) != nil else { return }
+        if number < bitmapPages { codeBits[Int(number >> 6)] &= ~(1 << (number & 63)) }
+        if lastPageNumber == number { lastPageNumber = .max; lastPage = nil }
+        invalidations &+= 1
+    }
+
+    /// Drops everything (new memory contents loaded by the host, state restored).
+    public mutating func invalidateAll() {
+        pages.removeAll(keepingCapacity: true)
+        for i in codeBits.indices { codeBits[i] = 0 }
+        lastPageNumber = .max; lastPage = nil
+        invalidations &+= 1
+    }
+}
