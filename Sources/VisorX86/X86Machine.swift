@@ -18,6 +18,8 @@ public final class X86StopRequest: Sendable {
     public init() {}
     /// Asks the CPU to stop soon. Any thread.
     public func request() { flag.store(true, ordering: .releasing) }
+    /// True while a stop is requested and not yet taken (does not clear it).
+    public var pending: Bool { flag.load(ordering: .relaxed) }
     /// True (once) if a stop was requested since the last call. Driving thread.
     @inline(__always)
     public func take() -> Bool {

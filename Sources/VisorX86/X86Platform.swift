@@ -32,4 +32,19 @@ public protocol X86Platform: AnyObject {
     func readMSR(_ index: UInt32) -> UInt64?
     /// Writes such an MSR; false raises #GP(0).
     func writeMSR(_ index: UInt32, value: UInt64) -> Bool
+
+    /// An instruction is about to be attempted (again). Default: nothing.
+    func beginInstruction()
+    /// The port/MMIO reads made since `beginInstruction` took effect. Default: nothing.
+    func commitAccesses()
+}
+
+/// Instruction-boundary notifications for platforms that answer reads by retrying the
+/// instruction (the `interp` engine): the step loop calls `beginInstruction()` before each
+/// attempt, and `commitAccesses()` when the reads made so far have taken effect (the instruction
+/// retired, or one iteration of a REP string instruction completed). Reads answered before the
+/// commit are replayed, in order, to a retried attempt. The defaults do nothing.
+extension X86Platform {
+    public func beginInstruction() {}
+    public func commitAccesses() {}
 }

@@ -1,0 +1,292 @@
+// The `interp` engine: guest code runs on the software x86-64 CPU (`X86Machine`), and leaves it
+// with the same `Exit` values the `kvm` engine produces, so the rest of Visor cannot tell them
+// apart.
+//
+// Exits. A port or MMIO read stops the instruction (`X86Stop.needsHypervisor`) and `run()` returns
+// `.portRead`/`.mmioRead`; `completeRead` stores the answer and the next `run()` executes the
+// instruction again, which now finds the value (answers are replayed in order, so an instruction
+// with several reads, or a split MMIO access, gets each). Writes complete at once and are
+// returned as exits one at a time after the instruction (or the REP iteration) retires. HLT
+// returns `.halt` with RIP after the HLT; the next `run()` continues from there, as on `kvm`
+// without an in-kernel irqchip. A triple fault returns `.shutdown`, then and on every later run.
+//
+// CPUID is `CPUIDTable(hostSupported: InterpEngine.cpuidLeaves)`: a minimal GenuineIntel CPU
+// (family 6, model 0x2a) with what the software CPU implements — leaf 1 EDX: FPU, PSE, TSC, MSR,
+// PAE, CX8, PGE, CMOV, CLFSH, FXSR, SSE, SSE2 (no APIC until one exists); leaf 1 ECX: 0 plus the
+// hypervisor bit the table adds; leaf 7: 0; 0x8000_0001 EDX: SYSCALL, NX, LM; 0x8000_0008: 40
+// physical and 48 linear address bits — plus Visor's 0x4000_0000 leaves, exactly as on `kvm`.
+//
+// The time-stamp counter is CLOCK_MONOTONIC in nanoseconds since the machine was made: 1 GHz.
+
+#if canImport(Glibc)
+import Glibc
+#endif
+import VisorCore
+import VisorX86Decode
+
+/// The software-emulation engine.
+public struct InterpEngine: Engine {
+    public var name: String { "interp" }
+    /// The guest TSC rate: one tick per nanosecond.
+    public static let timeStampCounterHz: Double = 1_000_000_000
+    let decode: X86DecodeFunction
+
+    /// An engine using `Decoder.decode`.
+    public init() { decode = { Decoder.decode($0, mode: $1) } }
+    /// An engine using another decoder (tests, tools).
+    public init(decode: @escaping X86DecodeFunction) { self.decode = decode }
+
+    public func makeMachine(memory: GuestMemory, options: MachineOptions) throws -> any VirtualMachine {
+        InterpVirtualMachine(memory: memory, options: options, decode: decode)
+    }
+
+    public func timeStampCounterFrequency() -> Double { Self.timeStampCounterHz }
+
+    /// The "host supported" CPUID leaves of the software CPU (before Visor's leaves are added).
+    public static let cpuidLeaves: [CPUIDEntry] = {
+        func fourCC(_ s: String) -> UInt32 {
+            var v: UInt32 = 0
+            for (i, b) in s.utf8.prefix(4).enumerated() { v |= UInt32(b) << (8 * UInt32(i)) }
+            return v
+        }
+        let leaf1EDX: UInt32 = 1 << 0 | 1 << 3 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 8 | 1 << 13 | 1 << 15 | 1 << 19
+            | 1 << 24 | 1 << 25 | 1 << 26
+        var leaves = [
+            CPUIDEntry(function: 0, eax: 7, ebx: fourCC("Genu"), ecx: fourCC("ntel"), edx: fourCC("ineI")),
+            CPUIDEntry(function: 1, eax: 0x0002_06a7, ebx: 8 << 8 | 1 << 16, ecx: 0, edx: leaf1EDX),
+            CPUIDEntry(function: 7, index: 0, indexSignificant: true),
+            CPUIDEntry(function: 0x8000_0000, eax: 0x8000_0008),
+            CPUIDEntry(function: 0x8000_0001, edx: 1 << 11 | 1 << 20 | 1 << 29),
+            CPUIDEntry(function: 0x8000_0008, eax: 48 << 8 | 40),
+        ]
+        var brand = Array("Visor software x86-64 CPU".utf8)
+        brand += [UInt8](repeating: 0, count: 48 - brand.count)
+        for leaf in 0..<3 {
+            var r = [UInt32](repeating: 0, count: 4)
+            for i in 0..<16 { r[i / 4] |= UInt32(brand[leaf * 16 + i]) << (8 * UInt32(i % 4)) }
+            leaves.append(CPUIDEntry(function: 0x8000_0002 + UInt32(leaf), eax: r[0], ebx: r[1], ecx: r[2], edx: r[3]))
+        }
+        return leaves
+    }()
+
+    static func monotonicNanoseconds() -> UInt64 {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return UInt64(t.tv_sec) &* 1_000_000_000 &+ UInt64(t.tv_nsec)
+    }
+}
+
+/// A machine on the `interp` engine: RAM and the CPUID table its vCPUs share.
+public final class InterpVirtualMachine: VirtualMachine {
+    public let memory: GuestMemory
+    public let cpuid: CPUIDTable
+    let decode: X86DecodeFunction
+    let clockBase: UInt64
+
+    init(memory: GuestMemory, options: MachineOptions, decode: @escaping X86DecodeFunction) {
+        self.memory = memory
+        self.cpuid = CPUIDTable(hostSupported: InterpEngine.cpuidLeaves)
+        self.decode = decode
+        self.clockBase = InterpEngine.monotonicNanoseconds()
+    }
+
+    public func makeVCPU(index: Int) throws -> any VirtualCPU {
+        InterpVirtualCPU(machine: self, index: index)
+    }
+}
+
+/// The `X86Platform` of one `interp` vCPU: RAM, and port/MMIO accesses turned into exits.
+final class InterpPlatform: X86Platform {
+    let memory: GuestMemory
+    let cpuidTable: CPUIDTable
+    let clockBase: UInt64
+    let apicID: UInt32
+
+    /// Write exits not yet returned by `run()`, oldest first.
+    private(set) var pendingExits: [Exit] = []
+    private var pendingHead = 0
+    /// Read answers for the current instruction, in the order it makes its reads.
+    private var answers: [(exit: Exit, value: UInt64)] = []
+    private var replayed = 0
+    /// The read reported by the last exit, waiting for `completeRead`.
+    private(set) var awaiting: Exit?
+    /// `pendingExits.count` when the current attempt began: writes after it are dropped if the
+    /// attempt is abandoned for a read, since the retry makes them again.
+    private var attemptStart = 0
+
+    init(memory: GuestMemory, cpuid: CPUIDTable, clockBase: UInt64, apicID: UInt32) {
+        self.memory = memory; self.cpuidTable = cpuid; self.clockBase = clockBase; self.apicID = apicID
+    }
+
+    private func answer(_ exit: Exit) -> UInt64? {
+        if replayed < answers.count {
+            if answers[replayed].exit == exit {
+                replayed += 1
+                return answers[replayed - 1].value
+            }
+            answers.removeSubrange(replayed...)  // the instruction took another path: start over
+        }
+        if pendingExits.count > attemptStart { pendingExits.removeSubrange(attemptStart...) }
+        awaiting = exit
+        return nil
+    }
+
+    func portRead(port: UInt16, size: UInt8) throws(X86Stop) -> UInt32 {
+        let exit = Exit.portRead(port: port, size: size)
+        guard let v = answer(exit) else { throw .needsHypervisor(exit) }
+        return UInt32(truncatingIfNeeded: v)
+    }
+
+    func portWrite(port: UInt16, size: UInt8, value: UInt32) {
+        pendingExits.append(.portWrite(port: port, size: size, value: value))
+    }
+
+    func mmioRead(address: UInt64, size: UInt8) throws(X86Stop) -> UInt64 {
+        let exit = Exit.mmioRead(address: GuestPhysicalAddress(address), size: size)
+        guard let v = answer(exit) else { throw .needsHypervisor(exit) }
+        return size >= 8 ? v : v & ((1 << (UInt64(size) * 8)) - 1)
+    }
+
+    func mmioWrite(address: UInt64, size: UInt8, value: UInt64) {
+        pendingExits.append(.mmioWrite(address: GuestPhysicalAddress(address), size: size, value: value))
+    }
+
+    var hasPendingExit: Bool { pendingExits.count > pendingHead }
+
+    func beginInstruction() {
+        replayed = 0
+        attemptStart = pendingExits.count
+    }
+
+    func commitAccesses() {
+        if replayed > 0 { answers.removeFirst(replayed) }
+        replayed = 0
+        attemptStart = pendingExits.count
+    }
+
+    /// The oldest write exit not yet returned.
+    func takePendingExit() -> Exit? {
+        guard pendingHead < pendingExits.count else { return nil }
+        let exit = pendingExits[pendingHead]
+        pendingHead += 1
+        if pendingHead == pendingExits.count {
+            pendingExits.removeAll(keepingCapacity: true)
+            pendingHead = 0
+            attemptStart = 0
+        }
+        return exit
+    }
+
+    /// `completeRead`: the answer to the awaited read.
+    func complete(_ value: UInt64) {
+        guard let exit = awaiting else { return }
+        awaiting = nil
+        answers.append((exit, value))
+    }
+
+    func forgetAwaitedRead() { awaiting = nil }
+
+    func reset() {
+        pendingExits.removeAll(); pendingHead = 0; attemptStart = 0
+        answers.removeAll(); replayed = 0; awaiting = nil
+    }
+
+    func cpuid(function: UInt32, index: UInt32) -> CPUIDEntry {
+        var e = cpuidTable.lookup(function: function, index: index)
+        if function == 1 { e.ebx = (e.ebx & 0x00ff_ffff) | (apicID << 24) }
+        return e
+    }
+
+    func readTimeStampCounter() -> UInt64 { InterpEngine.monotonicNanoseconds() &- clockBase }
+
+    /// IA32_MISC_ENABLE (0x1a0) reads "fast strings enabled" and ignores writes; IA32_UCODE_REV
+    /// (0x8b) reads 0 (kernels write 0 then read it back). Others are #GP(0).
+    func readMSR(_ index: UInt32) -> UInt64? {
+        switch index {
+        case 0x1a0: return 1
+        case 0x8b: return 0
+        default: return nil
+        }
+    }
+
+    func writeMSR(_ index: UInt32, value: UInt64) -> Bool {
+        index == 0x1a0 || index == 0x8b
+    }
+}
+
+/// One vCPU of the `interp` engine. `run`, `completeRead`, `state` and `setState` come from the one
+/// thread that drives it (the software CPU is not thread-safe); `requestStop` from any thread.
+public final class InterpVirtualCPU: VirtualCPU, @unchecked Sendable {
+    public let index: Int
+    /// The software CPU (interrupt injection goes through `machine.injectInterrupt`). Driving thread only.
+    public let machine: X86Machine
+    let platform: InterpPlatform
+    private let stop: X86StopRequest
+    /// Instructions the step loop runs between returns to this loop.
+    static let chunk = 1 << 16
+
+    init(machine vm: InterpVirtualMachine, index: Int) {
+        self.index = index
+        let platform = InterpPlatform(memory: vm.memory, cpuid: vm.cpuid, clockBase: vm.clockBase,
+                                      apicID: UInt32(truncatingIfNeeded: index))
+        self.platform = platform
+        self.machine = X86Machine(platform: platform, decode: vm.decode)
+        self.stop = machine.stopRequest
+    }
+
+    public func run() throws -> Exit { run(budget: .max) }
+
+    /// Runs at most `budget` instructions; `.stopped` when the budget ran out first.
+    public func run(budget: Int) -> Exit {
+        if let exit = platform.takePendingExit() { return exit }
+        if stop.take() { return .stopped }
+        if machine.isShutdown { return .shutdown }
+        machine.cpu.halted = false  // resume after HLT, as kvm does
+        var remaining = budget
+        while remaining > 0 {
+            let slice = min(remaining, Self.chunk)
+            let outcome = machine.run(budget: slice)
+            switch outcome {
+            case .budgetExhausted:
+                remaining -= slice
+            case .halted:
+                return .halt
+            case .pendingExit:
+                return platform.takePendingExit() ?? .internalError("interp: a pending exit vanished")
+            case .needsHypervisor(let exit):
+                if let write = platform.takePendingExit() {
+                    // Earlier writes go first; the read is made again when the instruction is retried.
+                    platform.forgetAwaitedRead()
+                    return write
+                }
+                return exit
+            case .shutdown:
+                return .shutdown
+            case .stopped:
+                return .stopped
+            }
+        }
+        return .stopped
+    }
+
+    public func completeRead(_ value: UInt64) { platform.complete(value) }
+
+    public func state() throws -> X86State { machine.cpu.state }
+
+    public func setState(_ state: X86State) throws {
+        machine.cpu.load(state)
+        machine.resetCaches()
+        machine.isShutdown = false
+        platform.reset()
+    }
+
+    public func requestStop() { stop.request() }
+}
+
+extension X86Machine {
+    /// Forgets every cached translation and decoded instruction (new state or new memory contents).
+    public func resetCaches() {
+        tlb.flush()
+        decodeCache.invalidateAll()
+    }
+}

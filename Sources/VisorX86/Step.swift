@@ -1,0 +1,134 @@
+// The step loop: take a pending interrupt, fetch the instruction at CS:RIP through paging with
+// execute permission, decode it (from the physical decode cache when possible), execute it, and
+// deliver any fault — until the budget runs out or the hypervisor is needed.
+//
+// Fetch reads up to 15 bytes but never past the end of the page holding RIP; when the decoder
+// says `.truncated` the next page is translated (an unmapped page raises #PF with CR2 = its first
+// byte) and the instruction decoded again. Code outside RAM reads as 0xff bytes (executing from
+// MMIO is not supported; it gives #UD, never an exit). An instruction that needs a hypervisor
+// answer is abandoned with RIP unchanged and executed again once the answer is there.
+
+import VisorCore
+import VisorX86Decode
+
+/// Why `run(budget:)` returned.
+public enum StepOutcome: Equatable, Sendable {
+    /// The instruction budget is used up; nothing else happened.
+    case budgetExhausted
+    /// The CPU executed HLT and no interrupt can wake it now.
+    case halted
+    /// A port or MMIO write (or several) was recorded by the platform: take it with the platform's
+    /// own API, then run again.
+    case pendingExit
+    /// The instruction at RIP needs this answer (port or MMIO read) first; RIP still points at it.
+    case needsHypervisor(Exit)
+    /// Triple fault: the CPU is in shutdown.
+    case shutdown
+    /// `stopRequest` was set.
+    case stopped
+}
+
+extension X86Machine {
+    /// Runs at most `budget` instructions (interrupt and exception deliveries do not count).
+    public func run(budget: Int) -> StepOutcome {
+        if isShutdown { return .shutdown }
+        var remaining = budget
+        while remaining > 0 {
+            if stopRequest.take() { return .stopped }
+            if let outcome = step() { return outcome }
+            remaining -= 1
+        }
+        return .budgetExhausted
+    }
+
+    /// Executes one instruction (or delivers one interrupt, or stays halted). Returns nil when the
+    /// loop may continue.
+    public func step() -> StepOutcome? {
+        if isShutdown { return .shutdown }
+        let inhibited = cpu.interruptShadow
+        if !inhibited && pendingInterrupt != nil && cpu.rflags & X86SystemBits.flagIF != 0 {
+            guard deliverPendingInterrupt() else { return .shutdown }
+        }
+        if cpu.halted { return .halted }
+        cpu.interruptShadow = false
+        platform.beginInstruction()
+        do {
+            let insn = try fetchInstruction()
+            try execute(insn)
+            platform.commitAccesses()
+            instructionsRetired &+= 1
+        } catch {
+            switch error {
+            case .fault(let fault):
+                platform.commitAccesses()
+                if !raise(fault) { return .shutdown }
+            case .stop(.needsHypervisor(let exit)):
+                cpu.interruptShadow = inhibited
+                return .needsHypervisor(exit)
+            }
+        }
+        if platform.hasPendingExit { return .pendingExit }
+        if cpu.halted {
+            // HLT with an interrupt that can be taken right away does not stop.
+            if pendingInterrupt != nil && interruptWindowOpen { return nil }
+            return .halted
+        }
+        return nil
+    }
+
+    /// Fetches and decodes the instruction at CS:RIP.
+    public func fetchInstruction() throws(X86Interruption) -> DecodedInstruction {
+        let mode = cpu.codeMode
+        let linear = try linearAddress(segment: UInt8(X86CPU.cs), offset: cpu.rip, size: 1)
+        let physical = try translate(linear, .execute)
+        if let cached = decodeCache.lookup(physical, mode: mode) {
+            try checkCodeLimit(length: cached.length)
+            return cached
+        }
+        var bytes = [UInt8](repeating: 0, count: 15)
+        let firstCount = min(15, 4096 - Int(linear & 0xfff))
+        copyCode(from: physical, into: &bytes, at: 0, count: firstCount)
+        var result = bytes.withUnsafeBytes { decode(UnsafeRawBufferPointer(rebasing: $0[0..<firstCount]), mode) }
+        var crossesPage = false
+        if result == .truncated && firstCount < 15 {
+            var next = (linear | 0xfff) &+ 1
+            if mode != .bits64 { next &= 0xffff_ffff }
+            let second = try translate(next, .execute)
+            copyCode(from: second, into: &bytes, at: firstCount, count: 15 - firstCount)
+            result = bytes.withUnsafeBytes { decode($0, mode) }
+            crossesPage = true
+        }
+        switch result {
+        case .instruction(let insn):
+            try checkCodeLimit(length: insn.length)
+            if !crossesPage && platform.memory.contains(GuestPhysicalAddress(physical), length: UInt64(insn.length)) {
+                decodeCache.insert(physical, mode: mode, insn)
+            }
+            return insn
+        case .undefined:
+            throw .fault(.undefined)
+        case .tooLong, .truncated:
+            throw .fault(.gp(0))
+        }
+    }
+
+    /// #GP(0) if the instruction's last byte is beyond CS's limit (outside 64-bit mode).
+    @inline(__always)
+    private func checkCodeLimit(length: UInt8) throws(X86Interruption) {
+        guard protectedMode, cpu.codeMode != .bits64 else { return }
+        let last = cpu.rip &+ UInt64(length) &- 1
+        guard last <= UInt64(cpu.segments[X86CPU.cs].limit) else { throw .fault(.gp(0)) }
+    }
+
+    /// Copies code bytes from physical memory; bytes outside RAM read as 0xff.
+    private func copyCode(from physical: UInt64, into bytes: inout [UInt8], at start: Int, count: Int) {
+        let memory = platform.memory
+        if let chunk = try? memory.read(at: GuestPhysicalAddress(physical), count: count) {
+            for i in 0..<count { bytes[start + i] = chunk[i] }
+            return
+        }
+        for i in 0..<count {
+            bytes[start + i] = (try? memory.load(UInt8.self, at: GuestPhysicalAddress(physical &+ UInt64(i)))) ?? 0xff
+        }
+    }
+}
