@@ -146,9 +146,15 @@ enum Objdump {
         var objdumpUnknown = 0
         var mismatches: [String] = []
         var mismatchCount = 0
+        /// llvm-objdump's mnemonic for each instruction the decoder calls `.undefined`.
+        var undefinedMnemonics: [String: Int] = [:]
         var description: String {
             "compared \(compared), undefined (not compared) \(undefined), llvm <unknown> \(objdumpUnknown), "
                 + "mismatches \(mismatchCount)"
+        }
+        var topUndefined: String {
+            undefinedMnemonics.sorted { $0.value > $1.value }.prefix(30).map { "\($0.key) \($0.value)" }
+                .joined(separator: ", ")
         }
     }
 
@@ -162,6 +168,8 @@ enum Objdump {
                 switch Decoder.decode(window, mode: mode) {
                 case .undefined:
                     result.undefined += 1
+                    let mnemonic = line.text.split(whereSeparator: { $0 == "\t" || $0 == " " }).first.map(String.init) ?? ""
+                    result.undefinedMnemonics[mnemonic, default: 0] += 1
                 case .instruction(let insn) where Int(insn.length) == line.length:
                     result.compared += 1
                 case let other:
@@ -203,9 +211,11 @@ struct ObjdumpAgreementTests {
             total.objdumpUnknown += agreement.objdumpUnknown
             total.mismatchCount += agreement.mismatchCount
             total.mismatches += agreement.mismatches
+            total.undefinedMnemonics.merge(agreement.undefinedMnemonics, uniquingKeysWith: +)
             files += 1
         }
         print("llvm-objdump (\(Objdump.path ?? "")) vs decoder, 64-bit total over \(files) files: \(total)")
+        print("  undefined by llvm mnemonic: \(total.topUndefined)")
         #expect(files > 0, "none of the corpus binaries exist")
         #expect(total.compared > 50_000)
         #expect(total.mismatchCount == 0, "\(total.mismatches.prefix(25).joined(separator: "\n"))")
@@ -222,6 +232,7 @@ struct ObjdumpAgreementTests {
         let listing = try Objdump.disassemble(path, arguments: ["--triple=\(triple)"], limit: 40_000)
         let agreement = Objdump.compare(listing, mode: mode)
         print("llvm-objdump vs decoder, \(mode) (\(triple)), \(path): \(agreement)")
+        print("  undefined by llvm mnemonic: \(agreement.topUndefined)")
         for m in agreement.mismatches { print("  mismatch \(m)") }
         #expect(agreement.compared > 10_000)
         #expect(agreement.mismatchCount == 0, "\(agreement.mismatches.joined(separator: "\n"))")
