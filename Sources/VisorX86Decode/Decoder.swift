@@ -13,6 +13,12 @@
 // - `prefixes.repetition` is only set for string instructions; a mandatory F3/F2 (TZCNT,
 //   PAUSE, MOVDQU, ...) is consumed by the encoding.
 // - In 64-bit mode ES/CS/SS/DS overrides are ignored: `prefixes.segmentOverride` is nil.
+// - String instructions: `memory.segment` is the source segment (DS or the override) for
+//   MOVS/CMPS/LODS/OUTS, and ES for STOS/SCAS/INS (whose only memory operand is ES:rDI).
+//   Base/index are not set: the registers are implied by the operation.
+// - Segment-register operands (`.segment`) have size 2.
+// - The 0F 18-0F 1F hint NOPs accept any ModRM; 0F 0D (PREFETCH/PREFETCHW) needs memory.
+// - RDRAND (0F C7 /6, register) decodes as `.rdrand` (the interpreter raises #UD); RDSEED is #UD.
 // - `source2` of PSHUFD is the immediate (as well as `immediate`).
 // - Near branches in 64-bit mode are always 64-bit (Intel behaviour: 66 is ignored there).
 
@@ -126,9 +132,9 @@ struct DecoderState {
         var opcodeByte = opcode
         if opcode == 0x0f {
             opcodeByte = try cursor.byte()
-            entry = OpcodeTables.row(OpcodeTables.twoByte, opcodeByte)
+            entry = OpcodeTables.row(OpcodeTables.twoByte, Int(opcodeByte))
         } else {
-            entry = OpcodeTables.row(OpcodeTables.oneByte, opcode)
+            entry = OpcodeTables.row(OpcodeTables.oneByte, Int(opcode))
         }
         var depth = 0
         resolve: while depth < 4 {
@@ -139,23 +145,22 @@ struct DecoderState {
             case .invalid:
                 throw .undefined
             case .split64:
-                if is64 { entry = OpcodeTables.row(OpcodeTables.longModeAlternates, entry.aux) } else { break resolve }
+                if is64 { entry = OpcodeTables.row(OpcodeTables.longModeAlternates, Int(entry.aux)) } else { break resolve }
             case .prefixed:
-                let column: UInt8 = repeatPrefix == 0xf3 ? 2 : repeatPrefix == 0xf2 ? 3 : operandPrefix ? 1 : 0
-                let rows = OpcodeTables.prefixedRows(entry.aux)
-                var next = OpcodeTables.row(rows, column)
+                let column = repeatPrefix == 0xf3 ? 2 : repeatPrefix == 0xf2 ? 3 : operandPrefix ? 1 : 0
+                var next = OpcodeTables.row(OpcodeTables.prefixedRows, Int(entry.aux) &* 4 &+ column)
                 next.flags.formUnion(entry.flags)
                 entry = next
             case .group:
                 if !hasModRM { try readModRM() }
-                let group = OpcodeTables.group(entry.aux)
-                var next = OpcodeTables.row(modrm.isRegister ? group.register : group.memory, modrm.reg)
+                let index = Int(entry.aux) &* 16 &+ (modrm.isRegister ? 8 : 0) &+ Int(modrm.reg)
+                var next = OpcodeTables.row(OpcodeTables.groupRows, index)
                 if next.form == .inherit { next.form = entry.form }
                 next.flags.formUnion(entry.flags)
                 entry = next
             case .rmTable:
                 if !hasModRM { try readModRM() }
-                var next = OpcodeTables.row(OpcodeTables.rmTable(entry.aux), modrm.rm)
+                var next = OpcodeTables.row(OpcodeTables.rmRows, Int(entry.aux) &* 8 &+ Int(modrm.rm))
                 if next.form == .inherit { next.form = entry.form }
                 next.flags.formUnion(entry.flags)
                 entry = next
@@ -334,7 +339,7 @@ struct DecoderState {
             insn.destination = gReg(os); insn.source = .memory(size: 0)
         case .GvMp:
             insn.destination = gReg(os); insn.source = .memory(size: os &+ 2)
-            insn.source2 = Operand(.segment, index: aux)
+            insn.source2 = Operand(.segment, index: aux, size: 2)
         case .EbIb:
             insn.operandSize = 1
             insn.destination = eOperand(1); insn.source = .immediate(size: 1)
@@ -403,11 +408,11 @@ struct DecoderState {
             guard modrm.reg <= 5 else { throw .undefined }
             let op = eOperand(modrm.isRegister ? os : 2)
             insn.operandSize = op.size
-            insn.destination = op; insn.source = Operand(.segment, index: modrm.reg)
+            insn.destination = op; insn.source = Operand(.segment, index: modrm.reg, size: 2)
         case .SwEw:
             guard modrm.reg <= 5 && modrm.reg != 1 else { throw .undefined }
             insn.operandSize = 2
-            insn.destination = Operand(.segment, index: modrm.reg); insn.source = eOperand(2)
+            insn.destination = Operand(.segment, index: modrm.reg, size: 2); insn.source = eOperand(2)
         case .RdCd, .CdRd:
             let index = modrm.reg | rexR
             guard index == 0 || index == 2 || index == 3 || index == 4 || (index == 8 && is64) else {
@@ -535,7 +540,14 @@ struct DecoderState {
             single(Operand(.segment, index: aux, size: 2), &insn)
         case .stringB, .stringV:
             if form == .stringB { insn.operandSize = 1 }
-            insn.memory = MemoryOperand(segment: segmentOverride ?? 3)
+            switch insn.operation {
+            case .stos, .scas, .ins:
+                // Their only memory operand is ES:rDI, which no prefix overrides.
+                insn.memory = MemoryOperand(segment: 0)
+            default:
+                // MOVS/CMPS/LODS/OUTS: the source DS:rSI (or the override); MOVS/CMPS also use ES:rDI.
+                insn.memory = MemoryOperand(segment: segmentOverride ?? 3)
+            }
             switch repeatPrefix {
             case 0xf3: insn.prefixes.repetition = .repeatWhileEqual
             case 0xf2: insn.prefixes.repetition = .repeatWhileNotEqual

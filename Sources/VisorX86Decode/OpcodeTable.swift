@@ -499,7 +499,7 @@ enum OpcodeTables {
         ud,                                              // 0F 0A
         E(.ud2, .none),                                  // 0F 0B UD2
         ud,                                              // 0F 0C
-        E(.nop, .modRMOnly),                             // 0F 0D PREFETCH/PREFETCHW Eb (hint)
+        E(.nop, .modRMOnly, .memoryOnly),                // 0F 0D PREFETCH/PREFETCHW Mb (hint)
         ud,                                              // 0F 0E FEMMS (3DNow!)
         ud,                                              // 0F 0F 3DNow!
         .prefixed(.p0F10),                               // 0F 10 MOVUPS / 66 MOVUPD Vx,Wx
@@ -981,30 +981,23 @@ enum OpcodeTables {
     ]
 }
 
-// MARK: Safe row lookups (a malformed table gives #UD, never a trap)
+// MARK: Flattened tables and safe row lookups (a malformed table gives #UD, never a trap)
 
 extension OpcodeTables {
-    @inline(__always)
-    static func row(_ table: [OpcodeEntry], _ index: UInt8) -> OpcodeEntry {
-        let i = Int(index)
-        return i < table.count ? table[i] : .invalid
+    /// `rows` cut or padded with #UD rows to exactly `count`.
+    private static func exactly(_ count: Int, _ rows: [OpcodeEntry]) -> [OpcodeEntry] {
+        Array((rows + [OpcodeEntry](repeating: .invalid, count: count)).prefix(count))
     }
 
-    @inline(__always)
-    static func group(_ id: UInt8) -> GroupTable {
-        let i = Int(id)
-        return i < groups.count ? groups[i] : GroupTable(both: [])
-    }
+    /// All groups in one array: 16 rows per group, memory rows (reg 0-7) then register rows.
+    static let groupRows: [OpcodeEntry] = groups.flatMap { exactly(8, $0.memory) + exactly(8, $0.register) }
+    /// All rm tables in one array, 8 rows each.
+    static let rmRows: [OpcodeEntry] = rmTables.flatMap { exactly(8, $0) }
+    /// All mandatory-prefix tables in one array, 4 rows each.
+    static let prefixedRows: [OpcodeEntry] = prefixed.flatMap { exactly(4, $0) }
 
     @inline(__always)
-    static func rmTable(_ id: UInt8) -> [OpcodeEntry] {
-        let i = Int(id)
-        return i < rmTables.count ? rmTables[i] : []
-    }
-
-    @inline(__always)
-    static func prefixedRows(_ id: UInt8) -> [OpcodeEntry] {
-        let i = Int(id)
-        return i < prefixed.count ? prefixed[i] : []
+    static func row(_ table: [OpcodeEntry], _ index: Int) -> OpcodeEntry {
+        index >= 0 && index < table.count ? table[index] : .invalid
     }
 }

@@ -28,7 +28,7 @@ func hb(_ i: UInt8) -> Operand { Operand(.highByte, index: i, size: 1) }
 func m(_ s: UInt8) -> Operand { .memory(size: s) }
 func imm(_ s: UInt8) -> Operand { .immediate(size: s) }
 func x(_ i: UInt8, _ s: UInt8 = 16) -> Operand { Operand(.xmm, index: i, size: s) }
-func sreg(_ i: UInt8, _ s: UInt8 = 0) -> Operand { Operand(.segment, index: i, size: s) }
+func sreg(_ i: UInt8, _ s: UInt8 = 2) -> Operand { Operand(.segment, index: i, size: s) }
 func mem(seg: UInt8 = 3, base: UInt8 = MemoryOperand.noRegister, index: UInt8 = MemoryOperand.noRegister,
          scale: UInt8 = 1, disp: Int64 = 0) -> MemoryOperand {
     MemoryOperand(segment: seg, base: base, index: index, scale: scale, displacement: disp)
@@ -114,6 +114,11 @@ let vectors64: [Vector] = [
     Vector("f0 ff 0d 2b c0 1a 00", I(.dec, 7, dst: m(4), mem: mem(base: rip, disp: 0x1ac02b), lock: true), "lock dec [rip+x]"),
     Vector("f0 0f ba 28 03", I(.bts, 5, dst: m(4), src: imm(1), mem: mem(base: 0), imm: 3, lock: true), "lock bts [rax],3"),
     Vector("f0 01 c0", .undefined, "lock with a register destination"),
+    Vector("f0 87 03", I(.xchg, 3, dst: m(4), src: r(0, 4), mem: mem(base: 3), lock: true), "lock xchg [rbx],eax"),
+    Vector("f0 86 c0", .undefined, "lock xchg registers"),
+    Vector("f0 f7 1f", I(.neg, 3, dst: m(4), mem: mem(base: 7), lock: true), "lock neg [rdi]"),
+    Vector("f0 f7 27", .undefined, "lock mul"),
+    Vector("f0 66 0f ef c0", .undefined, "lock pxor"),
     Vector("f0 39 00", .undefined, "lock cmp"),
     Vector("f0 8b 00", .undefined, "lock mov"),
     Vector("f0 0f a3 00", .undefined, "lock bt"),
@@ -160,6 +165,7 @@ let vectors64: [Vector] = [
     Vector("f3 0f 1e fa", I(.nop, 4), "endbr64"),
     Vector("0f 18 08", I(.nop, 3, mem: mem(base: 0)), "prefetcht0"),
     Vector("0f 0d 08", I(.nop, 3, mem: mem(base: 0)), "prefetchw"),
+    Vector("0f 0d c8", .undefined, "prefetchw with a register"),
     Vector("9b", I(.nop, 1), "fwait"),
 
     // Shifts, rotates, multiplies, bit operations.
@@ -236,11 +242,12 @@ let vectors64: [Vector] = [
 
     // Strings.
     Vector("f3 48 a5", I(.movs, 3, os: 8, rex: 0x48, rep: .repeatWhileEqual), "rep movsq"),
-    Vector("f3 aa", I(.stos, 2, os: 1, rep: .repeatWhileEqual), "rep stosb"),
-    Vector("f2 ae", I(.scas, 2, os: 1, rep: .repeatWhileNotEqual), "repne scasb"),
+    Vector("f3 aa", I(.stos, 2, os: 1, mem: mem(seg: 0), rep: .repeatWhileEqual), "rep stosb"),
+    Vector("64 aa", I(.stos, 2, os: 1, mem: mem(seg: 0), seg: 4), "stosb: ES:rDI is not overridable"),
+    Vector("f2 ae", I(.scas, 2, os: 1, mem: mem(seg: 0), rep: .repeatWhileNotEqual), "repne scasb"),
     Vector("64 a6", I(.cmps, 2, os: 1, mem: mem(seg: 4), seg: 4), "cmpsb fs:"),
     Vector("67 ad", I(.lods, 2, asz: 4), "lodsd with 32-bit addresses"),
-    Vector("48 6d", I(.ins, 2, rex: 0x48), "insd ignores REX.W"),
+    Vector("48 6d", I(.ins, 2, mem: mem(seg: 0), rex: 0x48), "insd ignores REX.W"),
     Vector("f3 6e", I(.outs, 2, os: 1, rep: .repeatWhileEqual), "rep outsb"),
 
     // I/O.
@@ -274,6 +281,8 @@ let vectors64: [Vector] = [
     Vector("0f 01 0c 24", I(.sidt, 4, os: 8, dst: m(10), mem: mem(seg: 2, base: 4)), "sidt [rsp]"),
     Vector("0f 01 38", I(.invlpg, 3, src: m(1), mem: mem(base: 0)), "invlpg [rax]"),
     Vector("0f 01 e0", I(.smsw, 3, dst: r(0, 4)), "smsw eax"),
+    Vector("0f 01 20", I(.smsw, 3, os: 2, dst: m(2), mem: mem(base: 0)), "smsw [rax]"),
+    Vector("0f 01 28", .undefined, "group 7 /5 memory"),
     Vector("0f 01 f0", I(.lmsw, 3, os: 2, src: r(0, 2)), "lmsw ax"),
     Vector("0f 00 d8", I(.ltr, 3, os: 2, src: r(0, 2)), "ltr ax"),
     Vector("0f 00 10", I(.lldt, 3, os: 2, src: m(2), mem: mem(base: 0)), "lldt [rax]"),
@@ -341,6 +350,9 @@ let vectors64: [Vector] = [
     Vector("66 0f 70 c1 44", I(.pshufd, 5, os: 16, dst: x(0), src: x(1), src2: imm(1), imm: 0x44), "pshufd"),
     Vector("66 0f 6c c1", I(.punpcklqdq, 4, os: 16, dst: x(0), src: x(1)), "punpcklqdq"),
     Vector("0f 6f c1", .undefined, "MMX movq"),
+    Vector("66 f3 0f 6f c1", I(.movUnaligned128, 5, os: 16, dst: x(0), src: x(1)), "F3 beats 66 as mandatory prefix"),
+    Vector("66 0f 10 4c 24 10", I(.movUnaligned128, 6, os: 16, dst: x(1), src: m(16), mem: mem(seg: 2, base: 4, disp: 16)),
+           "movupd xmm1,[rsp+16]"),
     Vector("f3 0f 10 c1", .undefined, "movss"),
     Vector("f2 0f 10 c1", .undefined, "movsd"),
     Vector("66 0f 38 00 c1", .undefined, "pshufb (0F 38 map)"),
@@ -437,7 +449,12 @@ let vectors16: [Vector] = [
     Vector("0f 01 16 00 10", .bits16, I(.lgdt, 5, os: 2, asz: 2, src: m(6), mem: mem(disp: 0x1000)), "lgdt [0x1000]"),
     Vector("0f 22 c0", .bits16, I(.movControl, 3, asz: 2, dst: Operand(.control, index: 0, size: 4), src: r(0, 4)),
            "mov cr0,eax"),
-    Vector("f3 ab", .bits16, I(.stos, 2, os: 2, asz: 2, rep: .repeatWhileEqual), "rep stosw"),
+    Vector("f3 ab", .bits16, I(.stos, 2, os: 2, asz: 2, mem: mem(seg: 0), rep: .repeatWhileEqual), "rep stosw"),
+    Vector("ff 2f", .bits16, I(.jmpFar, 2, os: 2, asz: 2, src: m(4), mem: mem(base: 3)), "jmp far [bx] (m16:16)"),
+    Vector("ff 56 02", .bits16, I(.callIndirect, 3, os: 2, asz: 2, src: m(2), mem: mem(seg: 2, base: 5, disp: 2)),
+           "call [bp+2]"),
+    Vector("6a fe", .bits16, I(.push, 2, os: 2, asz: 2, src: imm(2), imm: minus1 - 1), "push -2"),
+    Vector("c2 04 00", .bits16, I(.ret, 3, os: 2, asz: 2, src: imm(2), imm: 4), "ret 4"),
     Vector("e2 fe", .bits16, I(.loop, 2, os: 2, asz: 2, imm: minus1 - 1), "loop (cx)"),
     Vector("cf", .bits16, I(.iret, 1, os: 2, asz: 2), "iret"),
     Vector("d7", .bits16, I(.xlat, 1, os: 1, asz: 2, dst: r(0, 1), mem: mem(base: 3)), "xlat"),
@@ -458,6 +475,9 @@ struct DecoderVectorTests {
         #expect(OpcodeTables.oneByte.count == 256)
         #expect(OpcodeTables.twoByte.count == 256)
         #expect(OpcodeTables.groups.count == 18)
+        #expect(OpcodeTables.groupRows.count == 18 * 16)
+        #expect(OpcodeTables.rmRows.count == OpcodeTables.rmTables.count * 8)
+        #expect(OpcodeTables.prefixedRows.count == OpcodeTables.prefixed.count * 4)
         for g in OpcodeTables.groups {
             #expect(g.memory.count == 8 && g.register.count == 8)
         }
