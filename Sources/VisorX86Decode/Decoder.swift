@@ -69,14 +69,6 @@ struct ByteCursor {
         return bytes[p]
     }
 
-    /// The next byte without consuming it.
-    @inline(__always)
-    func peek() throws(DecodeFailure) -> UInt8 {
-        let p = position
-        guard p < available else { throw p >= Self.maximumLength ? .tooLong : .truncated }
-        return bytes[p]
-    }
-
     /// `count` bytes (1, 2, 4 or 8), little-endian, zero-extended.
     @inline(__always)
     mutating func unsigned(_ count: Int) throws(DecodeFailure) -> UInt64 {

@@ -16,9 +16,10 @@
 //   one group-1 table serves 80, 81, 82 and 83.
 //
 // Deliberately #UD (no Operation for them, or not offered by Visor's CPUID): BCD (27 2F 37 3F
-// D4 D5) in every mode, BOUND (62), SALC (D6), x87 beyond FNINIT/FNSTCW/FLDCW/FNSTSW, MMX,
-// SSE beyond the moves and logic listed in Operation, VEX/EVEX/XOP, the 0F 38 and 0F 3A maps,
-// XSAVE family, RDFSBASE & co., CLAC/STAC, XGETBV, VMX/SVM, UD0/UD1, RSM, SYSCALL-less oddities.
+// D4 D5) in every mode, BOUND (62), SALC (D6), x87 beyond FNINIT/FNSTCW/FLDCW/FNSTSW (FWAIT is
+// a NOP), MMX, SSE beyond the moves and logic listed in Operation (so MOVSS/MOVSD, scalar
+// arithmetic, PCMPEQ*, PMOVMSKB, ... are #UD), VEX/EVEX/XOP, the 0F 38 and 0F 3A maps, the
+// XSAVE family, RDFSBASE and friends, CLAC/STAC, XGETBV, VMX/SVM, UD0/UD1, RSM, 3DNow!.
 
 /// How an instruction's operands are encoded: the SDM's operand notation (A.2).
 /// E = ModRM r/m (register or memory), G = ModRM reg, M = ModRM memory only, R = ModRM r/m
