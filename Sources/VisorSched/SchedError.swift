@@ -57,7 +57,7 @@ public enum SchedError: Error, Equatable, Sendable, CustomStringConvertible {
         case .budgetGreaterThanPeriod(let b, let p):
             return "VCPU budget must be smaller than or equal to VCPU period (budget \(b) us, period \(p) us)"
         case .belowRTDSMinimum(let p, let b):
-            return "Invalid argument: RTDS period and budget must be at least 10 us (period \(p) us, budget \(b) us)"
+            return "Invalid argument: RTDS period and budget must be at least \(RTDSScheduler.minimumPeriodMicroseconds) us (period \(p) us, budget \(b) us)"
         case .unsupportedParameter(let s, let p):
             return "Scheduler \(s) has no parameter '\(p)'"
         case .unknownDomain(let d): return "No such domain: \(d)"

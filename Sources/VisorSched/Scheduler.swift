@@ -202,7 +202,7 @@ public func makeScheduler(_ kind: SchedulerKind, pcpuCount: Int, clock: any Sche
     switch kind {
     case .credit: return try CreditScheduler(pcpuCount: pcpuCount, clock: clock)
     case .credit2: throw .unknownScheduler(kind.name) // TODO credit2
-    case .rtds: throw .unknownScheduler(kind.name) // TODO rtds
+    case .rtds: return try RTDSScheduler(pcpuCount: pcpuCount, clock: clock)
     case .null: return try NullScheduler(pcpuCount: pcpuCount, clock: clock)
     case .arinc653: throw .unknownScheduler(kind.name)
     }
