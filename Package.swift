@@ -42,7 +42,11 @@ let package = Package(
         .testTarget(name: "VisorDevicesTests", dependencies: ["VisorDevices"], swiftSettings: strict),
         .testTarget(name: "VisorBootTests", dependencies: ["VisorBoot"], swiftSettings: strict),
         .testTarget(name: "VisorX86DecodeTests", dependencies: ["VisorX86Decode"], swiftSettings: strict),
-        .testTarget(name: "VisorX86Tests", dependencies: ["VisorX86", "VisorX86Decode", "VisorCore"], swiftSettings: strict),
+        // Runs instruction bytes on the host CPU, the oracle for VisorX86Tests' differential tests.
+        .target(name: "CX86Native", path: "Tests/CX86Native"),
+        .testTarget(
+            name: "VisorX86Tests", dependencies: ["VisorX86", "VisorX86Decode", "VisorCore", "CX86Native"],
+            swiftSettings: strict),
         .testTarget(name: "VisorSchedTests", dependencies: ["VisorSched"], swiftSettings: strict),
         .testTarget(
             name: "VisorIntegrationTests", dependencies: ["Visor", "VisorKVM", "VisorBoot", "visor"],

@@ -16,9 +16,8 @@ extension X86Machine {
             return target
         }
         let target = raw & (insn.operandSize == 2 ? 0xffff : 0xffff_ffff)
-        let cs = cpu.segments[X86CPU.cs]
-        let limit = cs.granularity4K ? (UInt64(cs.limit) << 12) | 0xfff : UInt64(cs.limit)
-        guard target <= limit else { throw .fault(.gp(0)) }
+        // The descriptor cache holds the limit in bytes (granularity already applied).
+        guard target <= UInt64(cpu.segments[X86CPU.cs].limit) else { throw .fault(.gp(0)) }
         return target
     }
 

@@ -32,7 +32,7 @@ extension X86Machine {
         case .setcc:
             try write(insn.destination, insn, conditionHolds(insn.condition) ? 1 : 0)
         case .xlat:
-            let segment = insn.prefixes.segmentOverride ?? UInt8(X86CPU.ds)
+            let segment = insn.memory.segment  // DS or the override
             let offset = (cpu.gpr[X86CPU.rbx] &+ (cpu.gpr[X86CPU.rax] & 0xff)) & Self.mask(insn.addressSize)
             let v = try readMemory(segment: segment, offset: offset, size: 1)
             writeRegister(0, size: 1, v)

@@ -16,7 +16,7 @@ extension X86Machine {
         let width = insn.addressSize
         let addressMask = Self.mask(width)
         let step = flag(RFlag.direction) ? 0 &- UInt64(size) : UInt64(size)
-        let sourceSegment = insn.prefixes.segmentOverride ?? UInt8(X86CPU.ds)
+        let sourceSegment = insn.memory.segment  // DS or the override
         let destinationSegment = UInt8(X86CPU.es)
         let repetition = insn.prefixes.repetition
         let compares = operation == .cmps || operation == .scas
