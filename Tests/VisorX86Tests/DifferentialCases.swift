@@ -368,10 +368,30 @@ struct CaseGenerator {
             insn = e.instruction([Operation.clc, .stc, .cmc, .sahf, .lahf][which], operandSize: 4)
             if which >= 3 { insn.operandSize = 4 }
         case "stack":
-            let which = rng.below(5)  // push r, pop r, push imm8, push imm32, push/pop m
+            let which = rng.below(8)  // push r, pop r, push imm8, push imm32, push/pop m, [rsp] forms, popf, xlat
             var c = RegisterChooser(legacyByte: false)
             let s: UInt8 = rng.below(5) == 0 ? 2 : 8
             switch which {
+            case 5:
+                // push/pop [rsp + disp8]: POP computes the address after incrementing rSP.
+                let push = rng.bool()
+                let displacement = Int32(rng.below(16) * 8) - 0x40
+                e = Encoding(opcode: [push ? 0xff : 0x8f], regField: push ? 6 : 0,
+                             rm: .memory(base: 4, index: nil, scale: 1, displacement: displacement))
+                if s == 2 { e.legacyPrefixes.append(0x66) }
+                insn = push ? e.instruction(.push, operandSize: s, source: .memory(size: s))
+                    : e.instruction(.pop, operandSize: s, destination: .memory(size: s))
+            case 6:
+                // POPF of status flags and DF (CPL 3: IF/IOPL would be kept anyway).
+                let image = (rng.next() & (F.status | F.df)) | 0x2
+                patches.append((regs[4], littleEndian(image, 8)))
+                e = Encoding(opcode: [0x9d])
+                insn = e.instruction(.popf, operandSize: 8)
+            case 7:
+                regs[3] = rig.hotCenter - 0x80
+                e = Encoding(opcode: [0xd7])
+                insn = e.instruction(.xlat, operandSize: 1, destination: .register(0, size: 1))
+                insn.memory = MemoryOperand(segment: 3, base: 3)
             case 0, 1:
                 let r = c.pick(&rng)
                 e = Encoding(opcode: [which == 0 ? 0x50 : 0x58], opcodeRegister: r)
