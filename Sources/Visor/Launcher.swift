@@ -5,14 +5,16 @@ import Foundation
 import Synchronization
 import VisorCore
 import VisorKVM
+import VisorX86
 
 /// The engines Visor offers, by the names users type.
 public enum EngineRegistry {
-    public static let names = ["kvm"]
+    public static let names = ["kvm", "interp"]
 
     public static func engine(named name: String) -> (any Engine)? {
         switch name {
         case "kvm": return KVMEngine()
+        case "interp": return InterpEngine()
         default: return nil
         }
     }

@@ -23,7 +23,7 @@ struct RunCommand: ParsableCommand {
     @Argument(help: "A kernel image path, or the name of a built-in guest.")
     var kernel: String = "demo"
 
-    @Option(help: "The CPU-virtualization engine: kvm.")
+    @Option(help: "The CPU-virtualization engine: kvm (hardware-assisted) or interp (a software CPU).")
     var engine: String = "kvm"
 
     @Option(help: "Guest RAM, e.g. 128M, 1G (a bare number is MiB).")

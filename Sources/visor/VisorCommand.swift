@@ -10,7 +10,7 @@ struct VisorCommand: ParsableCommand {
         abstract: "A hypervisor in Swift, after the design of Xen.",
         discussion: """
             Visor runs x86-64 guest kernels on a choice of CPU-virtualization engines.
-            Engines: kvm (hardware-assisted, through /dev/kvm).
+            Engines: kvm (hardware-assisted, through /dev/kvm) and interp (emulation: a software x86-64 CPU).
             Start with `visor run`, which boots the built-in demo guest.
             """,
         subcommands: [RunCommand.self, GuestsCommand.self, BenchCommand.self])
