@@ -201,7 +201,7 @@ extension Scheduler {
 public func makeScheduler(_ kind: SchedulerKind, pcpuCount: Int, clock: any SchedClock) throws(SchedError) -> any Scheduler {
     switch kind {
     case .credit: return try CreditScheduler(pcpuCount: pcpuCount, clock: clock)
-    case .credit2: throw .unknownScheduler(kind.name) // TODO credit2
+    case .credit2: return try Credit2Scheduler(pcpuCount: pcpuCount, clock: clock)
     case .rtds: return try RTDSScheduler(pcpuCount: pcpuCount, clock: clock)
     case .null: return try NullScheduler(pcpuCount: pcpuCount, clock: clock)
     case .arinc653: throw .unknownScheduler(kind.name)
