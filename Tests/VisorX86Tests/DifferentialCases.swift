@@ -436,6 +436,8 @@ struct CaseGenerator {
             }
             insn = e.instruction(op, operandSize: size,
                                  repetition: rep == 0 ? .none : (rep == 1 ? .repeatWhileEqual : .repeatWhileNotEqual))
+            // STOS and SCAS have only the ES:rDI operand; the decoder names ES as their segment.
+            if op == .stos || op == .scas { insn.memory.segment = 0 }
             return DifferentialCase(family: family, encoding: e, instruction: insn, registers: regs,
                                     flags: flagsWithDirection, undefinedFlags: 0)
         case "cmpxchgDouble":
