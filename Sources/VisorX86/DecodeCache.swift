@@ -19,9 +19,9 @@ public struct X86DecodeCache {
 
     final class Page {
         /// Page offset → index + 1 into `entries` (0: nothing cached there).
-        var slots = [UInt16](repeating: 0, count: 4096)
-        var entries: [DecodedInstruction] = []
-        var modes: [CodeMode] = []
+        @exclusivity(unchecked) var slots = [UInt16](repeating: 0, count: 4096)
+        @exclusivity(unchecked) var entries: [DecodedInstruction] = []
+        @exclusivity(unchecked) var modes: [CodeMode] = []
     }
 
     private var pages: [UInt64: Page] = [:]

@@ -103,16 +103,16 @@ final class InterpPlatform: X86Platform {
     let apicID: UInt32
 
     /// Write exits not yet returned by `run()`, oldest first.
-    private(set) var pendingExits: [Exit] = []
-    private var pendingHead = 0
+    @exclusivity(unchecked) private(set) var pendingExits: [Exit] = []
+    @exclusivity(unchecked) private var pendingHead = 0
     /// Read answers for the current instruction, in the order it makes its reads.
-    private var answers: [(exit: Exit, value: UInt64)] = []
-    private var replayed = 0
+    @exclusivity(unchecked) private var answers: [(exit: Exit, value: UInt64)] = []
+    @exclusivity(unchecked) private var replayed = 0
     /// The read reported by the last exit, waiting for `completeRead`.
-    private(set) var awaiting: Exit?
+    @exclusivity(unchecked) private(set) var awaiting: Exit?
     /// `pendingExits.count` when the current attempt began: writes after it are dropped if the
     /// attempt is abandoned for a read, since the retry makes them again.
-    private var attemptStart = 0
+    @exclusivity(unchecked) private var attemptStart = 0
 
     init(memory: GuestMemory, cpuid: CPUIDTable, clockBase: UInt64, apicID: UInt32) {
         self.memory = memory; self.cpuidTable = cpuid; self.clockBase = clockBase; self.apicID = apicID

@@ -9,52 +9,52 @@ import VisorX86Decode
 public final class X86CPU {
     /// General-purpose registers, rAX (0) ... r15 (15), in encoding order: rAX, rCX, rDX, rBX,
     /// rSP, rBP, rSI, rDI, r8 ... r15.
-    public var gpr = [UInt64](repeating: 0, count: 16)
-    public var rip: UInt64 = 0xfff0
+    @exclusivity(unchecked) public var gpr = [UInt64](repeating: 0, count: 16)
+    @exclusivity(unchecked) public var rip: UInt64 = 0xfff0
     /// The architectural RFLAGS value (bit 1 always set). Stored eagerly; a lazy-flags scheme may
     /// replace the storage later behind the same property.
-    public var rflags: UInt64 = X86.rflagsReserved1
+    @exclusivity(unchecked) public var rflags: UInt64 = X86.rflagsReserved1
 
     /// ES, CS, SS, DS, FS, GS in encoding order (0-5), as descriptor caches.
-    public var segments: [SegmentRegister] = [
+    @exclusivity(unchecked) public var segments: [SegmentRegister] = [
         SegmentRegister(), SegmentRegister(selector: 0xf000, base: 0xffff_0000, type: 0xb),
         SegmentRegister(), SegmentRegister(), SegmentRegister(), SegmentRegister(),
     ]
-    public var ldtr = SegmentRegister(type: 2, isCodeOrData: false)
-    public var tr = SegmentRegister(type: 0xb, isCodeOrData: false)
-    public var gdtr = DescriptorTableRegister()
-    public var idtr = DescriptorTableRegister()
+    @exclusivity(unchecked) public var ldtr = SegmentRegister(type: 2, isCodeOrData: false)
+    @exclusivity(unchecked) public var tr = SegmentRegister(type: 0xb, isCodeOrData: false)
+    @exclusivity(unchecked) public var gdtr = DescriptorTableRegister()
+    @exclusivity(unchecked) public var idtr = DescriptorTableRegister()
 
-    public var cr0: UInt64 = 0x6000_0010
-    public var cr2: UInt64 = 0
-    public var cr3: UInt64 = 0
-    public var cr4: UInt64 = 0
-    public var cr8: UInt64 = 0
-    public var efer: UInt64 = 0
+    @exclusivity(unchecked) public var cr0: UInt64 = 0x6000_0010
+    @exclusivity(unchecked) public var cr2: UInt64 = 0
+    @exclusivity(unchecked) public var cr3: UInt64 = 0
+    @exclusivity(unchecked) public var cr4: UInt64 = 0
+    @exclusivity(unchecked) public var cr8: UInt64 = 0
+    @exclusivity(unchecked) public var efer: UInt64 = 0
     /// DR0-DR7 (stored; breakpoints are not implemented).
-    public var dr = [UInt64](repeating: 0, count: 8)
+    @exclusivity(unchecked) public var dr = [UInt64](repeating: 0, count: 8)
 
     // Model-specific registers the CPU itself implements (others go to the platform).
-    public var star: UInt64 = 0, lstar: UInt64 = 0, cstar: UInt64 = 0, sfmask: UInt64 = 0
-    public var kernelGSBase: UInt64 = 0
-    public var sysenterCS: UInt64 = 0, sysenterESP: UInt64 = 0, sysenterEIP: UInt64 = 0
-    public var tscAux: UInt64 = 0
-    public var pat: UInt64 = 0x0007_0406_0007_0406
+    @exclusivity(unchecked) public var star: UInt64 = 0, lstar: UInt64 = 0, cstar: UInt64 = 0, sfmask: UInt64 = 0
+    @exclusivity(unchecked) public var kernelGSBase: UInt64 = 0
+    @exclusivity(unchecked) public var sysenterCS: UInt64 = 0, sysenterESP: UInt64 = 0, sysenterEIP: UInt64 = 0
+    @exclusivity(unchecked) public var tscAux: UInt64 = 0
+    @exclusivity(unchecked) public var pat: UInt64 = 0x0007_0406_0007_0406
     /// Added to the platform's time-stamp counter: what WRMSR to IA32_TIME_STAMP_COUNTER sets.
-    public var tscOffset: UInt64 = 0
+    @exclusivity(unchecked) public var tscOffset: UInt64 = 0
 
     /// XMM0-XMM15 as (low, high) 64-bit halves.
-    public var xmm = [(low: UInt64, high: UInt64)](repeating: (0, 0), count: 16)
-    public var mxcsr: UInt32 = 0x1f80
+    @exclusivity(unchecked) public var xmm = [(low: UInt64, high: UInt64)](repeating: (0, 0), count: 16)
+    @exclusivity(unchecked) public var mxcsr: UInt32 = 0x1f80
     /// x87 control, status and tag words (no x87 arithmetic yet).
-    public var fcw: UInt16 = 0x037f, fsw: UInt16 = 0, ftw: UInt16 = 0
+    @exclusivity(unchecked) public var fcw: UInt16 = 0x037f, fsw: UInt16 = 0, ftw: UInt16 = 0
 
     /// Current privilege level (CS.RPL outside real mode).
-    public var cpl: UInt8 = 0
+    @exclusivity(unchecked) public var cpl: UInt8 = 0
     /// Interrupts are inhibited for one instruction after STI or MOV SS / POP SS.
-    public var interruptShadow = false
+    @exclusivity(unchecked) public var interruptShadow = false
     /// Set by HLT; cleared when an interrupt is delivered.
-    public var halted = false
+    @exclusivity(unchecked) public var halted = false
 
     public init() {}
 

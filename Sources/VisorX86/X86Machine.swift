@@ -35,17 +35,17 @@ public final class X86Machine {
     public let platform: any X86Platform
 
     /// Cached linear-to-physical translations (`TLB.swift`).
-    public internal(set) var tlb = X86TLB()
+    @exclusivity(unchecked) public internal(set) var tlb = X86TLB()
     /// Decoded instructions by guest-physical address (`DecodeCache.swift`).
-    public internal(set) var decodeCache: X86DecodeCache
+    @exclusivity(unchecked) public internal(set) var decodeCache: X86DecodeCache
     /// Bytes → instruction; `Decoder.decode` by default.
     public var decode: X86DecodeFunction
     /// An external interrupt waiting for IF = 1 and no interrupt shadow (`injectInterrupt`).
-    public internal(set) var pendingInterrupt: UInt8?
+    @exclusivity(unchecked) public internal(set) var pendingInterrupt: UInt8?
     /// Set by a triple fault: the CPU is in shutdown and executes nothing more.
-    public internal(set) var isShutdown = false
+    @exclusivity(unchecked) public internal(set) var isShutdown = false
     /// Instructions retired by the step loop (faulting instructions do not count).
-    public internal(set) var instructionsRetired: UInt64 = 0
+    @exclusivity(unchecked) public internal(set) var instructionsRetired: UInt64 = 0
     /// Settable from any thread: the step loop returns `.stopped` at the next boundary.
     public let stopRequest = X86StopRequest()
 
