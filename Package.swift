@@ -36,7 +36,7 @@ let package = Package(
         .target(name: "VisorSched", swiftSettings: strict),
         .target(
             name: "Visor",
-            dependencies: ["VisorABI", "VisorCore", "VisorKVM", "VisorDevices", "VisorBoot", "VisorX86"],
+            dependencies: ["VisorABI", "VisorCore", "VisorKVM", "VisorDevices", "VisorBoot", "VisorX86", "VisorSched"],
             swiftSettings: strict),
         .executableTarget(
             name: "visor",

@@ -7,7 +7,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure Visor's hot paths against a reference, in one run.",
-        subcommands: [ExitsBenchCommand.self, CPUBenchCommand.self])
+        subcommands: [ExitsBenchCommand.self, CPUBenchCommand.self, SchedBenchCommand.self])
 }
 
 struct ExitsBenchCommand: ParsableCommand {
@@ -62,6 +62,32 @@ struct CPUBenchCommand: ParsableCommand {
     func run() throws {
         do {
             print(try CPUBenchmark.run(engineName: engine, quick: quick, withQEMU: qemu).text)
+        } catch {
+            Launcher.printError("\(error)")
+            throw ExitCode(ExitStatus.internalFailure)
+        }
+    }
+}
+
+struct SchedBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sched",
+        abstract: "Host cost of one scheduling decision (credit, credit2, rtds, null) with 8, 64 and 512 vCPUs, and the scheduler's share of a pCPU in the weights scenario.",
+        discussion: "Pure policies on a manual clock: no guest, no KVM needed. 4 pCPUs, N CPU hogs over 4 domains; ns per decision are medians over rounds.")
+
+    @Option(help: "Rounds; the report shows medians.")
+    var rounds: Int = 5
+
+    @Flag(help: "Fewer decisions per round and 1 simulated second: for a quick look, not for figures.")
+    var quick = false
+
+    func validate() throws {
+        guard rounds > 0, rounds <= 100 else { throw ValidationError("--rounds must be between 1 and 100") }
+    }
+
+    func run() throws {
+        do {
+            print(try SchedBenchmark.run(rounds: rounds, quick: quick).text)
         } catch {
             Launcher.printError("\(error)")
             throw ExitCode(ExitStatus.internalFailure)
