@@ -80,7 +80,7 @@ public enum CPUBenchmark {
 
     public static func run(engineName: String, quick: Bool, withQEMU: Bool) throws -> CPUBenchmarkReport {
         guard let engine = EngineRegistry.engine(named: engineName) else {
-            throw BenchmarkError.guestFailed("unknown engine \(engineName)")
+            throw BenchmarkError.guestFailed(EngineRegistry.problem(withName: engineName) ?? engineName)
         }
         let image = try GuestCatalog.standard().image(named: "cpubench")
         let kernel = [UInt8](try Data(contentsOf: image))

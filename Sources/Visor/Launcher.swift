@@ -11,6 +11,11 @@ import VisorX86
 public enum EngineRegistry {
     public static let names = ["kvm", "interp"]
 
+    /// Why `name` names no engine, or nil when it does: the one message every command gives.
+    public static func problem(withName name: String) -> String? {
+        names.contains(name) ? nil : "unknown engine '\(name)': choose one of \(names.joined(separator: ", "))"
+    }
+
     public static func engine(named name: String) -> (any Engine)? {
         switch name {
         case "kvm": return KVMEngine()
@@ -96,7 +101,7 @@ public enum Launcher {
 
     static func makeConfiguration(_ request: RunRequest) throws -> DomainConfiguration {
         guard let engine = EngineRegistry.engine(named: request.engine) else {
-            throw LaunchError.badOption("unknown engine '\(request.engine)'")
+            throw LaunchError.badOption(EngineRegistry.problem(withName: request.engine) ?? request.engine)
         }
         let (kernelPath, kernelDescription) = try resolveKernel(request.kernel)
         let kernel = try readFile(kernelPath, what: "kernel")

@@ -54,9 +54,7 @@ struct CPUBenchCommand: ParsableCommand {
     var quick = false
 
     func validate() throws {
-        guard EngineRegistry.names.contains(engine) else {
-            throw ValidationError("unknown engine '\(engine)': choose one of \(EngineRegistry.names.joined(separator: ", "))")
-        }
+        if let problem = EngineRegistry.problem(withName: engine) { throw ValidationError(problem) }
     }
 
     func run() throws {

@@ -48,9 +48,7 @@ struct RunCommand: ParsableCommand {
         if let timeout, DurationText.parse(timeout) == nil {
             throw ValidationError("--timeout '\(timeout)' is not a duration: use e.g. 10s, 500ms or 2m")
         }
-        guard EngineRegistry.names.contains(engine) else {
-            throw ValidationError("unknown engine '\(engine)': choose one of \(EngineRegistry.names.joined(separator: ", "))")
-        }
+        if let problem = EngineRegistry.problem(withName: engine) { throw ValidationError(problem) }
     }
 
     func run() throws {
