@@ -25,3 +25,14 @@ public protocol ByteSink {
     /// so an implementation should not block for long.
     func write(_ byte: UInt8)
 }
+
+/// Where a timer device learns the time. Device models never read a host clock: the runtime
+/// hands them a source of its virtual clock, and a test hands them one it moves by hand.
+///
+/// A model asks for the time on every guest access and whenever the runtime calls its
+/// `advance()`; it says when its output will next change with `nextEventTime(after:)`, so the
+/// runtime can arm one host timer for that instant and call `advance()` when it fires.
+public protocol TimeSource: AnyObject {
+    /// Nanoseconds of the domain's virtual clock. Never decreases.
+    var nanoseconds: UInt64 { get }
+}
