@@ -36,3 +36,17 @@ public protocol TimeSource: AnyObject {
     /// Nanoseconds of the domain's virtual clock. Never decreases.
     var nanoseconds: UInt64 { get }
 }
+
+/// Where a local APIC hands the inter-processor interrupts its guest asks for (ICR writes).
+/// The runtime routes them: it knows which vCPUs exist and which APIC IDs they have
+/// (`LocalAPIC.isTarget(of:)` answers for each).
+public protocol IPISink {
+    /// Takes one IPI request. Called on the thread of the vCPU that wrote the ICR.
+    func send(_ ipi: InterprocessorInterrupt)
+}
+
+/// A sink that drops every IPI, for single-vCPU machines and tests.
+public struct NoIPISink: IPISink {
+    public init() {}
+    public func send(_ ipi: InterprocessorInterrupt) {}
+}
