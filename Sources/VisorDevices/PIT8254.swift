@@ -88,9 +88,10 @@ public final class PIT8254 {
         return Self.time(ofTick: tick)
     }
 
-    /// The level of channel `channel`'s OUT pin now (0-2).
+    /// The level of channel `channel`'s OUT pin now (0-2; other channels read low).
     public func output(channel: Int) -> Bool {
-        channels[channel].output(at: Self.tick(at: clock.nanoseconds))
+        guard channels.indices.contains(channel) else { return false }
+        return channels[channel].output(at: Self.tick(at: clock.nanoseconds))
     }
 
     // MARK: Guest side

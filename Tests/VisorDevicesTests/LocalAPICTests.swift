@@ -476,3 +476,23 @@ func timerDivideConfiguration(code: UInt32, divider: UInt64) {
     #expect(apic.isTarget(of: InterprocessorInterrupt(icr: 0x2600_0000_0000_0830, source: 0)))
     #expect(!apic.isTarget(of: InterprocessorInterrupt(icr: 0x1400_0000_0000_0830, source: 0)))
 }
+
+@Test func idRegisterIsWritable() {
+    let (apic, _, sink, _) = makeAPIC(id: 0)
+    apic.set(Reg.id, 0x0700_0000)
+    #expect(apic.id == 7)
+    apic.set(Reg.icrLow, 0x0004_0040)
+    #expect(sink.sent.last?.source == 7)
+}
+
+@Test func readOnlyRegistersIgnoreWrites() {
+    let (apic, _, _, _) = makeAPIC()
+    apic.set(Reg.version, 0)
+    apic.set(Reg.irr, 0xffff_ffff)
+    apic.set(Reg.timerCurrentCount, 5)
+    #expect(apic.get(Reg.version) == 0x0005_0014)
+    #expect(apic.get(Reg.irr) == 0)
+    #expect(apic.get(Reg.timerCurrentCount) == 0)
+    apic.set(Reg.esr, 0)
+    #expect(apic.get(Reg.esr) == 0, "read-only is not illegal")
+}

@@ -295,3 +295,46 @@ private func pulse(_ pic: PIC8259Pair, _ line: Int) {
     #expect(pic.irr == 0)
 }
 
+
+@Test func withoutIC4TheSequenceEndsAfterICW3() {
+    let pic = PIC8259Pair()
+    pic.writePort(0x20, 0x10)  // ICW1 without IC4
+    pic.writePort(0x21, 0x40)
+    pic.writePort(0x21, 0x04)
+    pic.writePort(0x21, 0xfe)  // OCW1 now, not ICW4
+    #expect(pic.readPort(0x21) == 0xfe)
+    pic.setIRQ(0, level: true)
+    #expect(pic.acknowledge() == 0x40)
+    #expect(pic.isr == 0x01, "ICW4 defaults: normal EOI")
+}
+
+@Test func singleModeSkipsICW3AndMakesIR2AnOrdinaryInput() {
+    let pic = PIC8259Pair()
+    pic.writePort(0x20, 0x13)  // ICW1: SNGL, IC4
+    pic.writePort(0x21, 0x50)
+    pic.writePort(0x21, 0x01)  // ICW4, straight after ICW2
+    #expect(pic.readPort(0x21) == 0x00)
+    pic.setIRQ(2, level: true)
+    #expect(pic.pendingVector() == 0x52)
+}
+
+@Test func specialMaskModeLetsLowerLevelsPastAMaskedInServiceLevel() {
+    let (pic, _) = makePIC()
+    pulse(pic, 3)
+    _ = pic.acknowledge()
+    pic.writePort(0x21, 0x08)  // mask IR3, still in service
+    pulse(pic, 5)
+    #expect(pic.pendingVector() == nil)
+    pic.writePort(0x20, 0x68)  // OCW3: set special mask mode
+    #expect(pic.pendingVector() == 0x25)
+    pic.writePort(0x20, 0x48)  // OCW3: reset special mask mode
+    #expect(pic.pendingVector() == nil)
+}
+
+@Test func setPriorityCommandRotatesPriority() {
+    let (pic, _) = makePIC()
+    pic.writePort(0x20, 0xc0 | 4)  // IR4 lowest, IR5 highest
+    pulse(pic, 3)
+    pulse(pic, 6)
+    #expect(pic.acknowledge() == 0x26)
+}

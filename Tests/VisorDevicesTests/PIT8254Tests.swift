@@ -322,3 +322,24 @@ private func risingEdges(_ line: RecordingLine) -> Int {
     #expect(ports.read(offset: 3, size: 1) == 0xff, "the control port is write-only")
     #expect(pit.systemControlPorts.read(offset: 0, size: 2) & 0xff00 == 0xff00)
 }
+
+@Test(arguments: [UInt8(1), 4, 5])
+func modesOneFourAndFiveCountAsMode0(mode: UInt8) {
+    let (pit, clock, line) = makePIT()
+    pit.program(mode: mode, count: 100)
+    pit.writePort(0x43, 0xe2)
+    #expect(pit.readPort(0x40) & 0x0e == mode << 1, "the programmed mode is reported")
+    clock.set(tick: 100)
+    pit.advance()
+    #expect(line.isHigh)
+    #expect(pit.nextEventTime(after: clock.nanoseconds) == nil)
+}
+
+@Test func modes6And7AreModes2And3() {
+    let (pit, clock, _) = makePIT()
+    pit.program(mode: 6, count: 100)
+    clock.set(tick: 99)
+    #expect(!pit.output(channel: 0))
+    pit.writePort(0x43, 0xe2)
+    #expect(pit.readPort(0x40) & 0x0e == 0x0c, "status reports the bits as written")
+}
