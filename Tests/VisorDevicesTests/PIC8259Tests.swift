@@ -338,3 +338,19 @@ private func pulse(_ pic: PIC8259Pair, _ line: Int) {
     pulse(pic, 6)
     #expect(pic.acknowledge() == 0x26)
 }
+
+@Test func randomGuestAndDeviceScriptsNeverTrap() {
+    let (pic, line) = makePIC()
+    var random = ScriptRandom(seed: 11)
+    let ports: [UInt16] = [0x20, 0x21, 0xa0, 0xa1, 0x4d0, 0x4d1, 0x22]
+    for _ in 0..<20_000 {
+        let port = ports[Int(random.below(UInt64(ports.count)))]
+        switch random.below(4) {
+        case 0: pic.writePort(port, UInt8(truncatingIfNeeded: random.next()))
+        case 1: _ = pic.readPort(port)
+        case 2: pic.setIRQ(Int(random.below(18)) - 1, level: random.below(2) == 0)
+        default: _ = pic.acknowledge()
+        }
+        #expect(line.isHigh == (pic.pendingVector() != nil))
+    }
+}

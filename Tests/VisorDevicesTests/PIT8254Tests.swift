@@ -343,3 +343,21 @@ func modesOneFourAndFiveCountAsMode0(mode: UInt8) {
     pit.writePort(0x43, 0xe2)
     #expect(pit.readPort(0x40) & 0x0e == 0x0c, "status reports the bits as written")
 }
+
+@Test func randomGuestScriptsNeverTrapAndIRQ0FollowsOUT0() {
+    let (pit, clock, line) = makePIT()
+    var random = ScriptRandom(seed: 5)
+    for _ in 0..<20_000 {
+        let port = UInt16(0x40 + random.below(4))
+        switch random.below(4) {
+        case 0: pit.writePort(port, UInt8(truncatingIfNeeded: random.next()))
+        case 1: _ = pit.readPort(random.below(5) == 0 ? 0x61 : port)
+        case 2: pit.writePort(0x61, UInt8(truncatingIfNeeded: random.next()))
+        default:
+            clock.advance(by: random.below(200_000))
+            pit.advance()
+            #expect(line.isHigh == pit.output(channel: 0))
+        }
+        _ = pit.nextEventTime(after: clock.nanoseconds)
+    }
+}
