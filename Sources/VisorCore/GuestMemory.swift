@@ -48,7 +48,9 @@ public final class GuestMemory: @unchecked Sendable {
     public let size: UInt64
     // SAFETY: `base` is a private anonymous mapping of exactly `size` bytes owned by this
     // object, unmapped only in deinit. Offsets into it are validated by `hostOffset`.
-    private let base: UnsafeMutableRawPointer
+    // Visible to inlinable code only so the accessors below inline into other modules (the
+    // software CPU's memory path); nothing outside this file touches it.
+    @usableFromInline let base: UnsafeMutableRawPointer
 
     /// Allocates `size` bytes of zeroed RAM. Pages are committed lazily by the host.
     public init(size: UInt64) throws(GuestMemoryError) {
@@ -88,7 +90,7 @@ public final class GuestMemory: @unchecked Sendable {
 
     /// The host-side offset of `[address, address + length)`, or nil if any byte of it is not RAM.
     /// Overflow-safe for every input.
-    @inline(__always)
+    @inlinable @inline(__always)
     public func hostOffset(of address: GuestPhysicalAddress, length: UInt64) -> UInt64? {
         let start = address.rawValue
         let (end, overflow) = start.addingReportingOverflow(length)
@@ -109,8 +111,8 @@ public final class GuestMemory: @unchecked Sendable {
         hostOffset(of: address, length: length) != nil
     }
 
-    @inline(__always)
-    private func checkedOffset(_ address: GuestPhysicalAddress, _ length: UInt64) throws(GuestMemoryError) -> Int {
+    @inlinable @inline(__always)
+    func checkedOffset(_ address: GuestPhysicalAddress, _ length: UInt64) throws(GuestMemoryError) -> Int {
         guard let offset = hostOffset(of: address, length: length) else {
             throw .outOfBounds(address: address.rawValue, length: length)
         }
@@ -138,12 +140,14 @@ public final class GuestMemory: @unchecked Sendable {
     }
 
     /// Reads a little-endian integer; the address need not be aligned.
+    @inlinable
     public func load<T: FixedWidthInteger>(_ type: T.Type, at address: GuestPhysicalAddress) throws(GuestMemoryError) -> T {
         let offset = try checkedOffset(address, UInt64(MemoryLayout<T>.size))
         return T(littleEndian: (base + offset).loadUnaligned(as: T.self))
     }
 
     /// Writes a little-endian integer; the address need not be aligned.
+    @inlinable
     public func store<T: FixedWidthInteger>(_ value: T, at address: GuestPhysicalAddress) throws(GuestMemoryError) {
         let offset = try checkedOffset(address, UInt64(MemoryLayout<T>.size))
         (base + offset).storeBytes(of: value.littleEndian, as: T.self)

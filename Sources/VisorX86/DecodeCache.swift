@@ -8,6 +8,10 @@
 // whole page. Instructions that straddle two pages are not cached (rare; they are decoded each
 // time). Writes that do not go through this CPU (device DMA, other vCPUs, the host) are not
 // seen: whoever makes them calls `invalidate(physicalPage:)` or `invalidateAll()`.
+//
+// Every drop of a page bumps `invalidations`; the step loop's fetch shortcut (`Step.swift`)
+// holds an unretained reference to the current code page and is valid only while that counter
+// (among others) is unchanged, so it never outlives the page.
 
 import VisorCore
 import VisorX86Decode
@@ -17,11 +21,58 @@ public struct X86DecodeCache {
     /// Pages with cached code beyond this count make the cache start over (bounds host memory).
     public static let maximumPages = 4096
 
+    /// The decoded instructions of one physical page.
     final class Page {
-        /// Page offset → index + 1 into `entries` (0: nothing cached there).
-        @exclusivity(unchecked) var slots = [UInt16](repeating: 0, count: 4096)
-        @exclusivity(unchecked) var entries: [DecodedInstruction] = []
-        @exclusivity(unchecked) var modes: [CodeMode] = []
+        // SAFETY: `slots` points to exactly 4096 elements and `entries` to `capacity` elements
+        // (the first `count` initialized), both allocated and owned by this page and freed in
+        // deinit. Slot indexes are masked to 0...4095, and a non-zero slot always names an entry
+        // below `count` (entries are only appended), so every access stays in bounds.
+        /// Page offset → (entry index + 1) << 2 | code mode (0: nothing cached there).
+        let slots: UnsafeMutablePointer<UInt32>
+        var entries: UnsafeMutablePointer<DecodedInstruction>
+        var count = 0
+        var capacity = 16
+
+        init() {
+            slots = .allocate(capacity: 4096)
+            slots.initialize(repeating: 0, count: 4096)
+            entries = .allocate(capacity: capacity)
+        }
+
+        deinit {
+            slots.deallocate()
+            entries.deinitialize(count: count)
+            entries.deallocate()
+        }
+
+        /// The instruction at page offset `offset` decoded in `mode`, if any.
+        @inline(__always)
+        func lookup(_ offset: UInt64, mode: CodeMode) -> DecodedInstruction? {
+            let slot = slots[Int(truncatingIfNeeded: offset & 0xfff)]
+            guard slot & 3 == UInt32(mode.rawValue), slot >> 2 != 0 else { return nil }
+            return entries[Int(slot >> 2) - 1]
+        }
+
+        func store(_ offset: UInt64, mode: CodeMode, _ insn: DecodedInstruction) {
+            let i = Int(truncatingIfNeeded: offset & 0xfff)
+            let slot = slots[i]
+            if slot >> 2 != 0 {
+                entries[Int(slot >> 2) - 1] = insn
+            } else {
+                if count == capacity {
+                    // At most one entry per offset: count never exceeds 4096.
+                    let grown = UnsafeMutablePointer<DecodedInstruction>.allocate(capacity: capacity * 2)
+                    grown.moveInitialize(from: entries, count: count)
+                    entries.deallocate()
+                    entries = grown
+                    capacity *= 2
+                }
+                (entries + count).initialize(to: insn)
+                count += 1
+            }
+            slots[i] = UInt32(truncatingIfNeeded: (slot >> 2 != 0 ? Int(slot >> 2) : count) << 2)
+                | UInt32(mode.rawValue)
+        }
     }
 
     private var pages: [UInt64: Page] = [:]
@@ -31,7 +82,8 @@ public struct X86DecodeCache {
     private var lastPageNumber: UInt64 = .max
     private var lastPage: Page?
     /// Lookups answered from the cache, and decodes stored (statistics, tests).
-    public private(set) var hits: UInt64 = 0, fills: UInt64 = 0, invalidations: UInt64 = 0
+    public internal(set) var hits: UInt64 = 0
+    public private(set) var fills: UInt64 = 0, invalidations: UInt64 = 0
 
     public init(memory: GuestMemory) {
         let end = memory.regions.last.map { $0.guestEnd } ?? 0
@@ -42,22 +94,19 @@ public struct X86DecodeCache {
     /// Number of physical pages with cached instructions.
     public var pageCount: Int { pages.count }
 
+    /// The cached page of physical page `number`, if any.
+    mutating func page(_ number: UInt64) -> Page? {
+        if number == lastPageNumber, let p = lastPage { return p }
+        guard let p = pages[number] else { return nil }
+        lastPageNumber = number; lastPage = p
+        return p
+    }
+
     /// The instruction decoded earlier at `physical` in `mode`, if still valid.
-    @inline(__always)
     public mutating func lookup(_ physical: UInt64, mode: CodeMode) -> DecodedInstruction? {
-        let number = physical >> 12
-        let page: Page
-        if number == lastPageNumber, let p = lastPage {
-            page = p
-        } else {
-            guard let p = pages[number] else { return nil }
-            lastPageNumber = number; lastPage = p
-            page = p
-        }
-        let slot = Int(page.slots[Int(physical & 0xfff)])
-        guard slot != 0, page.modes[slot - 1] == mode else { return nil }
+        guard let insn = page(physical >> 12)?.lookup(physical, mode: mode) else { return nil }
         hits &+= 1
-        return page.entries[slot - 1]
+        return insn
     }
 
     /// Remembers `insn`, decoded from RAM at `physical` in `mode` (ignored if it crosses a page).
@@ -74,15 +123,7 @@ public struct X86DecodeCache {
             pages[number] = page
             codeBits[Int(number >> 6)] |= 1 << (number & 63)
         }
-        let slot = Int(page.slots[offset])
-        if slot != 0 {
-            page.entries[slot - 1] = insn
-            page.modes[slot - 1] = mode
-        } else {
-            page.entries.append(insn)
-            page.modes.append(mode)
-            page.slots[offset] = UInt16(page.entries.count)
-        }
+        page.store(physical, mode: mode, insn)
         fills &+= 1
     }
 

@@ -151,17 +151,26 @@ final class InterpPlatform: X86Platform {
         pendingExits.append(.mmioWrite(address: GuestPhysicalAddress(address), size: size, value: value))
     }
 
-    var hasPendingExit: Bool { pendingExits.count > pendingHead }
+    var hasPendingExit: Bool {
+        @inline(__always) get { pendingExits.count > pendingHead }
+    }
 
+    @inline(__always)
     func beginInstruction() {
         replayed = 0
         attemptStart = pendingExits.count
     }
 
+    @inline(__always)
     func commitAccesses() {
-        if replayed > 0 { answers.removeFirst(replayed) }
-        replayed = 0
+        if replayed > 0 { dropReplayedAnswers() }
         attemptStart = pendingExits.count
+    }
+
+    @inline(never)
+    private func dropReplayedAnswers() {
+        answers.removeFirst(replayed)
+        replayed = 0
     }
 
     /// The oldest write exit not yet returned.

@@ -5,7 +5,9 @@
 // always in ES. Each iteration reads, then writes memory, then commits the registers, so a
 // fault leaves the completed iterations done and RIP on the instruction, as on hardware.
 // Between iterations a pending exit (an MMIO write, say) stops the loop with RIP still on
-// the instruction: executing it again resumes. INS/OUTS are in the system family.
+// the instruction: executing it again resumes. Each completed iteration commits its port/MMIO
+// reads (`commitAccesses`), so a resumed instruction does not replay them. INS/OUTS are in the
+// system family.
 
 import VisorX86Decode
 
@@ -56,6 +58,9 @@ extension X86Machine {
             if repetition == .none { break }
             let count = (readRegister(1, size: width) &- 1) & addressMask
             writeRegister(1, size: width, count)
+            // This iteration is done: its MMIO reads took effect and are not replayed to the next
+            // (a retry after an exit resumes at the next iteration), as INS/OUTS do.
+            commitAccesses()
             if count == 0 { break }
             if compares {
                 let zero = flag(RFlag.zero)
@@ -63,7 +68,7 @@ extension X86Machine {
                 if repetition == .repeatWhileNotEqual && zero { break }
             }
             // Stop between iterations for the hypervisor; RIP stays on the instruction.
-            if platform.hasPendingExit { return }
+            if hasPendingExit { return }
         }
         retire(insn)
     }

@@ -584,12 +584,12 @@ extension X86Machine {
                 platform.portWrite(port: port, size: UInt8(size), value: UInt32(truncatingIfNeeded: value))
                 writeRegister(6, size: width, (rsi &+ step) & addressMask)
             }
-            platform.commitAccesses()
+            commitAccesses()
             if !repeated { break }
             let count = (readRegister(1, size: width) &- 1) & addressMask
             writeRegister(1, size: width, count)
             if count == 0 { break }
-            if platform.hasPendingExit || stopRequestedSoon { return }
+            if hasPendingExit || stopRequestedSoon { return }
         }
         retire(insn)
     }

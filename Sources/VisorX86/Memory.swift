@@ -29,7 +29,6 @@ extension X86Machine {
 
     /// Reads `size` (1, 2, 4 or 8) bytes at a physical address: RAM, or MMIO through the platform.
     public func readPhysical(_ address: UInt64, size: Int) throws(X86Interruption) -> UInt64 {
-        let memory = platform.memory
         let a = GuestPhysicalAddress(address)
         if memory.contains(a, length: UInt64(size)) {
             do {
@@ -52,7 +51,6 @@ extension X86Machine {
 
     /// Writes the low `size` bytes of `value` at a physical address: RAM, or MMIO.
     public func writePhysical(_ address: UInt64, size: Int, value: UInt64) throws(X86Interruption) {
-        let memory = platform.memory
         let a = GuestPhysicalAddress(address)
         if memory.contains(a, length: UInt64(size)) {
             do {
@@ -117,7 +115,7 @@ extension X86Machine {
             let address = linear &+ UInt64(i)
             let l = cpu.longModeActive ? address : address & 0xffff_ffff
             let physical = try translate(l, .read, user: false)
-            let byte = (try? platform.memory.load(UInt8.self, at: GuestPhysicalAddress(physical))) ?? 0xff
+            let byte = (try? memory.load(UInt8.self, at: GuestPhysicalAddress(physical))) ?? 0xff
             value |= UInt64(byte) << (8 * UInt64(i))
         }
         return value
@@ -130,7 +128,7 @@ extension X86Machine {
             let address = linear &+ UInt64(i)
             let l = cpu.longModeActive ? address : address & 0xffff_ffff
             let physical = try translate(l, .write, user: false)
-            if (try? platform.memory.store(UInt8(truncatingIfNeeded: value >> (8 * UInt64(i))),
+            if (try? memory.store(UInt8(truncatingIfNeeded: value >> (8 * UInt64(i))),
                                            at: GuestPhysicalAddress(physical))) != nil {
                 decodeCache.noteWrite(physical, size: 1)
             }

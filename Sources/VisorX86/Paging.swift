@@ -57,18 +57,18 @@ extension X86Machine {
     func loadPagingEntry(_ address: UInt64, wide: Bool) -> UInt64 {
         let a = GuestPhysicalAddress(address)
         if wide {
-            return (try? platform.memory.load(UInt64.self, at: a)) ?? .max
+            return (try? memory.load(UInt64.self, at: a)) ?? .max
         }
-        return (try? platform.memory.load(UInt32.self, at: a)).map(UInt64.init) ?? 0xffff_ffff
+        return (try? memory.load(UInt32.self, at: a)).map(UInt64.init) ?? 0xffff_ffff
     }
 
     /// Writes back an entry whose A/D bits changed (RAM only; code pages are invalidated).
     func storePagingEntry(_ address: UInt64, _ value: UInt64, wide: Bool) {
         let a = GuestPhysicalAddress(address)
         if wide {
-            guard (try? platform.memory.store(value, at: a)) != nil else { return }
+            guard (try? memory.store(value, at: a)) != nil else { return }
         } else {
-            guard (try? platform.memory.store(UInt32(truncatingIfNeeded: value), at: a)) != nil else { return }
+            guard (try? memory.store(UInt32(truncatingIfNeeded: value), at: a)) != nil else { return }
         }
         decodeCache.noteWrite(address, size: wide ? 8 : 4)
     }

@@ -51,23 +51,23 @@ extension X86Machine {
         }
         if cpu.halted { return .halted }
         cpu.interruptShadow = false
-        platform.beginInstruction()
+        beginInstruction()
         do {
             let insn = try fetchInstruction()
             try execute(insn)
-            platform.commitAccesses()
+            commitAccesses()
             instructionsRetired &+= 1
         } catch {
             switch error {
             case .fault(let fault):
-                platform.commitAccesses()
+                commitAccesses()
                 if !raise(fault) { return .shutdown }
             case .stop(.needsHypervisor(let exit)):
                 cpu.interruptShadow = inhibited
                 return .needsHypervisor(exit)
             }
         }
-        if platform.hasPendingExit { return .pendingExit }
+        if hasPendingExit { return .pendingExit }
         if cpu.halted {
             // HLT with an interrupt that can be taken right away does not stop.
             if pendingInterrupt != nil && interruptWindowOpen { return nil }
@@ -77,10 +77,45 @@ extension X86Machine {
     }
 
     /// Fetches and decodes the instruction at CS:RIP.
+    @inline(never)
     public func fetchInstruction() throws(X86Interruption) -> DecodedInstruction {
         let mode = cpu.codeMode
-        let linear = try linearAddress(segment: UInt8(X86CPU.cs), offset: cpu.rip, size: 1)
+        let rip = cpu.rip
+        let linear: UInt64
+        if mode == .bits64 {
+            // As `linearAddress` checks it for CS in 64-bit mode: no base, canonical.
+            guard Self.isCanonical(rip) else { throw .fault(.gp(0)) }
+            linear = rip
+        } else {
+            linear = try linearAddress(segment: UInt8(X86CPU.cs), offset: rip, size: 1)
+        }
+        // Shortcut: same linear page as the last fetch, with no translation or cache change
+        // since; the page offset is the same in the linear and the physical address.
+        if linear >> 12 == fetchLinearPage, fetchEpoch == fetchEpochNow,
+           let slots = fetchSlots, let entries = fetchEntries {
+            // In bounds: see `X86DecodeCache.Page` (offset masked; non-zero slots name entries).
+            let slot = slots[Int(truncatingIfNeeded: linear & 0xfff)]
+            if slot & 3 == UInt32(mode.rawValue) && slot >> 2 != 0 {
+                let insn = entries[Int(slot >> 2) - 1]
+                if mode != .bits64 { try checkCodeLimit(length: insn.length) }
+                decodeCache.hits &+= 1
+                return insn
+            }
+        }
+        return try fetchSlow(linear: linear, mode: mode)
+    }
+
+    /// Fetch through the TLB and the decode cache (decoding on a miss); sets up the shortcut.
+    @inline(never)
+    func fetchSlow(linear: UInt64, mode: CodeMode) throws(X86Interruption) -> DecodedInstruction {
         let physical = try translate(linear, .execute)
+        defer {
+            let page = decodeCache.page(physical >> 12)
+            fetchLinearPage = linear >> 12
+            fetchSlots = page?.slots
+            fetchEntries = page?.entries
+            fetchEpoch = fetchEpochNow
+        }
         if let cached = decodeCache.lookup(physical, mode: mode) {
             try checkCodeLimit(length: cached.length)
             return cached
@@ -101,7 +136,7 @@ extension X86Machine {
         switch result {
         case .instruction(let insn):
             try checkCodeLimit(length: insn.length)
-            if !crossesPage && platform.memory.contains(GuestPhysicalAddress(physical), length: UInt64(insn.length)) {
+            if !crossesPage && memory.contains(GuestPhysicalAddress(physical), length: UInt64(insn.length)) {
                 decodeCache.insert(physical, mode: mode, insn)
             }
             return insn
@@ -122,7 +157,6 @@ extension X86Machine {
 
     /// Copies code bytes from physical memory; bytes outside RAM read as 0xff.
     private func copyCode(from physical: UInt64, into bytes: inout [UInt8], at start: Int, count: Int) {
-        let memory = platform.memory
         if let chunk = try? memory.read(at: GuestPhysicalAddress(physical), count: count) {
             for i in 0..<count { bytes[start + i] = chunk[i] }
             return
@@ -130,5 +164,38 @@ extension X86Machine {
         for i in 0..<count {
             bytes[start + i] = (try? memory.load(UInt8.self, at: GuestPhysicalAddress(physical &+ UInt64(i)))) ?? 0xff
         }
+    }
+}
+
+extension X86Machine {
+    /// What `fetchEpoch` must equal for the fetch shortcut to be used.
+    @inline(__always)
+    var fetchEpochNow: UInt64 {
+        cpu.translationEpoch &+ tlb.generation &+ decodeCache.invalidations &+ decodeCache.fills
+    }
+
+    // The platform's per-instruction notifications, called directly on the interp platform.
+    @inline(__always)
+    func beginInstruction() {
+        if let p = interpPlatform {
+            p._withUnsafeGuaranteedRef { $0.beginInstruction() }
+        } else {
+            platform.beginInstruction()
+        }
+    }
+
+    @inline(__always)
+    func commitAccesses() {
+        if let p = interpPlatform {
+            p._withUnsafeGuaranteedRef { $0.commitAccesses() }
+        } else {
+            platform.commitAccesses()
+        }
+    }
+
+    @inline(__always)
+    var hasPendingExit: Bool {
+        if let p = interpPlatform { return p._withUnsafeGuaranteedRef { $0.hasPendingExit } }
+        return platform.hasPendingExit
     }
 }

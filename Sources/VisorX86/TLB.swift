@@ -21,6 +21,8 @@ public struct X86TLB {
     @usableFromInline var rights = [UInt8](repeating: 0, count: entryCount)
     /// True once an entry came from a 2 MiB, 4 MiB or 1 GiB page (INVLPG then flushes all).
     @usableFromInline var holdsLargePages = false
+    /// Bumped by every flush and invalidation (shortcuts that cache a translation check it).
+    public private(set) var generation: UInt64 = 0
 
     public static let writable: UInt8 = 1, user: UInt8 = 2, noExecute: UInt8 = 4, dirty: UInt8 = 8
 
@@ -49,12 +51,14 @@ public struct X86TLB {
 
     /// Drops every translation.
     public mutating func flush() {
+        generation &+= 1
         for i in 0..<Self.entryCount { tags[i] = 0 }
         holdsLargePages = false
     }
 
     /// Drops the translation of the page holding `linear` (INVLPG).
     public mutating func invalidate(_ linear: UInt64) {
+        generation &+= 1
         if holdsLargePages { flush(); return }
         let page = linear >> 12
         let i = Self.slot(page)

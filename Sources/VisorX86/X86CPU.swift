@@ -19,18 +19,22 @@ public final class X86CPU {
     @exclusivity(unchecked) public var segments: [SegmentRegister] = [
         SegmentRegister(), SegmentRegister(selector: 0xf000, base: 0xffff_0000, type: 0xb),
         SegmentRegister(), SegmentRegister(), SegmentRegister(), SegmentRegister(),
-    ]
+    ] { didSet { updateCodeMode() } }
     @exclusivity(unchecked) public var ldtr = SegmentRegister(type: 2, isCodeOrData: false)
     @exclusivity(unchecked) public var tr = SegmentRegister(type: 0xb, isCodeOrData: false)
     @exclusivity(unchecked) public var gdtr = DescriptorTableRegister()
     @exclusivity(unchecked) public var idtr = DescriptorTableRegister()
 
-    @exclusivity(unchecked) public var cr0: UInt64 = 0x6000_0010
+    @exclusivity(unchecked) public var cr0: UInt64 = 0x6000_0010 { didSet { translationChanged() } }
     @exclusivity(unchecked) public var cr2: UInt64 = 0
-    @exclusivity(unchecked) public var cr3: UInt64 = 0
-    @exclusivity(unchecked) public var cr4: UInt64 = 0
+    @exclusivity(unchecked) public var cr3: UInt64 = 0 { didSet { translationEpoch &+= 1 } }
+    @exclusivity(unchecked) public var cr4: UInt64 = 0 { didSet { translationEpoch &+= 1 } }
     @exclusivity(unchecked) public var cr8: UInt64 = 0
-    @exclusivity(unchecked) public var efer: UInt64 = 0
+    @exclusivity(unchecked) public var efer: UInt64 = 0 { didSet { translationChanged() } }
+
+    /// Bumped whenever CR0, CR3, CR4, EFER or the CPL is written, even without a TLB flush: the
+    /// step loop's fetch shortcut is valid only while it is unchanged.
+    @exclusivity(unchecked) public private(set) var translationEpoch: UInt64 = 0
     /// DR0-DR7 (stored; breakpoints are not implemented).
     @exclusivity(unchecked) public var dr = [UInt64](repeating: 0, count: 8)
 
@@ -50,7 +54,7 @@ public final class X86CPU {
     @exclusivity(unchecked) public var fcw: UInt16 = 0x037f, fsw: UInt16 = 0, ftw: UInt16 = 0
 
     /// Current privilege level (CS.RPL outside real mode).
-    @exclusivity(unchecked) public var cpl: UInt8 = 0
+    @exclusivity(unchecked) public var cpl: UInt8 = 0 { didSet { translationEpoch &+= 1 } }
     /// Interrupts are inhibited for one instruction after STI or MOV SS / POP SS.
     @exclusivity(unchecked) public var interruptShadow = false
     /// Set by HLT; cleared when an interrupt is delivered.
@@ -62,11 +66,23 @@ public final class X86CPU {
     public static let rax = 0, rcx = 1, rdx = 2, rbx = 3, rsp = 4, rbp = 5, rsi = 6, rdi = 7
     public static let es = 0, cs = 1, ss = 2, ds = 3, fs = 4, gs = 5
 
-    /// How code bytes are interpreted now.
-    public var codeMode: CodeMode {
-        if efer & X86.eferLMA != 0 && segments[Self.cs].longMode { return .bits64 }
-        if cr0 & X86.cr0ProtectionEnable != 0 && segments[Self.cs].defaultSize32 { return .bits32 }
-        return .bits16
+    /// How code bytes are interpreted now: from EFER.LMA, CR0.PE and CS, kept up to date when
+    /// any of them is written.
+    @exclusivity(unchecked) public private(set) var codeMode: CodeMode = .bits16
+
+    private func updateCodeMode() {
+        if efer & X86.eferLMA != 0 && segments[Self.cs].longMode {
+            codeMode = .bits64
+        } else if cr0 & X86.cr0ProtectionEnable != 0 && segments[Self.cs].defaultSize32 {
+            codeMode = .bits32
+        } else {
+            codeMode = .bits16
+        }
+    }
+
+    private func translationChanged() {
+        translationEpoch &+= 1
+        updateCodeMode()
     }
 
     /// True in IA-32e mode (long mode active), 64-bit or compatibility.

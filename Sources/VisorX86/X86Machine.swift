@@ -33,6 +33,12 @@ public final class X86StopRequest: Sendable {
 public final class X86Machine {
     public let cpu: X86CPU
     public let platform: any X86Platform
+    /// `platform.memory`, read once: guest RAM (its identity never changes).
+    public let memory: GuestMemory
+    /// `platform` when it is the `interp` engine's own platform: the per-instruction
+    /// notifications then go to it directly instead of through the existential, unretained
+    /// (sound: `platform` holds the same object strongly for the machine's lifetime).
+    let interpPlatform: Unmanaged<InterpPlatform>?
 
     /// Cached linear-to-physical translations (`TLB.swift`).
     @exclusivity(unchecked) public internal(set) var tlb = X86TLB()
@@ -49,10 +55,23 @@ public final class X86Machine {
     /// Settable from any thread: the step loop returns `.stopped` at the next boundary.
     public let stopRequest = X86StopRequest()
 
+    // The fetch shortcut (`fetchInstruction`): the linear page RIP was last fetched from and
+    // the decode-cache tables of its physical page, valid while `fetchEpoch` equals
+    // `fetchEpochNow` (a sum of counters that only grow, so it changes whenever any does).
+    @exclusivity(unchecked) var fetchLinearPage: UInt64 = .max
+    @exclusivity(unchecked) var fetchEpoch: UInt64 = .max
+    // SAFETY: unretained pointers into a decode-cache page (`X86DecodeCache.Page`). The cache
+    // frees or moves them only when it drops a page or stores an entry, and both bump a counter
+    // in `fetchEpochNow`, which invalidates the shortcut before they are read again.
+    @exclusivity(unchecked) var fetchSlots: UnsafeMutablePointer<UInt32>?
+    @exclusivity(unchecked) var fetchEntries: UnsafeMutablePointer<DecodedInstruction>?
+
     public init(cpu: X86CPU = X86CPU(), platform: any X86Platform,
                 decode: @escaping X86DecodeFunction = { Decoder.decode($0, mode: $1) }) {
         self.cpu = cpu
         self.platform = platform
+        self.memory = platform.memory
+        self.interpPlatform = (platform as? InterpPlatform).map { Unmanaged.passUnretained($0) }
         self.decode = decode
         self.decodeCache = X86DecodeCache(memory: platform.memory)
     }

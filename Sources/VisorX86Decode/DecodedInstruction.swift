@@ -60,14 +60,14 @@ public struct MemoryOperand: Equatable, Sendable {
     /// `base` value meaning RIP-relative: the address is relative to the *next* instruction.
     public static let ripRelative: UInt8 = 0xfe
 
+    /// Sign-extended displacement.
+    public var displacement: Int64 = 0
     /// Segment register used: the override prefix if any, else DS, or SS for rBP/rSP bases.
     public var segment: UInt8 = 3
     public var base: UInt8 = noRegister
     public var index: UInt8 = noRegister
     /// 1, 2, 4 or 8.
     public var scale: UInt8 = 1
-    /// Sign-extended displacement.
-    public var displacement: Int64 = 0
 
     public init(segment: UInt8 = 3, base: UInt8 = noRegister, index: UInt8 = noRegister, scale: UInt8 = 1,
                 displacement: Int64 = 0) {
@@ -93,6 +93,15 @@ public struct Prefixes: Equatable, Sendable {
 
 /// One decoded instruction.
 public struct DecodedInstruction: Equatable, Sendable {
+    // The 8-byte fields come first so the value is naturally aligned with little padding:
+    // it is copied out of the decode cache for every instruction executed.
+    /// Valid when any operand has kind `.memory`.
+    public var memory: MemoryOperand
+    /// The immediate, sign- or zero-extended to 64 bits as the encoding says. For relative
+    /// branches: the signed displacement. For `enter`: the frame size.
+    public var immediate: UInt64
+    /// A second immediate: `enter`'s nesting level; the selector of a direct far `jmp`/`call`.
+    public var immediate2: UInt64
     public var operation: Operation
     /// Total length in bytes, prefixes included (1...15).
     public var length: UInt8
@@ -110,13 +119,6 @@ public struct DecodedInstruction: Equatable, Sendable {
     public var source: Operand
     /// A third operand: the immediate of `imul r, r/m, imm`; the count of `shld`/`shrd` (CL or imm8).
     public var source2: Operand
-    /// Valid when any operand has kind `.memory`.
-    public var memory: MemoryOperand
-    /// The immediate, sign- or zero-extended to 64 bits as the encoding says. For relative
-    /// branches: the signed displacement. For `enter`: the frame size.
-    public var immediate: UInt64
-    /// A second immediate: `enter`'s nesting level; the selector of a direct far `jmp`/`call`.
-    public var immediate2: UInt64
     public var prefixes: Prefixes
 
     public init(operation: Operation, length: UInt8, operandSize: UInt8 = 4, addressSize: UInt8 = 8,
