@@ -6,12 +6,18 @@
 // fault leaves the completed iterations done and RIP on the instruction, as on hardware.
 // Between iterations a pending exit (an MMIO write, say) stops the loop with RIP still on
 // the instruction: executing it again resumes. Each completed iteration commits its port/MMIO
-// reads (`commitAccesses`), so a resumed instruction does not replay them. INS/OUTS are in the
-// system family.
+// reads (`commitAccesses`), so a resumed instruction does not replay them. A long REP also
+// stops after `repeatIterationsPerStep` iterations, the way hardware takes interrupts between
+// iterations: a guest's REP with a count near 2^64 over memory that never runs out must not hold
+// the vCPU thread past its budget or a stop request. INS/OUTS are in the system family.
 
 import VisorX86Decode
 
 extension X86Machine {
+    /// Iterations one execution of a REP string instruction may do before yielding (RIP stays
+    /// on it, so the next step resumes it).
+    static let repeatIterationsPerStep = 4096
+
     func executeString(_ insn: DecodedInstruction) throws(X86Interruption) {
         let operation = insn.operation
         let size = insn.operandSize
@@ -26,6 +32,7 @@ extension X86Machine {
             retire(insn)
             return
         }
+        var iterations = 0
         while true {
             let rsi = readRegister(6, size: width)
             let rdi = readRegister(7, size: width)
@@ -67,8 +74,10 @@ extension X86Machine {
                 if repetition == .repeatWhileEqual && !zero { break }
                 if repetition == .repeatWhileNotEqual && zero { break }
             }
-            // Stop between iterations for the hypervisor; RIP stays on the instruction.
-            if hasPendingExit { return }
+            // Stop between iterations for the hypervisor, or to let the step loop check its
+            // budget and stop requests; RIP stays on the instruction.
+            iterations &+= 1
+            if hasPendingExit || iterations >= Self.repeatIterationsPerStep { return }
         }
         retire(insn)
     }

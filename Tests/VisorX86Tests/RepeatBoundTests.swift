@@ -1,0 +1,52 @@
+// A REP string instruction with a huge count over memory that never runs out must not hold
+// the vCPU thread: it yields between bounded runs of iterations (RIP still on it, registers
+// updated, as after an interrupt on hardware), so budgets and stop requests still work.
+
+import Foundation
+import Testing
+import VisorCore
+@testable import VisorX86
+
+@Suite(.timeLimit(.minutes(1)))
+struct RepeatBoundTests {
+    /// 511 GiB of linear addresses (PDPT[1...511]) all mapping the 2 MiB of RAM at physical 0.
+    func endlessMemoryMachine(_ code: [UInt8]) throws -> InterpVirtualCPU {
+        let f = SysMachine.longMode()
+        let directory: UInt64 = 0x13000
+        for i in 0..<512 { f.platform.w64(directory + 8 * UInt64(i), 0x0 | 0x83) }
+        for i in 1..<512 { f.platform.w64(SysLayout.pdpt + 8 * UInt64(i), directory | 3) }
+        f.platform.bytes(SysLayout.code, code)
+        let vm = try InterpEngine().makeMachine(memory: f.platform.memory, options: MachineOptions())
+        let cpu = try #require(try vm.makeVCPU(index: 0) as? InterpVirtualCPU)
+        try cpu.setState(f.cpu.state)
+        return cpu
+    }
+
+    static let repLods: [UInt8] = [
+        0x48, 0xbe, 0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x00, 0x00,  // mov rsi, 0x4000_0000
+        0x48, 0xc7, 0xc1, 0xff, 0xff, 0xff, 0xff,                    // mov rcx, -1
+        0xf3, 0x48, 0xad,                                            // rep lodsq
+        0xf4,                                                        // hlt
+    ]
+
+    @Test("a budgeted run returns while an endless REP LODS is still going")
+    func budgetEndsAnEndlessRep() throws {
+        let cpu = try endlessMemoryMachine(Self.repLods)
+        #expect(try cpu.run(budget: 1000) == .stopped)
+        let s = try cpu.state()
+        #expect(s.rip == SysLayout.code + 17, "RIP stays on the REP instruction")
+        #expect(s.rcx < UInt64.max - 1000, "iterations were done")
+        #expect(s.rsi > 0x4000_0000)
+        // It resumes where it left off.
+        #expect(try cpu.run(budget: 1000) == .stopped)
+        #expect(try cpu.state().rsi > s.rsi)
+    }
+
+    @Test("requestStop from another thread stops an endless REP LODS")
+    func stopEndsAnEndlessRep() throws {
+        let cpu = try endlessMemoryMachine(Self.repLods)
+        let stopper = Thread { usleep(100_000); cpu.requestStop() }
+        stopper.start()
+        #expect(try cpu.run() == .stopped)
+    }
+}
