@@ -374,13 +374,7 @@ public final class Credit2Scheduler: Scheduler {
     /// (cap ≤ 100 × number of vCPUs).
     public func adjust(domain: DomainID, _ params: DomainSchedParams) throws(SchedError) {
         guard let d = domains[domain] else { throw .unknownDomain(domain) }
-        if params.periodMicroseconds != nil { throw .unsupportedParameter(scheduler: kind.name, parameter: "period") }
-        if params.budgetMicroseconds != nil { throw .unsupportedParameter(scheduler: kind.name, parameter: "budget") }
-        if params.extratime != nil { throw .unsupportedParameter(scheduler: kind.name, parameter: "extratime") }
-        if let w = params.weight, w < CreditScheduler.weightMinimum || w > CreditScheduler.weightMaximum {
-            throw .weightOutOfRange(w)
-        }
-        if let c = params.cap, c < 0 || c > 100 * d.maxVCPUs { throw .capOutOfRange(c, maximum: 100 * d.maxVCPUs) }
+        try params.validateShares(scheduler: kind.name, maxVCPUs: d.maxVCPUs)
         let now = clock.now
         if let w = params.weight {
             for v in d.vcpus where isCurrent(v) { burn(v, now: now) }

@@ -368,11 +368,7 @@ public final class CreditScheduler: Scheduler {
     /// libxl `sched_credit_domain_set`: weight 1 … 65535, cap 0 … 100 × (max vCPU id + 1).
     public func adjust(domain: DomainID, _ params: DomainSchedParams) throws(SchedError) {
         guard let d = domains[domain] else { throw .unknownDomain(domain) }
-        if params.periodMicroseconds != nil { throw .unsupportedParameter(scheduler: kind.name, parameter: "period") }
-        if params.budgetMicroseconds != nil { throw .unsupportedParameter(scheduler: kind.name, parameter: "budget") }
-        if params.extratime != nil { throw .unsupportedParameter(scheduler: kind.name, parameter: "extratime") }
-        if let w = params.weight, w < Self.weightMinimum || w > Self.weightMaximum { throw .weightOutOfRange(w) }
-        if let c = params.cap, c < 0 || c > 100 * d.maxVCPUs { throw .capOutOfRange(c, maximum: 100 * d.maxVCPUs) }
+        try params.validateShares(scheduler: kind.name, maxVCPUs: d.maxVCPUs)
         if let w = params.weight {
             totalWeight += (w - d.weight) * d.activeCount
             d.weight = w

@@ -156,11 +156,8 @@ public final class NullScheduler: Scheduler {
     /// Null has no per-domain parameters; any field is an error.
     public func adjust(domain: DomainID, _ params: DomainSchedParams) throws(SchedError) {
         guard domains.contains(domain) else { throw .unknownDomain(domain) }
-        if params.weight != nil { throw .unsupportedParameter(scheduler: kind.name, parameter: "weight") }
-        if params.cap != nil { throw .unsupportedParameter(scheduler: kind.name, parameter: "cap") }
-        if params.periodMicroseconds != nil { throw .unsupportedParameter(scheduler: kind.name, parameter: "period") }
-        if params.budgetMicroseconds != nil { throw .unsupportedParameter(scheduler: kind.name, parameter: "budget") }
-        if params.extratime != nil { throw .unsupportedParameter(scheduler: kind.name, parameter: "extratime") }
+        try params.rejectShareFields(scheduler: kind.name)
+        try params.rejectRealTimeFields(scheduler: kind.name)
     }
 
     public func vcpuParameters(_ id: VCPUID) throws(SchedError) -> DomainSchedParams {

@@ -298,8 +298,7 @@ public final class RTDSScheduler: Scheduler {
 
     /// libxl's `sched_rtds_validate_params`, then the hypervisor's minimums.
     private func validate(_ params: DomainSchedParams, base: (Int, Int, Bool)) throws(SchedError) -> (Int, Int, Bool) {
-        if params.weight != nil { throw .unsupportedParameter(scheduler: kind.name, parameter: "weight") }
-        if params.cap != nil { throw .unsupportedParameter(scheduler: kind.name, parameter: "cap") }
+        try params.rejectShareFields(scheduler: kind.name)
         let period = params.periodMicroseconds ?? base.0
         let budget = params.budgetMicroseconds ?? base.1
         if period < 1 { throw .invalidPeriod(microseconds: period) }

@@ -115,6 +115,29 @@ public struct DomainSchedParams: Equatable, Sendable {
         self.budgetMicroseconds = budgetMicroseconds
         self.extratime = extratime
     }
+
+    /// Refuses RTDS's fields (period, budget, extratime) for a policy that has none of them.
+    func rejectRealTimeFields(scheduler: String) throws(SchedError) {
+        if periodMicroseconds != nil { throw .unsupportedParameter(scheduler: scheduler, parameter: "period") }
+        if budgetMicroseconds != nil { throw .unsupportedParameter(scheduler: scheduler, parameter: "budget") }
+        if extratime != nil { throw .unsupportedParameter(scheduler: scheduler, parameter: "extratime") }
+    }
+
+    /// Refuses the credit schedulers' fields (weight, cap) for a policy that has neither.
+    func rejectShareFields(scheduler: String) throws(SchedError) {
+        if weight != nil { throw .unsupportedParameter(scheduler: scheduler, parameter: "weight") }
+        if cap != nil { throw .unsupportedParameter(scheduler: scheduler, parameter: "cap") }
+    }
+
+    /// The credit schedulers' checks, as libxl and the hypervisor make them: weight within
+    /// 1 … 65535, cap within 0 … 100 × the domain's vCPUs; and no RTDS fields.
+    func validateShares(scheduler: String, maxVCPUs: Int) throws(SchedError) {
+        try rejectRealTimeFields(scheduler: scheduler)
+        if let w = weight, w < CreditScheduler.weightMinimum || w > CreditScheduler.weightMaximum {
+            throw .weightOutOfRange(w)
+        }
+        if let c = cap, c < 0 || c > 100 * maxVCPUs { throw .capOutOfRange(c, maximum: 100 * maxVCPUs) }
+    }
 }
 
 /// Pool-wide parameters (`xl sched-credit -s`, `sched-credit2 -s`). `nil`: leave unchanged.
