@@ -112,7 +112,7 @@ public enum CPUBenchmark {
         var arguments = ["-accel", "tcg", "-m", "128", "-display", "none", "-nodefaults", "-no-reboot",
                          "-serial", "stdio", "-device", "isa-debug-exit,iobase=0xf4,iosize=4", "-kernel", image.path]
         if !commandLine.isEmpty { arguments += ["-append", commandLine] }
-        let (status, text) = try ExitBenchmark.runProcess(qemu, arguments)
+        let (status, text) = try HostProcess.run(qemu, arguments)
         guard status == 0, let loops = parse(text) else {
             throw BenchmarkError.referenceFailed("QEMU exited \(status):\n\(text)")
         }

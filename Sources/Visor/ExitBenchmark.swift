@@ -107,13 +107,13 @@ public enum ExitBenchmark {
         let outputDate = (try? fm.attributesOfItem(atPath: output.path)[.modificationDate] as? Date) ?? .distantPast
         if outputDate > sourceDate { return output }
         try fm.createDirectory(at: output.deletingLastPathComponent(), withIntermediateDirectories: true)
-        let (status, text) = try runProcess("/usr/bin/env", ["cc", "-O2", "-Wall", "-o", output.path, source.path])
+        let (status, text) = try HostProcess.run("/usr/bin/env", ["cc", "-O2", "-Wall", "-o", output.path, source.path])
         guard status == 0 else { throw BenchmarkError.referenceBuildFailed(text) }
         return output
     }
 
     static func runReference(_ program: URL, image: URL, count: UInt64) throws -> ExitTiming {
-        let (status, text) = try runProcess(program.path, [image.path, "\(count)"])
+        let (status, text) = try HostProcess.run(program.path, [image.path, "\(count)"])
         guard status == 0 else { throw BenchmarkError.referenceFailed("exit status \(status): \(text)") }
         var values: [String: Double] = [:]
         for line in text.split(whereSeparator: \.isNewline) {
@@ -124,18 +124,5 @@ public enum ExitBenchmark {
             throw BenchmarkError.referenceFailed("unexpected output: \(text)")
         }
         return ExitTiming(cpl0NanosecondsPerExit: c0, cpl3NanosecondsPerExit: c3)
-    }
-
-    static func runProcess(_ path: String, _ arguments: [String]) throws -> (Int32, String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 }

@@ -85,9 +85,22 @@ public struct GuestCatalog: Sendable {
         let lockFD = open(outputDirectory.appendingPathComponent(".build-lock").path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         if lockFD >= 0 { flock(lockFD, LOCK_EX) }
         defer { if lockFD >= 0 { close(lockFD) } }
+        let (status, output) = try HostProcess.run(
+            "/usr/bin/env", ["make", "-s", "-C", sourceDirectory.path, "OUT=\(outputDirectory.path)"] + arguments)
+        guard status == 0 else {
+            throw GuestCatalogError.buildFailed(status: status, output: output)
+        }
+        return output
+    }
+}
+
+/// Runs a host program to completion with no standard input.
+enum HostProcess {
+    /// The exit status and everything the program wrote to standard output and error, together.
+    static func run(_ path: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["make", "-s", "-C", sourceDirectory.path, "OUT=\(outputDirectory.path)"] + arguments
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe
@@ -95,10 +108,6 @@ public struct GuestCatalog: Sendable {
         try process.run()
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        let output = String(decoding: data, as: UTF8.self)
-        guard process.terminationStatus == 0 else {
-            throw GuestCatalogError.buildFailed(status: process.terminationStatus, output: output)
-        }
-        return output
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 }
