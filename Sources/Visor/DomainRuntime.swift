@@ -117,6 +117,8 @@ public final class Domain: Sendable {
                             registers: registerDump())
         case .internalError(let message):
             return .crashed(reason: message, registers: registerDump())
+        case .interruptWindow, .msrRead, .msrWrite:
+            return .crashed(reason: "unexpected exit \(exit)", registers: registerDump())
         case .stopped:
             if let reason = stopReason.withLock({ $0 }) { return .stopped(reason: reason) }
             return nil  // a stray signal: carry on

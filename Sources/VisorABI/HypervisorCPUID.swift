@@ -9,8 +9,12 @@ public enum HypervisorCPUID {
     public static let signatureLeaf: UInt32 = 0x4000_0000
     /// Leaf `0x4000_0001`: EAX is the ABI version, `major << 16 | minor`.
     public static let versionLeaf: UInt32 = 0x4000_0001
+    /// Leaf `0x4000_0010`: timing, so guests need no calibration loop. EAX is the guest TSC's
+    /// frequency in kHz, EBX the local APIC timer's input clock (before its divider) in kHz.
+    /// The number and layout are the ones VMware defined and other hypervisors reuse.
+    public static let timingLeaf: UInt32 = 0x4000_0010
     /// The highest leaf in the hypervisor range that Visor answers.
-    public static let highestLeaf: UInt32 = versionLeaf
+    public static let highestLeaf: UInt32 = timingLeaf
 
     /// "VisorVisorVM", as twelve ASCII bytes in EBX, ECX, EDX (each register little-endian),
     /// the layout of Xen's "XenVMMXenVMM" and KVM's "KVMKVMKVM".
@@ -18,9 +22,10 @@ public enum HypervisorCPUID {
     public static let signatureECX: UInt32 = 0x7369_5672  // "rVis"
     public static let signatureEDX: UInt32 = 0x4d56_726f  // "orVM"
 
-    /// ABI version 0.1: discovery only. Hypercalls arrive with the paravirtualization issue.
+    /// ABI version 0.2: discovery and the timing leaf. Hypercalls arrive with the
+    /// paravirtualization issue.
     public static let abiVersionMajor: UInt32 = 0
-    public static let abiVersionMinor: UInt32 = 1
+    public static let abiVersionMinor: UInt32 = 2
     public static var abiVersion: UInt32 { abiVersionMajor << 16 | abiVersionMinor }
 
     /// True when the three registers of leaf `0x4000_0000` carry Visor's signature.

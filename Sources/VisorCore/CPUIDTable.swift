@@ -25,17 +25,32 @@ public struct CPUIDTable: Sendable, Equatable {
     /// CPUID.1:ECX bit 31: "a hypervisor is present", the bit guests check before leaf 0x4000_0000.
     public static let hypervisorPresentBit: UInt32 = 1 << 31
 
+    /// CPUID.1:EDX bit 9: an on-chip local APIC.
+    public static let apicBit: UInt32 = 1 << 9
+    /// CPUID.1:ECX bit 21: x2APIC, which Visor's local APIC does not implement.
+    public static let x2APICBit: UInt32 = 1 << 21
+    /// CPUID.1:ECX bit 24: the APIC timer's TSC-deadline mode.
+    public static let tscDeadlineBit: UInt32 = 1 << 24
+
     /// The guest's table: `hostSupported` with any hypervisor-range leaves the host proposed
-    /// replaced by Visor's, and the hypervisor-present bit set in leaf 1.
-    public init(hostSupported: [CPUIDEntry]) {
+    /// replaced by Visor's, and the hypervisor-present bit set in leaf 1. Leaf 1 describes
+    /// Visor's local APIC (xAPIC with TSC-deadline mode, no x2APIC), and the timing leaf gives
+    /// `timeStampCounterFrequency` and `apicTimerFrequency` (Hz; 0 when not known).
+    public init(hostSupported: [CPUIDEntry], timeStampCounterFrequency: UInt64 = 0,
+                apicTimerFrequency: UInt64 = 0) {
         var result = hostSupported.filter { $0.function & 0xffff_0000 != HypervisorCPUID.signatureLeaf }
         if let leaf1 = result.firstIndex(where: { $0.function == 1 }) {
-            result[leaf1].ecx |= Self.hypervisorPresentBit
+            result[leaf1].ecx |= Self.hypervisorPresentBit | Self.tscDeadlineBit
+            result[leaf1].ecx &= ~Self.x2APICBit
+            result[leaf1].edx |= Self.apicBit
         }
         result.append(CPUIDEntry(function: HypervisorCPUID.signatureLeaf, eax: HypervisorCPUID.highestLeaf,
                                  ebx: HypervisorCPUID.signatureEBX, ecx: HypervisorCPUID.signatureECX,
                                  edx: HypervisorCPUID.signatureEDX))
         result.append(CPUIDEntry(function: HypervisorCPUID.versionLeaf, eax: HypervisorCPUID.abiVersion))
+        func kilohertz(_ hz: UInt64) -> UInt32 { UInt32(clamping: hz / 1000) }
+        result.append(CPUIDEntry(function: HypervisorCPUID.timingLeaf, eax: kilohertz(timeStampCounterFrequency),
+                                 ebx: kilohertz(apicTimerFrequency)))
         entries = result
     }
 

@@ -15,8 +15,17 @@ public enum Exit: Sendable, Equatable {
     case mmioRead(address: GuestPhysicalAddress, size: UInt8)
     /// The guest wrote `size` bytes at a physical address that is not RAM.
     case mmioWrite(address: GuestPhysicalAddress, size: UInt8, value: UInt64)
-    /// The guest executed HLT with nothing to wake it inside the engine.
+    /// The guest executed HLT with nothing to wake it inside the engine. RIP is past the HLT;
+    /// the vCPU stays halted until Visor injects an interrupt (or an INIT/SIPI restarts it).
     case halt
+    /// The guest can now take a maskable interrupt, as asked for with
+    /// `VirtualCPU.requestInterruptWindow(true)`.
+    case interruptWindow
+    /// The guest read a model-specific register the engine leaves to Visor's platform (see
+    /// `PlatformMSR`). Answer with `VirtualCPU.completeRead(_:)` (EDX:EAX as one value).
+    case msrRead(index: UInt32)
+    /// The guest wrote a model-specific register the engine leaves to Visor's platform.
+    case msrWrite(index: UInt32, value: UInt64)
     /// The guest shut the machine down, typically a triple fault. The vCPU cannot run again.
     case shutdown
     /// The run was cut short by `VirtualCPU.requestStop()` (preemption, Ctrl-C, another vCPU).
@@ -30,7 +39,8 @@ public enum Exit: Sendable, Equatable {
 
     /// Short names for statistics, one per case, in `reasonIndex` order.
     public static let reasonNames = ["io-read", "io-write", "mmio-read", "mmio-write", "halt", "shutdown",
-                                     "stopped", "failed-entry", "internal-error"]
+                                     "stopped", "failed-entry", "internal-error", "irq-window", "msr-read",
+                                     "msr-write"]
 
     /// This exit's position in `reasonNames`: a cheap key for per-exit counters.
     public var reasonIndex: Int {
@@ -44,6 +54,9 @@ public enum Exit: Sendable, Equatable {
         case .stopped: return 6
         case .failedEntry: return 7
         case .internalError: return 8
+        case .interruptWindow: return 9
+        case .msrRead: return 10
+        case .msrWrite: return 11
         }
     }
 

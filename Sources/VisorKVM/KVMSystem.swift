@@ -87,6 +87,7 @@ public struct KVMEngine: Engine {
     }
 
     /// Guests on KVM read the host's TSC (offset, not scaled, as Visor sets no TSC scaling).
-    public func timeStampCounterFrequency() -> Double { Self.hostFrequency }
-    private static let hostFrequency = HostTimeStampCounter.measureFrequency()
+    public func timeStampCounterFrequency() -> Double { Self.hostTimeStampCounterFrequency }
+    /// The guest TSC ticks with the host's: measured once, on first use.
+    static let hostTimeStampCounterFrequency = HostTimeStampCounter.measureFrequency()
 }

@@ -29,6 +29,8 @@ public final class KVMVirtualCPU: VirtualCPU {
     }
     // Touched only by the driving thread.
     nonisolated(unsafe) private var pending: PendingAccess?
+    /// A forwarded RDMSR waits for `completeRead`. Driving thread only.
+    nonisolated(unsafe) private var pendingMSRRead = false
 
     private let stopRequested = Atomic<Bool>(false)
     /// The last thread that ran this vCPU with the kick signal unblocked. Driving thread only.
@@ -122,6 +124,14 @@ public final class KVMVirtualCPU: VirtualCPU {
             return .failedEntry(reason: runArea.pointee.fail_entry.hardware_entry_failure_reason)
         case KVM_EXIT_INTR:
             return .stopped
+        case KVM_EXIT_IRQ_WINDOW_OPEN:
+            return .interruptWindow
+        case KVM_EXIT_X86_RDMSR:
+            pendingMSRRead = true
+            return .msrRead(index: ckvm_msr_index(runArea))
+        case KVM_EXIT_X86_WRMSR:
+            ckvm_complete_msr(runArea, ckvm_msr_data(runArea))
+            return .msrWrite(index: ckvm_msr_index(runArea), value: ckvm_msr_data(runArea))
         case KVM_EXIT_INTERNAL_ERROR:
             let sub = runArea.pointee.internal.suberror
             let names: [UInt32: String] = [1: "the instruction could not be emulated",
@@ -181,6 +191,11 @@ public final class KVMVirtualCPU: VirtualCPU {
     }
 
     public func completeRead(_ value: UInt64) {
+        if pendingMSRRead {
+            pendingMSRRead = false
+            ckvm_complete_msr(runArea, value)
+            return
+        }
         guard var p = pending, p.isRead, p.element < p.count || !p.isPort else { return }
         if p.isPort {
             let io = runArea.pointee.io
@@ -207,6 +222,32 @@ public final class KVMVirtualCPU: VirtualCPU {
         runningThread.withLock { thread in
             if let thread { _ = pthread_kill(thread, KickSignal.number) }
         }
+    }
+
+    // MARK: Interrupts
+
+    /// As of the last exit (KVM updates both flags on every exit). Before the first run KVM
+    /// reports "not ready", so the first interrupt waits for a window exit.
+    public var interruptWindowOpen: Bool { ckvm_ready_for_interrupt(runArea) != 0 && pending == nil }
+
+    public func injectInterrupt(vector: UInt8) throws {
+        guard interruptWindowOpen else { throw InterruptWindowClosed(vector: vector) }
+        let rc = ckvm_interrupt(descriptor.raw, UInt32(vector))
+        if rc < 0 { throw KVMError.ioctlFailed(request: "KVM_INTERRUPT", errno: Int32(-rc)) }
+        // KVM takes one queued interrupt at a time and reports "not ready" until it is delivered.
+        runArea.pointee.ready_for_interrupt_injection = 0
+    }
+
+    public func requestInterruptWindow(_ wanted: Bool) {
+        ckvm_set_request_interrupt_window(runArea, wanted ? 1 : 0)
+    }
+
+    /// The guest's time-stamp counter now.
+    public func timeStampCounter() throws -> UInt64 {
+        var value: UInt64 = 0
+        let rc = ckvm_guest_tsc(descriptor.raw, &value)
+        if rc < 0 { throw KVMError.ioctlFailed(request: "KVM_GET_MSRS", errno: Int32(-rc)) }
+        return value
     }
 
     // MARK: Registers
@@ -253,6 +294,7 @@ public final class KVMVirtualCPU: VirtualCPU {
         regs.rip = s.rip; regs.rflags = s.rflags
         try descriptor.ioctl(CKVM_SET_REGS, "KVM_SET_REGS", &regs)
         pending = nil
+        pendingMSRRead = false
     }
 
     static func segment(_ k: kvm_segment) -> SegmentRegister {

@@ -20,12 +20,19 @@ public final class KVMVirtualMachine: VirtualMachine {
     init(system: KVMSystem, memory: GuestMemory, options: MachineOptions) throws(KVMError) {
         self.system = system
         self.memory = memory
-        self.cpuid = CPUIDTable(hostSupported: system.supportedCPUID)
+        self.cpuid = CPUIDTable(hostSupported: system.supportedCPUID,
+                                timeStampCounterFrequency: UInt64(KVMEngine.hostTimeStampCounterFrequency),
+                                apicTimerFrequency: options.apicTimerFrequency)
         let fd = try system.descriptor.ioctl(CKVM_CREATE_VM, "KVM_CREATE_VM")
         self.descriptor = OwnedDescriptor(Int32(fd))
         if system.has(KVM_CAP_SET_TSS_ADDR) {
             try descriptor.ioctl(CKVM_SET_TSS_ADDR, "KVM_SET_TSS_ADDR", value: Self.taskStateAddress)
         }
+        // No in-kernel irqchip: the interrupt controllers are Visor's device models. The one MSR
+        // of theirs that is not memory-mapped, IA32_TSC_DEADLINE, is forwarded to Visor.
+        let forwarded = PlatformMSR.all
+        let rc = forwarded.withUnsafeBufferPointer { ckvm_forward_msrs(descriptor.raw, $0.baseAddress, UInt32($0.count)) }
+        guard rc >= 0 else { throw .ioctlFailed(request: "KVM_X86_SET_MSR_FILTER", errno: Int32(-rc)) }
         for (slot, region) in memory.regions.enumerated() {
             var slotDescription = kvm_userspace_memory_region(
                 slot: UInt32(slot), flags: 0, guest_phys_addr: region.guestStart.rawValue,

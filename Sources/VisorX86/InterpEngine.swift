@@ -290,6 +290,23 @@ public final class InterpVirtualCPU: VirtualCPU, @unchecked Sendable {
     }
 
     public func requestStop() { stop.request() }
+
+    // MARK: Interrupts
+
+    public var interruptWindowOpen: Bool {
+        machine.pendingInterrupt == nil && machine.interruptWindowOpen
+    }
+
+    public func injectInterrupt(vector: UInt8) throws {
+        guard interruptWindowOpen, machine.injectInterrupt(vector: vector) else {
+            throw InterruptWindowClosed(vector: vector)
+        }
+    }
+
+    public func timeStampCounter() throws -> UInt64 { machine.timeStampCounter }
+
+    // TODO(issue 4, interp helper): return `.interruptWindow` from run() once the window opens.
+    public func requestInterruptWindow(_ wanted: Bool) {}
 }
 
 extension X86Machine {

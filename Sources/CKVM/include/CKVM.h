@@ -25,6 +25,7 @@ static const unsigned long CKVM_GET_REGS = KVM_GET_REGS;
 static const unsigned long CKVM_SET_REGS = KVM_SET_REGS;
 static const unsigned long CKVM_GET_SREGS = KVM_GET_SREGS;
 static const unsigned long CKVM_SET_SREGS = KVM_SET_SREGS;
+static const unsigned long CKVM_INTERRUPT = KVM_INTERRUPT;
 
 /// ioctl(2) with an integer argument. Returns the result, or -errno on failure
 /// (EINTR included: the caller decides whether to retry).
@@ -67,6 +68,70 @@ static inline struct kvm_run *ckvm_run(void *mapping) { return (struct kvm_run *
 static inline uint32_t ckvm_exit_reason(const struct kvm_run *run) { return run->exit_reason; }
 static inline void ckvm_set_immediate_exit(struct kvm_run *run, uint8_t value) {
     __atomic_store_n(&run->immediate_exit, value, __ATOMIC_SEQ_CST);
+}
+
+// Interrupt injection without an in-kernel irqchip: KVM reports whether the guest can take an
+// interrupt at each exit, and exits with KVM_EXIT_IRQ_WINDOW_OPEN when asked to.
+static inline int ckvm_ready_for_interrupt(const struct kvm_run *run) {
+    return run->ready_for_interrupt_injection && run->if_flag;
+}
+static inline void ckvm_set_request_interrupt_window(struct kvm_run *run, uint8_t value) {
+    run->request_interrupt_window = value;
+}
+
+/// KVM_INTERRUPT: queues external interrupt `vector`. Returns 0 or -errno.
+static inline long ckvm_interrupt(int vcpu_fd, uint32_t vector) {
+    struct kvm_interrupt irq = { .irq = vector };
+    return ckvm_ioctl_pointer(vcpu_fd, KVM_INTERRUPT, &irq);
+}
+
+// MSRs handled in user space: KVM_CAP_X86_USER_SPACE_MSR with a filter that denies the MSRs
+// Visor wants, so accesses to them exit with KVM_EXIT_X86_RDMSR / KVM_EXIT_X86_WRMSR.
+
+/// Enables filter-driven MSR exits on a VM and denies (so forwards) `count` MSRs, each in a
+/// one-MSR range, both for reads and writes. Returns 0 or -errno.
+static inline long ckvm_forward_msrs(int vm_fd, const uint32_t *msrs, uint32_t count) {
+    if (count > KVM_MSR_FILTER_MAX_RANGES) return -E2BIG;
+    struct kvm_enable_cap cap;
+    memset(&cap, 0, sizeof cap);
+    cap.cap = KVM_CAP_X86_USER_SPACE_MSR;
+    cap.args[0] = KVM_MSR_EXIT_REASON_FILTER;
+    long rc = ckvm_ioctl_pointer(vm_fd, KVM_ENABLE_CAP, &cap);
+    if (rc < 0) return rc;
+    static const uint8_t deny = 0;  // a cleared bit denies the MSR, which forwards it
+    struct kvm_msr_filter filter;
+    memset(&filter, 0, sizeof filter);
+    filter.flags = KVM_MSR_FILTER_DEFAULT_ALLOW;
+    for (uint32_t i = 0; i < count; i++) {
+        filter.ranges[i].flags = KVM_MSR_FILTER_READ | KVM_MSR_FILTER_WRITE;
+        filter.ranges[i].nmsrs = 1;
+        filter.ranges[i].base = msrs[i];
+        filter.ranges[i].bitmap = (uint8_t *)&deny;
+    }
+    return ckvm_ioctl_pointer(vm_fd, KVM_X86_SET_MSR_FILTER, &filter);
+}
+
+static inline uint32_t ckvm_msr_index(const struct kvm_run *run) { return run->msr.index; }
+static inline uint64_t ckvm_msr_data(const struct kvm_run *run) { return run->msr.data; }
+/// Completes a forwarded MSR access: `data` for a read, error 0 (no #GP).
+static inline void ckvm_complete_msr(struct kvm_run *run, uint64_t data) {
+    run->msr.data = data;
+    run->msr.error = 0;
+}
+
+/// The guest's IA32_TSC (MSR 0x10) now, through KVM_GET_MSRS. Returns 0 or -errno.
+static inline long ckvm_guest_tsc(int vcpu_fd, uint64_t *value) {
+    // struct kvm_msrs ends in a flexible array: room for one entry after it.
+    _Alignas(8) uint8_t buffer[sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)];
+    memset(buffer, 0, sizeof buffer);
+    struct kvm_msrs *request = (struct kvm_msrs *)buffer;
+    request->nmsrs = 1;
+    request->entries[0].index = 0x10;
+    long rc = ckvm_ioctl_pointer(vcpu_fd, KVM_GET_MSRS, request);
+    if (rc < 0) return rc;
+    if (rc != 1) return -EIO;
+    *value = request->entries[0].data;
+    return 0;
 }
 
 /// The host's time-stamp counter, for converting guest TSC readings into time.
