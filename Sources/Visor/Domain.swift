@@ -20,13 +20,16 @@ public struct DomainConfiguration: Sendable {
     public var commandLine: String
     public var modules: [BootModule]
     public var engine: any Engine
+    /// Virtual CPUs: vCPU 0 boots, the others wait for the guest's start-up IPIs.
+    public var vcpuCount: Int
 
     /// RAM of a domain whose configuration names none.
     public static let defaultMemoryBytes: UInt64 = 128 << 20
 
     public init(name: String, kernelDescription: String, kernel: [UInt8], memoryBytes: UInt64 = defaultMemoryBytes,
-                commandLine: String = "", modules: [BootModule] = [], engine: any Engine) {
+                commandLine: String = "", modules: [BootModule] = [], engine: any Engine, vcpuCount: Int = 1) {
         self.name = name; self.kernelDescription = kernelDescription; self.kernel = kernel
+        self.vcpuCount = vcpuCount
         self.memoryBytes = memoryBytes; self.commandLine = commandLine; self.modules = modules; self.engine = engine
     }
 }
@@ -37,7 +40,7 @@ public enum DomainOutcome: Sendable, Equatable {
     case poweredOff
     /// The guest wrote v to the debug-exit port, asking for `status` = `(v << 1) | 1`.
     case debugExit(status: Int)
-    /// The guest halted its only vCPU with nothing left that could wake it.
+    /// Every vCPU halted with interrupts disabled (or never started): nothing can wake the guest.
     case halted(registers: String)
     /// The guest crashed (triple fault) or the engine could not go on; `registers` is the dump.
     case crashed(reason: String, registers: String)
@@ -62,7 +65,7 @@ public enum DomainOutcome: Sendable, Equatable {
         case .poweredOff: return nil
         case .debugExit: return nil
         case .halted(let registers):
-            return "the guest halted its vCPU with interrupts it cannot receive; nothing can wake it\n\(registers)"
+            return "the guest halted every vCPU with interrupts disabled; nothing can wake it\n\(registers)"
         case .crashed(let reason, let registers): return "the guest crashed: \(reason)\n\(registers)"
         case .stopped(let reason): return "the guest was stopped: \(reason)"
         }

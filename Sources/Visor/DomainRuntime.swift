@@ -1,4 +1,14 @@
-// Running a domain: the vCPU thread's exit loop, and stopping it from outside.
+// Running a domain: one host thread per vCPU running its exit loop, a timer thread that kicks
+// running vCPUs at their timer deadlines, and stopping it all from outside.
+//
+// A vCPU is in one of four activities (`VCPURunner.Activity`). Running: between exits its
+// thread advances its timers, injects an interrupt if one is pending and the guest can take
+// it (else asks the engine for an interrupt window), publishes its next timer deadline for the
+// timer thread, and enters the guest. Halted (HLT with interrupts enabled): the thread sleeps on
+// its condition variable until its next timer deadline or a signal, so a halted guest costs no
+// host CPU. Halted with interrupts disabled, or waiting for a start-up IPI: it sleeps until
+// INIT or SIPI. When every vCPU is in one of the last two, nothing can ever wake the domain and
+// its run ends as `halted`.
 
 import Foundation
 import Synchronization
@@ -8,88 +18,276 @@ import VisorCore
 import VisorDevices
 
 /// A created domain, ready to run once.
-public final class Domain: Sendable {
+public final class Domain: @unchecked Sendable {
+    // Unchecked Sendable: the mutable state lives in `platform` and the runners and is guarded
+    // by the platform lock; `vcpus` are driven each by its own thread.
     public let configuration: DomainConfiguration
     let machine: any VirtualMachine
-    let vcpu: any VirtualCPU
     let platform: Platform
-    /// Why Visor stopped the guest, if it did; the first reason wins.
-    private let stopReason = Mutex<String?>(nil)
+    let clock: DomainClock
+    private let runners: [VCPURunner]
+    /// How the run ended; the first outcome wins. Guarded by the platform lock.
+    private var outcome: DomainOutcome?
+    /// Signalled when a running vCPU publishes a deadline earlier than the timer thread's wait.
+    private let timerCondition = HostCondition()
+    /// The domain-clock time the timer thread sleeps until (nil: no deadline). Platform lock.
+    private var timerWaitTarget: UInt64?
     private let statistics = Mutex(ExitStatistics())
 
+    /// The most vCPUs a domain may have (APIC IDs are 8 bits; 0xff is the broadcast ID).
+    public static let maximumVCPUs = 64
+
     /// Creates the domain: allocates RAM, loads the kernel and modules, creates the machine and
-    /// its vCPU on the engine, and sets the vCPU's state for the image's boot protocol.
-    /// `consoleOutput` receives every byte the guest writes to its serial port. `extraDevices`
-    /// are attached to the I/O bus beside the standard ones (benchmarks and tests use this).
+    /// its vCPUs on the engine, and sets vCPU 0's state for the image's boot protocol (the
+    /// others wait for a start-up IPI). `consoleOutput` receives every byte the guest writes to
+    /// its serial port. `extraDevices` are attached to the I/O bus beside the standard ones
+    /// (benchmarks and tests use this).
     public init(configuration: DomainConfiguration, extraDevices: [ExtraPortDevice] = [],
                 consoleOutput: @escaping @Sendable (UInt8) -> Void) throws {
         self.configuration = configuration
+        let vcpuCount = configuration.vcpuCount
+        guard (1...Self.maximumVCPUs).contains(vcpuCount) else {
+            throw DomainError.invalidVCPUCount(vcpuCount)
+        }
         let memory = try GuestMemory(size: configuration.memoryBytes)
         let image = try BootLoader.load(kernel: configuration.kernel, commandLine: configuration.commandLine,
                                         modules: configuration.modules, into: memory)
-        machine = try configuration.engine.makeMachine(memory: memory, options: MachineOptions(vcpuCount: 1))
-        vcpu = try machine.makeVCPU(index: 0)
-        try vcpu.setState(image.initialState)
-        platform = try Platform(consoleOutput: consoleOutput)
+        let clock = DomainClock()
+        self.clock = clock
+        let apicTimerFrequency: UInt64 = 1_000_000_000
+        machine = try configuration.engine.makeMachine(
+            memory: memory,
+            options: MachineOptions(vcpuCount: vcpuCount, clock: clock, apicTimerFrequency: apicTimerFrequency))
+        var vcpus: [any VirtualCPU] = []
+        for index in 0..<vcpuCount { vcpus.append(try machine.makeVCPU(index: index)) }
+        try vcpus[0].setState(image.initialState)
+        platform = try Platform(vcpuCount: vcpuCount, clock: clock,
+                                tscFrequency: UInt64(configuration.engine.timeStampCounterFrequency()),
+                                apicTimerFrequency: apicTimerFrequency, consoleOutput: consoleOutput)
         for extra in extraDevices {
             try platform.bus.attach(extra.device, base: extra.base, count: extra.count)
         }
+        runners = vcpus.map { VCPURunner(vcpu: $0) }
+        runners[0].activity = .running
+        platform.setSignalHandler { [unowned self] index, signal in self.deliver(signal, to: index) }
     }
 
     /// Offers one byte of console input to the guest; false when its receive FIFO is full.
     public func sendConsoleInput(_ byte: UInt8) -> Bool {
-        platform.receive(byte)
+        platform.lock.withLock {
+            platform.actingVCPU = nil
+            return platform.receive(byte)
+        }
     }
 
     /// Asks the running guest to stop soon. Safe from any thread; the first reason is reported.
     public func requestStop(reason: String) {
-        stopReason.withLock { if $0 == nil { $0 = reason } }
-        vcpu.requestStop()
+        platform.lock.withLock { end(.stopped(reason: reason)) }
     }
 
     /// The exit statistics so far (complete once `run` has returned).
     public var exitStatistics: ExitStatistics { statistics.withLock { $0 } }
 
-    /// Runs the guest on a dedicated vCPU thread until it ends, and says how it ended.
+    /// Runs the guest, each vCPU on a dedicated thread, until it ends, and says how it ended.
     public func run() -> DomainOutcome {
-        let outcome = Mutex<DomainOutcome?>(nil)
-        let thread = HostThread { [self] in
-            let result = vcpuLoop()
-            outcome.withLock { $0 = result }
+        let start = monotonicNanoseconds()
+        let timer = HostThread { [self] in timerLoop() }
+        let threads = runners.indices.map { index in
+            HostThread { [self] in
+                if let result = vcpuLoop(index) {
+                    platform.lock.withLock { end(result) }
+                }
+            }
         }
-        thread.join()
-        return outcome.withLock { $0 } ?? .crashed(reason: "the vCPU thread ended without an outcome", registers: "")
+        for thread in threads { thread.join() }
+        platform.lock.withLock { end(.crashed(reason: "every vCPU thread ended without an outcome", registers: "")) }
+        timer.join()
+        var total = ExitStatistics()
+        for runner in runners { total.merge(runner.statistics) }
+        total.wallNanoseconds = monotonicNanoseconds() &- start
+        platform.lock.withLock {
+            total.unbacked = .init(portReads: platform.bus.unbackedReads, portWrites: platform.bus.unbackedWrites,
+                                   mmioReads: platform.unbackedMMIOReads, mmioWrites: platform.unbackedMMIOWrites)
+        }
+        let final = total
+        statistics.withLock { $0 = final }
+        return platform.lock.withLock { outcome } ?? .crashed(reason: "the domain ended without an outcome", registers: "")
     }
 
-    /// The exit loop: run the guest, dispatch its exit, repeat until something ends the run.
-    private func vcpuLoop() -> DomainOutcome {
-        var stats = ExitStatistics()
-        let start = monotonicNanoseconds()
-        defer {
-            stats.wallNanoseconds = monotonicNanoseconds() &- start
-            stats.unbacked = .init(portReads: platform.bus.unbackedReads, portWrites: platform.bus.unbackedWrites,
-                                   mmioReads: platform.unbackedMMIOReads, mmioWrites: platform.unbackedMMIOWrites)
-            let final = stats
-            statistics.withLock { $0 = final }
+    // MARK: Ending
+
+    /// Records the outcome (the first one wins) and makes every thread of the domain finish.
+    /// Platform lock held.
+    private func end(_ result: DomainOutcome) {
+        guard outcome == nil else { return }
+        outcome = result
+        for runner in runners {
+            runner.wakeup.signal()
+            runner.vcpu.requestStop()
         }
+        timerCondition.signal()
+    }
+
+    /// Ends the run as `halted` when no vCPU can ever be woken. Platform lock held.
+    private func endIfNothingCanWake() {
+        guard runners.allSatisfy({ $0.activity == .haltedForever || $0.activity == .waitingForStartup }) else { return }
+        end(.halted(registers: runners[0].lastRegisters))
+    }
+
+    // MARK: Signals (platform lock held)
+
+    private func deliver(_ signal: VCPUSignal, to index: Int) {
+        guard runners.indices.contains(index) else { return }
+        let runner = runners[index]
+        switch signal {
+        case .interrupt: break
+        case .initialize: runner.pendingInitialization = true
+        case .startup(let vector):
+            guard runner.activity == .waitingForStartup || runner.pendingInitialization else { return }
+            runner.pendingStartup = vector
+        }
+        runner.wakeup.signal()
+        // A vCPU signalling itself (its own ICR write, its own device access) looks at its
+        // state before it next enters the guest: no kick needed.
+        if runner.inGuest && platform.actingVCPU != index { runner.vcpu.requestStop() }
+    }
+
+    // MARK: The timer thread
+
+    /// Kicks running vCPUs out of the guest when their next timer deadline passes, so their
+    /// threads advance the timers and inject. Halted vCPUs time their own sleep.
+    private func timerLoop() {
+        platform.lock.lock()
+        defer { platform.lock.unlock() }
+        while outcome == nil {
+            let now = clock.nanoseconds
+            var earliest: UInt64?
+            for runner in runners where runner.inGuest {
+                guard let deadline = runner.timerDeadline else { continue }
+                if deadline <= now {
+                    runner.timerDeadline = nil
+                    runner.vcpu.requestStop()
+                } else {
+                    earliest = min(earliest ?? deadline, deadline)
+                }
+            }
+            timerWaitTarget = earliest
+            timerCondition.wait(platform.lock, untilHostNanoseconds: earliest.map { clock.hostNanoseconds(at: $0) })
+        }
+    }
+
+    // MARK: The vCPU threads
+
+    /// vCPU `index`'s exit loop: returns the outcome it ends the domain with, or nil when the
+    /// domain ended for another reason.
+    private func vcpuLoop(_ index: Int) -> DomainOutcome? {
+        let runner = runners[index]
         while true {
+            switch prepareEntry(runner, index) {
+            case .enter: break
+            case .wait: continue
+            case .finish: return nil
+            case .end(let result): return result
+            }
             let entered = monotonicNanoseconds()
             let exit: Exit
             do {
-                exit = try vcpu.run()
+                exit = try runner.vcpu.run()
             } catch {
-                return .crashed(reason: "the engine failed: \(error)", registers: registerDump())
+                return .crashed(reason: "vCPU \(index): the engine failed: \(error)", registers: runner.registerDump())
             }
             let exited = monotonicNanoseconds()
-            stats.recordRun(nanoseconds: exited &- entered)
-            let outcome = handle(exit)
-            stats.record(exit, handlingNanoseconds: monotonicNanoseconds() &- exited)
-            if let outcome { return outcome }
+            runner.statistics.recordRun(nanoseconds: exited &- entered)
+            let result = platform.lock.withLock { () -> DomainOutcome? in
+                runner.inGuest = false
+                runner.timerDeadline = nil
+                platform.actingVCPU = index
+                defer { platform.actingVCPU = nil }
+                return handle(exit, runner, index)
+            }
+            runner.statistics.record(exit, handlingNanoseconds: monotonicNanoseconds() &- exited)
+            if let result { return result }
         }
     }
 
-    /// Handles one exit; returns an outcome when the run is over.
-    private func handle(_ exit: Exit) -> DomainOutcome? {
+    private enum EntryDecision {
+        case enter, wait, finish
+        case end(DomainOutcome)
+    }
+
+    /// Everything between two guest entries that needs the platform: INIT and SIPI, sleeping
+    /// while halted, timers, interrupt injection, and the deadline for the timer thread.
+    private func prepareEntry(_ runner: VCPURunner, _ index: Int) -> EntryDecision {
+        platform.lock.lock()
+        defer { platform.lock.unlock() }
+        guard outcome == nil else { return .finish }
+        platform.actingVCPU = index
+        defer { platform.actingVCPU = nil }
+
+        if runner.pendingInitialization {
+            runner.pendingInitialization = false
+            runner.activity = .waitingForStartup
+            platform.apics[index].reset()
+        }
+        if runner.activity == .waitingForStartup {
+            guard let vector = runner.pendingStartup else {
+                endIfNothingCanWake()
+                runner.wakeup.wait(platform.lock, untilHostNanoseconds: nil)
+                return .wait
+            }
+            runner.pendingStartup = nil
+            do {
+                try runner.vcpu.setState(.startup(vector: vector))
+            } catch {
+                return .end(.crashed(reason: "vCPU \(index): could not start it: \(error)", registers: ""))
+            }
+            runner.activity = .running
+        }
+
+        platform.advanceTimers(for: index)
+        let pending = platform.hasPendingInterrupt(for: index)
+        switch runner.activity {
+        case .halted where !pending:
+            let deadline = platform.nextTimerEvent(for: index)
+            runner.wakeup.wait(platform.lock, untilHostNanoseconds: deadline.map { clock.hostNanoseconds(at: $0) })
+            return .wait
+        case .haltedForever:
+            endIfNothingCanWake()
+            runner.wakeup.wait(platform.lock, untilHostNanoseconds: nil)
+            return .wait
+        default:
+            runner.activity = .running
+        }
+
+        if pending {
+            if runner.vcpu.interruptWindowOpen, let vector = platform.acknowledgeInterrupt(for: index) {
+                do {
+                    try runner.vcpu.injectInterrupt(vector: vector)
+                } catch {
+                    return .end(.crashed(reason: "vCPU \(index): could not inject vector \(vector): \(error)",
+                                         registers: runner.registerDump()))
+                }
+                runner.statistics.injectedInterrupts &+= 1
+            }
+            runner.setWindowRequest(platform.hasPendingInterrupt(for: index))
+        } else {
+            runner.setWindowRequest(false)
+        }
+
+        let deadline = platform.nextTimerEvent(for: index)
+        runner.timerDeadline = deadline
+        runner.inGuest = true
+        if let deadline, timerWaitTarget.map({ deadline < $0 }) ?? true {
+            timerWaitTarget = deadline
+            timerCondition.signal()
+        }
+        return .enter
+    }
+
+    /// Handles one exit of vCPU `index`; returns an outcome when the domain's run is over.
+    /// Platform lock held.
+    private func handle(_ exit: Exit, _ runner: VCPURunner, _ index: Int) -> DomainOutcome? {
+        let vcpu = runner.vcpu
         switch exit {
         case .portRead(let port, let size):
             vcpu.completeRead(UInt64(platform.bus.read(port: port, size: size)))
@@ -98,41 +296,127 @@ public final class Domain: Sendable {
             platform.bus.write(port: port, size: size, value: value)
             return platform.takeRequestedOutcome()
         case .mmioRead(let address, let size):
-            // No MMIO devices yet: like an unclaimed bus cycle, reads float high.
-            _ = address
-            platform.unbackedMMIOReads &+= 1
-            vcpu.completeRead(size >= 8 ? UInt64.max : (UInt64(1) << (UInt64(size) * 8)) &- 1)
+            if let offset = localAPICOffset(address) {
+                vcpu.completeRead(platform.apics[index].read(offset: offset, size: size))
+            } else {
+                // Like an unclaimed bus cycle, reads float high.
+                platform.unbackedMMIOReads &+= 1
+                vcpu.completeRead(size >= 8 ? UInt64.max : (UInt64(1) << (UInt64(size) * 8)) &- 1)
+            }
             return nil
-        case .mmioWrite:
-            platform.unbackedMMIOWrites &+= 1
+        case .mmioWrite(let address, let size, let value):
+            if let offset = localAPICOffset(address) {
+                platform.apics[index].write(offset: offset, size: size, value: value)
+            } else {
+                platform.unbackedMMIOWrites &+= 1
+            }
+            return nil
+        case .msrRead(let msr):
+            vcpu.completeRead(msr == PlatformMSR.tscDeadline ? platform.apics[index].tscDeadline : 0)
+            return nil
+        case .msrWrite(let msr, let value):
+            guard msr == PlatformMSR.tscDeadline else { return nil }
+            do {
+                platform.apics[index].writeTSCDeadline(value, timeStampCounter: try vcpu.timeStampCounter())
+            } catch {
+                return .crashed(reason: "vCPU \(index): could not read the guest TSC: \(error)", registers: "")
+            }
             return nil
         case .halt:
-            // No interrupt controller yet (it comes with the platform issue), so nothing can
-            // wake a halted vCPU: the run is over.
-            return .halted(registers: registerDump())
+            // With IF clear only INIT or SIPI can wake the vCPU (no NMIs are delivered).
+            runner.activity = vcpu.interruptWindowOpen ? .halted : .haltedForever
+            if runner.activity == .haltedForever { runner.lastRegisters = runner.registerDump() }
+            return nil
+        case .interruptWindow:
+            return nil  // the next entry injects
         case .shutdown:
-            return .crashed(reason: "triple fault (the vCPU shut down)", registers: registerDump())
+            return .crashed(reason: "vCPU \(index): triple fault (the vCPU shut down)", registers: runner.registerDump())
         case .failedEntry(let reason):
-            return .crashed(reason: "the engine could not enter the guest (hardware reason 0x\(String(reason, radix: 16)))",
-                            registers: registerDump())
+            return .crashed(reason: "vCPU \(index): the engine could not enter the guest (hardware reason 0x\(String(reason, radix: 16)))",
+                            registers: runner.registerDump())
         case .internalError(let message):
-            return .crashed(reason: message, registers: registerDump())
-        case .interruptWindow, .msrRead, .msrWrite:
-            return .crashed(reason: "unexpected exit \(exit)", registers: registerDump())
+            return .crashed(reason: "vCPU \(index): \(message)", registers: runner.registerDump())
         case .stopped:
-            if let reason = stopReason.withLock({ $0 }) { return .stopped(reason: reason) }
-            return nil  // a stray signal: carry on
+            return nil  // a kick (timer, interrupt, INIT) or the end of the domain: the next entry sees which
         }
     }
 
-    private func registerDump() -> String {
+    /// The offset into the local APIC's register page, if `address` falls in it.
+    private func localAPICOffset(_ address: GuestPhysicalAddress) -> UInt64? {
+        let a = address.rawValue
+        guard a >= LocalAPIC.defaultBase, a - LocalAPIC.defaultBase < LocalAPIC.pageSize else { return nil }
+        return a - LocalAPIC.defaultBase
+    }
+}
+
+/// Errors creating a domain that are the configuration's fault.
+public enum DomainError: Error, CustomStringConvertible {
+    case invalidVCPUCount(Int)
+
+    public var description: String {
+        switch self {
+        case .invalidVCPUCount(let n):
+            return "a domain needs 1 to \(Domain.maximumVCPUs) vCPUs, not \(n)"
+        }
+    }
+}
+
+/// One vCPU's thread-side state. Fields other than `vcpu` and `statistics` are guarded by the
+/// platform lock; `statistics` belongs to the vCPU's thread.
+final class VCPURunner: @unchecked Sendable {
+    enum Activity: Equatable {
+        /// Runs guest code.
+        case running
+        /// HLT with interrupts enabled: sleeps until an interrupt is pending.
+        case halted
+        /// HLT with interrupts disabled: only INIT can change that.
+        case haltedForever
+        /// An application processor after reset or INIT, before its start-up IPI.
+        case waitingForStartup
+    }
+
+    let vcpu: any VirtualCPU
+    var activity = Activity.waitingForStartup
+    var pendingInitialization = false
+    var pendingStartup: UInt8?
+    /// True from just before the guest is entered until its exit has been taken in.
+    var inGuest = false
+    /// The domain-clock time this running vCPU must be kicked at for its timers.
+    var timerDeadline: UInt64?
+    let wakeup = HostCondition()
+    var statistics = ExitStatistics()
+    /// The registers when it last halted for good, for the `halted` outcome.
+    var lastRegisters = ""
+    private var windowRequested = false
+
+    init(vcpu: any VirtualCPU) { self.vcpu = vcpu }
+
+    func setWindowRequest(_ wanted: Bool) {
+        guard wanted != windowRequested else { return }
+        windowRequested = wanted
+        vcpu.requestInterruptWindow(wanted)
+    }
+
+    func registerDump() -> String {
         (try? vcpu.state().dump) ?? "(registers unavailable)"
+    }
+}
+
+extension X86State {
+    /// An application processor after a start-up IPI: real mode at `vector << 12`, CS = vector
+    /// << 8, IP 0, everything else as after INIT.
+    static func startup(vector: UInt8) -> X86State {
+        var state = X86State()
+        state.cs = SegmentRegister(selector: UInt16(vector) << 8, base: UInt64(vector) << 12, type: 0xb)
+        state.rip = 0
+        state.cr0 = X86.cr0ExtensionType
+        return state
     }
 }
 
 /// A device to attach to a domain's I/O bus at `[base, base + count)`.
 public struct ExtraPortDevice: @unchecked Sendable {
-    // Unchecked: the device is handed over to the domain and used by its vCPU thread only.
+    // Unchecked: the device is handed over to the domain and used under its platform lock only.
     public let device: any PortDevice
     public let base: UInt16
     public let count: UInt16
@@ -143,8 +427,4 @@ public struct ExtraPortDevice: @unchecked Sendable {
 
 /// CLOCK_MONOTONIC in nanoseconds: the vDSO makes this a few nanoseconds, cheap enough per exit.
 @inline(__always)
-func monotonicNanoseconds() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
-}
+func monotonicNanoseconds() -> UInt64 { MonotonicClock.hostNanoseconds() }

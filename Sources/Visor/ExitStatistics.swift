@@ -34,7 +34,22 @@ public struct ExitStatistics: Sendable {
 
     public init() {}
 
+    /// Interrupts injected into the guest.
+    public var injectedInterrupts: UInt64 = 0
+
     public var totalExits: UInt64 { buckets.reduce(0) { $0 &+ $1.count } }
+
+    /// Adds another vCPU's counts to these (wall time and unbacked counts are the domain's and
+    /// are set by the caller).
+    mutating func merge(_ other: ExitStatistics) {
+        for i in buckets.indices {
+            buckets[i].count &+= other.buckets[i].count
+            buckets[i].handlingNanoseconds &+= other.buckets[i].handlingNanoseconds
+        }
+        for (port, count) in other.byPort { byPort[port, default: 0] &+= count }
+        guestNanoseconds &+= other.guestNanoseconds
+        injectedInterrupts &+= other.injectedInterrupts
+    }
 
     mutating func recordRun(nanoseconds: UInt64) { guestNanoseconds &+= nanoseconds }
 
@@ -61,6 +76,7 @@ public struct ExitStatistics: Sendable {
             lines.append(pad(reason, 16) + pad("\(b.count)", 12, right: true) + pad(ms(b.handlingNanoseconds), 14, right: true)
                          + pad("\(average) ns", 12, right: true))
         }
+        if injectedInterrupts > 0 { lines.append("interrupts injected: \(injectedInterrupts)") }
         if !byPort.isEmpty {
             lines.append("ports: " + byPort.sorted { $0.value > $1.value }.prefix(8)
                 .map { "0x\(String($0.key, radix: 16))=\($0.value)" }.joined(separator: " "))

@@ -35,11 +35,13 @@ public struct RunRequest: Sendable {
     public var modules: [String]
     public var timeout: Duration?
     public var printStatistics: Bool
+    public var vcpuCount: Int
 
     public init(kernel: String, engine: String, memoryBytes: UInt64, commandLine: String, modules: [String],
-                timeout: Duration?, printStatistics: Bool) {
+                timeout: Duration?, printStatistics: Bool, vcpuCount: Int = 1) {
         self.kernel = kernel; self.engine = engine; self.memoryBytes = memoryBytes; self.commandLine = commandLine
         self.modules = modules; self.timeout = timeout; self.printStatistics = printStatistics
+        self.vcpuCount = vcpuCount
     }
 }
 
@@ -111,7 +113,7 @@ public enum Launcher {
         }
         return DomainConfiguration(name: kernelDescription, kernelDescription: kernelDescription, kernel: kernel,
                                    memoryBytes: request.memoryBytes, commandLine: request.commandLine,
-                                   modules: modules, engine: engine)
+                                   modules: modules, engine: engine, vcpuCount: request.vcpuCount)
     }
 
     /// A path if such a file exists (or the text looks like a path), else a built-in guest name.

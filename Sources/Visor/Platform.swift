@@ -1,26 +1,85 @@
-// The devices of one domain, wired onto its I/O bus: COM1, the debug-exit port and the ACPI
-// power-off register.
+// The devices of one domain and the wires between them: where an interrupt comes from and how
+// it reaches a vCPU.
+//
+//   PIT channel 0 ──IRQ0─┐
+//   COM1 (16550A) ──IRQ4─┼─▶ 8259A pair ──INTR─▶ LINT0 of vCPU 0's local APIC (ExtINT, virtual wire)
+//   CMOS RTC ───────IRQ8─┘
+//   APIC timer, IPIs (ICR) ──────────────────▶ IRR of the target vCPU's local APIC
+//
+// A device raising its line ends in `VCPUSignal.interrupt` to one vCPU's runner, which wakes
+// that vCPU if it is halted or kicks it out of the guest if it is running; the runner, on its
+// own thread, then takes the highest-priority interrupt (its APIC's first, then an ExtINT from
+// the PIC) and injects it through the engine. See ARCHITECTURE.md, "Interrupts".
+//
+// Every device model here, and every vCPU's interrupt state, is guarded by one lock, the
+// platform lock (as QEMU's big lock guards its devices): guest accesses, host console input and
+// the runtime's timer work all take it. Device models stay plain single-threaded state machines.
 
-import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 import VisorABI
 import VisorCore
 import VisorDevices
 
-/// The PC-like platform a domain's guest sees.
-///
-/// Sendable under a discipline: `bus` and the exit-only devices are used by the vCPU thread
-/// alone; the UART is also fed by the console-input thread, so every access to it (guest port
-/// I/O and host input) goes through `uartLock`.
+/// Why a vCPU's runner should look at its interrupt state.
+enum VCPUSignal: Equatable {
+    /// An interrupt may be pending for it (its APIC's INTR went high, or the PIC's for vCPU 0).
+    case interrupt
+    /// An INIT IPI: reset and wait for a start-up IPI.
+    case initialize
+    /// A start-up IPI with this vector: start in real mode at `vector << 12`.
+    case startup(vector: UInt8)
+}
+
+/// The PC-like platform a domain's guest sees. Guarded by `lock`: `@unchecked Sendable` under
+/// that discipline.
 final class Platform: @unchecked Sendable {
+    /// The platform lock. Hold it for every call into this object except the `let`s.
+    let lock = HostMutex()
+    let clock: DomainClock
     let bus = IOBus()
-    private let uart: LockedUART
+    let uart: UART16550
+    let pic: PIC8259Pair
+    let pit: PIT8254
+    let rtc: MC146818RTC
+    /// One local APIC per vCPU, APIC ID = vCPU index.
+    let apics: [LocalAPIC]
+    private let router: InterruptRouter
+
     /// A power-off or debug-exit the guest requested during the last port write.
     private var requestedOutcome: DomainOutcome?
     var unbackedMMIOReads: UInt64 = 0
     var unbackedMMIOWrites: UInt64 = 0
+    /// IPIs with delivery modes Visor does not deliver (NMI, SMI, ExtINT).
+    private(set) var ignoredIPIs: UInt64 = 0
+    /// The vCPU whose thread holds the platform lock for its own exit or entry, if any: a
+    /// signal to that vCPU needs no kick.
+    var actingVCPU: Int?
 
-    init(consoleOutput: @escaping @Sendable (UInt8) -> Void) throws {
-        uart = LockedUART(UART16550(sink: ClosureSink(consoleOutput)))
+    /// - Parameters:
+    ///   - tscFrequency: the guest TSC's rate, for IA32_TSC_DEADLINE.
+    ///   - signal: called with the platform lock held when a vCPU must look at its interrupt
+    ///     state; the domain wakes or kicks that vCPU.
+    init(vcpuCount: Int, clock: DomainClock, tscFrequency: UInt64, apicTimerFrequency: UInt64,
+         consoleOutput: @escaping @Sendable (UInt8) -> Void) throws {
+        self.clock = clock
+        let router = InterruptRouter()
+        self.router = router
+        pic = PIC8259Pair(interruptLine: CPUInterruptLine(vcpu: 0, router: router))
+        router.pic = pic
+        uart = UART16550(sink: ClosureSink(consoleOutput), interruptLine: ISAInterruptLine(irq: 4, router: router))
+        pit = PIT8254(clock: clock, interruptLine: ISAInterruptLine(irq: 0, router: router))
+        rtc = MC146818RTC(clock: clock, epochSeconds: Int64(clamping: wallClockSeconds()),
+                          interruptLine: ISAInterruptLine(irq: 8, router: router))
+        apics = (0..<vcpuCount).map { index in
+            LocalAPIC(id: UInt8(truncatingIfNeeded: index), clock: clock, ipiSink: RouterIPISink(router: router),
+                      interruptLine: CPUInterruptLine(vcpu: index, router: router),
+                      timerFrequency: apicTimerFrequency, tscFrequency: max(tscFrequency, 1),
+                      isBootstrapProcessor: index == 0)
+        }
+        router.platform = self
+
         try bus.attach(uart, base: PlatformPorts.com1, count: PlatformPorts.uartRegisterCount)
         let debugExit = DebugExit()
         debugExit.onExitRequest = { [unowned self] status in
@@ -32,6 +91,17 @@ final class Platform: @unchecked Sendable {
             if requestedOutcome == nil { requestedOutcome = .poweredOff }
         }
         try bus.attach(powerControl, base: PlatformPorts.acpiPM1aControl, count: PlatformPorts.acpiPM1aControlSize)
+        try bus.attach(pic.masterPorts, base: PIC8259Pair.masterBase, count: PIC8259Pair.portCount)
+        try bus.attach(pic.slavePorts, base: PIC8259Pair.slaveBase, count: PIC8259Pair.portCount)
+        try bus.attach(pic.elcrPorts, base: PIC8259Pair.elcrBase, count: PIC8259Pair.portCount)
+        try bus.attach(pit.ports, base: PIT8254.base, count: PIT8254.portCount)
+        try bus.attach(pit.systemControlPorts, base: PIT8254.systemControlPort, count: 1)
+        try bus.attach(rtc.ports, base: MC146818RTC.base, count: MC146818RTC.portCount)
+    }
+
+    /// Where the platform sends vCPU signals. Set once by the domain before any vCPU runs.
+    func setSignalHandler(_ handler: @escaping (Int, VCPUSignal) -> Void) {
+        router.signal = handler
     }
 
     /// Hands one byte of host input to the UART; false when its receive FIFO is full.
@@ -44,6 +114,105 @@ final class Platform: @unchecked Sendable {
         defer { requestedOutcome = nil }
         return requestedOutcome
     }
+
+    // MARK: Interrupts and time, for vCPU `index`
+
+    /// Brings the timers that interrupt vCPU `index` up to the present: its APIC's, and for
+    /// vCPU 0 the PIT's and the RTC's (they reach it through the PIC).
+    func advanceTimers(for index: Int) {
+        guard apics.indices.contains(index) else { return }
+        apics[index].advance()
+        if index == 0 {
+            pit.advance()
+            rtc.advance()
+        }
+    }
+
+    /// When vCPU `index`'s timers next need `advanceTimers`, on the domain clock.
+    func nextTimerEvent(for index: Int) -> UInt64? {
+        guard apics.indices.contains(index) else { return nil }
+        let now = clock.nanoseconds
+        var next = apics[index].nextEventTime(after: now)
+        if index == 0 {
+            for candidate in [pit.nextEventTime(after: now), rtc.nextEventTime(after: now)] {
+                if let candidate { next = min(next ?? candidate, candidate) }
+            }
+        }
+        return next
+    }
+
+    /// Whether a maskable interrupt is waiting for vCPU `index`.
+    func hasPendingInterrupt(for index: Int) -> Bool {
+        guard apics.indices.contains(index) else { return false }
+        if apics[index].pendingVector() != nil { return true }
+        return index == 0 && apics[0].acceptsExternalInterrupts && pic.pendingVector() != nil
+    }
+
+    /// The INTA cycle for vCPU `index`: the vector of the interrupt it takes now (its APIC's
+    /// highest, else the PIC's through LINT0), or nil when nothing is pending.
+    func acknowledgeInterrupt(for index: Int) -> UInt8? {
+        guard apics.indices.contains(index) else { return nil }
+        let apic = apics[index]
+        if apic.pendingVector() != nil { return apic.acknowledge() }
+        if index == 0 && apic.acceptsExternalInterrupts && pic.pendingVector() != nil { return pic.acknowledge() }
+        return nil
+    }
+
+    // MARK: IPIs
+
+    /// Delivers an IPI some APIC's ICR sent, to every APIC it addresses.
+    fileprivate func route(_ ipi: InterprocessorInterrupt) {
+        for (index, apic) in apics.enumerated() where apic.isTarget(of: ipi) {
+            switch ipi.deliveryMode {
+            case .fixed:
+                apic.acceptInterrupt(vector: ipi.vector, levelTriggered: ipi.levelTriggered)
+            case .lowestPriority:
+                // Visor does not arbitrate: the first addressed APIC takes it.
+                apic.acceptInterrupt(vector: ipi.vector, levelTriggered: ipi.levelTriggered)
+                return
+            case .initialization:
+                // A level de-assert INIT (legacy MP start-up) does nothing on current processors.
+                guard ipi.assert || !ipi.levelTriggered else { continue }
+                router.signal(index, .initialize)
+            case .startup:
+                router.signal(index, .startup(vector: ipi.vector))
+            case .nmi, .smi, .reserved3, .reserved7:
+                ignoredIPIs &+= 1
+            }
+        }
+    }
+
+    fileprivate func raise(vcpu index: Int) {
+        router.signal(index, .interrupt)
+    }
+}
+
+/// Wires device outputs to the PIC and vCPUs. Guarded by the platform lock.
+private final class InterruptRouter: @unchecked Sendable {
+    weak var pic: PIC8259Pair?
+    weak var platform: Platform?
+    var signal: (Int, VCPUSignal) -> Void = { _, _ in }
+}
+
+/// An ISA device's IRQ pin, wired to the PIC.
+private struct ISAInterruptLine: InterruptLine {
+    let irq: Int
+    unowned let router: InterruptRouter
+    func setLevel(_ high: Bool) { router.pic?.setIRQ(irq, level: high) }
+}
+
+/// A processor's INTR input: a rising level is news for that vCPU's runner.
+private struct CPUInterruptLine: InterruptLine {
+    let vcpu: Int
+    unowned let router: InterruptRouter
+    func setLevel(_ high: Bool) {
+        if high { router.platform?.raise(vcpu: vcpu) }
+    }
+}
+
+private struct RouterIPISink: IPISink {
+    unowned let router: InterruptRouter
+    func send(_ ipi: InterprocessorInterrupt) { router.platform?.route(ipi) }
 }
 
 /// A byte sink that calls a closure.
@@ -53,13 +222,9 @@ struct ClosureSink: ByteSink {
     func write(_ byte: UInt8) { body(byte) }
 }
 
-/// The UART behind a lock, shared by the vCPU thread (port I/O) and the console-input thread.
-final class LockedUART: PortDevice, @unchecked Sendable {
-    private let uart: Mutex<UART16550>
-    init(_ uart: sending UART16550) { self.uart = Mutex(uart) }
-    func read(offset: UInt16, size: UInt8) -> UInt32 { uart.withLock { $0.read(offset: offset, size: size) } }
-    func write(offset: UInt16, size: UInt8, value: UInt32) {
-        uart.withLock { $0.write(offset: offset, size: size, value: value) }
-    }
-    func receive(_ byte: UInt8) -> Bool { uart.withLock { $0.receive(byte) } }
+/// Seconds since the Unix epoch, for the RTC's initial time.
+private func wallClockSeconds() -> Int {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return ts.tv_sec
 }

@@ -6,14 +6,18 @@
 // The guest reaches it with `read(offset:size:)` / `write(offset:size:value:)` at offsets into
 // the page; the runtime delivers interrupts with `acceptInterrupt(vector:levelTriggered:)`,
 // takes one for the vCPU with `pendingVector()` / `acknowledge()`, forwards WRMSR/RDMSR of
-// IA32_TSC_DEADLINE to `writeTSCDeadline(_:)` / `tscDeadline`, routes the IPIs handed to its
+// IA32_TSC_DEADLINE to `writeTSCDeadline(_:timeStampCounter:)` / `tscDeadline`, routes the IPIs handed to its
 // `IPISink` and calls `advance()` when a host timer armed from `nextEventTime(after:)` fires.
 // The `InterruptLine` is the core's INTR: high while `pendingVector()` is not `nil`.
 //
 // Time is injected through a `TimeSource` (nanoseconds). The timer counts at
 // `timerFrequency / divide` (1 GHz by default, one count per nanosecond before division); the
-// guest's TSC is taken as the virtual clock scaled to `tscFrequency` (1 GHz by default, as the
-// interp engine's TSC), starting at 0.
+// guest's TSC ticks at `tscFrequency` (1 GHz by default, as the interp engine's TSC); a deadline
+// is turned into a time on the virtual clock when it is written, from the TSC value the caller
+// reads at that moment (or, without one, taking the TSC as the virtual clock scaled from 0).
+//
+// The bootstrap processor's APIC comes out of reset with LINT0 in ExtINT mode ("virtual wire"),
+// as firmware leaves it, so the 8259 PIC reaches that CPU until the guest reprograms LINT0.
 //
 // Hostile accesses never trap: any offset and size reads and writes. A read takes the bytes of
 // the 32-bit registers that fall in the access (the other 12 bytes of each 16-byte slot read
@@ -137,6 +141,12 @@ public final class LocalAPIC {
         public static let oneShot: UInt32 = 0
         public static let periodic: UInt32 = 1 << 17
         public static let tscDeadline: UInt32 = 2 << 17
+        /// Delivery mode bits 10-8 of LINT0/LINT1.
+        public static let deliveryModeMask: UInt32 = 7 << 8
+        /// ExtINT delivery: the interrupt and its vector come from an external 8259.
+        public static let extINT: UInt32 = 7 << 8
+        /// LINT0 as firmware leaves it on the bootstrap processor: unmasked ExtINT.
+        public static let virtualWire: UInt32 = extINT
     }
 
     /// Error status register bits.
@@ -181,15 +191,22 @@ public final class LocalAPIC {
     private var timerExpiries: UInt64 = 0
     /// IA32_TSC_DEADLINE; 0 when disarmed.
     public private(set) var tscDeadline: UInt64 = 0
+    /// When `tscDeadline` falls due on the virtual clock.
+    private var deadlineTime: UInt64 = 0
+    /// Whether this is the bootstrap processor's APIC (LINT0 resets to virtual-wire mode).
+    public let isBootstrapProcessor: Bool
 
     /// A local APIC in its power-on state (software-disabled, every LVT masked) with APIC ID `id`.
     public init(
         id: UInt8, clock: any TimeSource, ipiSink: any IPISink,
         interruptLine: any InterruptLine = NoInterruptLine(),
-        timerFrequency: UInt64 = 1_000_000_000, tscFrequency: UInt64 = 1_000_000_000
+        timerFrequency: UInt64 = 1_000_000_000, tscFrequency: UInt64 = 1_000_000_000,
+        isBootstrapProcessor: Bool = false
     ) {
         precondition(timerFrequency > 0 && tscFrequency > 0, "an APIC clock needs a frequency")
         self.id = id
+        self.isBootstrapProcessor = isBootstrapProcessor
+        if isBootstrapProcessor { lvt[3] = LVT.virtualWire }
         self.clock = clock
         self.ipiSink = ipiSink
         self.interruptLine = interruptLine
@@ -211,6 +228,7 @@ public final class LocalAPIC {
         icrLow = 0
         icrHigh = 0
         lvt = [UInt32](repeating: LVT.mask, count: 6)
+        if isBootstrapProcessor { lvt[3] = LVT.virtualWire }
         initialCount = 0
         divideConfiguration = 0
         timerExpiries = 0
@@ -219,6 +237,12 @@ public final class LocalAPIC {
     }
 
     public var isSoftwareEnabled: Bool { svr & SVR.apicSoftwareEnable != 0 }
+
+    /// Whether an 8259's INTR reaches the core through LINT0: the entry is unmasked and in
+    /// ExtINT mode. The vector then comes from the 8259's acknowledge, bypassing IRR and ISR.
+    public var acceptsExternalInterrupts: Bool {
+        lvt[3] & LVT.mask == 0 && lvt[3] & LVT.deliveryModeMask == LVT.extINT
+    }
 
     // MARK: Interrupt acceptance
 
@@ -308,10 +332,21 @@ public final class LocalAPIC {
 
     /// WRMSR IA32_TSC_DEADLINE: arms the timer for TSC value `deadline` (0 disarms). Ignored
     /// unless the LVT timer is in TSC-deadline mode. A deadline already passed fires at once.
-    public func writeTSCDeadline(_ deadline: UInt64) {
+    /// `timeStampCounter` is the guest's TSC now; without it the TSC is taken as the virtual
+    /// clock scaled to `tscFrequency` from 0.
+    public func writeTSCDeadline(_ deadline: UInt64, timeStampCounter: UInt64? = nil) {
         guard timerMode == LVT.tscDeadline else { return }
+        let now = clock.nanoseconds
         tscDeadline = deadline
-        synchronizeTimer(now: clock.nanoseconds)
+        if let current = timeStampCounter {
+            let ahead = deadline > current ? deadline - current : 0
+            let (time, late) = now.addingReportingOverflow(
+                scale(ahead, by: nanosecondsPerSecond, over: tscFrequency, roundingUp: true))
+            deadlineTime = late ? .max : time
+        } else {
+            deadlineTime = scale(deadline, by: nanosecondsPerSecond, over: tscFrequency, roundingUp: true)
+        }
+        synchronizeTimer(now: now)
     }
 
     /// The timer's current count at virtual time `now`.
@@ -343,10 +378,6 @@ public final class LocalAPIC {
             ticks, by: nanosecondsPerSecond * timerDivider, over: timerFrequency, roundingUp: true)
         let (time, late) = timerStart.addingReportingOverflow(span)
         return late ? .max : time
-    }
-
-    private var deadlineTime: UInt64 {
-        scale(tscDeadline, by: nanosecondsPerSecond, over: tscFrequency, roundingUp: true)
     }
 
     private func synchronizeTimer(now: UInt64) {

@@ -35,6 +35,9 @@ struct RunCommand: ParsableCommand {
     @Option(name: .customLong("module"), help: "A multiboot module to load (repeatable); an optional ' args' after the path becomes its string.")
     var modules: [String] = []
 
+    @Option(help: "Virtual CPUs (1-\(Domain.maximumVCPUs)). vCPU 0 boots; the guest starts the others with INIT and start-up IPIs.")
+    var vcpus: Int = 1
+
     @Flag(help: "Print exits by reason and the time spent when the guest ends.")
     var stats = false
 
@@ -49,12 +52,16 @@ struct RunCommand: ParsableCommand {
             throw ValidationError("--timeout '\(timeout)' is not a duration: use e.g. 10s, 500ms or 2m")
         }
         if let problem = EngineRegistry.problem(withName: engine) { throw ValidationError(problem) }
+        guard (1...Domain.maximumVCPUs).contains(vcpus) else {
+            throw ValidationError("--vcpus \(vcpus) is out of range: a domain has 1 to \(Domain.maximumVCPUs) vCPUs")
+        }
     }
 
     func run() throws {
         let request = RunRequest(kernel: kernel, engine: engine, memoryBytes: ByteSize.parse(memory) ?? 0,
                                  commandLine: cmdline, modules: modules,
-                                 timeout: timeout.flatMap(DurationText.parse), printStatistics: stats)
+                                 timeout: timeout.flatMap(DurationText.parse), printStatistics: stats,
+                                 vcpuCount: vcpus)
         let status = Launcher.run(request)
         throw ExitCode(status)
     }

@@ -496,3 +496,28 @@ func timerDivideConfiguration(code: UInt32, divider: UInt64) {
     apic.set(Reg.esr, 0)
     #expect(apic.get(Reg.esr) == 0, "read-only is not illegal")
 }
+
+@Test func tscDeadlineIsMeasuredFromTheTSCValueGivenWithIt() {
+    let (apic, clock, _, _) = makeAPIC()
+    clock.nanoseconds = 1_000
+    apic.set(Reg.lvtTimer, LocalAPIC.LVT.tscDeadline | 0x32)
+    // The guest's TSC reads 700_000 now (it started before the virtual clock): 300 ticks ahead.
+    apic.writeTSCDeadline(700_300, timeStampCounter: 700_000)
+    #expect(apic.nextEventTime(after: 1_000) == 1_300)
+    apic.writeTSCDeadline(600_000, timeStampCounter: 700_000)
+    #expect(apic.pendingVector() == 0x32, "a deadline behind the TSC fires at once")
+}
+
+@Test func theBootstrapProcessorsLINT0StartsInVirtualWireMode() {
+    let clock = ManualClock()
+    let bsp = LocalAPIC(id: 0, clock: clock, ipiSink: NoIPISink(), isBootstrapProcessor: true)
+    let ap = LocalAPIC(id: 1, clock: clock, ipiSink: NoIPISink())
+    #expect(bsp.acceptsExternalInterrupts)
+    #expect(bsp.get(Reg.lvtLINT0) == 0x700)
+    #expect(!ap.acceptsExternalInterrupts)
+    bsp.set(Reg.svr, 0x1ff)
+    bsp.set(Reg.lvtLINT0, 0x1_0700)
+    #expect(!bsp.acceptsExternalInterrupts, "masked")
+    bsp.reset()
+    #expect(bsp.acceptsExternalInterrupts, "INIT restores virtual wire")
+}
