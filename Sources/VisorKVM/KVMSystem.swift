@@ -89,5 +89,5 @@ public struct KVMEngine: Engine {
     /// Guests on KVM read the host's TSC (offset, not scaled, as Visor sets no TSC scaling).
     public func timeStampCounterFrequency() -> Double { Self.hostTimeStampCounterFrequency }
     /// The guest TSC ticks with the host's: measured once, on first use.
-    static let hostTimeStampCounterFrequency = HostTimeStampCounter.measureFrequency()
+    static let hostTimeStampCounterFrequency = HostTimeStampCounter.measureFrequency(milliseconds: 50)
 }

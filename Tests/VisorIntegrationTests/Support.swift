@@ -90,3 +90,39 @@ func runVisor(_ arguments: [String], timeout: Double = 60, signal: (number: Int3
 func guestImage(_ name: String) throws -> String {
     try GuestCatalog.standard().image(named: name).path
 }
+
+/// What `runMeasuringCPU` saw: exit status, output, and the child's CPU and wall time.
+struct MeasuredRun {
+    var status: Int32
+    var stdout: String
+    var cpuSeconds: Double
+    var wallSeconds: Double
+}
+
+/// Runs a program to completion with its standard output captured in a temporary file and
+/// returns the CPU time (user + system) the kernel charged to it, from wait4(2).
+func runMeasuringCPU(_ path: String, _ arguments: [String]) throws -> MeasuredRun {
+    let outputPath = FileManager.default.temporaryDirectory
+        .appendingPathComponent("visor-measured-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).out").path
+    defer { unlink(outputPath) }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    let argv = ([path] + arguments).map { strdup($0) } + [nil]
+    defer { for arg in argv { free(arg) } }
+    var pid: pid_t = 0
+    let start = Date()
+    let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
+    guard rc == 0 else { throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EIO) }
+    var status: Int32 = 0
+    var usage = rusage()
+    while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
+    let wall = Date().timeIntervalSince(start)
+    func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+    let exited = status & 0x7f == 0
+    return MeasuredRun(status: exited ? (status >> 8) & 0xff : 128 + (status & 0x7f),
+                       stdout: (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "",
+                       cpuSeconds: seconds(usage.ru_utime) + seconds(usage.ru_stime), wallSeconds: wall)
+}
