@@ -165,13 +165,18 @@ guestkit_enter_user:
 /* ---------------------------------------------------------------- GDT, maps */
         .section .rodata.boot, "a"
         .balign 16
+        .globl  gdt, gdt_end, gdt_pointer
 gdt:
         .quad   0                               /* 0x00 null */
         .quad   0x00AF9A000000FFFF              /* 0x08 kernel code, 64-bit, DPL0 */
         .quad   0x00CF92000000FFFF              /* 0x10 kernel data, DPL0 */
         .quad   0x00CFF2000000FFFF              /* 0x18 user data, DPL3 */
         .quad   0x00AFFA000000FFFF              /* 0x20 user code, 64-bit, DPL3 */
+        .quad   0, 0                            /* 0x28 free (room for a 64-bit TSS) */
+        .quad   0x00CF9A000000FFFF              /* 0x38 kernel code, 32-bit, DPL0 (AP start-up) */
 gdt_end:
+        .globl  gdt_limit                       /* for the AP trampoline (GuestKit/smp.S) */
+        .set    gdt_limit, gdt_end - gdt - 1
         .balign 4
         .word   0
 gdt_pointer:                                    /* lgdt operand; 32-bit base suffices */

@@ -59,6 +59,121 @@ static inline void gk_lidt(uint64_t base, uint16_t limit) {
 static inline void gk_int3(void) { __asm__ volatile("int3" ::: "memory"); }
 static inline void gk_ud2(void) { __asm__ volatile("ud2" ::: "memory"); }
 
+/* Interrupt flag. `gk_sti_hlt` is `sti; hlt` back to back: the STI shadow covers HLT, so an
+ * interrupt that became pending while IF was 0 wakes the HLT instead of slipping in between
+ * (a lost wake-up). It returns with IF = 1 after the handler ran. */
+static inline void gk_sti(void) { __asm__ volatile("sti" ::: "memory"); }
+static inline void gk_sti_hlt(void) { __asm__ volatile("sti; hlt" ::: "memory"); }
+static inline uint64_t gk_read_rflags(void) { uint64_t v; __asm__ volatile("pushfq; popq %0" : "=r"(v) :: "memory"); return v; }
+/* Saves IF and disables interrupts; `gk_irq_restore` sets IF back as it was. */
+static inline uint64_t gk_irq_save(void) { uint64_t f = gk_read_rflags(); gk_cli(); return f; }
+static inline void gk_irq_restore(uint64_t f) { if (f & (1u << 9)) gk_sti(); }
+
+/* MSRs (CPL0). */
+static inline uint64_t gk_rdmsr(uint32_t msr) {
+    uint32_t lo, hi;
+    __asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
+    return ((uint64_t)hi << 32) | lo;
+}
+static inline void gk_wrmsr(uint32_t msr, uint64_t v) {
+    __asm__ volatile("wrmsr" : : "c"(msr), "a"((uint32_t)v), "d"((uint32_t)(v >> 32)) : "memory");
+}
+static inline uint64_t gk_read_cr2(void) { uint64_t v; __asm__ volatile("mov %%cr2, %0" : "=r"(v)); return v; }
+
+/* a * b / c with a 128-bit intermediate (mul, div); all ones if the quotient overflows or c = 0. */
+static inline uint64_t gk_muldiv64(uint64_t a, uint64_t b, uint64_t c) {
+    uint64_t hi, lo;
+    __asm__("mulq %3" : "=a"(lo), "=d"(hi) : "a"(a), "rm"(b) : "cc");
+    if (hi >= c) return ~(uint64_t)0;
+    uint64_t q, r;
+    __asm__("divq %4" : "=a"(q), "=d"(r) : "a"(lo), "d"(hi), "rm"(c) : "cc");
+    (void)r;
+    return q;
+}
+
+/* 32-bit MMIO (the local APIC page): volatile, exactly one access each. */
+static inline uint32_t gk_mmio_read32(uint64_t address) { return *(volatile uint32_t *)address; }
+static inline void gk_mmio_write32(uint64_t address, uint32_t v) { *(volatile uint32_t *)address = v; }
+
+/* Shared memory between CPUs and interrupt handlers: each is one access the compiler may not
+ * merge, cache in a register or move across another (x86 is TSO; `lock` gives the atomics). */
+static inline uint64_t gk_load64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+static inline void gk_store64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
+static inline uint32_t gk_load32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+static inline void gk_store32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
+/* lock xadd: returns the old value. */
+static inline uint64_t gk_fetch_add64(uint64_t *p, uint64_t v) {
+    __asm__ volatile("lock xaddq %0, %1" : "+r"(v), "+m"(*p) : : "memory", "cc");
+    return v;
+}
+/* xchg with memory (implicitly locked): returns the old value. */
+static inline uint32_t gk_exchange32(uint32_t *p, uint32_t v) {
+    __asm__ volatile("xchgl %0, %1" : "+r"(v), "+m"(*p) : : "memory");
+    return v;
+}
+/* Test-and-test-and-set spinlock on a 32-bit word (0 free, 1 held). */
+static inline void gk_spin_lock(uint32_t *lock) {
+    while (gk_exchange32(lock, 1) != 0) {
+        while (__atomic_load_n(lock, __ATOMIC_RELAXED) != 0) gk_pause();
+    }
+}
+static inline int gk_spin_trylock(uint32_t *lock) { return gk_exchange32(lock, 1) == 0; }
+static inline void gk_spin_unlock(uint32_t *lock) { __atomic_store_n(lock, 0, __ATOMIC_RELEASE); }
+
+/* ---------------------------------------------------------------- interrupts (GuestKit/isr.S)
+ * 256 entry stubs, 16 bytes apart from `gk_isr_stubs`; each pushes a dummy error code where the
+ * CPU pushes none, then the vector, then the caller-saved registers, and calls the handler in
+ * `gk_vector_handlers[vector]` with a pointer to this frame (indices in `InterruptFrame`):
+ *   r11 r10 r9 r8 rdi rsi rdx rcx rax | vector error | rip cs rflags rsp ss
+ * After the handler, vectors 32-254 get an EOI to the local APIC; then iretq. */
+typedef void (*gk_handler_t)(uint64_t *_Nonnull frame);
+extern char gk_isr_stubs[];
+extern gk_handler_t gk_vector_handlers[256];
+extern uint8_t gk_idt[4096];
+static inline uint64_t gk_isr_stub_address(uint32_t vector) { return (uint64_t)gk_isr_stubs + 16 * (uint64_t)vector; }
+static inline void gk_set_vector_handler(uint32_t vector, gk_handler_t _Nullable h) { gk_vector_handlers[vector & 0xff] = h; }
+static inline uint64_t gk_idt_address(void) { return (uint64_t)gk_idt; }
+
+/* --------------------------------------------------------------------- SMP (GuestKit/smp.S)
+ * The AP trampoline (copied to GK_TRAMPOLINE_BASE), per-CPU stacks and per-CPU data. */
+#define GK_MAX_CPUS 32
+#define GK_AP_STACK_SIZE 16384
+#define GK_TRAMPOLINE_BASE 0x70000
+extern char gk_trampoline_start[], gk_trampoline_end[], gk_trampoline_efer[];
+extern char gk_ap_stacks[];
+extern uint32_t gk_ap_next_index;
+static inline uint64_t gk_trampoline_address(void) { return (uint64_t)gk_trampoline_start; }
+static inline uint64_t gk_trampoline_size(void) { return (uint64_t)(gk_trampoline_end - gk_trampoline_start); }
+static inline uint64_t gk_trampoline_efer_offset(void) { return (uint64_t)(gk_trampoline_efer - gk_trampoline_start); }
+
+/* Per-CPU data, indexed by the CPU index (0 = the BSP, APs in order of arrival). */
+typedef struct {
+    uint64_t timer_fired;       /* set by GuestKit's timer handler */
+    uint64_t timer_fire_tsc;    /* TSC at that handler's entry */
+    uint64_t apic_id;
+    uint64_t online;
+    uint64_t timer_mode;        /* LVT timer mode last programmed (+1; 0 = never) */
+    uint64_t user[3];           /* free for guests */
+} gk_percpu_t;
+extern gk_percpu_t gk_percpu[GK_MAX_CPUS];
+static inline gk_percpu_t *_Nonnull gk_percpu_at(uint32_t index) { return &gk_percpu[index % GK_MAX_CPUS]; }
+/* Field `field` (0 timer_fired ... 7 user[2]) of CPU `index`, for gk_load64/gk_store64. */
+static inline uint64_t *_Nonnull gk_percpu_field(uint32_t index, uint32_t field) {
+    return &((uint64_t *)gk_percpu_at(index))[field & 7];
+}
+/* The console's spinlock word and the count of CPUs online (smp.S). */
+extern uint32_t gk_console_lock;
+extern uint64_t gk_cpus_online;
+/* This CPU's index, from its stack pointer: APs run on their own stacks in `gk_ap_stacks`
+ * (index i on stack i - 1), everything else is the BSP. No memory or MMIO access needed. */
+static inline uint32_t gk_cpu_index(void) {
+    uint64_t rsp;
+    __asm__ volatile("mov %%rsp, %0" : "=r"(rsp));
+    uint64_t base = (uint64_t)gk_ap_stacks;
+    if (rsp <= base || rsp > base + (uint64_t)(GK_MAX_CPUS - 1) * GK_AP_STACK_SIZE) return 0;
+    return (uint32_t)((rsp - 1 - base) / GK_AP_STACK_SIZE) + 1;
+}
+
 /* In Boot/multiboot.S: iretq to `entry` at CPL3 with IOPL 3 on the user stack. */
 void guestkit_enter_user(void (*entry)(void)) __attribute__((noreturn));
 

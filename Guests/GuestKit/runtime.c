@@ -46,17 +46,22 @@ size_t strlen(const char *s) {
 }
 
 /* Bump allocator over the heap the linker script reserves (not zeroed);
- * free() does nothing. Guests are short-lived. */
+ * free() does nothing. Guests are short-lived. Safe on several CPUs at once: the
+ * bump is a compare-and-swap (lock cmpxchg). */
 extern unsigned char __heap_start[], __heap_end[];
 static size_t heap_used;
 
 int posix_memalign(void **out, size_t alignment, size_t size) {
     if (alignment < 16) alignment = 16;
     if (alignment & (alignment - 1)) return 22; /* EINVAL */
-    size_t start = (heap_used + alignment - 1) & ~(alignment - 1);
     size_t heap_size = (size_t)(__heap_end - __heap_start);
-    if (start > heap_size || size > heap_size - start) return 12; /* ENOMEM */
-    heap_used = start + size;
+    size_t used = __atomic_load_n(&heap_used, __ATOMIC_RELAXED);
+    size_t start;
+    do {
+        start = (used + alignment - 1) & ~(alignment - 1);
+        if (start > heap_size || size > heap_size - start) return 12; /* ENOMEM */
+    } while (!__atomic_compare_exchange_n(&heap_used, &used, start + size, 0,
+                                          __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
     *out = __heap_start + start;
     return 0;
 }
