@@ -104,17 +104,9 @@ public enum CPUBenchmark {
     }
 
     static func runQEMU(image: URL, commandLine: String) throws -> [CPULoopResult] {
-        let qemu = ["/usr/bin/qemu-system-x86_64", "/usr/local/bin/qemu-system-x86_64"]
-            .first { FileManager.default.isExecutableFile(atPath: $0) }
-        guard let qemu else {
-            throw BenchmarkError.referenceFailed("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
-        }
-        var arguments = ["-accel", "tcg", "-m", "128", "-display", "none", "-nodefaults", "-no-reboot",
-                         "-serial", "stdio", "-device", "isa-debug-exit,iobase=0xf4,iosize=4", "-kernel", image.path]
-        if !commandLine.isEmpty { arguments += ["-append", commandLine] }
-        let (status, text) = try HostProcess.run(qemu, arguments)
-        guard status == 0, let loops = parse(text) else {
-            throw BenchmarkError.referenceFailed("QEMU exited \(status):\n\(text)")
+        let text = try QEMUReference.run(image: image, commandLine: commandLine)
+        guard let loops = parse(text) else {
+            throw BenchmarkError.referenceFailed("QEMU did not print every loop:\n\(text)")
         }
         return loops
     }

@@ -48,8 +48,8 @@ public enum BenchmarkError: Error, CustomStringConvertible {
     public var description: String {
         switch self {
         case .referenceBuildFailed(let m): return "building the C reference failed: \(m)"
-        case .referenceFailed(let m): return "the C reference failed: \(m)"
-        case .guestFailed(let m): return "the exitbench guest did not complete under Visor: \(m)"
+        case .referenceFailed(let m): return "the reference run failed: \(m)"
+        case .guestFailed(let m): return "the benchmark guest did not complete under Visor: \(m)"
         }
     }
 }

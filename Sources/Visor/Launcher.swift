@@ -16,6 +16,11 @@ public enum EngineRegistry {
         names.contains(name) ? nil : "unknown engine '\(name)': choose one of \(names.joined(separator: ", "))"
     }
 
+    /// The engines this host can run: kvm when /dev/kvm opens, and interp always.
+    public static func availableNames() -> [String] {
+        (try? KVMSystem()) != nil ? ["kvm", "interp"] : ["interp"]
+    }
+
     public static func engine(named name: String) -> (any Engine)? {
         switch name {
         case "kvm": return KVMEngine()

@@ -7,7 +7,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure Visor's hot paths against a reference, in one run.",
-        subcommands: [ExitsBenchCommand.self, CPUBenchCommand.self, SchedBenchCommand.self])
+        subcommands: [ExitsBenchCommand.self, CPUBenchCommand.self, InterruptBenchCommand.self, SchedBenchCommand.self])
 }
 
 struct ExitsBenchCommand: ParsableCommand {
@@ -60,6 +60,41 @@ struct CPUBenchCommand: ParsableCommand {
     func run() throws {
         do {
             print(try CPUBenchmark.run(engineName: engine, quick: quick, withQEMU: qemu).text)
+        } catch {
+            Launcher.printError("\(error)")
+            throw ExitCode(ExitStatus.internalFailure)
+        }
+    }
+}
+
+struct InterruptBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "irq",
+        abstract: "Timer-interrupt latency (deadline to handler entry) and IPI round trip, per engine.",
+        discussion: "Runs the sleeper guest (one-shot APIC timer) and the smp guest on two vCPUs on each engine, and with --qemu the same ELFs under qemu-system-x86_64 -accel tcg in the same run. Figures are the guests' own TSC measurements.")
+
+    @Option(name: .customLong("engine"), help: "An engine to measure (repeatable; default: kvm when /dev/kvm opens, and interp).")
+    var engines: [String] = []
+
+    @Flag(help: "Also run the guests under QEMU's TCG and print ratios.")
+    var qemu = false
+
+    @Flag(help: "Fewer samples: for a quick look, not for figures.")
+    var quick = false
+
+    func validate() throws {
+        for engine in engines {
+            if let problem = EngineRegistry.problem(withName: engine) { throw ValidationError(problem) }
+        }
+    }
+
+    func run() throws {
+        var names = engines
+        if names.isEmpty {
+            names = EngineRegistry.availableNames()
+        }
+        do {
+            print(try InterruptBenchmark.run(engineNames: names, quick: quick, withQEMU: qemu).text)
         } catch {
             Launcher.printError("\(error)")
             throw ExitCode(ExitStatus.internalFailure)
