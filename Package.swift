@@ -26,8 +26,10 @@ let package = Package(
         // The software CPU: the decoder (bytes → DecodedInstruction, tables as data) on its own,
         // then the interpreter, MMU and exceptions, and the `interp` engine.
         .target(name: "VisorX86Decode", swiftSettings: strict),
+        // Header-only host atomics on guest-RAM addresses (LOCK-prefixed instructions across vCPUs).
+        .target(name: "CX86Atomics"),
         .target(
-            name: "VisorX86", dependencies: ["VisorCore", "VisorX86Decode"],
+            name: "VisorX86", dependencies: ["VisorCore", "VisorX86Decode", "CX86Atomics"],
             // The interpreter mutates X86CPU's stored properties on every instruction; dynamic
             // exclusivity checks on them cost more than half the run time (measured with perf), so
             // release builds check exclusivity statically only. Debug builds keep the checks.

@@ -29,6 +29,7 @@ extension X86Machine {
         case .int1:
             try deliver(vector: X86Fault.debug, errorCode: nil, source: .icebp, returnRIP: next)
         case .iret:
+            serialize()  // IRET is serializing: see code other vCPUs wrote (SMP.swift)
             try executeInterruptReturn(insn)
         case .jmpFar, .callFar:
             try executeFarJumpOrCall(insn, next: next)

@@ -6,8 +6,9 @@
 // code mode it was decoded in. A bitmap over physical pages says which pages hold cached code;
 // every store the CPU makes to RAM (`writePhysical`, A/D updates) tests it, and a hit drops the
 // whole page. Instructions that straddle two pages are not cached (rare; they are decoded each
-// time). Writes that do not go through this CPU (device DMA, other vCPUs, the host) are not
-// seen: whoever makes them calls `invalidate(physicalPage:)` or `invalidateAll()`.
+// time). Writes that do not go through this CPU are not seen here: other vCPUs' stores reach it
+// at this CPU's next serializing point through the machine-wide code-write log (`SMP.swift`);
+// for device DMA or the host, whoever writes calls `invalidate(physicalPage:)` or `invalidateAll()`.
 //
 // Every drop of a page bumps `invalidations`; the step loop's fetch shortcut (`Step.swift`)
 // holds an unretained reference to the current code page and is valid only while that counter

@@ -105,6 +105,8 @@ extension X86Machine {
     /// Delivers `vector` through the IDT (or the IVT in real mode), pushing `returnRIP`.
     public func deliver(vector: UInt8, errorCode: UInt32?, source: X86EventSource,
                         returnRIP: UInt64) throws(X86Interruption) {
+        // Taking an event serializes: the handler's code must be what other vCPUs last wrote.
+        serialize()
         if cpu.cr0 & X86.cr0ProtectionEnable == 0 {
             try deliverReal(vector: vector, returnRIP: returnRIP)
         } else if cpu.longModeActive {

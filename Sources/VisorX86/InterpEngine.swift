@@ -9,18 +9,33 @@
 // returned as exits one at a time after the instruction (or the REP iteration) retires. HLT
 // returns `.halt` with RIP after the HLT; the next `run()` continues from there, as on `kvm`
 // without an in-kernel irqchip. A triple fault returns `.shutdown`, then and on every later run.
+// RDMSR and WRMSR of `PlatformMSR.all` (IA32_TSC_DEADLINE) are `.msrRead` (answered through
+// `completeRead`, replayed like a port read) and `.msrWrite` (reported after the WRMSR retires).
 //
-// CPUID is `CPUIDTable(hostSupported: InterpEngine.cpuidLeaves)`: a minimal GenuineIntel CPU
-// (family 6, model 0x2a) with what the software CPU implements — leaf 1 EDX: FPU, PSE, TSC, MSR,
-// PAE, CX8, PGE, CMOV, CLFSH, FXSR, SSE, SSE2 (no APIC until one exists); leaf 1 ECX: 0 plus the
-// hypervisor bit the table adds; leaf 7: 0; 0x8000_0001 EDX: SYSCALL, NX, LM; 0x8000_0008: 40
-// physical and 48 linear address bits — plus Visor's 0x4000_0000 leaves, exactly as on `kvm`.
+// Interrupts. Visor's interrupt controllers inject through `injectInterrupt`: the vector is
+// delivered through the IVT or IDT before the next instruction (waking a CPU halted by HLT, so it
+// returns past the HLT). With `requestInterruptWindow(true)`, `run()` returns `.interruptWindow`
+// before the first instruction at which IF = 1, no STI / MOV SS shadow is in effect and nothing is
+// pending — at once if that is already so — and keeps doing so until the request is withdrawn.
 //
-// The time-stamp counter is CLOCK_MONOTONIC in nanoseconds since the machine was made: 1 GHz.
+// CPUID is `CPUIDTable(hostSupported: InterpEngine.cpuidLeaves, timeStampCounterFrequency: 1 GHz,
+// apicTimerFrequency: options.apicTimerFrequency)`: a minimal GenuineIntel CPU (family 6, model
+// 0x2a) with what the software CPU implements — leaf 1 EDX: FPU, PSE, TSC, MSR, PAE, CX8, PGE,
+// CMOV, CLFSH, FXSR, SSE, SSE2, and APIC (added by the table: Visor's local APIC lives in user
+// space at 0xfee0_0000); leaf 1 ECX: TSC-deadline and the hypervisor bit (both added by the
+// table), no x2APIC; leaf 1 EBX[31:24] the vCPU index as initial APIC ID; leaf 7: 0;
+// 0x8000_0001 EDX: SYSCALL, NX, LM; 0x8000_0008: 40 physical and 48 linear address bits — plus
+// Visor's 0x4000_0000 leaves with the timing leaf, exactly as on `kvm`. IA32_APIC_BASE (0x1b)
+// is answered here: 0xfee0_0000, enabled, BSP on vCPU 0.
+//
+// The time-stamp counter is the domain's virtual clock (`MachineOptions.clock`) in nanoseconds,
+// so it runs at 1 GHz, plus the guest's offset (WRMSR IA32_TIME_STAMP_COUNTER sets it), and
+// agrees with the platform's timers; `timeStampCounter()` is exactly what RDTSC reads.
+//
+// SMP. The vCPUs of one machine run on their own threads over the same RAM and share an
+// `X86SharedState`: LOCK-prefixed instructions and XCHG are atomic across them, and code one
+// vCPU writes is seen by the others by their next serializing instruction (`SMP.swift`).
 
-#if canImport(Glibc)
-import Glibc
-#endif
 import VisorCore
 import VisorX86Decode
 
@@ -68,26 +83,26 @@ public struct InterpEngine: Engine {
         }
         return leaves
     }()
-
-    static func monotonicNanoseconds() -> UInt64 {
-        var t = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t)
-        return UInt64(t.tv_sec) &* 1_000_000_000 &+ UInt64(t.tv_nsec)
-    }
 }
 
-/// A machine on the `interp` engine: RAM and the CPUID table its vCPUs share.
+/// A machine on the `interp` engine: RAM, the CPUID table and clock its vCPUs share, and the
+/// state they share as processors (`X86SharedState`).
 public final class InterpVirtualMachine: VirtualMachine {
     public let memory: GuestMemory
     public let cpuid: CPUIDTable
+    /// The domain's clock: the guest TSC counts its nanoseconds.
+    public let clock: any VirtualClock
     let decode: X86DecodeFunction
-    let clockBase: UInt64
+    let shared: X86SharedState
 
     init(memory: GuestMemory, options: MachineOptions, decode: @escaping X86DecodeFunction) {
         self.memory = memory
-        self.cpuid = CPUIDTable(hostSupported: InterpEngine.cpuidLeaves)
+        self.cpuid = CPUIDTable(hostSupported: InterpEngine.cpuidLeaves,
+                                timeStampCounterFrequency: UInt64(InterpEngine.timeStampCounterHz),
+                                apicTimerFrequency: options.apicTimerFrequency)
+        self.clock = options.clock
         self.decode = decode
-        self.clockBase = InterpEngine.monotonicNanoseconds()
+        self.shared = X86SharedState(memory: memory, vcpuCount: options.vcpuCount)
     }
 
     public func makeVCPU(index: Int) throws -> any VirtualCPU {
@@ -99,8 +114,10 @@ public final class InterpVirtualMachine: VirtualMachine {
 final class InterpPlatform: X86Platform {
     let memory: GuestMemory
     let cpuidTable: CPUIDTable
-    let clockBase: UInt64
+    let clock: any VirtualClock
     let apicID: UInt32
+    /// IA32_APIC_BASE as the guest last wrote it (base, enable bit, BSP bit).
+    private(set) var apicBase: UInt64
 
     /// Write exits not yet returned by `run()`, oldest first.
     @exclusivity(unchecked) private(set) var pendingExits: [Exit] = []
@@ -114,9 +131,18 @@ final class InterpPlatform: X86Platform {
     /// attempt is abandoned for a read, since the retry makes them again.
     @exclusivity(unchecked) private var attemptStart = 0
 
-    init(memory: GuestMemory, cpuid: CPUIDTable, clockBase: UInt64, apicID: UInt32) {
-        self.memory = memory; self.cpuidTable = cpuid; self.clockBase = clockBase; self.apicID = apicID
+    init(memory: GuestMemory, cpuid: CPUIDTable, clock: any VirtualClock, apicID: UInt32) {
+        self.memory = memory; self.cpuidTable = cpuid; self.clock = clock; self.apicID = apicID
+        apicBase = Self.apicDefaultBase | Self.apicEnable | (apicID == 0 ? Self.apicBootstrap : 0)
     }
+
+    /// IA32_APIC_BASE and its fields (SDM Vol. 3A 11.4.4).
+    static let apicBaseMSR: UInt32 = 0x1b
+    static let apicDefaultBase: UInt64 = 0xfee0_0000
+    static let apicBootstrap: UInt64 = 1 << 8
+    static let apicEnable: UInt64 = 1 << 11
+    /// Bits 39:12 (MAXPHYADDR 40): the base.
+    static let apicBaseMask: UInt64 = 0xff_ffff_f000
 
     private func answer(_ exit: Exit) -> UInt64? {
         if replayed < answers.count {
@@ -206,20 +232,46 @@ final class InterpPlatform: X86Platform {
         return e
     }
 
-    func readTimeStampCounter() -> UInt64 { InterpEngine.monotonicNanoseconds() &- clockBase }
+    /// The domain clock's nanoseconds: a 1 GHz TSC (the CPU adds the guest's offset).
+    func readTimeStampCounter() -> UInt64 { clock.nanoseconds }
 
     /// IA32_MISC_ENABLE (0x1a0) reads "fast strings enabled" and ignores writes; IA32_UCODE_REV
-    /// (0x8b) reads 0 (kernels write 0 then read it back). Others are #GP(0).
-    func readMSR(_ index: UInt32) -> UInt64? {
+    /// (0x8b) reads 0 (kernels write 0 then read it back); IA32_APIC_BASE is this vCPU's;
+    /// `PlatformMSR.all` are Visor's (an `.msrRead` exit, answered and replayed like a port
+    /// read). Others are #GP(0).
+    func readMSR(_ index: UInt32) throws(X86Stop) -> UInt64? {
         switch index {
         case 0x1a0: return 1
         case 0x8b: return 0
-        default: return nil
+        case Self.apicBaseMSR: return apicBase
+        default:
+            guard PlatformMSR.all.contains(index) else { return nil }
+            let exit = Exit.msrRead(index: index)
+            guard let v = answer(exit) else { throw .needsHypervisor(exit) }
+            return v
         }
     }
 
+    /// The writable counterparts of `readMSR`; `PlatformMSR.all` writes become `.msrWrite` exits.
     func writeMSR(_ index: UInt32, value: UInt64) -> Bool {
-        index == 0x1a0 || index == 0x8b
+        switch index {
+        case 0x1a0, 0x8b:
+            return true
+        case Self.apicBaseMSR:
+            // Reserved: bits 7:0, 9, 10 (x2APIC enable; CPUID offers no x2APIC) and 63:40.
+            guard value & ~(Self.apicBaseMask | Self.apicEnable | Self.apicBootstrap) == 0 else { return false }
+            // Visor's APIC model is decoded at 0xfee0_0000 only: it does not relocate the APIC
+            // (nor does any guest it runs), so moving the base is refused with #GP(0) rather
+            // than silently leaving the APIC where it is.
+            guard value & Self.apicBaseMask == Self.apicDefaultBase else { return false }
+            // The enable bit is stored (a guest may turn its APIC off); BSP is the processor's.
+            apicBase = (value & (Self.apicBaseMask | Self.apicEnable)) | (apicBase & Self.apicBootstrap)
+            return true
+        default:
+            guard PlatformMSR.all.contains(index) else { return false }
+            pendingExits.append(.msrWrite(index: index, value: value))
+            return true
+        }
     }
 }
 
@@ -236,10 +288,10 @@ public final class InterpVirtualCPU: VirtualCPU, @unchecked Sendable {
 
     init(machine vm: InterpVirtualMachine, index: Int) {
         self.index = index
-        let platform = InterpPlatform(memory: vm.memory, cpuid: vm.cpuid, clockBase: vm.clockBase,
+        let platform = InterpPlatform(memory: vm.memory, cpuid: vm.cpuid, clock: vm.clock,
                                       apicID: UInt32(truncatingIfNeeded: index))
         self.platform = platform
-        self.machine = X86Machine(platform: platform, decode: vm.decode)
+        self.machine = X86Machine(platform: platform, decode: vm.decode, shared: vm.shared, vcpuIndex: index)
         self.stop = machine.stopRequest
     }
 
@@ -251,6 +303,8 @@ public final class InterpVirtualCPU: VirtualCPU, @unchecked Sendable {
         if stop.take() { return .stopped }
         if machine.isShutdown { return .shutdown }
         machine.cpu.halted = false  // resume after HLT, as kvm does
+        // Entering the guest is a serializing point: pick up code other vCPUs wrote.
+        machine.serialize()
         var remaining = budget
         while remaining > 0 {
             let slice = min(remaining, Self.chunk)
@@ -260,6 +314,8 @@ public final class InterpVirtualCPU: VirtualCPU, @unchecked Sendable {
                 remaining -= slice
             case .halted:
                 return .halt
+            case .interruptWindow:
+                return .interruptWindow
             case .pendingExit:
                 return platform.takePendingExit() ?? .internalError("interp: a pending exit vanished")
             case .needsHypervisor(let exit):
@@ -305,8 +361,7 @@ public final class InterpVirtualCPU: VirtualCPU, @unchecked Sendable {
 
     public func timeStampCounter() throws -> UInt64 { machine.timeStampCounter }
 
-    // TODO(issue 4, interp helper): return `.interruptWindow` from run() once the window opens.
-    public func requestInterruptWindow(_ wanted: Bool) {}
+    public func requestInterruptWindow(_ wanted: Bool) { machine.interruptWindowRequested = wanted }
 }
 
 extension X86Machine {

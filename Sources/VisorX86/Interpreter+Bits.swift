@@ -9,6 +9,7 @@ import VisorX86Decode
 
 extension X86Machine {
     func executeBitTest(_ insn: DecodedInstruction) throws(X86Interruption) {
+        if insn.prefixes.lock && lockMode == .none { return try executeLocked(insn) }
         let size = operationSize(insn)
         let bits = UInt64(size) * 8
         let offset = try readValue(insn.source, insn, size: size)
@@ -21,10 +22,10 @@ extension X86Machine {
             let word = FlagMath.signExtend(offset, from: size) >> Int64(bits.trailingZeroBitCount)
             let address = (effectiveAddress(insn) &+ UInt64(bitPattern: word &* Int64(size)))
                 & Self.mask(insn.addressSize)
-            value = try readMemory(segment: insn.memory.segment, offset: address, size: Int(size))
+            value = try readMemoryRMW(segment: insn.memory.segment, offset: address, size: Int(size))
             wordOffset = address
         } else {
-            value = try read(insn.destination, insn)
+            value = try readRMW(insn.destination, insn)
         }
         let selected = (value >> bit) & 1
         let updated: UInt64
@@ -36,9 +37,9 @@ extension X86Machine {
         }
         if insn.operation != .bt {
             if let wordOffset {
-                try writeMemory(segment: insn.memory.segment, offset: wordOffset, size: Int(size), value: updated)
+                try writeMemoryRMW(segment: insn.memory.segment, offset: wordOffset, size: Int(size), value: updated)
             } else {
-                try write(insn.destination, insn, updated)
+                try writeRMW(insn.destination, insn, updated)
             }
         }
         setFlags(selected, mask: RFlag.carry)

@@ -3,7 +3,8 @@
 // compare-exchanges (as CMP) and XADD (as ADD).
 //
 // Operand writes that can fault (memory) are done before register writes, so a fault leaves
-// the registers as they were. LOCK needs no extra work while there is one vCPU.
+// the registers as they were. That order is also what lets a locked instruction (and XCHG with
+// memory, always locked) run again from the start when its compare-exchange loses (`SMP.swift`).
 
 import VisorX86Decode
 
@@ -51,39 +52,44 @@ extension X86Machine {
     }
 
     func executeExchange(_ insn: DecodedInstruction) throws(X86Interruption) {
+        if lockMode == .none && (insn.prefixes.lock || (insn.operation == .xchg
+            && (insn.destination.kind == .memory || insn.source.kind == .memory))) {
+            // XCHG with a memory operand is locked whether or not it has the prefix.
+            return try executeLocked(insn)
+        }
         let size = operationSize(insn)
         let m = Self.mask(size)
-        let d = try read(insn.destination, insn) & m
-        let s = try read(insn.source, insn) & m
+        let d = try readRMW(insn.destination, insn) & m
+        let s = try readRMW(insn.source, insn) & m
         switch insn.operation {
         case .xchg:
             if insn.source.kind == .memory {
-                try write(insn.source, insn, d)
-                try write(insn.destination, insn, s)
+                try writeRMW(insn.source, insn, d)
+                try writeRMW(insn.destination, insn, s)
             } else {
-                try write(insn.destination, insn, s)
-                try write(insn.source, insn, d)
+                try writeRMW(insn.destination, insn, s)
+                try writeRMW(insn.source, insn, d)
             }
         case .xadd:
             let sum = (d &+ s) & m
             // SDM order: SRC ← DEST, then DEST ← SUM (so `xadd r, r` on one register leaves the sum);
             // a memory destination is written first so a fault changes nothing.
             if insn.destination.kind == .memory {
-                try write(insn.destination, insn, sum)
-                try write(insn.source, insn, d)
+                try writeRMW(insn.destination, insn, sum)
+                try writeRMW(insn.source, insn, d)
             } else {
-                try write(insn.source, insn, d)
-                try write(insn.destination, insn, sum)
+                try writeRMW(insn.source, insn, d)
+                try writeRMW(insn.destination, insn, sum)
             }
             setFlags(FlagMath.add(d, s, sum, size))
         default:  // .cmpxchg: compare the accumulator with the destination
             let accumulator = readRegister(0, size: size)
             let flags = FlagMath.sub(accumulator, d, (accumulator &- d) & m, size)
             if accumulator == d {
-                try write(insn.destination, insn, s)
+                try writeRMW(insn.destination, insn, s)
             } else {
                 // A memory destination is always written (with its own value on failure).
-                if insn.destination.kind == .memory { try write(insn.destination, insn, d) }
+                if insn.destination.kind == .memory { try writeRMW(insn.destination, insn, d) }
                 writeRegister(0, size: size, d)
             }
             setFlags(flags)
@@ -94,10 +100,13 @@ extension X86Machine {
     /// CMPXCHG8B m64 / CMPXCHG16B m128: compare rDX:rAX with memory; equal → memory ← rCX:rBX
     /// and ZF = 1; else rDX:rAX ← memory and ZF = 0. Memory is written either way.
     func executeCompareExchangeDouble(_ insn: DecodedInstruction) throws(X86Interruption) {
+        if insn.prefixes.lock && lockMode == .none { return try executeLocked(insn) }
         let wide = insn.operandSize == 16 || insn.destination.size == 16
         let offset = effectiveAddress(insn)
         let segment = insn.memory.segment
         if wide {
+            // 16 bytes are beyond the host atomics used for locked operands: take the machine lock.
+            if lockMode == .atomic { throw .stop(.retryLocked(needsMachineLock: true)) }
             let linear = try linearAddress(segment: segment, offset: offset, size: 16)
             // Aligned, so both halves are on one page: the first write cannot succeed alone.
             guard linear & 15 == 0 else { throw .fault(.gp(0)) }
@@ -114,11 +123,11 @@ extension X86Machine {
             }
             setFlags(equal ? RFlag.zero : 0, mask: RFlag.zero)
         } else {
-            let old = try readMemory(segment: segment, offset: offset, size: 8)
+            let old = try readMemoryRMW(segment: segment, offset: offset, size: 8)
             let expected = (readRegister(2, size: 4) << 32) | readRegister(0, size: 4)
             let equal = old == expected
             let replacement = (readRegister(1, size: 4) << 32) | readRegister(3, size: 4)
-            try writeMemory(segment: segment, offset: offset, size: 8, value: equal ? replacement : old)
+            try writeMemoryRMW(segment: segment, offset: offset, size: 8, value: equal ? replacement : old)
             if !equal {
                 writeRegister(0, size: 4, old & 0xffff_ffff)
                 writeRegister(2, size: 4, old >> 32)

@@ -6,6 +6,9 @@
 // reads DR0-DR7 but breakpoints never fire; VERR/VERW/LAR/LSL follow the SDM's type and privilege
 // rules but not call-gate subtleties of 16-bit code; MONITOR/MWAIT, RDRAND and RDPMC are #UD
 // (CPUID offers none of them); INVD/WBINVD are no-ops; the TSS I/O permission bitmap is honoured.
+// The serializing instructions (CPUID, WRMSR, LGDT/LIDT/LLDT/LTR, MOV to CRn/DRn, INVLPG,
+// INVD/WBINVD; IRET in ControlTransfer.swift) call `serialize()`, which is where a vCPU picks up
+// code other vCPUs wrote (SMP.swift).
 
 import VisorCore
 import VisorX86Decode
@@ -32,6 +35,7 @@ extension X86Machine {
         case .ins, .outs:
             try executeStringIO(insn)
         case .cpuid:
+            serialize()
             let e = platform.cpuid(function: UInt32(truncatingIfNeeded: cpu.gpr[0]),
                                    index: UInt32(truncatingIfNeeded: cpu.gpr[1]))
             cpu.gpr[0] = UInt64(e.eax); cpu.gpr[3] = UInt64(e.ebx)
@@ -52,11 +56,13 @@ extension X86Machine {
             retire(insn)
         case .wrmsr:
             try requireCPL0()
+            serialize()
             let value = (cpu.gpr[2] << 32) | (cpu.gpr[0] & 0xffff_ffff)
             try writeModelSpecificRegister(UInt32(truncatingIfNeeded: cpu.gpr[1]), value)
             retire(insn)
         case .lgdt, .lidt:
             try requireCPL0()
+            serialize()
             let (limit, base) = try readPseudoDescriptor(insn)
             if insn.operation == .lgdt {
                 cpu.gdtr = DescriptorTableRegister(base: base, limit: limit)
@@ -80,11 +86,13 @@ extension X86Machine {
         case .lldt:
             guard protectedMode, !virtual8086 else { throw .fault(.undefined) }
             try requireCPL0()
+            serialize()
             try loadLocalDescriptorTable(UInt16(truncatingIfNeeded: try selectorOperand(insn)))
             retire(insn)
         case .ltr:
             guard protectedMode, !virtual8086 else { throw .fault(.undefined) }
             try requireCPL0()
+            serialize()
             try loadTaskRegister(UInt16(truncatingIfNeeded: try selectorOperand(insn)))
             retire(insn)
         case .smsw:
@@ -114,6 +122,7 @@ extension X86Machine {
             try executeLoadFarPointer(insn)
         case .invlpg:
             try requireCPL0()
+            serialize()
             let (segment, offset) = try memoryOperand(insn)
             let s = Int(segment % 6)
             let base = cpu.codeMode == .bits64 ? (s >= X86CPU.fs ? cpu.segments[s].base : 0) : cpu.segments[s].base
@@ -123,6 +132,7 @@ extension X86Machine {
             retire(insn)
         case .invd, .wbinvd:
             try requireCPL0()
+            serialize()
             retire(insn)
         case .swapgs:
             guard cpu.codeMode == .bits64 else { throw .fault(.undefined) }
@@ -292,6 +302,7 @@ extension X86Machine {
         try requireCPL0()
         let width: UInt8 = cpu.codeMode == .bits64 ? 8 : 4
         if toControl {
+            if index != 8 { serialize() }  // MOV to CR0/2/3/4 is serializing (CR8 is not)
             let value = readRegister(insn.source.index, size: width)
             try writeControlRegister(Int(index), value)
         } else {
@@ -368,6 +379,7 @@ extension X86Machine {
         try requireCPL0()
         let width: UInt8 = cpu.codeMode == .bits64 ? 8 : 4
         if toDebug {
+            serialize()  // MOV to DRn is serializing
             let value = readRegister(insn.source.index, size: width)
             if index >= 6 && value >> 32 != 0 { throw .fault(.gp(0)) }
             cpu.dr[index] = value
@@ -400,7 +412,13 @@ extension X86Machine {
         case X86SystemBits.msrKernelGSBase: return cpu.kernelGSBase
         case X86SystemBits.msrTSCAux: return cpu.tscAux
         default:
-            guard let value = platform.readMSR(index) else { throw .fault(.gp(0)) }
+            let value: UInt64?
+            do {
+                value = try platform.readMSR(index)
+            } catch {
+                throw .stop(error)
+            }
+            guard let value else { throw .fault(.gp(0)) }
             return value
         }
     }

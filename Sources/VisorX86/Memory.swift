@@ -4,7 +4,8 @@
 // Accesses are user accesses when CPL = 3, except the implicit supervisor accesses the CPU
 // makes to system structures (GDT, LDT, IDT, TSS, the stacks of exception delivery), which
 // pass `user: false`. Every store to RAM tells the decode cache, so code written by the guest
-// (through any mapping) is decoded again.
+// (through any mapping) is decoded again, by this vCPU at once and by the others at their next
+// serializing point (`SMP.swift`).
 
 import VisorCore
 
@@ -63,7 +64,7 @@ extension X86Machine {
             } catch {
                 throw .fault(.gp())
             }
-            decodeCache.noteWrite(address, size: size)
+            noteStore(address, size: size)
             return
         }
         platform.mmioWrite(address: address, size: UInt8(size), value: value)
@@ -130,7 +131,7 @@ extension X86Machine {
             let physical = try translate(l, .write, user: false)
             if (try? memory.store(UInt8(truncatingIfNeeded: value >> (8 * UInt64(i))),
                                            at: GuestPhysicalAddress(physical))) != nil {
-                decodeCache.noteWrite(physical, size: 1)
+                noteStore(physical, size: 1)
             }
         }
     }

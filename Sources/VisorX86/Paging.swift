@@ -7,11 +7,13 @@
 // entry outside RAM reads as all ones (as unbacked physical memory does on this platform), which
 // in PAE and 4-level paging has reserved bits set, so a page table pointing outside RAM gives a
 // clean #PF with RSVD, never a host trap. Accessed bits are set on every non-leaf entry the walk
-// uses; the leaf's A (and D for writes) only when the access is allowed. PAE PDPTEs are read at
-// walk time rather than cached at MOV CR3, and a reserved PDPTE bit gives #PF(RSVD) rather than
-// #GP at the MOV CR3 (documented simplification). No SMEP, SMAP, PKE, LA57 or PCID (CPUID offers
+// uses; the leaf's A (and D for writes) only when the access is allowed; both with an atomic OR,
+// so other vCPUs' changes to the entry survive. PAE PDPTEs are read at walk time rather than
+// cached at MOV CR3, and a reserved PDPTE bit gives #PF(RSVD) rather than #GP at the MOV CR3
+// (documented simplification). No SMEP, SMAP, PKE, LA57 or PCID (CPUID offers
 // none of them).
 
+import CX86Atomics
 import VisorCore
 
 extension X86Machine {
@@ -62,15 +64,20 @@ extension X86Machine {
         return (try? memory.load(UInt32.self, at: a)).map(UInt64.init) ?? 0xffff_ffff
     }
 
-    /// Writes back an entry whose A/D bits changed (RAM only; code pages are invalidated).
-    func storePagingEntry(_ address: UInt64, _ value: UInt64, wide: Bool) {
-        let a = GuestPhysicalAddress(address)
+    /// Sets `bits` (accessed, dirty) in a paging entry with an atomic OR, as the hardware walker
+    /// does with locked cycles, so another vCPU's concurrent change to the entry is never
+    /// overwritten (RAM only; code pages are invalidated). Entries are naturally aligned.
+    func setPagingEntryBits(_ address: UInt64, _ bits: UInt64, wide: Bool) {
+        guard bits != 0, address & (wide ? 7 : 3) == 0,
+              let p = shared.hostPointer(address, length: wide ? 8 : 4) else { return }
+        // SAFETY: `p` is guest RAM (checked by hostPointer) and aligned for the width (checked
+        // above; guest-physical alignment equals host alignment).
         if wide {
-            guard (try? memory.store(value, at: a)) != nil else { return }
+            _ = cx86_fetch_or64(p, bits)
         } else {
-            guard (try? memory.store(UInt32(truncatingIfNeeded: value), at: a)) != nil else { return }
+            _ = cx86_fetch_or32(p, UInt32(truncatingIfNeeded: bits))
         }
-        decodeCache.noteWrite(address, size: wide ? 8 : 4)
+        noteStore(address, size: wide ? 8 : 4)
     }
 
     /// Walks the paging structures for `linear` and fills the TLB; raises #PF when the
@@ -98,7 +105,7 @@ extension X86Machine {
             }
             var updated = leaf | accessed
             if kind == .write { updated |= dirty }
-            if updated != leaf { storePagingEntry(leafAddress, updated, wide: wide) }
+            if updated != leaf { setPagingEntryBits(leafAddress, updated & ~leaf, wide: wide) }
             let physical = frame | (linear & (pageSize - 1))
             var r = rights
             if updated & dirty != 0 { r |= X86TLB.dirty }
@@ -119,7 +126,7 @@ extension X86Machine {
                 return try finish(leafAddress: pdeAddress, leaf: pde, frame: pde & 0xffc0_0000,
                                   pageSize: 1 << 22, wide: false)
             }
-            if pde & accessed == 0 { storePagingEntry(pdeAddress, pde | accessed, wide: false) }
+            if pde & accessed == 0 { setPagingEntryBits(pdeAddress, accessed, wide: false) }
             let pteAddress = (pde & 0xffff_f000) + (((l >> 12) & 0x3ff) << 2)
             let pte = loadPagingEntry(pteAddress, wide: false)
             guard pte & 1 != 0 else { throw notPresent() }
@@ -165,7 +172,7 @@ extension X86Machine {
                                   frame: entry & Self.entryFrameMask & ~(pageSize - 1), pageSize: pageSize,
                                   wide: true)
             }
-            if entry & accessed == 0 { storePagingEntry(entryAddress, entry | accessed, wide: true) }
+            if entry & accessed == 0 { setPagingEntryBits(entryAddress, accessed, wide: true) }
             table = entry & Self.entryFrameMask
             level -= 1
         }

@@ -22,6 +22,9 @@ public enum StepOutcome: Equatable, Sendable {
     case pendingExit
     /// The instruction at RIP needs this answer (port or MMIO read) first; RIP still points at it.
     case needsHypervisor(Exit)
+    /// An external interrupt could be taken before the next instruction (IF = 1, no interrupt
+    /// shadow, none pending) and `interruptWindowRequested` is set.
+    case interruptWindow
     /// Triple fault: the CPU is in shutdown.
     case shutdown
     /// `stopRequest` was set.
@@ -46,7 +49,10 @@ extension X86Machine {
     public func step() -> StepOutcome? {
         if isShutdown { return .shutdown }
         let inhibited = cpu.interruptShadow
-        if !inhibited && pendingInterrupt != nil && cpu.rflags & X86SystemBits.flagIF != 0 {
+        // One check on the hot path: `needsInterruptCheck` is false unless an interrupt is
+        // pending or a window exit was asked for.
+        if needsInterruptCheck && !inhibited && cpu.rflags & X86SystemBits.flagIF != 0 {
+            if pendingInterrupt == nil { return .interruptWindow }
             guard deliverPendingInterrupt() else { return .shutdown }
         }
         if cpu.halted { return .halted }
@@ -65,6 +71,11 @@ extension X86Machine {
             case .stop(.needsHypervisor(let exit)):
                 cpu.interruptShadow = inhibited
                 return .needsHypervisor(exit)
+            case .stop(.retryLocked):
+                // Never escapes `executeLocked`; were it to, the instruction had no effect and
+                // simply runs again.
+                cpu.interruptShadow = inhibited
+                return nil
             }
         }
         if hasPendingExit { return .pendingExit }
@@ -120,6 +131,8 @@ extension X86Machine {
             try checkCodeLimit(length: cached.length)
             return cached
         }
+        // Mark the page before reading its bytes, so another vCPU's store after the read logs it.
+        codeWatch?.markDecoded(page: physical >> 12)
         var bytes = [UInt8](repeating: 0, count: 15)
         let firstCount = min(15, 4096 - Int(linear & 0xfff))
         copyCode(from: physical, into: &bytes, at: 0, count: firstCount)

@@ -51,6 +51,11 @@ public enum X86Stop: Error, Equatable, Sendable {
     /// Visor must answer `exit` (a port or MMIO read) before the instruction can complete; it
     /// will be executed again from the start once the value is there.
     case needsHypervisor(Exit)
+    /// A locked instruction must start over: its operand changed under it (another vCPU stored
+    /// there between its read and its compare-exchange), or it needs the machine-wide lock
+    /// (`needsMachineLock`: the operand crosses an aligned 8-byte word). Internal to
+    /// `X86Machine.executeLocked`; it never leaves `execute`.
+    case retryLocked(needsMachineLock: Bool)
 }
 
 /// Either way an instruction can end short of retiring.

@@ -47,13 +47,37 @@ public final class X86Machine {
     /// Bytes → instruction; `Decoder.decode` by default.
     public var decode: X86DecodeFunction
     /// An external interrupt waiting for IF = 1 and no interrupt shadow (`injectInterrupt`).
-    @exclusivity(unchecked) public internal(set) var pendingInterrupt: UInt8?
+    @exclusivity(unchecked) public internal(set) var pendingInterrupt: UInt8? {
+        didSet { updateAttention() }
+    }
+    /// While set, the step loop returns `.interruptWindow` before an instruction at which an
+    /// external interrupt could be taken and none is pending (`VirtualCPU.requestInterruptWindow`).
+    @exclusivity(unchecked) public var interruptWindowRequested = false {
+        didSet { updateAttention() }
+    }
+    /// `pendingInterrupt != nil || interruptWindowRequested`: the step loop's one check for
+    /// interrupt work before each instruction.
+    @exclusivity(unchecked) private(set) var needsInterruptCheck = false
     /// Set by a triple fault: the CPU is in shutdown and executes nothing more.
     @exclusivity(unchecked) public internal(set) var isShutdown = false
     /// Instructions retired by the step loop (faulting instructions do not count).
     @exclusivity(unchecked) public internal(set) var instructionsRetired: UInt64 = 0
     /// Settable from any thread: the step loop returns `.stopped` at the next boundary.
     public let stopRequest = X86StopRequest()
+
+    /// What this CPU shares with the other vCPUs over the same memory (`SMP.swift`).
+    public let shared: X86SharedState
+    /// `shared` when it tracks cross-modifying code (more than one vCPU), else nil: the store
+    /// path's one check.
+    let codeWatch: X86SharedState?
+    /// This vCPU's number among those sharing `shared`.
+    public let vcpuIndex: Int
+    /// The code-write log epoch this CPU has caught up with (`serialize()`).
+    @exclusivity(unchecked) var seenCodeWriteEpoch: UInt64 = 0
+    /// How the current instruction's memory operands are accessed (locked instructions).
+    @exclusivity(unchecked) var lockMode = X86LockMode.none
+    /// The locked instruction's operand, between its read and its compare-exchange.
+    @exclusivity(unchecked) var lockedOperand: LockedOperand?
 
     // The fetch shortcut (`fetchInstruction`): the linear page RIP was last fetched from and
     // the decode-cache tables of its physical page, valid while `fetchEpoch` equals
@@ -66,14 +90,26 @@ public final class X86Machine {
     @exclusivity(unchecked) var fetchSlots: UnsafeMutablePointer<UInt32>?
     @exclusivity(unchecked) var fetchEntries: UnsafeMutablePointer<DecodedInstruction>?
 
+    /// A CPU over `platform`. vCPUs of one machine pass the same `shared` state (made for
+    /// `platform.memory`) and their own `vcpuIndex`; nil makes a private one (a lone CPU).
     public init(cpu: X86CPU = X86CPU(), platform: any X86Platform,
-                decode: @escaping X86DecodeFunction = { Decoder.decode($0, mode: $1) }) {
+                decode: @escaping X86DecodeFunction = { Decoder.decode($0, mode: $1) },
+                shared: X86SharedState? = nil, vcpuIndex: Int = 0) {
         self.cpu = cpu
         self.platform = platform
         self.memory = platform.memory
         self.interpPlatform = (platform as? InterpPlatform).map { Unmanaged.passUnretained($0) }
         self.decode = decode
         self.decodeCache = X86DecodeCache(memory: platform.memory)
+        let shared = shared ?? X86SharedState(memory: platform.memory, vcpuCount: 1)
+        precondition(shared.memory === platform.memory, "X86SharedState is for another memory")
+        self.shared = shared
+        self.codeWatch = shared.tracksCrossModifyingCode ? shared : nil
+        self.vcpuIndex = vcpuIndex
+    }
+
+    private func updateAttention() {
+        needsInterruptCheck = pendingInterrupt != nil || interruptWindowRequested
     }
 
     /// Executes one decoded instruction whose bytes start at `cpu.rip`. On success RIP and all

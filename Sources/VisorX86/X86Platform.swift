@@ -29,7 +29,8 @@ public protocol X86Platform: AnyObject {
     /// The time-stamp counter now.
     func readTimeStampCounter() -> UInt64
     /// An MSR the CPU does not implement itself (APIC base, MISC_ENABLE...); nil raises #GP(0).
-    func readMSR(_ index: UInt32) -> UInt64?
+    /// Throws `X86Stop.needsHypervisor(.msrRead(...))` when Visor must answer (retried as for ports).
+    func readMSR(_ index: UInt32) throws(X86Stop) -> UInt64?
     /// Writes such an MSR; false raises #GP(0).
     func writeMSR(_ index: UInt32, value: UInt64) -> Bool
 

@@ -118,16 +118,37 @@ struct CPUIDTableTests {
     func hypervisorLeaves() {
         let table = CPUIDTable(hostSupported: host)
         let signature = table.lookup(function: 0x4000_0000)
-        #expect(signature.eax == 0x4000_0001)
+        #expect(signature.eax == 0x4000_0010, "the highest leaf is the timing leaf")
         #expect(VisorABIProbe.signatureText(signature) == "VisorVisorVM")
-        #expect(table.lookup(function: 0x4000_0001).eax == 1)
+        #expect(table.lookup(function: 0x4000_0001).eax == 0x0000_0002, "ABI 0.2")
         #expect(table.entries.filter { $0.function == 0x4000_0000 }.count == 1)
+    }
+
+    @Test("the timing leaf gives the TSC and APIC timer rates in kHz, 0 when unknown")
+    func timingLeaf() {
+        let table = CPUIDTable(hostSupported: host, timeStampCounterFrequency: 2_596_100_000,
+                               apicTimerFrequency: 1_000_000_000)
+        let timing = table.lookup(function: 0x4000_0010)
+        #expect(timing.eax == 2_596_100 && timing.ebx == 1_000_000)
+        let unknown = CPUIDTable(hostSupported: host).lookup(function: 0x4000_0010)
+        #expect(unknown.eax == 0 && unknown.ebx == 0)
+        let huge = CPUIDTable(hostSupported: host, timeStampCounterFrequency: .max).lookup(function: 0x4000_0010)
+        #expect(huge.eax == .max, "saturates rather than traps")
+    }
+
+    @Test("leaf 1 describes Visor's local APIC: APIC and TSC-deadline on, x2APIC off")
+    func localAPICBits() {
+        let x2apicHost = [CPUIDEntry(function: 1, ecx: 1 << 21, edx: 0)]
+        let leaf1 = CPUIDTable(hostSupported: x2apicHost).lookup(function: 1)
+        #expect(leaf1.ecx & (1 << 21) == 0)
+        #expect(leaf1.ecx & (1 << 24) != 0)
+        #expect(leaf1.edx & (1 << 9) != 0)
     }
 
     @Test("leaf 1 announces a hypervisor; other leaves pass through")
     func passThrough() {
         let table = CPUIDTable(hostSupported: host)
-        #expect(table.lookup(function: 1).ecx == 0x8000_0001)
+        #expect(table.lookup(function: 1).ecx == 0x8000_0001 | CPUIDTable.tscDeadlineBit)
         #expect(table.lookup(function: 0).ebx == 0x6874_7541)
         #expect(table.lookup(function: 7, index: 1).ebx == 0x55)
         #expect(table.lookup(function: 7, index: 0).ebx == 0)

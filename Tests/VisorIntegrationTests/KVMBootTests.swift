@@ -50,7 +50,7 @@ struct KVMBootTests {
         let r = try runVisor(["run", "triplefault"])
         #expect(r.stdout.contains("about to triple fault"))
         #expect(r.status == 2)
-        #expect(r.stderr.contains("the guest crashed: triple fault"))
+        #expect(r.stderr.contains("the guest crashed: vCPU 0: triple fault"))
         #expect(r.stderr.contains("rip="))
         #expect(r.stderr.contains("cr3="))
     }

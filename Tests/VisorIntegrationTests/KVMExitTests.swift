@@ -94,7 +94,7 @@ struct KVMExitTests {
         try vcpu.setState(Self.protectedModeState(entry: 0x1000))
         #expect(try vcpu.run() == .halt)
         let s = try vcpu.state()
-        #expect(s.rax == 0x4000_0001)
+        #expect(s.rax == 0x4000_0010)
         #expect(s.rbx == 0x6f73_6956 && s.rcx == 0x7369_5672 && s.rdx == 0x4d56_726f)
     }
 }

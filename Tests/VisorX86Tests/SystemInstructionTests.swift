@@ -264,7 +264,9 @@ private let rax = Operand.register(0, size: 8)
         s.cpu.gpr[0] = 1
         try s.machine.execute(sysInsn(.cpuid))
         #expect(s.cpu.gpr[1] & (1 << 31) != 0, "hypervisor bit")
-        #expect(s.cpu.gpr[2] & (1 << 9) == 0, "no APIC yet")
+        #expect(s.cpu.gpr[2] & (1 << 9) != 0, "local APIC (Visor's, in user space)")
+        #expect(s.cpu.gpr[1] & (1 << 24) != 0, "TSC-deadline mode")
+        #expect(s.cpu.gpr[1] & (1 << 21) == 0, "no x2APIC")
         #expect(s.cpu.gpr[2] & (1 << 6 | 1 << 26) == 1 << 6 | 1 << 26, "PAE, SSE2")
         s.cpu.gpr[0] = 0x8000_0001
         try s.machine.execute(sysInsn(.cpuid))
