@@ -20,6 +20,8 @@ let package = Package(
         .target(name: "VisorABI", swiftSettings: strict),
         .target(name: "VisorCore", dependencies: ["VisorABI"], swiftSettings: strict),
         .target(name: "CKVM"),
+        // Host calls Swift cannot make directly (variadic C declarations such as prctl).
+        .target(name: "CVisorHost"),
         .target(name: "VisorKVM", dependencies: ["VisorCore", "CKVM"], swiftSettings: strict),
         .target(name: "VisorDevices", dependencies: ["VisorCore"], swiftSettings: strict),
         .target(name: "VisorBoot", dependencies: ["VisorCore"], swiftSettings: strict),
@@ -38,7 +40,8 @@ let package = Package(
         .target(name: "VisorSched", swiftSettings: strict),
         .target(
             name: "Visor",
-            dependencies: ["VisorABI", "VisorCore", "VisorKVM", "VisorDevices", "VisorBoot", "VisorX86", "VisorSched"],
+            dependencies: ["VisorABI", "VisorCore", "VisorKVM", "VisorDevices", "VisorBoot", "VisorX86", "VisorSched",
+                           "CVisorHost"],
             swiftSettings: strict),
         .executableTarget(
             name: "visor",

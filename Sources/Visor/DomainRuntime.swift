@@ -141,7 +141,9 @@ public final class Domain: @unchecked Sendable {
         let runner = runners[index]
         switch signal {
         case .interrupt: break
-        case .initialize: runner.pendingInitialization = true
+        case .initialize:
+            runner.pendingInitialization = true
+            platform.timerGeneration &+= 1  // the INIT resets its APIC timer
         case .startup(let vector):
             guard runner.activity == .waitingForStartup || runner.pendingInitialization else { return }
             runner.pendingStartup = vector
@@ -244,12 +246,18 @@ public final class Domain: @unchecked Sendable {
             runner.activity = .running
         }
 
-        platform.advanceTimers(for: index)
+        // The timers need work only when one is due or the guest reprogrammed one; most exits
+        // (port I/O to other devices) skip the arithmetic.
+        if runner.timerGeneration != platform.timerGeneration
+            || runner.timerEvent.map({ clock.nanoseconds >= $0 }) ?? false {
+            platform.advanceTimers(for: index)
+            runner.timerEvent = platform.nextTimerEvent(for: index)
+            runner.timerGeneration = platform.timerGeneration
+        }
         let pending = platform.hasPendingInterrupt(for: index)
         switch runner.activity {
         case .halted where !pending:
-            let deadline = platform.nextTimerEvent(for: index)
-            runner.wakeup.wait(platform.lock, untilHostNanoseconds: deadline.map { clock.hostNanoseconds(at: $0) })
+            runner.wakeup.wait(platform.lock, untilHostNanoseconds: runner.timerEvent.map { clock.hostNanoseconds(at: $0) })
             return .wait
         case .haltedForever:
             endIfNothingCanWake()
@@ -274,7 +282,7 @@ public final class Domain: @unchecked Sendable {
             runner.setWindowRequest(false)
         }
 
-        let deadline = platform.nextTimerEvent(for: index)
+        let deadline = runner.timerEvent
         runner.timerDeadline = deadline
         runner.inGuest = true
         if let deadline, timerWaitTarget.map({ deadline < $0 }) ?? true {
@@ -290,13 +298,16 @@ public final class Domain: @unchecked Sendable {
         let vcpu = runner.vcpu
         switch exit {
         case .portRead(let port, let size):
+            platform.noteAccess(port: port)
             vcpu.completeRead(UInt64(platform.bus.read(port: port, size: size)))
             return nil
         case .portWrite(let port, let size, let value):
+            platform.noteAccess(port: port)
             platform.bus.write(port: port, size: size, value: value)
             return platform.takeRequestedOutcome()
         case .mmioRead(let address, let size):
             if let offset = localAPICOffset(address) {
+                platform.timerGeneration &+= 1
                 vcpu.completeRead(platform.apics[index].read(offset: offset, size: size))
             } else {
                 // Like an unclaimed bus cycle, reads float high.
@@ -306,6 +317,7 @@ public final class Domain: @unchecked Sendable {
             return nil
         case .mmioWrite(let address, let size, let value):
             if let offset = localAPICOffset(address) {
+                platform.timerGeneration &+= 1
                 platform.apics[index].write(offset: offset, size: size, value: value)
             } else {
                 platform.unbackedMMIOWrites &+= 1
@@ -316,6 +328,7 @@ public final class Domain: @unchecked Sendable {
             return nil
         case .msrWrite(let msr, let value):
             guard msr == PlatformMSR.tscDeadline else { return nil }
+            platform.timerGeneration &+= 1
             do {
                 platform.apics[index].writeTSCDeadline(value, timeStampCounter: try vcpu.timeStampCounter())
             } catch {
@@ -383,6 +396,10 @@ final class VCPURunner: @unchecked Sendable {
     var inGuest = false
     /// The domain-clock time this running vCPU must be kicked at for its timers.
     var timerDeadline: UInt64?
+    /// When its timers next need advancing, as of `timerGeneration`.
+    var timerEvent: UInt64?
+    /// `Platform.timerGeneration` when `timerEvent` was computed (`.max`: never).
+    var timerGeneration: UInt64 = .max
     let wakeup = HostCondition()
     var statistics = ExitStatistics()
     /// The registers when it last halted for good, for the `halted` outcome.

@@ -1,6 +1,7 @@
 // A dedicated host thread, as vCPUs need: KVM wants one thread per vCPU, and a vCPU blocks in
 // KVM_RUN for as long as the guest runs, which would starve an async executor.
 
+import CVisorHost
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -17,6 +18,8 @@ final class HostThread {
         // SAFETY: `context` is a retained Box released exactly once, by the new thread.
         let rc = pthread_create(&t, nil, { raw in
             let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
+            // vCPU and timer threads sleep until guest timer deadlines: no slack on those waits.
+            _ = cvisorhost_set_timer_slack(1)
             box.body()
             return nil
         }, context)

@@ -53,6 +53,20 @@ final class Platform: @unchecked Sendable {
     var unbackedMMIOWrites: UInt64 = 0
     /// IPIs with delivery modes Visor does not deliver (NMI, SMI, ExtINT).
     private(set) var ignoredIPIs: UInt64 = 0
+    /// Bumped whenever the guest may have reprogrammed a timer (an access to the PIT, RTC,
+    /// a local APIC or IA32_TSC_DEADLINE, or an INIT), so runners know their cached next timer
+    /// event is stale.
+    var timerGeneration: UInt64 = 0
+
+    /// Notes a guest port access: one to the PIT or RTC bumps `timerGeneration`.
+    func noteAccess(port: UInt16) {
+        let pitPorts = PIT8254.base..<PIT8254.base + PIT8254.portCount
+        let rtcPorts = MC146818RTC.base..<MC146818RTC.base + MC146818RTC.portCount
+        if pitPorts.contains(port) || rtcPorts.contains(port) || port == PIT8254.systemControlPort {
+            timerGeneration &+= 1
+        }
+    }
+
     /// The vCPU whose thread holds the platform lock for its own exit or entry, if any: a
     /// signal to that vCPU needs no kick.
     var actingVCPU: Int?
