@@ -37,7 +37,7 @@ enum VCPUSignal: Equatable {
 final class Platform: @unchecked Sendable {
     /// The platform lock. Hold it for every call into this object except the `let`s.
     let lock = HostMutex()
-    let clock: DomainClock
+    let clock: any TimeSource
     let bus = IOBus()
     let uart: UART16550
     let pic: PIC8259Pair
@@ -75,7 +75,7 @@ final class Platform: @unchecked Sendable {
     ///   - tscFrequency: the guest TSC's rate, for IA32_TSC_DEADLINE.
     ///   - signal: called with the platform lock held when a vCPU must look at its interrupt
     ///     state; the domain wakes or kicks that vCPU.
-    init(vcpuCount: Int, clock: DomainClock, tscFrequency: UInt64, apicTimerFrequency: UInt64,
+    init(vcpuCount: Int, clock: any TimeSource, tscFrequency: UInt64, apicTimerFrequency: UInt64,
          consoleOutput: @escaping @Sendable (UInt8) -> Void) throws {
         self.clock = clock
         let router = InterruptRouter()

@@ -1,0 +1,160 @@
+// The wires between device models and vCPUs, without an engine: which vCPU hears about which
+// interrupt, which vector the INTA cycle yields, and where IPIs go. Driven through the same
+// guest-visible accesses a guest makes (port I/O, APIC register writes).
+
+import Synchronization
+import Testing
+import VisorDevices
+@testable import Visor
+
+/// A clock the tests move by hand.
+private final class TestClock: TimeSource {
+    var nanoseconds: UInt64 = 0
+}
+
+/// A platform with `vcpus` vCPUs whose signals are recorded.
+private final class Harness {
+    let clock = TestClock()
+    let platform: Platform
+    var signals: [(Int, VCPUSignal)] = []
+
+    init(vcpus: Int = 2) throws {
+        platform = try Platform(vcpuCount: vcpus, clock: clock, tscFrequency: 1_000_000_000,
+                                apicTimerFrequency: 1_000_000_000, consoleOutput: { _ in })
+        platform.setSignalHandler { [unowned self] index, signal in self.signals.append((index, signal)) }
+    }
+
+    func out(_ port: UInt16, _ value: UInt8) { platform.bus.write(port: port, size: 1, value: UInt32(value)) }
+    func apicWrite(_ vcpu: Int, _ register: UInt64, _ value: UInt32) {
+        platform.apics[vcpu].write(offset: register, size: 4, value: UInt64(value))
+    }
+
+    /// The PIC pair as Linux programs it: vectors 0x20 and 0x28, cascade on IR2, all unmasked
+    /// but for `masked`.
+    func programPIC(unmasked irqs: [Int]) {
+        for (cmd, data, base, icw3) in [(UInt16(0x20), UInt16(0x21), UInt8(0x20), UInt8(4)), (0xa0, 0xa1, 0x28, 2)] {
+            out(cmd, 0x11); out(data, base); out(data, icw3); out(data, 0x01)
+        }
+        var mask: UInt16 = 0xffff
+        for irq in irqs { mask &= ~(1 << UInt16(irq)) }
+        if irqs.contains(where: { $0 >= 8 }) { mask &= ~(1 << 2) }
+        out(0x21, UInt8(truncatingIfNeeded: mask)); out(0xa1, UInt8(truncatingIfNeeded: mask >> 8))
+    }
+}
+
+private enum Reg {
+    static let svr: UInt64 = 0xf0, icrLow: UInt64 = 0x300, icrHigh: UInt64 = 0x310, lvtTimer: UInt64 = 0x320
+    static let lvtLINT0: UInt64 = 0x350, initialCount: UInt64 = 0x380, divide: UInt64 = 0x3e0, eoi: UInt64 = 0xb0
+}
+
+@Suite("Platform wiring")
+struct PlatformWiringTests {
+    @Test("COM1's receive interrupt reaches vCPU 0 through IRQ4, the PIC and LINT0 (virtual wire)")
+    func uartThroughThePIC() throws {
+        let h = try Harness()
+        h.programPIC(unmasked: [4])
+        h.out(0x3f9, 0x01)  // IER: received-data interrupt
+        #expect(h.platform.hasPendingInterrupt(for: 0) == false)
+        #expect(h.platform.receive(0x41))
+        #expect(h.signals.contains { $0.0 == 0 && $0.1 == .interrupt })
+        #expect(h.platform.hasPendingInterrupt(for: 0))
+        #expect(!h.platform.hasPendingInterrupt(for: 1), "legacy interrupts go to the BSP only")
+        #expect(h.platform.acknowledgeInterrupt(for: 0) == 0x24)
+    }
+
+    @Test("PIT channel 0 in mode 2 raises IRQ0 each period once the timers are advanced")
+    func pitThroughThePIC() throws {
+        let h = try Harness()
+        h.programPIC(unmasked: [0])
+        h.out(0x43, 0x34)  // channel 0, lobyte/hibyte, mode 2
+        h.out(0x40, 0x9c); h.out(0x40, 0x2e)  // 11932 ticks: 10 ms
+        let next = try #require(h.platform.nextTimerEvent(for: 0))
+        #expect(next > 9_000_000 && next < 11_000_000)
+        #expect(h.platform.nextTimerEvent(for: 1) == nil, "the PIT is vCPU 0's")
+        h.clock.nanoseconds = next
+        h.platform.advanceTimers(for: 0)
+        #expect(h.platform.acknowledgeInterrupt(for: 0) == 0x20)
+    }
+
+    @Test("a masked LINT0 keeps the PIC away from the BSP")
+    func maskedLINT0() throws {
+        let h = try Harness()
+        h.programPIC(unmasked: [4])
+        h.out(0x3f9, 0x01)
+        h.apicWrite(0, Reg.svr, 0x1ff)
+        h.apicWrite(0, Reg.lvtLINT0, 0x1_0700)
+        _ = h.platform.receive(0x41)
+        #expect(!h.platform.hasPendingInterrupt(for: 0))
+        #expect(h.platform.acknowledgeInterrupt(for: 0) == nil)
+    }
+
+    @Test("the APIC's own vector is taken before an ExtINT from the PIC")
+    func apicBeforeExtINT() throws {
+        let h = try Harness()
+        h.programPIC(unmasked: [4])
+        h.out(0x3f9, 0x01)
+        h.apicWrite(0, Reg.svr, 0x1ff)
+        _ = h.platform.receive(0x41)
+        h.platform.apics[0].acceptInterrupt(vector: 0x50)
+        #expect(h.platform.acknowledgeInterrupt(for: 0) == 0x50)
+        #expect(h.platform.acknowledgeInterrupt(for: 0) == 0x24)
+    }
+
+    @Test("the APIC timer interrupts its own vCPU only")
+    func apicTimer() throws {
+        let h = try Harness()
+        h.apicWrite(1, Reg.svr, 0x1ff)
+        h.apicWrite(1, Reg.divide, 0xb)  // divide by 1
+        h.apicWrite(1, Reg.lvtTimer, 0x40)
+        h.apicWrite(1, Reg.initialCount, 1000)
+        #expect(h.platform.nextTimerEvent(for: 1) == 1000)
+        h.clock.nanoseconds = 1000
+        h.platform.advanceTimers(for: 1)
+        #expect(h.signals.map(\.0) == [1])
+        #expect(h.platform.acknowledgeInterrupt(for: 1) == 0x40)
+        #expect(!h.platform.hasPendingInterrupt(for: 0))
+    }
+
+    @Test("a fixed IPI lands in the target's IRR and signals only the target")
+    func fixedIPI() throws {
+        let h = try Harness(vcpus: 3)
+        for vcpu in 0..<3 { h.apicWrite(vcpu, Reg.svr, 0x1ff) }
+        h.apicWrite(0, Reg.icrHigh, 2 << 24)
+        h.apicWrite(0, Reg.icrLow, 0x0000_0061)  // fixed, physical, vector 0x61
+        #expect(h.signals.map(\.0) == [2])
+        #expect(h.platform.acknowledgeInterrupt(for: 2) == 0x61)
+        #expect(h.platform.acknowledgeInterrupt(for: 1) == nil)
+    }
+
+    @Test("INIT and SIPI with the all-excluding-self shorthand reach every other vCPU's runner")
+    func initAndStartup() throws {
+        let h = try Harness(vcpus: 3)
+        h.apicWrite(0, Reg.svr, 0x1ff)
+        h.apicWrite(0, Reg.icrLow, 0x000c_4500)  // INIT, assert, all excluding self
+        h.apicWrite(0, Reg.icrLow, 0x000c_4670)  // SIPI, vector 0x70
+        #expect(h.signals.filter { $0.1 == .initialize }.map(\.0) == [1, 2])
+        #expect(h.signals.filter { $0.1 == .startup(vector: 0x70) }.map(\.0) == [1, 2])
+    }
+
+    @Test("a level de-assert INIT and NMIs deliver nothing; NMIs are counted as ignored")
+    func ignoredIPIs() throws {
+        let h = try Harness(vcpus: 2)
+        h.apicWrite(0, Reg.svr, 0x1ff)
+        h.apicWrite(0, Reg.icrHigh, 1 << 24)
+        h.apicWrite(0, Reg.icrLow, 0x0000_8500)  // INIT level de-assert
+        h.apicWrite(0, Reg.icrLow, 0x0000_0400)  // NMI
+        #expect(h.signals.isEmpty)
+        #expect(h.platform.ignoredIPIs == 1)
+    }
+
+    @Test("a timer access bumps the timer generation, other ports do not")
+    func timerGeneration() throws {
+        let h = try Harness()
+        let before = h.platform.timerGeneration
+        h.platform.noteAccess(port: 0x3f8)
+        h.platform.noteAccess(port: 0x20)
+        #expect(h.platform.timerGeneration == before)
+        for port: UInt16 in [0x40, 0x43, 0x61, 0x70, 0x71] { h.platform.noteAccess(port: port) }
+        #expect(h.platform.timerGeneration == before + 5)
+    }
+}
