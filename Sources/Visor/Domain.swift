@@ -8,6 +8,7 @@ import VisorCore
 import VisorDevices
 
 @_exported import struct VisorBoot.BootModule
+@_exported import enum VisorSched.SchedulerKind
 
 /// Everything needed to create a domain.
 public struct DomainConfiguration: Sendable {

@@ -16,6 +16,7 @@ import VisorABI
 import VisorBoot
 import VisorCore
 import VisorDevices
+import VisorSched
 
 /// A created domain, ready to run once.
 public final class Domain: @unchecked Sendable {
@@ -33,6 +34,14 @@ public final class Domain: @unchecked Sendable {
     /// The domain-clock time the timer thread sleeps until (nil: no deadline). Platform lock.
     private var timerWaitTarget: UInt64?
     private let statistics = Mutex(ExitStatistics())
+    /// Set with `outcome`, readable without the platform lock (the pool's waits check it).
+    private let ended = Atomic<Bool>(false)
+    // Set once by `start`, before any thread of the domain runs; read by those threads.
+    private var pool: CPUPool?
+    private(set) var domainID: DomainID?
+    private var startTime: UInt64 = 0
+    private var timerThread: HostThread?
+    private var vcpuThreads: [HostThread] = []
 
     /// The most vCPUs a domain may have (APIC IDs are 8 bits; 0xff is the broadcast ID).
     public static let maximumVCPUs = 64
@@ -88,23 +97,50 @@ public final class Domain: @unchecked Sendable {
     /// The exit statistics so far (complete once `run` has returned).
     public var exitStatistics: ExitStatistics { statistics.withLock { $0 } }
 
-    /// Runs the guest, each vCPU on a dedicated thread, until it ends, and says how it ended.
-    public func run() -> DomainOutcome {
-        let start = monotonicNanoseconds()
-        let timer = HostThread { [self] in timerLoop() }
-        let threads = runners.indices.map { index in
+    /// Runs the guest on its own pool of `pcpus` pCPUs (default: the host's CPU count)
+    /// scheduled by `scheduler`, until it ends, and says how it ended.
+    public func run(pcpus: Int = HostCPU.count, scheduler: SchedulerKind = .credit2) -> DomainOutcome {
+        let pool: CPUPool
+        do {
+            pool = try CPUPool(kind: scheduler, pcpuCount: pcpus)
+            try start(in: pool, id: DomainID(1), affinities: [], parameters: DomainSchedParams())
+        } catch {
+            return .crashed(reason: "could not schedule the domain: \(error)", registers: "")
+        }
+        pool.start()
+        let outcome = wait()
+        pool.stop()
+        return outcome
+    }
+
+    /// Registers the domain's vCPUs with `pool` as domain `id` and starts its threads: one per
+    /// vCPU and the timer thread. The pool's pCPUs must be started too (`CPUPool.start`).
+    func start(in pool: CPUPool, id: DomainID, affinities: [Affinity], parameters: DomainSchedParams) throws {
+        try pool.add(domain: id, name: configuration.name, vcpus: runners, affinities: affinities,
+                     parameters: parameters)
+        self.pool = pool
+        self.domainID = id
+        startTime = monotonicNanoseconds()
+        timerThread = HostThread { [self] in timerLoop() }
+        vcpuThreads = runners.indices.map { index in
             HostThread { [self] in
                 if let result = vcpuLoop(index) {
                     platform.lock.withLock { end(result) }
                 }
+                if let scheduled = runners[index].scheduled { pool.retire(scheduled) }
             }
         }
-        for thread in threads { thread.join() }
+    }
+
+    /// Waits for a started domain to end and says how it ended.
+    func wait() -> DomainOutcome {
+        for thread in vcpuThreads { thread.join() }
         platform.lock.withLock { end(.crashed(reason: "every vCPU thread ended without an outcome", registers: "")) }
-        timer.join()
+        timerThread?.join()
+        if let pool, let domainID { pool.remove(domain: domainID, vcpuCount: runners.count) }
         var total = ExitStatistics()
         for runner in runners { total.merge(runner.statistics) }
-        total.wallNanoseconds = monotonicNanoseconds() &- start
+        total.wallNanoseconds = monotonicNanoseconds() &- startTime
         platform.lock.withLock {
             total.unbacked = .init(portReads: platform.bus.unbackedReads, portWrites: platform.bus.unbackedWrites,
                                    mmioReads: platform.unbackedMMIOReads, mmioWrites: platform.unbackedMMIOWrites)
@@ -114,6 +150,15 @@ public final class Domain: @unchecked Sendable {
         return platform.lock.withLock { outcome } ?? .crashed(reason: "the domain ended without an outcome", registers: "")
     }
 
+    /// Host nanoseconds the domain's vCPUs have held a pCPU so far.
+    var cpuNanoseconds: UInt64 {
+        guard let pool else { return 0 }
+        return runners.reduce(0) { total, runner in total &+ (runner.scheduled.map { pool.cpuNanoseconds($0) } ?? 0) }
+    }
+
+    /// Whether the domain has an outcome (its threads are finishing or done).
+    var hasEnded: Bool { ended.load(ordering: .acquiring) }
+
     // MARK: Ending
 
     /// Records the outcome (the first one wins) and makes every thread of the domain finish.
@@ -121,9 +166,11 @@ public final class Domain: @unchecked Sendable {
     private func end(_ result: DomainOutcome) {
         guard outcome == nil else { return }
         outcome = result
+        ended.store(true, ordering: .releasing)
         for runner in runners {
             runner.wakeup.signal()
             runner.vcpu.requestStop()
+            if let scheduled = runner.scheduled { pool?.interruptWait(scheduled) }
         }
         timerCondition.signal()
     }
@@ -191,6 +238,9 @@ public final class Domain: @unchecked Sendable {
             case .finish: return nil
             case .end(let result): return result
             }
+            if let pool, let scheduled = runner.scheduled {
+                guard pool.acquire(scheduled, cancelled: { ended.load(ordering: .acquiring) }) else { continue }
+            }
             let entered = monotonicNanoseconds()
             let exit: Exit
             do {
@@ -208,6 +258,7 @@ public final class Domain: @unchecked Sendable {
                 return handle(exit, runner, index)
             }
             runner.statistics.record(exit, handlingNanoseconds: monotonicNanoseconds() &- exited)
+            if let pool, let scheduled = runner.scheduled { pool.afterExit(scheduled) }
             if let result { return result }
         }
     }
@@ -233,6 +284,7 @@ public final class Domain: @unchecked Sendable {
         }
         if runner.activity == .waitingForStartup {
             guard let vector = runner.pendingStartup else {
+                block(runner)
                 endIfNothingCanWake()
                 runner.wakeup.wait(platform.lock, untilHostNanoseconds: nil)
                 return .wait
@@ -257,9 +309,11 @@ public final class Domain: @unchecked Sendable {
         let pending = platform.hasPendingInterrupt(for: index)
         switch runner.activity {
         case .halted where !pending:
+            block(runner)
             runner.wakeup.wait(platform.lock, untilHostNanoseconds: runner.timerEvent.map { clock.hostNanoseconds(at: $0) })
             return .wait
         case .haltedForever:
+            block(runner)
             endIfNothingCanWake()
             runner.wakeup.wait(platform.lock, untilHostNanoseconds: nil)
             return .wait
@@ -282,6 +336,7 @@ public final class Domain: @unchecked Sendable {
             runner.setWindowRequest(false)
         }
 
+        if let pool, let scheduled = runner.scheduled { pool.wake(scheduled) }
         let deadline = runner.timerEvent
         runner.timerDeadline = deadline
         runner.inGuest = true
@@ -290,6 +345,11 @@ public final class Domain: @unchecked Sendable {
             timerCondition.signal()
         }
         return .enter
+    }
+
+    /// The vCPU cannot run until something wakes it: out of the pool's runqueues, its pCPU back.
+    private func block(_ runner: VCPURunner) {
+        if let pool, let scheduled = runner.scheduled { pool.block(scheduled) }
     }
 
     /// Handles one exit of vCPU `index`; returns an outcome when the domain's run is over.
@@ -362,6 +422,12 @@ public final class Domain: @unchecked Sendable {
     }
 }
 
+/// The host's processors.
+public enum HostCPU {
+    /// Online CPUs (at least 1): the default number of pCPUs.
+    public static var count: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+}
+
 /// Errors creating a domain that are the configuration's fault.
 public enum DomainError: Error, CustomStringConvertible {
     case invalidVCPUCount(Int)
@@ -405,6 +471,8 @@ final class VCPURunner: @unchecked Sendable {
     /// The registers when it last halted for good, for the `halted` outcome.
     var lastRegisters = ""
     private var windowRequested = false
+    /// Its place in the CPU pool, once the domain has started.
+    var scheduled: ScheduledVCPU?
 
     init(vcpu: any VirtualCPU) { self.vcpu = vcpu }
 

@@ -5,6 +5,7 @@ import Foundation
 import Synchronization
 import VisorCore
 import VisorKVM
+import VisorSched
 import VisorX86
 
 /// The engines Visor offers, by the names users type.
@@ -32,25 +33,52 @@ public enum EngineRegistry {
 
 /// One `visor run`, as parsed from the command line.
 public struct RunRequest: Sendable {
+    /// A kernel path or built-in guest name; or, when `configurationFiles` is not empty, unused.
     public var kernel: String
+    /// xl.cfg files, one domain each, run together on the pool.
+    public var configurationFiles: [String]
     public var engine: String
     public var memoryBytes: UInt64
     public var commandLine: String
     /// `path` or `path args`: the whole text is the module's string, as with GRUB's `module`.
     public var modules: [String]
+    /// Stop the guest after this long (it did not finish in time: status 6).
     public var timeout: Duration?
+    /// Run the domains for this long, then stop them and report (an expected end: status 0).
+    public var runFor: Duration?
     public var printStatistics: Bool
     public var vcpuCount: Int
+    /// pCPUs of the pool (default: the host's CPU count).
+    public var pcpuCount: Int
+    public var scheduler: SchedulerKind
+    /// Where to write the Chrome trace of scheduling decisions, if anywhere.
+    public var tracePath: String?
 
-    public init(kernel: String, engine: String, memoryBytes: UInt64, commandLine: String, modules: [String],
-                timeout: Duration?, printStatistics: Bool, vcpuCount: Int = 1) {
-        self.kernel = kernel; self.engine = engine; self.memoryBytes = memoryBytes; self.commandLine = commandLine
-        self.modules = modules; self.timeout = timeout; self.printStatistics = printStatistics
-        self.vcpuCount = vcpuCount
+    public init(kernel: String, configurationFiles: [String] = [], engine: String, memoryBytes: UInt64,
+                commandLine: String, modules: [String], timeout: Duration?, runFor: Duration? = nil,
+                printStatistics: Bool, vcpuCount: Int = 1, pcpuCount: Int = HostCPU.count,
+                scheduler: SchedulerKind = .credit2, tracePath: String? = nil) {
+        self.kernel = kernel; self.configurationFiles = configurationFiles; self.engine = engine
+        self.memoryBytes = memoryBytes; self.commandLine = commandLine; self.modules = modules
+        self.timeout = timeout; self.runFor = runFor; self.printStatistics = printStatistics
+        self.vcpuCount = vcpuCount; self.pcpuCount = pcpuCount; self.scheduler = scheduler
+        self.tracePath = tracePath
     }
 }
 
+/// A domain to create: its configuration and how the scheduler treats it.
+struct DomainPlan {
+    var configuration: DomainConfiguration
+    var affinities: [Affinity]
+    var parameters: DomainSchedParams
+    /// The config file it came from, for messages.
+    var source: String?
+}
+
 public enum Launcher {
+    /// The reason given to domains stopped because `--for` elapsed.
+    static let runForReason = "the --for duration passed"
+
     /// Runs the request to the end and returns the process exit status.
     public static func run(_ request: RunRequest) -> Int32 {
         // First, before anything starts a thread (building guests runs `make` through Process,
@@ -58,9 +86,12 @@ public enum Launcher {
         let stopTarget = StopTarget()
         SignalStop.install { signal in stopTarget.stop(reason: "signal \(signal)") }
 
-        let configuration: DomainConfiguration
+        let plans: [DomainPlan]
         do {
-            configuration = try makeConfiguration(request)
+            plans = request.configurationFiles.isEmpty
+                ? [DomainPlan(configuration: try makeConfiguration(request), affinities: [],
+                              parameters: DomainSchedParams(), source: nil)]
+                : try makePlans(request)
         } catch let error as LaunchError {
             printError(error.description)
             return error.exitStatus
@@ -69,41 +100,105 @@ public enum Launcher {
             return ExitStatus.badInput
         }
 
+        let interactive = plans.count == 1
         let console = HostConsole()
-        let domain: Domain
-        do {
-            domain = try Domain(configuration: configuration) { byte in console.write(byte) }
-        } catch let error as KVMError {
-            printError(error.description)
-            return ExitStatus.unavailable
-        } catch {
-            printError("\(error)")
-            return ExitStatus.badInput
+        var domains: [Domain] = []
+        for plan in plans {
+            // With several domains, each console line goes out prefixed with its domain's name.
+            let output: @Sendable (UInt8) -> Void
+            if interactive {
+                output = { byte in console.write(byte) }
+            } else {
+                let prefixer = LinePrefixer(prefix: "[\(plan.configuration.name)] ", console: console)
+                output = { byte in prefixer.write(byte) }
+            }
+            do {
+                domains.append(try Domain(configuration: plan.configuration, consoleOutput: output))
+            } catch let error as KVMError {
+                printError(error.description)
+                return ExitStatus.unavailable
+            } catch {
+                printError("\(plan.source.map { "\($0): " } ?? "")\(error)")
+                return ExitStatus.badInput
+            }
         }
 
-        guard stopTarget.attach(domain) else {
+        let pool: CPUPool
+        do {
+            pool = try CPUPool(kind: request.scheduler, pcpuCount: request.pcpuCount, tracePath: request.tracePath)
+            for (index, (domain, plan)) in zip(domains, plans).enumerated() {
+                try domain.start(in: pool, id: DomainID(UInt32(index + 1)), affinities: plan.affinities,
+                                 parameters: plan.parameters)
+            }
+        } catch let error as LaunchError {
+            printError(error.description)
+            return error.exitStatus
+        } catch {
+            printError("the scheduler refused the domains: \(error)")
+            return ExitStatus.badInput
+        }
+        guard stopTarget.attach(domains) else {
+            for d in domains { d.requestStop(reason: "a signal came before the guests started") }
+            for d in domains { _ = d.wait() }
             printError("stopped by a signal before the guest started")
             return ExitStatus.stopped
         }
-        if let timeout = request.timeout {
+        let started = monotonicNanoseconds()
+        let allDomains = domains
+        pool.start()
+        for (limit, reason) in [(request.timeout, "the time limit of \(request.timeout.map { "\($0)" } ?? "") passed"),
+                                (request.runFor, runForReason)] {
+            guard let limit else { continue }
             // A plain thread, not a dispatch queue: every thread must start after SignalStop
             // blocked the stop signals, and dispatch's workers may predate that.
-            let deadline = monotonicNanoseconds() &+ UInt64(max(0, timeout.nanosecondsClamped))
+            let deadline = started &+ UInt64(max(0, limit.nanosecondsClamped))
             _ = HostThread {
-                while monotonicNanoseconds() < deadline { usleep(10_000) }
-                domain.requestStop(reason: "the time limit of \(timeout) passed")
+                while monotonicNanoseconds() < deadline, !allDomains.allSatisfy(\.hasEnded) { usleep(10_000) }
+                for d in allDomains { d.requestStop(reason: reason) }
             }
         }
-        console.startInput(deliver: { domain.sendConsoleInput($0) },
-                           escape: { domain.requestStop(reason: "Ctrl-] on the console") })
-        let outcome = domain.run()
+        if interactive, let domain = allDomains.first {
+            console.startInput(deliver: { domain.sendConsoleInput($0) },
+                               escape: { domain.requestStop(reason: "Ctrl-] on the console") })
+        }
+        var rows: [ShareRow] = []
+        var outcomes: [DomainOutcome] = []
+        for (domain, plan) in zip(domains, plans) {
+            let outcome = domain.wait()
+            outcomes.append(outcome)
+            rows.append(ShareRow(name: domain.configuration.name, id: domain.domainID?.rawValue ?? 0,
+                                 vcpus: domain.configuration.vcpuCount, parameters: plan.parameters,
+                                 cpuNanoseconds: domain.cpuNanoseconds, outcome: outcome))
+        }
+        let wall = monotonicNanoseconds() &- started
+        pool.stop()
         console.stop()
 
-        if let message = outcome.message { printError(message) }
-        if request.printStatistics {
-            FileHandle.standardError.write(Data((domain.exitStatistics.report + "\n").utf8))
+        for (domain, outcome) in zip(domains, outcomes) {
+            guard let message = outcome.message, outcome != .stopped(reason: runForReason) else { continue }
+            printError(interactive ? message : "\(domain.configuration.name): \(message)")
         }
-        return outcome.exitStatus
+        if request.printStatistics {
+            for domain in domains {
+                let header = interactive ? "" : "\(domain.configuration.name):\n"
+                FileHandle.standardError.write(Data((header + domain.exitStatistics.report + "\n").utf8))
+            }
+        }
+        if !interactive || request.runFor != nil || request.printStatistics {
+            let table = ShareRow.table(rows, wallNanoseconds: wall, pcpus: request.pcpuCount,
+                                       scheduler: request.scheduler.name)
+            FileHandle.standardOutput.write(Data((table + "\n").utf8))
+        }
+        return exitStatus(outcomes)
+    }
+
+    /// One domain: its own status, `--for` ending it counting as success. Several: 0 when all
+    /// powered off or ran their time, else the first other status.
+    static func exitStatus(_ outcomes: [DomainOutcome]) -> Int32 {
+        for outcome in outcomes where outcome != .poweredOff && outcome != .stopped(reason: runForReason) {
+            return outcome.exitStatus
+        }
+        return 0
     }
 
     static func makeConfiguration(_ request: RunRequest) throws -> DomainConfiguration {
@@ -182,22 +277,22 @@ enum LaunchError: Error, CustomStringConvertible {
     }
 }
 
-/// Where a stop signal goes: the domain once it exists, or a note that one came too early.
+/// Where a stop signal goes: the domains once they exist, or a note that one came too early.
 final class StopTarget: Sendable {
-    private let state = Mutex<(domain: Domain?, earlyReason: String?)>((nil, nil))
+    private let state = Mutex<(domains: [Domain], earlyReason: String?)>(([], nil))
 
     func stop(reason: String) {
-        let domain = state.withLock { s -> Domain? in
-            if s.domain == nil, s.earlyReason == nil { s.earlyReason = reason }
-            return s.domain
+        let domains = state.withLock { s -> [Domain] in
+            if s.domains.isEmpty, s.earlyReason == nil { s.earlyReason = reason }
+            return s.domains
         }
-        domain?.requestStop(reason: reason)
+        for domain in domains { domain.requestStop(reason: reason) }
     }
 
-    /// Connects the domain; false when a stop signal already came.
-    func attach(_ domain: Domain) -> Bool {
+    /// Connects the domains; false when a stop signal already came.
+    func attach(_ domains: [Domain]) -> Bool {
         state.withLock { s in
-            s.domain = domain
+            s.domains = domains
             return s.earlyReason == nil
         }
     }

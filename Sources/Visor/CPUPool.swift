@@ -1,0 +1,288 @@
+// The scheduling runtime: physical CPUs shared among the vCPUs of every domain, as a
+// `VisorSched.Scheduler` decides.
+//
+// A pCPU here is a right to run guest code, held by at most one vCPU at a time. Each pCPU has a
+// host thread (`pcpuLoop`) that does what Xen's `schedule()` does on a real CPU: run the
+// policy's timers, call `doSchedule`, and if it chose another vCPU, take the pCPU back from the
+// current one (kick it out of the guest, wait until its thread lets go) and grant it to the
+// chosen one; then sleep until the slice ends, a timer is due or the policy asks this pCPU to
+// reschedule (a "tickle").
+//
+// The guest code itself still runs on each vCPU's own thread, which enters the guest only while
+// it holds a grant: KVM wants a vCPU driven by one thread, and the software engine is driven the
+// same way so that both engines are scheduled identically. A vCPU thread reports what the
+// scheduler must know: it became runnable (`wake`), it halted or waits for a start-up IPI
+// (`block`, which also gives the pCPU back), and it noticed a revoke after an exit (`release`).
+//
+// Everything here is guarded by the pool lock. Lock order: a domain's platform lock, then the
+// pool lock; code holding the pool lock never takes a platform lock.
+
+import Foundation
+import VisorCore
+import VisorSched
+
+/// The pCPUs and their scheduler.
+final class CPUPool: @unchecked Sendable {
+    let lock = HostMutex()
+    let scheduler: any Scheduler
+    let pcpuCount: Int
+    private let origin = MonotonicClock.hostNanoseconds()
+    private var pcpus: [PhysicalCPU]
+    private var vcpus: [VCPUID: ScheduledVCPU] = [:]
+    private var trace: SchedTrace?
+    private var threads: [HostThread] = []
+    private var stopping = false
+    /// Broadcast whenever a vCPU lets go of a pCPU (a pCPU granting a migrating vCPU waits on it).
+    private let released = HostCondition()
+
+    /// A pool of `pcpuCount` pCPUs scheduled by `kind`, writing decisions to `tracePath` if given.
+    init(kind: SchedulerKind, pcpuCount: Int, tracePath: String? = nil) throws {
+        let origin = self.origin
+        let clock = ClosureClock { SchedTime(nanoseconds: Int64(clamping: MonotonicClock.hostNanoseconds() &- origin)) }
+        scheduler = try makeScheduler(kind, pcpuCount: pcpuCount, clock: clock)
+        self.pcpuCount = pcpuCount
+        pcpus = (0..<pcpuCount).map { PhysicalCPU(id: PCPUID($0)) }
+        if let tracePath {
+            let trace = try SchedTrace(path: tracePath)
+            trace.describe(pcpuCount: pcpuCount)
+            self.trace = trace
+        }
+    }
+
+    /// Nanoseconds since the pool was made.
+    var now: UInt64 { MonotonicClock.hostNanoseconds() &- origin }
+
+    // MARK: Domains
+
+    /// Registers a domain's vCPUs (asleep until they `wake`) and applies its parameters.
+    func add(domain: DomainID, name: String, vcpus runners: [VCPURunner], affinities: [Affinity],
+             parameters: DomainSchedParams) throws(SchedError) {
+        lock.lock()
+        defer { lock.unlock() }
+        try scheduler.addDomain(domain)
+        for (index, runner) in runners.enumerated() {
+            let id = VCPUID(domain: domain, index: index)
+            try scheduler.insert(id, affinity: index < affinities.count ? affinities[index] : .any)
+            let scheduled = ScheduledVCPU(id: id, label: "\(name) v\(index)", runner: runner)
+            vcpus[id] = scheduled
+            runner.scheduled = scheduled
+        }
+        if parameters != DomainSchedParams() { try scheduler.adjust(domain: domain, parameters) }
+    }
+
+    /// Takes a finished domain's vCPUs out of the scheduler.
+    func remove(domain: DomainID, vcpuCount: Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        for index in 0..<vcpuCount {
+            let id = VCPUID(domain: domain, index: index)
+            guard let v = vcpus[id] else { continue }
+            if v.runnable { scheduler.sleep(id); v.runnable = false }
+            releaseLocked(v, endedBy: "domain ended")
+            try? scheduler.remove(id)
+            vcpus[id] = nil
+        }
+        try? scheduler.removeDomain(domain)
+        serveTickles()
+    }
+
+    // MARK: Running the pCPUs
+
+    func start() {
+        for p in 0..<pcpuCount {
+            threads.append(HostThread { [self] in pcpuLoop(p) })
+        }
+    }
+
+    /// Stops the pCPU threads (every domain has ended) and closes the trace.
+    func stop() {
+        lock.withLock {
+            stopping = true
+            for p in pcpus { p.condition.signal() }
+        }
+        for t in threads { t.join() }
+        threads = []
+        lock.withLock {
+            trace?.finish()
+            trace = nil
+        }
+    }
+
+    private func pcpuLoop(_ index: Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        let me = pcpus[index]
+        me.needsReschedule = true
+        while !stopping {
+            let now = self.now
+            if let due = scheduler.nextTimerDeadline, due.nanoseconds <= Int64(clamping: now) {
+                scheduler.runTimers()
+            }
+            serveTickles()
+            let sliceOver = me.sliceEnd.map { now >= $0 } ?? false
+            if me.needsReschedule || sliceOver {
+                me.needsReschedule = false
+                schedule(me, now: now)
+                continue  // re-read the clock and timers after the (possibly waiting) switch
+            }
+            var wake = me.sliceEnd
+            if let t = scheduler.nextTimerDeadline {
+                let at = UInt64(clamping: t.nanoseconds)
+                wake = min(wake ?? at, at)
+            }
+            me.condition.wait(lock, untilHostNanoseconds: wake.map { origin &+ $0 })
+        }
+        if let current = me.current, let v = vcpus[current], v.grantedOn == index {
+            revokeLocked(v, on: me)
+        }
+    }
+
+    /// `schedule()` on one pCPU: ask the policy, switch if it chose another vCPU.
+    private func schedule(_ me: PhysicalCPU, now: UInt64) {
+        let decision = scheduler.doSchedule(pcpu: me.id)
+        let chosen = decision.vcpu.flatMap { vcpus[$0] }
+        trace?.decision(pcpu: me.id.rawValue, time: now, chosen: chosen?.label ?? "idle",
+                        reason: "\(decision.reason)\(decision.migrated ? ", migrated" : "")")
+        if let current = me.current, current != decision.vcpu, let v = vcpus[current], v.grantedOn == me.id.rawValue {
+            revokeLocked(v, on: me)
+        }
+        me.current = decision.vcpu
+        me.sliceEnd = decision.timeslice.map { now &+ UInt64(clamping: $0.nanoseconds) }
+        guard let chosen, chosen.grantedOn != me.id.rawValue else { return }
+        // The policy may pick a vCPU another pCPU is still taking back (the kick is asynchronous).
+        while let other = chosen.grantedOn, other != me.id.rawValue, !stopping {
+            pcpus[other].condition.signal()
+            released.wait(lock, untilHostNanoseconds: nil)
+        }
+        guard !stopping, vcpus[chosen.id] != nil, me.current == chosen.id else { return }
+        chosen.grantedOn = me.id.rawValue
+        chosen.grantedAt = self.now
+        chosen.revokeRequested = false
+        chosen.grant.signal()
+    }
+
+    /// Takes pCPU `me` back from `v`: kicks it out of the guest and waits until its thread lets go.
+    private func revokeLocked(_ v: ScheduledVCPU, on me: PhysicalCPU) {
+        v.revokeRequested = true
+        v.runner.vcpu.requestStop()
+        while v.grantedOn == me.id.rawValue && !v.retired {
+            me.condition.wait(lock, untilHostNanoseconds: nil)
+        }
+    }
+
+    /// Marks pCPUs the policy asked to reschedule and wakes their threads.
+    private func serveTickles() {
+        for p in scheduler.takeRescheduleRequests() where p.rawValue < pcpus.count {
+            pcpus[p.rawValue].needsReschedule = true
+            pcpus[p.rawValue].condition.signal()
+        }
+    }
+
+    /// Ends `v`'s hold on its pCPU, charging the time, and tells the pCPU. Pool lock held.
+    private func releaseLocked(_ v: ScheduledVCPU, endedBy: String) {
+        guard let p = v.grantedOn else { return }
+        let now = self.now
+        v.cpuNanoseconds &+= now &- v.grantedAt
+        trace?.run(vcpu: v.label, pcpu: p, start: v.grantedAt, end: now, endedBy: endedBy)
+        v.grantedOn = nil
+        v.revokeRequested = false
+        pcpus[p].condition.signal()
+        released.broadcast()
+    }
+
+    // MARK: The vCPU side (called from the vCPU's own thread)
+
+    /// The vCPU can run: make it runnable in the policy. Idempotent.
+    func wake(_ v: ScheduledVCPU) {
+        lock.withLock {
+            guard !v.runnable, !v.retired else { return }
+            v.runnable = true
+            scheduler.wake(v.id)
+            serveTickles()
+        }
+    }
+
+    /// The vCPU halted or waits for a start-up IPI: not runnable, and its pCPU goes back.
+    func block(_ v: ScheduledVCPU) {
+        lock.withLock {
+            guard v.runnable else { return }
+            v.runnable = false
+            scheduler.sleep(v.id)
+            releaseLocked(v, endedBy: "blocked")
+            serveTickles()
+        }
+    }
+
+    /// Waits until the vCPU holds a pCPU. Returns false when `cancelled` says to give up (its
+    /// domain is ending), checked whenever the thread is woken.
+    func acquire(_ v: ScheduledVCPU, cancelled: () -> Bool) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        while v.grantedOn == nil || v.revokeRequested {
+            if v.revokeRequested { releaseLocked(v, endedBy: "preempted") }
+            if cancelled() || v.retired || stopping { return false }
+            v.grant.wait(lock, untilHostNanoseconds: nil)
+        }
+        return true
+    }
+
+    /// After an exit: gives the pCPU back if the pool asked for it.
+    func afterExit(_ v: ScheduledVCPU) {
+        lock.withLock {
+            if v.revokeRequested { releaseLocked(v, endedBy: "preempted") }
+        }
+    }
+
+    /// Wakes a vCPU thread waiting in `acquire` so it sees that its domain is ending.
+    func interruptWait(_ v: ScheduledVCPU) {
+        lock.withLock { v.grant.signal() }
+    }
+
+    /// The vCPU's thread is done: it will not run again.
+    func retire(_ v: ScheduledVCPU) {
+        lock.withLock {
+            if v.runnable { scheduler.sleep(v.id); v.runnable = false }
+            releaseLocked(v, endedBy: "domain ended")
+            v.retired = true
+            serveTickles()
+            for p in pcpus { p.condition.signal() }
+        }
+    }
+
+    /// CPU time the vCPU has held a pCPU so far, including a stretch in progress.
+    func cpuNanoseconds(_ v: ScheduledVCPU) -> UInt64 {
+        lock.withLock { v.cpuNanoseconds &+ (v.grantedOn != nil ? now &- v.grantedAt : 0) }
+    }
+}
+
+/// One pCPU's state. Guarded by the pool lock.
+final class PhysicalCPU: @unchecked Sendable {
+    let id: PCPUID
+    var current: VCPUID?
+    /// When the current slice ends (pool clock), nil: no timer.
+    var sliceEnd: UInt64?
+    var needsReschedule = false
+    let condition = HostCondition()
+    init(id: PCPUID) { self.id = id }
+}
+
+/// A vCPU as the pool sees it. Guarded by the pool lock.
+final class ScheduledVCPU: @unchecked Sendable {
+    let id: VCPUID
+    let label: String
+    unowned let runner: VCPURunner
+    /// Runnable as far as the policy knows (woken, not blocked).
+    var runnable = false
+    /// The pCPU it may run on now.
+    var grantedOn: Int?
+    var grantedAt: UInt64 = 0
+    /// Its pCPU wants it back at the next exit.
+    var revokeRequested = false
+    var retired = false
+    var cpuNanoseconds: UInt64 = 0
+    let grant = HostCondition()
+
+    init(id: VCPUID, label: String, runner: VCPURunner) {
+        self.id = id; self.label = label; self.runner = runner
+    }
+}
