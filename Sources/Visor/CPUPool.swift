@@ -121,8 +121,9 @@ final class CPUPool: @unchecked Sendable {
             serveTickles()
             let sliceOver = me.sliceEnd.map { now >= $0 } ?? false
             if me.needsReschedule || sliceOver {
+                let trigger = sliceOver ? "slice end" : "reschedule request"
                 me.needsReschedule = false
-                schedule(me, now: now)
+                schedule(me, now: now, trigger: trigger)
                 continue  // re-read the clock and timers after the (possibly waiting) switch
             }
             var wake = me.sliceEnd
@@ -138,11 +139,12 @@ final class CPUPool: @unchecked Sendable {
     }
 
     /// `schedule()` on one pCPU: ask the policy, switch if it chose another vCPU.
-    private func schedule(_ me: PhysicalCPU, now: UInt64) {
+    private func schedule(_ me: PhysicalCPU, now: UInt64, trigger: String) {
         let decision = scheduler.doSchedule(pcpu: me.id)
         let chosen = decision.vcpu.flatMap { vcpus[$0] }
         trace?.decision(pcpu: me.id.rawValue, time: now, chosen: chosen?.label ?? "idle",
-                        reason: "\(decision.reason)\(decision.migrated ? ", migrated" : "")")
+                        reason: "\(decision.reason)\(decision.migrated ? ", migrated" : ""), after \(trigger)",
+                        slice: decision.timeslice.map { UInt64(clamping: $0.nanoseconds) })
         if let current = me.current, current != decision.vcpu, let v = vcpus[current], v.grantedOn == me.id.rawValue {
             revokeLocked(v, on: me)
         }

@@ -44,9 +44,11 @@ final class SchedTrace {
     }
 
     /// A scheduling decision on `pcpu` at `time`.
-    func decision(pcpu: Int, time: UInt64, chosen: String, reason: String) {
+    func decision(pcpu: Int, time: UInt64, chosen: String, reason: String, slice: UInt64?) {
+        let sliceField = slice.map { ",\"slice_us\":\(Self.microseconds($0))" } ?? ""
         append("{\"ph\":\"i\",\"s\":\"t\",\"pid\":1,\"tid\":\(pcpu),\"name\":\"schedule\",\"cat\":\"decision\","
-               + "\"ts\":\(Self.microseconds(time)),\"args\":{\"next\":\(Self.quote(chosen)),\"reason\":\(Self.quote(reason))}}")
+               + "\"ts\":\(Self.microseconds(time)),\"args\":{\"next\":\(Self.quote(chosen)),\"reason\":\(Self.quote(reason))"
+               + "\(sliceField)}}")
     }
 
     /// Ends the JSON array and closes the file.

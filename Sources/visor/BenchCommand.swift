@@ -7,7 +7,8 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure Visor's hot paths against a reference, in one run.",
-        subcommands: [ExitsBenchCommand.self, CPUBenchCommand.self, InterruptBenchCommand.self, SchedBenchCommand.self])
+        subcommands: [ExitsBenchCommand.self, CPUBenchCommand.self, InterruptBenchCommand.self, SchedBenchCommand.self,
+                      SharesBenchCommand.self])
 }
 
 struct ExitsBenchCommand: ParsableCommand {
@@ -121,6 +122,43 @@ struct SchedBenchCommand: ParsableCommand {
     func run() throws {
         do {
             print(try SchedBenchmark.run(rounds: rounds, quick: quick).text)
+        } catch {
+            Launcher.printError("\(error)")
+            throw ExitCode(ExitStatus.internalFailure)
+        }
+    }
+}
+
+struct SharesBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "shares",
+        abstract: "The scheduler on real engines: weight 256:512 shares, a 50 % cap, and a sleeper's wake-up latency next to a CPU hog, on one pCPU.",
+        discussion: "Each scenario runs built-in guests (cpuhog, sleeper) as domains on a one-pCPU pool for --seconds; shares are pCPU time held ÷ wall time.")
+
+    @Option(name: .customLong("engine"), help: "An engine to measure (repeatable; default: kvm when /dev/kvm opens, and interp).")
+    var engines: [String] = []
+
+    @Option(help: "Seconds per scenario.")
+    var seconds: Double = 10
+
+    @Option(help: "The scheduler: credit or credit2 (the ones with weights and caps).")
+    var sched: String = "credit"
+
+    func validate() throws {
+        for engine in engines {
+            if let problem = EngineRegistry.problem(withName: engine) { throw ValidationError(problem) }
+        }
+        guard seconds >= 0.5, seconds <= 600 else { throw ValidationError("--seconds must be between 0.5 and 600") }
+        guard sched == "credit" || sched == "credit2" else {
+            throw ValidationError("--sched '\(sched)': choose credit or credit2 (the schedulers with weights and caps)")
+        }
+    }
+
+    func run() throws {
+        let names = engines.isEmpty ? EngineRegistry.availableNames() : engines
+        do {
+            let kind: SchedulerKind = sched == "credit" ? .credit : .credit2
+            print(try ShareBenchmark.run(engineNames: names, seconds: seconds, scheduler: kind).text)
         } catch {
             Launcher.printError("\(error)")
             throw ExitCode(ExitStatus.internalFailure)

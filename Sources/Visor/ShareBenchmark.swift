@@ -1,0 +1,96 @@
+// `visor bench shares`: the scheduling runtime on real engines, with the exact figures the
+// tests check with wide tolerances: two CPU hogs with weights 256 and 512 on one pCPU (shares
+// against 1/3 and 2/3), a lone hog capped at 50 % (share against 50 %), and a sleeper next to a
+// hog (wake-up latency, credit's BOOST), all under `--sched credit` unless told otherwise.
+
+import Foundation
+import Synchronization
+import VisorSched
+
+public struct ShareBenchmarkReport: Sendable {
+    public struct Row: Sendable {
+        public var engine: String
+        public var lightShare: Double, heavyShare: Double
+        public var cappedShare: Double
+        public var sleeperLatencyAverage: Double, sleeperLatencyMax: Double
+    }
+    public var rows: [Row]
+    public var seconds: Double
+    public var scheduler: String
+
+    public var text: String {
+        var lines = ["\(scheduler) scheduler, 1 pCPU, \(String(format: "%.0f", seconds)) s per scenario",
+                     "engine  weights 256:512 (ideal 33.3 : 66.7 %)  cap=50 (ideal ≤ 50 %)  sleeper next to a hog: wake latency avg / max"]
+        for r in rows {
+            lines.append(r.engine.padding(toLength: 8, withPad: " ", startingAt: 0)
+                         + String(format: "%5.1f : %5.1f %%", r.lightShare, r.heavyShare).padding(toLength: 39, withPad: " ", startingAt: 0)
+                         + String(format: "%5.1f %%", r.cappedShare).padding(toLength: 22, withPad: " ", startingAt: 0)
+                         + String(format: "%.2f / %.2f ms", r.sleeperLatencyAverage / 1e6, r.sleeperLatencyMax / 1e6))
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+public enum ShareBenchmark {
+    public static func run(engineNames: [String], seconds: Double, scheduler: SchedulerKind = .credit) throws -> ShareBenchmarkReport {
+        var rows: [ShareBenchmarkReport.Row] = []
+        for name in engineNames {
+            let weights = try runScenario([("light", "cpuhog", "ms=3600000", 256, nil),
+                                           ("heavy", "cpuhog", "ms=3600000", 512, nil)],
+                                          engine: name, seconds: seconds, scheduler: scheduler)
+            let capped = try runScenario([("capped", "cpuhog", "ms=3600000", nil, 50)],
+                                         engine: name, seconds: seconds, scheduler: scheduler)
+            let boost = try runScenario([("hog", "cpuhog", "ms=3600000", nil, nil),
+                                         ("sleeper", "sleeper", "ms=10 count=\(max(10, Int(seconds * 50))) warmup=20 mode=oneshot", nil, nil)],
+                                        engine: name, seconds: seconds, scheduler: scheduler)
+            guard let latency = InterruptBenchmark.fields(boost.outputs[1], prefix: "sleeper: latency_ns "),
+                  let average = latency["avg"], let maximum = latency["max"] else {
+                throw BenchmarkError.guestFailed("the sleeper printed no latency on \(name):\n\(boost.outputs[1])")
+            }
+            rows.append(.init(engine: name, lightShare: weights.shares[0], heavyShare: weights.shares[1],
+                              cappedShare: capped.shares[0], sleeperLatencyAverage: average, sleeperLatencyMax: maximum))
+        }
+        return ShareBenchmarkReport(rows: rows, seconds: seconds, scheduler: scheduler.name)
+    }
+
+    /// Runs the domains (name, built-in guest, command line, weight, cap) together on one pCPU
+    /// for `seconds`; returns each one's share of the pCPU in percent and its console output.
+    static func runScenario(_ specs: [(String, String, String, Int?, Int?)], engine name: String, seconds: Double,
+                            scheduler: SchedulerKind) throws -> (shares: [Double], outputs: [String]) {
+        guard let engine = EngineRegistry.engine(named: name) else {
+            throw BenchmarkError.guestFailed(EngineRegistry.problem(withName: name) ?? name)
+        }
+        let pool = try CPUPool(kind: scheduler, pcpuCount: 1)
+        var domains: [Domain] = []
+        var outputs: [ConsoleBuffer] = []
+        for (index, (domainName, guest, commandLine, weight, cap)) in specs.enumerated() {
+            let image = try GuestCatalog.standard().image(named: guest)
+            let output = ConsoleBuffer()
+            outputs.append(output)
+            let configuration = DomainConfiguration(
+                name: domainName, kernelDescription: image.path, kernel: [UInt8](try Data(contentsOf: image)),
+                memoryBytes: 64 << 20, commandLine: commandLine, engine: engine)
+            let domain = try Domain(configuration: configuration) { byte in output.append(byte) }
+            try domain.start(in: pool, id: DomainID(UInt32(index + 1)), affinities: [],
+                             parameters: DomainSchedParams(weight: weight, cap: cap))
+            domains.append(domain)
+        }
+        let started = monotonicNanoseconds()
+        pool.start()
+        let deadline = started &+ UInt64(seconds * 1e9)
+        while monotonicNanoseconds() < deadline, !domains.allSatisfy(\.hasEnded) { usleep(10_000) }
+        let wall = Double(monotonicNanoseconds() &- started)
+        let shares = domains.map { 100 * Double($0.cpuNanoseconds) / wall }
+        for d in domains { d.requestStop(reason: Launcher.runForReason) }
+        for d in domains { _ = d.wait() }
+        pool.stop()
+        return (shares, outputs.map(\.text))
+    }
+}
+
+/// A guest's console output collected in memory.
+final class ConsoleBuffer: Sendable {
+    private let bytes = Mutex<[UInt8]>([])
+    func append(_ byte: UInt8) { bytes.withLock { $0.append(byte) } }
+    var text: String { String(decoding: bytes.withLock { $0 }, as: UTF8.self) }
+}
