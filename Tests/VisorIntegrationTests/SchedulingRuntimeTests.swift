@@ -83,6 +83,21 @@ struct SchedulingRuntimeTests {
         #expect(events.contains { $0["ph"] as? String == "M" && $0["name"] as? String == "thread_name" })
     }
 
+    @Test("hard affinity (cpus=) keeps a domain's vCPUs on their pCPUs")
+    func hardAffinity() throws {
+        let pinned = try writeConfig("pinned", "name = \"pinned\"\nkernel = \"cpuhog\"\nextra = \"ms=600000\"\ncpus = \"1\"\nengine = \"interp\"\n")
+        let free = try writeConfig("free", "name = \"free\"\nkernel = \"cpuhog\"\nextra = \"ms=600000\"\ncpus = \"0\"\nengine = \"interp\"\n")
+        let tracePath = (pinned as NSString).deletingLastPathComponent + "/affinity.json"
+        let r = try runVisor(["run", pinned, free, "--pcpus", "2", "--for", "1s", "--trace", tracePath])
+        #expect(r.status == 0, "stderr: \(r.stderr)")
+        let data = try Data(contentsOf: URL(fileURLWithPath: tracePath))
+        let json = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let runs = try #require(json["traceEvents"] as? [[String: Any]]).filter { $0["ph"] as? String == "X" }
+        let lanes = Dictionary(grouping: runs, by: { $0["name"] as? String ?? "" }).mapValues { Set($0.compactMap { $0["tid"] as? Int }) }
+        #expect(lanes["pinned v0"] == [1])
+        #expect(lanes["free v0"] == [0])
+    }
+
     @Test("a bad config file is refused naming the file, line and key; nothing runs")
     func badConfig() throws {
         let bad = try writeConfig("bad", "name = \"bad\"\nkernel = \"hello\"\ncpu_weight = 70000\n")
