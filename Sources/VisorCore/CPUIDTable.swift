@@ -48,6 +48,8 @@ public struct CPUIDTable: Sendable, Equatable {
                                  ebx: HypervisorCPUID.signatureEBX, ecx: HypervisorCPUID.signatureECX,
                                  edx: HypervisorCPUID.signatureEDX))
         result.append(CPUIDEntry(function: HypervisorCPUID.versionLeaf, eax: HypervisorCPUID.abiVersion))
+        result.append(CPUIDEntry(function: PVDiscovery.hypercallLeaf, eax: 1, ebx: PVDiscovery.hypercallPageMSR,
+                                 ecx: PVDiscovery.sharedInfoMSR))
         func kilohertz(_ hz: UInt64) -> UInt32 { UInt32(clamping: hz / 1000) }
         result.append(CPUIDEntry(function: HypervisorCPUID.timingLeaf, eax: kilohertz(timeStampCounterFrequency),
                                  ebx: kilohertz(apicTimerFrequency)))

@@ -1,5 +1,6 @@
 // The protocols every CPU-virtualization engine implements: kvm today, interp and bt later.
 
+import VisorABI
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -110,6 +111,10 @@ public final class MonotonicClock: VirtualClock {
 public enum PlatformMSR {
     /// IA32_TSC_DEADLINE: the local APIC timer's deadline in TSC-deadline mode.
     public static let tscDeadline: UInt32 = 0x6e0
+    /// Visor's PV ABI: installs the hypercall page (`PVDiscovery.hypercallPageMSR`).
+    public static let hypercallPage: UInt32 = PVDiscovery.hypercallPageMSR
+    /// Visor's PV ABI: places the shared-info page and the upcall vector.
+    public static let sharedInfo: UInt32 = PVDiscovery.sharedInfoMSR
     /// All of them.
-    public static let all: [UInt32] = [tscDeadline]
+    public static let all: [UInt32] = [tscDeadline, hypercallPage, sharedInfo]
 }
