@@ -215,6 +215,15 @@ final class CPUPool: @unchecked Sendable {
         }
     }
 
+    /// `sched_op yield`: the vCPU gives up the rest of its slice.
+    func yield(_ v: ScheduledVCPU) {
+        lock.withLock {
+            guard v.runnable else { return }
+            scheduler.yield(v.id)
+            serveTickles()
+        }
+    }
+
     /// Waits until the vCPU holds a pCPU. Returns false when `cancelled` says to give up (its
     /// domain is ending), checked whenever the thread is woken.
     func acquire(_ v: ScheduledVCPU, cancelled: () -> Bool) -> Bool {

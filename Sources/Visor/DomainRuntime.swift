@@ -26,6 +26,9 @@ public final class Domain: @unchecked Sendable {
     let machine: any VirtualMachine
     let platform: Platform
     let clock: DomainClock
+    /// The PV ABI's state: hypercall page, shared info, event channels, PV timers. Platform lock.
+    let pv: PVState
+    private let consoleOutput: @Sendable (UInt8) -> Void
     private let runners: [VCPURunner]
     /// How the run ended; the first outcome wins. Guarded by the platform lock.
     private var outcome: DomainOutcome?
@@ -76,6 +79,9 @@ public final class Domain: @unchecked Sendable {
         for extra in extraDevices {
             try platform.bus.attach(extra.device, base: extra.base, count: extra.count)
         }
+        pv = PVState(memory: memory, vcpuCount: vcpuCount,
+                     tscFrequency: UInt64(configuration.engine.timeStampCounterFrequency()))
+        self.consoleOutput = consoleOutput
         runners = vcpus.map { VCPURunner(vcpu: $0) }
         runners[0].activity = .running
         platform.setSignalHandler { [unowned self] index, signal in self.deliver(signal, to: index) }
@@ -85,6 +91,8 @@ public final class Domain: @unchecked Sendable {
     public func sendConsoleInput(_ byte: UInt8) -> Bool {
         platform.lock.withLock {
             platform.actingVCPU = nil
+            // Both consoles hear the key: a native guest reads the UART, a PV one console_io.
+            for index in pv.receiveConsoleInput(CollectionOfOne(byte)).wake { deliver(.interrupt, to: index) }
             return platform.receive(byte)
         }
     }
@@ -142,6 +150,7 @@ public final class Domain: @unchecked Sendable {
         for runner in runners { total.merge(runner.statistics) }
         total.wallNanoseconds = monotonicNanoseconds() &- startTime
         platform.lock.withLock {
+            total.paravirtual = pv.statistics
             total.unbacked = .init(portReads: platform.bus.unbackedReads, portWrites: platform.bus.unbackedWrites,
                                    mmioReads: platform.unbackedMMIOReads, mmioWrites: platform.unbackedMMIOWrites)
         }
@@ -283,19 +292,32 @@ public final class Domain: @unchecked Sendable {
             platform.apics[index].reset()
         }
         if runner.activity == .waitingForStartup {
-            guard let vector = runner.pendingStartup else {
-                block(runner)
-                endIfNothingCanWake()
-                runner.wakeup.wait(platform.lock, untilHostNanoseconds: nil)
-                return .wait
+            if runner.pendingResume {
+                // vcpu_op up after the vCPU took itself down: it continues where it stopped.
+                runner.pendingResume = false
+                runner.activity = .running
+            } else {
+                let start: X86State
+                if let state = runner.pendingStartState {
+                    start = state  // vcpu_op initialise + up: straight into 64-bit mode
+                } else if let vector = runner.pendingStartup {
+                    start = .startup(vector: vector)
+                } else {
+                    block(runner)
+                    endIfNothingCanWake()
+                    runner.wakeup.wait(platform.lock, untilHostNanoseconds: nil)
+                    return .wait
+                }
+                runner.pendingStartup = nil
+                runner.pendingStartState = nil
+                do {
+                    try runner.vcpu.setState(start)
+                } catch {
+                    return .end(.crashed(reason: "vCPU \(index): could not start it: \(error)", registers: ""))
+                }
+                runner.activity = .running
             }
-            runner.pendingStartup = nil
-            do {
-                try runner.vcpu.setState(.startup(vector: vector))
-            } catch {
-                return .end(.crashed(reason: "vCPU \(index): could not start it: \(error)", registers: ""))
-            }
-            runner.activity = .running
+            pv.setOnline(vcpu: index, true)
         }
 
         // The timers need work only when one is due or the guest reprogrammed one; most exits
@@ -303,10 +325,20 @@ public final class Domain: @unchecked Sendable {
         if runner.timerGeneration != platform.timerGeneration
             || runner.timerEvent.map({ clock.nanoseconds >= $0 }) ?? false {
             platform.advanceTimers(for: index)
-            runner.timerEvent = platform.nextTimerEvent(for: index)
+            for other in pv.fireTimers(vcpu: index, now: clock.nanoseconds) where other != index {
+                deliver(.interrupt, to: other)
+            }
+            runner.timerEvent = [platform.nextTimerEvent(for: index), pv.nextTimerDeadline(vcpu: index)]
+                .compactMap { $0 }.min()
             runner.timerGeneration = platform.timerGeneration
         }
-        let pending = platform.hasPendingInterrupt(for: index)
+        if pv.isBlocked(vcpu: index) {
+            // sched_op block or poll: asleep until an event, its timer or its poll timeout.
+            block(runner)
+            runner.wakeup.wait(platform.lock, untilHostNanoseconds: runner.timerEvent.map { clock.hostNanoseconds(at: $0) })
+            return .wait
+        }
+        let pending = platform.hasPendingInterrupt(for: index) || pv.upcallVector(for: index) != nil
         switch runner.activity {
         case .halted where !pending:
             block(runner)
@@ -321,8 +353,11 @@ public final class Domain: @unchecked Sendable {
             runner.activity = .running
         }
 
+        if pv.timeUpdateNeeded(vcpu: index, now: clock.nanoseconds), let tsc = try? runner.vcpu.timeStampCounter() {
+            pv.updateTime(vcpu: index, tsc: tsc, now: clock.nanoseconds)
+        }
         if pending {
-            if runner.vcpu.interruptWindowOpen, let vector = platform.acknowledgeInterrupt(for: index) {
+            if runner.vcpu.interruptWindowOpen, let vector = takeInterrupt(for: index) {
                 do {
                     try runner.vcpu.injectInterrupt(vector: vector)
                 } catch {
@@ -331,7 +366,7 @@ public final class Domain: @unchecked Sendable {
                 }
                 runner.statistics.injectedInterrupts &+= 1
             }
-            runner.setWindowRequest(platform.hasPendingInterrupt(for: index))
+            runner.setWindowRequest(platform.hasPendingInterrupt(for: index) || pv.upcallVector(for: index) != nil)
         } else {
             runner.setWindowRequest(false)
         }
@@ -347,6 +382,19 @@ public final class Domain: @unchecked Sendable {
         return .enter
     }
 
+    /// The INTA cycle for vCPU `index`: its APIC's vector first, then the PV upcall (level:
+    /// while the guest leaves `upcall_pending` set and unmasked), then the PIC's. Platform lock.
+    private func takeInterrupt(for index: Int) -> UInt8? {
+        if platform.apics.indices.contains(index), platform.apics[index].pendingVector() != nil {
+            return platform.acknowledgeInterrupt(for: index)
+        }
+        if let vector = pv.upcallVector(for: index) {
+            pv.noteUpcallInjected(vcpu: index)
+            return vector
+        }
+        return platform.acknowledgeInterrupt(for: index)
+    }
+
     /// The vCPU cannot run until something wakes it: out of the pool's runqueues, its pCPU back.
     private func block(_ runner: VCPURunner) {
         if let pool, let scheduled = runner.scheduled { pool.block(scheduled) }
@@ -357,6 +405,8 @@ public final class Domain: @unchecked Sendable {
     private func handle(_ exit: Exit, _ runner: VCPURunner, _ index: Int) -> DomainOutcome? {
         let vcpu = runner.vcpu
         switch exit {
+        case .portRead(PVDiscovery.trapPort, 4):
+            return hypercall(runner, index)
         case .portRead(let port, let size):
             platform.noteAccess(port: port)
             vcpu.completeRead(UInt64(platform.bus.read(port: port, size: size)))
@@ -384,10 +434,16 @@ public final class Domain: @unchecked Sendable {
             }
             return nil
         case .msrRead(let msr):
-            vcpu.completeRead(msr == PlatformMSR.tscDeadline ? platform.apics[index].tscDeadline : 0)
+            vcpu.completeRead(msr == PlatformMSR.tscDeadline ? platform.apics[index].tscDeadline : pv.readMSR(msr) ?? 0)
             return nil
         case .msrWrite(let msr, let value):
-            guard msr == PlatformMSR.tscDeadline else { return nil }
+            guard msr == PlatformMSR.tscDeadline else {
+                // A refused PV install (bad address or vector) leaves the old setting; the
+                // guest sees it when it reads the MSR back.
+                _ = pv.writeMSR(msr, value: value)
+                platform.timerGeneration &+= 1
+                return nil
+            }
             platform.timerGeneration &+= 1
             do {
                 platform.apics[index].writeTSCDeadline(value, timeStampCounter: try vcpu.timeStampCounter())
@@ -414,6 +470,52 @@ public final class Domain: @unchecked Sendable {
         }
     }
 
+    /// A hypercall: the stub's port read. Reads the arguments, dispatches, answers the read with
+    /// the result and carries out what the call asks of the runtime. Platform lock held.
+    private func hypercall(_ runner: VCPURunner, _ index: Int) -> DomainOutcome? {
+        let state: X86State
+        do {
+            state = try runner.vcpu.state()
+        } catch {
+            return .crashed(reason: "vCPU \(index): could not read the hypercall's registers: \(error)", registers: "")
+        }
+        platform.timerGeneration &+= 1  // a hypercall may arm or cancel PV timers
+        let outcome = pv.dispatch(vcpu: index, registers: HypercallRegisters(state),
+                                  context: RuntimePVContext(now: clock.nanoseconds, output: consoleOutput))
+        runner.vcpu.completeRead(outcome.portValue)
+        for action in outcome.actions {
+            switch action {
+            case .yield:
+                if let pool, let scheduled = runner.scheduled { pool.yield(scheduled) }
+            case .block:
+                break  // prepareEntry sees pv.isBlocked and sleeps
+            case .shutdown(let reason):
+                switch reason {
+                case .poweroff: return .poweredOff
+                case .crash, .watchdog:
+                    return .crashed(reason: "vCPU \(index): the guest reported a \(reason) (sched_op shutdown)",
+                                    registers: runner.registerDump())
+                case .reboot, .suspend:
+                    return .stopped(reason: "the guest asked to \(reason == .reboot ? "reboot" : "suspend"), which Visor does not do")
+                }
+            case .startVCPU(let target, let start):
+                guard runners.indices.contains(target) else { continue }
+                runners[target].pendingStartState = start
+                deliver(.interrupt, to: target)
+            case .resumeVCPU(let target):
+                guard runners.indices.contains(target) else { continue }
+                runners[target].pendingResume = true
+                deliver(.interrupt, to: target)
+            case .stopVCPU:
+                runner.activity = .waitingForStartup
+                pv.setOnline(vcpu: index, false)
+            case .kick(let target):
+                deliver(.interrupt, to: target)
+            }
+        }
+        return nil
+    }
+
     /// The offset into the local APIC's register page, if `address` falls in it.
     private func localAPICOffset(_ address: GuestPhysicalAddress) -> UInt64? {
         let a = address.rawValue
@@ -426,6 +528,13 @@ public final class Domain: @unchecked Sendable {
 public enum HostCPU {
     /// Online CPUs (at least 1): the default number of pCPUs.
     public static var count: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+}
+
+/// What a hypercall may use of the runtime.
+struct RuntimePVContext: PVContext {
+    let now: UInt64
+    let output: @Sendable (UInt8) -> Void
+    func consoleWrite(_ bytes: [UInt8]) { for byte in bytes { output(byte) } }
 }
 
 /// Errors creating a domain that are the configuration's fault.
@@ -458,6 +567,10 @@ final class VCPURunner: @unchecked Sendable {
     var activity = Activity.waitingForStartup
     var pendingInitialization = false
     var pendingStartup: UInt8?
+    /// A 64-bit start state from `vcpu_op initialise` + `up`.
+    var pendingStartState: X86State?
+    /// `vcpu_op up` for a vCPU that took itself down: continue where it stopped.
+    var pendingResume = false
     /// True from just before the guest is entered until its exit has been taken in.
     var inGuest = false
     /// The domain-clock time this running vCPU must be kicked at for its timers.

@@ -36,6 +36,8 @@ public struct ExitStatistics: Sendable {
 
     /// Interrupts injected into the guest.
     public var injectedInterrupts: UInt64 = 0
+    /// Hypercalls by number and events delivered (the domain's, set at the end of the run).
+    public var paravirtual: PVStatistics?
 
     public var totalExits: UInt64 { buckets.reduce(0) { $0 &+ $1.count } }
 
@@ -77,6 +79,7 @@ public struct ExitStatistics: Sendable {
                          + pad("\(average) ns", 12, right: true))
         }
         if injectedInterrupts > 0 { lines.append("interrupts injected: \(injectedInterrupts)") }
+        if let pv = paravirtual, pv != PVStatistics() { lines.append(pv.report) }
         if !byPort.isEmpty {
             lines.append("ports: " + byPort.sorted { $0.value > $1.value }.prefix(8)
                 .map { "0x\(String($0.key, radix: 16))=\($0.value)" }.joined(separator: " "))

@@ -22,10 +22,10 @@ public enum HypervisorCPUID {
     public static let signatureECX: UInt32 = 0x7369_5672  // "rVis"
     public static let signatureEDX: UInt32 = 0x4d56_726f  // "orVM"
 
-    /// ABI version 0.2: discovery and the timing leaf. Hypercalls arrive with the
-    /// paravirtualization issue.
-    public static let abiVersionMajor: UInt32 = 0
-    public static let abiVersionMinor: UInt32 = 2
+    /// ABI version 1.0: discovery, the timing leaf, and the PV ABI of `Hypercall.swift`
+    /// (docs/pv-abi.md), whose `xen_version` reports the same number.
+    public static let abiVersionMajor: UInt32 = XenVersion.major
+    public static let abiVersionMinor: UInt32 = XenVersion.minor
     public static var abiVersion: UInt32 { abiVersionMajor << 16 | abiVersionMinor }
 
     /// True when the three registers of leaf `0x4000_0000` carry Visor's signature.
