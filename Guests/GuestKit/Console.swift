@@ -29,9 +29,46 @@ public enum Console {
         gk_outb(base + mcr, 0x03)   // DTR, RTS
     }
 
-    /// Writes one byte, waiting for the transmit holding register to empty.
-    /// Gives up waiting after a bounded number of polls so a missing UART cannot hang us.
+    /// Console output goes through PV `console_io` (set by `Paravirt.setUp` in PV mode):
+    /// bytes collect in a per-CPU line buffer, sent at each newline, when full, or on `flush`.
+    nonisolated(unsafe) public static var usePV = false
+    static let pvBufferSize: UInt64 = 256
+
+    /// Writes one byte: to the UART, or to the PV console buffer after `Paravirt.setUp` chose PV.
     public static func write(byte: UInt8) {
+        if usePV {
+            pvWrite(byte: byte)
+            return
+        }
+        writeUART(byte: byte)
+    }
+
+    static func pvWrite(byte: UInt8) {
+        let cpu = gk_cpu_index()
+        let length = gk_pv_console_length_at(cpu)
+        var n = gk_load64(length)
+        if n >= pvBufferSize { n = 0 }          // cannot happen unless a handler raced us; stay in bounds
+        gk_pv_console_buffer_at(cpu)[Int(n)] = byte
+        n += 1
+        gk_store64(length, n)
+        if byte == 0x0a || n == pvBufferSize { pvFlush(cpu: cpu) }
+    }
+
+    static func pvFlush(cpu: UInt32) {
+        let length = gk_pv_console_length_at(cpu)
+        let n = min(gk_load64(length), pvBufferSize)
+        gk_store64(length, 0)
+        if n > 0 { _ = PV.consoleWrite(gk_pv_console_buffer_at(cpu), count: Int(n)) }
+    }
+
+    /// COM1 data ready (LSR bit 0).
+    public static var uartHasInput: Bool { gk_inb(base + lsr) & 1 != 0 }
+    /// One received byte from COM1 (check `uartHasInput` first).
+    public static func readUART() -> UInt8 { gk_inb(base + thr) }
+
+    /// Writes one byte to the UART, waiting for the transmit holding register to empty.
+    /// Gives up waiting after a bounded number of polls so a missing UART cannot hang us.
+    public static func writeUART(byte: UInt8) {
         var spins = 0
         while gk_inb(base + lsr) & lsrTHRE == 0 && spins < 100_000 {
             spins += 1
@@ -39,8 +76,13 @@ public enum Console {
         gk_outb(base + thr, byte)
     }
 
-    /// Waits (bounded) until the transmitter is completely idle.
+    /// Sends this CPU's PV console buffer; on the UART waits (bounded) until the transmitter
+    /// is completely idle.
     public static func flush() {
+        if usePV {
+            if gk_cpl() == 0 { pvFlush(cpu: gk_cpu_index()) }
+            return
+        }
         var spins = 0
         while gk_inb(base + lsr) & lsrTEMT == 0 && spins < 100_000 {
             spins += 1

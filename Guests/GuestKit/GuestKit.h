@@ -174,6 +174,79 @@ static inline uint32_t gk_cpu_index(void) {
     return (uint32_t)((rsp - 1 - base) / GK_AP_STACK_SIZE) + 1;
 }
 
+/* ------------------------------------------------------- paravirtualization (GuestKit/pv.S)
+ * See PV.swift. Every address below is guest-physical too (the identity map). */
+extern uint8_t gk_hypercall_page[4096];
+extern uint8_t gk_shared_info[4096];
+int64_t gk_hypercall5(uint64_t nr, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5);
+void gk_upcall_entry(void);
+void gk_pv_ap_start(void);
+static inline uint64_t gk_hypercall_page_address(void) { return (uint64_t)gk_hypercall_page; }
+static inline uint64_t gk_shared_info_address(void) { return (uint64_t)gk_shared_info; }
+static inline uint64_t gk_upcall_entry_address(void) { return (uint64_t)&gk_upcall_entry; }
+static inline uint64_t gk_pv_ap_start_address(void) { return (uint64_t)&gk_pv_ap_start; }
+
+/* An event-channel handler: the port, and the interrupt frame when the upcall came through the
+ * IDT (NULL when the events were found pending and dispatched in software). */
+typedef void (*gk_port_handler_t)(uint32_t port, uint64_t *_Nullable frame);
+extern gk_port_handler_t gk_port_handlers[1024];
+extern uint8_t gk_port_cpu[1024];
+extern uint32_t gk_pv_timer_port[32];
+extern uint64_t gk_pv_console_length[32];
+extern uint8_t gk_pv_console_buffer[32 * 256];
+static inline void gk_set_port_handler(uint32_t port, gk_port_handler_t _Nullable h, uint32_t cpu) {
+    gk_port_handlers[port & 1023] = h;
+    gk_port_cpu[port & 1023] = (uint8_t)cpu;
+}
+static inline uint32_t gk_port_owner(uint32_t port) { return gk_port_cpu[port & 1023]; }
+/* Calls the port's handler; returns 0 when it has none. */
+static inline int gk_call_port_handler(uint32_t port, uint64_t *_Nullable frame) {
+    gk_port_handler_t h = gk_port_handlers[port & 1023];
+    if (!h) return 0;
+    h(port, frame);
+    return 1;
+}
+static inline uint32_t *_Nonnull gk_pv_timer_port_at(uint32_t cpu) { return &gk_pv_timer_port[cpu & 31]; }
+static inline uint64_t *_Nonnull gk_pv_console_length_at(uint32_t cpu) { return &gk_pv_console_length[cpu & 31]; }
+static inline uint8_t *_Nonnull gk_pv_console_buffer_at(uint32_t cpu) { return &gk_pv_console_buffer[(cpu & 31) * 256]; }
+
+/* 64-bit atomics and bit operations on shared memory (the shared-info page). */
+static inline uint64_t gk_exchange64(uint64_t *_Nonnull p, uint64_t v) {
+    __asm__ volatile("xchgq %0, %1" : "+r"(v), "+m"(*p) : : "memory");
+    return v;
+}
+static inline int gk_test_and_clear_bit64(uint64_t *_Nonnull p, uint32_t bit) {
+    uint8_t old;
+    __asm__ volatile("lock btrq %2, %1; setc %0" : "=q"(old), "+m"(*p) : "r"((uint64_t)(bit & 63)) : "memory", "cc");
+    return old;
+}
+static inline void gk_set_bit64(uint64_t *_Nonnull p, uint32_t bit) {
+    __asm__ volatile("lock btsq %1, %0" : "+m"(*p) : "r"((uint64_t)(bit & 63)) : "memory", "cc");
+}
+static inline void gk_clear_bit64(uint64_t *_Nonnull p, uint32_t bit) {
+    __asm__ volatile("lock btrq %1, %0" : "+m"(*p) : "r"((uint64_t)(bit & 63)) : "memory", "cc");
+}
+static inline uint8_t gk_load8(const uint8_t *_Nonnull p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+static inline void gk_store8(uint8_t *_Nonnull p, uint8_t v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
+static inline void gk_compiler_barrier(void) { __asm__ volatile("" ::: "memory"); }
+
+/* (a * mul) >> 32 with a 96-bit intermediate: the pvclock scaling. */
+static inline uint64_t gk_mul_shift32(uint64_t a, uint32_t mul) {
+    uint64_t hi, lo;
+    __asm__("mulq %3" : "=a"(lo), "=d"(hi) : "a"(a), "rm"((uint64_t)mul) : "cc");
+    return (hi << 32) | (lo >> 32);
+}
+
+static inline uint64_t gk_read_cr3(void) { uint64_t v; __asm__ volatile("mov %%cr3, %0" : "=r"(v)); return v; }
+static inline uint64_t gk_read_cr4(void) { uint64_t v; __asm__ volatile("mov %%cr4, %0" : "=r"(v)); return v; }
+
+/* The boot stub's GDT (Boot/multiboot.S): base and limit. */
+extern char gdt[];
+extern char gdt_limit[];
+static inline uint64_t gk_boot_gdt_base(void) { return (uint64_t)gdt; }
+static inline uint64_t gk_boot_gdt_limit(void) { return (uint64_t)gdt_limit; }
+static inline uint64_t gk_ap_stack_top(uint32_t index) { return (uint64_t)gk_ap_stacks + (uint64_t)index * GK_AP_STACK_SIZE; }
+
 /* In Boot/multiboot.S: iretq to `entry` at CPL3 with IOPL 3 on the user stack. */
 void guestkit_enter_user(void (*entry)(void)) __attribute__((noreturn));
 

@@ -19,7 +19,15 @@
 /// Namespace for the guest runtime.
 public enum GuestKit {
     /// Ends the guest. See the exit convention at the top of this file.
+    /// After `Paravirt.setUp` chose PV, status 0 is `sched_op(shutdown, poweroff)` (at CPL0);
+    /// other statuses use the debug-exit port in both modes, so exit statuses stay the same.
     public static func exit(_ status: UInt32) -> Never {
+        if Paravirt.isPV { Paravirt.ops.shutdown(status) }
+        exitNative(status)
+    }
+
+    /// The native exit path (ports), whatever the paravirt mode.
+    public static func exitNative(_ status: UInt32) -> Never {
         Console.flush()
         if status == 0 {
             gk_outw(PlatformPorts.acpiPM1aControl, PlatformPorts.acpiSleepEnable)

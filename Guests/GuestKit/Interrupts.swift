@@ -67,10 +67,16 @@ public enum Interrupts {
     public static func register(vector: UInt32, handler: InterruptHandler) {
         let v = vector & 0xff
         gk_set_vector_handler(v, handler)
-        let address = gk_isr_stub_address(v)
-        let gate = UnsafeMutablePointer<UInt64>(bitPattern: UInt(gk_idt_address()) + UInt(v) * 16)!
-        // Interrupt gate (type 0xE), present, DPL0, selector 0x08, IST 0.
-        gate[0] = (address & 0xffff) | (0x08 << 16) | (0x8e << 40) | ((address >> 16) & 0xffff) << 48
+        setGate(vector: v, entry: gk_isr_stub_address(v))
+    }
+
+    /// Points `vector`'s gate at an entry of the guest's own (an interrupt gate: present,
+    /// selector 0x08, IST 0; DPL 0, or 3 so that CPL3 code may raise it, e.g. with `int3`),
+    /// bypassing the stubs of isr.S and their EOI.
+    public static func setGate(vector: UInt32, entry address: UInt64, dpl: UInt64 = 0) {
+        let gate = UnsafeMutablePointer<UInt64>(bitPattern: UInt(gk_idt_address()) + UInt(vector & 0xff) * 16)!
+        let type: UInt64 = 0x8e | (dpl & 3) << 5
+        gate[0] = (address & 0xffff) | (0x08 << 16) | (type << 40) | ((address >> 16) & 0xffff) << 48
         gate[1] = address >> 32
     }
 
