@@ -8,7 +8,7 @@ struct BenchCommand: ParsableCommand {
         commandName: "bench",
         abstract: "Measure Visor's hot paths against a reference, in one run.",
         subcommands: [ExitsBenchCommand.self, CPUBenchCommand.self, InterruptBenchCommand.self, SchedBenchCommand.self,
-                      SharesBenchCommand.self])
+                      SharesBenchCommand.self, PVBenchCommand.self])
 }
 
 struct ExitsBenchCommand: ParsableCommand {
@@ -159,6 +159,36 @@ struct SharesBenchCommand: ParsableCommand {
         do {
             let kind: SchedulerKind = sched == "credit" ? .credit : .credit2
             print(try ShareBenchmark.run(engineNames: names, seconds: seconds, scheduler: kind).text)
+        } catch {
+            Launcher.printError("\(error)")
+            throw ExitCode(ExitStatus.internalFailure)
+        }
+    }
+}
+
+struct PVBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pv",
+        abstract: "Paravirtual vs native per engine: hypercall vs port-I/O exit, PV console vs the UART, PV timer vs the APIC timer.",
+        discussion: "Runs the minios guest's bench command booted PV and booted native (pv=off) on each engine; the guest times itself, Visor counts the console's exits.")
+
+    @Option(name: .customLong("engine"), help: "An engine to measure (repeatable; default: kvm when /dev/kvm opens, and interp).")
+    var engines: [String] = []
+
+    @Option(help: "Round trips per measurement.")
+    var iterations: Int = 1000
+
+    func validate() throws {
+        for engine in engines {
+            if let problem = EngineRegistry.problem(withName: engine) { throw ValidationError(problem) }
+        }
+        guard (10...1_000_000).contains(iterations) else { throw ValidationError("--iterations must be between 10 and 1000000") }
+    }
+
+    func run() throws {
+        let names = engines.isEmpty ? EngineRegistry.availableNames() : engines
+        do {
+            print(try PVBenchmark.run(engineNames: names, iterations: iterations).text)
         } catch {
             Launcher.printError("\(error)")
             throw ExitCode(ExitStatus.internalFailure)
