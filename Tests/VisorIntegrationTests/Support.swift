@@ -126,3 +126,37 @@ func runMeasuringCPU(_ path: String, _ arguments: [String]) throws -> MeasuredRu
                        stdout: (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "",
                        cpuSeconds: seconds(usage.ru_utime) + seconds(usage.ru_stime), wallSeconds: wall)
 }
+
+/// Runs a program to completion with every signal unblocked and at its default action, and
+/// returns its status and standard output. Test threads (Swift concurrency, dispatch) run with
+/// signals blocked and a spawned child inherits that mask; a daemon such as the tmux server
+/// started that way never sees SIGCHLD and stalls.
+func runUnmasked(_ path: String, _ arguments: [String]) throws -> (status: Int32, stdout: String) {
+    let outputPath = FileManager.default.temporaryDirectory
+        .appendingPathComponent("visor-unmasked-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).out").path
+    defer { unlink(outputPath) }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    var none = sigset_t(), all = sigset_t()
+    sigemptyset(&none)
+    sigfillset(&all)
+    posix_spawnattr_setsigmask(&attributes, &none)
+    posix_spawnattr_setsigdefault(&attributes, &all)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+    let argv = ([path] + arguments).map { strdup($0) } + [nil]
+    defer { for arg in argv { free(arg) } }
+    var pid: pid_t = 0
+    let rc = posix_spawn(&pid, path, &actions, &attributes, argv, environ)
+    guard rc == 0 else { throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EIO) }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    return (status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f),
+            (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "")
+}
