@@ -59,11 +59,15 @@ struct SchedulingRuntimeTests {
         #expect(r.stdout.contains("[sleeper] sleeper: PASS"), "stdout: \(r.stdout)")
         let line = try #require(r.stdout.split(separator: "\n").first { $0.contains("sleeper: latency_ns") })
         let maxField = try #require(line.split(separator: " ").first { $0.hasPrefix("max=") })
+        let avgField = try #require(line.split(separator: " ").first { $0.hasPrefix("avg=") })
         let maxLatency = try #require(Double(maxField.dropFirst(4)))
-        // Without BOOST the sleeper would wait for the hog's 30 ms slice to end. The warm-up
-        // sleeps let credit's accounting forgive the CPU the sleeper's boot used (until then
-        // it is OVER and, as in Xen, not boosted).
-        #expect(maxLatency < 5_000_000, "the sleeper woke up to \(maxLatency / 1e6) ms late next to a hog")
+        let avgLatency = try #require(Double(avgField.dropFirst(4)))
+        // Without BOOST the sleeper would wait for the hog's 30 ms slice to end: 15 ms on
+        // average. The warm-up sleeps let credit's accounting forgive the CPU the sleeper's
+        // boot used (until then it is OVER and, as in Xen, not boosted). BENCHMARKS.md has the
+        // figures (avg 0.2-0.4 ms, max 2-5 ms); the bounds leave room for a busy host.
+        #expect(avgLatency < 2_000_000, "the sleeper woke \(avgLatency / 1e6) ms late on average next to a hog")
+        #expect(maxLatency < 10_000_000, "the sleeper woke up to \(maxLatency / 1e6) ms late next to a hog")
     }
 
     @Test("--trace writes Chrome trace-event JSON with each domain's runs on the pCPU lanes")
