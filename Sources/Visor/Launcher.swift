@@ -184,7 +184,9 @@ public enum Launcher {
                 FileHandle.standardError.write(Data((header + domain.exitStatistics.report + "\n").utf8))
             }
         }
-        if !interactive || request.runFor != nil || request.printStatistics {
+        // Config-file runs always end with the table (also when stopped by Ctrl-C); a kernel
+        // run shows it with --for or --stats.
+        if !request.configurationFiles.isEmpty || request.runFor != nil || request.printStatistics {
             let table = ShareRow.table(rows, wallNanoseconds: wall, pcpus: request.pcpuCount,
                                        scheduler: request.scheduler.name)
             FileHandle.standardOutput.write(Data((table + "\n").utf8))
