@@ -59,12 +59,7 @@ struct CPUBenchCommand: ParsableCommand {
     }
 
     func run() throws {
-        do {
-            print(try CPUBenchmark.run(engineName: engine, quick: quick, withQEMU: qemu).text)
-        } catch {
-            Launcher.printError("\(error)")
-            throw ExitCode(ExitStatus.internalFailure)
-        }
+        try reportingFailure { try CPUBenchmark.run(engineName: engine, quick: quick, withQEMU: qemu).text }
     }
 }
 
@@ -74,8 +69,7 @@ struct InterruptBenchCommand: ParsableCommand {
         abstract: "Timer-interrupt latency (deadline to handler entry) and IPI round trip, per engine.",
         discussion: "Runs the sleeper guest (one-shot APIC timer) and the smp guest on two vCPUs on each engine, and with --qemu the same ELFs under qemu-system-x86_64 -accel tcg in the same run. Figures are the guests' own TSC measurements.")
 
-    @Option(name: .customLong("engine"), help: "An engine to measure (repeatable; default: kvm when /dev/kvm opens, and interp).")
-    var engines: [String] = []
+    @OptionGroup var engineSelection: EngineSelection
 
     @Flag(help: "Also run the guests under QEMU's TCG and print ratios.")
     var qemu = false
@@ -84,22 +78,10 @@ struct InterruptBenchCommand: ParsableCommand {
     var quick = false
 
     func validate() throws {
-        for engine in engines {
-            if let problem = EngineRegistry.problem(withName: engine) { throw ValidationError(problem) }
-        }
     }
 
     func run() throws {
-        var names = engines
-        if names.isEmpty {
-            names = EngineRegistry.availableNames()
-        }
-        do {
-            print(try InterruptBenchmark.run(engineNames: names, quick: quick, withQEMU: qemu).text)
-        } catch {
-            Launcher.printError("\(error)")
-            throw ExitCode(ExitStatus.internalFailure)
-        }
+        try reportingFailure { try InterruptBenchmark.run(engineNames: engineSelection.names, quick: quick, withQEMU: qemu).text }
     }
 }
 
@@ -135,8 +117,7 @@ struct SharesBenchCommand: ParsableCommand {
         abstract: "The scheduler on real engines: weight 256:512 shares, a 50 % cap, and a sleeper's wake-up latency next to a CPU hog, on one pCPU.",
         discussion: "Each scenario runs built-in guests (cpuhog, sleeper) as domains on a one-pCPU pool for --seconds; shares are pCPU time held ÷ wall time.")
 
-    @Option(name: .customLong("engine"), help: "An engine to measure (repeatable; default: kvm when /dev/kvm opens, and interp).")
-    var engines: [String] = []
+    @OptionGroup var engineSelection: EngineSelection
 
     @Option(help: "Seconds per scenario.")
     var seconds: Double = 10
@@ -145,9 +126,6 @@ struct SharesBenchCommand: ParsableCommand {
     var sched: String = "credit"
 
     func validate() throws {
-        for engine in engines {
-            if let problem = EngineRegistry.problem(withName: engine) { throw ValidationError(problem) }
-        }
         guard seconds >= 0.5, seconds <= 600 else { throw ValidationError("--seconds must be between 0.5 and 600") }
         guard sched == "credit" || sched == "credit2" else {
             throw ValidationError("--sched '\(sched)': choose credit or credit2 (the schedulers with weights and caps)")
@@ -155,14 +133,8 @@ struct SharesBenchCommand: ParsableCommand {
     }
 
     func run() throws {
-        let names = engines.isEmpty ? EngineRegistry.availableNames() : engines
-        do {
-            let kind: SchedulerKind = sched == "credit" ? .credit : .credit2
-            print(try ShareBenchmark.run(engineNames: names, seconds: seconds, scheduler: kind).text)
-        } catch {
-            Launcher.printError("\(error)")
-            throw ExitCode(ExitStatus.internalFailure)
-        }
+        let kind: SchedulerKind = sched == "credit" ? .credit : .credit2
+        try reportingFailure { try ShareBenchmark.run(engineNames: engineSelection.names, seconds: seconds, scheduler: kind).text }
     }
 }
 
@@ -172,26 +144,41 @@ struct PVBenchCommand: ParsableCommand {
         abstract: "Paravirtual vs native per engine: hypercall vs port-I/O exit, PV console vs the UART, PV timer vs the APIC timer.",
         discussion: "Runs the minios guest's bench command booted PV and booted native (pv=off) on each engine; the guest times itself, Visor counts the console's exits.")
 
-    @Option(name: .customLong("engine"), help: "An engine to measure (repeatable; default: kvm when /dev/kvm opens, and interp).")
-    var engines: [String] = []
+    @OptionGroup var engineSelection: EngineSelection
 
     @Option(help: "Round trips per measurement.")
     var iterations: Int = 1000
 
     func validate() throws {
-        for engine in engines {
-            if let problem = EngineRegistry.problem(withName: engine) { throw ValidationError(problem) }
-        }
         guard (10...1_000_000).contains(iterations) else { throw ValidationError("--iterations must be between 10 and 1000000") }
     }
 
     func run() throws {
-        let names = engines.isEmpty ? EngineRegistry.availableNames() : engines
-        do {
-            print(try PVBenchmark.run(engineNames: names, iterations: iterations).text)
-        } catch {
-            Launcher.printError("\(error)")
-            throw ExitCode(ExitStatus.internalFailure)
+        try reportingFailure { try PVBenchmark.run(engineNames: engineSelection.names, iterations: iterations).text }
+    }
+}
+
+/// `--engine NAME` (repeatable) for the benchmarks that run on several engines.
+struct EngineSelection: ParsableArguments {
+    @Option(name: .customLong("engine"), help: "An engine to measure (repeatable; default: kvm when /dev/kvm opens, and interp).")
+    var engines: [String] = []
+
+    func validate() throws {
+        for engine in engines {
+            if let problem = EngineRegistry.problem(withName: engine) { throw ValidationError(problem) }
         }
+    }
+
+    /// The engines asked for, or every engine this host can run.
+    var names: [String] { engines.isEmpty ? EngineRegistry.availableNames() : engines }
+}
+
+/// Prints the benchmark's report; a failure becomes `visor: message` and status 70.
+func reportingFailure(_ body: () throws -> String) throws {
+    do {
+        print(try body())
+    } catch {
+        Launcher.printError("\(error)")
+        throw ExitCode(ExitStatus.internalFailure)
     }
 }

@@ -102,38 +102,35 @@ struct MeasuredRun {
 /// Runs a program to completion with its standard output captured in a temporary file and
 /// returns the CPU time (user + system) the kernel charged to it, from wait4(2).
 func runMeasuringCPU(_ path: String, _ arguments: [String]) throws -> MeasuredRun {
-    let outputPath = FileManager.default.temporaryDirectory
-        .appendingPathComponent("visor-measured-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).out").path
-    defer { unlink(outputPath) }
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-    let argv = ([path] + arguments).map { strdup($0) } + [nil]
-    defer { for arg in argv { free(arg) } }
-    var pid: pid_t = 0
     let start = Date()
-    let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
-    guard rc == 0 else { throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EIO) }
-    var status: Int32 = 0
-    var usage = rusage()
-    while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
-    let wall = Date().timeIntervalSince(start)
+    let r = try spawnAndWait(path, arguments)
     func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
-    let exited = status & 0x7f == 0
-    return MeasuredRun(status: exited ? (status >> 8) & 0xff : 128 + (status & 0x7f),
-                       stdout: (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "",
-                       cpuSeconds: seconds(usage.ru_utime) + seconds(usage.ru_stime), wallSeconds: wall)
+    return MeasuredRun(status: r.status, stdout: r.stdout,
+                       cpuSeconds: seconds(r.usage.ru_utime) + seconds(r.usage.ru_stime),
+                       wallSeconds: Date().timeIntervalSince(start))
 }
 
 /// Runs a program to completion with every signal unblocked and at its default action, and
 /// returns its status and standard output. Test threads (Swift concurrency, dispatch) run with
 /// signals blocked and a spawned child inherits that mask; a daemon such as the tmux server
 /// started that way never sees SIGCHLD and stalls.
+///
+/// The program starts through bash (dash cannot close descriptors above 9), which first
+/// closes every descriptor above 2: a child that outlives the call (the tmux server) must not
+/// keep a pipe another test thread has open at that moment (Foundation's pipes are not
+/// close-on-exec), or that test waits forever for end-of-file (GuestCatalog's `make` did,
+/// holding the guest build lock).
 func runUnmasked(_ path: String, _ arguments: [String]) throws -> (status: Int32, stdout: String) {
+    let closeOthers = #"for fd in /proc/$$/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] 2>/dev/null && eval "exec $n>&-"; done; exec "$0" "$@""#
+    let r = try spawnAndWait("/bin/bash", ["-c", closeOthers, path] + arguments)
+    return (r.status, r.stdout)
+}
+
+/// posix_spawn with standard input from /dev/null, standard output to a temporary file,
+/// standard error discarded, and the signal mask and dispositions reset; waits with wait4.
+private func spawnAndWait(_ path: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, usage: rusage) {
     let outputPath = FileManager.default.temporaryDirectory
-        .appendingPathComponent("visor-unmasked-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).out").path
+        .appendingPathComponent("visor-spawn-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).out").path
     defer { unlink(outputPath) }
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
@@ -156,7 +153,8 @@ func runUnmasked(_ path: String, _ arguments: [String]) throws -> (status: Int32
     let rc = posix_spawn(&pid, path, &actions, &attributes, argv, environ)
     guard rc == 0 else { throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EIO) }
     var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    var usage = rusage()
+    while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
     return (status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f),
-            (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "")
+            (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "", usage)
 }
