@@ -244,6 +244,8 @@ static inline uint64_t gk_read_cr4(void) { uint64_t v; __asm__ volatile("mov %%c
 extern char gdt[];
 extern char gdt_limit[];
 static inline uint64_t gk_boot_gdt_base(void) { return (uint64_t)gdt; }
+/* gdt.S: LGDT, reload CS/DS/ES/SS from it, LTR 0x28. */
+void gk_load_gdt_and_tss(const void *gdtr);
 static inline uint64_t gk_boot_gdt_limit(void) { return (uint64_t)gdt_limit; }
 static inline uint64_t gk_ap_stack_top(uint32_t index) { return (uint64_t)gk_ap_stacks + (uint64_t)index * GK_AP_STACK_SIZE; }
 

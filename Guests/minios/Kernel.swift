@@ -132,29 +132,10 @@ func parseCommandLine() {
     }
 }
 
-/// The boot GDT plus a 64-bit TSS at 0x28 (RSP0 = the running task's kernel stack) with an
-/// I/O bitmap that allows every port: KVM's PVM backend checks it for the kernel's own port
-/// I/O after an entry from user mode (without it the UART access in a system call is #GP).
-/// Tasks do no port I/O themselves; they use system calls.
+/// The boot GDT plus a 64-bit TSS at 0x28 (RSP0 = the running task's kernel stack, set at
+/// each switch). Tasks do no port I/O themselves; they use system calls.
 func installGDTAndTSS() {
-    let gdt = UnsafeMutablePointer<UInt64>.allocate(capacity: 8)
-    let boot = UnsafePointer<UInt64>(bitPattern: UInt(gk_boot_gdt_base()))!
-    for i in 0..<8 { gdt[i] = boot[i] }
-    let tssBytes = 104 + 8192 + 1
-    tss = UnsafeMutableRawPointer.allocate(byteCount: tssBytes, alignment: 4096)
-    tss.initializeMemory(as: UInt8.self, repeating: 0, count: tssBytes)
-    tss.storeBytes(of: UInt8(0xff), toByteOffset: tssBytes - 1, as: UInt8.self)
-    tss.storeBytes(of: UInt16(104), toByteOffset: 102, as: UInt16.self)   // the bitmap follows
-    let base = address(tss), limit = UInt64(tssBytes - 1)
-    gdt[5] = (limit & 0xffff) | ((base & 0xff_ffff) << 16) | (0x89 << 40) | (((limit >> 16) & 0xf) << 48)
-        | (((base >> 24) & 0xff) << 56)
-    gdt[6] = base >> 32
-    var gdtr: (UInt64, UInt64) = (0, 0)
-    withUnsafeMutableBytes(of: &gdtr) { raw in
-        raw.storeBytes(of: UInt16(8 * 8 - 1), toByteOffset: 0, as: UInt16.self)
-        raw.storeBytes(of: UInt64(UInt(bitPattern: gdt)), toByteOffset: 2, as: UInt64.self)
-        mos_load_gdt_tss(raw.baseAddress)
-    }
+    tss = GuestKit.installTaskState()
 }
 
 /// System calls: `int3` through a DPL3 interrupt gate (see entry.S for why not SYSCALL).

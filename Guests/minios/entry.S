@@ -2,30 +2,9 @@
  * minios's low-level entries. Kernel code always runs with IF = 0 (interrupt gates, SFMASK);
  * user tasks run at CPL3 with IF = 1 and IOPL 0.
  */
-#define KERNEL_CS       0x08
-#define KERNEL_DS       0x10
-#define USER_DS         0x1b
-#define USER_CS         0x23
-#define TSS_SELECTOR    0x28
 
         .text
         .code64
-
-/* void mos_load_gdt_tss(const void *gdtr): lgdt, reload CS with a far return, data, LTR. */
-        .globl  mos_load_gdt_tss
-mos_load_gdt_tss:
-        lgdt    (%rdi)
-        pushq   $KERNEL_CS
-        leaq    1f(%rip), %rax
-        pushq   %rax
-        lretq
-1:      movw    $KERNEL_DS, %ax
-        movw    %ax, %ds
-        movw    %ax, %es
-        movw    %ax, %ss
-        movw    $TSS_SELECTOR, %ax
-        ltr     %ax
-        ret
 
 /*
  * System calls are `int3` from CPL3 (vector 3, a DPL3 interrupt gate): the CPU switches to the

@@ -2,7 +2,6 @@
  * the first entry of a task into user mode, and the user-side system call stub. */
 #include <stdint.h>
 
-void mos_load_gdt_tss(const void *gdtr);
 void mos_syscall_entry(void);
 void mos_task_start(void);
 /* Saves the callee-saved registers on this stack, stores RSP in *save, switches to `next`. */

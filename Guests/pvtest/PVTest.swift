@@ -337,27 +337,8 @@ let apEntry: APEntry = { index in
     if gk_load64(fired) != 0 && PV.isUp(index) == 1 { _ = gk_fetch_add64(&apChecks, 1) }
 }
 
-/// The boot GDT plus a TSS at 0x28 with an I/O bitmap allowing every port (KVM's PVM backend
-/// consults it for CPL3 port I/O even with IOPL 3).
+/// The boot GDT plus a TSS at 0x28 (with a kernel stack for entries from CPL3).
 func installGDTWithTSS() {
-    let gdt = UnsafeMutablePointer<UInt64>.allocate(capacity: 8)
-    let boot = UnsafePointer<UInt64>(bitPattern: UInt(gk_boot_gdt_base()))!
-    for i in 0..<8 { gdt[i] = boot[i] }
-    let tssBytes = 104 + 8192 + 1
-    let tss = UnsafeMutableRawPointer.allocate(byteCount: tssBytes, alignment: 4096)
-    tss.initializeMemory(as: UInt8.self, repeating: 0, count: tssBytes)
-    tss.storeBytes(of: UInt8(0xff), toByteOffset: tssBytes - 1, as: UInt8.self)
     let kernelStack = UnsafeMutableRawPointer.allocate(byteCount: 16384, alignment: 16)
-    tss.storeBytes(of: UInt64(UInt(bitPattern: kernelStack)) + 16384, toByteOffset: 4, as: UInt64.self)
-    tss.storeBytes(of: UInt16(104), toByteOffset: 102, as: UInt16.self)
-    let base = UInt64(UInt(bitPattern: tss)), limit = UInt64(tssBytes - 1)
-    gdt[5] = (limit & 0xffff) | ((base & 0xff_ffff) << 16) | (0x89 << 40) | (((limit >> 16) & 0xf) << 48)
-        | (((base >> 24) & 0xff) << 56)
-    gdt[6] = base >> 32
-    var gdtr: (UInt64, UInt64) = (0, 0)
-    withUnsafeMutableBytes(of: &gdtr) { raw in
-        raw.storeBytes(of: UInt16(8 * 8 - 1), toByteOffset: 0, as: UInt16.self)
-        raw.storeBytes(of: UInt64(UInt(bitPattern: gdt)), toByteOffset: 2, as: UInt64.self)
-        pt_load_gdt_tss(raw.baseAddress)
-    }
+    GuestKit.installTaskState(kernelStackTop: UInt64(UInt(bitPattern: kernelStack)) + 16384)
 }

@@ -2,21 +2,6 @@
         .text
         .code64
 
-        .globl  pt_load_gdt_tss
-pt_load_gdt_tss:
-        lgdt    (%rdi)
-        pushq   $0x08
-        leaq    1f(%rip), %rax
-        pushq   %rax
-        lretq
-1:      movw    $0x10, %ax
-        movw    %ax, %ds
-        movw    %ax, %es
-        movw    %ax, %ss
-        movw    $0x28, %ax
-        ltr     %ax
-        ret
-
 /* uint64_t pt_call_user(void (*fn)(void), uint64_t stack_top) */
         .globl  pt_call_user
 pt_call_user:

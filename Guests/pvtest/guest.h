@@ -1,7 +1,5 @@
-/* pvtest's assembly (entry.S): a GDT with a TSS (full I/O bitmap, for CPL3 port I/O on PVM),
- * and a round trip to CPL3 that comes back through int3 (a DPL3 gate on vector 3). */
+/* pvtest's assembly (entry.S): a round trip to CPL3 that comes back through int3 (a DPL3 gate on vector 3). */
 #include <stdint.h>
-void pt_load_gdt_tss(const void *gdtr);
 /* Runs fn() at CPL3 (IOPL 3, IF = 0) on `stack_top`; fn ends with pt_return(value), which
  * comes back here (int3 to CPL0) and returns that value. */
 uint64_t pt_call_user(void (*fn)(void), uint64_t stack_top);

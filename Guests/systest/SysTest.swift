@@ -118,36 +118,10 @@ func installIDT() {
 
 func exception_stubs_address(_ v: Int) -> UInt64 { st_exception_stub(Int32(v)) }
 
-/// A GDT like the boot stub's plus a 64-bit TSS at 0x28 whose RSP0 is a fresh kernel stack.
+/// The boot stub's GDT plus a 64-bit TSS at 0x28 whose RSP0 is a fresh kernel stack.
 func installGDTWithTSS() {
-    let gdt = allocatePage()
-    // The TSS with a full I/O permission bitmap that allows every port: with IOPL 3 it is not
-    // consulted on hardware, but KVM's PVM backend checks it for CPL3 port I/O.
-    let tssBytes = 104 + 8192 + 1
-    let tssRaw = UnsafeMutableRawPointer.allocate(byteCount: tssBytes, alignment: 4096)
-    tssRaw.initializeMemory(as: UInt8.self, repeating: 0, count: tssBytes)
-    tssRaw.storeBytes(of: UInt8(0xff), toByteOffset: tssBytes - 1, as: UInt8.self)
-    let tss = tssRaw.bindMemory(to: UInt64.self, capacity: tssBytes / 8)
     let kernelStack = UnsafeMutableRawPointer.allocate(byteCount: 16384, alignment: 16)
-    let rsp0 = UInt64(UInt(bitPattern: kernelStack)) + 16384
-    // RSP0 lives at byte offset 4 of the TSS.
-    UnsafeMutableRawPointer(tss).storeBytes(of: rsp0, toByteOffset: 4, as: UInt64.self)
-    // The I/O bitmap follows the 104-byte TSS.
-    UnsafeMutableRawPointer(tss).storeBytes(of: UInt16(104), toByteOffset: 102, as: UInt16.self)
-    gdt[1] = 0x00AF_9A00_0000_FFFF
-    gdt[2] = 0x00CF_9200_0000_FFFF
-    gdt[3] = 0x00CF_F200_0000_FFFF
-    gdt[4] = 0x00AF_FA00_0000_FFFF
-    let base = address(tss), limit = UInt64(tssBytes - 1)
-    gdt[5] = (limit & 0xffff) | ((base & 0xff_ffff) << 16) | (0x89 << 40) | (((limit >> 16) & 0xf) << 48)
-        | (((base >> 24) & 0xff) << 56)
-    gdt[6] = base >> 32
-    var gdtr: (UInt16, UInt64) = (0, 0)
-    withUnsafeMutableBytes(of: &gdtr) { raw in
-        raw.storeBytes(of: UInt16(7 * 8 - 1), toByteOffset: 0, as: UInt16.self)
-        raw.storeBytes(of: address(gdt), toByteOffset: 2, as: UInt64.self)
-        load_gdt_and_tss(raw.baseAddress)
-    }
+    GuestKit.installTaskState(kernelStackTop: UInt64(UInt(bitPattern: kernelStack)) + 16384)
 }
 
 // MARK: Paging fixture: a 2 MiB window at `window` mapped with 4 KiB pages we control.

@@ -207,22 +207,6 @@ syscall_entry:
         pushq   %rcx                            /* RIP */
         iretq
 
-/* Load the GDT at `gdt` (with a TSS at 0x28), reload CS with a far return, then LTR. */
-        .globl  load_gdt_and_tss
-load_gdt_and_tss:                       /* void load_gdt_and_tss(const void *gdtr) */
-        lgdt    (%rdi)
-        pushq   $0x08
-        leaq    1f(%rip), %rax
-        pushq   %rax
-        lretq
-1:      movw    $0x10, %ax
-        movw    %ax, %ds
-        movw    %ax, %es
-        movw    %ax, %ss
-        movw    $0x28, %ax
-        ltr     %ax
-        ret
-
         .data
         .balign 8
         .globl  probe_fixup, syscall_seen_cs, syscall_saved_rflags, syscall_saved_rip

@@ -16,7 +16,6 @@ uint64_t probe_int_0x40(void);
 uint64_t probe_int_0x41(void);
 uint64_t probe_syscall(void);
 void syscall_entry(void);
-void load_gdt_and_tss(const void *gdtr);
 extern char probe_divide_instruction[], probe_ud2_instruction[], probe_int3_next[], probe_int_0x40_instruction[];
 
 static inline uint64_t st_read_cr0(void) { uint64_t v; __asm__ volatile("mov %%cr0, %0" : "=r"(v)); return v; }
