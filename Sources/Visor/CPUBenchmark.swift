@@ -2,7 +2,6 @@
 // QEMU's TCG in the same run, as guest MIPS per loop and the ratio to QEMU.
 
 import Foundation
-import Synchronization
 import VisorCore
 import VisorKVM
 
@@ -79,20 +78,12 @@ public enum CPUBenchmark {
     }
 
     public static func run(engineName: String, quick: Bool, withQEMU: Bool) throws -> CPUBenchmarkReport {
-        guard let engine = EngineRegistry.engine(named: engineName) else {
-            throw BenchmarkError.guestFailed(EngineRegistry.problem(withName: engineName) ?? engineName)
-        }
+        let engine = try BenchmarkGuest.engine(named: engineName)
         let image = try GuestCatalog.standard().image(named: "cpubench")
-        let kernel = [UInt8](try Data(contentsOf: image))
-        let output = Mutex<[UInt8]>([])
-        let configuration = DomainConfiguration(name: "cpubench", kernelDescription: image.path, kernel: kernel,
-                                                memoryBytes: 128 << 20, commandLine: commandLine(quick: quick),
-                                                engine: engine)
-        let domain = try Domain(configuration: configuration) { byte in output.withLock { $0.append(byte) } }
-        let outcome = domain.run()
-        let text = String(decoding: output.withLock { $0 }, as: UTF8.self)
-        guard outcome == .poweredOff, let loops = parse(text) else {
-            throw BenchmarkError.guestFailed("\(outcome); console:\n\(text)")
+        let text = try BenchmarkGuest.run(image: image, commandLine: commandLine(quick: quick), engine: engineName,
+                                          memoryBytes: 128 << 20).text
+        guard let loops = parse(text) else {
+            throw BenchmarkError.guestFailed("cpubench did not print every loop; console:\n\(text)")
         }
         var report = CPUBenchmarkReport(engine: engineName, engineLoops: loops,
                                         engineHz: engine.timeStampCounterFrequency(), qemuLoops: nil,

@@ -8,7 +8,6 @@
 // One-shot mode everywhere, since QEMU's TCG has no TSC-deadline timer.
 
 import Foundation
-import Synchronization
 
 /// One platform's interrupt figures, in nanoseconds.
 public struct InterruptLatency: Sendable, Equatable {
@@ -89,21 +88,7 @@ public enum InterruptBenchmark {
         return report
     }
 
-    /// Runs a built-in guest to power-off on an engine and returns its console output.
     static func runGuest(_ image: URL, commandLine: String, engine name: String, vcpus: Int) throws -> String {
-        guard let engine = EngineRegistry.engine(named: name) else {
-            throw BenchmarkError.guestFailed(EngineRegistry.problem(withName: name) ?? name)
-        }
-        let output = Mutex<[UInt8]>([])
-        let configuration = DomainConfiguration(
-            name: image.lastPathComponent, kernelDescription: image.path, kernel: [UInt8](try Data(contentsOf: image)),
-            memoryBytes: 64 << 20, commandLine: commandLine, engine: engine, vcpuCount: vcpus)
-        let domain = try Domain(configuration: configuration) { byte in output.withLock { $0.append(byte) } }
-        let outcome = domain.run()
-        let text = String(decoding: output.withLock { $0 }, as: UTF8.self)
-        guard outcome == .poweredOff else {
-            throw BenchmarkError.guestFailed("\(image.lastPathComponent) on \(name): \(outcome)\n\(text)")
-        }
-        return text
+        try BenchmarkGuest.run(image: image, commandLine: commandLine, engine: name, vcpus: vcpus).text
     }
 }

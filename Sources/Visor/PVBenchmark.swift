@@ -60,22 +60,12 @@ public enum PVBenchmark {
     }
 
     static func runOnce(image: URL, engine name: String, mode: String, commandLine: String) throws -> PVBenchmarkRow {
-        guard let engine = EngineRegistry.engine(named: name) else {
-            throw BenchmarkError.guestFailed(EngineRegistry.problem(withName: name) ?? name)
-        }
-        let output = ConsoleBuffer()
-        let configuration = DomainConfiguration(
-            name: "minios", kernelDescription: image.path, kernel: [UInt8](try Data(contentsOf: image)),
-            memoryBytes: 64 << 20, commandLine: commandLine, engine: engine)
-        let domain = try Domain(configuration: configuration) { byte in output.append(byte) }
-        let outcome = domain.run()
-        let text = output.text
-        guard outcome == .poweredOff, let f = InterruptBenchmark.fields(text, prefix: "bench: mode="),
+        let (text, statistics) = try BenchmarkGuest.run(image: image, commandLine: commandLine, engine: name)
+        guard let f = InterruptBenchmark.fields(text, prefix: "bench: mode="),
               let portIO = f["portio_ns"], let timer = f["timer_latency_ns"], let rate = f["console_bytes_per_s"]
         else {
-            throw BenchmarkError.guestFailed("minios \(mode) on \(name): \(outcome)\n\(text.suffix(2000))")
+            throw BenchmarkError.guestFailed("minios \(mode) on \(name) printed no figures:\n\(text.suffix(2000))")
         }
-        let statistics = domain.exitStatistics
         let consoleExits: UInt64
         if mode == "pv" {
             consoleExits = statistics.paravirtual?.hypercalls[Int(Hypercall.consoleIO)] ?? 0

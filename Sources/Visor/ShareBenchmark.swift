@@ -4,7 +4,6 @@
 // hog (wake-up latency, credit's BOOST), all under `--sched credit` unless told otherwise.
 
 import Foundation
-import Synchronization
 import VisorSched
 
 public struct ShareBenchmarkReport: Sendable {
@@ -57,9 +56,7 @@ public enum ShareBenchmark {
     /// for `seconds`; returns each one's share of the pCPU in percent and its console output.
     static func runScenario(_ specs: [(String, String, String, Int?, Int?)], engine name: String, seconds: Double,
                             scheduler: SchedulerKind) throws -> (shares: [Double], outputs: [String]) {
-        guard let engine = EngineRegistry.engine(named: name) else {
-            throw BenchmarkError.guestFailed(EngineRegistry.problem(withName: name) ?? name)
-        }
+        let engine = try BenchmarkGuest.engine(named: name)
         let pool = try CPUPool(kind: scheduler, pcpuCount: 1)
         var domains: [Domain] = []
         var outputs: [ConsoleBuffer] = []
@@ -67,9 +64,8 @@ public enum ShareBenchmark {
             let image = try GuestCatalog.standard().image(named: guest)
             let output = ConsoleBuffer()
             outputs.append(output)
-            let configuration = DomainConfiguration(
-                name: domainName, kernelDescription: image.path, kernel: [UInt8](try Data(contentsOf: image)),
-                memoryBytes: 64 << 20, commandLine: commandLine, engine: engine)
+            let configuration = try BenchmarkGuest.configuration(image: image, commandLine: commandLine, engine: engine,
+                                                                 name: domainName)
             let domain = try Domain(configuration: configuration) { byte in output.append(byte) }
             try domain.start(in: pool, id: DomainID(UInt32(index + 1)), affinities: [],
                              parameters: DomainSchedParams(weight: weight, cap: cap))
@@ -86,11 +82,4 @@ public enum ShareBenchmark {
         pool.stop()
         return (shares, outputs.map(\.text))
     }
-}
-
-/// A guest's console output collected in memory.
-final class ConsoleBuffer: Sendable {
-    private let bytes = Mutex<[UInt8]>([])
-    func append(_ byte: UInt8) { bytes.withLock { $0.append(byte) } }
-    var text: String { String(decoding: bytes.withLock { $0 }, as: UTF8.self) }
 }
