@@ -12,6 +12,7 @@
  * In 64-bit mode the CPU aligns RSP to 16 before pushing its frame, so RSP is 16-aligned at
  * the call (5 + 2 + 9 slots = 16).
  */
+#include "frame.h"
 #define APIC_EOI        0xfee000b0
 
         .text
@@ -40,15 +41,7 @@ gk_isr_stubs:
         .noaltmacro
 
 gk_isr_common:
-        pushq   %rax
-        pushq   %rcx
-        pushq   %rdx
-        pushq   %rsi
-        pushq   %rdi
-        pushq   %r8
-        pushq   %r9
-        pushq   %r10
-        pushq   %r11
+        GK_SAVE_SCRATCH
         movq    72(%rsp), %rax                  /* vector */
         movq    %rsp, %rdi
         movq    gk_vector_handlers(,%rax,8), %rax
@@ -62,16 +55,7 @@ gk_isr_common:
         jae     1f
         movl    $APIC_EOI, %eax
         movl    $0, (%rax)
-1:      popq    %r11
-        popq    %r10
-        popq    %r9
-        popq    %r8
-        popq    %rdi
-        popq    %rsi
-        popq    %rdx
-        popq    %rcx
-        popq    %rax
-        addq    $16, %rsp                       /* vector, error code */
+1:      GK_RESTORE_SCRATCH
         iretq
 2:      cld
         call    guestkit_unhandled_vector       /* prints and ends the guest */

@@ -12,6 +12,7 @@
  *    mode with RSP at its stack top and RDI = its CPU index.
  *  - The hypercall page, the shared-info page, and per-port and per-CPU tables.
  */
+#include "frame.h"
 #define HYPERCALL_COUNT 64
 #define ENOSYS          38
 
@@ -38,34 +39,17 @@ gk_hypercall5:
         ret
         .size   gk_hypercall5, . - gk_hypercall5
 
-/* Frame as in isr.S: r11 r10 r9 r8 rdi rsi rdx rcx rax | vector error | rip cs rflags rsp ss */
+/* The frame of frame.h, as isr.S builds it. */
         .globl  gk_upcall_entry
         .type   gk_upcall_entry, @function
 gk_upcall_entry:
         pushq   $0                              /* error code */
         pushq   $0xf0                           /* vector (PV.upcallVector) */
-        pushq   %rax
-        pushq   %rcx
-        pushq   %rdx
-        pushq   %rsi
-        pushq   %rdi
-        pushq   %r8
-        pushq   %r9
-        pushq   %r10
-        pushq   %r11
+        GK_SAVE_SCRATCH
         movq    %rsp, %rdi
         cld
         call    guestkit_upcall
-        popq    %r11
-        popq    %r10
-        popq    %r9
-        popq    %r8
-        popq    %rdi
-        popq    %rsi
-        popq    %rdx
-        popq    %rcx
-        popq    %rax
-        addq    $16, %rsp
+        GK_RESTORE_SCRATCH
         iretq
         .size   gk_upcall_entry, . - gk_upcall_entry
 
