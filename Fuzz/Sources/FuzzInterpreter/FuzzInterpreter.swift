@@ -8,7 +8,9 @@
 //               paging, 4 PAE paging, 5 long mode (64-bit), 6 long mode (compatibility),
 //               7 long mode at CPL 3; bit 3: two vCPUs over the same RAM, run in turns on this
 //               thread (the second starts 0x800 bytes into the code), so LOCKed instructions
-//               and code one vCPU writes while the other has it decoded take the SMP paths
+//               and code one vCPU writes while the other has it decoded take the SMP paths;
+//               bit 4: 3 GiB + 64 KiB of RAM instead of 1 MiB, so RAM ends at the 32-bit hole
+//               and goes on at 4 GiB (as for a guest with more than 3 GiB)
 //   byte 1      options: bit 0 CPL 3 (modes 1-6), 1 IF, 2 CR0.WP, 3 CR4.PGE, 4 EFER.NXE,
 //               5 CR4.PSE, 6 CR0.AM + RFLAGS.AC, 7 random extra bits in CR0, CR4 and EFER
 //               (as `vcpu_op initialise` lets a PV guest ask for)
@@ -22,7 +24,9 @@
 //
 // The system area is built per mode (`SystemImage`): flat code and data descriptors for every
 // mode and privilege level, a TSS with stacks, every interrupt gate pointing into the code, and
-// page tables identity-mapping the 1 MiB of RAM with 4 KiB pages. Above RAM is MMIO.
+// page tables identity-mapping the first 1 MiB with 4 KiB pages, plus [3 GiB, 5 GiB) with
+// 1 GiB pages in long mode and [3 GiB, 3 GiB + 4 MiB) and the top 4 MiB (the local APIC) with
+// 4 MiB pages under 32-bit paging when CR4.PSE is set. What is not RAM is MMIO.
 
 import FuzzSupport
 import VisorCore
@@ -41,7 +45,9 @@ struct Answers {
 }
 
 enum Layout {
+    /// RAM: 1 MiB, or (mode bit 4) up to the hole and 64 KiB beyond 4 GiB.
     static let ramSize: UInt64 = 1 << 20
+    static let largeRAMSize: UInt64 = GuestMemory.lowMemoryLimit + 0x1_0000
     static let gdt: UInt64 = 0x1000, tss: UInt64 = 0x1800, idt: UInt64 = 0x2000
     static let pml4: UInt64 = 0x3000, pdpt: UInt64 = 0x4000, pd: UInt64 = 0x5000, pt: UInt64 = 0x6000
     static let pd32: UInt64 = 0x7000, pt32: UInt64 = 0x8000
@@ -125,6 +131,13 @@ enum SystemImage {
         put(Layout.pd | pdptFlags, at: Layout.pdpt)
         put(Layout.pt | 0x7, at: Layout.pd)
         put(Layout.pt32 | 0x7, at: Layout.pd32, width: 4)
+        // 1 GiB pages over the hole and the RAM above 4 GiB; 4 MiB pages for 32-bit paging.
+        if longMode {
+            put(0xc000_0000 | 0x87, at: Layout.pdpt + 3 * 8)
+            put(0x1_0000_0000 | 0x87, at: Layout.pdpt + 4 * 8)
+        }
+        put(0xc000_0000 | 0x87, at: Layout.pd32 + 0x300 * 4, width: 4)
+        put(0xffc0_0000 | 0x87, at: Layout.pd32 + 0x3ff * 4, width: 4)
         for page in 0..<UInt64(Layout.ramSize >> 12) {
             // The system area is read-only to CPL 3; everything else is user, writable.
             let flags: UInt64 = page < Layout.systemEnd >> 12 ? 0x5 : 0x7
@@ -223,7 +236,8 @@ public func fuzzInterpreter(_ data: UnsafePointer<UInt8>?, _ count: Int) -> CInt
     var answers = Answers(state: input.u64())
     let state = initialState(mode: mode, options: options, input: &input, answers: &answers)
 
-    guard let memory = try? GuestMemory(size: Layout.ramSize) else { fatalError("cannot allocate guest RAM") }
+    let ramSize = first & 16 == 0 ? Layout.ramSize : Layout.largeRAMSize
+    guard let memory = try? GuestMemory(size: ramSize) else { fatalError("cannot allocate guest RAM") }
     var system = SystemImage.images[mode]
     for _ in 0..<(input.byte() & 31) {
         let offset = Int(input.u16()) % system.count
