@@ -87,13 +87,18 @@ public final class Domain: @unchecked Sendable {
         platform.setSignalHandler { [unowned self] index, signal in self.deliver(signal, to: index) }
     }
 
-    /// Offers one byte of console input to the guest; false when its receive FIFO is full.
+    /// Offers one byte of console input to the guest's console: the PV input queue once the
+    /// guest reads its input through PV (`PVState.consoleInputClaimed`), else COM1's receive
+    /// FIFO. False when that console is full; nothing was queued then, so the caller may offer
+    /// the byte again. (Offering it to both consoles would queue it in one while the other
+    /// refused it, and each retry would queue it again.)
     public func sendConsoleInput(_ byte: UInt8) -> Bool {
         platform.lock.withLock {
             platform.actingVCPU = nil
-            // Both consoles hear the key: a native guest reads the UART, a PV one console_io.
-            for index in pv.receiveConsoleInput(CollectionOfOne(byte)).wake { deliver(.interrupt, to: index) }
-            return platform.receive(byte)
+            guard pv.consoleInputClaimed else { return platform.receive(byte) }
+            let (accepted, wake) = pv.receiveConsoleInput(CollectionOfOne(byte))
+            for index in wake { deliver(.interrupt, to: index) }
+            return accepted == 1
         }
     }
 

@@ -259,6 +259,20 @@ final class PVHarness {
         #expect(h.pv.consoleInputCount == 0)
     }
 
+    @Test("console input is the PV console's once the guest binds VIRQ_CONSOLE or reads with console_io")
+    func consoleInputClaimed() throws {
+        let h = try PVHarness()
+        _ = h.bindVIRQ(VIRQ.timer, vcpu: 0)
+        #expect(h.call(Hypercall.consoleIO, UInt64(ConsoleIO.write), 2, PVHarness.scratch).result == 0)
+        #expect(h.call(Hypercall.consoleIO, UInt64(ConsoleIO.read), 0, PVHarness.scratch).result == 0)  // reads nothing
+        #expect(!h.pv.consoleInputClaimed)
+        _ = h.bindVIRQ(VIRQ.console, vcpu: 0)
+        #expect(h.pv.consoleInputClaimed)
+        let reader = try PVHarness()
+        #expect(reader.call(Hypercall.consoleIO, UInt64(ConsoleIO.read), 16, PVHarness.scratch).result == 0)
+        #expect(reader.pv.consoleInputClaimed)
+    }
+
     @Test func consoleInputFiresVIRQConsole() throws {
         let h = try PVHarness()
         // Unbound: queued, no event.

@@ -51,38 +51,58 @@ struct ParavirtGuestTests {
         #expect(r.stdout.contains("help: commands:"))
     }
 
-    @Test("typing into minios's shell in a terminal (tmux): help, ps, halt", arguments: engines)
-    func interactiveShell(engine: String) throws {
+    @Test("typing into minios's shell in a terminal (tmux): help, ps, long lines, halt",
+          arguments: engines, ["pv=on", "pv=off"])
+    func interactiveShell(engine: String, mode: String) throws {
         guard let tmux = ["/usr/bin/tmux", "/usr/local/bin/tmux"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
             FileHandle.standardError.write(Data("*** SKIPPING the tmux shell test: tmux is not installed (apt-get install tmux).\n".utf8))
             return
         }
-        let session = "visor-test-\(getpid())-\(engine)"
+        let session = "visor-test-\(getpid())-\(engine)-\(mode)"
         let status = FileManager.default.temporaryDirectory.appendingPathComponent("\(session).status").path
+        let socket = FileManager.default.temporaryDirectory.appendingPathComponent("\(session).tmux").path
         defer {
-            _ = try? runUnmasked(tmux, ["kill-session", "-t", session])
+            _ = try? runUnmasked(tmux, ["-S", socket, "kill-server"])
             unlink(status)
+            unlink(socket)
         }
-        let command = "'\(Host.visorPath)' run minios --engine \(engine) --timeout 60s; echo $? > '\(status)'; sleep 30"
-        _ = try runUnmasked(tmux, ["new-session", "-d", "-s", session, "-x", "160", "-y", "50", command])
+        let command = "'\(Host.visorPath)' run minios --engine \(engine) --cmdline \(mode) --timeout 60s; echo $? > '\(status)'; sleep 30"
+        // A tmux server of its own (-S): a shared one that exits as another test kills its last
+        // session can take this test's new session down with it.
+        let started = try runUnmasked(tmux, ["-S", socket, "new-session", "-d", "-s", session, "-x", "160", "-y", "50", command])
+        #expect(started.status == 0, "tmux new-session: status \(started.status)")
         func screen() -> String {
-            guard let r = try? runUnmasked(tmux, ["capture-pane", "-p", "-t", session, "-S", "-200"]) else { return "(capture-pane did not run)" }
+            guard let r = try? runUnmasked(tmux, ["-S", socket, "capture-pane", "-p", "-t", session, "-S", "-200"]) else { return "(capture-pane did not run)" }
             return r.stdout.isEmpty ? "(capture-pane: status \(r.status))" : r.stdout
         }
-        func waitFor(_ text: String, seconds: Double = 20) -> Bool {
+        /// Waits until the screen shows `text` at least `times` times.
+        func waitFor(_ text: String, times: Int = 1, seconds: Double = 20) -> Bool {
             let deadline = Date().addingTimeInterval(seconds)
             while Date() < deadline {
-                if screen().contains(text) { return true }
+                if screen().components(separatedBy: text).count > times { return true }
                 usleep(100_000)
             }
             return false
         }
         #expect(waitFor("minios: shell ready"), "screen:\n\(screen())")
-        _ = try runUnmasked(tmux, ["send-keys", "-t", session, "help", "Enter"])
+        #expect(screen().contains(mode == "pv=off" ? "minios: booting (native)" : "minios: booting (pv)"))
+        _ = try runUnmasked(tmux, ["-S", socket, "send-keys", "-t", session, "help", "Enter"])
         #expect(waitFor("help: commands:"), "screen:\n\(screen())")
-        _ = try runUnmasked(tmux, ["send-keys", "-t", session, "ps", "Enter"])
+        _ = try runUnmasked(tmux, ["-S", socket, "send-keys", "-t", session, "ps", "Enter"])
         #expect(waitFor("name=shell"), "screen:\n\(screen())")
-        _ = try runUnmasked(tmux, ["send-keys", "-t", session, "halt", "Enter"])
+        // Long lines, each sent at once: far more than COM1's 16-byte FIFO and than one 16-byte
+        // read of the shell, so the console's queueing is exercised, not just its first bytes.
+        // The shell answers an unknown word with the word, which shows every byte arrived once.
+        for word in ["the-quick-brown-fox-jumps-over-the-lazy-dog-0123456789",
+                     "abcdefghijklmnopqrstuvwxyz-ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+                     "pack-my-box-with-five-dozen-liquor-jugs-9876543210-zyxw"] {
+            _ = try runUnmasked(tmux, ["-S", socket, "send-keys", "-t", session, "-l", word])
+            _ = try runUnmasked(tmux, ["-S", socket, "send-keys", "-t", session, "Enter"])
+            #expect(waitFor("unknown command: \(word) (try help)"), "screen:\n\(screen())")
+        }
+        _ = try runUnmasked(tmux, ["-S", socket, "send-keys", "-t", session, "help", "Enter"])
+        #expect(waitFor("help: commands:", times: 2), "the shell still answers; screen:\n\(screen())")
+        _ = try runUnmasked(tmux, ["-S", socket, "send-keys", "-t", session, "halt", "Enter"])
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline, !FileManager.default.fileExists(atPath: status) { usleep(100_000) }
         let code = (try? String(contentsOfFile: status, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)

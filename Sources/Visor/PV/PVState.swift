@@ -105,6 +105,9 @@ final class PVState: @unchecked Sendable {
     /// Console input not yet read with `console_io read`.
     private var consoleInput: [UInt8] = []
     private var consoleHead = 0
+    /// The guest takes its console input through PV: it bound VIRQ_CONSOLE or read with
+    /// `console_io`. From then on the runtime queues input here instead of in COM1's FIFO.
+    private(set) var consoleInputClaimed = false
     /// The most console input Visor holds for the guest.
     static let consoleInputCapacity = 4096
 
@@ -294,8 +297,10 @@ final class PVState: @unchecked Sendable {
     /// Bytes of console input waiting.
     var consoleInputCount: Int { consoleInput.count - consoleHead }
 
-    /// Takes up to `count` bytes of console input.
+    /// Takes up to `count` bytes of console input (`console_io read`), which claims the input
+    /// for PV.
     func takeConsoleInput(_ count: Int) -> [UInt8] {
+        consoleInputClaimed = true
         let n = min(max(count, 0), consoleInputCount)
         let bytes = Array(consoleInput[consoleHead..<consoleHead + n])
         consoleHead += n
@@ -360,7 +365,9 @@ final class PVState: @unchecked Sendable {
         channels[Int(port)] = channel
         switch channel {
         case .virq(VIRQ.timer, let v): timerPorts[v] = port
-        case .virq(VIRQ.console, _): consolePort = port
+        case .virq(VIRQ.console, _):
+            consolePort = port
+            consoleInputClaimed = true
         default: break
         }
     }
