@@ -181,7 +181,9 @@ public enum Launcher {
         if request.printStatistics {
             for domain in domains {
                 let header = interactive ? "" : "\(domain.configuration.name):\n"
-                FileHandle.standardError.write(Data((header + domain.exitStatistics.report + "\n").utf8))
+                var statistics = domain.exitStatistics
+                if interactive { statistics.consoleInput = console.inputStatistics }  // input went to it
+                FileHandle.standardError.write(Data((header + statistics.report + "\n").utf8))
             }
         }
         // Config-file runs always end with the table (also when stopped by Ctrl-C); a kernel

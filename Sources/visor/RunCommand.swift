@@ -23,7 +23,9 @@ struct RunCommand: ParsableCommand {
             4 when every vCPU halts with interrupts off (nothing can wake it), 6 when stopped (--timeout, Ctrl-] or a signal), \
             65 for a bad kernel or option, 69 when the engine is unavailable.
 
-            On an interactive terminal, keys go to the guest; press Ctrl-] to stop it.
+            On an interactive terminal, keys go to the guest; press Ctrl-] to stop it. Keys the guest \
+            does not take yet wait in a 4 KiB backlog; beyond that, or left at the end, they are \
+            dropped (--stats counts them).
             """)
 
     @Argument(help: "A kernel image path or built-in guest name; or one or more xl.cfg domain files (*.cfg).")
