@@ -59,7 +59,7 @@ struct RunCommand: ParsableCommand {
     var runFor: String?
 
     @Option(parsing: .unconditional,
-            help: "Physical CPUs the domains share, 1-\(Self.maximumPCPUs) (default: the host's CPU count, here \(HostCPU.count)).")
+            help: "Physical CPUs the domains share, 1-\(Self.maximumPCPUs); the default is the host's CPU count.")
     var pcpus: String = "\(HostCPU.count)"
 
     @Option(parsing: .unconditional, help: "The VM scheduler: credit, credit2, rtds or null.")
