@@ -31,6 +31,41 @@ public enum EngineRegistry {
     }
 }
 
+extension ExitStatus {
+    /// A bad command-line option or option value (sysexits' EX_USAGE).
+    public static let badOption: Int32 = 64
+}
+
+/// What `visor run`'s options allow, for the checks the command line makes before anything runs
+/// (a bad value is status 64 with one of these messages) and that the launcher repeats.
+public enum RunOptionLimits {
+    /// Guest RAM: whole 4 KiB pages, at most `GuestMemory.maximumSize`.
+    public static let memoryRange = "\(ByteSize.describe(GuestMemory.pageSize)) to \(ByteSize.describe(GuestMemory.maximumSize)), in whole 4 KiB pages"
+
+    /// Why `bytes` of guest RAM cannot be, or nil.
+    public static func memoryProblem(_ bytes: UInt64) -> String? {
+        guard bytes == 0 || bytes % GuestMemory.pageSize != 0 || bytes > GuestMemory.maximumSize else { return nil }
+        return "guest RAM is \(memoryRange)"
+    }
+
+    /// Why the Chrome trace cannot be written to `path`, or nil. Looks without creating anything:
+    /// an existing file must be writable and not a folder; a new one needs a writable folder.
+    public static func traceProblem(_ path: String) -> String? {
+        guard !path.isEmpty else { return "give the path of a file to write" }
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+            if isDirectory.boolValue { return "'\(path)' is a folder: give the path of a file to write" }
+            return access(path, W_OK) == 0 ? nil : "'\(path)' cannot be written (\(String(cString: strerror(errno))))"
+        }
+        let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
+            return "the folder '\(folder)' does not exist"
+        }
+        return access(folder, W_OK | X_OK) == 0
+            ? nil : "the folder '\(folder)' cannot be written (\(String(cString: strerror(errno))))"
+    }
+}
+
 /// One `visor run`, as parsed from the command line.
 public struct RunRequest: Sendable {
     /// A kernel path or built-in guest name; or, when `configurationFiles` is not empty, unused.
@@ -86,6 +121,10 @@ public enum Launcher {
         let stopTarget = StopTarget()
         SignalStop.install { signal in stopTarget.stop(reason: "signal \(signal)") }
 
+        if let path = request.tracePath, let problem = RunOptionLimits.traceProblem(path) {
+            printError("--trace: \(problem)")
+            return ExitStatus.badOption
+        }
         let plans: [DomainPlan]
         do {
             plans = request.configurationFiles.isEmpty
@@ -209,6 +248,9 @@ public enum Launcher {
         guard let engine = EngineRegistry.engine(named: request.engine) else {
             throw LaunchError.badOption(EngineRegistry.problem(withName: request.engine) ?? request.engine)
         }
+        if let problem = RunOptionLimits.memoryProblem(request.memoryBytes) {
+            throw LaunchError.badOption("--memory \(ByteSize.describe(request.memoryBytes)): \(problem)")
+        }
         let (kernelPath, kernelDescription) = try resolveKernel(request.kernel)
         let kernel = try readFile(kernelPath, what: "kernel")
         let modules = try request.modules.map { text -> BootModule in
@@ -274,7 +316,8 @@ enum LaunchError: Error, CustomStringConvertible {
 
     var exitStatus: Int32 {
         switch self {
-        case .badInput, .badOption: return ExitStatus.badInput
+        case .badOption: return ExitStatus.badOption
+        case .badInput: return ExitStatus.badInput
         case .guest(.unknownGuest): return ExitStatus.badInput
         case .guest: return ExitStatus.internalFailure
         }
