@@ -28,7 +28,7 @@ func interpVCPU(_ code: [UInt8], index: Int = 0, options: MachineOptions = Machi
     return (cpu, f)
 }
 
-@Suite(.enabled(if: decoderReady)) struct InterruptWindowTests {
+@Suite struct InterruptWindowTests {
     static let flagIF = X86SystemBits.flagIF
 
     func withIF(_ cpu: InterpVirtualCPU, _ on: Bool) throws {
@@ -143,7 +143,7 @@ func interpVCPU(_ code: [UInt8], index: Int = 0, options: MachineOptions = Machi
     }
 }
 
-@Suite(.enabled(if: decoderReady)) struct PlatformMSRTests {
+@Suite struct PlatformMSRTests {
     @Test func tscDeadlineReadIsAnExitAnsweredLikeAPortRead() throws {
         // mov ecx, 0x6e0; rdmsr; wrmsr; hlt
         let (cpu, _) = try interpVCPU([0xb9, 0xe0, 0x06, 0x00, 0x00, 0x0f, 0x32, 0x0f, 0x30, 0xf4])
@@ -189,7 +189,7 @@ func interpVCPU(_ code: [UInt8], index: Int = 0, options: MachineOptions = Machi
     }
 }
 
-@Suite(.enabled(if: decoderReady)) struct TimeStampCounterTests {
+@Suite struct TimeStampCounterTests {
     @Test func tscCountsTheDomainClockPlusTheGuestOffset() throws {
         let clock = ManualClock()
         clock.set(5000)

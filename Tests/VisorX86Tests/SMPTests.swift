@@ -35,7 +35,7 @@ func runToExit(_ cpu: InterpVirtualCPU, limit: Int = 200_000_000) -> Exit {
     return .stopped
 }
 
-@Suite(.enabled(if: decoderReady)) struct LockedInstructionTests {
+@Suite struct LockedInstructionTests {
     /// Each vCPU runs RSI iterations of, with RBX = 0x20_0000:
     ///   lock xadd [rbx], eax (eax = 1)          dword, aligned
     ///   lock inc dword [rbx+0x42]               misaligned inside one 8-byte word
@@ -162,7 +162,7 @@ func runToExit(_ cpu: InterpVirtualCPU, limit: Int = 200_000_000) -> Exit {
     }
 }
 
-@Suite(.enabled(if: decoderReady)) struct CrossModifyingCodeTests {
+@Suite struct CrossModifyingCodeTests {
     /// vCPU 1's code at 0x10_1000: top: mov al, 1; out 0x80, al; cpuid; jmp top
     static let reader: [UInt8] = [0xb0, 0x01, 0xe6, 0x80, 0x0f, 0xa2, 0xeb, 0xf8]
     /// vCPU 0's code at 0x10_0000: mov byte [0x10_1001], 2; hlt  (patches the reader's MOV AL)
@@ -224,7 +224,7 @@ func runToExit(_ cpu: InterpVirtualCPU, limit: Int = 200_000_000) -> Exit {
     }
 }
 
-@Suite(.enabled(if: decoderReady)) struct ApplicationProcessorTests {
+@Suite struct ApplicationProcessorTests {
     /// A typical AP trampoline, assembled for 0x8000 (SIPI vector 8):
     ///   .code16: cli; mov ax, cs; mov ds, ax; lgdtl [gdtr]; mov eax, cr0; or eax, 1; mov cr0, eax
     ///            ljmpl 0x08:pm32
