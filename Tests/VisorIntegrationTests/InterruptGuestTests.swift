@@ -4,9 +4,8 @@
 import Foundation
 import Testing
 
-/// The engines these tests run on here: interp always, kvm when /dev/kvm opens (loudly skipped
-/// otherwise, see `Host.kvmAvailable`).
-private let engines: [String] = Host.kvmAvailable ? ["kvm", "interp"] : ["interp"]
+/// The engines here (see `Host.engines`).
+private let engines = Host.engines
 
 @Suite("Interrupts, timers and SMP", .serialized, .timeLimit(.minutes(5)))
 struct InterruptGuestTests {
@@ -77,7 +76,7 @@ struct InterruptGuestTests {
     }
 }
 
-@Suite("Interrupt guests under QEMU", .serialized, .enabled(if: Host.qemuPath != nil, "needs qemu-system-x86_64"))
+@Suite("Interrupt guests under QEMU", .serialized, .enabled(if: Host.qemuPath != nil, Host.noQEMU))
 struct InterruptGuestsUnderQEMUTests {
     func runQEMU(_ guest: String, commandLine: String, cpus: Int = 1) throws -> ProcessResult {
         try runProcess(Host.qemuPath!, [

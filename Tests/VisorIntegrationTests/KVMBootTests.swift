@@ -3,7 +3,7 @@
 import Foundation
 import Testing
 
-@Suite("Boot on kvm", .enabled(if: Host.kvmAvailable, "needs /dev/kvm"), .serialized, .timeLimit(.minutes(3)))
+@Suite("Boot on kvm", .enabled(if: Host.kvmAvailable, Host.noKVM), .serialized, .timeLimit(.minutes(3)))
 struct KVMBootTests {
     @Test("visor run hello prints the guest's line and exits 0")
     func hello() throws {

@@ -6,27 +6,57 @@ import Testing
 import Visor
 
 enum Host {
+    /// What `VISOR_TEST_WITHOUT` names ("kvm qemu tmux objdump", separated by spaces or commas):
+    /// treated as missing, so that the skips a machine without them gets can be seen on one
+    /// that has them.
+    static let pretendMissing: Set<String> = Set(
+        (ProcessInfo.processInfo.environment["VISOR_TEST_WITHOUT"] ?? "")
+            .split(whereSeparator: { $0 == " " || $0 == "," }).map(String.init))
+
     /// True when /dev/kvm can be opened. When it cannot, say so loudly: the tests that need it
-    /// are reported as skipped, never as passed.
+    /// are reported as skipped (`.enabled(if: Host.kvmAvailable, Host.noKVM)`), never as passed,
+    /// and tests that run on every engine run on `interp` only.
     static let kvmAvailable: Bool = {
+        if pretendMissing.contains("kvm") {
+            FileHandle.standardError.write(Data("*** VISOR_TEST_WITHOUT: behaving as if /dev/kvm were missing.\n".utf8))
+            return false
+        }
         let fd = open("/dev/kvm", O_RDWR | O_CLOEXEC)
         if fd >= 0 { close(fd); return true }
         FileHandle.standardError.write(Data("""
             *** SKIPPING every test that needs /dev/kvm: it cannot be opened here (errno \(errno)).
-            *** Those tests are reported as skipped, not passed.
+            *** Those tests are reported as skipped, not passed; tests run on every engine run on interp only.
 
             """.utf8))
         return false
     }()
+    static let noKVM = skipReason("kvm", "needs /dev/kvm, which cannot be opened here")
 
-    static let qemuPath: String? = {
-        for dir in ["/usr/bin", "/usr/local/bin"] {
-            let path = dir + "/qemu-system-x86_64"
-            if FileManager.default.isExecutableFile(atPath: path) { return path }
-        }
-        FileHandle.standardError.write(Data("*** SKIPPING the QEMU side-by-side tests: qemu-system-x86_64 is not installed (apt-get install qemu-system-x86).\n".utf8))
-        return nil
-    }()
+    /// The engines a test that runs "on every engine" runs on here.
+    static var engines: [String] { kvmAvailable ? ["kvm", "interp"] : ["interp"] }
+
+    /// The path of `name` on PATH, nil when it is not there or `VISOR_TEST_WITHOUT` names `alias`.
+    static func executable(_ name: String, alias: String) -> String? {
+        guard !pretendMissing.contains(alias) else { return nil }
+        let directories = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":")
+        return directories.map { $0 + "/" + name }.first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    static let qemuPath: String? = executable("qemu-system-x86_64", alias: "qemu")
+    static let noQEMU = skipReason("qemu", "needs qemu-system-x86_64, which is not on PATH (apt-get install qemu-system-x86)")
+
+    /// tmux, which the interactive console tests type through.
+    static let tmuxPath: String? = executable("tmux", alias: "tmux")
+    static let noTmux = skipReason("tmux", "needs tmux, which is not on PATH (apt-get install tmux)")
+
+    /// GNU objdump (binutils), which disassembles the hypercall page.
+    static let objdumpPath: String? = executable("objdump", alias: "objdump")
+    static let noObjdump = skipReason("objdump", "needs GNU objdump, which is not on PATH (apt-get install binutils)")
+
+    /// Why a test that needs `alias` is skipped: `why`, or that `VISOR_TEST_WITHOUT` said so.
+    static func skipReason(_ alias: String, _ why: String) -> Comment {
+        Comment(rawValue: pretendMissing.contains(alias) ? "\(why.prefix { $0 != "," }) (VISOR_TEST_WITHOUT=\(alias))" : why)
+    }
 
     /// The folder with the built products: the test runner sits there beside `visor`.
     static let productsDirectory: URL = {
