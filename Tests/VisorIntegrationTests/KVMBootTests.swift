@@ -73,8 +73,8 @@ struct KVMBootTests {
 
     @Test("SIGINT stops the guest cleanly: status 6, a message and the statistics")
     func interrupt() throws {
-        let r = try runVisor(["run", "exitbench", "--cmdline", "n=100000000", "--stats"], timeout: 30,
-                             signal: (SIGINT, 1.5))
+        let r = try runVisor(["run", "exitbench", "--cmdline", "n=100000000", "--stats"], timeout: 60,
+                             signal: (SIGINT, 0.5), signalAfterOutput: "exitbench: n=")
         #expect(!r.timedOut)
         #expect(r.status == 6)
         #expect(r.stderr.contains("the guest was stopped: signal 2"))

@@ -79,9 +79,11 @@ struct ProcessResult {
 }
 
 /// Runs a program with no standard input and kills it after `timeout` seconds; optionally sends
-/// it `signal` once `after` seconds have passed.
+/// it `signal` once `after` seconds have passed since its standard output first contained
+/// `signalAfterOutput` (since it started, when that is nil), so that a signal meant for a
+/// running guest does not arrive, on a slow machine, before the guest has started.
 func runProcess(_ path: String, _ arguments: [String], timeout: Double = 60,
-                signal: (number: Int32, after: Double)? = nil) throws -> ProcessResult {
+                signal: (number: Int32, after: Double)? = nil, signalAfterOutput: String? = nil) throws -> ProcessResult {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: path)
     process.arguments = arguments
@@ -91,14 +93,25 @@ func runProcess(_ path: String, _ arguments: [String], timeout: Double = 60,
     process.standardInput = FileHandle.nullDevice
     try process.run()
     let deadline = Date().addingTimeInterval(timeout)
-    // Drain both pipes concurrently so a chatty child never blocks on a full pipe.
+    // Drain both pipes concurrently so a chatty child never blocks on a full pipe; standard
+    // output as it comes, so the signal can wait for a line.
+    let outLock = NSLock()
     nonisolated(unsafe) var outData = Data(), errData = Data()
     let group = DispatchGroup()
-    DispatchQueue.global().async(group: group) { outData = out.fileHandleForReading.readDataToEndOfFile() }
+    DispatchQueue.global().async(group: group) {
+        while case let chunk = out.fileHandleForReading.availableData, !chunk.isEmpty {
+            outLock.withLock { outData.append(chunk) }
+        }
+    }
     DispatchQueue.global().async(group: group) { errData = err.fileHandleForReading.readDataToEndOfFile() }
     var timedOut = false
-    var signalAt = signal.map { Date().addingTimeInterval($0.after) }
+    var signalAt = signalAfterOutput == nil ? signal.map { Date().addingTimeInterval($0.after) } : nil
+    var awaitedOutput = signal == nil ? nil : signalAfterOutput.map { Data($0.utf8) }
     while process.isRunning {
+        if let awaited = awaitedOutput, let signal, outLock.withLock({ outData.range(of: awaited) != nil }) {
+            signalAt = Date().addingTimeInterval(signal.after)
+            awaitedOutput = nil
+        }
         if let at = signalAt, Date() > at, let signal {
             kill(process.processIdentifier, signal.number)
             signalAt = nil
@@ -112,8 +125,9 @@ func runProcess(_ path: String, _ arguments: [String], timeout: Double = 60,
                          stderr: String(decoding: errData, as: UTF8.self), timedOut: timedOut)
 }
 
-func runVisor(_ arguments: [String], timeout: Double = 60, signal: (number: Int32, after: Double)? = nil) throws -> ProcessResult {
-    try runProcess(Host.visorPath, arguments, timeout: timeout, signal: signal)
+func runVisor(_ arguments: [String], timeout: Double = 60, signal: (number: Int32, after: Double)? = nil,
+              signalAfterOutput: String? = nil) throws -> ProcessResult {
+    try runProcess(Host.visorPath, arguments, timeout: timeout, signal: signal, signalAfterOutput: signalAfterOutput)
 }
 
 /// The ELF image of a built-in guest, building it if needed.
@@ -187,4 +201,61 @@ private func spawnAndWait(_ path: String, _ arguments: [String]) throws -> (stat
     while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
     return (status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f),
             (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "", usage)
+}
+
+/// What the sleeper guest printed. Its own verdict (`sleeper: PASS`) also bounds the worst
+/// wake-up latency at 50 ms, a wall-clock figure a loaded host breaks; the tests check what
+/// must hold anywhere (every sleep ran to its end, no timer fired early) and leave latency to
+/// `visor bench irq` and `visor bench shares`.
+struct SleeperReport {
+    var sleeps: UInt64
+    var elapsedNanoseconds: UInt64
+    var expectedNanoseconds: UInt64
+    var early: UInt64
+    var averageLatencyNanoseconds: UInt64
+    var maxLatencyNanoseconds: UInt64
+
+    /// Nil when the guest did not get as far as its figures.
+    init?(_ stdout: String) {
+        func fields(_ prefix: String) -> [String: UInt64]? {
+            guard let line = stdout.split(separator: "\n").first(where: { $0.hasPrefix(prefix) }) else { return nil }
+            var out: [String: UInt64] = [:]
+            for field in line.dropFirst(prefix.count).split(separator: " ") {
+                let parts = field.split(separator: "=", maxSplits: 1)
+                if parts.count == 2, let value = UInt64(parts[1]) { out[String(parts[0])] = value }
+            }
+            return out
+        }
+        guard let mode = fields("sleeper: mode="), let latency = fields("sleeper: latency_ns "),
+              let timing = fields("sleeper: elapsed_ns="),
+              let count = mode["count"], let average = latency["avg"], let maximum = latency["max"],
+              let expected = timing["expected_ns"], let early = timing["early"],
+              let elapsedLine = stdout.split(separator: "\n").first(where: { $0.hasPrefix("sleeper: elapsed_ns=") }),
+              let elapsed = UInt64(elapsedLine.dropFirst("sleeper: elapsed_ns=".count).prefix { $0.isNumber })
+        else { return nil }
+        sleeps = count
+        elapsedNanoseconds = elapsed
+        expectedNanoseconds = expected
+        self.early = early
+        averageLatencyNanoseconds = average
+        maxLatencyNanoseconds = maximum
+    }
+
+    /// The guest ended as it does when its only complaint is the latency bound, or passed.
+    static func endedWell(_ r: ProcessResult) -> Bool {
+        r.status == 0 && r.stdout.contains("sleeper: PASS")
+            || r.status == 3 && r.stdout.contains("sleeper: FAIL (max latency")
+    }
+}
+
+/// Expects a sleeper run to have made every sleep, none shorter than asked and no timer early.
+func expectSleeperWokeOnTime(_ r: ProcessResult, sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(SleeperReport.endedWell(r), "stdout: \(r.stdout)\nstderr: \(r.stderr)", sourceLocation: sourceLocation)
+    guard let report = SleeperReport(r.stdout) else {
+        Issue.record("the sleeper printed no figures: \(r.stdout)\nstderr: \(r.stderr)", sourceLocation: sourceLocation)
+        return
+    }
+    #expect(report.early == 0, "timer interrupts came early: \(r.stdout)", sourceLocation: sourceLocation)
+    #expect(report.elapsedNanoseconds >= report.expectedNanoseconds, "the sleeps took less than asked: \(r.stdout)",
+            sourceLocation: sourceLocation)
 }
