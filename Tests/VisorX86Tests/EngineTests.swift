@@ -205,7 +205,10 @@ struct SysRandom {
                 #expect(cpu.machine.cpu.cpl == UInt8(after.cs.selector & 3), "CPL is CS.RPL")
             }
         }
-        #expect(outcomes.values.reduce(0, +) == 150)
+        // The random code must reach many kinds of exit (port and MMIO accesses, HLT, shutdown,
+        // budget ends ...), or it exercised little of the interpreter.
+        print("random code: \(outcomes.sorted { $0.key < $1.key })")
+        #expect(outcomes.count >= 4, "exits: \(outcomes)")
     }
 
     @Test func randomPageTablesAndIDTsEndInFaultsOrShutdown() throws {
