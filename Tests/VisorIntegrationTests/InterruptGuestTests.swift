@@ -9,12 +9,10 @@ private let engines = Host.engines
 
 @Suite("Interrupts, timers and SMP", .serialized, .timeLimit(.minutes(5)))
 struct InterruptGuestTests {
-    @Test("ticker: periodic APIC timer interrupts arrive at the programmed rate", arguments: engines)
+    @Test("ticker: periodic APIC timer interrupts arrive, never faster than programmed", arguments: engines)
     func ticker(engine: String) throws {
         let r = try runVisor(["run", "--engine", engine, "ticker", "--cmdline", "hz=100 ticks=50", "--timeout", "60s"])
-        #expect(r.status == 0, "stdout: \(r.stdout)\nstderr: \(r.stderr)")
-        #expect(r.stdout.contains("PASS"))
-        #expect(!r.stdout.contains("FAIL"))
+        expectTickerTicked(r)
     }
 
     @Test("sleeper: hlt-based sleeps wake on time, never early", arguments: engines)
@@ -86,8 +84,7 @@ struct InterruptGuestsUnderQEMUTests {
 
     @Test("ticker, sleeper and smp pass under QEMU with the same ELF")
     func sameELFUnderQEMU() throws {
-        let ticker = try runQEMU("ticker", commandLine: "hz=100 ticks=50")
-        #expect(ticker.status == 0 && ticker.stdout.contains("PASS"), "\(ticker.stdout)\n\(ticker.stderr)")
+        expectTickerTicked(try runQEMU("ticker", commandLine: "hz=100 ticks=50"))
         expectSleeperWokeOnTime(try runQEMU("sleeper", commandLine: "ms=5 count=20"))
         let smp = try runQEMU("smp", commandLine: "cpus=4", cpus: 4)
         #expect(smp.status == 0 && smp.stdout.contains("PASS"), "\(smp.stdout)\n\(smp.stderr)")

@@ -259,3 +259,27 @@ func expectSleeperWokeOnTime(_ r: ProcessResult, sourceLocation: SourceLocation 
     #expect(report.elapsedNanoseconds >= report.expectedNanoseconds, "the sleeps took less than asked: \(r.stdout)",
             sourceLocation: sourceLocation)
 }
+
+/// Expects a ticker run to have taken all its periodic timer interrupts, none sooner than the
+/// programmed period allows. The guest's own verdict also bounds the mean period at +20 %, which
+/// a loaded host breaks (ticks that come late are lost, as a periodic APIC timer loses them);
+/// a mean period shorter than programmed (more than the guest's 20 % tolerance) is a bug anywhere.
+func expectTickerTicked(_ r: ProcessResult, sourceLocation: SourceLocation = #_sourceLocation) {
+    guard let line = r.stdout.split(separator: "\n").first(where: { $0.hasPrefix("ticker: period_ns ") }) else {
+        Issue.record("the ticker printed no period: \(r.stdout)\nstderr: \(r.stderr)", sourceLocation: sourceLocation)
+        return
+    }
+    var fields: [String: UInt64] = [:]
+    for field in line.split(separator: " ") {
+        let parts = field.split(separator: "=", maxSplits: 1)
+        if parts.count == 2, let value = UInt64(parts[1]) { fields[String(parts[0])] = value }
+    }
+    guard let programmed = fields["programmed"], let measured = fields["measured"] else {
+        Issue.record("unreadable ticker line: \(line)", sourceLocation: sourceLocation)
+        return
+    }
+    let passed = r.status == 0 && r.stdout.contains("ticker: PASS")
+    let onlyLate = r.status == 3 && r.stdout.contains("ticker: FAIL (mean period") && measured > programmed
+    #expect(passed || onlyLate, "stdout: \(r.stdout)\nstderr: \(r.stderr)", sourceLocation: sourceLocation)
+    #expect(measured >= programmed - programmed / 5, "ticks came too fast: \(line)", sourceLocation: sourceLocation)
+}
