@@ -40,17 +40,40 @@ final class PVHarness {
                     context: context)
     }
 
+    /// A guest-memory access the test itself makes. One that fails is a broken test (it would
+    /// go on with setup it did not do), so it is recorded as an issue, never swallowed.
+    private func access<T>(_ what: String, _ address: UInt64, failing fallback: T, _ body: () throws -> T) -> T {
+        do { return try body() } catch {
+            Issue.record("the test's own \(what) at 0x\(String(address, radix: 16)) failed: \(error)")
+            return fallback
+        }
+    }
+
     /// Writes little-endian 32-bit words at `address`.
     func put32(_ words: [UInt32], at address: UInt64 = scratch) {
-        for (i, w) in words.enumerated() { try? memory.store(w, at: GuestPhysicalAddress(address + UInt64(i * 4))) }
+        for (i, w) in words.enumerated() {
+            let a = address + UInt64(i * 4)
+            access("store", a, failing: ()) { try memory.store(w, at: GuestPhysicalAddress(a)) }
+        }
     }
     func put64(_ words: [UInt64], at address: UInt64 = scratch) {
-        for (i, w) in words.enumerated() { try? memory.store(w, at: GuestPhysicalAddress(address + UInt64(i * 8))) }
+        for (i, w) in words.enumerated() {
+            let a = address + UInt64(i * 8)
+            access("store", a, failing: ()) { try memory.store(w, at: GuestPhysicalAddress(a)) }
+        }
     }
-    func get32(_ address: UInt64) -> UInt32 { (try? memory.load(UInt32.self, at: GuestPhysicalAddress(address))) ?? 0xdead }
-    func get64(_ address: UInt64) -> UInt64 { (try? memory.load(UInt64.self, at: GuestPhysicalAddress(address))) ?? 0xdead }
-    func get8(_ address: UInt64) -> UInt8 { (try? memory.load(UInt8.self, at: GuestPhysicalAddress(address))) ?? 0xde }
-    func set8(_ value: UInt8, _ address: UInt64) { try? memory.store(value, at: GuestPhysicalAddress(address)) }
+    func get32(_ address: UInt64) -> UInt32 {
+        access("load", address, failing: 0xdead) { try memory.load(UInt32.self, at: GuestPhysicalAddress(address)) }
+    }
+    func get64(_ address: UInt64) -> UInt64 {
+        access("load", address, failing: 0xdead) { try memory.load(UInt64.self, at: GuestPhysicalAddress(address)) }
+    }
+    func get8(_ address: UInt64) -> UInt8 {
+        access("load", address, failing: 0xde) { try memory.load(UInt8.self, at: GuestPhysicalAddress(address)) }
+    }
+    func set8(_ value: UInt8, _ address: UInt64) {
+        access("store", address, failing: ()) { try memory.store(value, at: GuestPhysicalAddress(address)) }
+    }
 
     /// An event-channel op whose structure (32-bit words) is placed at the scratch address.
     func evtchn(_ command: UInt32, _ words: [UInt32], vcpu: Int = 0) -> HypercallOutcome {
@@ -112,11 +135,10 @@ final class PVHarness {
         #expect(HypercallPage.bytes[2048...].allSatisfy { $0 == 0xcc })
     }
 
-    /// Disassembles the page with GNU objdump when it is installed (exact bytes are checked
-    /// above either way).
-    @Test func stubsDisassemble() throws {
-        let objdump = "/usr/bin/objdump"
-        guard FileManager.default.isExecutableFile(atPath: objdump) else { return }
+    /// Disassembles the page with GNU objdump (exact bytes are checked above either way).
+    @Test(.enabled(if: Host.objdumpPath != nil, Host.noObjdump))
+    func stubsDisassemble() throws {
+        let objdump = try #require(Host.objdumpPath)
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("visor-hypercall-page-\(getpid()).bin")
         try Data(HypercallPage.bytes).write(to: file)
         defer { try? FileManager.default.removeItem(at: file) }
@@ -128,6 +150,7 @@ final class PVHarness {
         try process.run()
         let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "objdump: \(output)")
         let instructions = output.split(separator: "\n").compactMap { line -> (UInt64, String)? in
             let parts = line.split(separator: "\t")
             guard parts.count >= 3, let address = UInt64(parts[0].trimmingCharacters(in: .whitespaces).dropLast(), radix: 16)

@@ -4,7 +4,8 @@
 import Foundation
 import Testing
 
-private let engines: [String] = Host.kvmAvailable ? ["kvm", "interp"] : ["interp"]
+/// The engines here (see `Host.engines`).
+private let engines = Host.engines
 
 @Suite("Paravirtual guests", .serialized, .timeLimit(.minutes(5)))
 struct ParavirtGuestTests {
@@ -39,7 +40,7 @@ struct ParavirtGuestTests {
     }
 
     @Test("minios boots native under QEMU with the same ELF",
-          .enabled(if: Host.qemuPath != nil, "needs qemu-system-x86_64"))
+          .enabled(if: Host.qemuPath != nil, Host.noQEMU))
     func miniosUnderQEMU() throws {
         let r = try runProcess(Host.qemuPath!, [
             "-accel", "tcg", "-cpu", "max", "-display", "none", "-nodefaults", "-no-reboot", "-serial", "stdio",
@@ -52,12 +53,9 @@ struct ParavirtGuestTests {
     }
 
     @Test("typing into minios's shell in a terminal (tmux): help, ps, long lines, halt",
-          arguments: engines, ["pv=on", "pv=off"])
+          .enabled(if: Host.tmuxPath != nil, Host.noTmux), arguments: engines, ["pv=on", "pv=off"])
     func interactiveShell(engine: String, mode: String) throws {
-        guard let tmux = ["/usr/bin/tmux", "/usr/local/bin/tmux"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-            FileHandle.standardError.write(Data("*** SKIPPING the tmux shell test: tmux is not installed (apt-get install tmux).\n".utf8))
-            return
-        }
+        let tmux = try #require(Host.tmuxPath)
         let session = "visor-test-\(getpid())-\(engine)-\(mode)"
         let status = FileManager.default.temporaryDirectory.appendingPathComponent("\(session).status").path
         let socket = FileManager.default.temporaryDirectory.appendingPathComponent("\(session).tmux").path
