@@ -61,7 +61,10 @@ final class PseudoTerminal: @unchecked Sendable {
         while offset < bytes.count {
             let n = bytes[offset...].withUnsafeBytes { write(master, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { return }
+            guard n > 0 else {
+                Issue.record("writing to the pseudo-terminal failed after \(offset) of \(bytes.count) bytes (errno \(errno))")
+                return
+            }
             offset += n
         }
     }
