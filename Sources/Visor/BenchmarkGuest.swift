@@ -4,6 +4,7 @@
 import Foundation
 import Synchronization
 import VisorCore
+import VisorSched
 
 enum BenchmarkGuest {
     /// The engine called `name`, or `BenchmarkError.guestFailed` saying why there is none.
@@ -36,6 +37,65 @@ enum BenchmarkGuest {
             throw BenchmarkError.guestFailed("\(image.lastPathComponent) on \(engineName): \(outcome)\n\(text.suffix(4000))")
         }
         return (text, domain.exitStatistics)
+    }
+}
+
+/// One domain of a benchmark scenario: a built-in guest and how the scheduler treats it.
+struct ScenarioDomain {
+    var name: String
+    var guest: String
+    var commandLine: String
+    var vcpus = 1
+    var weight: Int?
+    var cap: Int?
+}
+
+/// What a scenario gave, per domain in the order given.
+struct ScenarioResult {
+    /// Percent of the one pCPU (pCPU time held ÷ wall time), measured before the stop.
+    var shares: [Double]
+    /// pCPU time held, measured with `shares`.
+    var cpuNanoseconds: [UInt64]
+    var outputs: [String]
+    var outcomes: [DomainOutcome]
+    /// From the stop request (what --timeout, Ctrl-] and signals make) until every thread of
+    /// every domain had ended.
+    var stopNanoseconds: UInt64
+}
+
+extension BenchmarkGuest {
+    /// Runs the domains together on a pool of one pCPU for `seconds` (or until all have ended),
+    /// then stops them.
+    static func runScenario(_ specs: [ScenarioDomain], engine name: String, seconds: Double,
+                            scheduler: SchedulerKind) throws -> ScenarioResult {
+        let engine = try engine(named: name)
+        let pool = try CPUPool(kind: scheduler, pcpuCount: 1)
+        var domains: [Domain] = []
+        var outputs: [ConsoleBuffer] = []
+        for (index, spec) in specs.enumerated() {
+            let image = try GuestCatalog.standard().image(named: spec.guest)
+            let output = ConsoleBuffer()
+            outputs.append(output)
+            let configuration = try configuration(image: image, commandLine: spec.commandLine, engine: engine,
+                                                  vcpus: spec.vcpus, name: spec.name)
+            let domain = try Domain(configuration: configuration) { byte in output.append(byte) }
+            try domain.start(in: pool, id: DomainID(UInt32(index + 1)), affinities: [],
+                             parameters: DomainSchedParams(weight: spec.weight, cap: spec.cap))
+            domains.append(domain)
+        }
+        let started = monotonicNanoseconds()
+        pool.start()
+        let deadline = started &+ UInt64(seconds * 1e9)
+        while monotonicNanoseconds() < deadline, !domains.allSatisfy(\.hasEnded) { usleep(10_000) }
+        let wall = Double(monotonicNanoseconds() &- started)
+        let cpu = domains.map(\.cpuNanoseconds)
+        let stopping = monotonicNanoseconds()
+        for d in domains { d.requestStop(reason: Launcher.runForReason) }
+        let outcomes = domains.map { $0.wait() }
+        let stopped = monotonicNanoseconds() &- stopping
+        pool.stop()
+        return ScenarioResult(shares: cpu.map { 100 * Double($0) / wall }, cpuNanoseconds: cpu,
+                              outputs: outputs.map(\.text), outcomes: outcomes, stopNanoseconds: stopped)
     }
 }
 
