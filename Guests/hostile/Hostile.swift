@@ -14,9 +14,12 @@
 //   hypercall-storm    every hypercall number with garbage arguments in a tight loop, through
 //                      the stubs and by trapping directly with any RAX, plus garbage writes
 //                      to the PV MSRs; never the few calls that would end or park it (see
-//                      `stormArguments`)
+//                      `stormArguments`). With up=on (and 2 vCPUs) it also starts vCPU 1
+//                      with a context that passes Visor's checks but is otherwise garbage
 //   ipi-storm          (2 vCPUs) both vCPUs send fixed IPIs to each other and to themselves,
-//                      broadcasts, SIPIs to a running CPU, NMIs and illegal vectors, nonstop
+//                      broadcasts, SIPIs to a running CPU, NMIs and illegal vectors, nonstop;
+//                      with init=on vCPU 0 also resets vCPU 1 (INIT) and restarts it (SIPI)
+//                      into a real-mode `jmp $`, again and again
 //   xmodify            (2 vCPUs) vCPU 1 rewrites a code page that vCPU 0 executes; after a
 //                      serializing CPUID vCPU 0 must see the latest code (counted as stale)
 //   beyond-ram         loads, stores, string copies and locked operations on physical
@@ -250,6 +253,7 @@ func stormArguments(_ nr: UInt64) -> (UInt64, UInt64, UInt64, UInt64, UInt64) {
 
 func hypercallStorm() -> Never {
     if let seed = GuestKit.multiboot?.unsignedArgument("seed") { randomState = seed | 1 }
+    let upOther = GuestKit.multiboot?.argument("up").map { $0.utf8.elementsEqual("on".utf8) } ?? false
     if let upper = GuestKit.multiboot?.memoryUpperKiB { ramTop = (UInt64(upper) + 1024) * 1024 }
     Interrupts.setUp()
     Timing.discover()
@@ -289,6 +293,27 @@ func hypercallStorm() -> Never {
             let msr = calls % 128 == 0 ? PV.hypercallMSR : PV.sharedInfoMSR
             let page = random() % 2 == 0 ? (UInt64(UInt(bitPattern: scratch)) + 4095) & ~4095 : outsideRAM() & ~4095
             gk_wrmsr(msr, page | (random() & 0xfff))
+        }
+        if upOther && pv && calls % 64 == 32 {
+            // vCPU 1 started with a context that passes Visor's checks but is otherwise garbage.
+            let ctx = UnsafeMutablePointer<UInt64>.allocate(capacity: VCPUContext.size / 8)
+            ctx[VCPUContext.ripOffset / 8] = random() & 0x7fff_ffff_ffff
+            ctx[VCPUContext.rspOffset / 8] = random() & 0x7fff_ffff_ffff
+            ctx[VCPUContext.rdiOffset / 8] = random()
+            ctx[VCPUContext.cr3Offset / 8] = gk_read_cr3()
+            ctx[VCPUContext.gdtBaseOffset / 8] = gk_boot_gdt_base()
+            ctx[VCPUContext.gdtLimitOffset / 8] = gk_boot_gdt_limit()
+            ctx[VCPUContext.codeSelectorOffset / 8] = 0x08
+            ctx[VCPUContext.dataSelectorOffset / 8] = 0x10
+            ctx[VCPUContext.cr4Offset / 8] = random() | 0x20
+            ctx[VCPUContext.eferOffset / 8] = random() | 0x100
+            let a = PV.call(Hypercall.vcpuOp, UInt64(VCPUOp.initialise), 1, UInt64(UInt(bitPattern: ctx)))
+            let b = PV.call(Hypercall.vcpuOp, UInt64(VCPUOp.up), 1)
+            put("hostile: started vCPU 1 with garbage: ")
+            put(a)
+            put(" ")
+            put(b)
+            putLine()
         }
         if calls % 32 == 0 { ho_sti_nop_cli() }   // room for one upcall or interrupt
         if reportDue() {
@@ -330,9 +355,21 @@ func ipiStorm() -> Never {
     put("hostile: ipi-storm cpus=")
     put(online)
     putLine()
+    resetOther = GuestKit.multiboot?.argument("init").map { $0.utf8.elementsEqual("on".utf8) } ?? false
+    if resetOther {
+        // Real-mode code for the restarted vCPU: `jmp $` at the start-up page.
+        let page = UnsafeMutablePointer<UInt8>(bitPattern: UInt(restartPage) << 12)!
+        page[0] = 0xeb
+        page[1] = 0xfe
+    }
     started("ipi-storm")
     storm(0)
 }
+
+/// init=on: CPU 0 also resets the other CPU (INIT) and restarts it (SIPI) into `jmp $` at
+/// this page, over and over.
+nonisolated(unsafe) var resetOther = false
+let restartPage: UInt32 = 0x71
 
 /// The storm on CPU `index`: never returns.
 func storm(_ index: UInt32) -> Never {
@@ -353,6 +390,11 @@ func storm(_ index: UInt32) -> Never {
         case 32: APIC.sendICR(low: 0x800 | pingVector, destination: 0x03)      // logical destination
         case 40: if hasOther { APIC.sendStartup(page: 0x70, to: other) }        // SIPI to a running CPU
         case 48: APIC.sendICR(low: 0x200 | pingVector, destination: other)     // SMI (ignored)
+        case 56:
+            if index == 0 && resetOther && hasOther && sent % 512 == 56 {
+                APIC.sendInit(to: other)
+                APIC.sendStartup(page: restartPage, to: other)
+            }
         default: break
         }
         if index == 0 && reportDue() {
@@ -438,14 +480,19 @@ func crossModify() -> Never {
 
 // MARK: beyond-ram
 
-/// Faults the probes recovered from, by vector.
+/// Faults the probes recovered from.
 nonisolated(unsafe) var probeFaults: UInt64 = 0
+/// Where `ho_exec` jumps: a fault there is a probe's too.
+nonisolated(unsafe) var execTarget: UInt64 = 0
+/// Jumps done by `ho_exec` that came back.
+nonisolated(unsafe) var executed: UInt64 = 0
 
 /// #GP, #PF, #UD and #AC inside a probe resume at `ho_probe_fault`; anywhere else they are
 /// GuestKit's unexpected exceptions.
 let probeFaultHandler: InterruptHandler = { raw in
     let frame = InterruptFrame(raw)
-    if frame.rip >= ho_probes_start_address() && frame.rip < ho_probes_end_address() {
+    let inProbe = frame.rip >= ho_probes_start_address() && frame.rip < ho_probes_end_address()
+    if inProbe || (frame.rip >= execTarget && frame.rip - execTarget < 16) {
         probeFaults &+= 1
         frame.rip = ho_probe_fault_address()
         return
@@ -471,6 +518,8 @@ func beyondRAM() -> Never {
     }
     let pdpt = ho_boot_pdpt()
     pdpt[4] = UInt64(UInt(bitPattern: directory)) | 0x07
+    // Linear [5 GiB, 6 GiB): a page directory that is itself outside RAM, in the device hole.
+    pdpt[5] = 0xe000_0000 | 0x07
     ho_write_cr3(gk_read_cr3())
     let ram = allocatePage()
     put("hostile: beyond-ram ram_top=")
@@ -487,6 +536,8 @@ func beyondRAM() -> Never {
     for i in 0..<targets.count where targets[i] < (1 << 52) {
         addresses.append(highWindow + UInt64(i) << 21 + 0x1230)
     }
+    addresses.append(highWindow + (1 << 30) + 0x5678)           // through the table in the hole
+    let exec = GuestKit.multiboot?.argument("exec").map { $0.utf8.elementsEqual("on".utf8) } ?? false
     started("beyond-ram")
     var rounds: UInt64 = 0
     var sum: UInt64 = 0
@@ -498,6 +549,16 @@ func beyondRAM() -> Never {
             sum &+= ho_copy_in(ram, address, 64) &+ ho_copy_out(address, ram, 64) &+ ho_fill(address, rounds, 8)
             sum &+= ho_xadd(address, 1) &+ ho_cmpxchg(address, 0, rounds) &+ ho_xchg(address, rounds)
         }
+        if exec {
+            // Code outside RAM: it reads as all ones (0xff 0xff is #UD) or its walk faults.
+            // (Not the last bytes of RAM: whatever the stores left there would run.)
+            let target = addresses[Int(rounds % UInt64(addresses.count))]
+            if target >= ramTop {
+                execTarget = target
+                sum &+= ho_exec(target)
+                executed &+= 1
+            }
+        }
         rounds &+= 1
         if reportDue() {
             put("hostile: beyond-ram alive rounds=")
@@ -506,6 +567,8 @@ func beyondRAM() -> Never {
             put(addresses.count)
             put(" faults=")
             put(probeFaults)
+            put(" executed=")
+            put(executed)
             put(" sum=")
             putHex(sum)
             putLine()

@@ -31,6 +31,7 @@ uint64_t ho_fill(uint64_t address, uint64_t value, uint64_t qwords);
 uint64_t ho_xadd(uint64_t address, uint64_t value);
 uint64_t ho_cmpxchg(uint64_t address, uint64_t expected, uint64_t replacement);
 uint64_t ho_xchg(uint64_t address, uint64_t value);
+uint64_t ho_exec(uint64_t address);
 
 /* xmodify's code page: four 8-byte slots of `mov $imm32, %eax; ret; nop; nop`. */
 extern uint64_t ho_code_page[];

@@ -151,6 +151,12 @@ ho_xchg:
         xchgq   %rax, (%rdi)
         ret
 
+/* uint64_t ho_exec(address): jumps there, as if it were code (the fault handler knows the
+ * address and resumes at ho_probe_fault, which returns to our caller). */
+        .globl  ho_exec
+ho_exec:
+        jmp     *%rdi
+
 ho_probe_fault:
         movq    $-1, %rax
         ret

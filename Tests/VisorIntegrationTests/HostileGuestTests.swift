@@ -63,6 +63,44 @@ struct HostileGuestStopTests {
         #expect(!r.stdout.contains("still alive"), "stdout: \(r.stdout)")
     }
 
+    @Test("the hostile variants: resetting the other vCPU, code outside RAM, a second vCPU started with garbage (interp)")
+    func variantsOnInterp() throws {
+        try checkVariants(engine: "interp")
+    }
+
+    @Test("the hostile variants: resetting the other vCPU, code outside RAM, a second vCPU started with garbage (kvm)",
+          .enabled(if: Host.kvmAvailable, "needs /dev/kvm"))
+    func variantsOnKVM() throws {
+        try checkVariants(engine: "kvm")
+    }
+
+    /// Each variant runs to --timeout (status 6) or, where the guest may legitimately be crashed
+    /// (a vCPU started with a garbage context; code outside RAM on an engine that cannot fetch
+    /// it), ends with status 2 and the reason; never anything else, and never late.
+    func checkVariants(engine: String) throws {
+        let variants: [(commandLine: String, vcpus: Int, mayCrash: Bool)] = [
+            ("mode=ipi-storm init=on", 2, false),
+            ("mode=beyond-ram exec=on", 1, engine != "interp"),   // interp: #UD, which the guest recovers from
+            ("mode=hypercall-storm up=on", 2, true),
+        ]
+        for variant in variants {
+            let start = Date()
+            let r = try runVisor(["run", "hostile", "--engine", engine, "--vcpus", "\(variant.vcpus)",
+                                  "--cmdline", variant.commandLine, "--timeout", "3s"], timeout: 60)
+            let overshoot = Date().timeIntervalSince(start) - 3
+            let report = "\(variant.commandLine) on \(engine): status \(r.status)\nstdout: \(r.stdout.suffix(2000))\nstderr: \(r.stderr.suffix(2000))"
+            print("hostile \(variant.commandLine) on \(engine): status \(r.status) after \(String(format: "%.3f", overshoot + 3)) s (--timeout 3s)")
+            #expect(!r.timedOut, "\(report)")
+            #expect(overshoot <= stopLatencyBound, "\(report)")
+            if variant.mayCrash && r.status == 2 {
+                #expect(r.stderr.contains("the guest crashed: vCPU"), "\(report)")
+            } else {
+                #expect(r.status == 6, "\(report)")
+                #expect(r.stdout.contains("alive"), "\(report)")
+            }
+        }
+    }
+
     @Test("a flooding guest whose console nobody reads still stops on SIGTERM and --timeout")
     func floodIntoAPipeNobodyReads() throws {
         // The guest writes its console under the platform lock: when the pipe was full, the
