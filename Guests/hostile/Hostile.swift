@@ -12,7 +12,8 @@
 //                      (a 1 ns period at Visor's 1 GHz timer clock), interrupts enabled; and
 //                      the PIT (reload 2) and the RTC (8192 Hz) at their fastest too
 //   hypercall-storm    every hypercall number with garbage arguments in a tight loop, through
-//                      the stubs and by trapping directly with any RAX, plus garbage writes
+//                      the stubs and by trapping directly with any RAX (also in bursts of 64
+//                      from an assembly loop, the tightest there is), plus garbage writes
 //                      to the PV MSRs; never the few calls that would end or park it (see
 //                      `stormArguments`). With up=on (and 2 vCPUs) it also starts vCPU 1
 //                      with a context that passes Visor's checks but is otherwise garbage
@@ -269,7 +270,7 @@ func hypercallStorm() -> Never {
     started("hypercall-storm")
     let numbers: [UInt32] = [Hypercall.setTimerOp, Hypercall.xenVersion, Hypercall.consoleIO, Hypercall.vcpuOp,
                              Hypercall.schedOp, Hypercall.eventChannelOp]
-    var calls: UInt64 = 0, failures: UInt64 = 0, successes: UInt64 = 0
+    var calls: UInt64 = 0, failures: UInt64 = 0, successes: UInt64 = 0, bursts: UInt64 = 0
     while true {
         if let scratch {
             // Fresh garbage in part of the scratch area, for the structures the calls read.
@@ -288,6 +289,11 @@ func hypercallStorm() -> Never {
         }
         if result < 0 { failures &+= 1 } else { successes &+= 1 }
         calls &+= 1
+        // And a burst straight from assembly: garbage registers, no pointers into RAM.
+        let burstFailures = ho_trap_burst(64, &randomState)
+        failures &+= burstFailures
+        successes &+= 64 &- burstFailures
+        bursts &+= 64
         if pv && calls % 64 == 0 {
             // Garbage to the PV MSRs: a page in the scratch area or outside RAM, any vector.
             let msr = calls % 128 == 0 ? PV.hypercallMSR : PV.sharedInfoMSR
@@ -318,7 +324,7 @@ func hypercallStorm() -> Never {
         if calls % 32 == 0 { ho_sti_nop_cli() }   // room for one upcall or interrupt
         if reportDue() {
             put("hostile: hypercall-storm alive calls=")
-            put(calls)
+            put(calls &+ bursts)
             put(" ok=")
             put(successes)
             put(" failed=")

@@ -2,6 +2,7 @@
 #include <stdint.h>
 
 void ho_cli_spin(void) __attribute__((noreturn));
+uint64_t ho_trap_burst(uint64_t count, uint64_t *_Nonnull state);
 int64_t ho_raw_trap(uint64_t rax, uint64_t rdi, uint64_t rsi, uint64_t rdx, uint64_t r10, uint64_t r8);
 void ho_outsb(uint16_t port, const uint8_t *_Nonnull bytes, uint64_t count);
 

@@ -24,6 +24,84 @@ ho_raw_trap:
         movslq  %eax, %rax
         ret
 
+/* uint64_t ho_trap_burst(uint64_t count, uint64_t *state): `count` hypercall traps (the
+ * `in $0xf8` directly) with garbage from an xorshift64 generator whose state is *state:
+ * RAX = a number below 64, or any 64-bit value one time in eight; every argument any 64-bit
+ * value, the first one a small number (a sub-operation) half the time. The calls that would
+ * end or park the guest become harmless ones, as in Hostile.swift's `stormArguments`:
+ * sched_op block/shutdown/poll → yield, vcpu_op up/down → is_up. Returns how many failed. */
+.macro XORSHIFT
+        movq    %r14, %rax
+        shrq    $12, %rax
+        xorq    %rax, %r14
+        movq    %r14, %rax
+        shlq    $25, %rax
+        xorq    %rax, %r14
+        movq    %r14, %rax
+        shrq    $27, %rax
+        xorq    %rax, %r14
+.endm
+        .globl  ho_trap_burst
+ho_trap_burst:
+        pushq   %rbx
+        pushq   %r12
+        pushq   %r13
+        pushq   %r14
+        pushq   %r15
+        movq    %rdi, %r12                      /* calls left */
+        movq    %rsi, %r13                      /* &state */
+        movq    (%r13), %r14
+        xorl    %r15d, %r15d                    /* failures */
+        testq   %r12, %r12
+        jz      9f
+1:      XORSHIFT
+        movq    %r14, %rbx                      /* chooses the number */
+        XORSHIFT
+        movq    %r14, %rdi
+        XORSHIFT
+        movq    %r14, %rsi
+        XORSHIFT
+        movq    %r14, %rdx
+        XORSHIFT
+        movq    %r14, %r10
+        XORSHIFT
+        movq    %r14, %r8
+        movq    %rbx, %rcx
+        andl    $63, %ecx                       /* a number the page has a stub for */
+        testq   $0x1c0, %rbx
+        cmovzq  %rbx, %rcx                      /* or, one time in eight, anything */
+        testq   $0x200, %rbx
+        jz      2f
+        andl    $15, %edi                       /* a small first argument: a sub-operation */
+2:      cmpq    $29, %rcx                       /* sched_op */
+        jne     3f
+        leaq    -1(%rdi), %rax
+        cmpq    $2, %rax                        /* block (1), shutdown (2), poll (3) */
+        ja      4f
+        xorl    %edi, %edi                      /* → yield */
+        jmp     4f
+3:      cmpq    $24, %rcx                       /* vcpu_op */
+        jne     4f
+        leaq    -1(%rdi), %rax
+        cmpq    $1, %rax                        /* up (1), down (2) */
+        ja      4f
+        movl    $3, %edi                        /* → is_up */
+4:      movq    %rcx, %rax
+        inl     $0xf8, %eax
+        testl   %eax, %eax
+        jns     5f
+        incq    %r15
+5:      decq    %r12
+        jnz     1b
+9:      movq    %r14, (%r13)
+        movq    %r15, %rax
+        popq    %r15
+        popq    %r14
+        popq    %r13
+        popq    %r12
+        popq    %rbx
+        ret
+
 /* void ho_outsb(uint16_t port, const uint8_t *bytes, uint64_t count): `rep outsb`, one string
  * I/O instruction for the whole buffer. */
         .globl  ho_outsb
