@@ -2,7 +2,8 @@
 // robustness tests and `visor bench hostile`. Every mode except triple-fault runs until the
 // host stops it; none of them may crash, hang or slow down the host or another domain.
 //
-// Command line: mode=<mode> (default flood), seed=<n> (hypercall-storm's generator).
+// Command line: mode=<mode> (default flood); seed=<n> (hypercall-storm's generator); the
+// variants up=on (hypercall-storm), init=on (ipi-storm), exec=on (beyond-ram), described below.
 //   flood              the console as fast as the guest can: `rep outsb` of 4 KiB to COM1 with
 //                      no LSR polling, byte-by-byte `outb`, and (on Visor) console_io writes
 //                      of 4 KiB
@@ -26,8 +27,11 @@
 //   beyond-ram         loads, stores, string copies and locked operations on physical
 //                      addresses outside RAM: just past its end, in the device hole below
 //                      4 GiB, above 4 GiB and at the top of the physical address space through
-//                      its own page tables, and past MAXPHYADDR (a reserved-bit #PF it
-//                      recovers from)
+//                      its own page tables, past MAXPHYADDR (a reserved-bit #PF it recovers
+//                      from) and through a page directory that is itself in the device hole;
+//                      with exec=on it also jumps to those addresses (code outside RAM reads
+//                      as all ones: #UD, recovered; an engine that cannot fetch it may crash
+//                      the domain instead)
 //   fault-loop         an IDT whose #DE and #GP gates are not present: each divide by zero or
 //                      non-canonical load becomes a double fault, which its #DF handler
 //                      resumes after, in a loop
@@ -129,7 +133,7 @@ func apicOneNanosecond() -> Never {
     APIC.write(APIC.Register.lvtTimer, 0x20000 | tickVector)        // periodic, unmasked
     APIC.write(APIC.Register.timerInitialCount, 1)                  // one tick: 1 ns at 1 GHz
     // The legacy timers at their fastest too, through the 8259 and LINT0 (ExtINT): PIT channel
-    // 0 as a rate generator with reload 2 (1.2 µs), the RTC's periodic interrupt at 8192 Hz.
+    // 0 as a rate generator with reload 2 (1.7 µs), the RTC's periodic interrupt at 8192 Hz.
     Interrupts.register(vector: Interrupts.picBase) { _ in
         pitTicks &+= 1
         gk_outb(0x20, 0x20)                                         // 8259 EOI
@@ -302,7 +306,7 @@ func hypercallStorm() -> Never {
         }
         if upOther && pv && calls % 64 == 32 {
             // vCPU 1 started with a context that passes Visor's checks but is otherwise garbage.
-            let ctx = UnsafeMutablePointer<UInt64>.allocate(capacity: VCPUContext.size / 8)
+            let ctx = UnsafeMutableRawPointer(scratch!).assumingMemoryBound(to: UInt64.self)
             ctx[VCPUContext.ripOffset / 8] = random() & 0x7fff_ffff_ffff
             ctx[VCPUContext.rspOffset / 8] = random() & 0x7fff_ffff_ffff
             ctx[VCPUContext.rdiOffset / 8] = random()
