@@ -56,6 +56,7 @@ struct ScenarioResult {
     var shares: [Double]
     /// pCPU time held, measured with `shares`.
     var cpuNanoseconds: [UInt64]
+    /// The first MiB of each domain's console output.
     var outputs: [String]
     var outcomes: [DomainOutcome]
     /// From the stop request (what --timeout, Ctrl-] and signals make) until every thread of
@@ -74,7 +75,7 @@ extension BenchmarkGuest {
         var outputs: [ConsoleBuffer] = []
         for (index, spec) in specs.enumerated() {
             let image = try GuestCatalog.standard().image(named: spec.guest)
-            let output = ConsoleBuffer()
+            let output = ConsoleBuffer(limit: 1 << 20)      // a guest may flood its console
             outputs.append(output)
             let configuration = try configuration(image: image, commandLine: spec.commandLine, engine: engine,
                                                   vcpus: spec.vcpus, name: spec.name)
@@ -99,9 +100,11 @@ extension BenchmarkGuest {
     }
 }
 
-/// A guest's console output collected in memory.
+/// A guest's console output collected in memory: the first `limit` bytes of it.
 final class ConsoleBuffer: Sendable {
     private let bytes = Mutex<[UInt8]>([])
-    func append(_ byte: UInt8) { bytes.withLock { $0.append(byte) } }
+    private let limit: Int
+    init(limit: Int = .max) { self.limit = limit }
+    func append(_ byte: UInt8) { bytes.withLock { if $0.count < limit { $0.append(byte) } } }
     var text: String { String(decoding: bytes.withLock { $0 }, as: UTF8.self) }
 }
