@@ -52,9 +52,10 @@ struct ScenarioDomain {
 
 /// What a scenario gave, per domain in the order given.
 struct ScenarioResult {
-    /// Percent of the one pCPU (pCPU time held ÷ wall time), measured before the stop.
+    /// Percent of the one pCPU (pCPU time held ÷ wall time) over the measured time, before the
+    /// stop.
     var shares: [Double]
-    /// pCPU time held, measured with `shares`.
+    /// pCPU time held over the measured time.
     var cpuNanoseconds: [UInt64]
     /// The first MiB of each domain's console output.
     var outputs: [String]
@@ -66,9 +67,10 @@ struct ScenarioResult {
 
 extension BenchmarkGuest {
     /// Runs the domains together on a pool of one pCPU for `seconds` (or until all have ended),
-    /// then stops them.
+    /// then stops them. With `after`, the measured `seconds` start once domain `after.domain`
+    /// has printed `after.text` (boot is not measured; at most a minute is waited for it).
     static func runScenario(_ specs: [ScenarioDomain], engine name: String, seconds: Double,
-                            scheduler: SchedulerKind) throws -> ScenarioResult {
+                            scheduler: SchedulerKind, after: (domain: Int, text: String)? = nil) throws -> ScenarioResult {
         let engine = try engine(named: name)
         let pool = try CPUPool(kind: scheduler, pcpuCount: 1)
         var domains: [Domain] = []
@@ -84,12 +86,18 @@ extension BenchmarkGuest {
                              parameters: DomainSchedParams(weight: spec.weight, cap: spec.cap))
             domains.append(domain)
         }
-        let started = monotonicNanoseconds()
         pool.start()
+        if let after, outputs.indices.contains(after.domain) {
+            let limit = monotonicNanoseconds() &+ 60_000_000_000
+            while monotonicNanoseconds() < limit, !outputs[after.domain].contains(after.text),
+                  !domains.allSatisfy(\.hasEnded) { usleep(10_000) }
+        }
+        let started = monotonicNanoseconds()
+        let cpuBefore = domains.map(\.cpuNanoseconds)
         let deadline = started &+ UInt64(seconds * 1e9)
         while monotonicNanoseconds() < deadline, !domains.allSatisfy(\.hasEnded) { usleep(10_000) }
         let wall = Double(monotonicNanoseconds() &- started)
-        let cpu = domains.map(\.cpuNanoseconds)
+        let cpu = zip(domains, cpuBefore).map { $0.cpuNanoseconds &- $1 }
         let stopping = monotonicNanoseconds()
         for d in domains { d.requestStop(reason: Launcher.runForReason) }
         let outcomes = domains.map { $0.wait() }
@@ -106,5 +114,12 @@ final class ConsoleBuffer: Sendable {
     private let limit: Int
     init(limit: Int = .max) { self.limit = limit }
     func append(_ byte: UInt8) { bytes.withLock { if $0.count < limit { $0.append(byte) } } }
+    func contains(_ text: String) -> Bool {
+        let needle = Array(text.utf8)
+        return bytes.withLock { haystack in
+            guard !needle.isEmpty, haystack.count >= needle.count else { return needle.isEmpty }
+            return (0...(haystack.count - needle.count)).contains { haystack[$0..<($0 + needle.count)].elementsEqual(needle) }
+        }
+    }
     var text: String { String(decoding: bytes.withLock { $0 }, as: UTF8.self) }
 }

@@ -1,7 +1,8 @@
 // `visor bench hostile`: what each hostile guest (Guests/hostile, one attack per mode) costs a
 // well-behaved neighbour and the host's control, per engine. Each mode runs beside a cpuhog with
 // an equal share of one pCPU under the credit scheduler (a two-vCPU hostile domain has weight
-// 128 to the hog's 256: credit weighs each active vCPU, as Xen's does) for `seconds`; then both
+// 128 to the hog's 256: credit weighs each active vCPU, as Xen's does) for `seconds` from the
+// moment the attack starts (the hostile guest's boot is not measured); then both
 // are stopped the way --timeout, Ctrl-] and SIGTERM stop them. Figures: the neighbour's share of
 // the pCPU (fair: 50 %), its part of the pCPU time the pool handed out, the hostile domain's
 // share and how it ended, and the stop latency (request → every thread of both domains ended).
@@ -59,7 +60,7 @@ public enum HostileBenchmark {
                     [ScenarioDomain(name: "hostile", guest: "hostile", commandLine: "mode=\(mode)", vcpus: vcpus,
                                     weight: 256 / vcpus),
                      ScenarioDomain(name: "hog", guest: "cpuhog", commandLine: "ms=3600000")],
-                    engine: engine, seconds: seconds, scheduler: .credit)
+                    engine: engine, seconds: seconds, scheduler: .credit, after: (0, "hostile: \(mode) running"))
                 guard result.outputs[0].contains("hostile: \(mode) running") else {
                     throw BenchmarkError.guestFailed("hostile mode=\(mode) on \(engine) never started:\n\(result.outputs[0].suffix(2000))")
                 }

@@ -162,7 +162,7 @@ struct HostileBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hostile",
         abstract: "Each hostile guest beside a CPU hog on one pCPU: the hog's share, and how long a stop takes.",
-        discussion: "Runs the hostile guest in each mode (\(HostileBenchmark.modes.joined(separator: ", "))) beside cpuhog with an equal share of a one-pCPU pool (credit) for --seconds, then stops both as --timeout, Ctrl-] and signals do. Prints the hog's share of the pCPU (fair: 50 %), its part of the time the pool handed out, the hostile domain's share and outcome, and the stop latency.")
+        discussion: "Runs the hostile guest in each mode (\(HostileBenchmark.modes.joined(separator: ", "))) beside cpuhog with an equal share of a one-pCPU pool (credit) for --seconds from the moment its attack starts, then stops both as --timeout, Ctrl-] and signals do. Prints the hog's share of the pCPU (fair: 50 %), its part of the time the pool handed out, the hostile domain's share and outcome, and the stop latency.")
 
     @OptionGroup var engineSelection: EngineSelection
 

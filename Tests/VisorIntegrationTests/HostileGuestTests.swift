@@ -446,7 +446,7 @@ struct HostileBenchTests {
     @Test("bench hostile reports a row per mode and engine, the stop latency and how the hostile domain ended")
     func report() throws {
         let r = try runVisor(["bench", "hostile", "--engine", "interp", "--mode", "cli-spin", "--mode", "triple-fault",
-                              "--seconds", "0.5"], timeout: 120)
+                              "--seconds", "1"], timeout: 180)
         #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
         let rows = r.stdout.split(separator: "\n").filter { $0.hasPrefix("interp ") }
         #expect(rows.count == 2, "\(r.stdout)")
