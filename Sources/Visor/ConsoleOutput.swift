@@ -5,8 +5,8 @@
 // reading would stall the guest's vCPUs and, worse, every stop request (timeout, Ctrl-], SIGTERM)
 // that needs the same lock. So the guest side only appends to a bounded buffer, and a writer
 // thread of its own does the (blocking) writes. When the buffer is full, as with a guest that
-// floods its console faster than the host reads it, further bytes are dropped and counted, the
-// way xenconsoled discards what overflows its buffer.
+// floods its console faster than the host reads it, further bytes are dropped and counted
+// (xenconsoled likewise bounds each domain's buffer and discards what goes beyond it).
 
 import VisorCore
 #if canImport(Glibc)
