@@ -369,8 +369,9 @@ public final class Domain: @unchecked Sendable {
             runner.activity = .running
         }
 
-        if pv.timeUpdateNeeded(vcpu: index, now: clock.nanoseconds), let tsc = try? runner.vcpu.timeStampCounter() {
-            pv.updateTime(vcpu: index, tsc: tsc, now: clock.nanoseconds)
+        if pv.timeUpdateNeeded(vcpu: index, now: clock.nanoseconds),
+           let time = try? PVState.sampleTime(clock: { clock.nanoseconds }, tsc: { try runner.vcpu.timeStampCounter() }) {
+            pv.updateTime(vcpu: index, tsc: time.tsc, now: time.now)
         }
         if pending {
             if runner.vcpu.interruptWindowOpen, let vector = takeInterrupt(for: index) {
