@@ -115,6 +115,27 @@ struct StopTests {
         #expect(!console.text.contains("did not park"), "\(console.text)")
     }
 
+    @Test("SIGTERM while the guest is still being built ends visor at once, with status 6")
+    func sigtermDuringBuild() throws {
+        // A guest directory whose build takes half a minute: visor is inside `make` when the signal comes.
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("visor-slow-guests-\(getpid())-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try "all:\n\t@sleep 30\nlist:\n\t@echo slow\n%:\n\t@sleep 30\n"
+            .write(to: dir.appendingPathComponent("Makefile"), atomically: true, encoding: .utf8)
+        let visor = try RunningVisor(["run", "slow", "--engine", "interp"],
+                                     environment: ["VISOR_GUESTS_DIR": dir.path,
+                                                   "VISOR_GUESTS_OUT": dir.appendingPathComponent("out").path])
+        defer { visor.kill() }
+        usleep(1_500_000)
+        visor.signal(SIGTERM)
+        let latency = visor.waitForExit(seconds: stopLimit)
+        print("stop latency (SIGTERM during the guest build): \(latency.map { milliseconds($0) } ?? "stuck")")
+        try #require(latency != nil, "still running \(stopLimit) s after SIGTERM (waiting for make?):\n\(visor.stderr)")
+        #expect(visor.status == ExitStatus.stopped, "\(visor.stderr)")
+        #expect(visor.stderr.contains("stopped by a signal before the guest started"), "\(visor.stderr)")
+    }
+
     /// States no interrupt can end: the run ends by itself as `halted`, status 4.
     static let haltedByThemselves: [(name: String, commandLine: String, vcpus: Int)] = [
         ("a single vCPU sends itself INIT", "bsp=init", 1),
@@ -212,10 +233,14 @@ final class RunningVisor {
     private let readers = DispatchGroup()
     private let started = MonotonicClock.hostNanoseconds()
 
-    init(_ arguments: [String]) throws {
+    /// Starts `visor arguments`, with `environment` added to this process's environment.
+    init(_ arguments: [String], environment: [String: String] = [:]) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Host.visorPath)
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
