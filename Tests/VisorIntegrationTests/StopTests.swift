@@ -82,18 +82,21 @@ struct StopTests {
 
     @Test("--timeout ends the run with status 6", arguments: engines, ParkingScenario.all)
     func timeout(engine: String, scenario: ParkingScenario) throws {
-        let limit = 3.0
-        let visor = try RunningVisor(scenario.visorArguments + ["--engine", engine, "--timeout", "\(Int(limit))s"])
-        defer { visor.kill() }
-        let elapsed = visor.waitForExit(seconds: limit + stopLimit + 30)
-        print("run time with --timeout \(Int(limit))s (\(engine), \(scenario.name)): \(elapsed.map { milliseconds($0) } ?? "stuck")")
-        try #require(elapsed != nil, "still running long after --timeout \(limit)s:\n\(visor.stdout)\n\(visor.stderr)")
-        #expect(visor.status == ExitStatus.stopped, "\(visor.stdout)\n\(visor.stderr)")
-        #expect(visor.stderr.contains("the guest was stopped: the time limit of"), "\(visor.stderr)")
-        // The stop must have found the vCPUs parked, or this tested nothing: a boot slower than
-        // the limit on a very busy host shows here.
-        #expect(scenario.allParking(in: visor.stdout), "not every vCPU had parked when the time limit came:\n\(visor.stdout)")
-        #expect(!visor.stdout.contains("did not park"), "\(visor.stdout)")
+        // A short limit first; when the guest had not parked by then (a slow boot on a busy
+        // host), once more with a long one, so the stop is tested on parked vCPUs either way.
+        for limit in [1.5, 6.0] {
+            let argument = "\(Int(limit * 1000))ms"
+            let visor = try RunningVisor(scenario.visorArguments + ["--engine", engine, "--timeout", argument])
+            defer { visor.kill() }
+            let elapsed = visor.waitForExit(seconds: limit + stopLimit + 30)
+            print("run time with --timeout \(argument) (\(engine), \(scenario.name)): \(elapsed.map { milliseconds($0) } ?? "stuck")")
+            try #require(elapsed != nil, "still running long after --timeout \(argument):\n\(visor.stdout)\n\(visor.stderr)")
+            #expect(visor.status == ExitStatus.stopped, "\(visor.stdout)\n\(visor.stderr)")
+            #expect(visor.stderr.contains("the guest was stopped: the time limit of"), "\(visor.stderr)")
+            #expect(!visor.stdout.contains("did not park"), "\(visor.stdout)")
+            if scenario.allParking(in: visor.stdout) { return }
+        }
+        Issue.record("the guest had not parked when even the longer time limit came: the stop was not tested on parked vCPUs")
     }
 
     @Test("Domain.requestStop from another thread ends the run as stopped", arguments: engines, ParkingScenario.all)
