@@ -39,6 +39,10 @@ public final class Domain: @unchecked Sendable {
     private let statistics = Mutex(ExitStatistics())
     /// Set with `outcome`, readable without the platform lock (the pool's waits check it).
     private let ended = Atomic<Bool>(false)
+    /// A stop request from outside, seen by the vCPU threads before `outcome` is set (see
+    /// `requestStop`), and its first reason.
+    private let stopRequested = Atomic<Bool>(false)
+    private let stopReason = Mutex<String?>(nil)
     // Set once by `start`, before any thread of the domain runs; read by those threads.
     private var pool: CPUPool?
     private(set) var domainID: DomainID?
@@ -99,7 +103,17 @@ public final class Domain: @unchecked Sendable {
 
     /// Asks the running guest to stop soon. Safe from any thread; the first reason is reported.
     public func requestStop(reason: String) {
-        platform.lock.withLock { end(.stopped(reason: reason)) }
+        // First without the platform lock: a vCPU thread in an exit or hypercall storm takes it
+        // thousands of times a second, and the mutex is not fair, so on a busy host a waiter can
+        // wait long for it. The flag and the kicks make every vCPU thread come to
+        // `prepareEntry`, which ends the run itself; taking the lock below then only confirms.
+        let first = stopReason.withLock { pending -> String in
+            if pending == nil { pending = reason }
+            return pending ?? reason
+        }
+        stopRequested.store(true, ordering: .releasing)
+        for runner in runners { runner.vcpu.requestStop() }
+        platform.lock.withLock { end(.stopped(reason: first)) }
     }
 
     /// The exit statistics so far (complete once `run` has returned).
@@ -265,7 +279,9 @@ public final class Domain: @unchecked Sendable {
             case .end(let result): return result
             }
             if let pool, let scheduled = runner.scheduled {
-                guard pool.acquire(scheduled, cancelled: { ended.load(ordering: .acquiring) }) else { continue }
+                guard pool.acquire(scheduled, cancelled: {
+                    ended.load(ordering: .acquiring) || stopRequested.load(ordering: .acquiring)
+                }) else { continue }
             }
             let entered = monotonicNanoseconds()
             let exit: Exit
@@ -299,6 +315,9 @@ public final class Domain: @unchecked Sendable {
     private func prepareEntry(_ runner: VCPURunner, _ index: Int) -> EntryDecision {
         platform.lock.lock()
         defer { platform.lock.unlock() }
+        if outcome == nil, stopRequested.load(ordering: .acquiring), let reason = stopReason.withLock({ $0 }) {
+            end(.stopped(reason: reason))
+        }
         guard outcome == nil else { return .finish }
         platform.actingVCPU = index
         defer { platform.actingVCPU = nil }

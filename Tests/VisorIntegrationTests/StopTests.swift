@@ -74,7 +74,7 @@ struct StopTests {
         visor.signal(SIGTERM)
         let latency = visor.waitForExit(seconds: stopLimit)
         print("stop latency (SIGTERM, \(engine), \(scenario.name)): stopped after \(visor.secondsToStoppedMessage.map { milliseconds($0) } ?? "-"), exited after \(latency.map { milliseconds($0) } ?? "stuck")")
-        try #require(latency != nil, "still running \(stopLimit) s after SIGTERM:\n\(visor.stdout)\n\(visor.stderr)")
+        try #require(latency != nil, "still running \(stopLimit) s after SIGTERM:\n\(visor.stdout)\n\(visor.stderr)\n\(visor.threadReport())")
         #expect(visor.status == ExitStatus.stopped, "\(visor.stdout)\n\(visor.stderr)")
         #expect(visor.stderr.contains("the guest was stopped: signal 15"), "\(visor.stderr)")
         #expect(!visor.stdout.contains("did not park"), "\(visor.stdout)")
@@ -90,7 +90,7 @@ struct StopTests {
             defer { visor.kill() }
             let elapsed = visor.waitForExit(seconds: limit + stopLimit + 30)
             print("run time with --timeout \(argument) (\(engine), \(scenario.name)): \(elapsed.map { milliseconds($0) } ?? "stuck")")
-            try #require(elapsed != nil, "still running long after --timeout \(argument):\n\(visor.stdout)\n\(visor.stderr)")
+            try #require(elapsed != nil, "still running long after --timeout \(argument):\n\(visor.stdout)\n\(visor.stderr)\n\(visor.threadReport())")
             #expect(visor.status == ExitStatus.stopped, "\(visor.stdout)\n\(visor.stderr)")
             #expect(visor.stderr.contains("the guest was stopped: the time limit of"), "\(visor.stderr)")
             #expect(!visor.stdout.contains("did not park"), "\(visor.stdout)")
@@ -344,6 +344,22 @@ final class RunningVisor {
     var secondsToStoppedMessage: Double? {
         guard let at = output.stoppedMessageAt.withLock({ $0 }), let sent = signalledAt.withLock({ $0 }) else { return nil }
         return Double(at &- sent) / 1e9
+    }
+
+    /// Where each of the process's threads is, from /proc (name, state, kernel wait channel and
+    /// kernel stack where readable): what a stuck stop waits for.
+    func threadReport() -> String {
+        let tasks = "/proc/\(pid)/task"
+        guard let ids = try? FileManager.default.contentsOfDirectory(atPath: tasks) else { return "(no /proc entry)" }
+        return ids.sorted().map { id in
+            func read(_ name: String) -> String {
+                ((try? String(contentsOfFile: "\(tasks)/\(id)/\(name)", encoding: .utf8)) ?? "?")
+                    .trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            let state = read("stat").split(separator: ")").last?.split(separator: " ").first.map(String.init) ?? "?"
+            let stack = read("stack").split(separator: "\n").prefix(6).joined(separator: " < ")
+            return "thread \(id) \(read("comm")) state \(state) wchan \(read("wchan")) \(stack)"
+        }.joined(separator: "\n")
     }
 
     /// Ends the process if it still runs (a stuck run must not outlive its test).
