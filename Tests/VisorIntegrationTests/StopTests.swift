@@ -257,38 +257,26 @@ final class RunningVisor {
     init(_ arguments: [String], environment: [String: String] = [:]) throws {
         var outPipe: [Int32] = [0, 0], errPipe: [Int32] = [0, 0]
         guard pipe(&outPipe) == 0, pipe(&errPipe) == 0 else { throw POSIXError(.EMFILE) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
-        posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
-        for fd in outPipe + errPipe { posix_spawn_file_actions_addclose(&actions, fd) }
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var none = sigset_t(), all = sigset_t()
-        sigemptyset(&none)
-        sigfillset(&all)
-        posix_spawnattr_setsigmask(&attributes, &none)
-        posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        let path = Host.visorPath
-        let argv = ([path] + arguments).map { strdup($0) } + [nil]
-        defer { for arg in argv { free(arg) } }
-        let variables = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let envp = variables.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { for variable in envp { free(variable) } }
-        var child: pid_t = 0
-        let rc = posix_spawn(&child, path, &actions, &attributes, argv, envp)
+        // Close-on-exec (pipe2 is not in Swift's Glibc module): another test's child must not
+        // inherit the write ends and hold the pipes open. The child gets its copies by dup2.
+        for fd in outPipe + errPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        let spawned = Result {
+            try spawnUnmasked(Host.visorPath, arguments, environment: environment) { actions in
+                posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+                posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
+                posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
+                for fd in outPipe + errPipe { posix_spawn_file_actions_addclose(&actions, fd) }
+            }
+        }
         close(outPipe[1])
         close(errPipe[1])
-        guard rc == 0 else {
+        do {
+            pid = try spawned.get()
+        } catch {
             close(outPipe[0])
             close(errPipe[0])
-            throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EIO)
+            throw error
         }
-        pid = child
         for (fd, isError) in [(outPipe[0], false), (errPipe[0], true)] {
             DispatchQueue.global().async(group: readers) { [output] in
                 var buffer = [UInt8](repeating: 0, count: 4096)
@@ -308,7 +296,7 @@ final class RunningVisor {
     /// The exit status (128 + the signal if one killed it); valid once `waitForExit` returned a time.
     var status: Int32 {
         guard let waitStatus else { return -1 }
-        return waitStatus & 0x7f == 0 ? (waitStatus >> 8) & 0xff : 128 + (waitStatus & 0x7f)
+        return shellStatus(waitStatus)
     }
 
     /// Whether the child has exited (reaping it if so).
