@@ -39,8 +39,8 @@ extension X86Machine {
             x87NoteInstruction(insn)
             x87PartialRemainder(nearest: insn.operation == .fprem1)
         default:
-            // F2XM1, FYL2X, FYL2XP1, FPTAN, FPATAN, FSIN, FCOS, FSINCOS: not yet implemented.
-            throw .fault(.undefined)
+            x87NoteInstruction(insn)
+            x87Transcendental(insn.operation)
         }
     }
 

@@ -169,7 +169,7 @@ struct FPCaseGenerator {
     static let simdIntegerFamilies = ["mmxInteger", "sseInteger", "simdShiftShuffle", "simdMove"]
     static let sseFloatFamilies = ["sseArithmetic", "sseCompare", "sseConvert", "sseFloatMove"]
     static let x87Families = ["x87Load", "x87Store", "x87Arithmetic", "x87Compare", "x87Misc", "x87Control",
-                              "x87Pending"]
+                              "x87Pending", "x87Transcendental"]
     static let stateFamilies = ["fxsave", "mxcsr"]
 
     // MARK: Templates
@@ -556,7 +556,13 @@ struct FPCaseGenerator {
         var fixedRM: UInt8? = nil
         var undefinedFSW: UInt16 = 0
         var undefinedFlags: UInt64 = 0
+        /// Where ST(0) (and ST(1)) are taken from, for instructions with a restricted domain.
+        var domain: X87Domain = .any
+        /// Results may differ from the host's by this many ulps (transcendentals).
+        var tolerance: UInt64 = 0
     }
+
+    enum X87Domain { case any, trigonometric, unit, small, logarithm }
 
     enum X87MemoryKind { case single, double, extended, integer, bcd, word, environment, state }
 
@@ -656,6 +662,45 @@ struct FPCaseGenerator {
         X87Template(name: "fnsetpm (DB E4)", opcode: 0xdb, digit: 4, memory: nil, fixedRM: 4, undefinedFSW: c0123),
     ]
 
+    static let x87TranscendentalTemplates: [X87Template] = [
+        X87Template(name: "fsin", opcode: 0xd9, digit: 7, memory: nil, fixedRM: 6, undefinedFSW: 0x4100,
+                    domain: .trigonometric, tolerance: 1),
+        X87Template(name: "fcos", opcode: 0xd9, digit: 7, memory: nil, fixedRM: 7, undefinedFSW: 0x4100,
+                    domain: .trigonometric, tolerance: 1),
+        X87Template(name: "fsincos", opcode: 0xd9, digit: 7, memory: nil, fixedRM: 3, undefinedFSW: 0x4100,
+                    domain: .trigonometric, tolerance: 1),
+        X87Template(name: "fptan", opcode: 0xd9, digit: 6, memory: nil, fixedRM: 2, undefinedFSW: 0x4100,
+                    domain: .trigonometric, tolerance: 1),
+        X87Template(name: "f2xm1", opcode: 0xd9, digit: 6, memory: nil, fixedRM: 0, undefinedFSW: c023,
+                    domain: .unit, tolerance: 1),
+        X87Template(name: "fyl2x", opcode: 0xd9, digit: 6, memory: nil, fixedRM: 1, undefinedFSW: c023,
+                    domain: .logarithm, tolerance: 1),
+        X87Template(name: "fyl2xp1", opcode: 0xd9, digit: 7, memory: nil, fixedRM: 1, undefinedFSW: c023,
+                    domain: .small, tolerance: 1),
+        X87Template(name: "fpatan", opcode: 0xd9, digit: 6, memory: nil, fixedRM: 3, undefinedFSW: c023,
+                    tolerance: 1),
+    ]
+
+    /// A value for ST(0) in `domain` (special values a quarter of the time).
+    static func x87Operand(_ domain: X87Domain, _ rng: inout SplitMix64) -> Float80Bits {
+        if domain == .any || rng.below(4) == 0 { return FPValues.extended(&rng) }
+        let sign: UInt16 = rng.bool() ? 0x8000 : 0
+        let significand = rng.next() | 1 << 63
+        switch domain {
+        case .trigonometric:
+            // Up to 2^64 (beyond 2^63: out of range), mostly moderate.
+            let e = rng.below(3) == 0 ? rng.below(66) : rng.below(8)
+            return Float80Bits(significand: significand, signExponent: sign | UInt16(0x3fff + e - 2))
+        case .unit:
+            return Float80Bits(significand: significand, signExponent: sign | UInt16(0x3fff - 1 - rng.below(rng.bool() ? 70 : 8)))
+        case .small:
+            return Float80Bits(significand: significand, signExponent: sign | UInt16(0x3fff - 3 - rng.below(rng.bool() ? 70 : 8)))
+        default:  // .logarithm: positive, any magnitude, often near 1
+            if rng.bool() { return Float80Bits(significand: significand, signExponent: UInt16(0x3fff - rng.below(2))) }
+            return Float80Bits(significand: significand, signExponent: UInt16(rng.below(0x7ffe) + 1))
+        }
+    }
+
     static let x87ControlTemplates: [X87Template] = [
         X87Template(name: "fnstsw m16", opcode: 0xdd, digit: 7, memory: (2, .word), undefinedFSW: c0123),
         X87Template(name: "fnstsw ax", opcode: 0xdf, digit: 4, memory: nil, fixedRM: 0, undefinedFSW: c0123),
@@ -708,6 +753,7 @@ struct FPCaseGenerator {
         case "x87Arithmetic", "x87Pending": templates = Self.x87ArithmeticTemplates
         case "x87Compare": templates = Self.x87CompareTemplates
         case "x87Misc": templates = Self.x87MiscTemplates
+        case "x87Transcendental": templates = Self.x87TranscendentalTemplates
         default: templates = Self.x87ControlTemplates
         }
         let t = rng.pick(templates)
@@ -717,6 +763,10 @@ struct FPCaseGenerator {
         if family == "x87Pending" {
             // Some exceptions unmasked, so that the instruction may leave one pending for the FWAIT.
             fx.fcw = fx.fcw & ~0x3f | UInt16(rng.below(64))
+        }
+        if t.domain != .any {
+            fx.setST(0, Self.x87Operand(t.domain, &rng))
+            if rng.below(3) != 0 { fx.ftw |= 1 << UInt8(fx.top) }  // ST(0) mostly valid
         }
         var patches: [(address: UInt64, bytes: [UInt8])] = []
         var e: Encoding
@@ -740,6 +790,6 @@ struct FPCaseGenerator {
         return FPCase(family: family, name: t.name + (instructions == 2 ? " + wait" : ""), code: code,
                       instructions: instructions, registers: regs, flags: flags(&rng), fx: fx, patches: patches,
                       undefinedFSW: instructions == 2 ? t.undefinedFSW | Self.c0123 : t.undefinedFSW,
-                      undefinedFlags: t.undefinedFlags, compare: family == "x87Compare")
+                      undefinedFlags: t.undefinedFlags, x87Tolerance: t.tolerance, compare: family == "x87Compare")
     }
 }
