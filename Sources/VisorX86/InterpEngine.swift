@@ -20,8 +20,8 @@
 //
 // CPUID is `CPUIDTable(hostSupported: InterpEngine.cpuidLeaves, timeStampCounterFrequency: 1 GHz,
 // apicTimerFrequency: options.apicTimerFrequency)`: a minimal GenuineIntel CPU (family 6, model
-// 0x2a) with what the software CPU implements — leaf 1 EDX: FPU, PSE, TSC, MSR, PAE, CX8, PGE,
-// CMOV, CLFSH, FXSR, SSE, SSE2, and APIC (added by the table: Visor's local APIC lives in user
+// 0x2a) with what the software CPU implements — leaf 1 EDX: FPU, PSE, TSC, MSR, PAE, CX8, MTRR,
+// PGE, CMOV, PAT, CLFSH, MMX, FXSR, SSE, SSE2, and APIC (added by the table: Visor's local APIC lives in user
 // space at 0xfee0_0000); leaf 1 ECX: TSC-deadline and the hypervisor bit (both added by the
 // table), no x2APIC; leaf 1 EBX[31:24] the vCPU index as initial APIC ID; leaf 7: 0;
 // 0x8000_0001 EDX: SYSCALL, NX, LM; 0x8000_0008: 40 physical and 48 linear address bits — plus
@@ -64,8 +64,11 @@ public struct InterpEngine: Engine {
             for (i, b) in s.utf8.prefix(4).enumerated() { v |= UInt32(b) << (8 * UInt32(i)) }
             return v
         }
-        let leaf1EDX: UInt32 = 1 << 0 | 1 << 3 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 8 | 1 << 13 | 1 << 15 | 1 << 19
-            | 1 << 24 | 1 << 25 | 1 << 26
+        // FPU, PSE, TSC, MSR, PAE, CX8, MTRR, PGE, CMOV, PAT, CLFSH, MMX, FXSR, SSE, SSE2: the x87,
+        // MMX, SSE and SSE2 are complete and differential-tested (FPDifferentialTests), the MTRRs
+        // and PAT are held with their #GP checks (memory types mean nothing to a software CPU).
+        let leaf1EDX: UInt32 = 1 << 0 | 1 << 3 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 8 | 1 << 12 | 1 << 13 | 1 << 15
+            | 1 << 16 | 1 << 19 | 1 << 23 | 1 << 24 | 1 << 25 | 1 << 26
         var leaves = [
             CPUIDEntry(function: 0, eax: 7, ebx: fourCC("Genu"), ecx: fourCC("ntel"), edx: fourCC("ineI")),
             CPUIDEntry(function: 1, eax: 0x0002_06a7, ebx: 8 << 8 | 1 << 16, ecx: 0, edx: leaf1EDX),

@@ -46,6 +46,8 @@ public final class X86CPU {
     @exclusivity(unchecked) public var pat: UInt64 = 0x0007_0406_0007_0406
     /// Added to the platform's time-stamp counter: what WRMSR to IA32_TIME_STAMP_COUNTER sets.
     @exclusivity(unchecked) public var tscOffset: UInt64 = 0
+    /// The MTRRs (`MemoryTypeRanges.swift`).
+    @exclusivity(unchecked) public var mtrr = MemoryTypeRangeRegisters()
 
     /// XMM0-XMM15 as (low, high) 64-bit halves.
     @exclusivity(unchecked) public var xmm = [(low: UInt64, high: UInt64)](repeating: (0, 0), count: 16)

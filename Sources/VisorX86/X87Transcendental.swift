@@ -134,13 +134,6 @@ struct WideReal {
         WideFloat(sign: negative, exponent: Int32(clamping: exponent), significand: significand | 1)
     }
 
-    /// The nearest integer magnitude below 2^64 (the value must be smaller) and the quadrant work.
-    var truncatedInteger: UInt64 {
-        guard !isZero, exponent >= 0 else { return 0 }
-        if exponent >= 64 { return .max }
-        return UInt64(truncatingIfNeeded: significand >> UInt128(127 - exponent))
-    }
-
     // Constants (128-bit significands of the mathematical values, truncated).
     static let ln2 = WideReal(negative: false, exponent: -1, significand: 0xb172_17f7_d1cf_79ab_c9e3_b398_03f2_f6af)
     static let halfPi = WideReal(negative: false, exponent: 0, significand: 0xc90f_daa2_2168_c234_c4c6_628b_80dc_1cd1)
