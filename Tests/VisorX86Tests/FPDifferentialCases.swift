@@ -167,9 +167,9 @@ struct FPCaseGenerator {
     let rig: FPRig
 
     static let simdIntegerFamilies = ["mmxInteger", "sseInteger", "simdShiftShuffle", "simdMove"]
-    static let sseFloatFamilies = ["sseArithmetic", "sseCompare", "sseConvert", "sseFloatMove"]
+    static let sseFloatFamilies = ["sseArithmetic", "sseCompare", "sseConvert", "sseFloatMove", "sseBoundaries"]
     static let x87Families = ["x87Load", "x87Store", "x87Arithmetic", "x87Compare", "x87Misc", "x87Control",
-                              "x87Pending", "x87Transcendental"]
+                              "x87Pending", "x87Transcendental", "x87Boundaries"]
     static let stateFamilies = ["fxsave", "mxcsr"]
 
     // MARK: Templates
@@ -434,6 +434,8 @@ struct FPCaseGenerator {
         case "sseCompare": return simd(rng.pick(Self.compareTemplates), family, &rng)
         case "sseConvert": return simd(rng.pick(Self.conversionTemplates), family, &rng)
         case "sseFloatMove": return simd(rng.pick(Self.floatMoveTemplates), family, &rng)
+        case "sseBoundaries": return sseBoundary(&rng)
+        case "x87Boundaries": return x87Boundary(&rng)
         case "fxsave", "mxcsr": return state(family, &rng)
         default: return x87(family, &rng)
         }
@@ -505,6 +507,108 @@ struct FPCaseGenerator {
         let code = t.opcode == 0x77 ? [0x0f, 0x77] : e.bytes  // EMMS has no ModRM
         return FPCase(family: family, name: t.name, code: code, registers: regs, flags: flags(&rng), fx: fx,
                       patches: patches, undefinedFlags: t.undefinedFlags, approximateSingles: t.approximate)
+    }
+
+    // MARK: Directed boundaries
+    //
+    // Operands whose results land next to the edges rounding decides: just below the smallest
+    // normal (tininess before and after rounding differ there, and FTZ with it), ties, and the
+    // largest finite values; every rounding mode, with FTZ, DAZ and the underflow, overflow and
+    // inexact masks random.
+
+    /// A significand (fraction bits of `bits`) of ones down to a random position, or a single
+    /// low one, or all ones: values just below or above a power of two.
+    static func edgeFraction(_ bits: Int, _ rng: inout SplitMix64) -> UInt64 {
+        let all: UInt64 = (1 << UInt64(bits)) - 1
+        switch rng.below(4) {
+        case 0: return all
+        case 1: return all & ~((1 << UInt64(rng.below(bits))) - 1)
+        case 2: return 1 << UInt64(rng.below(bits))
+        default: return 0
+        }
+    }
+
+    func sseBoundary(_ rng: inout SplitMix64) -> FPCase? {
+        let double = rng.bool()
+        let (fractionBits, exponentBits): (Int, Int) = double ? (52, 11) : (23, 8)
+        let maxBiased = (1 << exponentBits) - 1
+        func value(_ biased: Int, _ fraction: UInt64, negative: Bool) -> UInt64 {
+            (negative ? 1 << UInt64(fractionBits + exponentBits) : 0) | UInt64(biased) << UInt64(fractionBits) | fraction
+        }
+        // x near the smallest normal (or the largest), y near 1 or 2 (or 1/2): x·y and x/y cross the edge.
+        let low = rng.below(4) != 0
+        let xBiased = low ? rng.below(3) : maxBiased - 1 - rng.below(2)
+        let bias = (1 << (exponentBits - 1)) - 1
+        let yBiased = bias + rng.pick([-1, 0, 0, 1])
+        var x = value(xBiased, Self.edgeFraction(fractionBits, &rng), negative: rng.bool())
+        var y = value(yBiased, Self.edgeFraction(fractionBits, &rng), negative: rng.below(4) == 0)
+        let ops: [(String, UInt8)] = [("mul", 0x59), ("div", 0x5e), ("add", 0x58), ("sub", 0x5c)]
+        var (name, opcode) = rng.pick(ops)
+        if rng.below(3) == 0 {
+            // Significands X, Y of p bits (values X, Y / 2^(p−1) in [1, 2)) whose product lies in
+            // (2 − 2^-p, 2): x = X at the smallest normal exponent times y = Y/2 is below the
+            // smallest normal before rounding and rounds to it (to nearest): tiny before
+            // rounding, not after.
+            let p = UInt64(fractionBits + 1)
+            for _ in 0..<64 {
+                let X = 1 << (p - 1) | rng.next() & ((1 << (p - 1)) - 1)
+                let high = UInt128(1) << UInt128(2 * p - 1)
+                let low = high - (UInt128(1) << UInt128(p - 2)) + 1
+                let Y = (low + UInt128(X) - 1) / UInt128(X)
+                guard Y < UInt128(1) << UInt128(p), UInt128(X) * Y < high else { continue }
+                let negative = rng.bool()
+                x = value(1, X & ((1 << (p - 1)) - 1), negative: negative)
+                y = value(bias - 1, UInt64(Y) & ((1 << (p - 1)) - 1), negative: false)
+                (name, opcode) = ("mul", 0x59)
+                break
+            }
+        }
+        var fx = image(&rng, values: double ? .double : .single)
+        fx.mxcsr = (fx.mxcsr & ~0x1f80) | (rng.bool() ? 0x1f80 : 0x1f80 & ~UInt32(rng.pick([1 << 10, 1 << 11, 1 << 12, 3 << 11])))
+        let d = UInt8(rng.below(16)), sr = UInt8(rng.below(16))
+        let lanes = double ? 2 : 4
+        func fill(_ a: UInt64, _ b: UInt64) -> (UInt64, UInt64) {
+            lanes == 2 ? (a, b) : (a | b << 32, a | b << 32)
+        }
+        // The second operand of an add or subtract is another small value.
+        let second = opcode == 0x58 || opcode == 0x5c
+            ? value(rng.below(3), Self.edgeFraction(fractionBits, &rng), negative: rng.bool()) : y
+        fx.setXMM(Int(d), fill(x, x))
+        fx.setXMM(Int(sr), rng.bool() ? fill(second, second) : fill(second, x))
+        if d == sr { fx.setXMM(Int(d), fill(x, second)) }
+        let packed = rng.bool()
+        let prefix: [UInt8] = packed ? (double ? [0x66] : []) : [double ? 0xf2 : 0xf3]
+        let e = Encoding(legacyPrefixes: prefix, opcode: [0x0f, opcode], regField: d, rm: .register(sr))
+        return FPCase(family: "sseBoundaries", name: name + (packed ? "p" : "s") + (double ? "d" : "s"), code: e.bytes,
+                      registers: registers(&rng), flags: flags(&rng), fx: fx)
+    }
+
+    func x87Boundary(_ rng: inout SplitMix64) -> FPCase? {
+        var fx = image(&rng, values: .integer, pendingChance: 0)
+        fx.fcw = (fx.fcw & ~0x3f) | (rng.bool() ? 0x3f : 0x3f & ~UInt16(rng.pick([0x08, 0x10, 0x20, 0x30])))
+        fx.ftw = 0xff
+        // The edges of the extended range and of the single and double ranges FST rounds to.
+        let edge = rng.pick([1, 0x3f81, 0x3c01, 0x7ffe, 0x407e, 0x43fe])
+        let significand = 1 << 63 | Self.edgeFraction(63, &rng)
+        let x = Float80Bits(significand: significand, signExponent: UInt16(edge - rng.below(3) + (edge < 0x3000 ? 2 : 0))
+            | (rng.bool() ? 0x8000 : 0))
+        let y = Float80Bits(significand: 1 << 63 | Self.edgeFraction(63, &rng), signExponent: UInt16(0x3fff + rng.pick([-1, 0, 0, 1])))
+        fx.setST(0, x)
+        fx.setST(1, y)
+        var regs = registers(&rng)
+        var chooser = RegisterChooser(legacyByte: false)
+        let (operand, _) = memory(&rng, &chooser, &regs, alignment: 1)
+        let forms: [(String, Encoding)] = [
+            ("fmul st0,st1", Encoding(opcode: [0xd8], regField: 1, rm: .register(1))),
+            ("fdiv st0,st1", Encoding(opcode: [0xd8], regField: 6, rm: .register(1))),
+            ("fst m32", Encoding(opcode: [0xd9], regField: 2, rm: operand)),
+            ("fst m64", Encoding(opcode: [0xdd], regField: 2, rm: operand)),
+            ("fistp m64", Encoding(opcode: [0xdf], regField: 7, rm: operand)),
+            ("fsqrt", Encoding(opcode: [0xd9], regField: 7, rm: .register(2))),
+        ]
+        let (name, e) = rng.pick(forms)
+        return FPCase(family: "x87Boundaries", name: name, code: e.bytes, registers: regs, flags: flags(&rng), fx: fx,
+                      undefinedFSW: Self.c023)
     }
 
     // MARK: FXSAVE, FXRSTOR, LDMXCSR, STMXCSR
