@@ -123,6 +123,29 @@ struct FPUnitTests {
         #expect(h.load32(0x2000 + 28) == 0xffff, "MXCSR_MASK")
     }
 
+    /// A store that would cross into an unmapped page faults before writing anything.
+    @Test func wideStoresFaultBeforeWritingAnything() throws {
+        let s = SysMachine.longMode()  // identity-maps the first 4 MiB only
+        let area: UInt64 = 0x40_0000 - 0x100
+        for i in stride(from: UInt64(0), to: 0x100, by: 8) { s.platform.w64(area + i, 0x5555_5555_5555_5555) }
+        s.cpu.gpr[3] = area
+        func run(_ bytes: [UInt8]) -> X86Fault? {
+            guard case .instruction(let insn) = Decoder.decode(bytes, mode: .bits64) else { return .undefined }
+            return s.fault { try s.machine.execute(insn) }
+        }
+        let fxsave = run([0x0f, 0xae, 0x03])        // fxsave [rbx]: 416 bytes from 0x3fff00
+        #expect(fxsave?.vector == X86Fault.pageFault && fxsave?.faultingAddress == 0x40_0000)
+        let fnsave = run([0xdd, 0x33])              // fnsave [rbx]: 108 bytes
+        s.cpu.gpr[3] = area + 0xf0
+        let fnstenv = run([0xd9, 0x33])             // fnstenv [rbx]: 28 bytes from 0x3ffff0
+        #expect(fnsave == nil, "108 bytes fit below the boundary")
+        #expect(fnstenv?.vector == X86Fault.pageFault)
+        for i in stride(from: UInt64(0xf0), to: 0x100, by: 8) {
+            #expect(s.platform.r64(area + i) == 0x5555_5555_5555_5555, "byte \(i) was written")
+        }
+        #expect(s.cpu.fcw == 0x037f && s.cpu.ftw == 0, "FNSAVE reinitialized the FPU; the failed FNSTENV changed nothing")
+    }
+
     /// FNSTENV in real-address mode stores linear 20-bit pointers split around the opcode.
     @Test func fnstenvRealModeLayout() throws {
         let h = Harness(mode: .bits16)
