@@ -55,6 +55,35 @@ enum VectorLanes {
     static func saturateUnsigned(_ v: Int64, bits: Int) -> Int64 {
         min(max(v, 0), (Int64(1) << Int64(bits)) - 1)
     }
+
+    // Byte operations on 64 bits at once, for what string functions run in their loops.
+
+    /// 0xFF in each byte where `a` and `b` have equal bytes, else 0.
+    @inline(__always)
+    static func equalBytes(_ a: UInt64, _ b: UInt64) -> UInt64 {
+        let low7: UInt64 = 0x7f7f_7f7f_7f7f_7f7f
+        let x = a ^ b
+        // Bit 7 of each byte of t: the byte of x is nonzero.
+        let t = ((x & low7) &+ low7) | x
+        return ((~t & 0x8080_8080_8080_8080) >> 7) &* 0xff
+    }
+
+    /// 0xFF in each byte where `a`'s byte is below `b`'s (unsigned), else 0: each byte of
+    /// (a | 0x80) − (b & 0x7f) borrows from nothing, and its top bit says whether the low seven
+    /// bits of a are at least those of b.
+    @inline(__always)
+    static func lessBytes(_ a: UInt64, _ b: UInt64) -> UInt64 {
+        let top: UInt64 = 0x8080_8080_8080_8080
+        let x = (a | top) &- (b & ~top)
+        let less = ((~a & b) | (~(a ^ b) & ~x)) & top
+        return (less >> 7) &* 0xff
+    }
+
+    /// The top bit of each byte, gathered into 8 bits (byte i → bit i).
+    @inline(__always)
+    static func byteSignBits(_ v: UInt64) -> UInt64 {
+        (((v & 0x8080_8080_8080_8080) >> 7) &* 0x0102_0408_1020_4080) >> 56
+    }
 }
 
 extension X86Machine {
@@ -135,11 +164,20 @@ extension X86Machine {
             }
         case .pavgb: r = L.map(a, b, count: n(8), bits: 8) { ($0 + $1 + 1) >> 1 }
         case .pavgw: r = L.map(a, b, count: n(16), bits: 16) { ($0 + $1 + 1) >> 1 }
-        case .pminub: r = L.map(a, b, count: n(8), bits: 8) { min($0, $1) }
-        case .pmaxub: r = L.map(a, b, count: n(8), bits: 8) { max($0, $1) }
+        case .pminub, .pmaxub:
+            func pick(_ x: UInt64, _ y: UInt64) -> UInt64 {
+                let less = L.lessBytes(x, y)
+                return op == .pminub ? (x & less) | (y & ~less) : (y & less) | (x & ~less)
+            }
+            let low = pick(UInt64(truncatingIfNeeded: a), UInt64(truncatingIfNeeded: b))
+            let high = pick(UInt64(truncatingIfNeeded: a >> 64), UInt64(truncatingIfNeeded: b >> 64))
+            r = wide ? UInt128(high) << 64 | UInt128(low) : UInt128(low)
         case .pminsw: r = L.mapSigned(a, b, count: n(16), bits: 16) { min($0, $1) }
         case .pmaxsw: r = L.mapSigned(a, b, count: n(16), bits: 16) { max($0, $1) }
-        case .pcmpeqb: r = L.map(a, b, count: n(8), bits: 8) { $0 == $1 ? .max : 0 }
+        case .pcmpeqb:
+            let low = L.equalBytes(UInt64(truncatingIfNeeded: a), UInt64(truncatingIfNeeded: b))
+            let high = L.equalBytes(UInt64(truncatingIfNeeded: a >> 64), UInt64(truncatingIfNeeded: b >> 64))
+            r = wide ? UInt128(high) << 64 | UInt128(low) : UInt128(low)
         case .pcmpeqw: r = L.map(a, b, count: n(16), bits: 16) { $0 == $1 ? .max : 0 }
         case .pcmpeqd: r = L.map(a, b, count: n(32), bits: 32) { $0 == $1 ? .max : 0 }
         case .pcmpgtb: r = L.mapSigned(a, b, count: n(8), bits: 8) { $0 > $1 ? -1 : 0 }
@@ -270,10 +308,9 @@ extension X86Machine {
             let b = try readVector(insn.source, insn)
             try write(insn.destination, insn, L.lane(b, order & (words - 1), bits: 16))
         default:  // .pmovmskb
-            let count = insn.source.kind == .xmm ? 16 : 8
             let b = try readVector(insn.source, insn)
-            var mask: UInt64 = 0
-            for i in 0..<count { mask |= (L.lane(b, i, bits: 8) >> 7) << UInt64(i) }
+            var mask = L.byteSignBits(UInt64(truncatingIfNeeded: b))
+            if insn.source.kind == .xmm { mask |= L.byteSignBits(UInt64(truncatingIfNeeded: b >> 64)) << 8 }
             try write(insn.destination, insn, mask)
         }
     }

@@ -257,7 +257,9 @@ extension X86Machine {
         let count = packed ? 128 / bits : 1
         let b = try floatSource(insn)
         let a = try readVector(insn.destination, insn)
-        var results = [UInt64](repeating: 0, count: count)
+        // The destination with its elements replaced one by one (no allocation on this path).
+        var result = a
+        let laneMask: UInt128 = bits == 32 ? 0xffff_ffff : 0xffff_ffff_ffff_ffff
         var pre: FloatExceptions = [], post: FloatExceptions = []
         for i in 0..<count {
             let x = element(a, i, bits: bits), y = element(b, i, bits: bits)
@@ -272,12 +274,13 @@ extension X86Machine {
             case .sqrtps, .sqrtpd, .sqrtss, .sqrtsd: r = squareRootElement(y, format)
             default: r = compareElement(x, y, predicate: Int(insn.immediate & 7), format)
             }
-            results[i] = r.bits
+            let shift = UInt128(i * bits)
+            result = result & ~(laneMask << shift) | (UInt128(r.bits) & laneMask) << shift
             pre.formUnion(r.exceptions.intersection(.preComputation))
             post.formUnion(r.exceptions.subtracting(.preComputation))
         }
         try commitSIMDExceptions(insn, pre: pre, post: post)
-        try writeVector(insn.destination, insn, merge(a, results, bits: bits))
+        try writeVector(insn.destination, insn, result)
     }
 
     /// `base` with its low elements replaced by `elements`.
