@@ -22,8 +22,8 @@
 // apicTimerFrequency: options.apicTimerFrequency)`: a minimal GenuineIntel CPU (family 6, model
 // 0x2a) with what the software CPU implements — leaf 1 EDX: FPU, PSE, TSC, MSR, PAE, CX8, MTRR,
 // PGE, CMOV, PAT, CLFSH, MMX, FXSR, SSE, SSE2, and APIC (added by the table: Visor's local APIC lives in user
-// space at 0xfee0_0000); leaf 1 ECX: TSC-deadline and the hypervisor bit (both added by the
-// table), no x2APIC; leaf 1 EBX[31:24] the vCPU index as initial APIC ID; leaf 7: 0;
+// space at 0xfee0_0000); leaf 1 ECX: SSE3, TSC-deadline and the hypervisor bit (the last two
+// added by the table), no x2APIC; leaf 1 EBX[31:24] the vCPU index as initial APIC ID; leaf 7: 0;
 // 0x8000_0001 EDX: SYSCALL, NX, LM; 0x8000_0008: 40 physical and 48 linear address bits — plus
 // Visor's 0x4000_0000 leaves with the timing leaf, exactly as on `kvm`. IA32_APIC_BASE (0x1b)
 // is answered here: 0xfee0_0000, enabled, BSP on vCPU 0.
@@ -71,7 +71,8 @@ public struct InterpEngine: Engine {
             | 1 << 16 | 1 << 19 | 1 << 23 | 1 << 24 | 1 << 25 | 1 << 26
         var leaves = [
             CPUIDEntry(function: 0, eax: 7, ebx: fourCC("Genu"), ecx: fourCC("ntel"), edx: fourCC("ineI")),
-            CPUIDEntry(function: 1, eax: 0x0002_06a7, ebx: 8 << 8 | 1 << 16, ecx: 0, edx: leaf1EDX),
+            // Leaf 1 ECX: SSE3 (complete, differential-tested; MONITOR/MWAIT are not offered).
+            CPUIDEntry(function: 1, eax: 0x0002_06a7, ebx: 8 << 8 | 1 << 16, ecx: 1 << 0, edx: leaf1EDX),
             CPUIDEntry(function: 7, index: 0, indexSignificant: true),
             CPUIDEntry(function: 0x8000_0000, eax: 0x8000_0008),
             CPUIDEntry(function: 0x8000_0001, edx: 1 << 11 | 1 << 20 | 1 << 29),

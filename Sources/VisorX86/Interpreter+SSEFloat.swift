@@ -1,5 +1,6 @@
-// SSE and SSE2 floating point: scalar and packed single and double moves, shuffles, arithmetic,
-// minimum/maximum, square root, reciprocal approximations, compares and conversions, with
+// SSE, SSE2 and SSE3 floating point: scalar and packed single and double moves, shuffles,
+// arithmetic (horizontal and alternating too), minimum/maximum, square root, reciprocal
+// approximations, compares and conversions, with
 // MXCSR's rounding control, flush-to-zero, denormals-are-zero, exception flags and masks.
 // The arithmetic is `SoftFloat` (bit-exact); this file applies the SSE rules around it:
 // - NaN operands: an SNaN raises invalid; the result is the first operand if it is a NaN,
@@ -25,9 +26,13 @@ extension X86Machine {
     func executeSSEFloat(_ insn: DecodedInstruction) throws(X86Interruption) -> Bool {
         let op = insn.operation
         switch op {
-        case .movss, .movsd, .movlp, .movhp, .movhlps, .movlhps, .shufps, .shufpd, .movmskps, .movmskpd:
+        case .movss, .movsd, .movlp, .movhp, .movhlps, .movlhps, .shufps, .shufpd, .movmskps, .movmskpd,
+             .movsldup, .movshdup, .movddup:
             try checkVectorInstruction(insn, sse: true)
             try executeFloatMove(insn)
+        case .addsubps, .addsubpd, .haddps, .haddpd, .hsubps, .hsubpd:
+            try checkVectorInstruction(insn, sse: true)
+            try executeHorizontalArithmetic(insn)
         case .addps, .addpd, .addss, .addsd, .subps, .subpd, .subss, .subsd, .mulps, .mulpd, .mulss, .mulsd,
              .divps, .divpd, .divss, .divsd, .minps, .minpd, .minss, .minsd, .maxps, .maxpd, .maxss, .maxsd,
              .sqrtps, .sqrtpd, .sqrtss, .sqrtsd, .cmpps, .cmppd, .cmpss, .cmpsd:
@@ -283,6 +288,37 @@ extension X86Machine {
         try writeVector(insn.destination, insn, result)
     }
 
+    /// SSE3's ADDSUBPS/PD (even elements a − b, odd ones a + b) and HADDPS/PD, HSUBPS/PD (the
+    /// destination's pairs, then the source's: a0 ± a1, a2 ± a3, b0 ± b1, b2 ± b3).
+    private func executeHorizontalArithmetic(_ insn: DecodedInstruction) throws(X86Interruption) {
+        let op = insn.operation
+        let format: FloatFormat = op == .addsubps || op == .haddps || op == .hsubps ? .single : .double
+        let bits = format == .single ? 32 : 64
+        let count = 128 / bits
+        let b = try floatSource(insn)
+        let a = try readVector(insn.destination, insn)
+        var results: [UInt64] = []
+        var pre: FloatExceptions = [], post: FloatExceptions = []
+        for i in 0..<count {
+            let r: ElementResult
+            switch op {
+            case .addsubps, .addsubpd:
+                r = binaryElement(i & 1 == 0 ? .subtract : .add, element(a, i, bits: bits), element(b, i, bits: bits), format)
+            default:
+                // Element i: a pair of the destination's (first half) or of the source's.
+                let source = i < count / 2 ? a : b
+                let pair = 2 * (i % (count / 2))
+                let kind: FloatBinary = op == .haddps || op == .haddpd ? .add : .subtract
+                r = binaryElement(kind, element(source, pair, bits: bits), element(source, pair + 1, bits: bits), format)
+            }
+            results.append(r.bits)
+            pre.formUnion(r.exceptions.intersection(.preComputation))
+            post.formUnion(r.exceptions.subtracting(.preComputation))
+        }
+        try commitSIMDExceptions(insn, pre: pre, post: post)
+        try writeVector(insn.destination, insn, merge(0, results, bits: bits))
+    }
+
     /// `base` with its low elements replaced by `elements`.
     private func merge(_ base: UInt128, _ elements: [UInt64], bits: Int) -> UInt128 {
         VectorLanes.make(count: 128 / bits, bits: bits) { i in i < elements.count ? elements[i] : element(base, i, bits: bits) }
@@ -517,6 +553,13 @@ extension X86Machine {
             let a = try readVector(insn.destination, insn)
             let order = Int(insn.immediate & 3)
             try writeVector(insn.destination, insn, merge(0, [element(a, order & 1, bits: 64), element(b, order >> 1, bits: 64)], bits: 64))
+        case .movsldup, .movshdup:
+            let b = try floatSource(insn)
+            let odd = op == .movshdup ? 1 : 0
+            try writeVector(insn.destination, insn, VectorLanes.make(count: 4, bits: 32) { element(b, ($0 & ~1) + odd, bits: 32) })
+        case .movddup:
+            let low = element(try readVector(insn.source, insn), 0, bits: 64)
+            try writeVector(insn.destination, insn, UInt128(low) << 64 | UInt128(low))
         default:  // .movmskps, .movmskpd
             let bits = op == .movmskps ? 32 : 64
             let b = try readVector(insn.source, insn)

@@ -18,11 +18,11 @@ extension OpcodeTables {
     static let simdPrefixed: [UInt8: [OpcodeEntry]] = [
         0x10: [E(.movUnaligned128, .VxWx), E(.movUnaligned128, .VxWx), E(.movss, .VxWd), E(.movsd, .VxWq)],
         0x11: [E(.movUnaligned128, .WxVx), E(.movUnaligned128, .WxVx), E(.movss, .WdVx), E(.movsd, .WqVx)],
-        0x12: [.byMod(.movlpsOrMovhlps), E(.movlp, .VxWq, .memoryOnly), ud, ud],
+        0x12: [.byMod(.movlpsOrMovhlps), E(.movlp, .VxWq, .memoryOnly), E(.movsldup, .VxWx), E(.movddup, .VxWq)],
         0x13: [E(.movlp, .WqVx, .memoryOnly), E(.movlp, .WqVx, .memoryOnly), ud, ud],
         0x14: [E(.punpckldq, .VxWx), E(.punpcklqdq, .VxWx), ud, ud],  // UNPCKLPS, UNPCKLPD
         0x15: [E(.punpckhdq, .VxWx), E(.punpckhqdq, .VxWx), ud, ud],  // UNPCKHPS, UNPCKHPD
-        0x16: [.byMod(.movhpsOrMovlhps), E(.movhp, .VxWq, .memoryOnly), ud, ud],
+        0x16: [.byMod(.movhpsOrMovlhps), E(.movhp, .VxWq, .memoryOnly), E(.movshdup, .VxWx), ud],
         0x17: [E(.movhp, .WqVx, .memoryOnly), E(.movhp, .WqVx, .memoryOnly), ud, ud],
         0x28: [E(.movAligned128, .VxWx), E(.movAligned128, .VxWx), ud, ud],    // MOVAPS, MOVAPD
         0x29: [E(.movAligned128, .WxVx), E(.movAligned128, .WxVx), ud, ud],
@@ -72,6 +72,8 @@ extension OpcodeTables {
         0x75: mmxOrXMM(.pcmpeqw),
         0x76: mmxOrXMM(.pcmpeqd),
         0x77: [E(.emms, .none), ud, ud, ud],
+        0x7c: [ud, E(.haddpd, .VxWx), ud, E(.haddps, .VxWx)],
+        0x7d: [ud, E(.hsubpd, .VxWx), ud, E(.hsubps, .VxWx)],
         0x7e: [E(.movdq, .EyPy), E(.movdq, .EyVy), E(.movdq, .VqWq), ud],                 // MOVD/MOVQ, F3 MOVQ
         0x7f: [E(.movdq, .QqPq), E(.movAligned128, .WxVx), E(.movUnaligned128, .WxVx), ud], // MOVQ, MOVDQA, MOVDQU
         0xc2: [E(.cmpps, .VxWxIb), E(.cmppd, .VxWxIb), E(.cmpss, .VxWdIb), E(.cmpsd, .VxWqIb)],
@@ -79,6 +81,7 @@ extension OpcodeTables {
         0xc4: [E(.pinsrw, .PqRdMwIb), E(.pinsrw, .VxRdMwIb), ud, ud],
         0xc5: [E(.pextrw, .GdNqIb), E(.pextrw, .GdUxIb), ud, ud],
         0xc6: [E(.shufps, .VxWxIb), E(.shufpd, .VxWxIb), ud, ud],
+        0xd0: [ud, E(.addsubpd, .VxWx), ud, E(.addsubps, .VxWx)],
         0xd1: mmxOrXMM(.psrlw),
         0xd2: mmxOrXMM(.psrld),
         0xd3: mmxOrXMM(.psrlq),
@@ -110,6 +113,7 @@ extension OpcodeTables {
         0xed: mmxOrXMM(.paddsw),
         0xee: mmxOrXMM(.pmaxsw),
         0xef: mmxOrXMM(.pxor),
+        0xf0: [ud, ud, ud, E(.movUnaligned128, .VxWx, .memoryOnly)],                      // F2 LDDQU
         0xf1: mmxOrXMM(.psllw),
         0xf2: mmxOrXMM(.pslld),
         0xf3: mmxOrXMM(.psllq),

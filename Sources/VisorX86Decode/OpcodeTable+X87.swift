@@ -7,7 +7,7 @@
 // The undocumented aliases that hardware executes are kept (D9 D8+i FSTPNCE, DC D0+i FCOM,
 // DC D8+i FCOMP, DD C8+i FXCH, DE D0+i FCOMP, DF C0+i FFREEP, DF C8+i FXCH, DF D0+i and D8+i
 // FSTP), as are the 8087/287 leftovers the 387 and later ignore (DB E0 FNENI, DB E1 FNDISI,
-// DB E4 FNSETPM). FISTTP (DB /1, DD /1, DF /1) is SSE3: #UD while Visor does not offer it.
+// DB E4 FNSETPM). FISTTP (DB /1, DD /1, DF /1) is SSE3's.
 
 extension OpcodeTables {
     /// The eight ST(0), ST(i) arithmetic rows shared by D8 (and, with ST(i), ST(0), by DC and DE).
@@ -78,7 +78,7 @@ extension OpcodeTables {
         ]),
         .x87DB: GroupTable(memory: [
             E(.fild, .Md, .operandIsSource),             // /0 FILD m32int
-            ud,                                          // /1 FISTTP m32int (SSE3, not offered)
+            E(.fisttp, .Md),                             // /1 FISTTP m32int (SSE3)
             E(.fist, .Md),                               // /2 FIST m32int
             E(.fistp, .Md),                              // /3 FISTP m32int
             ud,                                          // /4
@@ -107,7 +107,7 @@ extension OpcodeTables {
         ]),
         .x87DD: GroupTable(memory: [
             E(.fld, .Mq, .operandIsSource),              // /0 FLD m64fp
-            ud,                                          // /1 FISTTP m64int (SSE3, not offered)
+            E(.fisttp, .Mq),                             // /1 FISTTP m64int (SSE3)
             E(.fst, .Mq),                                // /2 FST m64fp
             E(.fstp, .Mq),                               // /3 FSTP m64fp
             E(.frstor, .Mstate, .operandIsSource),       // /4 FRSTOR m94/108
@@ -135,7 +135,7 @@ extension OpcodeTables {
         ]),
         .x87DF: GroupTable(memory: [
             E(.fild, .Mw, .operandIsSource),             // /0 FILD m16int
-            ud,                                          // /1 FISTTP m16int (SSE3, not offered)
+            E(.fisttp, .Mw),                             // /1 FISTTP m16int (SSE3)
             E(.fist, .Mw),                               // /2 FIST m16int
             E(.fistp, .Mw),                              // /3 FISTP m16int
             E(.fbld, .Mt, .operandIsSource),             // /4 FBLD m80bcd

@@ -19,9 +19,9 @@
 // OpcodeTable+SIMD.swift.
 //
 // Deliberately #UD (no Operation for them, or not offered by Visor's CPUID): BCD (27 2F 37 3F
-// D4 D5) in every mode, BOUND (62), SALC (D6), SSE3 and later (HADDPS, MOVDDUP, LDDQU, FISTTP,
-// ...), VEX/EVEX/XOP, the 0F 38 and 0F 3A maps, the XSAVE family, RDFSBASE and friends,
-// CLAC/STAC, XGETBV, VMX/SVM, UD0/UD1, RSM, 3DNow!.
+// D4 D5) in every mode, BOUND (62), SALC (D6), SSSE3 and later, VEX/EVEX/XOP, the 0F 38 and
+// 0F 3A maps, the XSAVE family, RDFSBASE and friends, CLAC/STAC, XGETBV, VMX/SVM, UD0/UD1, RSM,
+// 3DNow!.
 
 /// How an instruction's operands are encoded: the SDM's operand notation (A.2).
 /// E = ModRM r/m (register or memory), G = ModRM reg, M = ModRM memory only, R = ModRM r/m
@@ -655,8 +655,8 @@ enum OpcodeTables {
         ud,                                              // 0F 79 VMWRITE
         ud,                                              // 0F 7A
         ud,                                              // 0F 7B
-        ud,                                              // 0F 7C HADDPD
-        ud,                                              // 0F 7D HSUBPD
+        .prefixed(0x7c),                                 // 0F 7C 66 HADDPD / F2 HADDPS
+        .prefixed(0x7d),                                 // 0F 7D 66 HSUBPD / F2 HSUBPS
         .prefixed(0x7e),                                 // 0F 7E MOVD/MOVQ Ey,P/V / F3 MOVQ Vq,Wq
         .prefixed(0x7f),                                 // 0F 7F MOVQ Qq,Pq / 66 MOVDQA / F3 MOVDQU
         E(.jcc, .Jz, .force64),                          // 0F 80 JO Jz
@@ -739,7 +739,7 @@ enum OpcodeTables {
         E(.bswap, .Zv),                                  // 0F CD BSWAP rBP/r13
         E(.bswap, .Zv),                                  // 0F CE BSWAP rSI/r14
         E(.bswap, .Zv),                                  // 0F CF BSWAP rDI/r15
-        ud,                                              // 0F D0 ADDSUBPD
+        .prefixed(0xd0),                                 // 0F D0 66 ADDSUBPD / F2 ADDSUBPS
         .prefixed(0xd1),                                 // 0F D1 PSRLW
         .prefixed(0xd2),                                 // 0F D2 PSRLD
         .prefixed(0xd3),                                 // 0F D3 PSRLQ
@@ -771,7 +771,7 @@ enum OpcodeTables {
         .prefixed(0xed),                                 // 0F ED PADDSW
         .prefixed(0xee),                                 // 0F EE PMAXSW
         .prefixed(0xef),                                 // 0F EF PXOR
-        ud,                                              // 0F F0 LDDQU
+        .prefixed(0xf0),                                 // 0F F0 F2 LDDQU
         .prefixed(0xf1),                                 // 0F F1 PSLLW
         .prefixed(0xf2),                                 // 0F F2 PSLLD
         .prefixed(0xf3),                                 // 0F F3 PSLLQ

@@ -221,4 +221,12 @@ public enum Operation: UInt16, Sendable, CaseIterable {
     case cvtdq2ps, cvtps2dq, cvttps2dq, cvtdq2pd, cvtpd2dq, cvttpd2dq
     /// LDMXCSR / STMXCSR memory.
     case ldmxcsr, stmxcsr
+
+    // MARK: SSE3 (LDDQU is `movUnaligned128`, FISTTP is with the x87 stores)
+    /// ADDSUBPS/PD: even elements subtract, odd ones add.
+    case addsubps, addsubpd
+    /// HADDPS/PD, HSUBPS/PD: pairs within the destination, then within the source.
+    case haddps, haddpd, hsubps, hsubpd
+    /// MOVSLDUP / MOVSHDUP (even / odd singles duplicated), MOVDDUP (the low double duplicated).
+    case movsldup, movshdup, movddup
 }

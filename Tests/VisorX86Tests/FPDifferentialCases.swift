@@ -270,6 +270,13 @@ struct FPCaseGenerator {
             t.append(SIMDTemplate(name: name + "sd", prefix: 0xf2, opcode: op, reg: .xmm, rm: .xmmOrMemory(8), values: .double))
         }
         t += [
+            // SSE3
+            SIMDTemplate(name: "addsubps", prefix: 0xf2, opcode: 0xd0, reg: .xmm, rm: .xmmOrMemory(16), values: .single),
+            SIMDTemplate(name: "addsubpd", prefix: 0x66, opcode: 0xd0, reg: .xmm, rm: .xmmOrMemory(16), values: .double),
+            SIMDTemplate(name: "haddps", prefix: 0xf2, opcode: 0x7c, reg: .xmm, rm: .xmmOrMemory(16), values: .single),
+            SIMDTemplate(name: "haddpd", prefix: 0x66, opcode: 0x7c, reg: .xmm, rm: .xmmOrMemory(16), values: .double),
+            SIMDTemplate(name: "hsubps", prefix: 0xf2, opcode: 0x7d, reg: .xmm, rm: .xmmOrMemory(16), values: .single),
+            SIMDTemplate(name: "hsubpd", prefix: 0x66, opcode: 0x7d, reg: .xmm, rm: .xmmOrMemory(16), values: .double),
             SIMDTemplate(name: "rcpps", opcode: 0x53, reg: .xmm, rm: .xmmOrMemory(16), values: .single, approximate: true),
             SIMDTemplate(name: "rcpss", prefix: 0xf3, opcode: 0x53, reg: .xmm, rm: .xmmOrMemory(4), values: .single, approximate: true),
             SIMDTemplate(name: "rsqrtps", opcode: 0x52, reg: .xmm, rm: .xmmOrMemory(16), values: .single, approximate: true),
@@ -335,6 +342,11 @@ struct FPCaseGenerator {
         SIMDTemplate(name: "unpckhpd", prefix: 0x66, opcode: 0x15, reg: .xmm, rm: .xmmOrMemory(16), values: .double),
         SIMDTemplate(name: "shufps", opcode: 0xc6, reg: .xmm, rm: .xmmOrMemory(16), immediate: true, values: .single),
         SIMDTemplate(name: "shufpd", prefix: 0x66, opcode: 0xc6, reg: .xmm, rm: .xmmOrMemory(16), immediate: true, values: .double),
+        // SSE3
+        SIMDTemplate(name: "movsldup", prefix: 0xf3, opcode: 0x12, reg: .xmm, rm: .xmmOrMemory(16), values: .single),
+        SIMDTemplate(name: "movshdup", prefix: 0xf3, opcode: 0x16, reg: .xmm, rm: .xmmOrMemory(16), values: .single),
+        SIMDTemplate(name: "movddup", prefix: 0xf2, opcode: 0x12, reg: .xmm, rm: .xmmOrMemory(8), values: .double),
+        SIMDTemplate(name: "lddqu", prefix: 0xf2, opcode: 0xf0, reg: .xmm, rm: .memory(16), values: .integer, unaligned: true),
     ]
 
     // MARK: State
@@ -695,6 +707,9 @@ struct FPCaseGenerator {
         X87Template(name: "fistp m32", opcode: 0xdb, digit: 3, memory: (4, .integer), undefinedFSW: c023),
         X87Template(name: "fistp m64", opcode: 0xdf, digit: 7, memory: (8, .integer), undefinedFSW: c023),
         X87Template(name: "fbstp", opcode: 0xdf, digit: 6, memory: (10, .bcd), undefinedFSW: c023),
+        X87Template(name: "fisttp m16", opcode: 0xdf, digit: 1, memory: (2, .integer), undefinedFSW: c023),
+        X87Template(name: "fisttp m32", opcode: 0xdb, digit: 1, memory: (4, .integer), undefinedFSW: c023),
+        X87Template(name: "fisttp m64", opcode: 0xdd, digit: 1, memory: (8, .integer), undefinedFSW: c023),
         X87Template(name: "fst st(i)", opcode: 0xdd, digit: 2, memory: nil, undefinedFSW: c023),
         X87Template(name: "fstp st(i)", opcode: 0xdd, digit: 3, memory: nil, undefinedFSW: c023),
         X87Template(name: "fstp1 st(i) (D9 D8+i)", opcode: 0xd9, digit: 3, memory: nil, undefinedFSW: c023),
