@@ -85,12 +85,12 @@ struct HostileGuestStopTests {
             ("mode=hypercall-storm up=on", 2, true),
         ]
         for variant in variants {
-            let start = Date()
-            let r = try runVisor(["run", "hostile", "--engine", engine, "--vcpus", "\(variant.vcpus)",
-                                  "--cmdline", variant.commandLine, "--timeout", "3s"], timeout: 60)
-            let overshoot = Date().timeIntervalSince(start) - 3
+            _ = try guestImage("hostile")  // built before the clock starts
+            let (r, overshoot) = try runTimed(["run", "hostile", "--engine", engine, "--vcpus", "\(variant.vcpus)",
+                                               "--cmdline", variant.commandLine, "--timeout", "3s"],
+                                              timeLimit: 3, firstLine: "hostile: ")
             let report = "\(variant.commandLine) on \(engine): status \(r.status)\nstdout: \(r.stdout.suffix(2000))\nstderr: \(r.stderr.suffix(2000))"
-            print("hostile \(variant.commandLine) on \(engine): status \(r.status) after \(String(format: "%.3f", overshoot + 3)) s (--timeout 3s)")
+            print("hostile \(variant.commandLine) on \(engine): status \(r.status), \(String(format: "%.3f", overshoot + 3)) s after its first console line (--timeout 3s)")
             #expect(!r.timedOut, "\(report)")
             #expect(overshoot <= stopLatencyBound, "\(report)")
             if variant.mayCrash && r.status == 2 {
@@ -106,31 +106,37 @@ struct HostileGuestStopTests {
     func floodIntoAPipeNobodyReads() throws {
         // The guest writes its console under the platform lock: when the pipe was full, the
         // vCPU thread blocked in write(2) with the lock held and no stop request got through.
+        _ = try guestImage("hostile")  // built before the clock starts
         for how in ["timeout", "SIGTERM"] {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: Host.visorPath)
-            process.arguments = ["run", "hostile", "--engine", "interp", "--cmdline", "mode=flood"]
-                + (how == "timeout" ? ["--timeout", "2s"] : [])
-            let unread = Pipe()
-            process.standardOutput = unread     // never read: it fills after 64 KiB
-            process.standardError = FileHandle.nullDevice
-            process.standardInput = FileHandle.nullDevice
-            try process.run()
-            let start = Date()
+            var unread: [Int32] = [-1, -1]     // never read: it fills after 64 KiB
+            try #require(pipe(&unread) == 0)
+            for fd in unread { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }  // no other test's child gets them
+            defer { close(unread[0]) }
+            let pid = try spawnUnmasked(Host.visorPath, ["run", "hostile", "--engine", "interp", "--cmdline", "mode=flood"]
+                                        + (how == "timeout" ? ["--timeout", "2s"] : [])) { actions in
+                posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+                posix_spawn_file_actions_adddup2(&actions, unread[1], 1)
+                posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+                posix_spawn_file_actions_addclose(&actions, unread[0])
+                posix_spawn_file_actions_addclose(&actions, unread[1])
+            }
+            close(unread[1])
+            let start = MonotonicClock.hostNanoseconds()
             if how == "SIGTERM" {
                 usleep(2_000_000)
-                kill(process.processIdentifier, SIGTERM)
+                kill(pid, SIGTERM)
             }
-            let deadline = start.addingTimeInterval(2 + stopLatencyBound + 5)
-            while process.isRunning && Date() < deadline { usleep(10_000) }
-            let stillRunning = process.isRunning
-            if stillRunning { kill(process.processIdentifier, SIGKILL) }
-            process.waitUntilExit()
-            try? unread.fileHandleForReading.close()
-            let latency = Date().timeIntervalSince(start) - 2
+            // Reaped here with waitpid: the exit time is the child's own (start-up included).
+            var waitStatus: Int32 = 0
+            let ended = waitUntil(seconds: 2 + stopLatencyBound + 5) { waitpid(pid, &waitStatus, WNOHANG) == pid }
+            let latency = Double(MonotonicClock.hostNanoseconds() &- start) / 1e9 - 2
+            if !ended {
+                kill(pid, SIGKILL)
+                while waitpid(pid, &waitStatus, 0) < 0 && errno == EINTR {}
+            }
             print("hostile flood into a full pipe, stopped by \(how): \(String(format: "%.3f", latency)) s after the stop")
-            #expect(!stillRunning, "\(how) did not end a guest flooding a full pipe")
-            #expect(process.terminationStatus == 6, "\(how): status \(process.terminationStatus)")
+            #expect(ended, "\(how) did not end a guest flooding a full pipe")
+            #expect(shellStatus(waitStatus) == 6, "\(how): status \(shellStatus(waitStatus))")
             #expect(latency <= stopLatencyBound, "\(how) took \(latency) s")
         }
     }
@@ -275,19 +281,26 @@ func runBesideNeighbour(mode: String, engine: String, seconds: Int) throws -> Ne
 
         """.write(toFile: hog, atomically: true, encoding: .utf8)
     _ = try guestImage("hostile")  // built before the clock starts
-    let visor = try RunningVisor(["run", hostile, hog, "--pcpus", "1", "--sched", "credit", "--timeout", "\(seconds)s"])
-    defer { visor.kill() }
-    // The time limit counts from before the guests run, so measuring from the hostile guest's
-    // first console line leaves visor's start-up out of the overshoot (and can only make it smaller
-    // than the real one by the moment that line took to appear).
-    let sawFirstLine = visor.waitForOutput(seconds: 60) { $0.contains("[hostile] ") }
-    let firstLine = MonotonicClock.hostNanoseconds()
-    let exited = visor.waitForExit(seconds: Double(seconds) + 60)
-    let wall = exited.map { Double(visor.started &+ UInt64($0 * 1e9) &- firstLine) / 1e9 }
-    let result = ProcessResult(status: visor.status, stdout: visor.stdout, stderr: visor.stderr, timedOut: exited == nil)
+    let (result, overshoot) = try runTimed(["run", hostile, hog, "--pcpus", "1", "--sched", "credit", "--timeout", "\(seconds)s"],
+                                           timeLimit: seconds, firstLine: "[hostile] ")
     return NeighbourRun(process: result, neighbour: shareRow("hog", in: result.stdout),
-                        hostile: shareRow("hostile", in: result.stdout),
-                        overshoot: sawFirstLine ? (wall ?? .infinity) - Double(seconds) : .infinity)
+                        hostile: shareRow("hostile", in: result.stdout), overshoot: overshoot)
+}
+
+/// Runs `visor arguments` with `--timeout <timeLimit>s` among them, and says how long past the
+/// limit it exited: measured from the first console output containing `firstLine` (the limit
+/// counts from before the guests run, so visor's start-up is left out, and the figure can only
+/// be smaller than the real one by the moment that line took to appear) to the exit, as
+/// waitpid saw it. Infinite when the line never came or visor did not exit.
+func runTimed(_ arguments: [String], timeLimit: Int, firstLine: String) throws -> (ProcessResult, overshoot: Double) {
+    let visor = try RunningVisor(arguments)
+    defer { visor.kill() }
+    let sawFirstLine = visor.waitForOutput(seconds: 60) { $0.contains(firstLine) }
+    let firstLineAt = MonotonicClock.hostNanoseconds()
+    let exited = visor.waitForExit(seconds: Double(timeLimit) + 60)
+    let result = ProcessResult(status: visor.status, stdout: visor.stdout, stderr: visor.stderr, timedOut: exited == nil)
+    guard sawFirstLine, let exited else { return (result, .infinity) }
+    return (result, Double(visor.started &+ UInt64(exited * 1e9) &- firstLineAt) / 1e9 - Double(timeLimit))
 }
 
 /// The row for domain `name` in the share table: `Name ID VCPUs Weight Cap CPU(s) Share Ended`.
