@@ -99,6 +99,7 @@ final class CPUPool: @unchecked Sendable {
         lock.withLock {
             stopping = true
             for p in pcpus { p.condition.signal() }
+            released.broadcast()  // a pCPU waiting for a migrating vCPU's release sees `stopping` too
         }
         for t in threads { t.join() }
         threads = []
@@ -121,7 +122,9 @@ final class CPUPool: @unchecked Sendable {
             serveTickles()
             let sliceOver = me.sliceEnd.map { now >= $0 } ?? false
             if me.needsReschedule || sliceOver {
-                let trigger = sliceOver ? "slice end" : "reschedule request"
+                // A reschedule request (a tickle) is named even when the slice ended too (the
+                // thread woke late): the trace shows the pool acted on it.
+                let trigger = !me.needsReschedule ? "slice end" : sliceOver ? "reschedule request, slice over" : "reschedule request"
                 me.needsReschedule = false
                 schedule(me, now: now, trigger: trigger)
                 continue  // re-read the clock and timers after the (possibly waiting) switch
@@ -172,12 +175,16 @@ final class CPUPool: @unchecked Sendable {
         }
     }
 
-    /// Marks pCPUs the policy asked to reschedule and wakes their threads.
-    private func serveTickles() {
+    /// Marks pCPUs the policy asked to reschedule and wakes their threads; returns them.
+    @discardableResult
+    private func serveTickles() -> [Int] {
+        var tickled: [Int] = []
         for p in scheduler.takeRescheduleRequests() where p.rawValue < pcpus.count {
             pcpus[p.rawValue].needsReschedule = true
             pcpus[p.rawValue].condition.signal()
+            tickled.append(p.rawValue)
         }
+        return tickled
     }
 
     /// Ends `v`'s hold on its pCPU, charging the time, and tells the pCPU. Pool lock held.
@@ -200,7 +207,11 @@ final class CPUPool: @unchecked Sendable {
             guard !v.runnable, !v.retired else { return }
             v.runnable = true
             scheduler.wake(v.id)
-            serveTickles()
+            let tickled = serveTickles()
+            if let trace {
+                trace.wake(vcpu: v.label, time: now, standing: scheduler.standing(of: v.id),
+                           tickled: tickled.map { ($0, pcpus[$0].current.flatMap { vcpus[$0]?.label } ?? "idle") })
+            }
         }
     }
 

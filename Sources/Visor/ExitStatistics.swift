@@ -38,6 +38,8 @@ public struct ExitStatistics: Sendable {
     public var injectedInterrupts: UInt64 = 0
     /// Hypercalls by number and events delivered (the domain's, set at the end of the run).
     public var paravirtual: PVStatistics?
+    /// What became of the host's console input (set by whoever fed it, at the end of the run).
+    public var consoleInput: ConsoleInputStatistics?
 
     public var totalExits: UInt64 { buckets.reduce(0) { $0 &+ $1.count } }
 
@@ -84,6 +86,7 @@ public struct ExitStatistics: Sendable {
             lines.append("ports: " + byPort.sorted { $0.value > $1.value }.prefix(8)
                 .map { "0x\(String($0.key, radix: 16))=\($0.value)" }.joined(separator: " "))
         }
+        if let input = consoleInput, input != ConsoleInputStatistics() { lines.append(input.report) }
         let u = unbacked
         if u != UnbackedAccesses() {
             lines.append("unbacked: port reads \(u.portReads), port writes \(u.portWrites), mmio reads \(u.mmioReads), mmio writes \(u.mmioWrites)")
@@ -94,5 +97,22 @@ public struct ExitStatistics: Sendable {
     private func pad(_ s: String, _ width: Int, right: Bool = false) -> String {
         let fill = String(repeating: " ", count: max(0, width - s.count))
         return right ? fill + s : s + fill
+    }
+}
+
+/// Console input from the host (`HostConsole`): bytes read, taken by the guest's console (COM1's
+/// FIFO or the PV input queue), and dropped because the guest never took them.
+public struct ConsoleInputStatistics: Sendable, Equatable {
+    /// Bytes read for the guest (Ctrl-] not counted).
+    public var received: UInt64 = 0
+    /// Bytes the guest's console took.
+    public var delivered: UInt64 = 0
+    /// Bytes dropped: typed while the backlog was full, or still waiting when input stopped.
+    public var dropped: UInt64 = 0
+
+    public init() {}
+
+    public var report: String {
+        "console input: \(received) bytes read, \(delivered) taken by the guest, \(dropped) dropped (never taken)"
     }
 }

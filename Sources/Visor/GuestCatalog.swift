@@ -36,13 +36,20 @@ public struct GuestCatalog: Sendable {
     public let sourceDirectory: URL
     /// Where the built ELF images go.
     public let outputDirectory: URL
+    /// Told, one line per guest, when a guest has to be built (a first build takes seconds).
+    public let announce: @Sendable (String) -> Void
 
     /// The default guest of `visor run` with no kernel.
     public static let defaultGuest = "demo"
 
+    /// Writes `line` and a newline to standard error.
+    public static let toStandardError: @Sendable (String) -> Void = { line in
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+    }
+
     /// The catalog of this checkout: Guests/ beside Package.swift (found from this source file's
     /// path at build time), or `VISOR_GUESTS_DIR`; output in `.build/guests` of the checkout, or
-    /// `VISOR_GUESTS_OUT`.
+    /// `VISOR_GUESTS_OUT`. Builds are announced on standard error.
     public static func standard() -> GuestCatalog {
         let env = ProcessInfo.processInfo.environment
         let root = SourceTree.root
@@ -52,45 +59,69 @@ public struct GuestCatalog: Sendable {
         return GuestCatalog(sourceDirectory: source, outputDirectory: output)
     }
 
-    public init(sourceDirectory: URL, outputDirectory: URL) {
+    public init(sourceDirectory: URL, outputDirectory: URL,
+                announce: @escaping @Sendable (String) -> Void = GuestCatalog.toStandardError) {
         self.sourceDirectory = sourceDirectory
         self.outputDirectory = outputDirectory
+        self.announce = announce
     }
 
     /// The names of the built-in guests, as the Makefile lists them.
     public func names() throws -> [String] {
-        try make(["list"]).split(whereSeparator: \.isNewline).map(String.init).filter { !$0.isEmpty }
+        let (status, output) = try make(["list"])
+        guard status == 0 else { throw GuestCatalogError.buildFailed(status: status, output: output) }
+        return output.split(whereSeparator: \.isNewline).map(String.init).filter { !$0.isEmpty }
     }
 
     /// Builds (if out of date) and returns the ELF image path of every built-in guest.
     public func buildAll() throws -> [(name: String, path: URL)] {
-        _ = try make([])
-        return try names().map { ($0, outputDirectory.appendingPathComponent("\($0).elf")) }
+        try names().map { ($0, try build($0)) }
     }
 
-    /// Builds (if out of date) and returns the ELF image of guest `name`.
+    /// Builds (if out of date) and returns the ELF image of guest `name`, and nothing else.
     public func image(named name: String) throws -> URL {
         let known = try names()
         guard known.contains(name) else { throw GuestCatalogError.unknownGuest(name: name, known: known) }
-        _ = try make([])
-        return outputDirectory.appendingPathComponent("\(name).elf")
+        return try build(name)
     }
 
-    private func make(_ arguments: [String]) throws -> String {
-        guard FileManager.default.fileExists(atPath: sourceDirectory.appendingPathComponent("Makefile").path) else {
-            throw GuestCatalogError.sourcesMissing(path: sourceDirectory.path)
+    /// Where guest `name`'s image is once built.
+    public func imagePath(_ name: String) -> URL { outputDirectory.appendingPathComponent("\(name).elf") }
+
+    /// Builds guest `name` (the Makefile's target of that name) if `make -q` says it is out of
+    /// date, announcing it first. The question and the build happen under the build lock, so
+    /// of several processes asking at once one builds and announces, and the others find the
+    /// image current.
+    private func build(_ name: String) throws -> URL {
+        let image = imagePath(name)
+        try withBuildLock {
+            // make -q: 0 up to date, 1 out of date, 2 an error (the build below reports it).
+            guard try make(["-q", name]).status != 0 else { return }
+            let why = FileManager.default.fileExists(atPath: image.path) ? "sources changed" : "first use"
+            announce("visor: building guest '\(name)' (\(why))…")
+            let (status, output) = try make([name])
+            guard status == 0 else { throw GuestCatalogError.buildFailed(status: status, output: output) }
         }
-        // Several visor processes (or parallel tests) may build at once: one make at a time.
+        return image
+    }
+
+    /// Runs `body` holding the output folder's build lock: one make at a time across visor
+    /// processes and parallel tests.
+    private func withBuildLock(_ body: () throws -> Void) throws {
         try FileManager.default.createDirectory(at: outputDirectory, withIntermediateDirectories: true)
         let lockFD = open(outputDirectory.appendingPathComponent(".build-lock").path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         if lockFD >= 0 { flock(lockFD, LOCK_EX) }
         defer { if lockFD >= 0 { close(lockFD) } }
-        let (status, output) = try HostProcess.run(
-            "/usr/bin/env", ["make", "-s", "-C", sourceDirectory.path, "OUT=\(outputDirectory.path)"] + arguments)
-        guard status == 0 else {
-            throw GuestCatalogError.buildFailed(status: status, output: output)
+        try body()
+    }
+
+    /// Runs make on the Guests/ folder: its status and everything it printed.
+    private func make(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        guard FileManager.default.fileExists(atPath: sourceDirectory.appendingPathComponent("Makefile").path) else {
+            throw GuestCatalogError.sourcesMissing(path: sourceDirectory.path)
         }
-        return output
+        return try HostProcess.run(
+            "/usr/bin/env", ["make", "-s", "-C", sourceDirectory.path, "OUT=\(outputDirectory.path)"] + arguments)
     }
 }
 

@@ -31,6 +31,41 @@ public enum EngineRegistry {
     }
 }
 
+extension ExitStatus {
+    /// A bad command-line option or option value (sysexits' EX_USAGE).
+    public static let badOption: Int32 = 64
+}
+
+/// What `visor run`'s options allow, for the checks the command line makes before anything runs
+/// (a bad value is status 64 with one of these messages) and that the launcher repeats.
+public enum RunOptionLimits {
+    /// Guest RAM: whole 4 KiB pages, at most `GuestMemory.maximumSize`.
+    public static let memoryRange = "\(ByteSize.describe(GuestMemory.pageSize)) to \(ByteSize.describe(GuestMemory.maximumSize)), in whole 4 KiB pages"
+
+    /// Why `bytes` of guest RAM cannot be, or nil.
+    public static func memoryProblem(_ bytes: UInt64) -> String? {
+        guard bytes == 0 || bytes % GuestMemory.pageSize != 0 || bytes > GuestMemory.maximumSize else { return nil }
+        return "guest RAM is \(memoryRange)"
+    }
+
+    /// Why the Chrome trace cannot be written to `path`, or nil. Looks without creating anything:
+    /// an existing file must be writable and not a folder; a new one needs a writable folder.
+    public static func traceProblem(_ path: String) -> String? {
+        guard !path.isEmpty else { return "give the path of a file to write" }
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+            if isDirectory.boolValue { return "'\(path)' is a folder: give the path of a file to write" }
+            return access(path, W_OK) == 0 ? nil : "'\(path)' cannot be written (\(String(cString: strerror(errno))))"
+        }
+        let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
+            return "the folder '\(folder)' does not exist"
+        }
+        return access(folder, W_OK | X_OK) == 0
+            ? nil : "the folder '\(folder)' cannot be written (\(String(cString: strerror(errno))))"
+    }
+}
+
 /// One `visor run`, as parsed from the command line.
 public struct RunRequest: Sendable {
     /// A kernel path or built-in guest name; or, when `configurationFiles` is not empty, unused.
@@ -84,8 +119,20 @@ public enum Launcher {
         // First, before anything starts a thread (building guests runs `make` through Process,
         // which starts one): every later thread inherits the blocked stop signals.
         let stopTarget = StopTarget()
-        SignalStop.install { signal in stopTarget.stop(reason: "signal \(signal)") }
+        SignalStop.install { signal in
+            guard stopTarget.stop(reason: "signal \(signal)") else {
+                // No guest runs yet (the kernel may still be building, which can take minutes):
+                // there is nothing to stop cleanly and the terminal is still untouched, so end
+                // now rather than after the build.
+                printError("stopped by a signal before the guest started")
+                _exit(ExitStatus.stopped)
+            }
+        }
 
+        if let path = request.tracePath, let problem = RunOptionLimits.traceProblem(path) {
+            printError("--trace: \(problem)")
+            return ExitStatus.badOption
+        }
         let plans: [DomainPlan]
         do {
             plans = request.configurationFiles.isEmpty
@@ -173,6 +220,9 @@ public enum Launcher {
         let wall = monotonicNanoseconds() &- started
         pool.stop()
         console.stop()
+        if console.droppedOutputBytes > 0 {
+            printError("\(console.droppedOutputBytes) bytes of guest console output were dropped: the terminal or pipe did not take them in time")
+        }
 
         for (domain, outcome) in zip(domains, outcomes) {
             guard let message = outcome.message, outcome != .stopped(reason: runForReason) else { continue }
@@ -181,7 +231,9 @@ public enum Launcher {
         if request.printStatistics {
             for domain in domains {
                 let header = interactive ? "" : "\(domain.configuration.name):\n"
-                FileHandle.standardError.write(Data((header + domain.exitStatistics.report + "\n").utf8))
+                var statistics = domain.exitStatistics
+                if interactive { statistics.consoleInput = console.inputStatistics }  // input went to it
+                FileHandle.standardError.write(Data((header + statistics.report + "\n").utf8))
             }
         }
         // Config-file runs always end with the table (also when stopped by Ctrl-C); a kernel
@@ -206,6 +258,9 @@ public enum Launcher {
     static func makeConfiguration(_ request: RunRequest) throws -> DomainConfiguration {
         guard let engine = EngineRegistry.engine(named: request.engine) else {
             throw LaunchError.badOption(EngineRegistry.problem(withName: request.engine) ?? request.engine)
+        }
+        if let problem = RunOptionLimits.memoryProblem(request.memoryBytes) {
+            throw LaunchError.badOption("--memory \(ByteSize.describe(request.memoryBytes)): \(problem)")
         }
         let (kernelPath, kernelDescription) = try resolveKernel(request.kernel)
         let kernel = try readFile(kernelPath, what: "kernel")
@@ -272,7 +327,8 @@ enum LaunchError: Error, CustomStringConvertible {
 
     var exitStatus: Int32 {
         switch self {
-        case .badInput, .badOption: return ExitStatus.badInput
+        case .badOption: return ExitStatus.badOption
+        case .badInput: return ExitStatus.badInput
         case .guest(.unknownGuest): return ExitStatus.badInput
         case .guest: return ExitStatus.internalFailure
         }
@@ -283,12 +339,20 @@ enum LaunchError: Error, CustomStringConvertible {
 final class StopTarget: Sendable {
     private let state = Mutex<(domains: [Domain], earlyReason: String?)>(([], nil))
 
-    func stop(reason: String) {
-        let domains = state.withLock { s -> [Domain] in
-            if s.domains.isEmpty, s.earlyReason == nil { s.earlyReason = reason }
+    /// Asks the attached domains to stop; false when none is attached yet (the request is noted,
+    /// and `attach` will refuse).
+    @discardableResult
+    func stop(reason: String) -> Bool {
+        let domains = state.withLock { s -> [Domain]? in
+            guard !s.domains.isEmpty else {
+                if s.earlyReason == nil { s.earlyReason = reason }
+                return nil
+            }
             return s.domains
         }
+        guard let domains else { return false }
         for domain in domains { domain.requestStop(reason: reason) }
+        return true
     }
 
     /// Connects the domains; false when a stop signal already came.

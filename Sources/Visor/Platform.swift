@@ -5,6 +5,7 @@
 //   COM1 (16550A) ──IRQ4─┼─▶ 8259A pair ──INTR─▶ LINT0 of vCPU 0's local APIC (ExtINT, virtual wire)
 //   CMOS RTC ───────IRQ8─┘
 //   APIC timer, IPIs (ICR) ──────────────────▶ IRR of the target vCPU's local APIC
+//   port 0x92 bit 0 (fast INIT) ─────────────▶ INIT to every vCPU
 //
 // A device raising its line ends in `VCPUSignal.interrupt` to one vCPU's runner, which wakes
 // that vCPU if it is halted or kicks it out of the guest if it is running; the runner, on its
@@ -111,6 +112,13 @@ final class Platform: @unchecked Sendable {
         try bus.attach(pit.ports, base: PIT8254.base, count: PIT8254.portCount)
         try bus.attach(pit.systemControlPorts, base: PIT8254.systemControlPort, count: 1)
         try bus.attach(rtc.ports, base: MC146818RTC.base, count: MC146818RTC.portCount)
+        // Port 0x92's fast INIT goes to every processor, as the chipset's INIT# pin does.
+        let portA = SystemControlPortA()
+        let vcpuCount = apics.count
+        portA.onInit = { [unowned router] in
+            for index in 0..<vcpuCount { router.signal(index, .initialize) }
+        }
+        try bus.attach(portA, base: SystemControlPortA.port, count: 1)
     }
 
     /// Where the platform sends vCPU signals. Set once by the domain before any vCPU runs.

@@ -1,7 +1,8 @@
 // `--trace FILE`: every scheduling decision as Chrome trace-event JSON (the format Perfetto and
 // chrome://tracing read): one timeline lane per pCPU, a complete event ("ph": "X") per stretch a
-// vCPU held that pCPU, named after the vCPU, and an instant event ("ph": "i") per decision with
-// its reason.
+// vCPU held that pCPU, named after the vCPU, an instant event ("ph": "i", "schedule") per
+// decision with its reason, and one ("wake") per wake-up with the vCPU's standing in the policy
+// and the pCPUs it made reschedule (the vCPUs it may preempt there).
 
 import Foundation
 
@@ -49,6 +50,18 @@ final class SchedTrace {
         append("{\"ph\":\"i\",\"s\":\"t\",\"pid\":1,\"tid\":\(pcpu),\"name\":\"schedule\",\"cat\":\"decision\","
                + "\"ts\":\(Self.microseconds(time)),\"args\":{\"next\":\(Self.quote(chosen)),\"reason\":\(Self.quote(reason))"
                + "\(sliceField)}}")
+    }
+
+    /// A vCPU became runnable at `time`; `standing` is the policy's word on it (credit: its
+    /// priority) and `tickled` the pCPUs it asked to reschedule, with the vCPU each was running.
+    func wake(vcpu: String, time: UInt64, standing: String?, tickled: [(pcpu: Int, running: String)]) {
+        let standingField = standing.map { ",\"standing\":\(Self.quote($0))" } ?? ""
+        let lanes = tickled.map { String($0.pcpu) }.joined(separator: ",")
+        let running = tickled.map { Self.quote($0.running) }.joined(separator: ",")
+        // On the first tickled pCPU's lane; a wake-up that tickled none is an instant of the process.
+        let place = tickled.first.map { "\"s\":\"t\",\"pid\":1,\"tid\":\($0.pcpu)" } ?? "\"s\":\"p\",\"pid\":1,\"tid\":0"
+        append("{\"ph\":\"i\",\(place),\"name\":\"wake\",\"cat\":\"wake\",\"ts\":\(Self.microseconds(time)),"
+               + "\"args\":{\"vcpu\":\(Self.quote(vcpu))\(standingField),\"tickled\":[\(lanes)],\"running\":[\(running)]}}")
     }
 
     /// Ends the JSON array and closes the file.

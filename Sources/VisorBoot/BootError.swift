@@ -48,10 +48,11 @@ public enum BootError: Error, Equatable, Sendable, CustomStringConvertible {
     case segmentOutsideRAM(index: Int, address: UInt64, size: UInt64)
     /// A segment or the entry point lies where the boot protocol cannot reach it.
     case notAddressable(what: String, address: UInt64, limit: UInt64)
-    /// Two things the loader would write share guest memory (e.g. the kernel and the page tables).
+    /// Two things the loader would write share guest memory (a Visor bug: placement avoids it).
     case placementConflict(String, String)
-    /// The guest has too little RAM for Visor's low-memory boot structures.
-    case bootAreaOutsideRAM(what: String, address: UInt64, size: UInt64)
+    /// No free usable RAM below 4 GiB is left, beside the kernel and its modules, for one of
+    /// Visor's boot structures (GDT, TSS, page tables, boot stack, multiboot information).
+    case noRoomForBootData(what: String, size: UInt64)
 
     // MARK: Multiboot
     /// A multiboot magic was found, but no header with a valid checksum.
@@ -66,8 +67,6 @@ public enum BootError: Error, Equatable, Sendable, CustomStringConvertible {
     case multibootImageNotLoadable
     /// A module does not fit in usable RAM below 4 GiB after the kernel.
     case moduleDoesNotFit(name: String, size: UInt64, address: UInt64)
-    /// The information structure, memory map, module list and strings overflow their area.
-    case bootInfoTooLarge(needed: UInt64, available: UInt64)
     /// A command line or module name contains a NUL byte, which would cut it short.
     case stringContainsNUL(what: String)
 
@@ -114,13 +113,19 @@ public enum BootError: Error, Equatable, Sendable, CustomStringConvertible {
         case .imageTooLarge(let total, let ram):
             return "the image's segments need \(hex(total)) bytes, more than the guest's \(hex(ram)) bytes of RAM"
         case .segmentOutsideRAM(let index, let address, let size):
+            let (end, overflow) = address.addingReportingOverflow(size)
+            if address < BootLayout.lowMemoryHoleEnd && (overflow || end > BootLayout.lowMemoryHoleStart) {
+                return "segment \(index) at \(hex(address)) (\(hex(size)) bytes) overlaps the PC's reserved hole "
+                    + "[\(hex(BootLayout.lowMemoryHoleStart)), \(hex(BootLayout.lowMemoryHoleEnd))) (VGA memory and BIOS ROMs), "
+                    + "where a kernel cannot load"
+            }
             return "segment \(index) at \(hex(address)) (\(hex(size)) bytes) is not inside usable guest RAM"
         case .notAddressable(let what, let address, let limit):
             return "\(what) at \(hex(address)) is beyond \(hex(limit)), which the boot protocol cannot reach"
         case .placementConflict(let a, let b):
             return "\(a) overlaps \(b)"
-        case .bootAreaOutsideRAM(let what, let address, let size):
-            return "guest RAM is too small for the \(what) at \(hex(address)) (\(size) bytes)"
+        case .noRoomForBootData(let what, let size):
+            return "no free guest RAM below 4 GiB for Visor's \(what) (\(size) bytes) beside the kernel and its modules: give the guest more RAM"
         case .badMultibootChecksum(let offset):
             return "multiboot header at file offset \(hex(UInt64(offset))) has a bad checksum (magic + flags + checksum must be 0)"
         case .unsupportedMultibootFlags(let flags):
@@ -133,8 +138,6 @@ public enum BootError: Error, Equatable, Sendable, CustomStringConvertible {
             return "multiboot image is not ELF and does not set the a.out-kludge flag (bit 16), so there is nothing to load"
         case .moduleDoesNotFit(let name, let size, let address):
             return "module '\(name)' (\(hex(size)) bytes at \(hex(address))) does not fit in usable guest RAM below 4 GiB"
-        case .bootInfoTooLarge(let needed, let available):
-            return "the multiboot information needs \(needed) bytes, but only \(available) are reserved for it"
         case .stringContainsNUL(let what):
             return "the \(what) contains a NUL byte"
         case .guestMemory(let error):

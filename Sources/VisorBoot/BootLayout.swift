@@ -3,24 +3,32 @@
 
 import VisorCore
 
-/// Fixed guest-physical addresses of the structures Visor writes before a kernel starts.
+/// Where Visor puts its boot-time structures in guest-physical memory.
+///
+/// The kernel's segments land where their p_paddr (or the a.out-kludge addresses) say, anywhere
+/// in usable RAM: a kernel is refused only when it does not fit in RAM or overlaps the PC's
+/// reserved hole. Modules follow the kernel, page-aligned from max(kernel end, 1 MiB), as in
+/// QEMU's and GRUB's loaders. Visor's own structures then go where neither is, each at its usual
+/// address below when that is free:
 ///
 /// ```
-/// 0x0000_0000 - 0x0000_0fff   untouched (real-mode IVT / BIOS data area; a kernel may load here)
+/// 0x0000_0000 - 0x0000_0fff   never used by Visor (real-mode IVT / BIOS data area; a kernel may load here)
 /// 0x0000_1000 - 0x0000_1027   GDT (multiboot: 3 entries; long mode: 3 entries + 16-byte TSS descriptor)
 /// 0x0000_1100 - 0x0000_1167   64-bit TSS (long mode only, 104 bytes, no I/O bitmap)
 /// 0x0000_2000 - 0x0000_2fff   PML4 (long mode only)
 /// 0x0000_3000 - 0x0000_3fff   PDPT (long mode only)
 /// 0x0000_4000 - 0x0000_7fff   4 page directories of 2 MiB pages: identity map of [0, 4 GiB)
 /// 0x0000_8000 - 0x0000_8fff   boot stack (grows down from 0x9000)
-/// 0x0000_9000 - 0x0009_ffff   multiboot information: info structure, memory map, module list, strings
+/// 0x0000_9000 -               multiboot information: info structure, memory map, module list, strings
 /// 0x000a_0000 - 0x000f_ffff   legacy hole (VGA, option ROMs, BIOS): reported reserved, never loaded
-/// 0x0010_0000 -               kernel segments (wherever their p_paddr says), then modules,
-///                             page-aligned, from max(kernel end, 1 MiB)
+/// 0x0010_0000 -               the kernel (wherever its segments say), then the modules
 /// ```
 ///
-/// Only the bytes a load actually writes are claimed: a kernel may load anywhere in RAM that these
-/// structures do not use, and the loader checks every pair for overlap before writing anything.
+/// A structure whose usual place the kernel or a module takes goes to the lowest free, suitably
+/// aligned place in usable RAM from 0x1000 up (below 4 GiB: multiboot is a 32-bit protocol, and
+/// the long-mode identity map ends there); the load result lists where each went (`bootData`).
+/// If there is none, the load is refused (`BootError.noRoomForBootData`). Everything is planned
+/// and checked for overlap before anything is written.
 public enum BootLayout {
     /// Base of the GDT.
     public static let gdtAddress: UInt64 = 0x1000
@@ -44,10 +52,16 @@ public enum BootLayout {
     public static let bootStackBottom: UInt64 = 0x8000
     /// The initial stack pointer (the stack grows down from here; 16-byte aligned).
     public static let bootStackTop: UInt64 = 0x9000
+    /// Bytes of boot stack.
+    public static let bootStackSize: UInt64 = bootStackTop - bootStackBottom
     /// Where the multiboot information structure starts; the memory map, module list and strings follow.
     public static let multibootInfoAddress: UInt64 = 0x9000
-    /// The multiboot information area ends before this address.
-    public static let multibootInfoLimit: UInt64 = 0xA_0000
+    /// Visor's structures never go below this address (page 0 holds the real-mode IVT and BIOS
+    /// data area, and a structure at address 0 would read as a null pointer).
+    public static let placementMinimum: UInt64 = 0x1000
+    /// Visor's structures lie below this address: reachable with 32-bit pointers and inside the
+    /// long-mode identity map.
+    public static let bootDataLimit: UInt64 = 1 << 32
     /// Start of the legacy low-memory hole, reported to the guest as reserved.
     public static let lowMemoryHoleStart: UInt64 = 0xA_0000
     /// End of the legacy low-memory hole (1 MiB).
@@ -97,6 +111,14 @@ public struct LoadedModule: Sendable, Equatable {
     public var range: GuestRange
     /// Guest address of the module's NUL-terminated string.
     public var nameAddress: GuestPhysicalAddress
+}
+
+/// Where one of Visor's boot structures went.
+public struct BootDataPlacement: Sendable, Equatable {
+    /// "GDT", "TSS", "page tables", "boot stack" or "multiboot information".
+    public var name: String
+    public var range: GuestRange
+    public init(name: String, range: GuestRange) { self.name = name; self.range = range }
 }
 
 /// A GDT written into guest memory.

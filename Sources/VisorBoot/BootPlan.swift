@@ -65,6 +65,8 @@ struct BootPlan {
     let memory: GuestMemory
     let map: [MemoryMapEntry]
     private(set) var items: [Item] = []
+    /// Where each of Visor's boot structures went, in the order they were placed.
+    private(set) var bootData: [BootDataPlacement] = []
 
     init(memory: GuestMemory) {
         self.memory = memory
@@ -86,18 +88,44 @@ struct BootPlan {
         items.append(Item(name: name, start: start, length: length, bytes: bytes))
     }
 
-    /// Adds a low-memory boot structure at a fixed address.
-    mutating func addBootStructure(_ name: String, at start: UInt64, bytes: [UInt8]) throws(BootError) {
-        try add(name, at: start, length: UInt64(bytes.count), bytes: bytes[...],
-                outsideRAM: .bootAreaOutsideRAM(what: name, address: start, size: UInt64(bytes.count)))
+    /// The lowest address where `size` bytes, aligned to `alignment` (a power of two), lie in
+    /// usable RAM between `BootLayout.placementMinimum` and `limit` and overlap nothing planned;
+    /// `preferred` first, when it qualifies.
+    func freeSpace(size: UInt64, alignment: UInt64, preferred: UInt64? = nil, below limit: UInt64) -> UInt64? {
+        func fits(_ start: UInt64) -> Bool {
+            guard start >= BootLayout.placementMinimum, start % alignment == 0, let end = start.checkedAdd(size),
+                  end <= limit, isUsable(start, size, in: map),
+                  memory.contains(GuestPhysicalAddress(start), length: size) else { return false }
+            return !items.contains { overlaps(start, size, $0.start, $0.length) }
+        }
+        if let preferred, fits(preferred) { return preferred }
+        // A free stretch starts at the start of a RAM range, the end of a planned item, or the
+        // placement minimum; the lowest such start (aligned) where the bytes fit is the answer.
+        let starts = map.filter { $0.type == MemoryMapEntry.typeRAM }.map(\.base) + items.map { $0.start &+ $0.length }
+        return starts.compactMap { alignUp(max($0, BootLayout.placementMinimum), alignment) }.sorted().first(where: fits)
     }
 
-    /// Claims the boot stack both protocols hand the kernel (`BootLayout.bootStack*`); it is
-    /// not written, only kept clear of everything else.
-    mutating func addBootStack() throws(BootError) {
-        let size = BootLayout.bootStackTop - BootLayout.bootStackBottom
-        try add("boot stack", at: BootLayout.bootStackBottom, length: size,
-                outsideRAM: .bootAreaOutsideRAM(what: "boot stack", address: BootLayout.bootStackBottom, size: size))
+    /// Places one of Visor's boot structures at its usual address `preferred` when that is free,
+    /// else at the lowest free place below `BootLayout.bootDataLimit`; returns the address.
+    /// `bytes` (at most `size`) can be supplied later with `setBytes` when they depend on it.
+    mutating func placeBootData(_ name: String, size: UInt64, alignment: UInt64, preferred: UInt64,
+                                bytes: [UInt8] = []) throws(BootError) -> UInt64 {
+        guard let start = freeSpace(size: size, alignment: alignment, preferred: preferred,
+                                    below: BootLayout.bootDataLimit) else {
+            throw .noRoomForBootData(what: name, size: size)
+        }
+        try add(name, at: start, length: size, bytes: bytes[...], outsideRAM: .noRoomForBootData(what: name, size: size))
+        bootData.append(BootDataPlacement(name: name, range: GuestRange(start: start, length: size)))
+        return start
+    }
+
+    /// Sets the bytes of the item planned at `start` (as long as its length at most).
+    mutating func setBytes(at start: UInt64, _ bytes: [UInt8]) {
+        guard let index = items.firstIndex(where: { $0.start == start }) else {
+            preconditionFailure("no plan item at \(hex(start))")
+        }
+        precondition(UInt64(bytes.count) <= items[index].length, "plan item larger than its space")
+        items[index].bytes = bytes[...]
     }
 
     /// Performs every planned write. Ranges were validated, so failures here are Visor bugs.

@@ -96,6 +96,13 @@ public struct BootImage: Sendable, Equatable {
         case .longMode(let r): return r.modules
         }
     }
+    /// Where Visor's boot structures went.
+    public var bootData: [BootDataPlacement] {
+        switch result {
+        case .multiboot(let r): return r.bootData
+        case .longMode(let r): return r.bootData
+        }
+    }
 }
 
 /// Picks the boot protocol for an image and loads it.

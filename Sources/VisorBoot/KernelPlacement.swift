@@ -74,20 +74,24 @@ struct KernelImage {
     }
 }
 
-/// Chooses page-aligned addresses for the modules, one after another from max(`kernelEnd`, 1 MiB),
-/// all ending below 4 GiB in usable RAM.
+/// Places the modules, page-aligned, one after another from max(`kernelEnd`, 1 MiB) as QEMU
+/// and GRUB do; a module that does not fit there goes to the lowest free place below 4 GiB.
+/// Adds each module's bytes to the plan.
 func placeModules(_ modules: [BootModule], after kernelEnd: UInt64,
-                  map: [MemoryMapEntry]) throws(BootError) -> [(name: String, range: GuestRange)] {
+                  plan: inout BootPlan) throws(BootError) -> [(name: String, range: GuestRange)] {
     var next = max(kernelEnd, BootLayout.moduleAreaMinimum)
     var placed: [(name: String, range: GuestRange)] = []
     for module in modules {
         let size = UInt64(module.bytes.count)
-        guard let start = alignUp(next, GuestMemory.pageSize), let end = start.checkedAdd(size),
-              end < BootLayout.multibootAddressLimit, isUsable(start, size, in: map) else {
-            throw .moduleDoesNotFit(name: module.name, size: size, address: alignUp(next, GuestMemory.pageSize) ?? next)
+        let preferred = alignUp(next, GuestMemory.pageSize)
+        guard let start = plan.freeSpace(size: size, alignment: GuestMemory.pageSize, preferred: preferred,
+                                         below: BootLayout.multibootAddressLimit) else {
+            throw .moduleDoesNotFit(name: module.name, size: size, address: preferred ?? next)
         }
+        try plan.add("module '\(module.name)'", at: start, length: size, bytes: module.bytes[...],
+                     outsideRAM: .moduleDoesNotFit(name: module.name, size: size, address: start))
         placed.append((module.name, GuestRange(start: start, length: size)))
-        next = end
+        next = start + size
     }
     return placed
 }
@@ -100,24 +104,35 @@ struct PlannedBootInformation {
     var map: [MemoryMapEntry]
 }
 
-/// Places modules after the kernel and builds the multiboot information block; adds both to the plan.
+/// Places the modules after the kernel, then the multiboot information block (at its usual
+/// address when free, else wherever there is room); adds both to the plan.
 func planBootInformation(kernel: KernelImage, commandLine: String, modules: [BootModule],
                          plan: inout BootPlan) throws(BootError) -> PlannedBootInformation {
-    let placed = try placeModules(modules, after: kernel.end, map: plan.map)
-    let base = BootLayout.multibootInfoAddress
+    let placed = try placeModules(modules, after: kernel.end, plan: &plan)
     let ramBelowHole = plan.memory.regions.first.map { $0.guestEnd } ?? 0
-    let built = try MultibootInfo.build(base: base, commandLine: commandLine, modules: placed, map: plan.map,
-                                        ramBelowHole: ramBelowHole)
-    try plan.addBootStructure("multiboot information", at: base, bytes: built.bytes)
-    var loaded: [LoadedModule] = []
-    for (i, module) in modules.enumerated() {
-        let range = placed[i].range
-        try plan.add("module '\(module.name)'", at: range.start.rawValue, length: range.length,
-                     bytes: module.bytes[...],
-                     outsideRAM: .moduleDoesNotFit(name: module.name, size: range.length, address: range.start.rawValue))
-        loaded.append(LoadedModule(name: module.name, range: range,
-                                   nameAddress: GuestPhysicalAddress(built.moduleNameAddresses[i])))
+    func build(at base: UInt64) throws(BootError) -> MultibootInfo.Built {
+        try MultibootInfo.build(base: base, commandLine: commandLine, modules: placed, map: plan.map,
+                                ramBelowHole: ramBelowHole)
+    }
+    // The block's size does not depend on where it goes: build it once to learn it, place it,
+    // then build it for its place.
+    let size = UInt64(try build(at: 0).bytes.count)
+    let base = try plan.placeBootData("multiboot information", size: size, alignment: 8,
+                                      preferred: BootLayout.multibootInfoAddress)
+    let built = try build(at: base)
+    plan.setBytes(at: base, built.bytes)
+    let loaded = modules.indices.map { i in
+        LoadedModule(name: modules[i].name, range: placed[i].range,
+                     nameAddress: GuestPhysicalAddress(built.moduleNameAddresses[i]))
     }
     return PlannedBootInformation(infoAddress: base, commandLineAddress: built.commandLineAddress,
                                   modules: loaded, map: plan.map)
+}
+
+/// Places the boot stack both protocols hand the kernel (not written, only kept clear of
+/// everything else); returns its top.
+func planBootStack(plan: inout BootPlan) throws(BootError) -> UInt64 {
+    let bottom = try plan.placeBootData("boot stack", size: BootLayout.bootStackSize, alignment: GuestMemory.pageSize,
+                                        preferred: BootLayout.bootStackBottom)
+    return bottom + BootLayout.bootStackSize
 }

@@ -9,7 +9,8 @@ import VisorCore
 /// Entry convention (Visor's, for plain ELF64 kernels): the CPU is in 64-bit mode with paging on
 /// and [0, 4 GiB) identity-mapped; RIP is the physical entry point (e_entry translated through its
 /// segment), **RDI holds the multiboot information address and RSI the multiboot bootloader magic
-/// 0x2BADB002**, RSP is `BootLayout.bootStackTop`, interrupts are off and the IDT is empty.
+/// 0x2BADB002**, RSP is the top of Visor's boot stack (`BootLayout.bootStackTop` unless the kernel
+/// is there), interrupts are off and the IDT is empty.
 public struct LongModeLoadResult: Sendable, Equatable {
     /// Physical (= identity-mapped virtual) address to start at.
     public var entry: GuestPhysicalAddress
@@ -32,6 +33,9 @@ public struct LongModeLoadResult: Sendable, Equatable {
     public var kernelEnd: UInt64
     public var modules: [LoadedModule]
     public var memoryMap: [MemoryMapEntry]
+    /// Where each of Visor's boot structures (GDT, TSS, page tables, boot stack, multiboot
+    /// information) went.
+    public var bootData: [BootDataPlacement]
 }
 
 /// The plain-ELF64 long-mode loader.
@@ -51,29 +55,36 @@ public enum LongModeLoader {
             throw .notAddressable(what: "entry point", address: image.physicalEntry, limit: BootLayout.identityMapLimit)
         }
 
-        let tssLimit = UInt32(BootLayout.tssSize - 1)
-        let gdt = longModeGDT(tssBase: BootLayout.tssAddress, tssLimit: tssLimit)
-        try plan.addBootStructure("GDT", at: BootLayout.gdtAddress, bytes: gdt)
-        try plan.addBootStructure("TSS", at: BootLayout.tssAddress, bytes: taskStateSegment(size: Int(BootLayout.tssSize)))
-        try plan.addBootStructure("page tables", at: BootLayout.pml4Address,
-                                  bytes: identityPageTables(base: BootLayout.pml4Address,
-                                                            directories: BootLayout.pageDirectoryCount))
-        try plan.addBootStack()
-        let info = try planBootInformation(kernel: image, commandLine: commandLine, modules: modules, plan: &plan)
+        // The kernel first, where it asks to be; then its modules; then Visor's own structures
+        // wherever those two left room.
         try image.addSegments(from: kernel, to: &plan)
+        let tssLimit = UInt32(BootLayout.tssSize - 1)
+        let gdtSize = UInt64(longModeGDT(tssBase: 0, tssLimit: tssLimit).count)
+        let gdtAddress = try plan.placeBootData("GDT", size: gdtSize, alignment: 8, preferred: BootLayout.gdtAddress)
+        let tssAddress = try plan.placeBootData("TSS", size: BootLayout.tssSize, alignment: 16,
+                                                preferred: BootLayout.tssAddress,
+                                                bytes: taskStateSegment(size: Int(BootLayout.tssSize)))
+        let gdt = longModeGDT(tssBase: tssAddress, tssLimit: tssLimit)
+        plan.setBytes(at: gdtAddress, gdt)
+        let pml4Address = try plan.placeBootData("page tables", size: BootLayout.pageTablesSize,
+                                                 alignment: GuestMemory.pageSize, preferred: BootLayout.pml4Address)
+        plan.setBytes(at: pml4Address, identityPageTables(base: pml4Address, directories: BootLayout.pageDirectoryCount))
+        let stackTop = try planBootStack(plan: &plan)
+        let info = try planBootInformation(kernel: image, commandLine: commandLine, modules: modules, plan: &plan)
         try plan.commit()
 
         return LongModeLoadResult(
             entry: GuestPhysicalAddress(image.physicalEntry),
-            pageTableRoot: GuestPhysicalAddress(BootLayout.pml4Address),
-            pageTables: GuestRange(start: BootLayout.pml4Address, length: BootLayout.pageTablesSize),
-            gdt: GDTPlacement(base: GuestPhysicalAddress(BootLayout.gdtAddress), limit: UInt16(gdt.count - 1)),
+            pageTableRoot: GuestPhysicalAddress(pml4Address),
+            pageTables: GuestRange(start: pml4Address, length: BootLayout.pageTablesSize),
+            gdt: GDTPlacement(base: GuestPhysicalAddress(gdtAddress), limit: UInt16(gdt.count - 1)),
             codeSelector: BootLayout.LongModeSelectors.code, dataSelector: BootLayout.LongModeSelectors.data,
             taskStateSelector: BootLayout.LongModeSelectors.taskState,
-            taskStateBase: GuestPhysicalAddress(BootLayout.tssAddress), taskStateLimit: tssLimit,
-            stackTop: GuestPhysicalAddress(BootLayout.bootStackTop),
+            taskStateBase: GuestPhysicalAddress(tssAddress), taskStateLimit: tssLimit,
+            stackTop: GuestPhysicalAddress(stackTop),
             infoAddress: GuestPhysicalAddress(info.infoAddress),
             commandLineAddress: GuestPhysicalAddress(info.commandLineAddress),
-            kernelRanges: image.ranges, kernelEnd: image.end, modules: info.modules, memoryMap: info.map)
+            kernelRanges: image.ranges, kernelEnd: image.end, modules: info.modules, memoryMap: info.map,
+            bootData: plan.bootData)
     }
 }

@@ -108,7 +108,7 @@ public struct MultibootHeader: Sendable, Equatable {
 
 /// The multiboot information structure and everything it points at, built as one block of bytes.
 ///
-/// Layout inside the block (offsets from its base, `BootLayout.multibootInfoAddress`):
+/// Layout inside the block (offsets from its base, usually `BootLayout.multibootInfoAddress`):
 /// the 128-byte info structure, the memory map (24 bytes an entry: a 4-byte size of 20, then base,
 /// length and type), the module list (16 bytes a module), then NUL-terminated strings: the boot
 /// loader name, the command line, and each module's name.
@@ -178,12 +178,9 @@ public enum MultibootInfo {
         var nameOffsets: [Int] = []
         for module in modules { nameOffsets.append(appendString(module.name)) }
 
-        let available = BootLayout.multibootInfoLimit - base
-        guard UInt64(bytes.count) <= available else {
-            throw .bootInfoTooLarge(needed: UInt64(bytes.count), available: available)
-        }
-        // Every address below fits in 32 bits: the block ends below multibootInfoLimit.
-        func address(_ offset: Int) -> UInt32 { UInt32(base + UInt64(offset)) }
+        // The caller places the block below 4 GiB (`BootLayout.bootDataLimit`), so every address
+        // in it fits in 32 bits; a block built only to learn its size (base 0) is never written.
+        func address(_ offset: Int) -> UInt32 { UInt32(truncatingIfNeeded: base + UInt64(offset)) }
 
         bytes.putLE(flags, at: offsetFlags)
         bytes.putLE(UInt32(min(ramBelowHole, BootLayout.lowMemoryHoleStart) / 1024), at: offsetMemLower)

@@ -24,6 +24,8 @@ public struct MultibootLoadResult: Sendable, Equatable {
     public var gdt: GDTPlacement
     /// Top of a small stack Visor reserves. The specification leaves ESP undefined; this is a courtesy.
     public var stackTop: GuestPhysicalAddress
+    /// Where each of Visor's boot structures (GDT, boot stack, multiboot information) went.
+    public var bootData: [BootDataPlacement]
 }
 
 /// The multiboot v1 loader.
@@ -50,13 +52,16 @@ public enum MultibootLoader {
             throw .multibootImageNotLoadable
         }
 
+        // The kernel first, where it asks to be; then its modules; then Visor's own structures
+        // wherever those two left room.
         var plan = BootPlan(memory: memory)
         try image.checkPlacement(in: plan, below: BootLayout.multibootAddressLimit)
-        let gdt = protectedModeGDT()
-        try plan.addBootStructure("GDT", at: BootLayout.gdtAddress, bytes: gdt)
-        try plan.addBootStack()
-        let info = try planBootInformation(kernel: image, commandLine: commandLine, modules: modules, plan: &plan)
         try image.addSegments(from: kernel, to: &plan)
+        let gdt = protectedModeGDT()
+        let gdtAddress = try plan.placeBootData("GDT", size: UInt64(gdt.count), alignment: 8,
+                                                preferred: BootLayout.gdtAddress, bytes: gdt)
+        let stackTop = try planBootStack(plan: &plan)
+        let info = try planBootInformation(kernel: image, commandLine: commandLine, modules: modules, plan: &plan)
         try plan.commit()
 
         return MultibootLoadResult(
@@ -64,7 +69,7 @@ public enum MultibootLoader {
             infoAddress: GuestPhysicalAddress(info.infoAddress),
             commandLineAddress: GuestPhysicalAddress(info.commandLineAddress),
             kernelRanges: image.ranges, kernelEnd: image.end, modules: info.modules, memoryMap: info.map,
-            gdt: GDTPlacement(base: GuestPhysicalAddress(BootLayout.gdtAddress), limit: UInt16(gdt.count - 1)),
-            stackTop: GuestPhysicalAddress(BootLayout.bootStackTop))
+            gdt: GDTPlacement(base: GuestPhysicalAddress(gdtAddress), limit: UInt16(gdt.count - 1)),
+            stackTop: GuestPhysicalAddress(stackTop), bootData: plan.bootData)
     }
 }

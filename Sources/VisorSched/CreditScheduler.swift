@@ -434,6 +434,8 @@ public final class CreditScheduler: Scheduler {
         return out
     }
 
+    public func standing(of id: VCPUID) -> String? { vcpus[id].map { "\($0.priority)" } }
+
     // MARK: inspection (tests, dump)
 
     func priority(of id: VCPUID) -> Priority { vcpu(id).priority }

@@ -212,10 +212,14 @@ public protocol Scheduler: AnyObject {
     func adjustGlobal(_ params: GlobalSchedParams) throws(SchedError)
     /// Human-readable state (Xen's `dump_settings` + `dump_cpu_state`, the 'r' debug key).
     func dump() -> String
+    /// One word on where a vCPU stands in the policy, for the scheduling trace (credit: its
+    /// priority, `boost`, `under` or `over`); nil when the policy has none.
+    func standing(of vcpu: VCPUID) -> String?
 }
 
 extension Scheduler {
     public var name: String { kind.name }
+    public func standing(of vcpu: VCPUID) -> String? { nil }
     public func insert(_ vcpu: VCPUID) throws(SchedError) { try insert(vcpu, affinity: .any) }
 }
 

@@ -8,7 +8,7 @@ struct BenchCommand: ParsableCommand {
         commandName: "bench",
         abstract: "Measure Visor's hot paths against a reference, in one run.",
         subcommands: [ExitsBenchCommand.self, CPUBenchCommand.self, InterruptBenchCommand.self, SchedBenchCommand.self,
-                      SharesBenchCommand.self, PVBenchCommand.self])
+                      SharesBenchCommand.self, PVBenchCommand.self, HostileBenchCommand.self])
 }
 
 struct ExitsBenchCommand: ParsableCommand {
@@ -16,18 +16,22 @@ struct ExitsBenchCommand: ParsableCommand {
         commandName: "exits",
         abstract: "Exit round trip: port writes at CPL0 and CPL3 under Visor and under a minimal C VMM.")
 
-    @Option(help: "Port writes per privilege level per round.")
-    var count: UInt64 = 20_000
+    @Option(parsing: .unconditional, help: "Port writes per privilege level per round, 1-100000000.")
+    var count: String = "20000"
 
-    @Option(help: "Rounds; the report shows medians.")
-    var rounds: Int = 3
+    @Option(parsing: .unconditional, help: "Rounds, 1-100; the report shows medians.")
+    var rounds: String = "3"
 
-    func validate() throws {
-        guard count > 0, count <= 100_000_000 else { throw ValidationError("--count must be between 1 and 100000000") }
-        guard rounds > 0, rounds <= 100 else { throw ValidationError("--rounds must be between 1 and 100") }
+    func values() throws -> (count: UInt64, rounds: Int) {
+        (try OptionValue.wholeNumber(count, option: "--count", in: 1...100_000_000,
+                                     allowed: "give 1 to 100000000 port writes"),
+         try BenchRounds.read(rounds))
     }
 
+    func validate() throws { _ = try values() }
+
     func run() throws {
+        let (count, rounds) = try values()
         guard let engine = EngineRegistry.engine(named: "kvm") else { throw ExitCode(ExitStatus.unavailable) }
         do {
             let result = try ExitBenchmark.run(count: count, rounds: rounds, engine: engine)
@@ -45,7 +49,7 @@ struct CPUBenchCommand: ParsableCommand {
         abstract: "Guest MIPS of five loops (ALU, 8 MiB copy, 16 MiB sieve, calls, jump table) on an engine.",
         discussion: "With --qemu, the same guest ELF also runs under qemu-system-x86_64 -accel tcg in the same run, and the ratio per loop and its geometric mean are printed.")
 
-    @Option(help: "The engine to measure.")
+    @Option(parsing: .unconditional, help: "The engine to measure: kvm or interp.")
     var engine: String = "kvm"
 
     @Flag(help: "Also run the guest under QEMU's TCG and print ratios.")
@@ -55,7 +59,7 @@ struct CPUBenchCommand: ParsableCommand {
     var quick = false
 
     func validate() throws {
-        if let problem = EngineRegistry.problem(withName: engine) { throw ValidationError(problem) }
+        _ = try OptionValue.engine(engine)
     }
 
     func run() throws {
@@ -77,9 +81,6 @@ struct InterruptBenchCommand: ParsableCommand {
     @Flag(help: "Fewer samples: for a quick look, not for figures.")
     var quick = false
 
-    func validate() throws {
-    }
-
     func run() throws {
         try reportingFailure { try InterruptBenchmark.run(engineNames: engineSelection.names, quick: quick, withQEMU: qemu).text }
     }
@@ -91,17 +92,16 @@ struct SchedBenchCommand: ParsableCommand {
         abstract: "Host cost of one scheduling decision (credit, credit2, rtds, null) with 8, 64 and 512 vCPUs, and the scheduler's share of a pCPU in the weights scenario.",
         discussion: "Pure policies on a manual clock: no guest, no KVM needed. 4 pCPUs, N CPU hogs over 4 domains; ns per decision are medians over rounds.")
 
-    @Option(help: "Rounds; the report shows medians.")
-    var rounds: Int = 5
+    @Option(parsing: .unconditional, help: "Rounds, 1-100; the report shows medians.")
+    var rounds: String = "5"
 
     @Flag(help: "Fewer decisions per round and 1 simulated second: for a quick look, not for figures.")
     var quick = false
 
-    func validate() throws {
-        guard rounds > 0, rounds <= 100 else { throw ValidationError("--rounds must be between 1 and 100") }
-    }
+    func validate() throws { _ = try BenchRounds.read(rounds) }
 
     func run() throws {
+        let rounds = try BenchRounds.read(rounds)
         do {
             print(try SchedBenchmark.run(rounds: rounds, quick: quick).text)
         } catch {
@@ -119,21 +119,25 @@ struct SharesBenchCommand: ParsableCommand {
 
     @OptionGroup var engineSelection: EngineSelection
 
-    @Option(help: "Seconds per scenario.")
-    var seconds: Double = 10
+    @Option(parsing: .unconditional, help: "Seconds per scenario, 0.5-600.")
+    var seconds: String = "10"
 
-    @Option(help: "The scheduler: credit or credit2 (the ones with weights and caps).")
+    @Option(parsing: .unconditional, help: "The scheduler: credit or credit2 (the ones with weights and caps).")
     var sched: String = "credit"
 
-    func validate() throws {
-        guard seconds >= 0.5, seconds <= 600 else { throw ValidationError("--seconds must be between 0.5 and 600") }
+    func values() throws -> (seconds: Double, scheduler: SchedulerKind) {
+        let seconds = try OptionValue.decimal(seconds, option: "--seconds", in: 0.5...600,
+                                              allowed: "give 0.5 to 600 seconds per scenario")
         guard sched == "credit" || sched == "credit2" else {
-            throw ValidationError("--sched '\(sched)': choose credit or credit2 (the schedulers with weights and caps)")
+            throw ValidationError("--sched '\(sched)' is not offered here: choose credit or credit2 (the schedulers with weights and caps)")
         }
+        return (seconds, sched == "credit" ? .credit : .credit2)
     }
 
+    func validate() throws { _ = try values() }
+
     func run() throws {
-        let kind: SchedulerKind = sched == "credit" ? .credit : .credit2
+        let (seconds, kind) = try values()
         try reportingFailure { try ShareBenchmark.run(engineNames: engineSelection.names, seconds: seconds, scheduler: kind).text }
     }
 }
@@ -146,31 +150,70 @@ struct PVBenchCommand: ParsableCommand {
 
     @OptionGroup var engineSelection: EngineSelection
 
-    @Option(help: "Round trips per measurement.")
-    var iterations: Int = 1000
+    @Option(parsing: .unconditional, help: "Round trips per measurement, 10-1000000.")
+    var iterations: String = "1000"
+
+    func values() throws -> Int {
+        try OptionValue.wholeNumber(iterations, option: "--iterations", in: 10...1_000_000,
+                                    allowed: "give 10 to 1000000 round trips")
+    }
+
+    func validate() throws { _ = try values() }
+
+    func run() throws {
+        let iterations = try values()
+        try reportingFailure { try PVBenchmark.run(engineNames: engineSelection.names, iterations: iterations).text }
+    }
+}
+
+struct HostileBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hostile",
+        abstract: "Each hostile guest beside a CPU hog on one pCPU: the hog's share, and how long a stop takes.",
+        discussion: "Runs the hostile guest in each mode (\(HostileBenchmark.modes.joined(separator: ", "))) beside cpuhog with an equal share of a one-pCPU pool (credit) for --seconds from the moment its attack starts, then stops both as --timeout, Ctrl-] and signals do. Prints the hog's share of the pCPU (fair: 50 %), its part of the time the pool handed out, the hostile domain's share and outcome, and the stop latency.")
+
+    @OptionGroup var engineSelection: EngineSelection
+
+    @Option(name: .customLong("mode"), help: "A mode to measure (repeatable; default: every mode).")
+    var modes: [String] = []
+
+    @Option(help: "Seconds per mode.")
+    var seconds: Double = 5
 
     func validate() throws {
-        guard (10...1_000_000).contains(iterations) else { throw ValidationError("--iterations must be between 10 and 1000000") }
+        guard seconds >= 0.5, seconds <= 600 else { throw ValidationError("--seconds must be between 0.5 and 600") }
+        for mode in modes where !HostileBenchmark.modes.contains(mode) {
+            throw ValidationError("--mode '\(mode)': choose one of \(HostileBenchmark.modes.joined(separator: ", "))")
+        }
     }
 
     func run() throws {
-        try reportingFailure { try PVBenchmark.run(engineNames: engineSelection.names, iterations: iterations).text }
+        try reportingFailure {
+            try HostileBenchmark.run(engineNames: engineSelection.names, modes: modes.isEmpty ? HostileBenchmark.modes : modes,
+                                     seconds: seconds).text
+        }
     }
 }
 
 /// `--engine NAME` (repeatable) for the benchmarks that run on several engines.
 struct EngineSelection: ParsableArguments {
-    @Option(name: .customLong("engine"), help: "An engine to measure (repeatable; default: kvm when /dev/kvm opens, and interp).")
+    @Option(name: .customLong("engine"), parsing: .unconditionalSingleValue,
+            help: "An engine to measure: kvm or interp (repeatable; default: kvm when /dev/kvm opens, and interp).")
     var engines: [String] = []
 
     func validate() throws {
-        for engine in engines {
-            if let problem = EngineRegistry.problem(withName: engine) { throw ValidationError(problem) }
-        }
+        for engine in engines { _ = try OptionValue.engine(engine) }
     }
 
     /// The engines asked for, or every engine this host can run.
     var names: [String] { engines.isEmpty ? EngineRegistry.availableNames() : engines }
+}
+
+/// `--rounds`, as the benchmarks that repeat take it.
+enum BenchRounds {
+    static func read(_ text: String) throws -> Int {
+        try OptionValue.wholeNumber(text, option: "--rounds", in: 1...100, allowed: "give 1 to 100 rounds")
+    }
 }
 
 /// Prints the benchmark's report; a failure becomes `visor: message` and status 70.

@@ -174,6 +174,27 @@ import VisorCore
         #expect(image.modules.first?.range.start == GuestPhysicalAddress(0x10_0000))
     }
 
+    @Test func aLongCommandLineGoesWhereThereIsRoom() throws {
+        // 1 MiB of command line does not fit below the hole; it goes after the kernel.
+        let memory = try smallMemory()
+        let long = String(repeating: "a", count: 1 << 20)
+        let image = try BootLoader.load(kernel: sampleKernel(is64: false).bytes, commandLine: long, into: memory)
+        let info = image.infoAddress.rawValue
+        #expect(info >= 0x20_4000, "above the kernel, which ends at 0x204000")
+        let pointer = UInt64(try memory.u32(info + 16))
+        #expect(try memory.bytes(pointer, (1 << 20) + 1) == Array(long.utf8) + [0])
+    }
+
+    @Test func kernelOverTheUsualInformationAreaLoads() throws {
+        let elf = TestELF(is64: false, entry: 0x9000, segments: [TestSegment(at: 0x9000, data: pattern(0x10))],
+                          multiboot: TestMultibootHeader())
+        let memory = try smallMemory()
+        let image = try BootLoader.load(kernel: elf.bytes, commandLine: "x", into: memory)
+        #expect(image.infoAddress.rawValue != 0x9000)
+        #expect(try memory.bytes(0x9000, 0x10) == pattern(0x10))
+        #expect(try memory.cString(UInt64(try memory.u32(image.infoAddress.rawValue + 16))) == "x")
+    }
+
     @Test func videoModeFlagIsAcceptedWithoutFramebufferInfo() throws {
         let memory = try smallMemory()
         var elf = sampleKernel(is64: false)

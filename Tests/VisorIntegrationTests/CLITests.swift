@@ -31,15 +31,103 @@ struct CLITests {
         #expect(r.stderr.contains("hello"))
     }
 
-    @Test("bad option values are usage errors naming the option, status 64")
-    func badOptions() throws {
-        for (args, needle) in [(["run", "--memory", "lots"], "--memory 'lots'"),
-                               (["run", "--engine", "vmware"], "unknown engine 'vmware'"),
-                               (["run", "--timeout", "soon"], "--timeout 'soon'")] {
-            let r = try runVisor(args)
-            #expect(r.status == 64, "\(args)")
-            #expect(r.stderr.contains(needle), "\(args): \(r.stderr)")
-        }
+    /// One bad option value and the words its message must contain: the option, the value and
+    /// what is allowed.
+    struct BadOption: Sendable, CustomTestStringConvertible {
+        var arguments: [String]
+        var message: String
+        var testDescription: String { arguments.joined(separator: " ") }
+    }
+
+    static let memoryAllowed = "guest RAM is 4 KiB to 64 GiB, in whole 4 KiB pages"
+    static let durationAllowed = "give a duration above zero"
+
+    /// Every option of `run` and of each `bench` subcommand that takes a value: garbage,
+    /// negative, zero and huge values (negative ones were taken for options: "Missing value").
+    static let badOptions: [BadOption] = [
+        BadOption(arguments: ["run", "--memory", "lots"], message: "--memory 'lots' is not a size: \(memoryAllowed)"),
+        BadOption(arguments: ["run", "--memory", "1.5G"], message: "--memory '1.5G' is not a size: \(memoryAllowed)"),
+        BadOption(arguments: ["run", "--memory", "-1"], message: "--memory '-1' is not a size: \(memoryAllowed)"),
+        BadOption(arguments: ["run", "--memory", "0"], message: "--memory '0' is out of range: \(memoryAllowed)"),
+        BadOption(arguments: ["run", "--memory", "100b"], message: "--memory '100b' is out of range: \(memoryAllowed)"),
+        BadOption(arguments: ["run", "--memory", "65G"], message: "--memory '65G' is out of range: \(memoryAllowed)"),
+        BadOption(arguments: ["run", "--memory", "99999999999999999999G"],
+                  message: "--memory '99999999999999999999G' is out of range: \(memoryAllowed)"),
+        BadOption(arguments: ["run", "--vcpus", "0"], message: "--vcpus '0' is out of range: a domain has 1 to 64 vCPUs"),
+        BadOption(arguments: ["run", "--vcpus", "-1"], message: "--vcpus '-1' is out of range: a domain has 1 to 64 vCPUs"),
+        BadOption(arguments: ["run", "--vcpus", "65"], message: "--vcpus '65' is out of range: a domain has 1 to 64 vCPUs"),
+        BadOption(arguments: ["run", "--vcpus", "99999999999999999999"],
+                  message: "--vcpus '99999999999999999999' is out of range: a domain has 1 to 64 vCPUs"),
+        BadOption(arguments: ["run", "--vcpus", "two"], message: "--vcpus 'two' is not a whole number: a domain has 1 to 64 vCPUs"),
+        BadOption(arguments: ["run", "--timeout", "soon"], message: "--timeout 'soon' is not a duration: \(durationAllowed)"),
+        BadOption(arguments: ["run", "--timeout", "-1"], message: "--timeout '-1' is negative: \(durationAllowed)"),
+        BadOption(arguments: ["run", "--timeout", "0"], message: "--timeout '0' is zero: \(durationAllowed)"),
+        BadOption(arguments: ["run", "--timeout", "1e99"], message: "--timeout '1e99' is not a duration: \(durationAllowed)"),
+        BadOption(arguments: ["run", "--timeout", "99999999999h"],
+                  message: "--timeout '99999999999h' is too long: at most 1000000000 seconds"),
+        BadOption(arguments: ["run", "--for", "-5s"], message: "--for '-5s' is negative: \(durationAllowed)"),
+        BadOption(arguments: ["run", "--for", "0s"], message: "--for '0s' is zero: \(durationAllowed)"),
+        BadOption(arguments: ["run", "--for", "a while"], message: "--for 'a while' is not a duration: \(durationAllowed)"),
+        BadOption(arguments: ["run", "--pcpus", "0"], message: "--pcpus '0' is out of range: the pool has 1 to 256 pCPUs"),
+        BadOption(arguments: ["run", "--pcpus", "-2"], message: "--pcpus '-2' is out of range: the pool has 1 to 256 pCPUs"),
+        BadOption(arguments: ["run", "--pcpus", "257"], message: "--pcpus '257' is out of range: the pool has 1 to 256 pCPUs"),
+        BadOption(arguments: ["run", "--pcpus", "1.5"], message: "--pcpus '1.5' is not a whole number: the pool has 1 to 256 pCPUs"),
+        BadOption(arguments: ["run", "--sched", "fifo"],
+                  message: "--sched 'fifo' is not a scheduler: choose credit, credit2, rtds or null"),
+        BadOption(arguments: ["run", "--sched", "-1"], message: "--sched '-1' is not a scheduler: choose credit, credit2, rtds or null"),
+        BadOption(arguments: ["run", "--trace", "/nonexistent/folder/run.json"],
+                  message: "--trace '/nonexistent/folder/run.json': the folder '/nonexistent/folder' does not exist"),
+        BadOption(arguments: ["run", "--trace", "/"], message: "--trace '/': '/' is a folder: give the path of a file to write"),
+        BadOption(arguments: ["run", "--trace", ""], message: "--trace '': give the path of a file to write"),
+        BadOption(arguments: ["run", "--engine", "vmware"], message: "--engine: unknown engine 'vmware': choose one of kvm, interp"),
+        BadOption(arguments: ["run", "--engine", "-kvm"], message: "--engine: unknown engine '-kvm': choose one of kvm, interp"),
+        BadOption(arguments: ["bench", "exits", "--count", "0"], message: "--count '0' is out of range: give 1 to 100000000 port writes"),
+        BadOption(arguments: ["bench", "exits", "--count", "-5"], message: "--count '-5' is out of range: give 1 to 100000000 port writes"),
+        BadOption(arguments: ["bench", "exits", "--count", "lots"],
+                  message: "--count 'lots' is not a whole number: give 1 to 100000000 port writes"),
+        BadOption(arguments: ["bench", "exits", "--rounds", "101"], message: "--rounds '101' is out of range: give 1 to 100 rounds"),
+        BadOption(arguments: ["bench", "exits", "--rounds", "-1"], message: "--rounds '-1' is out of range: give 1 to 100 rounds"),
+        BadOption(arguments: ["bench", "cpu", "--engine", "bt"], message: "--engine: unknown engine 'bt': choose one of kvm, interp"),
+        BadOption(arguments: ["bench", "irq", "--engine", "-1"], message: "--engine: unknown engine '-1': choose one of kvm, interp"),
+        BadOption(arguments: ["bench", "sched", "--rounds", "0"], message: "--rounds '0' is out of range: give 1 to 100 rounds"),
+        BadOption(arguments: ["bench", "shares", "--seconds", "-1"],
+                  message: "--seconds '-1' is out of range: give 0.5 to 600 seconds per scenario"),
+        BadOption(arguments: ["bench", "shares", "--seconds", "nan"],
+                  message: "--seconds 'nan' is not a number: give 0.5 to 600 seconds per scenario"),
+        BadOption(arguments: ["bench", "shares", "--seconds", "601"],
+                  message: "--seconds '601' is out of range: give 0.5 to 600 seconds per scenario"),
+        BadOption(arguments: ["bench", "shares", "--sched", "rtds"],
+                  message: "--sched 'rtds' is not offered here: choose credit or credit2"),
+        BadOption(arguments: ["bench", "shares", "--engine", "qemu"], message: "--engine: unknown engine 'qemu': choose one of kvm, interp"),
+        BadOption(arguments: ["bench", "pv", "--iterations", "9"], message: "--iterations '9' is out of range: give 10 to 1000000 round trips"),
+        BadOption(arguments: ["bench", "pv", "--iterations", "-10"],
+                  message: "--iterations '-10' is out of range: give 10 to 1000000 round trips"),
+        BadOption(arguments: ["bench", "pv", "--iterations", "1e3"],
+                  message: "--iterations '1e3' is not a whole number: give 10 to 1000000 round trips"),
+    ]
+
+    @Test("a bad option value is a usage error, status 64, naming the option, the value and what is allowed",
+          arguments: badOptions)
+    func badOption(_ bad: BadOption) throws {
+        let r = try runVisor(bad.arguments)
+        #expect(r.status == 64, "stderr: \(r.stderr)")
+        #expect(r.stderr.contains(bad.message), "stderr: \(r.stderr)")
+    }
+
+    @Test("an option value that starts with '-' is a value, not another option")
+    func dashValues() throws {
+        let r = try runVisor(["run", "--engine", "interp", "--cmdline", "-v exit=3", "hello"])
+        #expect(r.status == 7, "hello's exit=3 was read from a command line starting with '-': \(r.stderr)")
+    }
+
+    @Test("visor help run gives the exit statuses of README's table")
+    func helpStatuses() throws {
+        let r = try runVisor(["help", "run"])
+        #expect(r.status == 0)
+        let help = r.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        #expect(help.contains("64 for a bad option, 65 for a bad kernel or module, 69 when the engine is unavailable, 70 for an internal error"))
+        let readme = try String(contentsOf: SourceTree.root.appendingPathComponent("README.md"), encoding: .utf8)
+        #expect(readme.contains("| 64 / 65 / 69 / 70 | bad option / bad kernel or module / engine unavailable / internal error |"))
     }
 
     @Test("a missing module is named in the error")
@@ -58,8 +146,10 @@ struct CLITests {
     }
 
     @Test("visor guests lists every built-in guest with an existing ELF path")
-    func guests() throws {
-        let r = try runVisor(["guests"])
+    func guests() async throws {
+        // It may have to build every guest (the other tests build only those they run): on a
+        // busy machine that takes minutes, so the time limit is only there to catch a hang.
+        let r = try await onOwnThread { try runVisor(["guests"], timeout: 900) }
         #expect(r.status == 0)
         for name in ["demo", "hello", "triplefault", "exitbench"] {
             let line = r.stdout.split(separator: "\n").first { $0.hasPrefix(name + " ") }
@@ -105,5 +195,17 @@ struct UnitsTests {
         #expect(DurationText.parse("soon") == nil)
         #expect(DurationText.parse("5 parsecs") == nil)
         #expect(DurationText.parse("1e99") == nil)
+    }
+
+    @Test("a size or duration that cannot be read says why")
+    func problems() {
+        #expect(ByteSize.read("12X") == .failure(.notASize))
+        #expect(ByteSize.read("-1") == .failure(.notASize))
+        #expect(ByteSize.read("99999999999999999999") == .failure(.tooLarge))
+        #expect(ByteSize.read("17179869184G") == .failure(.tooLarge))
+        #expect(DurationText.read("-1") == .failure(.negative))
+        #expect(DurationText.read("-soon") == .failure(.notADuration))
+        #expect(DurationText.read("999999999999") == .failure(.tooLong))
+        #expect(DurationText.read("0") == .success(.zero))
     }
 }

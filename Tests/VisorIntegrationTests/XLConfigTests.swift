@@ -392,6 +392,7 @@ struct XLConfigTests {
         // A deterministic generator over the characters the grammar cares about.
         let alphabet = Array("name kernel cpus vcpus = [ ] , ; # \" ' \\ x 0x 9 \n \r \t \u{0} - ^ é".unicodeScalars)
         var state: UInt64 = 0x9e37_79b9_7f4a_7c15
+        var refusals = Set<String>()
         for _ in 0..<2000 {
             var text = String.UnicodeScalarView()
             for _ in 0..<Int(state % 60) {
@@ -400,8 +401,11 @@ struct XLConfigTests {
             }
             state = state &* 6364136223846793005 &+ 1442695040888963407
             if let error = parseError(String(text)) {
+                refusals.insert(error.message)
                 #expect(error.path == "a.cfg")
             }
         }
+        // The soup must reach many of the parser's error paths, or the loop checks little.
+        #expect(refusals.count >= 5, "refused only with: \(refusals)")
     }
 }

@@ -123,6 +123,24 @@ struct CreditScenarioTests {
         }
     }
 
+    @Test("7a. standing(of:), the trace's word on a vCPU, is its priority: boost right after each wake-up")
+    func standingForTheTrace() throws {
+        let (sim, s) = try creditSim(pcpus: 1)
+        try sim.addVCPU(v(1), .hog)
+        try sim.addVCPU(v(2), .periodic(period: ms(10), burst: us(100), phase: ms(3)))
+        var seen: [String?] = []
+        for k in 0..<50 {
+            sim.at(ms(3) + ms(10) * Int64(k) + .nanoseconds(1)) { _ in
+                seen.append(s.standing(of: v(2)))
+                #expect(s.standing(of: v(1)) == "\(s.priority(of: v(1)))")
+            }
+        }
+        sim.run(until: sec(1))
+        #expect(seen.count == 50)
+        #expect(seen.allSatisfy { $0 == "boost" }, "\(seen)")
+        #expect(s.standing(of: v(9)) == nil, "an unknown vCPU has no standing")
+    }
+
     @Test("7b. no BOOST for an OVER vCPU, an unparked vCPU or a migrated vCPU")
     func noBoost() throws {
         // OVER: two hogs alternate between UNDER and OVER; bounce V whenever it is OVER and queued.

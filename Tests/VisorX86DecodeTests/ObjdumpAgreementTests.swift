@@ -13,9 +13,12 @@ import Testing
 
 enum Objdump {
     /// llvm-objdump: $VISOR_LLVM_OBJDUMP if set, else on PATH, else next to swiftc (on PATH or
-    /// under /opt/swift), else nil.
+    /// under /opt/swift), else nil. Nil too when VISOR_TEST_WITHOUT names llvm-objdump (to see
+    /// the skip on a machine that has it).
     static let path: String? = {
         let fm = FileManager.default
+        let without = (ProcessInfo.processInfo.environment["VISOR_TEST_WITHOUT"] ?? "").split(whereSeparator: { $0 == " " || $0 == "," })
+        if without.contains("llvm-objdump") { return nil }
         if let forced = ProcessInfo.processInfo.environment["VISOR_LLVM_OBJDUMP"], fm.isExecutableFile(atPath: forced) {
             return forced
         }
@@ -36,7 +39,7 @@ enum Objdump {
     }()
 
     static let skipReason: Comment =
-        "SKIPPED: llvm-objdump was not found on PATH or next to swiftc; decode lengths are NOT checked against it"
+        "needs llvm-objdump, which is not on PATH nor next to swiftc: decode lengths are NOT checked against it"
 
     /// One disassembled instruction: where its bytes start in `Listing.bytes`, its length, and
     /// whether llvm-objdump decoded it (not `<unknown>`).

@@ -30,7 +30,7 @@ struct RegisterChooser {
 }
 
 struct CaseGenerator {
-    let rig: DifferentialRig
+    let layout: DifferentialLayout
 
     static let families = [
         "alu", "aluImmediate", "unary", "multiply", "divide", "imul", "shift", "doubleShift", "bitTest",
@@ -42,7 +42,7 @@ struct CaseGenerator {
 
     func registers(_ rng: inout SplitMix64) -> [UInt64] {
         var r = (0..<16).map { _ in rng.interesting() }
-        r[4] = rig.stackTop - 0x80
+        r[4] = layout.stackTop - 0x80
         return r
     }
 
@@ -59,7 +59,7 @@ struct CaseGenerator {
             scale = rng.pick([1, 2, 4, 8])
             regs[Int(i)] = UInt64(rng.below(16))
         }
-        regs[Int(base)] = rig.hotCenter &+ UInt64(rng.below(0x100)) &- 0x80
+        regs[Int(base)] = layout.hotCenter &+ UInt64(rng.below(0x100)) &- 0x80
         let displacement: Int32 = rng.below(4) == 0 ? 0 : Int32(rng.below(0x100)) - 0x80
         return .memory(base: base, index: index, scale: scale, displacement: displacement)
     }
@@ -388,7 +388,7 @@ struct CaseGenerator {
                 e = Encoding(opcode: [0x9d])
                 insn = e.instruction(.popf, operandSize: 8)
             case 7:
-                regs[3] = rig.hotCenter - 0x80
+                regs[3] = layout.hotCenter - 0x80
                 e = Encoding(opcode: [0xd7])
                 insn = e.instruction(.xlat, operandSize: 1, destination: .register(0, size: 1))
                 insn.memory = MemoryOperand(segment: 3, base: 3)
@@ -427,8 +427,8 @@ struct CaseGenerator {
             if size == 8 { e.rexW = true }
             let backward = rng.bool()
             let flagsWithDirection = backward ? flagsIn | F.df : flagsIn
-            regs[6] = rig.hotCenter - 0x100 + UInt64(rng.below(0x40))
-            regs[7] = rig.hotCenter + 0x100 + UInt64(rng.below(0x40))
+            regs[6] = layout.hotCenter - 0x100 + UInt64(rng.below(0x40))
+            regs[7] = layout.hotCenter + 0x100 + UInt64(rng.below(0x40))
             regs[1] = UInt64(rng.below(12))
             if which == 1 || which == 4, rng.bool() {
                 // Mostly-equal data so REPE runs a while.

@@ -2,8 +2,8 @@
 // retry protocol, HLT, triple fault, stop requests, state round trips, the physical decode cache
 // under self-modifying code, and robustness against random code, page tables and IDTs.
 //
-// Tests marked `.enabled(if: decoderReady)` run real machine code through `Decoder.decode` and
-// the general-purpose interpreter; the others use `sysTinyDecoder` and run regardless.
+// Most tests run real machine code through `Decoder.decode` and the general-purpose interpreter
+// (a broken decoder fails them); the others use `sysTinyDecoder`.
 
 import Foundation
 import Testing
@@ -151,7 +151,7 @@ struct SysRandom {
 
     // MARK: Real code (needs the decoder and the general-purpose interpreter)
 
-    @Test(.enabled(if: decoderReady)) func mmioReadAndWriteExits() throws {
+    @Test func mmioReadAndWriteExits() throws {
         // mov eax, [0x5000_0000]; mov [0x5000_0010], eax; hlt
         let (cpu, _) = try vcpu([0x8b, 0x04, 0x25, 0x00, 0x00, 0x00, 0x50,
                                  0x89, 0x04, 0x25, 0x10, 0x00, 0x00, 0x50, 0xf4])
@@ -162,7 +162,7 @@ struct SysRandom {
         #expect(try cpu.state().rax == 0xdead_beef)
     }
 
-    @Test(.enabled(if: decoderReady)) func selfModifyingCodeThroughAnAlias() throws {
+    @Test func selfModifyingCodeThroughAnAlias() throws {
         // 0x100000: out 0x80, al
         // 0x100002: mov byte [0x500001], 0x81   (the OUT's port byte, through the alias)
         // 0x10000a: jmp 0x100000
@@ -171,7 +171,7 @@ struct SysRandom {
         #expect(try cpu.run() == .portWrite(port: 0x81, size: 1, value: 0))
     }
 
-    @Test(.enabled(if: decoderReady)) func requestStopFromAnotherThread() throws {
+    @Test func requestStopFromAnotherThread() throws {
         let (cpu, _) = try vcpu([0xeb, 0xfe])  // jmp $
         DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(50)) { cpu.requestStop() }
         #expect(try cpu.run() == .stopped)
@@ -180,7 +180,7 @@ struct SysRandom {
 
     // MARK: Robustness
 
-    @Test(.enabled(if: decoderReady)) func randomCodeNeverTrapsTheHost() throws {
+    @Test func randomCodeNeverTrapsTheHost() throws {
         var random = SysRandom(state: 0x5eed)
         var outcomes: [String: Int] = [:]
         for _ in 0..<150 {
@@ -205,7 +205,10 @@ struct SysRandom {
                 #expect(cpu.machine.cpu.cpl == UInt8(after.cs.selector & 3), "CPL is CS.RPL")
             }
         }
-        #expect(outcomes.values.reduce(0, +) == 150)
+        // The random code must reach many kinds of exit (port and MMIO accesses, HLT, shutdown,
+        // budget ends ...), or it exercised little of the interpreter.
+        print("random code: \(outcomes.sorted { $0.key < $1.key })")
+        #expect(outcomes.count >= 4, "exits: \(outcomes)")
     }
 
     @Test func randomPageTablesAndIDTsEndInFaultsOrShutdown() throws {

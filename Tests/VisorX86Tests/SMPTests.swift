@@ -35,7 +35,7 @@ func runToExit(_ cpu: InterpVirtualCPU, limit: Int = 200_000_000) -> Exit {
     return .stopped
 }
 
-@Suite(.enabled(if: decoderReady)) struct LockedInstructionTests {
+@Suite struct LockedInstructionTests {
     /// Each vCPU runs RSI iterations of, with RBX = 0x20_0000:
     ///   lock xadd [rbx], eax (eax = 1)          dword, aligned
     ///   lock inc dword [rbx+0x42]               misaligned inside one 8-byte word
@@ -162,7 +162,7 @@ func runToExit(_ cpu: InterpVirtualCPU, limit: Int = 200_000_000) -> Exit {
     }
 }
 
-@Suite(.enabled(if: decoderReady)) struct CrossModifyingCodeTests {
+@Suite struct CrossModifyingCodeTests {
     /// vCPU 1's code at 0x10_1000: top: mov al, 1; out 0x80, al; cpuid; jmp top
     static let reader: [UInt8] = [0xb0, 0x01, 0xe6, 0x80, 0x0f, 0xa2, 0xeb, 0xf8]
     /// vCPU 0's code at 0x10_0000: mov byte [0x10_1001], 2; hlt  (patches the reader's MOV AL)
@@ -224,7 +224,7 @@ func runToExit(_ cpu: InterpVirtualCPU, limit: Int = 200_000_000) -> Exit {
     }
 }
 
-@Suite(.enabled(if: decoderReady)) struct ApplicationProcessorTests {
+@Suite struct ApplicationProcessorTests {
     /// A typical AP trampoline, assembled for 0x8000 (SIPI vector 8):
     ///   .code16: cli; mov ax, cs; mov ds, ax; lgdtl [gdtr]; mov eax, cr0; or eax, 1; mov cr0, eax
     ///            ljmpl 0x08:pm32
@@ -265,8 +265,10 @@ func runToExit(_ cpu: InterpVirtualCPU, limit: Int = 200_000_000) -> Exit {
         f.platform.bytes(0x8000, Self.trampoline)
         let ap = cpus[1]
         try ap.setState(Self.startupState(vector: 8))
-        #expect(try ap.run() == .portWrite(port: 0x80, size: 1, value: 0x64), "reached 64-bit code")
-        #expect(try ap.run() == .halt)
+        // Budgeted: in real mode a fault goes through the IVT at 0 and, should the decoder break,
+        // would loop forever; with a budget the test fails instead of hanging.
+        #expect(ap.run(budget: 100_000) == .portWrite(port: 0x80, size: 1, value: 0x64), "reached 64-bit code")
+        #expect(ap.run(budget: 100_000) == .halt)
         let s = try ap.state()
         #expect(s.efer & X86SystemBits.eferLMA != 0 && s.cr0 & X86SystemBits.cr0PG != 0)
         #expect(s.cs.selector == 0x18 && s.cs.longMode)

@@ -7,12 +7,6 @@ import VisorCore
 import VisorX86
 import VisorX86Decode
 
-/// True once the real decoder decodes NOP: tests that run real machine code are enabled by it.
-let decoderReady: Bool = {
-    if case .instruction = Decoder.decode([0x90], mode: .bits64) { return true }
-    return false
-}()
-
 final class SysPlatform: X86Platform {
     let memory: GuestMemory
     var portAnswers: [UInt16: UInt32] = [:]
