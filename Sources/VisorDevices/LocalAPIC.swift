@@ -31,8 +31,9 @@
 // - A divide configuration written while the timer runs takes effect at the next write of the
 //   initial count.
 // - When the runtime is late, several periodic expiries give one interrupt.
-// - An EOI of a level-triggered vector clears its TMR bit but broadcasts nothing to I/O APICs;
-//   no directed EOI, no x2APIC, no LINT0/LINT1 input pins (the runtime reads their LVTs).
+// - An EOI of a level-triggered vector (its TMR bit set) clears the TMR bit and is broadcast to
+//   the `EOIBroadcastSink` (the I/O APIC); no directed EOI (version bit 24 clear, so SVR bit 12
+//   cannot suppress the broadcast), no x2APIC, no LINT0/LINT1 input pins (the runtime reads their LVTs).
 
 /// One inter-processor interrupt as the ICR encodes it, for the runtime to route.
 public struct InterprocessorInterrupt: Sendable, Equatable {
@@ -158,6 +159,8 @@ public final class LocalAPIC {
 
     public let clock: any TimeSource
     public let ipiSink: any IPISink
+    /// Where the EOI of a level-triggered interrupt is broadcast (the I/O APIC).
+    public let eoiSink: any EOIBroadcastSink
     /// The core's INTR input: high while an interrupt beats the processor priority.
     public let interruptLine: any InterruptLine
     /// The timer's input clock before division, in hertz.
@@ -200,6 +203,7 @@ public final class LocalAPIC {
     public init(
         id: UInt8, clock: any TimeSource, ipiSink: any IPISink,
         interruptLine: any InterruptLine = NoInterruptLine(),
+        eoiSink: any EOIBroadcastSink = NoEOIBroadcastSink(),
         timerFrequency: UInt64 = 1_000_000_000, tscFrequency: UInt64 = 1_000_000_000,
         isBootstrapProcessor: Bool = false
     ) {
@@ -209,6 +213,7 @@ public final class LocalAPIC {
         if isBootstrapProcessor { lvt[3] = LVT.virtualWire }
         self.clock = clock
         self.ipiSink = ipiSink
+        self.eoiSink = eoiSink
         self.interruptLine = interruptLine
         self.timerFrequency = timerFrequency
         self.tscFrequency = tscFrequency
@@ -518,11 +523,14 @@ public final class LocalAPIC {
         lvt[index] = entry
     }
 
-    /// EOI: the highest in-service vector is done.
+    /// EOI: the highest in-service vector is done; a level-triggered one is broadcast to the I/O
+    /// APICs.
     private func endOfInterrupt() {
         guard let vector = isr.highest else { return }
         isr.remove(vector)
+        let levelTriggered = tmr.contains(vector)
         tmr.remove(vector)
+        if levelTriggered { eoiSink.endOfInterrupt(vector: vector) }
     }
 
     private func sendIPI() {
