@@ -4,6 +4,7 @@
 import Foundation
 import Synchronization
 import VisorCore
+import VisorSched
 
 enum BenchmarkGuest {
     /// The engine called `name`, or `BenchmarkError.guestFailed` saying why there is none.
@@ -39,9 +40,91 @@ enum BenchmarkGuest {
     }
 }
 
-/// A guest's console output collected in memory.
+/// One domain of a benchmark scenario: a built-in guest and how the scheduler treats it.
+struct ScenarioDomain {
+    var name: String
+    var guest: String
+    var commandLine: String
+    var vcpus = 1
+    var weight: Int?
+    var cap: Int?
+}
+
+/// What a scenario gave, per domain in the order given.
+struct ScenarioResult {
+    /// Percent of the one pCPU (pCPU time held ÷ wall time) over the measured time, before the
+    /// stop.
+    var shares: [Double]
+    /// pCPU time held over the measured time.
+    var cpuNanoseconds: [UInt64]
+    /// The first MiB of each domain's console output.
+    var outputs: [String]
+    var outcomes: [DomainOutcome]
+    /// From the stop request (what --timeout, Ctrl-] and signals make) until every thread of
+    /// every domain had ended.
+    var stopNanoseconds: UInt64
+}
+
+extension BenchmarkGuest {
+    /// Runs the domains together on a pool of one pCPU for `seconds` (or until all have ended),
+    /// then stops them. With `after`, the measured `seconds` start once domain `after.domain`
+    /// has printed `after.text` (boot is not measured; at most a minute is waited for it). With
+    /// `endsWith`, the run also ends as soon as that domain has ended.
+    static func runScenario(_ specs: [ScenarioDomain], engine name: String, seconds: Double,
+                            scheduler: SchedulerKind, after: (domain: Int, text: String)? = nil,
+                            endsWith: Int? = nil) throws -> ScenarioResult {
+        let engine = try engine(named: name)
+        let pool = try CPUPool(kind: scheduler, pcpuCount: 1)
+        var domains: [Domain] = []
+        var outputs: [ConsoleBuffer] = []
+        for (index, spec) in specs.enumerated() {
+            let image = try GuestCatalog.standard().image(named: spec.guest)
+            let output = ConsoleBuffer(limit: 1 << 20)      // a guest may flood its console
+            outputs.append(output)
+            let configuration = try configuration(image: image, commandLine: spec.commandLine, engine: engine,
+                                                  vcpus: spec.vcpus, name: spec.name)
+            let domain = try Domain(configuration: configuration) { byte in output.append(byte) }
+            try domain.start(in: pool, id: DomainID(UInt32(index + 1)), affinities: [],
+                             parameters: DomainSchedParams(weight: spec.weight, cap: spec.cap))
+            domains.append(domain)
+        }
+        pool.start()
+        if let after, outputs.indices.contains(after.domain) {
+            let limit = monotonicNanoseconds() &+ 60_000_000_000
+            while monotonicNanoseconds() < limit, !outputs[after.domain].contains(after.text),
+                  !domains.allSatisfy(\.hasEnded) { usleep(10_000) }
+        }
+        let started = monotonicNanoseconds()
+        let cpuBefore = domains.map(\.cpuNanoseconds)
+        let deadline = started &+ UInt64(seconds * 1e9)
+        while monotonicNanoseconds() < deadline, !domains.allSatisfy(\.hasEnded),
+              !(endsWith.map { domains.indices.contains($0) && domains[$0].hasEnded } ?? false) {
+            usleep(10_000)
+        }
+        let wall = Double(monotonicNanoseconds() &- started)
+        let cpu = zip(domains, cpuBefore).map { $0.cpuNanoseconds &- $1 }
+        let stopping = monotonicNanoseconds()
+        for d in domains { d.requestStop(reason: Launcher.runForReason) }
+        let outcomes = domains.map { $0.wait() }
+        let stopped = monotonicNanoseconds() &- stopping
+        pool.stop()
+        return ScenarioResult(shares: cpu.map { 100 * Double($0) / wall }, cpuNanoseconds: cpu,
+                              outputs: outputs.map(\.text), outcomes: outcomes, stopNanoseconds: stopped)
+    }
+}
+
+/// A guest's console output collected in memory: the first `limit` bytes of it.
 final class ConsoleBuffer: Sendable {
     private let bytes = Mutex<[UInt8]>([])
-    func append(_ byte: UInt8) { bytes.withLock { $0.append(byte) } }
+    private let limit: Int
+    init(limit: Int = .max) { self.limit = limit }
+    func append(_ byte: UInt8) { bytes.withLock { if $0.count < limit { $0.append(byte) } } }
+    func contains(_ text: String) -> Bool {
+        let needle = Array(text.utf8)
+        return bytes.withLock { haystack in
+            guard !needle.isEmpty, haystack.count >= needle.count else { return needle.isEmpty }
+            return (0...(haystack.count - needle.count)).contains { haystack[$0..<($0 + needle.count)].elementsEqual(needle) }
+        }
+    }
     var text: String { String(decoding: bytes.withLock { $0 }, as: UTF8.self) }
 }

@@ -1,6 +1,7 @@
 // The host end of the guest's serial console: the terminal, in raw mode when interactive.
 
 import Synchronization
+import VisorCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -26,30 +27,29 @@ public final class HostConsole: Sendable {
 
     private let running = Atomic<Bool>(false)
     private let readerDone = Atomic<Bool>(true)
-    private let outputFD: Int32
+    private let output: ConsoleOutput
     private let inputFD: Int32
     private let inputCounts = Mutex(ConsoleInputStatistics())
 
     public init(inputFD: Int32 = STDIN_FILENO, outputFD: Int32 = STDOUT_FILENO) {
         self.inputFD = inputFD
-        self.outputFD = outputFD
+        output = ConsoleOutput(fd: outputFD)
     }
 
     /// What became of the input so far (final once `stop` has returned).
     public var inputStatistics: ConsoleInputStatistics { inputCounts.withLock { $0 } }
 
-    /// Writes guest output bytes to the host.
+    /// Writes guest output bytes to the host without ever waiting for it (see `ConsoleOutput`:
+    /// guests write under their platform lock; what the host does not take in time is dropped).
     public func write(_ bytes: UnsafeRawBufferPointer) {
-        var offset = 0
-        while offset < bytes.count {
-            let n = Glibc.write(outputFD, bytes.baseAddress! + offset, bytes.count - offset)
-            if n < 0 {
-                if errno == EINTR { continue }
-                return  // the terminal went away; the guest keeps running
-            }
-            offset += n
-        }
+        output.append(bytes)
     }
+
+    /// Guest output dropped because the terminal or pipe did not take it in time.
+    public var droppedOutputBytes: UInt64 { output.droppedBytes }
+
+    /// How long `stop` waits for queued output to reach a terminal or pipe that is slow to take it.
+    static let outputFlushLimitNanoseconds: UInt64 = 500_000_000
 
     public func write(_ byte: UInt8) {
         withUnsafeBytes(of: byte) { write($0) }
@@ -111,10 +111,12 @@ public final class HostConsole: Sendable {
         }
     }
 
-    /// Stops reading input and gives the terminal back in the mode it had.
+    /// Stops reading input, writes out the guest's last output (waiting at most
+    /// `outputFlushLimitNanoseconds`) and gives the terminal back in the mode it had.
     public func stop() {
         running.store(false, ordering: .releasing)
         while !readerDone.load(ordering: .acquiring) { usleep(1000) }
+        output.flush(untilHostNanoseconds: MonotonicClock.hostNanoseconds() &+ Self.outputFlushLimitNanoseconds)
         TerminalMode.restore()
     }
 }

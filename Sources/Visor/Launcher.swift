@@ -212,6 +212,9 @@ public enum Launcher {
         let wall = monotonicNanoseconds() &- started
         pool.stop()
         console.stop()
+        if console.droppedOutputBytes > 0 {
+            printError("\(console.droppedOutputBytes) bytes of guest console output were dropped: the terminal or pipe did not take them in time")
+        }
 
         for (domain, outcome) in zip(domains, outcomes) {
             guard let message = outcome.message, outcome != .stopped(reason: runForReason) else { continue }

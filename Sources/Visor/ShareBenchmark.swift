@@ -61,33 +61,9 @@ public enum ShareBenchmark {
     /// in percent and its console output.
     static func runScenario(_ specs: [(String, String, String, Int?, Int?)], engine name: String, seconds: Double,
                             scheduler: SchedulerKind, endsWith: Int? = nil) throws -> (shares: [Double], outputs: [String]) {
-        let engine = try BenchmarkGuest.engine(named: name)
-        let pool = try CPUPool(kind: scheduler, pcpuCount: 1)
-        var domains: [Domain] = []
-        var outputs: [ConsoleBuffer] = []
-        for (index, (domainName, guest, commandLine, weight, cap)) in specs.enumerated() {
-            let image = try GuestCatalog.standard().image(named: guest)
-            let output = ConsoleBuffer()
-            outputs.append(output)
-            let configuration = try BenchmarkGuest.configuration(image: image, commandLine: commandLine, engine: engine,
-                                                                 name: domainName)
-            let domain = try Domain(configuration: configuration) { byte in output.append(byte) }
-            try domain.start(in: pool, id: DomainID(UInt32(index + 1)), affinities: [],
-                             parameters: DomainSchedParams(weight: weight, cap: cap))
-            domains.append(domain)
-        }
-        let started = monotonicNanoseconds()
-        pool.start()
-        let deadline = started &+ UInt64(seconds * 1e9)
-        while monotonicNanoseconds() < deadline, !domains.allSatisfy(\.hasEnded),
-              !(endsWith.map { domains[$0].hasEnded } ?? false) {
-            usleep(10_000)
-        }
-        let wall = Double(monotonicNanoseconds() &- started)
-        let shares = domains.map { 100 * Double($0.cpuNanoseconds) / wall }
-        for d in domains { d.requestStop(reason: Launcher.runForReason) }
-        for d in domains { _ = d.wait() }
-        pool.stop()
-        return (shares, outputs.map(\.text))
+        let result = try BenchmarkGuest.runScenario(
+            specs.map { ScenarioDomain(name: $0.0, guest: $0.1, commandLine: $0.2, weight: $0.3, cap: $0.4) },
+            engine: name, seconds: seconds, scheduler: scheduler, endsWith: endsWith)
+        return (result.shares, result.outputs)
     }
 }

@@ -31,6 +31,11 @@
 // - A divide configuration written while the timer runs takes effect at the next write of the
 //   initial count.
 // - When the runtime is late, several periodic expiries give one interrupt.
+// - A periodic timer fires at most every `minimumPeriodNanoseconds` (100 µs, the floor Xen puts
+//   on a guest's periodic timers; KVM's is 200 µs): a guest asking for a shorter period (count 1,
+//   divide 1 is 1 ns at 1 GHz) gets that one instead, so it cannot make its vCPU take a timer
+//   exit every few nanoseconds. The current-count register still counts at the programmed rate.
+//   One-shot and TSC-deadline timers are not limited: each one the guest arms costs it an exit.
 // - An EOI of a level-triggered vector (its TMR bit set) clears the TMR bit and is broadcast to
 //   the `EOIBroadcastSink` (the I/O APIC); no directed EOI (version bit 24 clear, so SVR bit 12
 //   cannot suppress the broadcast), no x2APIC, no LINT0/LINT1 input pins (the runtime reads their LVTs).
@@ -91,6 +96,9 @@ public struct InterprocessorInterrupt: Sendable, Equatable {
 /// Not thread-safe: the owner (normally the vCPU's thread) serialises guest accesses,
 /// interrupt delivery and `advance()`.
 public final class LocalAPIC {
+    /// The shortest period of the periodic timer, in virtual nanoseconds (see the header).
+    public static let minimumPeriodNanoseconds: UInt64 = 100_000
+
     /// The architectural default physical base of the register page.
     public static let defaultBase: UInt64 = 0xfee0_0000
     /// Size of the register page in bytes.
@@ -327,10 +335,10 @@ public final class LocalAPIC {
             expiry = deadlineTime
         case LVT.periodic:
             guard initialCount != 0 else { return nil }
-            expiry = expiryTime(timerExpiries + 1)
+            expiry = expiryTime(timerExpiries + 1, every: periodTicks)
         default:
             guard initialCount != 0, timerExpiries == 0 else { return nil }
-            expiry = expiryTime(1)
+            expiry = expiryTime(1, every: UInt64(initialCount))
         }
         return max(expiry, nanoseconds)
     }
@@ -375,9 +383,17 @@ public final class LocalAPIC {
         return scale(now - start, by: timerFrequency, over: nanosecondsPerSecond * timerDivider)
     }
 
-    /// The virtual time of the `n`th expiry since `timerStart`.
-    private func expiryTime(_ n: UInt64) -> UInt64 {
-        let (ticks, overflow) = n.multipliedReportingOverflow(by: UInt64(initialCount))
+    /// Timer ticks between two periodic expiries: the initial count, or the minimum period's
+    /// worth at the divider in effect if that is longer.
+    private var periodTicks: UInt64 {
+        let minimum = scale(Self.minimumPeriodNanoseconds, by: timerFrequency, over: nanosecondsPerSecond * timerDivider,
+                            roundingUp: true)
+        return max(UInt64(initialCount), minimum)
+    }
+
+    /// The virtual time of the `n`th expiry since `timerStart`, one every `period` ticks.
+    private func expiryTime(_ n: UInt64, every period: UInt64) -> UInt64 {
+        let (ticks, overflow) = n.multipliedReportingOverflow(by: period)
         guard !overflow else { return .max }
         let span = scale(
             ticks, by: nanosecondsPerSecond * timerDivider, over: timerFrequency, roundingUp: true)
@@ -393,7 +409,7 @@ public final class LocalAPIC {
             fireTimer()
         case LVT.periodic:
             guard initialCount != 0 else { return }
-            let expiries = timerTicks(since: timerStart, now: now) / UInt64(initialCount)
+            let expiries = timerTicks(since: timerStart, now: now) / periodTicks
             guard expiries > timerExpiries else { return }
             timerExpiries = expiries
             fireTimer()

@@ -15,6 +15,10 @@
 //   new count written in mode 2 or 3 restarts the period at once instead of at the end of the
 //   current one. Writing only the first byte of a two-byte count does not pause mode 0.
 // - A one-tick-wide count of 1 in modes 2 and 3 is counted as 2.
+// - Channel 0 in modes 2 and 3 (periodic) counts a period of at least `minimumPeriodTicks`
+//   (about 100 µs, the floor Xen puts on a guest's periodic timers; KVM's PIT has 200 µs): a
+//   guest programming reload 2 (1.7 µs) gets that period instead, so its IRQ0 cannot make the
+//   runtime kick its vCPU every microsecond. Counts read back follow the period counted.
 // - When `advance()` finds that channel 0's output rose several times since the last look (the
 //   runtime was late), the line sees one rising edge: the PIC would latch them as one anyway.
 // - Port 0x61: bits 0-3 (gate 2, speaker data, parity/channel-check enables) are stored;
@@ -37,6 +41,8 @@ public final class PIT8254 {
     public static let systemControlPort: UInt16 = 0x61
     /// The counters' input clock in hertz.
     public static let inputFrequency: UInt64 = 1_193_182
+    /// The shortest period channel 0 counts in modes 2 and 3: 120 ticks, 100.6 µs (see the header).
+    public static let minimumPeriodTicks: UInt64 = 120
     /// The period of port 0x61's refresh-request toggle, in nanoseconds.
     public static let refreshTogglePeriod: UInt64 = 15_085
 
@@ -59,6 +65,7 @@ public final class PIT8254 {
         self.clock = clock
         self.interruptLine = interruptLine
         syncedTick = Self.tick(at: clock.nanoseconds)
+        channels[0].minimumPeriod = Self.minimumPeriodTicks
         channels[2].gate = false
     }
 
@@ -218,6 +225,9 @@ struct PITChannel {
     var pendingLowByte: UInt8 = 0
     var latchedCount: [UInt8] = []
     var latchedStatus: UInt8?
+    /// The shortest period counted in modes 2 and 3 (channel 0's timer interrupt; 0 for the
+    /// others).
+    var minimumPeriod: UInt64 = 0
     /// Ticks counted before `runningSince`.
     var elapsedBase: UInt64 = 0
     /// The tick counting last (re)started at, or `nil` while it is stopped.
@@ -237,7 +247,7 @@ struct PITChannel {
     var period: UInt64 {
         var value = bcd ? Self.decimal(fromBCD: reload) : UInt64(reload)
         if value == 0 { value = modulus }
-        return countingMode == 0 ? value : max(value, 2)
+        return countingMode == 0 ? value : max(value, 2, minimumPeriod)
     }
 
     func elapsed(at tick: UInt64) -> UInt64 {

@@ -8,7 +8,7 @@ struct BenchCommand: ParsableCommand {
         commandName: "bench",
         abstract: "Measure Visor's hot paths against a reference, in one run.",
         subcommands: [ExitsBenchCommand.self, CPUBenchCommand.self, InterruptBenchCommand.self, SchedBenchCommand.self,
-                      SharesBenchCommand.self, PVBenchCommand.self])
+                      SharesBenchCommand.self, PVBenchCommand.self, HostileBenchCommand.self])
 }
 
 struct ExitsBenchCommand: ParsableCommand {
@@ -163,6 +163,35 @@ struct PVBenchCommand: ParsableCommand {
     func run() throws {
         let iterations = try values()
         try reportingFailure { try PVBenchmark.run(engineNames: engineSelection.names, iterations: iterations).text }
+    }
+}
+
+struct HostileBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hostile",
+        abstract: "Each hostile guest beside a CPU hog on one pCPU: the hog's share, and how long a stop takes.",
+        discussion: "Runs the hostile guest in each mode (\(HostileBenchmark.modes.joined(separator: ", "))) beside cpuhog with an equal share of a one-pCPU pool (credit) for --seconds from the moment its attack starts, then stops both as --timeout, Ctrl-] and signals do. Prints the hog's share of the pCPU (fair: 50 %), its part of the time the pool handed out, the hostile domain's share and outcome, and the stop latency.")
+
+    @OptionGroup var engineSelection: EngineSelection
+
+    @Option(name: .customLong("mode"), help: "A mode to measure (repeatable; default: every mode).")
+    var modes: [String] = []
+
+    @Option(help: "Seconds per mode.")
+    var seconds: Double = 5
+
+    func validate() throws {
+        guard seconds >= 0.5, seconds <= 600 else { throw ValidationError("--seconds must be between 0.5 and 600") }
+        for mode in modes where !HostileBenchmark.modes.contains(mode) {
+            throw ValidationError("--mode '\(mode)': choose one of \(HostileBenchmark.modes.joined(separator: ", "))")
+        }
+    }
+
+    func run() throws {
+        try reportingFailure {
+            try HostileBenchmark.run(engineNames: engineSelection.names, modes: modes.isEmpty ? HostileBenchmark.modes : modes,
+                                     seconds: seconds).text
+        }
     }
 }
 

@@ -317,17 +317,46 @@ func timerDivideConfiguration(code: UInt32, divider: UInt64) {
     let (apic, clock, _, _) = makeAPIC()
     apic.set(Reg.timerDivideConfiguration, 0b1011)
     apic.set(Reg.lvtTimer, LocalAPIC.LVT.periodic | 0x31)
-    apic.set(Reg.timerInitialCount, 1000)
-    clock.nanoseconds = 1000
+    apic.set(Reg.timerInitialCount, 200_000)
+    clock.nanoseconds = 200_000
     apic.advance()
     #expect(apic.acknowledge() == 0x31)
     apic.set(Reg.eoi, 0)
-    clock.nanoseconds = 1250
-    #expect(apic.get(Reg.timerCurrentCount) == 750)
-    #expect(apic.nextEventTime(after: 1250) == 2000)
-    clock.nanoseconds = 2000
+    clock.nanoseconds = 250_000
+    #expect(apic.get(Reg.timerCurrentCount) == 150_000)
+    #expect(apic.nextEventTime(after: 250_000) == 400_000)
+    clock.nanoseconds = 400_000
     apic.advance()
     #expect(apic.acknowledge() == 0x31)
+}
+
+@Test(arguments: [(UInt32(0b1011), UInt64(1)), (0b0000, 2), (0b1010, 128)])
+func periodicTimerFiresNoMoreOftenThanTheMinimumPeriod(code: UInt32, divider: UInt64) {
+    // A hostile guest's count 1 (1 ns at divide 1): one expiry per 100 µs, not per nanosecond.
+    let (apic, clock, _, _) = makeAPIC()
+    let minimum = LocalAPIC.minimumPeriodNanoseconds
+    apic.set(Reg.timerDivideConfiguration, code)
+    apic.set(Reg.lvtTimer, LocalAPIC.LVT.periodic | 0x31)
+    apic.set(Reg.timerInitialCount, 1)
+    let first = apic.nextEventTime(after: 0)
+    #expect(first.map { $0 >= minimum } ?? false, "first expiry at \(String(describing: first)) ns")
+    #expect(first.map { $0 < minimum + divider } ?? false, "the period is the minimum, rounded up to a tick")
+    var expiries = 0
+    var now: UInt64 = 0
+    // Follow the timer for 1 ms of virtual time as the runtime does: advance at each event.
+    while let next = apic.nextEventTime(after: now), next <= 1_000_000 {
+        #expect(next > now, "the next event is in the future")
+        now = next
+        clock.nanoseconds = now
+        apic.advance()
+        if apic.pendingVector() == 0x31 {
+            expiries += 1
+            _ = apic.acknowledge()
+            apic.set(Reg.eoi, 0)
+        }
+    }
+    let period = (minimum + divider - 1) / divider * divider
+    #expect(expiries == Int(1_000_000 / period), "\(expiries) expiries in 1 ms")
 }
 
 @Test func maskedTimerDeliversNothingAndAsksForNoEvents() {
