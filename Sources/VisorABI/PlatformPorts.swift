@@ -10,6 +10,11 @@ public enum PlatformPorts {
     public static let debugExit: UInt16 = 0xf4
     /// Width of the debug-exit port in bytes (QEMU's `iosize=4`).
     public static let debugExitSize: UInt16 = 4
+    /// The ACPI PM1a event block (PM1_STS, then PM1_EN, 16 bits each), below PM1a_CNT as on
+    /// QEMU's `pc` machine; the FADT names both.
+    public static let acpiPM1aEvent: UInt16 = 0x600
+    /// Width of the PM1a event block in bytes.
+    public static let acpiPM1aEventSize: UInt16 = 4
     /// The ACPI PM1a control register (PM1a_CNT) where QEMU's `pc` machine has it: the PIIX4
     /// power-management block at 0x600, plus 4. Writing `acpiSleepEnable` powers off: status 0.
     public static let acpiPM1aControl: UInt16 = 0x604
