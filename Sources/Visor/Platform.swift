@@ -123,6 +123,7 @@ final class Platform: @unchecked Sendable {
         }
         try bus.attach(powerControl, base: PlatformPorts.acpiPM1aControl, count: PlatformPorts.acpiPM1aControlSize)
         try bus.attach(pm1aEvent, base: PlatformPorts.acpiPM1aEvent, count: PlatformPorts.acpiPM1aEventSize)
+        try bus.attach(ACPIPMTimer(clock: clock), base: PlatformPorts.acpiPMTimer, count: PlatformPorts.acpiPMTimerSize)
         keyboardController.onReset = { [unowned self] in
             // As for a PV guest's sched_op reboot: Visor does not restart domains.
             if requestedOutcome == nil {
@@ -148,6 +149,7 @@ final class Platform: @unchecked Sendable {
         description.sciInterrupt = UInt8(sciIRQ)
         description.pm1aEventBlock = PlatformPorts.acpiPM1aEvent
         description.pm1aControlBlock = PlatformPorts.acpiPM1aControl
+        description.pmTimerBlock = PlatformPorts.acpiPMTimer
         description.rtcCenturyIndex = MC146818RTC.Register.century
         let tables = ACPITables.build(description)
         return FirmwareTables(address: tables.base, bytes: tables.bytes, rsdpAddress: tables.rsdpAddress)

@@ -20,6 +20,11 @@ public enum PlatformPorts {
     public static let acpiPM1aControl: UInt16 = 0x604
     /// Width of PM1a_CNT in bytes.
     public static let acpiPM1aControlSize: UInt16 = 2
+    /// The ACPI PM timer (PM_TMR_BLK): a 24-bit count at 3.579545 MHz, after PM1a_CNT as on
+    /// QEMU's `pc` machine.
+    public static let acpiPMTimer: UInt16 = 0x608
+    /// Width of the PM timer register in bytes.
+    public static let acpiPMTimerSize: UInt16 = 4
     /// PM1a_CNT.SLP_EN with SLP_TYP 0: the 16-bit value that requests soft power-off.
     public static let acpiSleepEnable: UInt16 = 0x2000
 }

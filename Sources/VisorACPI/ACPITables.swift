@@ -10,8 +10,8 @@
 //
 // The FADT describes a PC that is not hardware-reduced: PM1a event block at 0x600 and control
 // block at 0x604 (where QEMU's `pc` machine has them), no SMI command port (the machine is always
-// in ACPI mode), no GPE blocks, no PM timer (optional since ACPI 5.0a), SCI on ISA IRQ 9, an
-// 8042 and legacy devices, no VGA, a fixed-feature power button. `poweroff` writes SLP_TYP from
+// in ACPI mode), no GPE blocks, a 24-bit PM timer at 0x608, SCI on ISA IRQ 9, an 8042 and legacy
+// devices, no VGA, a fixed-feature power button. `poweroff` writes SLP_TYP from
 // \_S5 (0) with SLP_EN into PM1a_CNT.
 
 /// The platform the tables describe.
@@ -27,6 +27,8 @@ public struct ACPIPlatform: Sendable, Equatable {
     public var sciInterrupt: UInt8 = 9
     public var pm1aEventBlock: UInt16 = 0x600
     public var pm1aControlBlock: UInt16 = 0x604
+    /// The PM timer's port (0: none; the timer is optional since ACPI 5.0a).
+    public var pmTimerBlock: UInt16 = 0x608
     /// The CMOS index of the RTC's century byte (0: none).
     public var rtcCenturyIndex: UInt8 = 0x32
     /// The 8042 keyboard controller is present (IA-PC boot architecture flag).
@@ -151,12 +153,14 @@ public enum ACPITables {
         b.le(UInt32(p.pm1aControlBlock))  // 64 PM1a_CNT_BLK
         b.le(UInt32(0))                   // 68 PM1b_CNT_BLK
         b.le(UInt32(0))                   // 72 PM2_CNT_BLK
-        b.le(UInt32(0))                   // 76 PM_TMR_BLK: no PM timer
+        b.le(UInt32(p.pmTimerBlock))      // 76 PM_TMR_BLK
         b.le(UInt32(0))                   // 80 GPE0_BLK
         b.le(UInt32(0))                   // 84 GPE1_BLK
         b.append(4)                       // 88 PM1_EVT_LEN: status + enable, 2 bytes each
         b.append(2)                       // 89 PM1_CNT_LEN
-        b += [0, 0, 0, 0, 0, 0]           // 90 PM2_CNT_LEN, PM_TMR_LEN, GPE0/1_BLK_LEN, GPE1_BASE, CST_CNT
+        b.append(0)                       // 90 PM2_CNT_LEN
+        b.append(p.pmTimerBlock == 0 ? 0 : 4)  // 91 PM_TMR_LEN
+        b += [0, 0, 0, 0]                 // 92 GPE0_BLK_LEN, GPE1_BLK_LEN, GPE1_BASE, CST_CNT
         b.le(UInt16(101))                 // 96 P_LVL2_LAT: > 100, C2 not supported
         b.le(UInt16(1001))                // 98 P_LVL3_LAT: > 1000, C3 not supported
         b.le(UInt32(0))                   // 100 FLUSH_SIZE, FLUSH_STRIDE

@@ -95,7 +95,8 @@ struct TableReader {
         #expect(reader.u32(fadt + 56) == 0x600, "PM1a_EVT_BLK")
         #expect(reader.u32(fadt + 64) == 0x604, "PM1a_CNT_BLK, where Visor's PM1aControl is")
         #expect(reader.u8(fadt + 88) == 4 && reader.u8(fadt + 89) == 2, "PM1 event and control lengths")
-        #expect(reader.u32(fadt + 76) == 0 && reader.u8(fadt + 91) == 0, "no PM timer")
+        #expect(reader.u32(fadt + 76) == 0x608 && reader.u8(fadt + 91) == 4, "the PM timer")
+        #expect(reader.u32(fadt + 112) & (1 << 8) == 0, "TMR_VAL_EXT clear: a 24-bit timer")
         #expect(reader.u8(fadt + 108) == 0x32, "the RTC century byte")
         let bootArch = reader.u16(fadt + 109)
         #expect(bootArch & 0b111 == 0b111, "legacy devices, an 8042, no VGA")
@@ -159,6 +160,16 @@ struct TableReader {
         #expect(Array(aml[8...]) == [0, 0, 0, 0], "ZeroOp: SLP_TYPa = SLP_TYPb = 0")
     }
 
+    @Test func withoutAPMTimerItsBlockIsZero() throws {
+        var platform = ACPIPlatform(processorCount: 1)
+        platform.pmTimerBlock = 0
+        let set = ACPITables.build(platform)
+        let reader = TableReader(set: set)
+        let fadt = try #require(set.table("FACP")).address
+        #expect(reader.u32(fadt + 76) == 0 && reader.u8(fadt + 91) == 0)
+        #expect(reader.sum(fadt, 276) == 0)
+    }
+
     @Test func tablesCanGoElsewhereInTheBIOSArea() {
         let moved = ACPITables.build(ACPIPlatform(processorCount: 1), at: 0xf_0000)
         let reader = TableReader(set: moved)
@@ -199,6 +210,7 @@ struct ACPICADisassemblyTests {
         #expect(text.contains("PM1A Event Block Address : 00000600"))
         #expect(text.contains("PM1A Control Block Address : 00000604"))
         #expect(text.contains("SCI Interrupt : 0009"))
+        #expect(text.contains("PM Timer Block Address : 00000608"))
         #expect(text.contains("Hardware Reduced (V5) : 0"))
     }
 
