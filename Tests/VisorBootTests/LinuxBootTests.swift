@@ -210,6 +210,19 @@ let testFirmware = FirmwareTables(address: 0xe_0000, bytes: Array("RSD PTR ".utf
     }
 }
 
+@Suite struct InitrdForOtherKernelsTests {
+    @Test func aMultibootKernelGetsTheInitrdAsItsFirstModule() throws {
+        let memory = try smallMemory()
+        let boot = try BootLoader.load(kernel: sampleKernel(is64: false).bytes,
+                                       modules: [BootModule(name: "second", bytes: [2])],
+                                       initrd: BootModule(name: "initrd.gz", bytes: [1, 1]), firmware: testFirmware,
+                                       into: memory)
+        #expect(boot.modules.map(\.name) == ["initrd.gz", "second"], "as QEMU's -initrd for a multiboot kernel")
+        #expect(boot.initrd == nil)
+        #expect(try memory.bytes(0xe_0000, 8) == [UInt8](repeating: 0, count: 8), "no firmware tables for Visor's own kernels")
+    }
+}
+
 @Suite struct BadLinuxImageTests {
     func expectRefused(_ kernel: [UInt8], commandLine: String = "", modules: [BootModule] = [],
                        initrd: BootModule? = nil, memorySize: UInt64 = 8 << 20, _ expected: BootError,
