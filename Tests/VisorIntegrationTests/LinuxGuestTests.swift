@@ -44,7 +44,9 @@ enum LinuxGuest {
     static func lines(_ output: String) -> String { output.replacingOccurrences(of: "\r", with: "") }
 }
 
-@Suite("Linux's early boot on interp")
+// Serialized: each boot keeps a core busy for a minute or more in a debug build; one at a time
+// leaves the other core to the rest of the suite.
+@Suite("Linux's early boot on interp", .serialized)
 struct LinuxEarlyBootTests {
     /// Boots `guest` with `earlyprintk=serial` until `last` appears on the console, then stops it.
     func bootUntil(_ guest: String, _ last: String, vcpus: Int = 1) throws -> ProcessResult {
