@@ -99,6 +99,7 @@ final class CPUPool: @unchecked Sendable {
         lock.withLock {
             stopping = true
             for p in pcpus { p.condition.signal() }
+            released.broadcast()  // a pCPU waiting for a migrating vCPU's release sees `stopping` too
         }
         for t in threads { t.join() }
         threads = []

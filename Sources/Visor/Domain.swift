@@ -46,7 +46,8 @@ public enum DomainOutcome: Sendable, Equatable {
     case poweredOff
     /// The guest wrote v to the debug-exit port, asking for `status` = `(v << 1) | 1`.
     case debugExit(status: Int)
-    /// Every vCPU halted with interrupts disabled (or never started): nothing can wake the guest.
+    /// Every vCPU halted with interrupts disabled or waits for a start-up IPI (never started,
+    /// INIT, vcpu_op down): nothing can wake the guest.
     case halted(registers: String)
     /// The guest crashed (triple fault) or the engine could not go on; `registers` is the dump.
     case crashed(reason: String, registers: String)
@@ -71,7 +72,7 @@ public enum DomainOutcome: Sendable, Equatable {
         case .poweredOff: return nil
         case .debugExit: return nil
         case .halted(let registers):
-            return "the guest halted every vCPU with interrupts disabled; nothing can wake it\n\(registers)"
+            return "every vCPU of the guest is halted with interrupts disabled or waits for a start-up IPI; nothing can wake it\n\(registers)"
         case .crashed(let reason, let registers): return "the guest crashed: \(reason)\n\(registers)"
         case .stopped(let reason): return "the guest was stopped: \(reason)"
         }

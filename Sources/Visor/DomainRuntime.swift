@@ -39,6 +39,10 @@ public final class Domain: @unchecked Sendable {
     private let statistics = Mutex(ExitStatistics())
     /// Set with `outcome`, readable without the platform lock (the pool's waits check it).
     private let ended = Atomic<Bool>(false)
+    /// A stop request from outside, seen by the vCPU threads before `outcome` is set (see
+    /// `requestStop`), and its first reason.
+    private let stopRequested = Atomic<Bool>(false)
+    private let stopReason = Mutex<String?>(nil)
     // Set once by `start`, before any thread of the domain runs; read by those threads.
     private var pool: CPUPool?
     private(set) var domainID: DomainID?
@@ -105,7 +109,17 @@ public final class Domain: @unchecked Sendable {
 
     /// Asks the running guest to stop soon. Safe from any thread; the first reason is reported.
     public func requestStop(reason: String) {
-        platform.lock.withLock { end(.stopped(reason: reason)) }
+        // First without the platform lock: a vCPU thread in an exit or hypercall storm takes it
+        // thousands of times a second, and the mutex is not fair, so on a busy host a waiter can
+        // wait long for it. The flag and the kicks make every vCPU thread come to
+        // `prepareEntry`, which ends the run itself; taking the lock below then only confirms.
+        let first = stopReason.withLock { pending -> String in
+            if pending == nil { pending = reason }
+            return pending ?? reason
+        }
+        stopRequested.store(true, ordering: .releasing)
+        for runner in runners { runner.vcpu.requestStop() }
+        platform.lock.withLock { end(.stopped(reason: first)) }
     }
 
     /// The exit statistics so far (complete once `run` has returned).
@@ -176,12 +190,19 @@ public final class Domain: @unchecked Sendable {
 
     // MARK: Ending
 
-    /// Records the outcome (the first one wins) and makes every thread of the domain finish.
-    /// Platform lock held.
+    /// Records the outcome (the first one wins) and makes every thread of the domain finish:
+    /// wherever a vCPU thread is, it sees the outcome within one step. Asleep on its condition
+    /// (halted, PV-blocked, waiting for SIPI): signalled. Waiting for a pCPU: its pool wait is
+    /// interrupted. In the guest or about to enter it: the engine's stop request, which stays
+    /// set until `run` returns `.stopped`. Handling an exit: it holds the platform lock, so this
+    /// runs after it, and its next `prepareEntry` sees the outcome. Every later request kicks
+    /// them all again, so a stop can never be lost to a wake-up that came too early. Platform
+    /// lock held.
     private func end(_ result: DomainOutcome) {
-        guard outcome == nil else { return }
-        outcome = result
-        ended.store(true, ordering: .releasing)
+        if outcome == nil {
+            outcome = result
+            ended.store(true, ordering: .releasing)
+        }
         for runner in runners {
             runner.wakeup.signal()
             runner.vcpu.requestStop()
@@ -193,7 +214,17 @@ public final class Domain: @unchecked Sendable {
     /// Ends the run as `halted` when no vCPU can ever be woken. Platform lock held.
     private func endIfNothingCanWake() {
         guard runners.allSatisfy({ $0.activity == .haltedForever || $0.activity == .waitingForStartup }) else { return }
-        end(.halted(registers: runners[0].lastRegisters))
+        let parked = runners.firstIndex { !$0.lastRegisters.isEmpty } ?? 0
+        end(.halted(registers: runners[parked].lastRegisters))
+    }
+
+    /// Puts vCPU thread `runner` to sleep until it is signalled or `deadline` (host ns; nil:
+    /// none) passes, unless the domain already has an outcome: `end` may have run on this very
+    /// thread (`endIfNothingCanWake`), and its signal came before anyone waited. The caller
+    /// loops back to `prepareEntry`, which re-examines everything. Platform lock held.
+    private func sleep(_ runner: VCPURunner, untilHostNanoseconds deadline: UInt64?) -> EntryDecision {
+        if outcome == nil { runner.wakeup.wait(platform.lock, untilHostNanoseconds: deadline) }
+        return .wait
     }
 
     // MARK: Signals (platform lock held)
@@ -254,7 +285,9 @@ public final class Domain: @unchecked Sendable {
             case .end(let result): return result
             }
             if let pool, let scheduled = runner.scheduled {
-                guard pool.acquire(scheduled, cancelled: { ended.load(ordering: .acquiring) }) else { continue }
+                guard pool.acquire(scheduled, cancelled: {
+                    ended.load(ordering: .acquiring) || stopRequested.load(ordering: .acquiring)
+                }) else { continue }
             }
             let entered = monotonicNanoseconds()
             let exit: Exit
@@ -288,6 +321,9 @@ public final class Domain: @unchecked Sendable {
     private func prepareEntry(_ runner: VCPURunner, _ index: Int) -> EntryDecision {
         platform.lock.lock()
         defer { platform.lock.unlock() }
+        if outcome == nil, stopRequested.load(ordering: .acquiring), let reason = stopReason.withLock({ $0 }) {
+            end(.stopped(reason: reason))
+        }
         guard outcome == nil else { return .finish }
         platform.actingVCPU = index
         defer { platform.actingVCPU = nil }
@@ -295,12 +331,14 @@ public final class Domain: @unchecked Sendable {
         if runner.pendingInitialization {
             runner.pendingInitialization = false
             runner.activity = .waitingForStartup
+            runner.lastRegisters = runner.registerDump()  // where INIT stopped it, for `halted`
             platform.apics[index].reset()
         }
         if runner.activity == .waitingForStartup {
             if runner.pendingResume {
                 // vcpu_op up after the vCPU took itself down: it continues where it stopped.
                 runner.pendingResume = false
+                runner.lastRegisters = ""
                 runner.activity = .running
             } else {
                 let start: X86State
@@ -311,11 +349,11 @@ public final class Domain: @unchecked Sendable {
                 } else {
                     block(runner)
                     endIfNothingCanWake()
-                    runner.wakeup.wait(platform.lock, untilHostNanoseconds: nil)
-                    return .wait
+                    return sleep(runner, untilHostNanoseconds: nil)
                 }
                 runner.pendingStartup = nil
                 runner.pendingStartState = nil
+                runner.lastRegisters = ""
                 do {
                     try runner.vcpu.setState(start)
                 } catch {
@@ -341,26 +379,24 @@ public final class Domain: @unchecked Sendable {
         if pv.isBlocked(vcpu: index) {
             // sched_op block or poll: asleep until an event, its timer or its poll timeout.
             block(runner)
-            runner.wakeup.wait(platform.lock, untilHostNanoseconds: runner.timerEvent.map { clock.hostNanoseconds(at: $0) })
-            return .wait
+            return sleep(runner, untilHostNanoseconds: runner.timerEvent.map { clock.hostNanoseconds(at: $0) })
         }
         let pending = platform.hasPendingInterrupt(for: index) || pv.upcallVector(for: index) != nil
         switch runner.activity {
         case .halted where !pending:
             block(runner)
-            runner.wakeup.wait(platform.lock, untilHostNanoseconds: runner.timerEvent.map { clock.hostNanoseconds(at: $0) })
-            return .wait
+            return sleep(runner, untilHostNanoseconds: runner.timerEvent.map { clock.hostNanoseconds(at: $0) })
         case .haltedForever:
             block(runner)
             endIfNothingCanWake()
-            runner.wakeup.wait(platform.lock, untilHostNanoseconds: nil)
-            return .wait
+            return sleep(runner, untilHostNanoseconds: nil)
         default:
             runner.activity = .running
         }
 
-        if pv.timeUpdateNeeded(vcpu: index, now: clock.nanoseconds), let tsc = try? runner.vcpu.timeStampCounter() {
-            pv.updateTime(vcpu: index, tsc: tsc, now: clock.nanoseconds)
+        if pv.timeUpdateNeeded(vcpu: index, now: clock.nanoseconds),
+           let time = try? PVState.sampleTime(clock: { clock.nanoseconds }, tsc: { try runner.vcpu.timeStampCounter() }) {
+            pv.updateTime(vcpu: index, tsc: time.tsc, now: time.now)
         }
         if pending {
             if runner.vcpu.interruptWindowOpen, let vector = takeInterrupt(for: index) {
@@ -518,6 +554,7 @@ public final class Domain: @unchecked Sendable {
                 deliver(.interrupt, to: target)
             case .stopVCPU:
                 runner.activity = .waitingForStartup
+                runner.lastRegisters = runner.registerDump()
                 pv.setOnline(vcpu: index, false)
             case .kick(let target):
                 deliver(.interrupt, to: target)
@@ -591,7 +628,8 @@ final class VCPURunner: @unchecked Sendable {
     var timerGeneration: UInt64 = .max
     let wakeup = HostCondition()
     var statistics = ExitStatistics()
-    /// The registers when it last halted for good, for the `halted` outcome.
+    /// The registers where it last parked for good (HLT with interrupts disabled, INIT, vcpu_op
+    /// down), for the `halted` outcome; empty while it runs or before it first started.
     var lastRegisters = ""
     private var windowRequested = false
     /// Its place in the CPU pool, once the domain has started.

@@ -122,7 +122,15 @@ public enum Launcher {
         // First, before anything starts a thread (building guests runs `make` through Process,
         // which starts one): every later thread inherits the blocked stop signals.
         let stopTarget = StopTarget()
-        SignalStop.install { signal in stopTarget.stop(reason: "signal \(signal)") }
+        SignalStop.install { signal in
+            guard stopTarget.stop(reason: "signal \(signal)") else {
+                // No guest runs yet (the kernel may still be building, which can take minutes):
+                // there is nothing to stop cleanly and the terminal is still untouched, so end
+                // now rather than after the build.
+                printError("stopped by a signal before the guest started")
+                _exit(ExitStatus.stopped)
+            }
+        }
 
         if let path = request.tracePath, let problem = RunOptionLimits.traceProblem(path) {
             printError("--trace: \(problem)")
@@ -361,12 +369,20 @@ enum LaunchError: Error, CustomStringConvertible {
 final class StopTarget: Sendable {
     private let state = Mutex<(domains: [Domain], earlyReason: String?)>(([], nil))
 
-    func stop(reason: String) {
-        let domains = state.withLock { s -> [Domain] in
-            if s.domains.isEmpty, s.earlyReason == nil { s.earlyReason = reason }
+    /// Asks the attached domains to stop; false when none is attached yet (the request is noted,
+    /// and `attach` will refuse).
+    @discardableResult
+    func stop(reason: String) -> Bool {
+        let domains = state.withLock { s -> [Domain]? in
+            guard !s.domains.isEmpty else {
+                if s.earlyReason == nil { s.earlyReason = reason }
+                return nil
+            }
             return s.domains
         }
+        guard let domains else { return false }
         for domain in domains { domain.requestStop(reason: reason) }
+        return true
     }
 
     /// Connects the domains; false when a stop signal already came.

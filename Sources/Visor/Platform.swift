@@ -7,6 +7,7 @@
 //   CMOS RTC ───────IRQ8─┤  └▶ I/O APIC (IRQ n on pin n, IRQ0 on pin 2) ──▶ IRR of the local APIC(s)
 //   ACPI SCI ───────IRQ9─┘       ▲ EOI of a level-triggered vector (broadcast) ─┘   its entry addresses
 //   APIC timer, IPIs (ICR) ──────────────────▶ IRR of the target vCPU's local APIC
+//   port 0x92 bit 0 (fast INIT) ─────────────▶ INIT to every vCPU
 //
 // Every ISA line goes to both interrupt controllers, as on a PC: the guest uses the 8259s until it
 // switches to the I/O APIC (Linux does once the ACPI MADT says there is one) and masks the
@@ -138,6 +139,13 @@ final class Platform: @unchecked Sendable {
         try bus.attach(pit.ports, base: PIT8254.base, count: PIT8254.portCount)
         try bus.attach(pit.systemControlPorts, base: PIT8254.systemControlPort, count: 1)
         try bus.attach(rtc.ports, base: MC146818RTC.base, count: MC146818RTC.portCount)
+        // Port 0x92's fast INIT goes to every processor, as the chipset's INIT# pin does.
+        let portA = SystemControlPortA()
+        let vcpuCount = apics.count
+        portA.onInit = { [unowned router] in
+            for index in 0..<vcpuCount { router.signal(index, .initialize) }
+        }
+        try bus.attach(portA, base: SystemControlPortA.port, count: 1)
     }
 
     /// The ACPI tables describing this platform with `vcpuCount` vCPUs, for the boot loader to put

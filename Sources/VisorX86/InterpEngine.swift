@@ -20,12 +20,12 @@
 //
 // CPUID is `CPUIDTable(hostSupported: InterpEngine.cpuidLeaves, timeStampCounterFrequency: 1 GHz,
 // apicTimerFrequency: options.apicTimerFrequency)`: a minimal GenuineIntel CPU (family 6, model
-// 0x2a) with what the software CPU implements — leaf 1 EDX: PSE, TSC, MSR, PAE, CX8, PGE, CMOV,
-// CLFSH, and APIC (added by the table: Visor's local APIC lives in user space at 0xfee0_0000);
-// leaf 1 ECX: CX16, POPCNT, TSC-deadline and the hypervisor bit (the last two added by the
-// table), no x2APIC; leaf 1 EBX[31:24] the vCPU index as initial APIC ID; leaf 7 EBX:
-// CLFLUSHOPT; 0x8000_0001 ECX: LAHF/SAHF, LZCNT, PREFETCHW; 0x8000_0001 EDX: SYSCALL, NX, RDTSCP,
-// LM; 0x8000_0008: 40 physical and 48 linear address bits — plus
+// 0x2a) with what the software CPU implements — leaf 1 EDX: FPU, PSE, TSC, MSR, PAE, CX8, MTRR,
+// PGE, CMOV, PAT, CLFSH, MMX, FXSR, SSE, SSE2, and APIC (added by the table: Visor's local APIC
+// lives in user space at 0xfee0_0000); leaf 1 ECX: SSE3, CX16, POPCNT, TSC-deadline and the
+// hypervisor bit (the last two added by the table), no x2APIC; leaf 1 EBX[31:24] the vCPU index
+// as initial APIC ID; leaf 7 EBX: CLFLUSHOPT; 0x8000_0001 ECX: LAHF/SAHF, LZCNT, PREFETCHW;
+// 0x8000_0001 EDX: SYSCALL, NX, RDTSCP, LM; 0x8000_0008: 40 physical and 48 linear address bits — plus
 // Visor's 0x4000_0000 leaves with the timing leaf, exactly as on `kvm`. IA32_APIC_BASE (0x1b)
 // is answered here: 0xfee0_0000, enabled, BSP on vCPU 0.
 //
@@ -73,11 +73,15 @@ public struct InterpEngine: Engine {
             return v
         }
         // Only what the interpreter executes in full: a guest that sees a bit may use any
-        // instruction it covers. No FPU (x87 arithmetic is not modelled), no FXSR, SSE or SSE2
-        // (no FXSAVE/FXRSTOR, only SSE moves and logic). Tests/VisorIntegrationTests/
-        // CPUIDFeatureTests runs an instruction for every bit set here.
-        let leaf1EDX: UInt32 = 1 << 3 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 8 | 1 << 13 | 1 << 15 | 1 << 19
-        let leaf1ECX: UInt32 = 1 << 13 | 1 << 23  // CX16, POPCNT
+        // instruction it covers. Tests/VisorIntegrationTests/CPUIDFeatureTests runs an instruction
+        // for every bit set here. FPU, PSE, TSC, MSR, PAE, CX8, MTRR, PGE, CMOV, PAT, CLFSH, MMX,
+        // FXSR, SSE, SSE2: the x87, MMX, SSE and SSE2 are complete and differential-tested
+        // (FPDifferentialTests), the MTRRs and PAT are held with their #GP checks (memory types
+        // mean nothing to a software CPU).
+        let leaf1EDX: UInt32 = 1 << 0 | 1 << 3 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 8 | 1 << 12 | 1 << 13 | 1 << 15
+            | 1 << 16 | 1 << 19 | 1 << 23 | 1 << 24 | 1 << 25 | 1 << 26
+        // SSE3 (complete, differential-tested; MONITOR/MWAIT are not offered), CX16, POPCNT.
+        let leaf1ECX: UInt32 = 1 << 0 | 1 << 13 | 1 << 23
         let leaf7EBX: UInt32 = 1 << 23  // CLFLUSHOPT (the same effect as CLFLUSH)
         let extendedECX: UInt32 = 1 << 0 | 1 << 5 | 1 << 8  // LAHF/SAHF in 64-bit mode, LZCNT, PREFETCHW
         let extendedEDX: UInt32 = 1 << 11 | 1 << 20 | 1 << 27 | 1 << 29  // SYSCALL, NX, RDTSCP, LM

@@ -1,7 +1,7 @@
 // General-purpose instructions: arithmetic, logic, shifts, bits, moves, stack, control flow,
-// strings, flags, and the SSE/x87 subset. One file per family (`Interpreter+Arithmetic.swift`,
-// `+Multiply`, `+Shift`, `+Bits`, `+Move`, `+Stack`, `+ControlFlow`, `+String`, `+Flags`,
-// `+SSE`); this one only dispatches.
+// strings, flags. One file per family (`Interpreter+Arithmetic.swift`, `+Multiply`, `+Shift`,
+// `+Bits`, `+Move`, `+Stack`, `+ControlFlow`, `+String`, `+Flags`); this one only dispatches.
+// x87, MMX and SSE are dispatched from `Interpreter+SIMD.swift`.
 //
 // Every handler reads all its operands and computes before it writes, writes memory before
 // registers, and advances RIP (or branches) only on success: a fault leaves the instruction
@@ -52,9 +52,6 @@ extension X86Machine {
             // No caches to flush; the address must still be valid.
             _ = try linearAddress(segment: insn.memory.segment, offset: effectiveAddress(insn), size: 1)
             retire(insn)
-        case .movUnaligned128, .movAligned128, .movdq, .pxor, .por, .pand, .pandn, .pshufd, .punpcklqdq,
-             .ldmxcsr, .stmxcsr, .fninit, .fnstcw, .fldcw, .fnstsw:
-            try executeSSE(insn)
         default:
             return false
         }

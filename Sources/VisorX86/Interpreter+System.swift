@@ -412,6 +412,7 @@ extension X86Machine {
         case X86SystemBits.msrKernelGSBase: return cpu.kernelGSBase
         case X86SystemBits.msrTSCAux: return cpu.tscAux
         default:
+            if let value = cpu.mtrr.read(index) { return value }
             let value: UInt64?
             do {
                 value = try platform.readMSR(index)
@@ -456,6 +457,10 @@ extension X86Machine {
             guard value >> 32 == 0 else { throw .fault(.gp(0)) }
             cpu.tscAux = value
         default:
+            if let done = cpu.mtrr.write(index, value) {
+                guard done else { throw .fault(.gp(0)) }
+                return
+            }
             guard platform.writeMSR(index, value: value) else { throw .fault(.gp(0)) }
         }
     }

@@ -112,7 +112,7 @@ extension X86Machine {
             return try readMemory(segment: insn.memory.segment, offset: effectiveAddress(insn), size: Int(operand.size))
         case .immediate: return insn.immediate & Self.mask(operand.size)
         case .segment: return UInt64(cpu.segments[Int(operand.index % 6)].selector)
-        case .none, .control, .debug, .xmm: throw .fault(.undefined)
+        case .none, .control, .debug, .xmm, .mmx, .x87: throw .fault(.undefined)
         }
     }
 
@@ -126,7 +126,7 @@ extension X86Machine {
         case .memory:
             try writeMemory(segment: insn.memory.segment, offset: effectiveAddress(insn), size: Int(operand.size),
                             value: value)
-        case .none, .immediate, .segment, .control, .debug, .xmm: throw .fault(.undefined)
+        case .none, .immediate, .segment, .control, .debug, .xmm, .mmx, .x87: throw .fault(.undefined)
         }
     }
 

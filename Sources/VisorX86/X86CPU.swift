@@ -46,12 +46,22 @@ public final class X86CPU {
     @exclusivity(unchecked) public var pat: UInt64 = 0x0007_0406_0007_0406
     /// Added to the platform's time-stamp counter: what WRMSR to IA32_TIME_STAMP_COUNTER sets.
     @exclusivity(unchecked) public var tscOffset: UInt64 = 0
+    /// The MTRRs (`MemoryTypeRanges.swift`).
+    @exclusivity(unchecked) public var mtrr = MemoryTypeRangeRegisters()
 
     /// XMM0-XMM15 as (low, high) 64-bit halves.
     @exclusivity(unchecked) public var xmm = [(low: UInt64, high: UInt64)](repeating: (0, 0), count: 16)
     @exclusivity(unchecked) public var mxcsr: UInt32 = 0x1f80
-    /// x87 control, status and tag words (no x87 arithmetic yet).
-    @exclusivity(unchecked) public var fcw: UInt16 = 0x037f, fsw: UInt16 = 0, ftw: UInt16 = 0
+    /// x87 data registers R0-R7 by physical number: ST(i) is R[(TOP + i) mod 8]. MMX register i is
+    /// the significand of R_i.
+    @exclusivity(unchecked) public var fpr = [Float80Bits](repeating: Float80Bits(), count: 8)
+    /// x87 control word, status word (TOP in bits 13:11), and tag word in FXSAVE's abridged form
+    /// (bit i set: R_i holds a value). The state FNINIT leaves.
+    @exclusivity(unchecked) public var fcw: UInt16 = 0x037f, fsw: UInt16 = 0, ftw: UInt8 = 0
+    /// The last non-control x87 instruction: its opcode (11 bits), CS:RIP, and the segment
+    /// selector and offset of its memory operand (kept from the last one that had one).
+    @exclusivity(unchecked) public var fop: UInt16 = 0, fip: UInt64 = 0, fcs: UInt16 = 0
+    @exclusivity(unchecked) public var fdp: UInt64 = 0, fds: UInt16 = 0
 
     /// Current privilege level (CS.RPL outside real mode).
     @exclusivity(unchecked) public var cpl: UInt8 = 0 { didSet { translationEpoch &+= 1 } }

@@ -40,6 +40,10 @@ public struct X86Fault: Error, Equatable, Sendable {
     }
     /// #NM
     public static let deviceNotAvailableFault = X86Fault(vector: deviceNotAvailable)
+    /// #MF: a pending unmasked x87 exception, delivered at the next waiting x87 instruction.
+    public static let x87FloatingPoint = X86Fault(vector: x87Error)
+    /// #XM: an unmasked SSE floating-point exception.
+    public static let simdFloatingPoint = X86Fault(vector: simdError)
 
     /// Page-fault error-code bits.
     public static let pfPresent: UInt32 = 1 << 0, pfWrite: UInt32 = 1 << 1, pfUser: UInt32 = 1 << 2

@@ -118,6 +118,7 @@ public final class X86Machine {
     public func execute(_ insn: DecodedInstruction) throws(X86Interruption) {
         if try executeGeneral(insn) { return }
         if try executeSystem(insn) { return }
+        if try executeFloatingPoint(insn) { return }
         throw .fault(.undefined)
     }
 }

@@ -38,10 +38,15 @@ public struct Operand: Equatable, Sendable {
         case debug
         /// XMM register `index` (0-15), `size` bytes from bit 0 (16 for full moves, 4 or 8 for movd/movq).
         case xmm
+        /// MMX register `index` (0-7; REX bits do not extend it): the significand of x87 register R`index`.
+        case mmx
+        /// x87 stack register ST(`index`), 0-7, relative to the top of stack.
+        case x87
     }
     public var kind: Kind
     public var index: UInt8
-    /// Width in bytes: 1, 2, 4, 8, 10, 16 (or 6/10 for descriptor-table and far-pointer memory).
+    /// Width in bytes: 1, 2, 4, 8, 10, 16 (or 6/10 for descriptor-table and far-pointer memory,
+    /// 14/28 for an x87 environment, 94/108 for an x87 state; 0 for FXSAVE's 512 bytes).
     public var size: UInt8
 
     public init(_ kind: Kind, index: UInt8 = 0, size: UInt8 = 0) {
@@ -100,7 +105,9 @@ public struct DecodedInstruction: Equatable, Sendable {
     /// The immediate, sign- or zero-extended to 64 bits as the encoding says. For relative
     /// branches: the signed displacement. For `enter`: the frame size.
     public var immediate: UInt64
-    /// A second immediate: `enter`'s nesting level; the selector of a direct far `jmp`/`call`.
+    /// A second immediate: `enter`'s nesting level; the selector of a direct far `jmp`/`call`; for
+    /// x87 instructions (opcodes D8-DF) the 11-bit FPU opcode the CPU records in FOP (the low
+    /// three bits of the opcode byte, then the ModRM byte).
     public var immediate2: UInt64
     public var operation: Operation
     /// Total length in bytes, prefixes included (1...15).
@@ -111,7 +118,7 @@ public struct DecodedInstruction: Equatable, Sendable {
     public var addressSize: UInt8
     /// For `jcc`, `setcc`, `cmovcc`: the condition code, the low nibble of the opcode
     /// (0 O, 1 NO, 2 B/C, 3 AE/NC, 4 E/Z, 5 NE, 6 BE, 7 A, 8 S, 9 NS, A P, B NP, C L, D GE, E LE, F G).
-    /// For `loop` variants it is unused.
+    /// For `fcmovcc` the same code (B, E, BE, U = P and their negations). For `loop` variants it is unused.
     public var condition: UInt8
     /// The operand written (or the first operand read, for `cmp`, `test`, `push`, `out`...).
     public var destination: Operand

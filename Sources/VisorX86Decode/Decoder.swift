@@ -6,7 +6,9 @@
 //   offer AltMovCr8. Nonexistent control registers (other than CR0, CR2, CR3, CR4, CR8) and
 //   DR8-DR15 are #UD at decode time.
 // - BCD instructions (DAA, DAS, AAA, AAS, AAM, AAD), BOUND and SALC are #UD in every mode.
-// - FWAIT (9B) decodes as `nop` (no x87 exception is ever pending).
+// - FWAIT (9B) decodes as `fwait`. For the x87 escapes (D8-DF) `immediate2` is the 11-bit FPU
+//   opcode (FOP): the escape's low three bits, then the ModRM byte. FCMOVcc's condition comes
+//   from its row (`aux`) into `condition`. MMX register numbers ignore REX.R/REX.B.
 // - Memory operands whose size no integer describes (FXSAVE/FXRSTOR's 512 bytes, LEA's
 //   address-only operand) have size 0. INVLPG and CLFLUSH have size 1.
 // - MUL/IMUL (one operand)/DIV/IDIV put their r/m in `source`; `destination` is `.none`.
@@ -19,7 +21,8 @@
 // - Segment-register operands (`.segment`) have size 2.
 // - The 0F 18-0F 1F hint NOPs accept any ModRM; 0F 0D (PREFETCH/PREFETCHW) needs memory.
 // - RDRAND (0F C7 /6, register) decodes as `.rdrand` (the interpreter raises #UD); RDSEED is #UD.
-// - `source2` of PSHUFD is the immediate (as well as `immediate`).
+// - `source2` of PSHUFD and the other SIMD instructions with an imm8 is the immediate (as well
+//   as `immediate`).
 // - Near branches in 64-bit mode are always 64-bit (Intel behaviour: 66 is ignored there).
 
 /// Decodes x86 instructions from bytes, per the Intel SDM's opcode maps.
@@ -156,6 +159,11 @@ struct DecoderState {
                 if next.form == .inherit { next.form = entry.form }
                 next.flags.formUnion(entry.flags)
                 entry = next
+            case .byMod:
+                if !hasModRM { try readModRM() }
+                var next = OpcodeTables.row(OpcodeTables.modSplitRows, Int(entry.aux) &* 2 &+ (modrm.isRegister ? 1 : 0))
+                next.flags.formUnion(entry.flags)
+                entry = next
             }
         }
         guard entry.kind == .plain || entry.kind == .xchgOrNop || entry.kind == .split64 else { throw .undefined }
@@ -204,6 +212,7 @@ struct DecoderState {
         var memory = MemoryOperand()
         if hasModRM {
             if flags.contains(.memoryOnly) && modrm.isRegister { throw .undefined }
+            if form.registerOnly && !modrm.isRegister { throw .undefined }
             if !modrm.isRegister && !form.ignoresMod {
                 memory = try readMemoryOperand(addressSize: addressSize, segmentOverride: segmentOverride)
             }
@@ -217,7 +226,12 @@ struct DecoderState {
         insn.prefixes.segmentOverride = segmentOverride
         switch operation {
         case .jcc, .setcc, .cmovcc: insn.condition = opcodeByte & 0x0f
+        case .fcmovcc: insn.condition = entry.aux
         default: break
+        }
+        // The x87 escapes: FOP, the opcode the FPU records for FXSAVE/FNSTENV (SDM 8.1.9).
+        if opcode >= 0xd8 && opcode <= 0xdf {
+            insn.immediate2 = UInt64(opcode & 7) << 8 | UInt64(modrm.raw)
         }
         try buildOperands(&insn, form: form, flags: flags, aux: entry.aux, opcodeByte: opcodeByte,
                           memory: memory, segmentOverride: segmentOverride)
@@ -282,6 +296,24 @@ struct DecoderState {
 
     @inline(__always)
     func vReg(_ size: UInt8) -> Operand { Operand(.xmm, index: modrm.reg | rexR, size: size) }
+
+    /// ModRM.r/m as an XMM register (U forms: register only).
+    @inline(__always)
+    func uReg(_ size: UInt8) -> Operand { Operand(.xmm, index: modrm.rm | rexB, size: size) }
+
+    /// ModRM.reg as an MMX register (REX.R does not extend it).
+    @inline(__always)
+    func pReg() -> Operand { Operand(.mmx, index: modrm.reg, size: 8) }
+
+    /// ModRM.r/m as an MMX register or the memory operand of `size` bytes.
+    @inline(__always)
+    func qOperand(_ size: UInt8) -> Operand {
+        modrm.isRegister ? Operand(.mmx, index: modrm.rm, size: 8) : .memory(size: size)
+    }
+
+    /// ModRM.r/m as an MMX register (N forms: register only).
+    @inline(__always)
+    func nReg() -> Operand { Operand(.mmx, index: modrm.rm, size: 8) }
 
     /// Iz: 2 bytes at operand size 2, else 4 (sign-extended to 64 bits at operand size 8).
     mutating func immediateZ(_ operandSize: UInt8) throws(DecodeFailure) -> UInt64 {
@@ -457,6 +489,100 @@ struct DecoderState {
         case .WqVq:
             insn.operandSize = 8
             insn.destination = wOperand(8); insn.source = vReg(8)
+        case .PqQq, .PqQd:
+            insn.operandSize = 8
+            insn.destination = pReg(); insn.source = qOperand(form == .PqQd ? 4 : 8)
+        case .QqPq:
+            insn.operandSize = 8
+            insn.destination = qOperand(8); insn.source = pReg()
+        case .PqQqIb:
+            insn.operandSize = 8
+            insn.destination = pReg(); insn.source = qOperand(8); insn.source2 = .immediate(size: 1)
+            insn.immediate = try cursor.unsigned(1)
+        case .PyEy:
+            let size: UInt8 = rexW ? 8 : 4
+            insn.operandSize = size
+            insn.destination = Operand(.mmx, index: modrm.reg, size: size); insn.source = eOperand(size)
+        case .EyPy:
+            let size: UInt8 = rexW ? 8 : 4
+            insn.operandSize = size
+            insn.destination = eOperand(size); insn.source = Operand(.mmx, index: modrm.reg, size: size)
+        case .NqIb, .UxIb:
+            insn.operandSize = form == .NqIb ? 8 : 16
+            insn.destination = form == .NqIb ? nReg() : uReg(16); insn.source = .immediate(size: 1)
+            insn.immediate = try cursor.unsigned(1)
+        case .GdNq, .GdUx:
+            insn.operandSize = 4
+            insn.destination = gReg(4); insn.source = form == .GdNq ? nReg() : uReg(16)
+        case .GdNqIb, .GdUxIb:
+            insn.operandSize = 4
+            insn.destination = gReg(4); insn.source = form == .GdNqIb ? nReg() : uReg(16)
+            insn.source2 = .immediate(size: 1)
+            insn.immediate = try cursor.unsigned(1)
+        case .PqRdMwIb, .VxRdMwIb:
+            insn.operandSize = form == .PqRdMwIb ? 8 : 16
+            insn.destination = form == .PqRdMwIb ? pReg() : vReg(16)
+            insn.source = modrm.isRegister ? gpr(modrm.rm | rexB, size: 4) : .memory(size: 2)
+            insn.source2 = .immediate(size: 1)
+            insn.immediate = try cursor.unsigned(1)
+        case .VxNq:
+            insn.operandSize = 8
+            insn.destination = vReg(8); insn.source = nReg()
+        case .PqUx:
+            insn.operandSize = 8
+            insn.destination = pReg(); insn.source = uReg(8)
+        case .PqNq:
+            insn.operandSize = 8
+            insn.destination = pReg(); insn.source = nReg()
+        case .VxUx:
+            insn.operandSize = 16
+            insn.destination = vReg(16); insn.source = uReg(16)
+        case .VxWd, .VxWq:
+            let size: UInt8 = form == .VxWd ? 4 : 8
+            insn.operandSize = size
+            insn.destination = vReg(16); insn.source = wOperand(size)
+        case .WdVx, .WqVx:
+            let size: UInt8 = form == .WdVx ? 4 : 8
+            insn.operandSize = size
+            insn.destination = wOperand(size); insn.source = vReg(16)
+        case .VxWdIb, .VxWqIb:
+            let size: UInt8 = form == .VxWdIb ? 4 : 8
+            insn.operandSize = size
+            insn.destination = vReg(16); insn.source = wOperand(size); insn.source2 = .immediate(size: 1)
+            insn.immediate = try cursor.unsigned(1)
+        case .VxEy:
+            let size: UInt8 = rexW ? 8 : 4
+            insn.operandSize = size
+            insn.destination = vReg(16); insn.source = eOperand(size)
+        case .GyWd, .GyWq:
+            let size: UInt8 = rexW ? 8 : 4
+            insn.operandSize = size
+            insn.destination = gReg(size); insn.source = wOperand(form == .GyWd ? 4 : 8)
+        case .VxQq:
+            insn.operandSize = 8
+            insn.destination = vReg(16); insn.source = qOperand(8)
+        case .PqWq, .PqWx:
+            let size: UInt8 = form == .PqWq ? 8 : 16
+            insn.operandSize = size
+            insn.destination = pReg(); insn.source = wOperand(size)
+        case .EyGy:
+            let size: UInt8 = rexW ? 8 : 4
+            insn.operandSize = size
+            insn.destination = eOperand(size); insn.source = gReg(size)
+        case .Mq:
+            single(.memory(size: 8), &insn)
+        case .Mt:
+            single(.memory(size: 10), &insn)
+        case .Menv:
+            single(.memory(size: os == 2 ? 14 : 28), &insn)
+        case .Mstate:
+            single(.memory(size: os == 2 ? 94 : 108), &insn)
+        case .ST0STi:
+            insn.destination = Operand(.x87, index: 0, size: 10); insn.source = Operand(.x87, index: modrm.rm, size: 10)
+        case .STiST0:
+            insn.destination = Operand(.x87, index: modrm.rm, size: 10); insn.source = Operand(.x87, index: 0, size: 10)
+        case .STi:
+            single(Operand(.x87, index: modrm.rm, size: 10), &insn)
         case .ALIb:
             insn.operandSize = 1
             insn.destination = .register(0, size: 1); insn.source = .immediate(size: 1)

@@ -15,11 +15,13 @@
 // - Group rows whose form is `.inherit` take the form of the opcode row that led to them, so
 //   one group-1 table serves 80, 81, 82 and 83.
 //
+// The x87 escapes D8-DF are in OpcodeTable+X87.swift, the MMX/SSE/SSE2 rows of the 0F map in
+// OpcodeTable+SIMD.swift.
+//
 // Deliberately #UD (no Operation for them, or not offered by Visor's CPUID): BCD (27 2F 37 3F
-// D4 D5) in every mode, BOUND (62), SALC (D6), x87 beyond FNINIT/FNSTCW/FLDCW/FNSTSW (FWAIT is
-// a NOP), MMX, SSE beyond the moves and logic listed in Operation (so MOVSS/MOVSD, scalar
-// arithmetic, PCMPEQ*, PMOVMSKB, ... are #UD), VEX/EVEX/XOP, the 0F 38 and 0F 3A maps, the
-// XSAVE family, RDFSBASE and friends, CLAC/STAC, XGETBV, VMX/SVM, UD0/UD1, RSM, 3DNow!.
+// D4 D5) in every mode, BOUND (62), SALC (D6), SSSE3 and later, VEX/EVEX/XOP, the 0F 38 and
+// 0F 3A maps, the XSAVE family, RDFSBASE and friends, CLAC/STAC, XGETBV, VMX/SVM, UD0/UD1, RSM,
+// 3DNow!.
 
 /// How an instruction's operands are encoded: the SDM's operand notation (A.2).
 /// E = ModRM r/m (register or memory), G = ModRM reg, M = ModRM memory only, R = ModRM r/m
@@ -72,6 +74,32 @@ enum OperandForm: UInt8, Sendable {
     case VyEy, EyVy
     /// MOVQ xmm, xmm/m64 and MOVQ xmm/m64, xmm.
     case VqWq, WqVq
+    /// MMX: P = ModRM.reg, Q = ModRM.r/m register or memory, N = ModRM.r/m register only (REX
+    /// does not extend MMX register numbers). PUNPCKLxx mm, mm/m32 reads 4 bytes (Qd).
+    case PqQq, PqQd, QqPq, PqQqIb
+    /// MOVD/MOVQ between an MMX register and a GPR or memory (4 bytes, 8 with REX.W).
+    case PyEy, EyPy
+    /// Shift groups 12-14: the register in ModRM.r/m, the count an immediate.
+    case NqIb, UxIb
+    /// PMOVMSKB / MOVMSKPS / MOVMSKPD r32, register; PEXTRW r32, register, Ib.
+    case GdNq, GdUx, GdNqIb, GdUxIb
+    /// PINSRW vector, r32 or m16, Ib.
+    case PqRdMwIb, VxRdMwIb
+    /// Register-only pairs: MOVQ2DQ, MOVDQ2Q, MASKMOVQ, MASKMOVDQU / MOVHLPS / MOVLHPS.
+    case VxNq, PqUx, PqNq, VxUx
+    /// An XMM register with a 4- or 8-byte r/m (scalar float, MOVLPS/MOVHPS, CVTPS2PD), stores
+    /// of the low element, and the CMPSS/CMPSD forms with an immediate.
+    case VxWd, VxWq, WdVx, WqVx, VxWdIb, VxWqIb
+    /// Conversions: CVTSI2SS/SD Vx, Ey; CVT(T)SS2SI / CVT(T)SD2SI Gy, Wd / Wq; CVTPI2PS/PD Vx, Qq;
+    /// CVT(T)PS2PI Pq, Wq; CVT(T)PD2PI Pq, Wx.
+    case VxEy, GyWd, GyWq, VxQq, PqWq, PqWx
+    /// MOVNTI My, Gy (4 bytes, 8 with REX.W).
+    case EyGy
+    /// x87 memory: 8 and 10 bytes, the environment (14 bytes at operand size 2, else 28) and the
+    /// whole state (94 or 108).
+    case Mq, Mt, Menv, Mstate
+    /// x87 registers: ST(0), ST(i); ST(i), ST(0); ST(i) alone (i = ModRM.r/m).
+    case ST0STi, STiST0, STi
 
     // Forms without a ModRM.
     case ALIb, eAXIz
@@ -119,6 +147,16 @@ enum OperandForm: UInt8, Sendable {
         }
     }
 
+    /// Forms whose r/m must be a register (a memory r/m is #UD).
+    var registerOnly: Bool {
+        switch self {
+        case .NqIb, .UxIb, .GdNq, .GdUx, .GdNqIb, .GdUxIb, .VxNq, .PqUx, .PqNq, .VxUx, .ST0STi, .STiST0, .STi:
+            return true
+        default:
+            return false
+        }
+    }
+
     /// MOV CR/DR: the mod field is ignored and no SIB or displacement follows.
     var ignoresMod: Bool {
         switch self {
@@ -153,7 +191,7 @@ struct EntryFlags: OptionSet, Sendable {
 
 /// Where to look after this row.
 enum EntryKind: UInt8, Sendable {
-    case plain, invalid, group, rmTable, prefixed, split64, xchgOrNop
+    case plain, invalid, group, rmTable, prefixed, split64, xchgOrNop, byMod
 }
 
 /// One row of an opcode map or group table.
@@ -175,11 +213,15 @@ struct OpcodeEntry: Sendable {
     static func group(_ g: GroupID, _ form: OperandForm, _ flags: EntryFlags = []) -> OpcodeEntry {
         OpcodeEntry(.nop, form, flags, kind: .group, aux: g.rawValue)
     }
-    static func prefixed(_ p: PrefixedID) -> OpcodeEntry {
-        OpcodeEntry(.nop, .none, kind: .prefixed, aux: p.rawValue)
+    /// The mandatory-prefix table of 0F `opcode`.
+    static func prefixed(_ opcode: UInt8) -> OpcodeEntry {
+        OpcodeEntry(.nop, .none, kind: .prefixed, aux: opcode)
     }
     static func rmTable(_ r: RMTableID) -> OpcodeEntry {
         OpcodeEntry(.nop, .none, kind: .rmTable, aux: r.rawValue)
+    }
+    static func byMod(_ m: ModSplitID) -> OpcodeEntry {
+        OpcodeEntry(.nop, .none, kind: .byMod, aux: m.rawValue)
     }
 }
 
@@ -192,31 +234,33 @@ struct GroupTable: Sendable {
     init(both rows: [OpcodeEntry]) { memory = rows; register = rows }
 }
 
-enum GroupID: UInt8 {
+enum GroupID: UInt8, CaseIterable {
     case group1, group1A, group2, group3Eb, group3Ev, group4, group5, group11, group6, group7, group8, group9,
-         group15, group16, x87D9, x87DB, x87DD, x87DF
+         group15, group16
+    /// The x87 escapes D8-DF (OpcodeTable+X87.swift).
+    case x87D8, x87D9, x87DA, x87DB, x87DC, x87DD, x87DE, x87DF
+    /// The MMX (no prefix) and XMM (66) shift-by-immediate groups 0F 71, 0F 72, 0F 73 (OpcodeTable+SIMD.swift).
+    case group12MMX, group12XMM, group13MMX, group13XMM, group14MMX, group14XMM
 }
 
-enum RMTableID: UInt8 {
+enum RMTableID: UInt8, CaseIterable {
     /// 0F 01 /1 mod=11: C8 MONITOR, C9 MWAIT.
     case group7Reg1
     /// 0F 01 /7 mod=11: F8 SWAPGS, F9 RDTSCP.
     case group7Reg7
-    /// DB /4 mod=11: E3 FNINIT.
-    case x87DBReg4
-    /// DF /4 mod=11: E0 FNSTSW AX.
-    case x87DFReg4
+    /// x87 register rows that name an instruction by ModRM.rm (OpcodeTable+X87.swift).
+    case x87D9Reg2, x87D9Reg4, x87D9Reg5, x87D9Reg6, x87D9Reg7, x87DAReg5, x87DBReg4, x87DEReg3, x87DFReg4
 }
 
-/// Mandatory-prefix tables: [none, 66, F3, F2].
-enum PrefixedID: UInt8 {
-    case p0F10, p0F11, p0F28, p0F29, p0F54, p0F55, p0F56, p0F57, p0F6C, p0F6E, p0F6F, p0F70, p0F7E, p0F7F,
-         p0FB8, p0FBC, p0FBD, p0FD6, p0FDB, p0FDF, p0FEB, p0FEF
+/// Rows that differ between a memory r/m and a register r/m (mod = 11) without a ModRM.reg
+/// group: 0F 12 (MOVLPS / MOVHLPS) and 0F 16 (MOVHPS / MOVLHPS).
+enum ModSplitID: UInt8, CaseIterable {
+    case movlpsOrMovhlps, movhpsOrMovlhps
 }
 
 enum OpcodeTables {
-    private typealias E = OpcodeEntry
-    private static let ud = OpcodeEntry.invalid
+    typealias E = OpcodeEntry
+    static let ud = OpcodeEntry.invalid
 
     // MARK: One-byte map
 
@@ -376,7 +420,7 @@ enum OpcodeTables {
         E(.signExtendAccumulator, .none),                // 98 CBW/CWDE/CDQE
         E(.signExtendIntoDX, .none),                     // 99 CWD/CDQ/CQO
         E(.callFar, .Ap, .invalid64),                    // 9A CALLF Ap
-        E(.nop, .none),                                  // 9B FWAIT (no x87 exceptions are ever pending)
+        E(.fwait, .none),                                // 9B FWAIT
         E(.pushf, .none, .default64),                    // 9C PUSHF/D/Q
         E(.popf, .none, .default64),                     // 9D POPF/D/Q
         E(.sahf, .none),                                 // 9E SAHF
@@ -437,14 +481,14 @@ enum OpcodeTables {
         ud,                                              // D5 AAD (BCD)
         ud,                                              // D6 SALC (undocumented)
         E(.xlat, .xlat),                                 // D7 XLAT
-        ud,                                              // D8 x87 (not offered)
-        .group(.x87D9, .inherit),                        // D9 x87: FLDCW, FNSTCW
-        ud,                                              // DA x87 (not offered)
-        .group(.x87DB, .inherit),                        // DB x87: FNINIT
-        ud,                                              // DC x87 (not offered)
-        .group(.x87DD, .inherit),                        // DD x87: FNSTSW m16
-        ud,                                              // DE x87 (not offered)
-        .group(.x87DF, .inherit),                        // DF x87: FNSTSW AX
+        .group(.x87D8, .inherit),                        // D8 x87 escape (OpcodeTable+X87.swift)
+        .group(.x87D9, .inherit),                        // D9 x87 escape (OpcodeTable+X87.swift)
+        .group(.x87DA, .inherit),                        // DA x87 escape (OpcodeTable+X87.swift)
+        .group(.x87DB, .inherit),                        // DB x87 escape (OpcodeTable+X87.swift)
+        .group(.x87DC, .inherit),                        // DC x87 escape (OpcodeTable+X87.swift)
+        .group(.x87DD, .inherit),                        // DD x87 escape (OpcodeTable+X87.swift)
+        .group(.x87DE, .inherit),                        // DE x87 escape (OpcodeTable+X87.swift)
+        .group(.x87DF, .inherit),                        // DF x87 escape (OpcodeTable+X87.swift)
         E(.loopNotEqual, .Jb, .force64),                 // E0 LOOPNE Jb
         E(.loopEqual, .Jb, .force64),                    // E1 LOOPE Jb
         E(.loop, .Jb, .force64),                         // E2 LOOP Jb
@@ -503,14 +547,14 @@ enum OpcodeTables {
         E(.nop, .modRMOnly, .memoryOnly),                // 0F 0D PREFETCH/PREFETCHW Mb (hint)
         ud,                                              // 0F 0E FEMMS (3DNow!)
         ud,                                              // 0F 0F 3DNow!
-        .prefixed(.p0F10),                               // 0F 10 MOVUPS / 66 MOVUPD Vx,Wx
-        .prefixed(.p0F11),                               // 0F 11 MOVUPS / 66 MOVUPD Wx,Vx
-        ud,                                              // 0F 12 MOVLPS etc.
-        ud,                                              // 0F 13
-        ud,                                              // 0F 14
-        ud,                                              // 0F 15
-        ud,                                              // 0F 16 MOVHPS etc.
-        ud,                                              // 0F 17
+        .prefixed(0x10),                                 // 0F 10 MOVUPS/MOVUPD/MOVSS/MOVSD V,W
+        .prefixed(0x11),                                 // 0F 11 MOVUPS/MOVUPD/MOVSS/MOVSD W,V
+        .prefixed(0x12),                                 // 0F 12 MOVLPS/MOVHLPS, 66 MOVLPD
+        .prefixed(0x13),                                 // 0F 13 MOVLPS/MOVLPD Mq,Vq
+        .prefixed(0x14),                                 // 0F 14 UNPCKLPS/UNPCKLPD
+        .prefixed(0x15),                                 // 0F 15 UNPCKHPS/UNPCKHPD
+        .prefixed(0x16),                                 // 0F 16 MOVHPS/MOVLHPS, 66 MOVHPD
+        .prefixed(0x17),                                 // 0F 17 MOVHPS/MOVHPD Mq,Vq
         .group(.group16, .modRMOnly),                    // 0F 18 group 16: PREFETCHh (hint NOP)
         E(.nop, .modRMOnly),                             // 0F 19 reserved NOP
         E(.nop, .modRMOnly),                             // 0F 1A reserved NOP (MPX absent)
@@ -527,14 +571,14 @@ enum OpcodeTables {
         ud,                                              // 0F 25
         ud,                                              // 0F 26
         ud,                                              // 0F 27
-        .prefixed(.p0F28),                               // 0F 28 MOVAPS / 66 MOVAPD Vx,Wx
-        .prefixed(.p0F29),                               // 0F 29 MOVAPS / 66 MOVAPD Wx,Vx
-        ud,                                              // 0F 2A CVTPI2PS etc.
-        ud,                                              // 0F 2B MOVNTPS
-        ud,                                              // 0F 2C CVTTPS2PI etc.
-        ud,                                              // 0F 2D
-        ud,                                              // 0F 2E UCOMISS
-        ud,                                              // 0F 2F COMISS
+        .prefixed(0x28),                               // 0F 28 MOVAPS / 66 MOVAPD Vx,Wx
+        .prefixed(0x29),                               // 0F 29 MOVAPS / 66 MOVAPD Wx,Vx
+        .prefixed(0x2a),                                 // 0F 2A CVTPI2PS/CVTPI2PD/CVTSI2SS/CVTSI2SD
+        .prefixed(0x2b),                                 // 0F 2B MOVNTPS/MOVNTPD
+        .prefixed(0x2c),                                 // 0F 2C CVTTPS2PI/CVTTPD2PI/CVTTSS2SI/CVTTSD2SI
+        .prefixed(0x2d),                                 // 0F 2D CVTPS2PI/CVTPD2PI/CVTSS2SI/CVTSD2SI
+        .prefixed(0x2e),                                 // 0F 2E UCOMISS/UCOMISD
+        .prefixed(0x2f),                                 // 0F 2F COMISS/COMISD
         E(.wrmsr, .none),                                // 0F 30 WRMSR
         E(.rdtsc, .none),                                // 0F 31 RDTSC
         E(.rdmsr, .none),                                // 0F 32 RDMSR
@@ -567,54 +611,54 @@ enum OpcodeTables {
         E(.cmovcc, .GvEv),                               // 0F 4D CMOVGE
         E(.cmovcc, .GvEv),                               // 0F 4E CMOVLE
         E(.cmovcc, .GvEv),                               // 0F 4F CMOVG
-        ud,                                              // 0F 50 MOVMSKPS
-        ud,                                              // 0F 51 SQRTPS
-        ud,                                              // 0F 52 RSQRTPS
-        ud,                                              // 0F 53 RCPPS
-        .prefixed(.p0F54),                               // 0F 54 ANDPS / 66 ANDPD
-        .prefixed(.p0F55),                               // 0F 55 ANDNPS / 66 ANDNPD
-        .prefixed(.p0F56),                               // 0F 56 ORPS / 66 ORPD
-        .prefixed(.p0F57),                               // 0F 57 XORPS / 66 XORPD
-        ud,                                              // 0F 58 ADDPS
-        ud,                                              // 0F 59 MULPS
-        ud,                                              // 0F 5A CVTPS2PD
-        ud,                                              // 0F 5B CVTDQ2PS
-        ud,                                              // 0F 5C SUBPS
-        ud,                                              // 0F 5D MINPS
-        ud,                                              // 0F 5E DIVPS
-        ud,                                              // 0F 5F MAXPS
-        ud,                                              // 0F 60 PUNPCKLBW
-        ud,                                              // 0F 61 PUNPCKLWD
-        ud,                                              // 0F 62 PUNPCKLDQ
-        ud,                                              // 0F 63 PACKSSWB
-        ud,                                              // 0F 64 PCMPGTB
-        ud,                                              // 0F 65 PCMPGTW
-        ud,                                              // 0F 66 PCMPGTD
-        ud,                                              // 0F 67 PACKUSWB
-        ud,                                              // 0F 68 PUNPCKHBW
-        ud,                                              // 0F 69 PUNPCKHWD
-        ud,                                              // 0F 6A PUNPCKHDQ
-        ud,                                              // 0F 6B PACKSSDW
-        .prefixed(.p0F6C),                               // 0F 6C 66 PUNPCKLQDQ Vx,Wx
-        ud,                                              // 0F 6D PUNPCKHQDQ
-        .prefixed(.p0F6E),                               // 0F 6E 66 MOVD/MOVQ Vy,Ey
-        .prefixed(.p0F6F),                               // 0F 6F 66 MOVDQA / F3 MOVDQU Vx,Wx
-        .prefixed(.p0F70),                               // 0F 70 66 PSHUFD Vx,Wx,Ib
-        ud,                                              // 0F 71 group 12 (shifts)
-        ud,                                              // 0F 72 group 13
-        ud,                                              // 0F 73 group 14
-        ud,                                              // 0F 74 PCMPEQB
-        ud,                                              // 0F 75 PCMPEQW
-        ud,                                              // 0F 76 PCMPEQD
-        ud,                                              // 0F 77 EMMS
+        .prefixed(0x50),                                 // 0F 50 MOVMSKPS/MOVMSKPD
+        .prefixed(0x51),                                 // 0F 51 SQRTPS/PD/SS/SD
+        .prefixed(0x52),                                 // 0F 52 RSQRTPS/RSQRTSS
+        .prefixed(0x53),                                 // 0F 53 RCPPS/RCPSS
+        .prefixed(0x54),                                 // 0F 54 ANDPS/ANDPD
+        .prefixed(0x55),                                 // 0F 55 ANDNPS/ANDNPD
+        .prefixed(0x56),                                 // 0F 56 ORPS/ORPD
+        .prefixed(0x57),                                 // 0F 57 XORPS/XORPD
+        .prefixed(0x58),                                 // 0F 58 ADDPS/PD/SS/SD
+        .prefixed(0x59),                                 // 0F 59 MULPS/PD/SS/SD
+        .prefixed(0x5a),                                 // 0F 5A CVTPS2PD/CVTPD2PS/CVTSS2SD/CVTSD2SS
+        .prefixed(0x5b),                                 // 0F 5B CVTDQ2PS/CVTPS2DQ/CVTTPS2DQ
+        .prefixed(0x5c),                                 // 0F 5C SUBPS/PD/SS/SD
+        .prefixed(0x5d),                                 // 0F 5D MINPS/PD/SS/SD
+        .prefixed(0x5e),                                 // 0F 5E DIVPS/PD/SS/SD
+        .prefixed(0x5f),                                 // 0F 5F MAXPS/PD/SS/SD
+        .prefixed(0x60),                                 // 0F 60 PUNPCKLBW
+        .prefixed(0x61),                                 // 0F 61 PUNPCKLWD
+        .prefixed(0x62),                                 // 0F 62 PUNPCKLDQ
+        .prefixed(0x63),                                 // 0F 63 PACKSSWB
+        .prefixed(0x64),                                 // 0F 64 PCMPGTB
+        .prefixed(0x65),                                 // 0F 65 PCMPGTW
+        .prefixed(0x66),                                 // 0F 66 PCMPGTD
+        .prefixed(0x67),                                 // 0F 67 PACKUSWB
+        .prefixed(0x68),                                 // 0F 68 PUNPCKHBW
+        .prefixed(0x69),                                 // 0F 69 PUNPCKHWD
+        .prefixed(0x6a),                                 // 0F 6A PUNPCKHDQ
+        .prefixed(0x6b),                                 // 0F 6B PACKSSDW
+        .prefixed(0x6c),                                 // 0F 6C 66 PUNPCKLQDQ
+        .prefixed(0x6d),                                 // 0F 6D 66 PUNPCKHQDQ
+        .prefixed(0x6e),                                 // 0F 6E MOVD/MOVQ P/V,Ey
+        .prefixed(0x6f),                                 // 0F 6F MOVQ Pq,Qq / 66 MOVDQA / F3 MOVDQU
+        .prefixed(0x70),                                 // 0F 70 PSHUFW / 66 PSHUFD / F3 PSHUFHW / F2 PSHUFLW
+        .prefixed(0x71),                                 // 0F 71 group 12 (PSRLW, PSRAW, PSLLW by Ib)
+        .prefixed(0x72),                                 // 0F 72 group 13 (PSRLD, PSRAD, PSLLD by Ib)
+        .prefixed(0x73),                                 // 0F 73 group 14 (PSRLQ, PSRLDQ, PSLLQ, PSLLDQ by Ib)
+        .prefixed(0x74),                                 // 0F 74 PCMPEQB
+        .prefixed(0x75),                                 // 0F 75 PCMPEQW
+        .prefixed(0x76),                                 // 0F 76 PCMPEQD
+        .prefixed(0x77),                                 // 0F 77 EMMS
         ud,                                              // 0F 78 VMREAD
         ud,                                              // 0F 79 VMWRITE
         ud,                                              // 0F 7A
         ud,                                              // 0F 7B
-        ud,                                              // 0F 7C HADDPD
-        ud,                                              // 0F 7D HSUBPD
-        .prefixed(.p0F7E),                               // 0F 7E 66 MOVD/MOVQ Ey,Vy / F3 MOVQ Vq,Wq
-        .prefixed(.p0F7F),                               // 0F 7F 66 MOVDQA / F3 MOVDQU Wx,Vx
+        .prefixed(0x7c),                                 // 0F 7C 66 HADDPD / F2 HADDPS
+        .prefixed(0x7d),                                 // 0F 7D 66 HSUBPD / F2 HSUBPS
+        .prefixed(0x7e),                                 // 0F 7E MOVD/MOVQ Ey,P/V / F3 MOVQ Vq,Wq
+        .prefixed(0x7f),                                 // 0F 7F MOVQ Qq,Pq / 66 MOVDQA / F3 MOVDQU
         E(.jcc, .Jz, .force64),                          // 0F 80 JO Jz
         E(.jcc, .Jz, .force64),                          // 0F 81 JNO Jz
         E(.jcc, .Jz, .force64),                          // 0F 82 JB Jz
@@ -671,21 +715,21 @@ enum OpcodeTables {
         E(.loadFarPointer, .GvMp, .memoryOnly, aux: 5),  // 0F B5 LGS Gv,Mp
         E(.movzx, .GvEb),                                // 0F B6 MOVZX Gv,Eb
         E(.movzx, .GvEw),                                // 0F B7 MOVZX Gv,Ew
-        .prefixed(.p0FB8),                               // 0F B8 F3 POPCNT Gv,Ev (JMPE without F3)
+        .prefixed(0xb8),                               // 0F B8 F3 POPCNT Gv,Ev (JMPE without F3)
         ud,                                              // 0F B9 UD1
         .group(.group8, .EvIb),                          // 0F BA group 8 Ev,Ib
         E(.btc, .EvGv, .lockable),                       // 0F BB BTC Ev,Gv
-        .prefixed(.p0FBC),                               // 0F BC BSF / F3 TZCNT Gv,Ev
-        .prefixed(.p0FBD),                               // 0F BD BSR / F3 LZCNT Gv,Ev
+        .prefixed(0xbc),                               // 0F BC BSF / F3 TZCNT Gv,Ev
+        .prefixed(0xbd),                               // 0F BD BSR / F3 LZCNT Gv,Ev
         E(.movsx, .GvEb),                                // 0F BE MOVSX Gv,Eb
         E(.movsx, .GvEw),                                // 0F BF MOVSX Gv,Ew
         E(.xadd, .EbGb, .lockable),                      // 0F C0 XADD Eb,Gb
         E(.xadd, .EvGv, .lockable),                      // 0F C1 XADD Ev,Gv
-        ud,                                              // 0F C2 CMPPS
-        ud,                                              // 0F C3 MOVNTI
-        ud,                                              // 0F C4 PINSRW
-        ud,                                              // 0F C5 PEXTRW
-        ud,                                              // 0F C6 SHUFPS
+        .prefixed(0xc2),                                 // 0F C2 CMPPS/PD/SS/SD
+        .prefixed(0xc3),                                 // 0F C3 MOVNTI My,Gy
+        .prefixed(0xc4),                                 // 0F C4 PINSRW
+        .prefixed(0xc5),                                 // 0F C5 PEXTRW
+        .prefixed(0xc6),                                 // 0F C6 SHUFPS/SHUFPD
         .group(.group9, .inherit),                       // 0F C7 group 9
         E(.bswap, .Zv),                                  // 0F C8 BSWAP rAX/r8
         E(.bswap, .Zv),                                  // 0F C9 BSWAP rCX/r9
@@ -695,61 +739,65 @@ enum OpcodeTables {
         E(.bswap, .Zv),                                  // 0F CD BSWAP rBP/r13
         E(.bswap, .Zv),                                  // 0F CE BSWAP rSI/r14
         E(.bswap, .Zv),                                  // 0F CF BSWAP rDI/r15
-        ud,                                              // 0F D0 ADDSUBPD
-        ud,                                              // 0F D1 PSRLW
-        ud,                                              // 0F D2 PSRLD
-        ud,                                              // 0F D3 PSRLQ
-        ud,                                              // 0F D4 PADDQ
-        ud,                                              // 0F D5 PMULLW
-        .prefixed(.p0FD6),                               // 0F D6 66 MOVQ Wq,Vq
-        ud,                                              // 0F D7 PMOVMSKB
-        ud,                                              // 0F D8 PSUBUSB
-        ud,                                              // 0F D9 PSUBUSW
-        ud,                                              // 0F DA PMINUB
-        .prefixed(.p0FDB),                               // 0F DB 66 PAND Vx,Wx
-        ud,                                              // 0F DC PADDUSB
-        ud,                                              // 0F DD PADDUSW
-        ud,                                              // 0F DE PMAXUB
-        .prefixed(.p0FDF),                               // 0F DF 66 PANDN Vx,Wx
-        ud,                                              // 0F E0 PAVGB
-        ud,                                              // 0F E1 PSRAW
-        ud,                                              // 0F E2 PSRAD
-        ud,                                              // 0F E3 PAVGW
-        ud,                                              // 0F E4 PMULHUW
-        ud,                                              // 0F E5 PMULHW
-        ud,                                              // 0F E6 CVTTPD2DQ
-        ud,                                              // 0F E7 MOVNTDQ
-        ud,                                              // 0F E8 PSUBSB
-        ud,                                              // 0F E9 PSUBSW
-        ud,                                              // 0F EA PMINSW
-        .prefixed(.p0FEB),                               // 0F EB 66 POR Vx,Wx
-        ud,                                              // 0F EC PADDSB
-        ud,                                              // 0F ED PADDSW
-        ud,                                              // 0F EE PMAXSW
-        .prefixed(.p0FEF),                               // 0F EF 66 PXOR Vx,Wx
-        ud,                                              // 0F F0 LDDQU
-        ud,                                              // 0F F1 PSLLW
-        ud,                                              // 0F F2 PSLLD
-        ud,                                              // 0F F3 PSLLQ
-        ud,                                              // 0F F4 PMULUDQ
-        ud,                                              // 0F F5 PMADDWD
-        ud,                                              // 0F F6 PSADBW
-        ud,                                              // 0F F7 MASKMOVDQU
-        ud,                                              // 0F F8 PSUBB
-        ud,                                              // 0F F9 PSUBW
-        ud,                                              // 0F FA PSUBD
-        ud,                                              // 0F FB PSUBQ
-        ud,                                              // 0F FC PADDB
-        ud,                                              // 0F FD PADDW
-        ud,                                              // 0F FE PADDD
+        .prefixed(0xd0),                                 // 0F D0 66 ADDSUBPD / F2 ADDSUBPS
+        .prefixed(0xd1),                                 // 0F D1 PSRLW
+        .prefixed(0xd2),                                 // 0F D2 PSRLD
+        .prefixed(0xd3),                                 // 0F D3 PSRLQ
+        .prefixed(0xd4),                                 // 0F D4 PADDQ
+        .prefixed(0xd5),                                 // 0F D5 PMULLW
+        .prefixed(0xd6),                                 // 0F D6 66 MOVQ Wq,Vq / F3 MOVQ2DQ / F2 MOVDQ2Q
+        .prefixed(0xd7),                                 // 0F D7 PMOVMSKB
+        .prefixed(0xd8),                                 // 0F D8 PSUBUSB
+        .prefixed(0xd9),                                 // 0F D9 PSUBUSW
+        .prefixed(0xda),                                 // 0F DA PMINUB
+        .prefixed(0xdb),                                 // 0F DB PAND
+        .prefixed(0xdc),                                 // 0F DC PADDUSB
+        .prefixed(0xdd),                                 // 0F DD PADDUSW
+        .prefixed(0xde),                                 // 0F DE PMAXUB
+        .prefixed(0xdf),                                 // 0F DF PANDN
+        .prefixed(0xe0),                                 // 0F E0 PAVGB
+        .prefixed(0xe1),                                 // 0F E1 PSRAW
+        .prefixed(0xe2),                                 // 0F E2 PSRAD
+        .prefixed(0xe3),                                 // 0F E3 PAVGW
+        .prefixed(0xe4),                                 // 0F E4 PMULHUW
+        .prefixed(0xe5),                                 // 0F E5 PMULHW
+        .prefixed(0xe6),                                 // 0F E6 66 CVTTPD2DQ / F3 CVTDQ2PD / F2 CVTPD2DQ
+        .prefixed(0xe7),                                 // 0F E7 MOVNTQ / 66 MOVNTDQ
+        .prefixed(0xe8),                                 // 0F E8 PSUBSB
+        .prefixed(0xe9),                                 // 0F E9 PSUBSW
+        .prefixed(0xea),                                 // 0F EA PMINSW
+        .prefixed(0xeb),                                 // 0F EB POR
+        .prefixed(0xec),                                 // 0F EC PADDSB
+        .prefixed(0xed),                                 // 0F ED PADDSW
+        .prefixed(0xee),                                 // 0F EE PMAXSW
+        .prefixed(0xef),                                 // 0F EF PXOR
+        .prefixed(0xf0),                                 // 0F F0 F2 LDDQU
+        .prefixed(0xf1),                                 // 0F F1 PSLLW
+        .prefixed(0xf2),                                 // 0F F2 PSLLD
+        .prefixed(0xf3),                                 // 0F F3 PSLLQ
+        .prefixed(0xf4),                                 // 0F F4 PMULUDQ
+        .prefixed(0xf5),                                 // 0F F5 PMADDWD
+        .prefixed(0xf6),                                 // 0F F6 PSADBW
+        .prefixed(0xf7),                                 // 0F F7 MASKMOVQ / 66 MASKMOVDQU
+        .prefixed(0xf8),                                 // 0F F8 PSUBB
+        .prefixed(0xf9),                                 // 0F F9 PSUBW
+        .prefixed(0xfa),                                 // 0F FA PSUBD
+        .prefixed(0xfb),                                 // 0F FB PSUBQ
+        .prefixed(0xfc),                                 // 0F FC PADDB
+        .prefixed(0xfd),                                 // 0F FD PADDW
+        .prefixed(0xfe),                                 // 0F FE PADDD
         ud,                                              // 0F FF UD0
     ]
 
     // MARK: Groups (indexed by GroupID; rows by ModRM.reg)
 
-    static let groups: [GroupTable] = [
-        // group1: 80-83 (form from the opcode row)
-        GroupTable(both: [
+    /// The general-purpose groups; x87 and SIMD ones come from their own files.
+    static let groups: [GroupID: GroupTable] = generalGroups.merging(x87Groups) { a, _ in a }
+        .merging(simdGroups) { a, _ in a }
+
+    private static let generalGroups: [GroupID: GroupTable] = [
+        // 80-83 (form from the opcode row)
+        .group1: GroupTable(both: [
             E(.add, .inherit, .lockable),                // /0 ADD
             E(.or, .inherit, .lockable),                 // /1 OR
             E(.adc, .inherit, .lockable),                // /2 ADC
@@ -759,13 +807,13 @@ enum OpcodeTables {
             E(.xor, .inherit, .lockable),                // /6 XOR
             E(.cmp, .inherit),                           // /7 CMP
         ]),
-        // group1A: 8F
-        GroupTable(both: [
+        // 8F
+        .group1A: GroupTable(both: [
             E(.pop, .inherit),                           // /0 POP Ev
             ud, ud, ud, ud, ud, ud, ud,                  // /1-/7 (XOP on AMD)
         ]),
-        // group2: C0, C1, D0-D3 (form from the opcode row)
-        GroupTable(both: [
+        // C0, C1, D0-D3 (form from the opcode row)
+        .group2: GroupTable(both: [
             E(.rol, .inherit),                           // /0 ROL
             E(.ror, .inherit),                           // /1 ROR
             E(.rcl, .inherit),                           // /2 RCL
@@ -775,8 +823,8 @@ enum OpcodeTables {
             E(.shl, .inherit),                           // /6 SAL (undocumented alias of /4)
             E(.sar, .inherit),                           // /7 SAR
         ]),
-        // group3Eb: F6
-        GroupTable(both: [
+        // F6
+        .group3Eb: GroupTable(both: [
             E(.test, .EbIb),                             // /0 TEST Eb,Ib
             E(.test, .EbIb),                             // /1 TEST Eb,Ib (alias)
             E(.not, .Eb, .lockable),                     // /2 NOT Eb
@@ -786,8 +834,8 @@ enum OpcodeTables {
             E(.div, .Eb, .operandIsSource),              // /6 DIV Eb
             E(.idiv, .Eb, .operandIsSource),             // /7 IDIV Eb
         ]),
-        // group3Ev: F7
-        GroupTable(both: [
+        // F7
+        .group3Ev: GroupTable(both: [
             E(.test, .EvIz),                             // /0 TEST Ev,Iz
             E(.test, .EvIz),                             // /1 TEST Ev,Iz (alias)
             E(.not, .Ev, .lockable),                     // /2 NOT Ev
@@ -797,14 +845,14 @@ enum OpcodeTables {
             E(.div, .Ev, .operandIsSource),              // /6 DIV Ev
             E(.idiv, .Ev, .operandIsSource),             // /7 IDIV Ev
         ]),
-        // group4: FE
-        GroupTable(both: [
+        // FE
+        .group4: GroupTable(both: [
             E(.inc, .Eb, .lockable),                     // /0 INC Eb
             E(.dec, .Eb, .lockable),                     // /1 DEC Eb
             ud, ud, ud, ud, ud, ud,                      // /2-/7
         ]),
-        // group5: FF
-        GroupTable(memory: [
+        // FF
+        .group5: GroupTable(memory: [
             E(.inc, .Ev, .lockable),                     // /0 INC Ev
             E(.dec, .Ev, .lockable),                     // /1 DEC Ev
             E(.callIndirect, .Ev, [.force64, .operandIsSource]), // /2 CALL Ev
@@ -823,14 +871,14 @@ enum OpcodeTables {
             E(.push, .Ev, [.default64, .operandIsSource]), // /6 PUSH Ev
             ud,                                          // /7
         ]),
-        // group11: C6, C7
-        GroupTable(both: [
+        // C6, C7
+        .group11: GroupTable(both: [
             E(.mov, .inherit),                           // /0 MOV Eb,Ib / Ev,Iz
             ud, ud, ud, ud, ud, ud,                      // /1-/6
             ud,                                          // /7 XABORT / XBEGIN (no RTM)
         ]),
-        // group6: 0F 00
-        GroupTable(both: [
+        // 0F 00
+        .group6: GroupTable(both: [
             E(.sldt, .RvMw),                             // /0 SLDT Rv/Mw
             E(.str, .RvMw),                              // /1 STR Rv/Mw
             E(.lldt, .Ew, .operandIsSource),             // /2 LLDT Ew
@@ -839,8 +887,8 @@ enum OpcodeTables {
             E(.verw, .Ew, .operandIsSource),             // /5 VERW Ew
             ud, ud,                                      // /6-/7
         ]),
-        // group7: 0F 01
-        GroupTable(memory: [
+        // 0F 01
+        .group7: GroupTable(memory: [
             E(.sgdt, .Ms, .force64),                     // /0 SGDT Ms
             E(.sidt, .Ms, .force64),                     // /1 SIDT Ms
             E(.lgdt, .Ms, [.force64, .operandIsSource]), // /2 LGDT Ms
@@ -859,16 +907,16 @@ enum OpcodeTables {
             E(.lmsw, .Ew, .operandIsSource),             // /6 LMSW Ew
             .rmTable(.group7Reg7),                       // /7 F8 SWAPGS, F9 RDTSCP
         ]),
-        // group8: 0F BA (form Ev,Ib from the opcode row)
-        GroupTable(both: [
+        // 0F BA (form Ev,Ib from the opcode row)
+        .group8: GroupTable(both: [
             ud, ud, ud, ud,                              // /0-/3
             E(.bt, .inherit),                            // /4 BT Ev,Ib
             E(.bts, .inherit, .lockable),                // /5 BTS Ev,Ib
             E(.btr, .inherit, .lockable),                // /6 BTR Ev,Ib
             E(.btc, .inherit, .lockable),                // /7 BTC Ev,Ib
         ]),
-        // group9: 0F C7
-        GroupTable(memory: [
+        // 0F C7
+        .group9: GroupTable(memory: [
             ud,                                          // /0
             E(.cmpxchgDouble, .Mcx, .lockable),          // /1 CMPXCHG8B Mq / CMPXCHG16B Mdq (REX.W)
             ud, ud, ud, ud,                              // /2-/5 (XRSTORS etc.)
@@ -879,8 +927,8 @@ enum OpcodeTables {
             E(.rdrand, .Ev),                             // /6 RDRAND Rv (not offered: the interpreter raises #UD)
             ud,                                          // /7 RDSEED / RDPID (not offered)
         ]),
-        // group15: 0F AE
-        GroupTable(memory: [
+        // 0F AE
+        .group15: GroupTable(memory: [
             E(.fxsave, .Mfx),                            // /0 FXSAVE M512
             E(.fxrstor, .Mfx, .operandIsSource),         // /1 FXRSTOR M512
             E(.ldmxcsr, .Md, .operandIsSource),          // /2 LDMXCSR Md
@@ -896,41 +944,17 @@ enum OpcodeTables {
             E(.mfence, .none),                           // /6 MFENCE
             E(.sfence, .none),                           // /7 SFENCE
         ]),
-        // group16: 0F 18 (all hint NOPs; /0 PREFETCHNTA, /1-/3 PREFETCHT0-2)
-        GroupTable(both: [
+        // 0F 18 (all hint NOPs; /0 PREFETCHNTA, /1-/3 PREFETCHT0-2)
+        .group16: GroupTable(both: [
             E(.nop, .inherit), E(.nop, .inherit), E(.nop, .inherit), E(.nop, .inherit),
             E(.nop, .inherit), E(.nop, .inherit), E(.nop, .inherit), E(.nop, .inherit),
-        ]),
-        // x87D9: D9
-        GroupTable(memory: [
-            ud, ud, ud, ud, ud,                          // /0-/4 FLD, FST, FSTP, FLDENV
-            E(.fldcw, .Mw, .operandIsSource),            // /5 FLDCW Mw
-            ud,                                          // /6 FNSTENV
-            E(.fnstcw, .Mw),                             // /7 FNSTCW Mw
-        ], register: [ud, ud, ud, ud, ud, ud, ud, ud]),
-        // x87DB: DB
-        GroupTable(memory: [ud, ud, ud, ud, ud, ud, ud, ud], register: [
-            ud, ud, ud, ud,                              // /0-/3 FCMOVcc
-            .rmTable(.x87DBReg4),                        // /4 E0-E7: E3 FNINIT
-            ud, ud, ud,                                  // /5-/7 FUCOMI, FCOMI
-        ]),
-        // x87DD: DD
-        GroupTable(memory: [
-            ud, ud, ud, ud, ud, ud, ud,                  // /0-/6 FLD m64 ... FNSAVE
-            E(.fnstsw, .Mw),                             // /7 FNSTSW Mw
-        ], register: [ud, ud, ud, ud, ud, ud, ud, ud]),
-        // x87DF: DF
-        GroupTable(memory: [ud, ud, ud, ud, ud, ud, ud, ud], register: [
-            ud, ud, ud, ud,                              // /0-/3
-            .rmTable(.x87DFReg4),                        // /4 E0: FNSTSW AX
-            ud, ud, ud,                                  // /5-/7
         ]),
     ]
 
     // MARK: ModRM.rm tables for mod = 11 special encodings (indexed by RMTableID; rows by rm)
 
-    static let rmTables: [[OpcodeEntry]] = [
-        [   // 0F 01 /1, mod=11
+    static let rmTables: [RMTableID: [OpcodeEntry]] = [
+        .group7Reg1: [                                   // 0F 01 /1, mod=11
             E(.monitor, .none),                          // C8 MONITOR
             E(.mwait, .none),                            // C9 MWAIT
             ud,                                          // CA CLAC (no SMAP)
@@ -938,48 +962,21 @@ enum OpcodeTables {
             ud, ud, ud,                                  // CC-CE
             ud,                                          // CF ENCLS
         ],
-        [   // 0F 01 /7, mod=11
+        .group7Reg7: [                                   // 0F 01 /7, mod=11
             E(.swapgs, .none, .only64),                  // F8 SWAPGS
             E(.rdtscp, .none),                           // F9 RDTSCP
             ud, ud, ud, ud, ud, ud,                      // FA-FF (MONITORX, CLZERO, ...)
         ],
-        [   // DB /4, mod=11
-            ud, ud, ud,                                  // E0-E2 FENI, FDISI, FNCLEX
-            E(.fninit, .none),                           // E3 FNINIT
-            ud, ud, ud, ud,                              // E4-E7
-        ],
-        [   // DF /4, mod=11
-            E(.fnstsw, .AX),                             // E0 FNSTSW AX
-            ud, ud, ud, ud, ud, ud, ud,                  // E1-E7
-        ],
-    ]
+    ].merging(x87RMTables) { a, _ in a }
 
-    // MARK: Mandatory-prefix tables (indexed by PrefixedID; rows: none, 66, F3, F2)
+    // MARK: Mandatory-prefix tables (keyed by the 0F opcode byte; rows: none, 66, F3, F2)
 
-    static let prefixed: [[OpcodeEntry]] = [
-        [E(.movUnaligned128, .VxWx), E(.movUnaligned128, .VxWx), ud, ud], // 0F 10 MOVUPS, MOVUPD (F3 MOVSS, F2 MOVSD)
-        [E(.movUnaligned128, .WxVx), E(.movUnaligned128, .WxVx), ud, ud], // 0F 11 MOVUPS, MOVUPD
-        [E(.movAligned128, .VxWx), E(.movAligned128, .VxWx), ud, ud],     // 0F 28 MOVAPS, MOVAPD
-        [E(.movAligned128, .WxVx), E(.movAligned128, .WxVx), ud, ud],     // 0F 29 MOVAPS, MOVAPD
-        [E(.pand, .VxWx), E(.pand, .VxWx), ud, ud],                       // 0F 54 ANDPS, ANDPD
-        [E(.pandn, .VxWx), E(.pandn, .VxWx), ud, ud],                     // 0F 55 ANDNPS, ANDNPD
-        [E(.por, .VxWx), E(.por, .VxWx), ud, ud],                         // 0F 56 ORPS, ORPD
-        [E(.pxor, .VxWx), E(.pxor, .VxWx), ud, ud],                       // 0F 57 XORPS, XORPD
-        [ud, E(.punpcklqdq, .VxWx), ud, ud],                              // 0F 6C 66 PUNPCKLQDQ
-        [ud, E(.movdq, .VyEy), ud, ud],                                   // 0F 6E 66 MOVD/MOVQ Vy,Ey (MMX without 66)
-        [ud, E(.movAligned128, .VxWx), E(.movUnaligned128, .VxWx), ud],   // 0F 6F 66 MOVDQA, F3 MOVDQU
-        [ud, E(.pshufd, .VxWxIb), ud, ud],                                // 0F 70 66 PSHUFD (F3 PSHUFHW, F2 PSHUFLW)
-        [ud, E(.movdq, .EyVy), E(.movdq, .VqWq), ud],                     // 0F 7E 66 MOVD/MOVQ Ey,Vy, F3 MOVQ Vq,Wq
-        [ud, E(.movAligned128, .WxVx), E(.movUnaligned128, .WxVx), ud],   // 0F 7F 66 MOVDQA, F3 MOVDQU
-        [ud, ud, E(.popcnt, .GvEv), ud],                                  // 0F B8 F3 POPCNT
-        [E(.bsf, .GvEv), E(.bsf, .GvEv), E(.tzcnt, .GvEv), E(.bsf, .GvEv)], // 0F BC BSF, F3 TZCNT
-        [E(.bsr, .GvEv), E(.bsr, .GvEv), E(.lzcnt, .GvEv), E(.bsr, .GvEv)], // 0F BD BSR, F3 LZCNT
-        [ud, E(.movdq, .WqVq), ud, ud],                                   // 0F D6 66 MOVQ Wq,Vq
-        [ud, E(.pand, .VxWx), ud, ud],                                    // 0F DB 66 PAND
-        [ud, E(.pandn, .VxWx), ud, ud],                                   // 0F DF 66 PANDN
-        [ud, E(.por, .VxWx), ud, ud],                                     // 0F EB 66 POR
-        [ud, E(.pxor, .VxWx), ud, ud],                                    // 0F EF 66 PXOR
-    ]
+    /// The general-purpose ones; the SIMD ones are in OpcodeTable+SIMD.swift.
+    static let prefixed: [UInt8: [OpcodeEntry]] = [
+        0xb8: [ud, ud, E(.popcnt, .GvEv), ud],                                    // 0F B8 F3 POPCNT
+        0xbc: [E(.bsf, .GvEv), E(.bsf, .GvEv), E(.tzcnt, .GvEv), E(.bsf, .GvEv)], // 0F BC BSF, F3 TZCNT
+        0xbd: [E(.bsr, .GvEv), E(.bsr, .GvEv), E(.lzcnt, .GvEv), E(.bsr, .GvEv)], // 0F BD BSR, F3 LZCNT
+    ].merging(simdPrefixed) { a, _ in a }
 }
 
 // MARK: Flattened tables and safe row lookups (a malformed table gives #UD, never a trap)
@@ -990,12 +987,18 @@ extension OpcodeTables {
         Array((rows + [OpcodeEntry](repeating: .invalid, count: count)).prefix(count))
     }
 
-    /// All groups in one array: 16 rows per group, memory rows (reg 0-7) then register rows.
-    static let groupRows: [OpcodeEntry] = groups.flatMap { exactly(8, $0.memory) + exactly(8, $0.register) }
-    /// All rm tables in one array, 8 rows each.
-    static let rmRows: [OpcodeEntry] = rmTables.flatMap { exactly(8, $0) }
-    /// All mandatory-prefix tables in one array, 4 rows each.
-    static let prefixedRows: [OpcodeEntry] = prefixed.flatMap { exactly(4, $0) }
+    /// All groups in one array, in `GroupID` order: 16 rows per group, memory rows (reg 0-7) then
+    /// register rows. A group missing from the tables is all #UD (a test checks there is none).
+    static let groupRows: [OpcodeEntry] = GroupID.allCases.flatMap { id in
+        let g = groups[id] ?? GroupTable(both: [])
+        return exactly(8, g.memory) + exactly(8, g.register)
+    }
+    /// All rm tables in one array, in `RMTableID` order, 8 rows each.
+    static let rmRows: [OpcodeEntry] = RMTableID.allCases.flatMap { exactly(8, rmTables[$0] ?? []) }
+    /// The mandatory-prefix tables of the 0F map in one array: 4 rows for each opcode byte.
+    static let prefixedRows: [OpcodeEntry] = (0..<256).flatMap { exactly(4, prefixed[UInt8($0)] ?? []) }
+    /// The memory and register rows of each `ModSplitID`, in order.
+    static let modSplitRows: [OpcodeEntry] = ModSplitID.allCases.flatMap { exactly(2, modSplits[$0] ?? []) }
 
     @inline(__always)
     static func row(_ table: [OpcodeEntry], _ index: Int) -> OpcodeEntry {

@@ -23,7 +23,7 @@ struct RunCommand: ParsableCommand {
 
             Visor exits with the guest's status: 0 when the guest powers off, (v << 1) | 1 when it \
             writes v to the debug-exit port 0xf4 (QEMU's isa-debug-exit), 2 when it crashes, \
-            4 when every vCPU halts with interrupts off (nothing can wake it), 6 when stopped (--timeout, Ctrl-] or a signal). \
+            4 when every vCPU halts with interrupts off or waits for a start-up IPI (nothing can wake it), 6 when stopped (--timeout, Ctrl-] or a signal). \
             Visor's own: 64 for a bad option, 65 for a bad kernel, initrd or module, 69 when the engine \
             is unavailable or a fetched guest has not been fetched, \
             70 for an internal error.

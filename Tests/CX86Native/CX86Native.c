@@ -1,16 +1,22 @@
 // Native snippet runner: see include/CX86Native.h.
 //
-// cx86_enter (below, in assembly) saves the callee-saved registers and the host stack
-// pointer, loads XMM0-15, RFLAGS and all sixteen GPRs (RSP too) from the state, and jumps to
-// the code area. The code area holds the snippet followed by `jmp [rip+0]; .quad cx86_exit`.
-// cx86_exit stores the GPRs, switches back to the host stack, stores RFLAGS (before any
-// flag-changing instruction) and XMM, clears DF and returns to C. A fault in the snippet
-// arrives as a signal on an alternate stack and siglongjmps back to cx86_run.
+// cx86_enter (below, in assembly) saves the callee-saved registers, the host stack pointer
+// and the host's FPU state (FXSAVE64), loads the snippet's x87/MMX/SSE state (FXRSTOR64),
+// RFLAGS and all sixteen GPRs (RSP too) from the state, and jumps to the code area. The code
+// area holds the snippet followed by `jmp [rip+0]; .quad cx86_exit`. cx86_exit stores the
+// GPRs, switches back to the host stack, stores RFLAGS (before any flag-changing instruction)
+// and the FPU state (FXSAVE64, a no-wait instruction: a pending x87 exception stays pending in
+// the image), restores the host's FPU state, clears DF and returns to C. A fault in the snippet
+// arrives as a signal on an alternate stack; the handler records the trap number, error code,
+// RIP and FPU state from the signal context and siglongjmps back to cx86_run, which restores
+// the host's FPU state.
 
 #define _GNU_SOURCE
 #include "CX86Native.h"
 
 #include <pthread.h>
+#include <stddef.h>
+#include <ucontext.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -34,12 +40,8 @@ __asm__(
     "  mov %rsp, cx86_host_rsp(%rip)\n"
     "  mov %rdi, cx86_state_ptr(%rip)\n"
     "  mov %rsi, cx86_code_ptr(%rip)\n"
-    "  movdqu 136(%rdi), %xmm0\n  movdqu 152(%rdi), %xmm1\n  movdqu 168(%rdi), %xmm2\n"
-    "  movdqu 184(%rdi), %xmm3\n  movdqu 200(%rdi), %xmm4\n  movdqu 216(%rdi), %xmm5\n"
-    "  movdqu 232(%rdi), %xmm6\n  movdqu 248(%rdi), %xmm7\n  movdqu 264(%rdi), %xmm8\n"
-    "  movdqu 280(%rdi), %xmm9\n  movdqu 296(%rdi), %xmm10\n  movdqu 312(%rdi), %xmm11\n"
-    "  movdqu 328(%rdi), %xmm12\n  movdqu 344(%rdi), %xmm13\n  movdqu 360(%rdi), %xmm14\n"
-    "  movdqu 376(%rdi), %xmm15\n"
+    "  fxsave64 cx86_host_fx(%rip)\n"
+    "  fxrstor64 400(%rdi)\n"
     "  pushq 128(%rdi)\n  popfq\n"
     "  mov 0(%rdi), %rax\n  mov 8(%rdi), %rcx\n  mov 16(%rdi), %rdx\n  mov 24(%rdi), %rbx\n"
     "  mov 32(%rdi), %rsp\n  mov 40(%rdi), %rbp\n  mov 48(%rdi), %rsi\n"
@@ -60,12 +62,8 @@ __asm__(
     "  pushfq\n  popq 128(%rdi)\n"
     "  cld\n"
     "  mov cx86_saved_rdi(%rip), %rax\n  mov %rax, 56(%rdi)\n"
-    "  movdqu %xmm0, 136(%rdi)\n  movdqu %xmm1, 152(%rdi)\n  movdqu %xmm2, 168(%rdi)\n"
-    "  movdqu %xmm3, 184(%rdi)\n  movdqu %xmm4, 200(%rdi)\n  movdqu %xmm5, 216(%rdi)\n"
-    "  movdqu %xmm6, 232(%rdi)\n  movdqu %xmm7, 248(%rdi)\n  movdqu %xmm8, 264(%rdi)\n"
-    "  movdqu %xmm9, 280(%rdi)\n  movdqu %xmm10, 296(%rdi)\n  movdqu %xmm11, 312(%rdi)\n"
-    "  movdqu %xmm12, 328(%rdi)\n  movdqu %xmm13, 344(%rdi)\n  movdqu %xmm14, 360(%rdi)\n"
-    "  movdqu %xmm15, 376(%rdi)\n"
+    "  fxsave64 400(%rdi)\n"
+    "  fxrstor64 cx86_host_fx(%rip)\n"
     "  pop %r15\n  pop %r14\n  pop %r13\n  pop %r12\n  pop %rbp\n  pop %rbx\n"
     "  ret\n"
     ".bss\n"
@@ -74,9 +72,12 @@ __asm__(
     "cx86_state_ptr: .zero 8\n"
     "cx86_code_ptr: .zero 8\n"
     "cx86_saved_rdi: .zero 8\n"
+    ".align 16\n"
+    "cx86_host_fx: .zero 512\n"
     ".text\n");
 
-_Static_assert(sizeof(CX86State) == 136 + 256, "CX86State layout is fixed by the assembly");
+_Static_assert(offsetof(CX86State, xmm) == 136, "CX86State layout is fixed by the assembly");
+_Static_assert(offsetof(CX86State, fx) == 400, "CX86State layout is fixed by the assembly");
 
 static pthread_mutex_t cx86_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t cx86_once = PTHREAD_ONCE_INIT;
@@ -87,9 +88,24 @@ static struct sigaction cx86_previous[4];
 static const int cx86_signals[4] = {SIGFPE, SIGILL, SIGSEGV, SIGBUS};
 static __thread int cx86_has_alternate_stack;
 
+static int32_t cx86_fault_trap;
+static uint32_t cx86_fault_error;
+static uint64_t cx86_fault_rip;
+static uint8_t cx86_fault_fx[512];
+static uint8_t cx86_host_fx_copy[512] __attribute__((aligned(16)));
+
 static void cx86_handler(int sig, siginfo_t *info, void *context) {
     if (cx86_active) {
         cx86_active = 0;
+        ucontext_t *uc = context;
+        cx86_fault_trap = (int32_t)uc->uc_mcontext.gregs[REG_TRAPNO];
+        cx86_fault_error = (uint32_t)uc->uc_mcontext.gregs[REG_ERR];
+        cx86_fault_rip = (uint64_t)uc->uc_mcontext.gregs[REG_RIP];
+        if (uc->uc_mcontext.fpregs != NULL) {
+            memcpy(cx86_fault_fx, uc->uc_mcontext.fpregs, sizeof cx86_fault_fx);
+        } else {
+            memset(cx86_fault_fx, 0, sizeof cx86_fault_fx);
+        }
         siglongjmp(cx86_jump, sig);
     }
     // Not a snippet's fault: hand it to whoever handled it before (the fault recurs on return).
@@ -140,12 +156,23 @@ int cx86_run(const uint8_t *code, size_t length, CX86State *state) {
     memcpy(area + length + sizeof back, &exit_address, 8);
 
     CX86State working = *state;
+    memcpy(working.fx + 160, working.xmm, sizeof working.xmm);
+    // The host's FPU state, to put back after a fault (the signal handler ran with a fresh one).
+    __asm__ volatile("fxsave64 %0" : "=m"(cx86_host_fx_copy));
     int sig = sigsetjmp(cx86_jump, 1);
     if (sig == 0) {
         cx86_active = 1;
         cx86_enter(&working, area);
         cx86_active = 0;
+        memcpy(working.xmm, working.fx + 160, sizeof working.xmm);
+        working.trap = -1;
         *state = working;
+    } else {
+        __asm__ volatile("fxrstor64 %0" : : "m"(cx86_host_fx_copy));
+        state->trap = cx86_fault_trap;
+        state->error = cx86_fault_error;
+        state->fault_rip = cx86_fault_rip;
+        memcpy(state->fault_fx, cx86_fault_fx, sizeof state->fault_fx);
     }
     pthread_mutex_unlock(&cx86_lock);
     return sig;

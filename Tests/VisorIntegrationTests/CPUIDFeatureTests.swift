@@ -76,9 +76,13 @@ enum CPUIDProbes {
                    code: [0x0f, 0xc7, 0x0b]),                                // cmpxchg8b [rbx]
         CPUIDProbe(name: "APIC", leaf: 1, register: .edx, bit: 9, level: .kernel,
                    code: [0xb9, 0x1b, 0x00, 0x00, 0x00, 0x0f, 0x32]),        // mov ecx,0x1b (APIC_BASE); rdmsr
+        CPUIDProbe(name: "MTRR", leaf: 1, register: .edx, bit: 12, level: .kernel,
+                   code: [0xb9, 0xfe, 0x00, 0x00, 0x00, 0x0f, 0x32]),        // mov ecx,0xfe (MTRRCAP); rdmsr
         CPUIDProbe(name: "PGE", leaf: 1, register: .edx, bit: 13, level: .kernel, code: setCR4(bit: 7)),
         CPUIDProbe(name: "CMOV", leaf: 1, register: .edx, bit: 15, level: .user,
                    code: [0x0f, 0x44, 0xc1]),                                // cmove eax,ecx
+        CPUIDProbe(name: "PAT", leaf: 1, register: .edx, bit: 16, level: .kernel,
+                   code: [0xb9, 0x77, 0x02, 0x00, 0x00, 0x0f, 0x32]),        // mov ecx,0x277 (PAT); rdmsr
         CPUIDProbe(name: "CLFSH", leaf: 1, register: .edx, bit: 19, level: .user,
                    code: [0x0f, 0xae, 0x3b]),                                // clflush [rbx]
         CPUIDProbe(name: "MMX", leaf: 1, register: .edx, bit: 23, level: .user, code: [0x0f, 0x77]),  // emms

@@ -91,16 +91,6 @@ final class PseudoTerminal: @unchecked Sendable {
     var screen: String { output.withLock { String(decoding: $0, as: UTF8.self) } }
 }
 
-/// Polls `condition` every 10 ms for up to `seconds`; whether it became true.
-private func waitUntil(seconds: Double, _ condition: () -> Bool) -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
-        if condition() { return true }
-        usleep(10_000)
-    }
-    return condition()
-}
-
 @Suite("Console input", .serialized, .timeLimit(.minutes(5)))
 struct ConsoleInputTests {
     /// A domain that is created but never run: input is offered to it as the host console does.

@@ -447,6 +447,49 @@ final class PVHarness {
         #expect(g.pv.statistics.timerEvents == 1 && g.pv.statistics.eventsDelivered == 0)
     }
 
+    /// Issue #10 item 3 (pvtest's "set_timer_op(0) cancels" failing on a busy host): whether a
+    /// cancelled timer fires depends only on the order in which Visor sees the cancel and the
+    /// first look at the timers at or after the deadline, never on when the guest meant to
+    /// cancel. The runtime looks at a vCPU's timers at its entries; a vCPU the host keeps off
+    /// the CPU between its arm and its cancel can have an entry past the deadline in between.
+    @Test func cancelOrderDecidesWhetherATimerFires() throws {
+        let deadline: UInt64 = 10_000_000
+        // The cancel comes before any look at or after the deadline: nothing, ever.
+        let h = try PVHarness()
+        let port = h.bindVIRQ(VIRQ.timer, vcpu: 0)
+        h.context.now = deadline - 3_000_000
+        #expect(h.call(Hypercall.setTimerOp, deadline).result == 0)
+        #expect(h.pv.fireTimers(vcpu: 0, now: deadline - 1) == [])
+        h.context.now = deadline - 1
+        #expect(h.call(Hypercall.setTimerOp, 0).result == 0)
+        #expect(h.pv.fireTimers(vcpu: 0, now: deadline) == [])
+        #expect(h.pv.fireTimers(vcpu: 0, now: deadline + 1_000_000_000) == [])
+        #expect(!h.pendingBit(port) && h.pv.statistics.timerEvents == 0)
+
+        // An entry at the deadline came first (the vCPU was kicked, or had any exit, while the
+        // guest had not reached its cancel yet): the event is raised, and the late cancel
+        // leaves it pending, as Xen does.
+        let late = try PVHarness()
+        let latePort = late.bindVIRQ(VIRQ.timer, vcpu: 0)
+        late.context.now = deadline - 3_000_000
+        #expect(late.call(Hypercall.setTimerOp, deadline).result == 0)
+        #expect(late.pv.fireTimers(vcpu: 0, now: deadline) == [0])
+        late.context.now = deadline + 1
+        #expect(late.call(Hypercall.setTimerOp, 0).result == 0)
+        #expect(late.pendingBit(latePort) && late.upcallPending(0) == 1)
+        #expect(late.pv.statistics.timerEvents == 1)
+
+        // The arm itself reached Visor after its deadline (the guest read the clock, then was
+        // kept off the CPU): it fires at once, before the cancel can be made.
+        let tooLate = try PVHarness()
+        let tooLatePort = tooLate.bindVIRQ(VIRQ.timer, vcpu: 0)
+        tooLate.context.now = deadline + 500_000
+        #expect(tooLate.call(Hypercall.setTimerOp, deadline).result == 0)
+        #expect(tooLate.pendingBit(tooLatePort))
+        #expect(tooLate.call(Hypercall.setTimerOp, 0).result == 0)
+        #expect(tooLate.pendingBit(tooLatePort) && tooLate.pv.statistics.timerEvents == 1)
+    }
+
     @Test func periodicAndSingleShotViaVCPUOp() throws {
         let h = try PVHarness()
         let port = h.bindVIRQ(VIRQ.timer, vcpu: 0)
@@ -583,6 +626,24 @@ final class PVHarness {
                 #expect(error <= 2 + expected >> 30, "f=\(frequency) delta=\(delta): \(got) vs \(expected)")
             }
         }
+    }
+
+    /// The (TSC, time) pair of a pvclock record comes from one short window: a clock read, the
+    /// TSC, a clock read, time = the second (the guest's clock never behind the domain's); a
+    /// window stretched by preemption is read again.
+    @Test func timeSampleTakesTheShortestWindow() {
+        // Clock reads: a 4 ms window (preempted between the reads), then a 2 µs one.
+        var clockReads: [UInt64] = [1_000_000, 5_000_000, 5_100_000, 5_102_000]
+        var tscReads: [UInt64] = [777, 888]
+        let sample = PVState.sampleTime(clock: { clockReads.removeFirst() }, tsc: { tscReads.removeFirst() })
+        #expect(sample.tsc == 888 && sample.now == 5_102_000)
+        #expect(clockReads.isEmpty && tscReads.isEmpty)
+        // Always long windows: the shortest of `attempts` tries.
+        var reads: [UInt64] = [0, 900_000, 1_000_000, 1_300_000, 2_000_000, 2_800_000, 3_000_000, 3_500_000]
+        var counter: UInt64 = 0
+        let worst = PVState.sampleTime(clock: { reads.removeFirst() }, tsc: { counter += 1; return counter }, attempts: 4)
+        #expect(worst.tsc == 2 && worst.now == 1_300_000)
+        #expect(reads.isEmpty)
     }
 
     @Test func recordInGuestMemory() throws {

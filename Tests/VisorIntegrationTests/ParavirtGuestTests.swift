@@ -24,6 +24,24 @@ struct ParavirtGuestTests {
         #expect(r.stdout.contains("pvtest: all checks passed"))
     }
 
+    /// Issue #10 item 3: its timer checks failed about 1 run in 15 on a busy host (the cancel
+    /// check, the pvclock-against-TSC check, the periodic count, poll's timeout), each because the
+    /// guest assumed the host would not keep its vCPU off the CPU for a few milliseconds. They
+    /// now check only what the guest can observe; ten runs in a row, both vCPU counts.
+    @Test("pvtest passes run after run on one and two vCPUs (timer checks that survive a busy host)",
+          arguments: engines)
+    func pvtestRepeated(engine: String) throws {
+        for run in 1...10 {
+            let vcpus = run % 2 + 1
+            let r = try runVisor(["run", "--engine", engine, "--vcpus", "\(vcpus)", "pvtest", "--cmdline", "cpus=\(vcpus)",
+                                  "--timeout", "60s"])
+            #expect(r.status == 0 && r.stdout.contains("pvtest: all checks passed"),
+                    "run \(run), \(vcpus) vCPUs:\n\(r.stdout)\n\(r.stderr)")
+            let skipped = r.stdout.split(separator: "\n").filter { $0.hasPrefix("SKIP") }
+            if !skipped.isEmpty { print("pvtest run \(run) on \(engine): \(skipped.joined(separator: "; "))") }
+        }
+    }
+
     @Test("minios comes up PV on Visor and native with pv=off; the shell runs either way", arguments: engines)
     func miniosBothModes(engine: String) throws {
         let pv = try runVisor(["run", "--engine", engine, "minios", "--stats", "--timeout", "60s",

@@ -158,6 +158,18 @@ struct PlatformWiringTests {
         for port: UInt16 in [0x40, 0x43, 0x61, 0x70, 0x71] { h.platform.noteAccess(port: port) }
         #expect(h.platform.timerGeneration == before + 5)
     }
+
+    @Test("port 0x92's fast INIT (bit 0 rising) sends INIT to every vCPU, once per rising edge")
+    func systemControlPortAInit() throws {
+        let h = try Harness(vcpus: 3)
+        h.out(0x92, 0x02)
+        #expect(h.signals.isEmpty)
+        h.out(0x92, 0x03)
+        #expect(h.signals.map(\.0) == [0, 1, 2])
+        #expect(h.signals.allSatisfy { $0.1 == .initialize })
+        h.out(0x92, 0x03)
+        #expect(h.signals.count == 3, "no new edge, no new INIT")
+    }
 }
 
 // MARK: The I/O APIC, the 8042, the ACPI blocks (issue #12)

@@ -170,18 +170,17 @@ func runUnmasked(_ path: String, _ arguments: [String]) throws -> (status: Int32
     return (r.status, r.stdout)
 }
 
-/// posix_spawn with standard input from /dev/null, standard output to a temporary file,
-/// standard error discarded, and the signal mask and dispositions reset; waits with wait4.
-private func spawnAndWait(_ path: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, usage: rusage) {
-    let outputPath = FileManager.default.temporaryDirectory
-        .appendingPathComponent("visor-spawn-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).out").path
-    defer { unlink(outputPath) }
+/// Starts `path` with `arguments` through posix_spawn, with every signal unblocked and at its
+/// default action: test threads (Swift concurrency, dispatch) run with signals blocked and a
+/// child inherits that mask, so a daemon such as the tmux server would never see SIGCHLD, and a
+/// signal a test sends would stay pending. `files` sets up the child's descriptors;
+/// `environment` is added to this process's. Returns the child's pid, for waitpid.
+func spawnUnmasked(_ path: String, _ arguments: [String], environment: [String: String] = [:],
+                   files: (inout posix_spawn_file_actions_t) -> Void) throws -> pid_t {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+    files(&actions)
     var attributes = posix_spawnattr_t()
     posix_spawnattr_init(&attributes)
     defer { posix_spawnattr_destroy(&attributes) }
@@ -193,13 +192,35 @@ private func spawnAndWait(_ path: String, _ arguments: [String]) throws -> (stat
     posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
     let argv = ([path] + arguments).map { strdup($0) } + [nil]
     defer { for arg in argv { free(arg) } }
+    let variables = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    let envp = variables.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    defer { for variable in envp { free(variable) } }
     var pid: pid_t = 0
-    let rc = posix_spawn(&pid, path, &actions, &attributes, argv, environ)
+    let rc = posix_spawn(&pid, path, &actions, &attributes, argv, envp)
     guard rc == 0 else { throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EIO) }
+    return pid
+}
+
+/// A wait status as a shell shows it: the exit status, or 128 + the signal that ended it.
+func shellStatus(_ waitStatus: Int32) -> Int32 {
+    waitStatus & 0x7f == 0 ? (waitStatus >> 8) & 0xff : 128 + (waitStatus & 0x7f)
+}
+
+/// Runs a program (see `spawnUnmasked`) with standard input from /dev/null, standard output to a
+/// temporary file and standard error discarded; waits with wait4.
+private func spawnAndWait(_ path: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, usage: rusage) {
+    let outputPath = FileManager.default.temporaryDirectory
+        .appendingPathComponent("visor-spawn-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).out").path
+    defer { unlink(outputPath) }
+    let pid = try spawnUnmasked(path, arguments) { actions in
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+    }
     var status: Int32 = 0
     var usage = rusage()
     while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
-    return (status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f),
+    return (shellStatus(status),
             (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "", usage)
 }
 

@@ -29,6 +29,8 @@ func m(_ s: UInt8) -> Operand { .memory(size: s) }
 func imm(_ s: UInt8) -> Operand { .immediate(size: s) }
 func x(_ i: UInt8, _ s: UInt8 = 16) -> Operand { Operand(.xmm, index: i, size: s) }
 func sreg(_ i: UInt8, _ s: UInt8 = 2) -> Operand { Operand(.segment, index: i, size: s) }
+func mm(_ i: UInt8, _ s: UInt8 = 8) -> Operand { Operand(.mmx, index: i, size: s) }
+func st(_ i: UInt8) -> Operand { Operand(.x87, index: i, size: 10) }
 func mem(seg: UInt8 = 3, base: UInt8 = MemoryOperand.noRegister, index: UInt8 = MemoryOperand.noRegister,
          scale: UInt8 = 1, disp: Int64 = 0) -> MemoryOperand {
     MemoryOperand(segment: seg, base: base, index: index, scale: scale, displacement: disp)
@@ -166,7 +168,7 @@ let vectors64: [Vector] = [
     Vector("0f 18 08", I(.nop, 3, mem: mem(base: 0)), "prefetcht0"),
     Vector("0f 0d 08", I(.nop, 3, mem: mem(base: 0)), "prefetchw"),
     Vector("0f 0d c8", .undefined, "prefetchw with a register"),
-    Vector("9b", I(.nop, 1), "fwait"),
+    Vector("9b", I(.fwait, 1), "fwait"),
 
     // Shifts, rotates, multiplies, bit operations.
     Vector("c1 e0 04", I(.shl, 3, dst: r(0, 4), src: imm(1), imm: 4), "shl eax,4"),
@@ -320,16 +322,56 @@ let vectors64: [Vector] = [
     Vector("0f ae 1c 24", I(.stmxcsr, 4, dst: m(4), mem: mem(seg: 2, base: 4)), "stmxcsr [rsp]"),
     Vector("0f ae 20", .undefined, "xsave"),
 
-    // x87 subset.
-    Vector("db e3", I(.fninit, 2), "fninit"),
-    Vector("9b db e3", I(.nop, 1), "the fwait of finit decodes alone"),
-    Vector("d9 7c 24 fe", I(.fnstcw, 4, os: 2, dst: m(2), mem: mem(seg: 2, base: 4, disp: -2)), "fnstcw [rsp-2]"),
-    Vector("d9 6c 24 fe", I(.fldcw, 4, os: 2, src: m(2), mem: mem(seg: 2, base: 4, disp: -2)), "fldcw [rsp-2]"),
-    Vector("dd 38", I(.fnstsw, 2, os: 2, dst: m(2), mem: mem(base: 0)), "fnstsw [rax]"),
-    Vector("df e0", I(.fnstsw, 2, os: 2, dst: r(0, 2)), "fnstsw ax"),
-    Vector("d9 c0", .undefined, "fld st0"),
-    Vector("d8 c1", .undefined, "fadd"),
-    Vector("db e2", .undefined, "fnclex"),
+    // x87: FOP (the opcode's low 3 bits and the ModRM) in immediate2; ST(i) operands.
+    Vector("db e3", I(.fninit, 2, imm2: 0x3e3), "fninit"),
+    Vector("9b db e3", I(.fwait, 1), "the fwait of finit decodes alone"),
+    Vector("d9 7c 24 fe", I(.fnstcw, 4, os: 2, dst: m(2), mem: mem(seg: 2, base: 4, disp: -2), imm2: 0x17c), "fnstcw [rsp-2]"),
+    Vector("d9 6c 24 fe", I(.fldcw, 4, os: 2, src: m(2), mem: mem(seg: 2, base: 4, disp: -2), imm2: 0x16c), "fldcw [rsp-2]"),
+    Vector("dd 38", I(.fnstsw, 2, os: 2, dst: m(2), mem: mem(base: 0), imm2: 0x538), "fnstsw [rax]"),
+    Vector("df e0", I(.fnstsw, 2, os: 2, dst: r(0, 2), imm2: 0x7e0), "fnstsw ax"),
+    Vector("d9 c0", I(.fld, 2, src: st(0), imm2: 0x1c0), "fld st0"),
+    Vector("d8 c1", I(.fadd, 2, dst: st(0), src: st(1), imm2: 0x0c1), "fadd st0,st1"),
+    Vector("dc c1", I(.fadd, 2, dst: st(1), src: st(0), imm2: 0x4c1), "fadd st1,st0"),
+    Vector("de e9", I(.fsubp, 2, dst: st(1), src: st(0), imm2: 0x6e9), "fsubp st1,st0 (DE E8+i)"),
+    Vector("dc e9", I(.fsub, 2, dst: st(1), src: st(0), imm2: 0x4e9), "fsub st1,st0 (DC E8+i)"),
+    Vector("dc e1", I(.fsubr, 2, dst: st(1), src: st(0), imm2: 0x4e1), "fsubr st1,st0 (DC E0+i)"),
+    Vector("db e2", I(.fnclex, 2, imm2: 0x3e2), "fnclex"),
+    Vector("d9 e8", I(.fld1, 2, imm2: 0x1e8), "fld1"),
+    Vector("d9 fe", I(.fsin, 2, imm2: 0x1fe), "fsin"),
+    Vector("de d9", I(.fcompp, 2, imm2: 0x6d9), "fcompp"),
+    Vector("de d8", .undefined, "DE D8 is not FCOMPP"),
+    Vector("da e9", I(.fucompp, 2, imm2: 0x2e9), "fucompp"),
+    Vector("d9 05 10 00 00 00", I(.fld, 6, src: m(4), mem: mem(base: rip, disp: 16), imm2: 0x105), "fld dword [rip+16]"),
+    Vector("dd 1c 24", I(.fstp, 3, dst: m(8), mem: mem(seg: 2, base: 4), imm2: 0x51c), "fstp qword [rsp]"),
+    Vector("db 2e", I(.fld, 2, src: m(10), mem: mem(base: 6), imm2: 0x32e), "fld tword [rsi]"),
+    Vector("df 2e", I(.fild, 2, src: m(8), mem: mem(base: 6), imm2: 0x72e), "fild qword [rsi]"),
+    Vector("de 06", I(.fiadd, 2, os: 2, src: m(2), mem: mem(base: 6), imm2: 0x606), "fiadd word [rsi]"),
+    Vector("df 3f", I(.fistp, 2, dst: m(8), mem: mem(base: 7), imm2: 0x73f), "fistp qword [rdi]"),
+    Vector("df 37", I(.fbstp, 2, dst: m(10), mem: mem(base: 7), imm2: 0x737), "fbstp [rdi]"),
+    Vector("d9 37", I(.fnstenv, 2, dst: m(28), mem: mem(base: 7), imm2: 0x137), "fnstenv [rdi]"),
+    Vector("66 d9 37", I(.fnstenv, 3, os: 2, dst: m(14), mem: mem(base: 7), imm2: 0x137), "fnstenv with a 16-bit operand size"),
+    Vector("dd 37", I(.fnsave, 2, dst: m(108), mem: mem(base: 7), imm2: 0x537), "fnsave [rdi]"),
+    Vector("db 0f", I(.fisttp, 2, dst: m(4), mem: mem(base: 7), imm2: 0x30f), "fisttp dword [rdi]"),
+    Vector("f2 0f 7c c1", I(.haddps, 4, os: 16, dst: x(0), src: x(1)), "haddps"),
+    Vector("f2 0f f0 06", I(.movUnaligned128, 4, os: 16, dst: x(0), src: m(16), mem: mem(base: 6)), "lddqu"),
+    Vector("f2 0f f0 c1", .undefined, "lddqu with a register"),
+    Vector("f2 0f 12 c1", I(.movddup, 4, os: 8, dst: x(0), src: x(1, 8)), "movddup"),
+    Vector("da c9", I(.fcmovcc, 2, cond: 4, dst: st(0), src: st(1), imm2: 0x2c9), "fcmove st0,st1"),
+    Vector("db d9", I(.fcmovcc, 2, cond: 0xb, dst: st(0), src: st(1), imm2: 0x3d9), "fcmovnu st0,st1"),
+    Vector("df f1", I(.fcomip, 2, dst: st(0), src: st(1), imm2: 0x7f1), "fcomip st0,st1"),
+    Vector("df c1", I(.ffreep, 2, dst: st(1), imm2: 0x7c1), "ffreep st1"),
+    Vector("d9 c9", I(.fxch, 2, dst: st(1), imm2: 0x1c9), "fxch st1"),
+
+    // MMX.
+    Vector("0f 6f c1", I(.movdq, 3, os: 8, dst: mm(0), src: mm(1)), "movq mm0,mm1"),
+    Vector("41 0f fc c1", I(.paddb, 4, os: 8, dst: mm(0), src: mm(1), rex: 0x41), "paddb mm0,mm1 (REX.B ignored)"),
+    Vector("0f 60 06", I(.punpcklbw, 3, os: 8, dst: mm(0), src: m(4), mem: mem(base: 6)), "punpcklbw mm0,[rsi] (m32)"),
+    Vector("0f 71 d1 03", I(.psrlw, 4, os: 8, dst: mm(1), src: imm(1), imm: 3), "psrlw mm1,3"),
+    Vector("0f 71 11 03", .undefined, "group 12 with memory"),
+    Vector("0f 77", I(.emms, 2), "emms"),
+    Vector("0f d7 c1", I(.pmovmskb, 3, dst: r(0, 4), src: mm(1)), "pmovmskb eax,mm1"),
+    Vector("0f d7 01", .undefined, "pmovmskb with memory"),
+    Vector("48 0f 7e c8", I(.movdq, 4, os: 8, dst: r(0, 8), src: mm(1, 8), rex: 0x48), "movq rax,mm1"),
 
     // SSE subset.
     Vector("66 0f ef c0", I(.pxor, 4, os: 16, dst: x(0), src: x(0)), "pxor xmm0,xmm0"),
@@ -349,12 +391,42 @@ let vectors64: [Vector] = [
     Vector("66 0f d6 07", I(.movdq, 4, os: 8, dst: m(8), src: x(0, 8), mem: mem(base: 7)), "movq [rdi],xmm0"),
     Vector("66 0f 70 c1 44", I(.pshufd, 5, os: 16, dst: x(0), src: x(1), src2: imm(1), imm: 0x44), "pshufd"),
     Vector("66 0f 6c c1", I(.punpcklqdq, 4, os: 16, dst: x(0), src: x(1)), "punpcklqdq"),
-    Vector("0f 6f c1", .undefined, "MMX movq"),
     Vector("66 f3 0f 6f c1", I(.movUnaligned128, 5, os: 16, dst: x(0), src: x(1)), "F3 beats 66 as mandatory prefix"),
     Vector("66 0f 10 4c 24 10", I(.movUnaligned128, 6, os: 16, dst: x(1), src: m(16), mem: mem(seg: 2, base: 4, disp: 16)),
            "movupd xmm1,[rsp+16]"),
-    Vector("f3 0f 10 c1", .undefined, "movss"),
-    Vector("f2 0f 10 c1", .undefined, "movsd"),
+    Vector("f3 0f 10 c1", I(.movss, 4, dst: x(0), src: x(1, 4)), "movss xmm0,xmm1"),
+    Vector("f2 0f 10 07", I(.movsd, 4, os: 8, dst: x(0), src: m(8), mem: mem(base: 7)), "movsd xmm0,[rdi]"),
+    Vector("f3 0f 11 07", I(.movss, 4, dst: m(4), src: x(0), mem: mem(base: 7)), "movss [rdi],xmm0"),
+    Vector("0f 12 c1", I(.movhlps, 3, os: 16, dst: x(0), src: x(1)), "movhlps (0F 12 with a register)"),
+    Vector("0f 12 07", I(.movlp, 3, os: 8, dst: x(0), src: m(8), mem: mem(base: 7)), "movlps (0F 12 with memory)"),
+    Vector("66 0f 12 c1", .undefined, "movlpd needs memory"),
+    Vector("0f 16 c1", I(.movlhps, 3, os: 16, dst: x(0), src: x(1)), "movlhps"),
+    Vector("66 0f 17 07", I(.movhp, 4, os: 8, dst: m(8), src: x(0), mem: mem(base: 7)), "movhpd [rdi],xmm0"),
+    Vector("0f 58 c1", I(.addps, 3, os: 16, dst: x(0), src: x(1)), "addps"),
+    Vector("66 0f 58 c1", I(.addpd, 4, os: 16, dst: x(0), src: x(1)), "addpd"),
+    Vector("f3 0f 58 c1", I(.addss, 4, dst: x(0), src: x(1, 4)), "addss"),
+    Vector("f2 44 0f 59 06", I(.mulsd, 5, os: 8, dst: x(8), src: m(8), mem: mem(base: 6), rex: 0x44), "mulsd xmm8,[rsi]"),
+    Vector("f2 48 0f 2a c1", I(.cvtsi2sd, 5, os: 8, dst: x(0), src: r(1, 8), rex: 0x48), "cvtsi2sd xmm0,rcx"),
+    Vector("f3 0f 2d c1", I(.cvtss2si, 4, dst: r(0, 4), src: x(1, 4)), "cvtss2si eax,xmm1"),
+    Vector("f2 48 0f 2c 06", I(.cvttsd2si, 5, os: 8, dst: r(0, 8), src: m(8), mem: mem(base: 6), rex: 0x48), "cvttsd2si rax,[rsi]"),
+    Vector("0f 2a c1", I(.cvtpi2ps, 3, os: 8, dst: x(0), src: mm(1)), "cvtpi2ps xmm0,mm1"),
+    Vector("66 0f 2d c1", I(.cvtpd2pi, 4, os: 16, dst: mm(0), src: x(1)), "cvtpd2pi mm0,xmm1"),
+    Vector("0f c2 c1 05", I(.cmpps, 4, os: 16, dst: x(0), src: x(1), src2: imm(1), imm: 5), "cmpnltps"),
+    Vector("f2 0f c2 c1 01", I(.cmpsd, 5, os: 8, dst: x(0), src: x(1, 8), src2: imm(1), imm: 1), "cmpltsd"),
+    Vector("66 0f 2f c1", I(.comisd, 4, os: 8, dst: x(0), src: x(1, 8)), "comisd"),
+    Vector("0f 50 c1", I(.movmskps, 3, dst: r(0, 4), src: x(1)), "movmskps eax,xmm1"),
+    Vector("66 0f c5 c1 07", I(.pextrw, 5, dst: r(0, 4), src: x(1), src2: imm(1), imm: 7), "pextrw eax,xmm1,7"),
+    Vector("66 0f c4 06 02", I(.pinsrw, 5, os: 16, dst: x(0), src: m(2), src2: imm(1), mem: mem(base: 6), imm: 2), "pinsrw xmm0,[rsi],2"),
+    Vector("66 0f 73 f9 04", I(.pslldq, 5, os: 16, dst: x(1), src: imm(1), imm: 4), "pslldq xmm1,4"),
+    Vector("0f 73 f9 04", .undefined, "pslldq has no MMX form"),
+    Vector("f3 0f d6 c1", I(.movdq, 4, os: 8, dst: x(0, 8), src: mm(1)), "movq2dq xmm0,mm1"),
+    Vector("f2 0f d6 c1", I(.movdq, 4, os: 8, dst: mm(0), src: x(1, 8)), "movdq2q mm0,xmm1"),
+    Vector("0f c3 07", I(.mov, 3, dst: m(4), src: r(0, 4), mem: mem(base: 7)), "movnti [rdi],eax"),
+    Vector("0f c3 c0", .undefined, "movnti with a register"),
+    Vector("66 0f e7 07", I(.movAligned128, 4, os: 16, dst: m(16), src: x(0), mem: mem(base: 7)), "movntdq"),
+    Vector("66 0f f7 c1", I(.maskmov, 4, os: 16, dst: x(0), src: x(1)), "maskmovdqu"),
+    Vector("f3 0f 5b c1", I(.cvttps2dq, 4, os: 16, dst: x(0), src: x(1)), "cvttps2dq"),
+    Vector("f3 0f e6 c1", I(.cvtdq2pd, 4, os: 8, dst: x(0), src: x(1, 8)), "cvtdq2pd"),
     Vector("66 0f 38 00 c1", .undefined, "pshufb (0F 38 map)"),
     Vector("66 0f 3a 0f c1 08", .undefined, "palignr (0F 3A map)"),
     Vector("c5 f8 77", .undefined, "VEX vzeroupper"),
@@ -474,15 +546,23 @@ struct DecoderVectorTests {
     @Test func tablesHaveEveryRow() {
         #expect(OpcodeTables.oneByte.count == 256)
         #expect(OpcodeTables.twoByte.count == 256)
-        #expect(OpcodeTables.groups.count == 18)
-        #expect(OpcodeTables.groupRows.count == 18 * 16)
-        #expect(OpcodeTables.rmRows.count == OpcodeTables.rmTables.count * 8)
-        #expect(OpcodeTables.prefixedRows.count == OpcodeTables.prefixed.count * 4)
-        for g in OpcodeTables.groups {
-            #expect(g.memory.count == 8 && g.register.count == 8)
+        // Every ID has its table, with exactly the rows the flattening expects (a missing or
+        // short table would silently decode as #UD).
+        #expect(OpcodeTables.groupRows.count == GroupID.allCases.count * 16)
+        for id in GroupID.allCases {
+            let g = OpcodeTables.groups[id]
+            #expect(g?.memory.count == 8 && g?.register.count == 8, "group \(id)")
         }
-        for t in OpcodeTables.rmTables { #expect(t.count == 8) }
-        for t in OpcodeTables.prefixed { #expect(t.count == 4) }
+        #expect(OpcodeTables.rmRows.count == RMTableID.allCases.count * 8)
+        for id in RMTableID.allCases { #expect(OpcodeTables.rmTables[id]?.count == 8, "rm table \(id)") }
+        #expect(OpcodeTables.modSplitRows.count == ModSplitID.allCases.count * 2)
+        for id in ModSplitID.allCases { #expect(OpcodeTables.modSplits[id]?.count == 2, "mod split \(id)") }
+        #expect(OpcodeTables.prefixedRows.count == 256 * 4)
+        for (opcode, rows) in OpcodeTables.prefixed { #expect(rows.count == 4, "0F \(opcode) prefixed rows") }
+        // Every .prefixed row of the 0F map has its table.
+        for (opcode, row) in OpcodeTables.twoByte.enumerated() where row.kind == .prefixed {
+            #expect(Int(row.aux) == opcode && OpcodeTables.prefixed[row.aux] != nil, "0F \(opcode)")
+        }
     }
 
     @Test func everyConditionCode() {

@@ -10,6 +10,7 @@
 import Glibc
 #endif
 import CX86Native
+import Synchronization
 import Testing
 import VisorCore
 @testable import VisorX86
@@ -52,6 +53,10 @@ struct DifferentialLayout {
         """
 }
 
+/// The native region is one per process: every rig holds this while it fills, runs and reads it
+/// (the integer and the x87/SSE suites run in parallel).
+let nativeRegionLock = Mutex(())
+
 /// The shared region (native) mirrored into guest RAM at the same addresses (interpreter).
 final class DifferentialRig {
     let layout: DifferentialLayout
@@ -74,6 +79,10 @@ final class DifferentialRig {
 
     /// Runs one case on both sides; nil when they agree, else a description of the difference.
     func run(_ c: DifferentialCase, rng: inout SplitMix64) -> String? {
+        nativeRegionLock.withLock { _ in runLocked(c, rng: &rng) }
+    }
+
+    private func runLocked(_ c: DifferentialCase, rng: inout SplitMix64) -> String? {
         // Fresh random bytes in the hot window and the top of the stack, then mirror.
         for offset in stride(from: 0x400, to: 0xc00, by: 8) {
             host.storeBytes(of: rng.next(), toByteOffset: Int(CX86_DATA_OFFSET) + offset, as: UInt64.self)
@@ -90,6 +99,7 @@ final class DifferentialRig {
         memcpy(guest + Int(CX86_DATA_OFFSET), host + Int(CX86_DATA_OFFSET), mirrored)
 
         var state = CX86State()
+        state.setDefaultFPU()
         withUnsafeMutableBytes(of: &state.gpr) { p in
             for i in 0..<16 { p.storeBytes(of: c.registers[i], toByteOffset: 8 * i, as: UInt64.self) }
         }

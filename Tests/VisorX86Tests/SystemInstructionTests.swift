@@ -268,7 +268,10 @@ private let rax = Operand.register(0, size: 8)
         #expect(s.cpu.gpr[1] & (1 << 24) != 0, "TSC-deadline mode")
         #expect(s.cpu.gpr[1] & (1 << 21) == 0, "no x2APIC")
         #expect(s.cpu.gpr[2] & (1 << 6 | 1 << 8) == 1 << 6 | 1 << 8, "PAE, CX8")
-        #expect(s.cpu.gpr[2] & (1 << 0 | 1 << 24 | 1 << 25 | 1 << 26) == 0, "no FPU, FXSR, SSE, SSE2: not executed")
+        let fpu: UInt64 = 1 << 0 | 1 << 23 | 1 << 24 | 1 << 25 | 1 << 26
+        #expect(s.cpu.gpr[2] & fpu == fpu, "FPU, MMX, FXSR, SSE, SSE2: executed in full")
+        #expect(s.cpu.gpr[1] & 1 == 1, "SSE3")
+        #expect(s.cpu.gpr[1] & (1 << 9 | 1 << 19 | 1 << 20 | 1 << 26) == 0, "no SSSE3, SSE4.1, SSE4.2, XSAVE")
         #expect(s.cpu.gpr[1] & (1 << 13) != 0, "CX16")
         s.cpu.gpr[0] = 0x8000_0001
         try s.machine.execute(sysInsn(.cpuid))

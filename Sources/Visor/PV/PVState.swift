@@ -266,6 +266,32 @@ final class PVState: @unchecked Sendable {
         return vcpus[vcpu].timeStale || now &- vcpus[vcpu].lastTimeUpdate >= Self.timeRefreshInterval
     }
 
+    /// Reads the guest TSC and the system time as one pair for `updateTime`: the TSC between two
+    /// clock reads, the time the second one, so the guest's clock runs at most the window ahead
+    /// of the domain clock and never behind it (a guest timer never looks early to the guest).
+    /// A thread the host preempts between two plain reads would stamp the record with a pair
+    /// milliseconds apart; the guest's clock would be off by that much until the next update,
+    /// which could then move it backwards (and a guest trusts the clock of a stable TSC to be
+    /// monotonic). Of up to `attempts` tries, the one with the shortest window wins; a window
+    /// under `goodEnough` ns ends the search.
+    static func sampleTime(clock: () -> UInt64, tsc: () throws -> UInt64, attempts: Int = 4,
+                           goodEnough: UInt64 = 20_000) rethrows -> (tsc: UInt64, now: UInt64) {
+        func sample() throws -> (tsc: UInt64, now: UInt64, window: UInt64) {
+            let before = clock()
+            let counter = try tsc()
+            let after = clock()
+            return (counter, after, after &- before)
+        }
+        var best = try sample()
+        var tries = 1
+        while best.window >= goodEnough && tries < attempts {
+            let next = try sample()
+            if next.window < best.window { best = next }
+            tries += 1
+        }
+        return (best.tsc, best.now)
+    }
+
     /// Writes `vcpu`'s pvclock record: at guest TSC `tsc` the system time was `now` (ns).
     /// Version odd during the update, even after.
     func updateTime(vcpu: Int, tsc: UInt64, now: UInt64) {
