@@ -6,8 +6,8 @@
 // initrd, that it found Visor's ACPI tables (RSDP at 0xe0000, MADT with every vCPU and the
 // I/O APIC), and that its timer works through the I/O APIC (Linux checks that itself in
 // `check_timer` and prints `..TIMER:`; a broken route gives "..MP-BIOS bug: 8254 timer not
-// connected to IO-APIC"). They stop the guest once those lines are out: later boot needs the
-// x87/SSE CPU, whose absence Linux reports with "x86/fpu: Giving up, no FPU found".
+// connected to IO-APIC"). They stop the guest once those lines are out: a debug build's software
+// CPU takes minutes more to reach the shell.
 //
 // The shell test is issue #12's: boot to the busybox shell, type commands, power off with
 // status 0. It needs the interp CPU to offer the FPU, FXSR, SSE and SSE2 (Linux refuses to go
