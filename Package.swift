@@ -25,6 +25,8 @@ let package = Package(
         .target(name: "VisorKVM", dependencies: ["VisorCore", "CKVM"], swiftSettings: strict),
         .target(name: "VisorDevices", dependencies: ["VisorCore"], swiftSettings: strict),
         .target(name: "VisorBoot", dependencies: ["VisorCore"], swiftSettings: strict),
+        // The ACPI tables a PC guest's OS reads, as pure bytes from a description of the platform.
+        .target(name: "VisorACPI", swiftSettings: strict),
         // The software CPU: the decoder (bytes → DecodedInstruction, tables as data) on its own,
         // then the interpreter, MMU and exceptions, and the `interp` engine.
         .target(name: "VisorX86Decode", swiftSettings: strict),
@@ -40,8 +42,8 @@ let package = Package(
         .target(name: "VisorSched", swiftSettings: strict),
         .target(
             name: "Visor",
-            dependencies: ["VisorABI", "VisorCore", "VisorKVM", "VisorDevices", "VisorBoot", "VisorX86", "VisorSched",
-                           "CVisorHost"],
+            dependencies: ["VisorABI", "VisorCore", "VisorKVM", "VisorDevices", "VisorBoot", "VisorACPI", "VisorX86",
+                           "VisorSched", "CVisorHost"],
             swiftSettings: strict),
         .executableTarget(
             name: "visor",
@@ -51,6 +53,7 @@ let package = Package(
         .testTarget(name: "VisorCoreTests", dependencies: ["VisorCore"], swiftSettings: strict),
         .testTarget(name: "VisorDevicesTests", dependencies: ["VisorDevices"], swiftSettings: strict),
         .testTarget(name: "VisorBootTests", dependencies: ["VisorBoot"], swiftSettings: strict),
+        .testTarget(name: "VisorACPITests", dependencies: ["VisorACPI"], swiftSettings: strict),
         .testTarget(name: "VisorX86DecodeTests", dependencies: ["VisorX86Decode"], swiftSettings: strict),
         // Runs instruction bytes on the host CPU, the oracle for VisorX86Tests' differential tests.
         .target(name: "CX86Native", path: "Tests/CX86Native"),

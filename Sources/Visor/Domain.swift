@@ -20,6 +20,9 @@ public struct DomainConfiguration: Sendable {
     public var memoryBytes: UInt64
     public var commandLine: String
     public var modules: [BootModule]
+    /// A Linux kernel's initial RAM disk (`--initrd`, xl.cfg `ramdisk`); a multiboot kernel
+    /// gets it as its first module.
+    public var initrd: BootModule?
     public var engine: any Engine
     /// Virtual CPUs: vCPU 0 boots, the others wait for the guest's start-up IPIs.
     public var vcpuCount: Int
@@ -28,8 +31,10 @@ public struct DomainConfiguration: Sendable {
     public static let defaultMemoryBytes: UInt64 = 128 << 20
 
     public init(name: String, kernelDescription: String, kernel: [UInt8], memoryBytes: UInt64 = defaultMemoryBytes,
-                commandLine: String = "", modules: [BootModule] = [], engine: any Engine, vcpuCount: Int = 1) {
+                commandLine: String = "", modules: [BootModule] = [], initrd: BootModule? = nil, engine: any Engine,
+                vcpuCount: Int = 1) {
         self.name = name; self.kernelDescription = kernelDescription; self.kernel = kernel
+        self.initrd = initrd
         self.vcpuCount = vcpuCount
         self.memoryBytes = memoryBytes; self.commandLine = commandLine; self.modules = modules; self.engine = engine
     }

@@ -67,7 +67,8 @@ public final class Domain: @unchecked Sendable {
         }
         let memory = try GuestMemory(size: configuration.memoryBytes)
         let image = try BootLoader.load(kernel: configuration.kernel, commandLine: configuration.commandLine,
-                                        modules: configuration.modules, into: memory)
+                                        modules: configuration.modules, initrd: configuration.initrd,
+                                        firmware: Platform.firmwareTables(vcpuCount: vcpuCount), into: memory)
         let clock = DomainClock()
         self.clock = clock
         let apicTimerFrequency: UInt64 = 1_000_000_000
@@ -460,6 +461,8 @@ public final class Domain: @unchecked Sendable {
             if let offset = localAPICOffset(address) {
                 platform.timerGeneration &+= 1
                 vcpu.completeRead(platform.apics[index].read(offset: offset, size: size))
+            } else if let offset = platform.ioapicOffset(address) {
+                vcpu.completeRead(platform.ioapic.read(offset: offset, size: size))
             } else {
                 // Like an unclaimed bus cycle, reads float high.
                 platform.unbackedMMIOReads &+= 1
@@ -470,6 +473,8 @@ public final class Domain: @unchecked Sendable {
             if let offset = localAPICOffset(address) {
                 platform.timerGeneration &+= 1
                 platform.apics[index].write(offset: offset, size: size, value: value)
+            } else if let offset = platform.ioapicOffset(address) {
+                platform.ioapic.write(offset: offset, size: size, value: value)
             } else {
                 platform.unbackedMMIOWrites &+= 1
             }

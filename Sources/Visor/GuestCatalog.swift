@@ -10,6 +10,8 @@ public enum GuestCatalogError: Error, CustomStringConvertible {
     case buildFailed(status: Int32, output: String)
     /// No built-in guest has this name.
     case unknownGuest(name: String, known: [String])
+    /// A guest whose files come from a download (`Guests/linux/fetch`) that has not been run.
+    case notFetched(name: String, missing: String, fetch: String)
 
     public var description: String {
         switch self {
@@ -19,6 +21,8 @@ public enum GuestCatalogError: Error, CustomStringConvertible {
             return "building the built-in guests failed (make exited \(status)):\n\(output)"
         case .unknownGuest(let name, let known):
             return "'\(name)' is neither a file nor a built-in guest (built-in guests: \(known.joined(separator: ", ")))"
+        case .notFetched(let name, let missing, let fetch):
+            return "the '\(name)' guest is not fetched yet (\(missing) is missing): run \(fetch) first"
         }
     }
 }
@@ -64,6 +68,29 @@ public struct GuestCatalog: Sendable {
         self.sourceDirectory = sourceDirectory
         self.outputDirectory = outputDirectory
         self.announce = announce
+    }
+
+    /// The guests Visor does not build but downloads: Debian's Linux kernel with a busybox
+    /// initramfs, made by `Guests/linux/fetch` into `linux/` of the output folder.
+    public static let fetchedGuests: [FetchedGuest] = [
+        FetchedGuest(name: "linux", kernel: "linux/bzImage", initrd: "linux/initramfs.cpio.gz",
+                     commandLine: "console=ttyS0", fetchScript: "Guests/linux/fetch",
+                     about: "Debian's Linux kernel (bzImage, the 64-bit boot protocol) and a busybox shell"),
+        FetchedGuest(name: "linux-pvh", kernel: "linux/vmlinux", initrd: "linux/initramfs.cpio.gz",
+                     commandLine: "console=ttyS0", fetchScript: "Guests/linux/fetch",
+                     about: "the same kernel uncompressed (vmlinux), entered through its PVH note"),
+    ]
+
+    /// The files of fetched guest `name` (`fetchedGuests`), or nil when no fetched guest has that
+    /// name; throws `notFetched` when its download has not been made.
+    public func fetchedGuest(named name: String) throws -> FetchedGuest.Files? {
+        guard let guest = Self.fetchedGuests.first(where: { $0.name == name }) else { return nil }
+        let kernel = outputDirectory.appendingPathComponent(guest.kernel)
+        let initrd = outputDirectory.appendingPathComponent(guest.initrd)
+        for file in [kernel, initrd] where !FileManager.default.fileExists(atPath: file.path) {
+            throw GuestCatalogError.notFetched(name: name, missing: file.path, fetch: guest.fetchScript)
+        }
+        return FetchedGuest.Files(kernel: kernel, initrd: initrd, commandLine: guest.commandLine)
     }
 
     /// The names of the built-in guests, as the Makefile lists them.
@@ -122,6 +149,27 @@ public struct GuestCatalog: Sendable {
         }
         return try HostProcess.run(
             "/usr/bin/env", ["make", "-s", "-C", sourceDirectory.path, "OUT=\(outputDirectory.path)"] + arguments)
+    }
+}
+
+/// A guest whose kernel and initial RAM disk a script downloads and builds into the output folder.
+public struct FetchedGuest: Sendable {
+    public var name: String
+    /// The kernel and initrd paths, relative to the catalog's output folder.
+    public var kernel: String
+    public var initrd: String
+    /// The command line the guest always gets; `--cmdline` text is appended to it.
+    public var commandLine: String
+    /// The script that makes the files, relative to the checkout.
+    public var fetchScript: String
+    /// One line for `visor guests`.
+    public var about: String
+
+    /// Where a fetched guest's files are.
+    public struct Files: Sendable {
+        public var kernel: URL
+        public var initrd: URL
+        public var commandLine: String
     }
 }
 

@@ -77,6 +77,8 @@ public struct RunRequest: Sendable {
     public var commandLine: String
     /// `path` or `path args`: the whole text is the module's string, as with GRUB's `module`.
     public var modules: [String]
+    /// A Linux kernel's initial RAM disk (a multiboot kernel gets it as its first module).
+    public var initrd: String?
     /// Stop the guest after this long (it did not finish in time: status 6).
     public var timeout: Duration?
     /// Run the domains for this long, then stop them and report (an expected end: status 0).
@@ -90,11 +92,12 @@ public struct RunRequest: Sendable {
     public var tracePath: String?
 
     public init(kernel: String, configurationFiles: [String] = [], engine: String, memoryBytes: UInt64,
-                commandLine: String, modules: [String], timeout: Duration?, runFor: Duration? = nil,
+                commandLine: String, modules: [String], initrd: String? = nil, timeout: Duration?, runFor: Duration? = nil,
                 printStatistics: Bool, vcpuCount: Int = 1, pcpuCount: Int = HostCPU.count,
                 scheduler: SchedulerKind = .credit2, tracePath: String? = nil) {
         self.kernel = kernel; self.configurationFiles = configurationFiles; self.engine = engine
         self.memoryBytes = memoryBytes; self.commandLine = commandLine; self.modules = modules
+        self.initrd = initrd
         self.timeout = timeout; self.runFor = runFor; self.printStatistics = printStatistics
         self.vcpuCount = vcpuCount; self.pcpuCount = pcpuCount; self.scheduler = scheduler
         self.tracePath = tracePath
@@ -262,24 +265,50 @@ public enum Launcher {
         if let problem = RunOptionLimits.memoryProblem(request.memoryBytes) {
             throw LaunchError.badOption("--memory \(ByteSize.describe(request.memoryBytes)): \(problem)")
         }
-        let (kernelPath, kernelDescription) = try resolveKernel(request.kernel)
-        let kernel = try readFile(kernelPath, what: "kernel")
+        let resolved = try resolveKernel(request.kernel)
+        let kernel = try readFile(resolved.path, what: "kernel")
         let modules = try request.modules.map { text -> BootModule in
             let path = String(text.split(separator: " ", maxSplits: 1).first ?? "")
             return BootModule(name: text, bytes: try readFile(path, what: "module"))
         }
-        return DomainConfiguration(name: kernelDescription, kernelDescription: kernelDescription, kernel: kernel,
-                                   memoryBytes: request.memoryBytes, commandLine: request.commandLine,
-                                   modules: modules, engine: engine, vcpuCount: request.vcpuCount)
+        let initrdPath = request.initrd ?? resolved.initrd
+        let initrd = try initrdPath.map { BootModule(name: $0, bytes: try readFile($0, what: "initrd")) }
+        return DomainConfiguration(name: resolved.description, kernelDescription: resolved.description, kernel: kernel,
+                                   memoryBytes: request.memoryBytes,
+                                   commandLine: resolved.commandLine(adding: request.commandLine),
+                                   modules: modules, initrd: initrd, engine: engine, vcpuCount: request.vcpuCount)
     }
 
-    /// A path if such a file exists (or the text looks like a path), else a built-in guest name.
-    static func resolveKernel(_ text: String) throws -> (path: String, description: String) {
+    /// A kernel as `visor run` found it: a file, a built guest, or a fetched guest with its
+    /// initial RAM disk and command line.
+    struct ResolvedKernel {
+        var path: String
+        var description: String
+        /// A fetched guest's initial RAM disk (`--initrd` or xl.cfg `ramdisk` replace it).
+        var initrd: String?
+        /// A fetched guest's own command line, which the user's text extends.
+        var baseCommandLine: String?
+
+        /// The command line the kernel gets: the guest's own, then `extra`.
+        func commandLine(adding extra: String) -> String {
+            guard let base = baseCommandLine else { return extra }
+            return extra.isEmpty ? base : base + " " + extra
+        }
+    }
+
+    /// A path if such a file exists (or the text looks like a path), else a built-in guest name:
+    /// one built from Guests/, or one fetched by its script (`linux`).
+    static func resolveKernel(_ text: String) throws -> ResolvedKernel {
         if FileManager.default.fileExists(atPath: text) || text.contains("/") || text.hasSuffix(".elf") {
-            return (text, text)
+            return ResolvedKernel(path: text, description: text)
         }
         do {
-            return (try GuestCatalog.standard().image(named: text).path, text)
+            let catalog = GuestCatalog.standard()
+            if let fetched = try catalog.fetchedGuest(named: text) {
+                return ResolvedKernel(path: fetched.kernel.path, description: text, initrd: fetched.initrd.path,
+                                      baseCommandLine: fetched.commandLine)
+            }
+            return ResolvedKernel(path: try catalog.image(named: text).path, description: text)
         } catch let error as GuestCatalogError {
             throw LaunchError.guest(error)
         }
@@ -330,6 +359,7 @@ enum LaunchError: Error, CustomStringConvertible {
         case .badOption: return ExitStatus.badOption
         case .badInput: return ExitStatus.badInput
         case .guest(.unknownGuest): return ExitStatus.badInput
+        case .guest(.notFetched): return ExitStatus.unavailable
         case .guest: return ExitStatus.internalFailure
         }
     }

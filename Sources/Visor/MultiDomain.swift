@@ -35,16 +35,17 @@ extension Launcher {
         guard let engine = EngineRegistry.engine(named: engineName) else {
             throw fail("engine", EngineRegistry.problem(withName: engineName) ?? engineName)
         }
-        let (kernelPath, kernelDescription) = try resolveKernel(spec.kernel)
-        let kernel = try readFile(kernelPath, what: "\(spec.path): kernel")
-        var modules: [BootModule] = []
-        if let ramdisk = spec.ramdisk {
-            modules.append(BootModule(name: ramdisk, bytes: try readFile(ramdisk, what: "\(spec.path): ramdisk")))
+        let resolved = try resolveKernel(spec.kernel)
+        let kernel = try readFile(resolved.path, what: "\(spec.path): kernel")
+        // ramdisk: a Linux kernel's initial RAM disk, as with xl (a multiboot kernel gets it as
+        // its first module); a fetched guest brings its own unless the file names one.
+        let initrd = try (spec.ramdisk ?? resolved.initrd).map {
+            BootModule(name: $0, bytes: try readFile($0, what: "\(spec.path): ramdisk"))
         }
         let configuration = DomainConfiguration(
-            name: spec.name, kernelDescription: kernelDescription, kernel: kernel,
-            memoryBytes: spec.memoryMiB << 20, commandLine: spec.commandLine, modules: modules,
-            engine: engine, vcpuCount: spec.vcpus)
+            name: spec.name, kernelDescription: resolved.description, kernel: kernel,
+            memoryBytes: spec.memoryMiB << 20, commandLine: resolved.commandLine(adding: spec.commandLine),
+            initrd: initrd, engine: engine, vcpuCount: spec.vcpus)
 
         // cpus= / cpus_soft=: element i is vCPU i's mask (the string form is already one per
         // vCPU); vCPUs past the end of a shorter list may run anywhere, as with xl.

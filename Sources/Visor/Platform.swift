@@ -1,11 +1,18 @@
 // The devices of one domain and the wires between them: where an interrupt comes from and how
 // it reaches a vCPU.
 //
-//   PIT channel 0 ──IRQ0─┐
-//   COM1 (16550A) ──IRQ4─┼─▶ 8259A pair ──INTR─▶ LINT0 of vCPU 0's local APIC (ExtINT, virtual wire)
-//   CMOS RTC ───────IRQ8─┘
+//   PIT channel 0 ──IRQ0─┐  ┌▶ 8259A pair ──INTR─▶ LINT0 of vCPU 0's local APIC (ExtINT, virtual wire)
+//   8042 ────IRQ1, IRQ12─┤  │
+//   COM1 (16550A) ──IRQ4─┼──┤
+//   CMOS RTC ───────IRQ8─┤  └▶ I/O APIC (IRQ n on pin n, IRQ0 on pin 2) ──▶ IRR of the local APIC(s)
+//   ACPI SCI ───────IRQ9─┘       ▲ EOI of a level-triggered vector (broadcast) ─┘   its entry addresses
 //   APIC timer, IPIs (ICR) ──────────────────▶ IRR of the target vCPU's local APIC
 //   port 0x92 bit 0 (fast INIT) ─────────────▶ INIT to every vCPU
+//
+// Every ISA line goes to both interrupt controllers, as on a PC: the guest uses the 8259s until it
+// switches to the I/O APIC (Linux does once the ACPI MADT says there is one) and masks the
+// other. The I/O APIC's pin 0 (the 8259's output on a PC, for ExtINT through the I/O APIC) is
+// not wired: the 8259 reaches the CPU through LINT0.
 //
 // A device raising its line ends in `VCPUSignal.interrupt` to one vCPU's runner, which wakes
 // that vCPU if it is halted or kicks it out of the guest if it is running; the runner, on its
@@ -20,6 +27,8 @@
 import Glibc
 #endif
 import VisorABI
+import VisorACPI
+import VisorBoot
 import VisorCore
 import VisorDevices
 
@@ -44,6 +53,9 @@ final class Platform: @unchecked Sendable {
     let pic: PIC8259Pair
     let pit: PIT8254
     let rtc: MC146818RTC
+    let ioapic: IOAPIC
+    let keyboardController: I8042
+    let pm1aEvent: PM1aEvent
     /// One local APIC per vCPU, APIC ID = vCPU index.
     let apics: [LocalAPIC]
     private let router: InterruptRouter
@@ -83,6 +95,11 @@ final class Platform: @unchecked Sendable {
         self.router = router
         pic = PIC8259Pair(interruptLine: CPUInterruptLine(vcpu: 0, router: router))
         router.pic = pic
+        ioapic = IOAPIC(id: 0, output: IOAPICRouting(router: router))
+        router.ioapic = ioapic
+        keyboardController = I8042(keyboardLine: ISAInterruptLine(irq: I8042.keyboardIRQ, router: router),
+                                   auxiliaryLine: ISAInterruptLine(irq: I8042.auxiliaryIRQ, router: router))
+        pm1aEvent = PM1aEvent(sciLine: ISAInterruptLine(irq: Self.sciIRQ, router: router))
         uart = UART16550(sink: ClosureSink(consoleOutput), interruptLine: ISAInterruptLine(irq: 4, router: router))
         pit = PIT8254(clock: clock, interruptLine: ISAInterruptLine(irq: 0, router: router))
         rtc = MC146818RTC(clock: clock, epochSeconds: Int64(clamping: wallClockSeconds()),
@@ -90,7 +107,7 @@ final class Platform: @unchecked Sendable {
         apics = (0..<vcpuCount).map { index in
             LocalAPIC(id: UInt8(truncatingIfNeeded: index), clock: clock, ipiSink: RouterIPISink(router: router),
                       interruptLine: CPUInterruptLine(vcpu: index, router: router),
-                      timerFrequency: apicTimerFrequency, tscFrequency: max(tscFrequency, 1),
+                      eoiSink: IOAPICRouting(router: router), timerFrequency: apicTimerFrequency, tscFrequency: max(tscFrequency, 1),
                       isBootstrapProcessor: index == 0)
         }
         router.platform = self
@@ -106,6 +123,16 @@ final class Platform: @unchecked Sendable {
             if requestedOutcome == nil { requestedOutcome = .poweredOff }
         }
         try bus.attach(powerControl, base: PlatformPorts.acpiPM1aControl, count: PlatformPorts.acpiPM1aControlSize)
+        try bus.attach(pm1aEvent, base: PlatformPorts.acpiPM1aEvent, count: PlatformPorts.acpiPM1aEventSize)
+        try bus.attach(ACPIPMTimer(clock: clock), base: PlatformPorts.acpiPMTimer, count: PlatformPorts.acpiPMTimerSize)
+        keyboardController.onReset = { [unowned self] in
+            // As for a PV guest's sched_op reboot: Visor does not restart domains.
+            if requestedOutcome == nil {
+                requestedOutcome = .stopped(reason: "the guest asked to reboot (8042 reset line), which Visor does not do")
+            }
+        }
+        try bus.attach(keyboardController.dataWindow, base: I8042.dataPort, count: 1)
+        try bus.attach(keyboardController.statusWindow, base: I8042.statusPort, count: 1)
         try bus.attach(pic.masterPorts, base: PIC8259Pair.masterBase, count: PIC8259Pair.portCount)
         try bus.attach(pic.slavePorts, base: PIC8259Pair.slaveBase, count: PIC8259Pair.portCount)
         try bus.attach(pic.elcrPorts, base: PIC8259Pair.elcrBase, count: PIC8259Pair.portCount)
@@ -119,6 +146,35 @@ final class Platform: @unchecked Sendable {
             for index in 0..<vcpuCount { router.signal(index, .initialize) }
         }
         try bus.attach(portA, base: SystemControlPortA.port, count: 1)
+    }
+
+    /// The ACPI tables describing this platform with `vcpuCount` vCPUs, for the boot loader to put
+    /// in the BIOS area (Linux's boot protocols hand the kernel their RSDP).
+    static func firmwareTables(vcpuCount: Int) -> FirmwareTables {
+        var description = ACPIPlatform(processorCount: vcpuCount)
+        description.localAPICAddress = UInt32(LocalAPIC.defaultBase)
+        description.ioAPICAddress = UInt32(IOAPIC.defaultBase)
+        description.sciInterrupt = UInt8(sciIRQ)
+        description.pm1aEventBlock = PlatformPorts.acpiPM1aEvent
+        description.pm1aControlBlock = PlatformPorts.acpiPM1aControl
+        description.pmTimerBlock = PlatformPorts.acpiPMTimer
+        description.rtcCenturyIndex = MC146818RTC.Register.century
+        let tables = ACPITables.build(description)
+        return FirmwareTables(address: tables.base, bytes: tables.bytes, rsdpAddress: tables.rsdpAddress)
+    }
+
+    /// The ISA IRQ of the ACPI SCI (the FADT's SCI_INT, level-triggered, active high).
+    static let sciIRQ = 9
+
+    /// The I/O APIC pin an ISA IRQ reaches: its own number, except the PIT's IRQ 0 on pin 2 (the
+    /// MADT's interrupt source override, as on PCs).
+    static func ioapicPin(forISAIRQ irq: Int) -> Int { irq == 0 ? 2 : irq }
+
+    /// The offset into the I/O APIC's register window, if `address` falls in it.
+    func ioapicOffset(_ address: GuestPhysicalAddress) -> UInt64? {
+        let a = address.rawValue
+        guard a >= IOAPIC.defaultBase, a - IOAPIC.defaultBase < IOAPIC.windowSize else { return nil }
+        return a - IOAPIC.defaultBase
     }
 
     /// Where the platform sends vCPU signals. Set once by the domain before any vCPU runs.
@@ -209,18 +265,32 @@ final class Platform: @unchecked Sendable {
     }
 }
 
-/// Wires device outputs to the PIC and vCPUs. Guarded by the platform lock.
+/// Wires device outputs to the PIC, the I/O APIC and vCPUs. Guarded by the platform lock.
 private final class InterruptRouter: @unchecked Sendable {
     weak var pic: PIC8259Pair?
+    weak var ioapic: IOAPIC?
     weak var platform: Platform?
     var signal: (Int, VCPUSignal) -> Void = { _, _ in }
 }
 
-/// An ISA device's IRQ pin, wired to the PIC.
+/// An ISA device's IRQ pin, wired to the PIC and to the I/O APIC.
 private struct ISAInterruptLine: InterruptLine {
     let irq: Int
     unowned let router: InterruptRouter
-    func setLevel(_ high: Bool) { router.pic?.setIRQ(irq, level: high) }
+    func setLevel(_ high: Bool) {
+        router.pic?.setIRQ(irq, level: high)
+        router.ioapic?.setPin(Platform.ioapicPin(forISAIRQ: irq), level: high)
+    }
+}
+
+/// The I/O APIC's messages go to the local APICs they address, routed like IPIs; the local
+/// APICs' EOI broadcasts go back to the I/O APIC.
+private struct IOAPICRouting: IOAPICOutput, EOIBroadcastSink {
+    unowned let router: InterruptRouter
+    func deliver(_ message: IOAPICMessage) {
+        router.platform?.route(InterprocessorInterrupt(icr: message.icrValue, source: 0))
+    }
+    func endOfInterrupt(vector: UInt8) { router.ioapic?.endOfInterrupt(vector: vector) }
 }
 
 /// A processor's INTR input: a rising level is news for that vCPU's runner.

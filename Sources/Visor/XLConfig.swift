@@ -17,7 +17,8 @@ public struct DomainSpec: Sendable, Equatable {
     /// `kernel`: a path (relative paths resolved against the config file's directory) or a
     /// built-in guest name, left as written for `Launcher.resolveKernel` to decide.
     public var kernel: String
-    /// `ramdisk`: a path resolved the same way; it becomes a multiboot module.
+    /// `ramdisk`: a path resolved the same way; a Linux kernel's initial RAM disk (a multiboot
+    /// kernel gets it as its first module).
     public var ramdisk: String?
     /// `cmdline`, else `root` and `extra` as xl combines them ("root=R E"); "" when none.
     public var commandLine: String

@@ -70,6 +70,32 @@ public enum BootError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A command line or module name contains a NUL byte, which would cut it short.
     case stringContainsNUL(what: String)
 
+    // MARK: Linux (bzImage and PVH)
+    /// The bzImage ends before `what` does.
+    case linuxImageTruncated(what: String, needed: UInt64, fileSize: Int)
+    /// The setup header's boot protocol version is older than 2.12, the first with a 64-bit entry.
+    case linuxProtocolTooOld(version: UInt16)
+    /// loadflags LOADED_HIGH is clear: a zImage, which loads below 1 MiB through real mode.
+    case linuxNotBzImage
+    /// xloadflags XLF_KERNEL_64 is clear: the kernel has no 64-bit entry point.
+    case linuxNo64BitEntry
+    /// A setup-header field no real kernel has.
+    case linuxBadSetupHeader(String)
+    /// The memory the kernel needs from its load address (init_size) is not usable guest RAM.
+    case linuxKernelDoesNotFit(address: UInt64, size: UInt64, ramSize: UInt64)
+    /// The command line is longer than the kernel's cmdline_size allows.
+    case commandLineTooLong(length: Int, limit: Int)
+    /// No free usable RAM for the initial RAM disk below the kernel's limit.
+    case initrdDoesNotFit(size: UInt64, limit: UInt64)
+    /// Multiboot modules given to a Linux kernel, which takes one initial RAM disk instead.
+    case linuxTakesNoModules(count: Int)
+    /// A note in a PT_NOTE segment is malformed.
+    case badELFNote(segment: Int, offset: UInt64, reason: String)
+    /// The XEN_ELFNOTE_PHYS32_ENTRY note is unusable.
+    case badPVHEntry(String)
+    /// Firmware tables (ACPI) asked to go outside the reserved BIOS area of guest memory.
+    case firmwareOutsideReservedMemory(address: UInt64, size: UInt64)
+
     /// A guest-memory write failed after validation (a Visor bug, reported rather than trapped).
     case guestMemory(GuestMemoryError)
 
@@ -140,6 +166,30 @@ public enum BootError: Error, Equatable, Sendable, CustomStringConvertible {
             return "module '\(name)' (\(hex(size)) bytes at \(hex(address))) does not fit in usable guest RAM below 4 GiB"
         case .stringContainsNUL(let what):
             return "the \(what) contains a NUL byte"
+        case .linuxImageTruncated(let what, let needed, let fileSize):
+            return "truncated Linux kernel image: its \(what) needs \(needed) bytes, the file has \(fileSize)"
+        case .linuxProtocolTooOld(let version):
+            return "Linux boot protocol \(version >> 8).\(version & 0xff) is too old: Visor needs 2.12 or later (a 64-bit entry point)"
+        case .linuxNotBzImage:
+            return "the Linux kernel is a zImage (loadflags LOADED_HIGH clear): Visor boots only bzImages"
+        case .linuxNo64BitEntry:
+            return "the Linux kernel has no 64-bit entry point (xloadflags XLF_KERNEL_64 clear): Visor boots 64-bit kernels"
+        case .linuxBadSetupHeader(let reason):
+            return "corrupt Linux setup header: \(reason)"
+        case .linuxKernelDoesNotFit(let address, let size, let ram):
+            return "the Linux kernel needs \(hex(size)) bytes of RAM from \(hex(address)) (its init_size), more than the guest's \(hex(ram)) bytes give: give the guest more RAM"
+        case .commandLineTooLong(let length, let limit):
+            return "the command line is \(length) bytes, more than the kernel's limit of \(limit)"
+        case .initrdDoesNotFit(let size, let limit):
+            return "the initial RAM disk (\(hex(size)) bytes) does not fit in free guest RAM below \(hex(limit)): give the guest more RAM"
+        case .linuxTakesNoModules(let count):
+            return "a Linux kernel takes one initial RAM disk (--initrd), not multiboot modules (\(count) given)"
+        case .badELFNote(let segment, let offset, let reason):
+            return "malformed ELF note at file offset \(hex(offset)) in segment \(segment): \(reason)"
+        case .badPVHEntry(let reason):
+            return "unusable PVH entry (XEN_ELFNOTE_PHYS32_ENTRY): \(reason)"
+        case .firmwareOutsideReservedMemory(let address, let size):
+            return "firmware tables at \(hex(address)) (\(size) bytes) are outside the reserved BIOS area of guest memory"
         case .guestMemory(let error):
             return "guest memory write failed: \(error)"
         }

@@ -20,8 +20,13 @@ import VisorCore
 /// 0x0000_4000 - 0x0000_7fff   4 page directories of 2 MiB pages: identity map of [0, 4 GiB)
 /// 0x0000_8000 - 0x0000_8fff   boot stack (grows down from 0x9000)
 /// 0x0000_9000 -               multiboot information: info structure, memory map, module list, strings
+///                             (Linux: the zero page, 4 KiB; PVH: hvm_start_info, memory map, module, command line)
+/// 0x0002_0000 -               Linux's bzImage: the command line
 /// 0x000a_0000 - 0x000f_ffff   legacy hole (VGA, option ROMs, BIOS): reported reserved, never loaded
+///                             (Linux's protocols: the ACPI tables from 0xe0000)
 /// 0x0010_0000 -               the kernel (wherever its segments say), then the modules
+///                             (a bzImage at its preferred address with init_size reserved; a Linux
+///                             initrd at the top of RAM below 4 GiB and initrd_addr_max)
 /// ```
 ///
 /// A structure whose usual place the kernel or a module takes goes to the lowest free, suitably

@@ -105,6 +105,40 @@ struct BootPlan {
         return starts.compactMap { alignUp(max($0, BootLayout.placementMinimum), alignment) }.sorted().first(where: fits)
     }
 
+    /// The highest address where `size` bytes, aligned to `alignment` (a power of two), lie in
+    /// usable RAM between `BootLayout.placementMinimum` and `limit` and overlap nothing planned:
+    /// where Linux loaders put the initial RAM disk, so it stays clear of the kernel's early
+    /// allocations from low memory up.
+    func highestFreeSpace(size: UInt64, alignment: UInt64, below limit: UInt64) -> UInt64? {
+        func fits(_ start: UInt64) -> Bool {
+            guard start >= BootLayout.placementMinimum, let end = start.checkedAdd(size), end <= limit,
+                  isUsable(start, size, in: map), memory.contains(GuestPhysicalAddress(start), length: size) else {
+                return false
+            }
+            return !items.contains { overlaps(start, size, $0.start, $0.length) }
+        }
+        // A free stretch ends at the end of a RAM range, the start of a planned item, or the limit;
+        // the highest such end from which the bytes fit, aligned down, is the answer.
+        let ends = map.filter { $0.type == MemoryMapEntry.typeRAM }.map(\.end) + items.map(\.start) + [limit]
+        return ends.compactMap { $0 >= size ? ($0 - size) & ~(alignment - 1) : nil }.filter(fits).max()
+    }
+
+    /// Adds firmware data (ACPI tables) at `start`, which must lie in a reserved range of the map
+    /// that is backed by guest memory (the BIOS area below 1 MiB), overlapping nothing planned.
+    mutating func addFirmware(_ name: String, at start: UInt64, bytes: [UInt8]) throws(BootError) {
+        let length = UInt64(bytes.count)
+        guard let end = start.checkedAdd(length),
+              map.contains(where: { $0.type == MemoryMapEntry.typeReserved && start >= $0.base && end <= $0.end }),
+              memory.contains(GuestPhysicalAddress(start), length: length) else {
+            throw .firmwareOutsideReservedMemory(address: start, size: length)
+        }
+        for other in items where overlaps(start, length, other.start, other.length) {
+            throw .placementConflict("\(name) \(GuestRange(start: start, length: length))",
+                                     "\(other.name) \(GuestRange(start: other.start, length: other.length))")
+        }
+        items.append(Item(name: name, start: start, length: length, bytes: bytes[...]))
+    }
+
     /// Places one of Visor's boot structures at its usual address `preferred` when that is free,
     /// else at the lowest free place below `BootLayout.bootDataLimit`; returns the address.
     /// `bytes` (at most `size`) can be supplied later with `setBytes` when they depend on it.

@@ -35,6 +35,7 @@ public struct ELFImage: Sendable, Equatable {
     static let machineX86_64: UInt16 = 62
     static let typeExecutable: UInt16 = 2
     static let programTypeLoad: UInt32 = 1
+    static let programTypeNote: UInt32 = 4
 
     public var elfClass: ELFClass
     /// e_entry, a virtual address.
@@ -45,6 +46,28 @@ public struct ELFImage: Sendable, Equatable {
     public var segments: [LoadSegment]
     /// Index of each segment in the program header table (for error messages).
     public var segmentIndices: [Int]
+    /// Where each PT_NOTE segment's notes are in the file; `notes(in:)` reads them.
+    public var noteSegments: [NoteSegment] = []
+
+    /// A PT_NOTE segment: `size` bytes at file `offset`, names and descriptors padded to `alignment`.
+    public struct NoteSegment: Sendable, Equatable {
+        public var index: Int
+        public var offset: UInt64
+        public var size: UInt64
+        public var alignment: UInt64
+    }
+
+    /// The notes of every PT_NOTE segment, in file order, read from `bytes` (the file parsed).
+    /// Only kernels entered through a note need them, so a malformed note is an error for those
+    /// alone: a multiboot kernel's notes are never read.
+    public func notes(in bytes: [UInt8]) throws(BootError) -> [ELFNote] {
+        var notes: [ELFNote] = []
+        for segment in noteSegments {
+            notes += try ELFNote.parse(bytes, segment: segment.index, offset: segment.offset, size: segment.size,
+                                       alignment: segment.alignment)
+        }
+        return notes
+    }
 
     /// True when `bytes` starts with the ELF magic.
     public static func hasMagic(_ bytes: [UInt8]) -> Bool {
@@ -52,7 +75,13 @@ public struct ELFImage: Sendable, Equatable {
     }
 
     /// Parses and checks an ELF executable for x86 (EM_386) or x86-64 (EM_X86_64).
-    public static func parse(_ bytes: [UInt8]) throws(BootError) -> ELFImage {
+    ///
+    /// With `resolvingEntry` (the default) e_entry must lie in a loaded segment's virtual range and
+    /// `physicalEntry` is its physical address. Without it e_entry is not checked and
+    /// `physicalEntry` is e_entry as it stands: a kernel entered some other way (Linux's vmlinux
+    /// through its PVH note, whose e_entry is a physical address outside every p_vaddr range)
+    /// is loaded by its segments alone.
+    public static func parse(_ bytes: [UInt8], resolvingEntry: Bool = true) throws(BootError) -> ELFImage {
         guard hasMagic(bytes) else { throw .notELF }
         guard bytes.count >= 16 else { throw .truncatedHeader(needed: 16, fileSize: bytes.count) }
         let elfClass: ELFClass
@@ -96,9 +125,17 @@ public struct ELFImage: Sendable, Equatable {
 
         var segments: [LoadSegment] = []
         var indices: [Int] = []
+        var notes: [NoteSegment] = []
         for index in 0..<phnum {
             // In range: phoff + index * phentsize + minimumEntrySize <= tableEnd <= bytes.count.
             let ph = ByteWindow(bytes, at: Int(phoff) + index * Int(phentsize))
+            if ph.u32(0) == programTypeNote {
+                let offset = is64 ? ph.u64(8) : UInt64(ph.u32(4))
+                let size = is64 ? ph.u64(32) : UInt64(ph.u32(16))
+                let alignment = is64 ? ph.u64(48) : UInt64(ph.u32(28))
+                notes.append(NoteSegment(index: index, offset: offset, size: size, alignment: alignment == 8 ? 8 : 4))
+                continue
+            }
             guard ph.u32(0) == programTypeLoad else { continue }
             let segment: LoadSegment
             if is64 {
@@ -134,6 +171,10 @@ public struct ELFImage: Sendable, Equatable {
             }
         }
 
+        guard resolvingEntry else {
+            return ELFImage(elfClass: elfClass, entry: entry, physicalEntry: entry, segments: segments,
+                            segmentIndices: indices, noteSegments: notes)
+        }
         guard let containing = segments.first(where: {
             entry >= $0.virtualAddress && entry - $0.virtualAddress < $0.memorySize
         }) else { throw .entryNotInSegment(entry: entry) }
@@ -141,7 +182,59 @@ public struct ELFImage: Sendable, Equatable {
         let physicalEntry = containing.physicalAddress &+ (entry - containing.virtualAddress)
 
         return ELFImage(elfClass: elfClass, entry: entry, physicalEntry: physicalEntry, segments: segments,
-                        segmentIndices: indices)
+                        segmentIndices: indices, noteSegments: notes)
+    }
+
+    /// The segment whose physical range holds `address`, if any.
+    func segment(containingPhysical address: UInt64) -> LoadSegment? {
+        segments.first { address >= $0.physicalAddress && address - $0.physicalAddress < $0.memorySize }
+    }
+}
+
+/// One ELF note (System V ABI, "Note Section"): a name saying whose note it is, a type that
+/// means something to that owner, and a descriptor.
+public struct ELFNote: Sendable, Equatable {
+    /// The owner, without its NUL terminator ("Xen", "GNU", "Linux").
+    public var name: String
+    public var type: UInt32
+    public var descriptor: [UInt8]
+
+    public init(name: String, type: UInt32, descriptor: [UInt8]) {
+        self.name = name; self.type = type; self.descriptor = descriptor
+    }
+
+    /// Bytes of a note header: namesz, descsz, type.
+    static let headerSize: UInt64 = 12
+
+    /// Parses the notes of the PT_NOTE segment `segment`: `size` bytes at file `offset`, each
+    /// name and descriptor padded to `alignment` (4, or 8 for segments aligned so). Every size is
+    /// checked against the segment before a byte of it is read.
+    static func parse(_ bytes: [UInt8], segment: Int, offset: UInt64, size: UInt64,
+                      alignment: UInt64) throws(BootError) -> [ELFNote] {
+        guard let end = offset.checkedAdd(size), end <= UInt64(bytes.count) else {
+            throw .truncatedSegment(index: segment, offset: offset, size: size, fileSize: bytes.count)
+        }
+        var notes: [ELFNote] = []
+        var position = offset
+        // A trailing run shorter than a header is padding, as linkers leave it.
+        while end - position >= headerSize {
+            let header = ByteWindow(bytes, at: Int(position))
+            let nameSize = UInt64(header.u32(0)), descriptorSize = UInt64(header.u32(4)), type = header.u32(8)
+            let nameStart = position + headerSize
+            // The sizes are 32-bit, so these sums cannot overflow 64 bits.
+            let descriptorStart = alignUp(nameStart + nameSize, alignment) ?? .max
+            let next = alignUp(descriptorStart + descriptorSize, alignment) ?? .max
+            guard descriptorStart + descriptorSize <= end else {
+                throw .badELFNote(segment: segment, offset: position,
+                                  reason: "its name (\(nameSize) bytes) and descriptor (\(descriptorSize) bytes) run past the end of the note segment")
+            }
+            var name = Array(bytes[Int(nameStart)..<Int(nameStart + nameSize)])
+            if name.last == 0 { name.removeLast() }
+            notes.append(ELFNote(name: String(decoding: name, as: UTF8.self), type: type,
+                                 descriptor: Array(bytes[Int(descriptorStart)..<Int(descriptorStart + descriptorSize)])))
+            position = min(next, end)
+        }
+        return notes
     }
 }
 

@@ -50,3 +50,15 @@ public struct NoIPISink: IPISink {
     public init() {}
     public func send(_ ipi: InterprocessorInterrupt) {}
 }
+
+/// Where a local APIC broadcasts the EOI of a level-triggered interrupt: the I/O APICs, which
+/// clear the Remote IRR of the entries with that vector (the 82093AA's only way to learn of an EOI).
+public protocol EOIBroadcastSink {
+    func endOfInterrupt(vector: UInt8)
+}
+
+/// A sink for machines without an I/O APIC, and for tests.
+public struct NoEOIBroadcastSink: EOIBroadcastSink {
+    public init() {}
+    public func endOfInterrupt(vector: UInt8) {}
+}

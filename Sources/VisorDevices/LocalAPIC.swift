@@ -36,8 +36,9 @@
 //   divide 1 is 1 ns at 1 GHz) gets that one instead, so it cannot make its vCPU take a timer
 //   exit every few nanoseconds. The current-count register still counts at the programmed rate.
 //   One-shot and TSC-deadline timers are not limited: each one the guest arms costs it an exit.
-// - An EOI of a level-triggered vector clears its TMR bit but broadcasts nothing to I/O APICs;
-//   no directed EOI, no x2APIC, no LINT0/LINT1 input pins (the runtime reads their LVTs).
+// - An EOI of a level-triggered vector (its TMR bit set) clears the TMR bit and is broadcast to
+//   the `EOIBroadcastSink` (the I/O APIC); no directed EOI (version bit 24 clear, so SVR bit 12
+//   cannot suppress the broadcast), no x2APIC, no LINT0/LINT1 input pins (the runtime reads their LVTs).
 
 /// One inter-processor interrupt as the ICR encodes it, for the runtime to route.
 public struct InterprocessorInterrupt: Sendable, Equatable {
@@ -166,6 +167,8 @@ public final class LocalAPIC {
 
     public let clock: any TimeSource
     public let ipiSink: any IPISink
+    /// Where the EOI of a level-triggered interrupt is broadcast (the I/O APIC).
+    public let eoiSink: any EOIBroadcastSink
     /// The core's INTR input: high while an interrupt beats the processor priority.
     public let interruptLine: any InterruptLine
     /// The timer's input clock before division, in hertz.
@@ -208,6 +211,7 @@ public final class LocalAPIC {
     public init(
         id: UInt8, clock: any TimeSource, ipiSink: any IPISink,
         interruptLine: any InterruptLine = NoInterruptLine(),
+        eoiSink: any EOIBroadcastSink = NoEOIBroadcastSink(),
         timerFrequency: UInt64 = 1_000_000_000, tscFrequency: UInt64 = 1_000_000_000,
         isBootstrapProcessor: Bool = false
     ) {
@@ -217,6 +221,7 @@ public final class LocalAPIC {
         if isBootstrapProcessor { lvt[3] = LVT.virtualWire }
         self.clock = clock
         self.ipiSink = ipiSink
+        self.eoiSink = eoiSink
         self.interruptLine = interruptLine
         self.timerFrequency = timerFrequency
         self.tscFrequency = tscFrequency
@@ -534,11 +539,14 @@ public final class LocalAPIC {
         lvt[index] = entry
     }
 
-    /// EOI: the highest in-service vector is done.
+    /// EOI: the highest in-service vector is done; a level-triggered one is broadcast to the I/O
+    /// APICs.
     private func endOfInterrupt() {
         guard let vector = isr.highest else { return }
         isr.remove(vector)
+        let levelTriggered = tmr.contains(vector)
         tmr.remove(vector)
+        if levelTriggered { eoiSink.endOfInterrupt(vector: vector) }
     }
 
     private func sendIPI() {

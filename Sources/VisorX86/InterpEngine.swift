@@ -29,6 +29,13 @@
 // Visor's 0x4000_0000 leaves with the timing leaf, exactly as on `kvm`. IA32_APIC_BASE (0x1b)
 // is answered here: 0xfee0_0000, enabled, BSP on vCPU 0.
 //
+// The highest basic leaf is 0x16 so that the TSC's rate is in Intel's own leaves, where an OS
+// that knows nothing of Visor looks: leaf 0x15 says the TSC runs at the core crystal's rate
+// (ratio 1/1) of 1 GHz, leaf 0x16 that the processor's base and maximum frequencies are 1000 MHz.
+// Linux takes its TSC frequency from leaf 0x15 as known (no calibration against the PIT, which
+// a software CPU on a busy host often fails: the TSC is then marked unstable). Leaves 2-6 and
+// 8-0x14 read as zeros: no cache descriptors, no topology leaf, no performance counters.
+//
 // The time-stamp counter is the domain's virtual clock (`MachineOptions.clock`) in nanoseconds,
 // so it runs at 1 GHz, plus the guest's offset (WRMSR IA32_TIME_STAMP_COUNTER sets it), and
 // agrees with the platform's timers; `timeStampCounter()` is exactly what RDTSC reads.
@@ -79,9 +86,12 @@ public struct InterpEngine: Engine {
         let extendedECX: UInt32 = 1 << 0 | 1 << 5 | 1 << 8  // LAHF/SAHF in 64-bit mode, LZCNT, PREFETCHW
         let extendedEDX: UInt32 = 1 << 11 | 1 << 20 | 1 << 27 | 1 << 29  // SYSCALL, NX, RDTSCP, LM
         var leaves = [
-            CPUIDEntry(function: 0, eax: 7, ebx: fourCC("Genu"), ecx: fourCC("ntel"), edx: fourCC("ineI")),
+            CPUIDEntry(function: 0, eax: 0x16, ebx: fourCC("Genu"), ecx: fourCC("ntel"), edx: fourCC("ineI")),
             CPUIDEntry(function: 1, eax: 0x0002_06a7, ebx: 8 << 8 | 1 << 16, ecx: leaf1ECX, edx: leaf1EDX),
             CPUIDEntry(function: 7, index: 0, indexSignificant: true, ebx: leaf7EBX),
+            // TSC / crystal = EBX / EAX, crystal in Hz in ECX; base, maximum and bus MHz.
+            CPUIDEntry(function: 0x15, eax: 1, ebx: 1, ecx: UInt32(timeStampCounterHz)),
+            CPUIDEntry(function: 0x16, eax: UInt32(timeStampCounterHz / 1e6), ebx: UInt32(timeStampCounterHz / 1e6)),
             CPUIDEntry(function: 0x8000_0000, eax: 0x8000_0008),
             CPUIDEntry(function: 0x8000_0001, ecx: extendedECX, edx: extendedEDX),
             CPUIDEntry(function: 0x8000_0008, eax: 48 << 8 | 40),

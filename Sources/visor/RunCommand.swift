@@ -9,8 +9,11 @@ struct RunCommand: ParsableCommand {
         commandName: "run",
         abstract: "Boot a kernel with its serial console on this terminal.",
         discussion: """
-            KERNEL is a multiboot (ELF32 or ELF64) or plain ELF64 x86-64 kernel, or the name of a \
-            built-in guest (see `visor guests`). Without KERNEL, the built-in `demo` guest runs.
+            KERNEL is a multiboot (ELF32 or ELF64) or plain ELF64 x86-64 kernel, a Linux bzImage \
+            (the 64-bit boot protocol) or an uncompressed Linux vmlinux with a PVH entry note, or \
+            the name of a built-in guest (see `visor guests`). Without KERNEL, the built-in `demo` \
+            guest runs. `linux` is Debian's kernel with a busybox shell, downloaded and built by \
+            Guests/linux/fetch; its command line is console=ttyS0 followed by --cmdline.
 
             In place of KERNEL, one or more domain configuration files (*.cfg, Xen's xl.cfg \
             syntax: name, kernel, ramdisk, extra/cmdline, memory, vcpus, cpus, cpus_soft, \
@@ -21,7 +24,8 @@ struct RunCommand: ParsableCommand {
             Visor exits with the guest's status: 0 when the guest powers off, (v << 1) | 1 when it \
             writes v to the debug-exit port 0xf4 (QEMU's isa-debug-exit), 2 when it crashes, \
             4 when every vCPU halts with interrupts off or waits for a start-up IPI (nothing can wake it), 6 when stopped (--timeout, Ctrl-] or a signal). \
-            Visor's own: 64 for a bad option, 65 for a bad kernel or module, 69 when the engine is unavailable, \
+            Visor's own: 64 for a bad option, 65 for a bad kernel, initrd or module, 69 when the engine \
+            is unavailable or a fetched guest has not been fetched, \
             70 for an internal error.
 
             On an interactive terminal, keys go to the guest; press Ctrl-] to stop it. Keys the guest \
@@ -39,8 +43,12 @@ struct RunCommand: ParsableCommand {
             help: "Guest RAM, \(RunOptionLimits.memoryRange): a whole number with an optional unit K, M or G (a bare number is MiB), e.g. 128M, 1G.")
     var memory: String = "128M"
 
-    @Option(parsing: .unconditional, help: "The kernel command line.")
+    @Option(parsing: .unconditional, help: "The kernel command line (for a fetched guest such as `linux`: added to its own).")
     var cmdline: String = ""
+
+    @Option(parsing: .unconditional,
+            help: "A Linux kernel's initial RAM disk (a multiboot kernel gets it as its first module), as QEMU's -initrd.")
+    var initrd: String?
 
     @Option(name: .customLong("module"), parsing: .unconditionalSingleValue,
             help: "A multiboot module to load (repeatable); an optional ' args' after the path becomes its string.")
@@ -93,7 +101,7 @@ struct RunCommand: ParsableCommand {
         }
         return RunRequest(kernel: kernels.first ?? "demo", configurationFiles: configurationFiles,
                           engine: try OptionValue.engine(engine), memoryBytes: try OptionValue.guestRAM(memory),
-                          commandLine: cmdline, modules: modules,
+                          commandLine: cmdline, modules: modules, initrd: initrd,
                           timeout: try timeout.map { try OptionValue.duration($0, option: "--timeout") },
                           runFor: try runFor.map { try OptionValue.duration($0, option: "--for") },
                           printStatistics: stats, vcpuCount: vcpuCount, pcpuCount: pcpuCount,

@@ -346,8 +346,9 @@ struct CPUIDFeatureTests {
 
     @Test("interp answers no feature leaf the probes do not walk")
     func interpLeavesAreKnown() {
-        // Identification and address-size leaves carry no feature flags; 0x8000_0002-4 is the brand.
-        let informational: Set<UInt32> = [0, 0x8000_0000, 0x8000_0002, 0x8000_0003, 0x8000_0004, 0x8000_0008]
+        // Identification and address-size leaves carry no feature flags; 0x8000_0002-4 is the brand;
+        // 0x15 and 0x16 are the TSC's and the processor's frequencies.
+        let informational: Set<UInt32> = [0, 0x15, 0x16, 0x8000_0000, 0x8000_0002, 0x8000_0003, 0x8000_0004, 0x8000_0008]
         let walked = Set(CPUIDProbes.featureRegisters.map(\.leaf))
         for entry in InterpEngine.cpuidLeaves {
             #expect(walked.contains(entry.function) || informational.contains(entry.function),

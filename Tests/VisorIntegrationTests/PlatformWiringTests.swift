@@ -4,6 +4,7 @@
 
 import Synchronization
 import Testing
+import VisorCore
 import VisorDevices
 @testable import Visor
 
@@ -168,5 +169,95 @@ struct PlatformWiringTests {
         #expect(h.signals.allSatisfy { $0.1 == .initialize })
         h.out(0x92, 0x03)
         #expect(h.signals.count == 3, "no new edge, no new INIT")
+    }
+}
+
+// MARK: The I/O APIC, the 8042, the ACPI blocks (issue #12)
+
+extension Harness {
+    /// Writes I/O APIC redirection entry `pin` through IOREGSEL/IOWIN, high half first.
+    func ioapicProgram(_ pin: Int, _ entry: UInt64) {
+        for (index, half) in [(0x11 + 2 * pin, entry >> 32), (0x10 + 2 * pin, entry & 0xffff_ffff)] {
+            platform.ioapic.write(offset: 0x00, size: 4, value: UInt64(index))
+            platform.ioapic.write(offset: 0x10, size: 4, value: half)
+        }
+    }
+}
+
+@Suite("Platform wiring: I/O APIC, 8042, ACPI")
+struct LinuxPlatformWiringTests {
+    @Test("COM1's IRQ4 also reaches the I/O APIC, which sends it to the vCPU its entry names")
+    func uartThroughTheIOAPIC() throws {
+        let h = try Harness(vcpus: 2)
+        h.apicWrite(1, Reg.svr, 0x1ff)
+        h.ioapicProgram(4, 0x34 | 1 << 56)  // vector 0x34, fixed, physical destination 1, edge, unmasked
+        h.out(0x3f9, 0x01)
+        #expect(h.platform.receive(0x41))
+        #expect(h.signals.contains { $0.0 == 1 && $0.1 == .interrupt })
+        #expect(h.platform.hasPendingInterrupt(for: 1))
+        #expect(h.platform.acknowledgeInterrupt(for: 1) == 0x34)
+    }
+
+    @Test("the PIT's IRQ0 is I/O APIC pin 2 (the MADT's override), not pin 0")
+    func pitOnPin2() throws {
+        let h = try Harness(vcpus: 1)
+        h.apicWrite(0, Reg.svr, 0x1ff)
+        h.apicWrite(0, Reg.lvtLINT0, 1 << 16)  // the 8259 off, as in symmetric I/O mode
+        h.ioapicProgram(0, 0x50)
+        h.ioapicProgram(2, 0x30)
+        h.out(0x43, 0x34); h.out(0x40, 0x9c); h.out(0x40, 0x2e)
+        h.clock.nanoseconds = try #require(h.platform.nextTimerEvent(for: 0))
+        h.platform.advanceTimers(for: 0)
+        #expect(h.platform.acknowledgeInterrupt(for: 0) == 0x30)
+        #expect(h.platform.acknowledgeInterrupt(for: 0) == nil, "nothing on pin 0")
+    }
+
+    @Test("the SCI is level-triggered: sent again after the EOI while PWRBTN_STS stays set")
+    func sciLevelTriggeredWithEOI() throws {
+        let h = try Harness(vcpus: 1)
+        h.apicWrite(0, Reg.svr, 0x1ff)
+        h.apicWrite(0, Reg.lvtLINT0, 1 << 16)
+        h.ioapicProgram(9, 0x39 | 1 << 15)  // level, active high
+        h.platform.bus.write(port: 0x602, size: 2, value: 0x0100)  // PM1_EN: power button
+        h.platform.pm1aEvent.pressPowerButton()
+        #expect(h.platform.acknowledgeInterrupt(for: 0) == 0x39)
+        h.apicWrite(0, Reg.eoi, 0)
+        #expect(h.platform.acknowledgeInterrupt(for: 0) == 0x39, "the EOI broadcast found the SCI still asserted")
+        h.platform.bus.write(port: 0x600, size: 2, value: 0x0100)  // the OS clears PWRBTN_STS
+        h.apicWrite(0, Reg.eoi, 0)
+        #expect(h.platform.acknowledgeInterrupt(for: 0) == nil)
+    }
+
+    @Test("the 8042's reset line ends the domain as a reboot request does")
+    func keyboardControllerReset() throws {
+        let h = try Harness(vcpus: 1)
+        h.out(0x64, 0xaa)
+        #expect(h.platform.bus.read(port: 0x60, size: 1) == 0x55, "the self test answers")
+        #expect(h.platform.takeRequestedOutcome() == nil)
+        h.out(0x64, 0xfe)
+        let outcome = h.platform.takeRequestedOutcome()
+        guard case .stopped(let reason) = outcome else {
+            Issue.record("not stopped: \(String(describing: outcome))")
+            return
+        }
+        #expect(reason.contains("reboot"))
+    }
+
+    @Test("the ACPI PM timer and PM1 event block are on their ports; the I/O APIC's window is decoded")
+    func acpiPortsAndIOAPICWindow() throws {
+        let h = try Harness(vcpus: 1)
+        h.clock.nanoseconds = 1_000_000_000
+        #expect(h.platform.bus.read(port: 0x608, size: 4) == 3_579_545)
+        #expect(h.platform.bus.read(port: 0x600, size: 4) == 0, "PM1_STS and PM1_EN clear")
+        #expect(h.platform.ioapicOffset(GuestPhysicalAddress(0xfec0_0010)) == 0x10)
+        #expect(h.platform.ioapicOffset(GuestPhysicalAddress(0xfec0_1000)) == nil)
+        #expect(h.platform.ioapicOffset(GuestPhysicalAddress(0xfebf_ffff)) == nil)
+    }
+
+    @Test("the firmware tables describe the platform's vCPUs and blocks")
+    func firmwareTables() {
+        let tables = Platform.firmwareTables(vcpuCount: 3)
+        #expect(tables.address == 0xe_0000 && tables.rsdpAddress == 0xe_0000)
+        #expect(Array(tables.bytes[0..<8]) == Array("RSD PTR ".utf8))
     }
 }
