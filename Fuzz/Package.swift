@@ -35,9 +35,11 @@ let package = Package(
         fuzzTarget("RTC"),
         fuzzTarget("LocalAPIC"),
         fuzzTarget("PortBus"),
+        fuzzTarget("Platform"),
         fuzzTarget("ELF"),
         fuzzTarget("Multiboot"),
         fuzzTarget("LongMode"),
+        fuzzTarget("Linux"),
         fuzzTarget("XLConfig"),
     ]
 )

@@ -19,6 +19,9 @@ public func fuzzMultiboot(_ data: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     switch image.result {
     case .multiboot(let result): entry = result.entry.rawValue
     case .longMode(let result): entry = result.entry.rawValue
+    // Only without modules: the `linux` target checks these.
+    case .linux(let result): entry = result.entry.rawValue
+    case .pvh(let result): entry = result.entry.rawValue
     }
     BootFuzzing.checkLoaded(kernelRanges: image.kernelRanges, modules: image.modules, entry: entry,
                             state: image.initialState)
