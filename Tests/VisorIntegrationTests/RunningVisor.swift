@@ -20,7 +20,8 @@ func waitUntil(seconds: Double, _ condition: () -> Bool) -> Bool {
 final class OutputBuffers: Sendable {
     let data = Mutex<(stdout: Data, stderr: Data)>((Data(), Data()))
     let stoppedMessageAt = Mutex<UInt64?>(nil)
-    static let stoppedMessage = Data("the guest was stopped".utf8)
+    static let stoppedText = "the guest was stopped"
+    static let stoppedMessage = Data(stoppedText.utf8)
 
     func append(_ chunk: Data, isError: Bool) {
         let sawMessage = data.withLock { buffers -> Bool in
@@ -119,6 +120,9 @@ final class RunningVisor {
         readers.wait()
         return Double(ended &- (signalledAt.withLock { $0 } ?? started)) / 1e9
     }
+
+    /// When standard error first said a guest was stopped (host monotonic nanoseconds), if it did.
+    var stoppedMessageAt: UInt64? { output.stoppedMessageAt.withLock { $0 } }
 
     /// Seconds from the signal to the moment standard error said the guest was stopped, if it did.
     var secondsToStoppedMessage: Double? {
