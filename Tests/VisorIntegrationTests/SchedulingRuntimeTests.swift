@@ -96,19 +96,26 @@ struct SchedulingRuntimeTests {
     func weights(engine: String) throws {
         let light = try writeConfig("light", "name = \"light\"\nkernel = \"cpuhog\"\nextra = \"ms=600000\"\ncpu_weight = 256\nengine = \"\(engine)\"\n")
         let heavy = try writeConfig("heavy", "name = \"heavy\"\nkernel = \"cpuhog\"\nextra = \"ms=600000\"\ncpu_weight = 512\nengine = \"\(engine)\"\n")
-        let r = try runVisor(["run", light, heavy, "--pcpus", "1", "--sched", "credit", "--for", "4s"], timeout: 60)
-        #expect(r.status == 0, "stdout: \(r.stdout)\nstderr: \(r.stderr)")
-        let lightShare = try #require(share(of: "light", in: r.stdout), "no share for light in:\n\(r.stdout)")
-        let heavyShare = try #require(share(of: "heavy", in: r.stdout), "no share for heavy in:\n\(r.stdout)")
-        // The ratio of what each got in this run, 2 ideally; not their shares of the wall time,
+        // The ratio of what each got in a run, 2 ideally; not their shares of the wall time,
         // of which a host slow to hand the pCPU over leaves a part to nobody (11 % at a load of
         // 16 on 2 cores). Credit hands the pCPU out in 30 ms slices, and a late pCPU thread
         // shifts a slice from one to the other now and then: on a busy host the ratio was seen
-        // from 1.53 to 2.38, the light hog gaining more often than not. Equal weights give 1.0.
-        // `visor bench shares` has the figure.
-        let ratio = heavyShare / max(lightShare, 0.1)
-        print("weights on \(engine): light \(lightShare)%, heavy \(heavyShare)%, heavy/light \(ratio)")
-        #expect(ratio >= 1.4 && ratio <= 2.8, "heavy/light = \(ratio) (light \(lightShare)%, heavy \(heavyShare)%):\n\(r.stdout)")
+        // from 1.36 to 2.38, the light hog gaining more often than not. So a run outside the
+        // bounds is measured once more, for twice as long; weights that were not honoured (a
+        // ratio near 1.0, as equal weights give) fall outside both times. `visor bench shares`
+        // has the figure.
+        var outcome = ""
+        for seconds in [4, 8] {
+            let r = try runVisor(["run", light, heavy, "--pcpus", "1", "--sched", "credit", "--for", "\(seconds)s"], timeout: 60 + Double(seconds))
+            #expect(r.status == 0, "stdout: \(r.stdout)\nstderr: \(r.stderr)")
+            let lightShare = try #require(share(of: "light", in: r.stdout), "no share for light in:\n\(r.stdout)")
+            let heavyShare = try #require(share(of: "heavy", in: r.stdout), "no share for heavy in:\n\(r.stdout)")
+            let ratio = heavyShare / max(lightShare, 0.1)
+            print("weights on \(engine), \(seconds) s: light \(lightShare)%, heavy \(heavyShare)%, heavy/light \(ratio)")
+            if ratio >= 1.4 && ratio <= 2.8 { return }
+            outcome += "\(seconds) s: heavy/light = \(ratio) (light \(lightShare)%, heavy \(heavyShare)%):\n\(r.stdout)\n"
+        }
+        Issue.record("the weights were not honoured in either run:\n\(outcome)")
     }
 
     @Test("cap=50 holds a lone CPU hog to half a pCPU: the pool parks it and grants it no more than 50%",
