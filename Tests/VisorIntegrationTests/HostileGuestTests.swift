@@ -309,8 +309,8 @@ func runTimed(_ arguments: [String], timeLimit: Int, firstLine: String) throws -
     let exited = visor.waitForExit(seconds: Double(timeLimit) + kernelTeardownLimit)
     let result = ProcessResult(status: visor.status, stdout: visor.stdout, stderr: visor.stderr, timedOut: exited == nil)
     guard sawFirstLine, let exited else { return (result, .infinity) }
-    // Up to the moment visor said a guest was stopped: after it, only the host kernel's teardown
-    // of the VMs remains (see kernelTeardownLimit). Without that message, up to the exit.
+    // Up to the moment visor said the last guest was stopped or crashed: after it, only the
+    // host kernel's teardown of the VMs remains (see kernelTeardownLimit). Without one, to the exit.
     let end = visor.stoppedMessageAt ?? visor.started &+ UInt64(exited * 1e9)
     let exitOvershoot = Double(visor.started &+ UInt64(exited * 1e9) &- firstLineAt) / 1e9 - Double(timeLimit)
     let overshoot = Double(end &- firstLineAt) / 1e9 - Double(timeLimit)

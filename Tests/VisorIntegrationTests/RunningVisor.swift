@@ -15,20 +15,30 @@ func waitUntil(seconds: Double, _ condition: () -> Bool) -> Bool {
     return true
 }
 
-/// What a process wrote so far, filled by reader threads, and when standard error first
-/// said that the guest was stopped (the stop itself is done then; the rest is process exit).
+/// What a process wrote so far, filled by reader threads, and when standard error last said
+/// that a guest was stopped or crashed (with one domain, or the last of several, Visor is done
+/// then; the rest is process exit, and on kvm the host kernel's teardown of the VMs).
 final class OutputBuffers: Sendable {
     let data = Mutex<(stdout: Data, stderr: Data)>((Data(), Data()))
-    let stoppedMessageAt = Mutex<UInt64?>(nil)
+    /// How many end messages standard error holds, and when the last one came.
+    let endMessages = Mutex<(count: Int, at: UInt64?)>((0, nil))
     static let stoppedText = "the guest was stopped"
-    static let stoppedMessage = Data(stoppedText.utf8)
+    static let endTexts = [Data(stoppedText.utf8), Data("the guest crashed".utf8)]
+
+    var stoppedMessageAt: UInt64? { endMessages.withLock { $0.at } }
 
     func append(_ chunk: Data, isError: Bool) {
-        let sawMessage = data.withLock { buffers -> Bool in
+        let count = data.withLock { buffers -> Int? in
             if isError { buffers.stderr.append(chunk) } else { buffers.stdout.append(chunk) }
-            return isError && buffers.stderr.range(of: Self.stoppedMessage) != nil
+            guard isError else { return nil }
+            return Self.endTexts.reduce(0) { total, text in
+                var n = 0, from = buffers.stderr.startIndex
+                while let r = buffers.stderr.range(of: text, in: from..<buffers.stderr.endIndex) { n += 1; from = r.upperBound }
+                return total + n
+            }
         }
-        if sawMessage { stoppedMessageAt.withLock { $0 = $0 ?? MonotonicClock.hostNanoseconds() } }
+        guard let count else { return }
+        endMessages.withLock { if count > $0.count { $0 = (count, MonotonicClock.hostNanoseconds()) } }
     }
 }
 
@@ -121,12 +131,13 @@ final class RunningVisor {
         return Double(ended &- (signalledAt.withLock { $0 } ?? started)) / 1e9
     }
 
-    /// When standard error first said a guest was stopped (host monotonic nanoseconds), if it did.
-    var stoppedMessageAt: UInt64? { output.stoppedMessageAt.withLock { $0 } }
+    /// When standard error first said a guest was stopped or crashed (host monotonic
+    /// nanoseconds), if it did.
+    var stoppedMessageAt: UInt64? { output.stoppedMessageAt }
 
     /// Seconds from the signal to the moment standard error said the guest was stopped, if it did.
     var secondsToStoppedMessage: Double? {
-        guard let at = output.stoppedMessageAt.withLock({ $0 }), let sent = signalledAt.withLock({ $0 }) else { return nil }
+        guard let at = output.stoppedMessageAt, let sent = signalledAt.withLock({ $0 }) else { return nil }
         return Double(at &- sent) / 1e9
     }
 
