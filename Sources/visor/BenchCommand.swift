@@ -1,4 +1,5 @@
-// `visor bench`: benchmarks of Visor's hot paths, each beside its reference in the same run.
+// `visor bench`: benchmarks of Visor's hot paths and of a Linux boot, each beside its reference
+// in the same run.
 
 import ArgumentParser
 import Foundation
@@ -7,7 +8,7 @@ import Visor
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Measure Visor's hot paths against a reference, in one run.",
+        abstract: "Measure Visor's hot paths and a Linux boot against a reference, in one run.",
         subcommands: [ExitsBenchCommand.self, CPUBenchCommand.self, InterruptBenchCommand.self, SchedBenchCommand.self,
                       SharesBenchCommand.self, PVBenchCommand.self, HostileBenchCommand.self, LinuxBenchCommand.self])
 }
