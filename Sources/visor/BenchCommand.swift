@@ -1,14 +1,16 @@
-// `visor bench`: benchmarks of Visor's hot paths, each beside its reference in the same run.
+// `visor bench`: benchmarks of Visor's hot paths and of a Linux boot, each beside its reference
+// in the same run.
 
 import ArgumentParser
+import Foundation
 import Visor
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Measure Visor's hot paths against a reference, in one run.",
+        abstract: "Measure Visor's hot paths and a Linux boot against a reference, in one run.",
         subcommands: [ExitsBenchCommand.self, CPUBenchCommand.self, InterruptBenchCommand.self, SchedBenchCommand.self,
-                      SharesBenchCommand.self, PVBenchCommand.self, HostileBenchCommand.self])
+                      SharesBenchCommand.self, PVBenchCommand.self, HostileBenchCommand.self, LinuxBenchCommand.self])
 }
 
 struct ExitsBenchCommand: ParsableCommand {
@@ -191,6 +193,70 @@ struct HostileBenchCommand: ParsableCommand {
         try reportingFailure {
             try HostileBenchmark.run(engineNames: engineSelection.names, modes: modes.isEmpty ? HostileBenchmark.modes : modes,
                                      seconds: seconds).text
+        }
+    }
+}
+
+struct LinuxBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "linux",
+        abstract: "Boot time of Debian's Linux guest to its /init marker and to power-off: wall and host CPU time.",
+        discussion: """
+            Boots the fetched Linux guest (Guests/linux/fetch: Debian's kernel, the busybox initramfs, \
+            console=ttyS0, 128 MiB) as `visor run linux` does, in a child process, and measures from its start \
+            until the /init marker line appears on the console and until it has exited after the guest powered \
+            off (`poweroff -f` is typed at the shell's first prompt). CPU time is the child's user + system \
+            time. With --qemu the same kernel, initramfs and command line also boot under \
+            qemu-system-x86_64 -accel tcg (or VISOR_QEMU), rounds alternating, and the table shows the \
+            ratios Visor / QEMU of the medians. With --pvh, vmlinux through its PVH entry (linux-pvh) is \
+            measured too. Use a release build: a debug build's interp takes over ten minutes per boot. \
+            Exits 69 when the guest is not fetched, or QEMU or the engine is missing.
+            """)
+
+    @Option(parsing: .unconditional, help: "The engine to measure: interp or kvm (on a PVM /dev/kvm Linux is far too slow).")
+    var engine: String = "interp"
+
+    @Flag(help: "Also boot the same kernel under QEMU's TCG, in the same run, and print ratios.")
+    var qemu = false
+
+    @Flag(help: "Also boot vmlinux through its PVH entry (linux-pvh).")
+    var pvh = false
+
+    @Option(parsing: .unconditional, help: "Rounds, 1-100; the report shows medians.")
+    var rounds: String = "3"
+
+    @Option(parsing: .unconditional, help: "Virtual CPUs of the guest (QEMU's -smp), 1-64.")
+    var vcpus: String = "1"
+
+    @Option(parsing: .unconditional, help: "How long one boot may take before it is killed as hung (a guard, not a figure).")
+    var timeout: String = "15m"
+
+    func values() throws -> (rounds: Int, vcpus: Int, timeout: Double) {
+        _ = try OptionValue.engine(engine)
+        let limit = try OptionValue.duration(timeout, option: "--timeout")
+        let (seconds, attoseconds) = limit.components
+        return (try BenchRounds.read(rounds),
+                try OptionValue.wholeNumber(vcpus, option: "--vcpus", in: 1...Domain.maximumVCPUs,
+                                            allowed: "a domain has 1 to \(Domain.maximumVCPUs) vCPUs"),
+                Double(seconds) + Double(attoseconds) / 1e18)
+    }
+
+    func validate() throws { _ = try values() }
+
+    func run() throws {
+        let (rounds, vcpus, timeout) = try values()
+        do {
+            let report = try LinuxBenchmark.run(visor: try LinuxBenchmark.thisExecutable(), engine: engine, vcpus: vcpus,
+                                                rounds: rounds, withQEMU: qemu, pvh: pvh, timeoutSeconds: timeout) {
+                FileHandle.standardError.write(Data("visor bench linux: \($0)\n".utf8))
+            }
+            print(report.text)
+        } catch let error as BenchmarkUnavailable {
+            Launcher.printError(error.description)
+            throw ExitCode(ExitStatus.unavailable)
+        } catch {
+            Launcher.printError("\(error)")
+            throw ExitCode(ExitStatus.internalFailure)
         }
     }
 }

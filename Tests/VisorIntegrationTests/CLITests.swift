@@ -104,6 +104,10 @@ struct CLITests {
                   message: "--iterations '-10' is out of range: give 10 to 1000000 round trips"),
         BadOption(arguments: ["bench", "pv", "--iterations", "1e3"],
                   message: "--iterations '1e3' is not a whole number: give 10 to 1000000 round trips"),
+        BadOption(arguments: ["bench", "linux", "--rounds", "0"], message: "--rounds '0' is out of range: give 1 to 100 rounds"),
+        BadOption(arguments: ["bench", "linux", "--vcpus", "65"], message: "--vcpus '65' is out of range: a domain has 1 to 64 vCPUs"),
+        BadOption(arguments: ["bench", "linux", "--engine", "tcg"], message: "--engine: unknown engine 'tcg': choose one of kvm, interp"),
+        BadOption(arguments: ["bench", "linux", "--timeout", "-1"], message: "--timeout '-1' is negative: \(durationAllowed)"),
     ]
 
     @Test("a bad option value is a usage error, status 64, naming the option, the value and what is allowed",
