@@ -35,8 +35,10 @@ public enum SMP {
     public static var onlineCount: Int { Int(gk_load64(&gk_cpus_online)) }
 
     /// Starts the APs; returns how many CPUs are online (the BSP included). `expected` (e.g.
-    /// from `cpus=`) lets it return as soon as that many are up.
-    public static func start(expected: Int? = nil, timeoutNanoseconds: UInt64 = 200_000_000,
+    /// from `cpus=`) lets it return as soon as that many are up. The wait is long (5 s, Linux
+    /// waits 10): on this host's kvm an AP's start-up code runs emulated by the host kernel, and
+    /// with four vCPUs on a loaded 2-core host one AP missed a 200 ms wait.
+    public static func start(expected: Int? = nil, timeoutNanoseconds: UInt64 = 5_000_000_000,
                              entry: APEntry) -> Int {
         let size = Int(gk_trampoline_size())
         let target = UnsafeMutableRawPointer(bitPattern: UInt(GK_TRAMPOLINE_BASE))!
