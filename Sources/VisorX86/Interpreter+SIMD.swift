@@ -237,11 +237,7 @@ extension X86Machine {
         } else {
             let image = fxsaveImage(pointers64: pointers64, xmmCount: xmmCount)
             // Every page is checked before anything is written.
-            var page = linear & ~0xfff
-            while page < linear &+ UInt64(length) {
-                _ = try translate(max(page, linear), .write)
-                page &+= 0x1000
-            }
+            try probeWritable(linear, length: length)
             for i in stride(from: 0, to: length, by: 8) {
                 var v: UInt64 = 0
                 for j in 0..<8 { v |= UInt64(image[i + j]) << (8 * UInt64(j)) }

@@ -17,6 +17,20 @@ extension X86Machine {
         try translate(linear, kind, user: cpu.cpl == 3)
     }
 
+    /// Checks that every page of the `length` bytes at `linear` may be written (raising the #PF a
+    /// write would), before an instruction that stores a multi-page image (FXSAVE, FNSAVE,
+    /// FNSTENV) writes any of it. Walks by offset, so a range that wraps the address space ends
+    /// after its own pages: stepping an address by 4 KiB until it passed the end ran through all
+    /// 2^52 pages when the end lay just below 2^64 and the step wrapped to 0 (found by fuzzing).
+    func probeWritable(_ linear: UInt64, length: Int) throws(X86Interruption) {
+        var offset = 0
+        while offset < length {
+            let address = linear &+ UInt64(offset)
+            _ = try translate(address, .write)
+            offset += 0x1000 - Int(address & 0xfff)
+        }
+    }
+
     /// Translates a linear address for a user (`user: true`) or supervisor access of `kind`.
     @inline(__always)
     public func translate(_ linear: UInt64, _ kind: AccessKind, user: Bool) throws(X86Interruption) -> UInt64 {

@@ -81,11 +81,7 @@ extension X86Machine {
 
     private func writeImage(_ insn: DecodedInstruction, _ image: [UInt8]) throws(X86Interruption) {
         let linear = try linearAddress(segment: insn.memory.segment, offset: effectiveAddress(insn), size: image.count)
-        var page = linear & ~0xfff
-        while page < linear &+ UInt64(image.count) {
-            _ = try translate(max(page, linear), .write)
-            page &+= 0x1000
-        }
+        try probeWritable(linear, length: image.count)
         for (i, byte) in image.enumerated() { try writeLinear(linear &+ UInt64(i), size: 1, value: UInt64(byte)) }
     }
 

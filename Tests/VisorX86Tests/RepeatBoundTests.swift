@@ -51,4 +51,33 @@ struct RepeatBoundTests {
         stopper.start()
         #expect(try cpu.run() == .stopped)
     }
+
+    /// The machine above with the last page of the address space mapped too: PML4[511] →
+    /// PDPT[511] → the 2 MiB pages, so 0xffff_ffff_ffff_f000 is physical 0x1f_f000.
+    func topPageMachine(_ code: [UInt8]) throws -> InterpVirtualCPU {
+        let cpu = try endlessMemoryMachine([])
+        let memory = cpu.machine.memory
+        try memory.store(SysLayout.pdpt | 3, at: GuestPhysicalAddress(SysLayout.pml4 + 8 * 511))
+        for (i, byte) in code.enumerated() { try memory.store(byte, at: GuestPhysicalAddress(SysLayout.code + UInt64(i))) }
+        return cpu
+    }
+
+    // Found by fuzzing (interpreter target, 2026-12-05): FNSAVE, FNSTENV and FXSAVE checked that
+    // every page of their image was writable by stepping an address 4 KiB at a time until it
+    // passed the image's end; with the image in the last page of the address space the step
+    // wrapped to 0 and went on through all 2^52 pages, holding the vCPU thread for hours.
+    @Test("FNSAVE and FXSAVE into the last page of the address space finish", arguments: [
+        // mov rax, 0xffff_ffff_ffff_f010; fninit; fnsave [rax]; hlt
+        [0x48, 0xc7, 0xc0, 0x10, 0xf0, 0xff, 0xff, 0xdb, 0xe3, 0xdd, 0x30, 0xf4] as [UInt8],
+        // mov rax, 0xffff_ffff_ffff_f000; fninit; fxsave [rax]; hlt
+        [0x48, 0xc7, 0xc0, 0x00, 0xf0, 0xff, 0xff, 0xdb, 0xe3, 0x0f, 0xae, 0x00, 0xf4],
+    ])
+    func imageInTheLastPage(code: [UInt8]) throws {
+        let cpu = try topPageMachine(code)
+        _ = try cpu.run(budget: 100)
+        let s = try cpu.state()
+        #expect(s.rip == SysLayout.code + UInt64(code.count), "the store and HLT retired")
+        let fcw = try cpu.machine.memory.load(UInt16.self, at: GuestPhysicalAddress(0x1f_f000 + (code[3] == 0x10 ? 0x10 : 0)))
+        #expect(fcw == 0x037f, "the image holds FNINIT's control word")
+    }
 }
