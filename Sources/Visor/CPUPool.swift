@@ -271,6 +271,11 @@ final class CPUPool: @unchecked Sendable {
         }
     }
 
+    /// Whether the vCPU holds a pCPU now.
+    func holdsPCPU(_ v: ScheduledVCPU) -> Bool {
+        lock.withLock { v.grantedOn != nil }
+    }
+
     /// CPU time the vCPU has held a pCPU so far, including a stretch in progress.
     func cpuNanoseconds(_ v: ScheduledVCPU) -> UInt64 {
         lock.withLock { v.cpuNanoseconds &+ (v.grantedOn != nil ? now &- v.grantedAt : 0) }

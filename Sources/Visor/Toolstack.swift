@@ -1,0 +1,342 @@
+// What `visor serve` owns: one CPU pool and its scheduler, the domains created on it while it
+// runs, and the log `visor dmesg` reads. Library code without any transport: the API server
+// (VisorAPI) turns requests into these calls and their errors into HTTP statuses.
+//
+// Domains are made exactly as `visor run a.cfg` makes them (`Launcher.plan(for:request:)`, then
+// `Domain`), and started on the shared pool as `Launcher.run` starts several. A domain that ends
+// by itself is destroyed, as xl's default `on_poweroff`/`on_crash` = destroy; its outcome is
+// logged.
+
+import Foundation
+import Synchronization
+import VisorSched
+
+/// A domain as `visor list` shows it.
+public struct DomainInfo: Codable, Sendable, Equatable {
+    public var name: String
+    public var id: UInt32
+    public var memoryMiB: UInt64
+    public var vcpus: Int
+    /// xl's six state letters: r(unning) b(locked) p(aused) s(hutdown) c(rashed) d(ying), '-' when not.
+    public var state: String
+    public var paused: Bool
+    /// Host nanoseconds its vCPUs have held a pCPU (the scheduler's accounting).
+    public var cpuNanoseconds: UInt64
+    public var engine: String
+    public var kernel: String
+    /// Credit and credit2: the weight and cap it was created with (nil: the scheduler's default).
+    public var weight: Int?
+    public var cap: Int?
+    /// Console bytes the guest has written.
+    public var consoleBytes: UInt64
+
+    public init(name: String, id: UInt32, memoryMiB: UInt64, vcpus: Int, state: String, paused: Bool,
+                cpuNanoseconds: UInt64, engine: String, kernel: String, weight: Int?, cap: Int?, consoleBytes: UInt64) {
+        self.name = name; self.id = id; self.memoryMiB = memoryMiB; self.vcpus = vcpus; self.state = state
+        self.paused = paused; self.cpuNanoseconds = cpuNanoseconds; self.engine = engine; self.kernel = kernel
+        self.weight = weight; self.cap = cap; self.consoleBytes = consoleBytes
+    }
+}
+
+/// The host and the pool, as `visor info` shows them.
+public struct HostInfo: Codable, Sendable, Equatable {
+    public var host: String
+    public var release: String
+    public var machine: String
+    /// Online host CPUs.
+    public var hostCPUs: Int
+    /// pCPUs of the daemon's pool.
+    public var pcpus: Int
+    public var scheduler: String
+    /// The engine a configuration without `engine =` gets, and those this host can run.
+    public var defaultEngine: String
+    public var engines: [String]
+    public var domains: Int
+    public var uptimeSeconds: Double
+    public var pid: Int32
+}
+
+/// Why a toolstack request was refused; each case maps to one HTTP status.
+public enum ToolstackError: Error, Equatable, CustomStringConvertible {
+    /// The request is malformed or names impossible values (400).
+    case badRequest(String)
+    /// No such domain (404).
+    case notFound(String)
+    /// It conflicts with the current state: a name in use, a domain already paused (409).
+    case conflict(String)
+    /// The daemon is stopping or the host lacks what it needs (503).
+    case unavailable(String)
+
+    public var description: String {
+        switch self {
+        case .badRequest(let m), .notFound(let m), .conflict(let m), .unavailable(let m): return m
+        }
+    }
+}
+
+/// The daemon's log: every line goes to standard error (a foreground daemon's log, as under
+/// systemd) and the last `capacity` lines are kept for `visor dmesg`.
+public final class ToolstackLog: Sendable {
+    public static let capacity = 2000
+    private let lines = Mutex<[String]>([])
+    private let echo: Bool
+
+    public init(echoToStandardError: Bool = true) { echo = echoToStandardError }
+
+    public func write(_ message: String) {
+        let stamp = ISO8601DateFormatter.string(from: Date(), timeZone: .current,
+                                                formatOptions: [.withInternetDateTime, .withFractionalSeconds])
+        let line = "[\(stamp)] \(message)"
+        lines.withLock { kept in
+            kept.append(line)
+            if kept.count > Self.capacity { kept.removeFirst(kept.count - Self.capacity) }
+        }
+        if echo { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+    }
+
+    public var text: [String] { lines.withLock { $0 } }
+}
+
+/// One domain the daemon runs.
+final class ServedDomain: @unchecked Sendable {
+    // Unchecked: every field is immutable but `finished`, guarded by `lock`.
+    let domain: Domain
+    let id: DomainID
+    let console: DomainConsole
+    let parameters: DomainSchedParams
+    let engineName: String
+    private let lock = HostMutex()
+    private let finishedCondition = HostCondition()
+    private var finished = false
+
+    init(domain: Domain, id: DomainID, console: DomainConsole, parameters: DomainSchedParams, engineName: String) {
+        self.domain = domain; self.id = id; self.console = console; self.parameters = parameters
+        self.engineName = engineName
+    }
+
+    var name: String { domain.configuration.name }
+
+    func markFinished() {
+        lock.withLock { finished = true; finishedCondition.broadcast() }
+    }
+
+    /// Waits until the reaper has collected the domain.
+    func waitFinished() {
+        lock.withLock { while !finished { finishedCondition.wait(lock, untilHostNanoseconds: nil) } }
+    }
+
+    var info: DomainInfo {
+        let paused = domain.isPaused
+        let ended = domain.hasEnded
+        let running = !paused && !ended && domain.isRunningOnAPCPU
+        let flags: [Character] = [running ? "r" : "-", (!running && !paused && !ended) ? "b" : "-",
+                                  paused ? "p" : "-", "-", "-", ended ? "d" : "-"]
+        let configuration = domain.configuration
+        return DomainInfo(name: name, id: id.rawValue, memoryMiB: configuration.memoryBytes >> 20,
+                          vcpus: configuration.vcpuCount, state: String(flags), paused: paused,
+                          cpuNanoseconds: domain.cpuNanoseconds, engine: engineName,
+                          kernel: configuration.kernelDescription, weight: parameters.weight, cap: parameters.cap,
+                          consoleBytes: console.totalBytes)
+    }
+}
+
+/// The daemon's domains on one CPU pool.
+public final class Toolstack: Sendable {
+    public let log: ToolstackLog
+    public let pcpuCount: Int
+    public let scheduler: SchedulerKind
+    public let defaultEngine: String
+    private let pool: CPUPool
+    private let started = Date()
+
+    private struct State {
+        var domains: [ServedDomain] = []
+        /// Domain IDs count up from 1 and are never reused while the daemon runs, as in Xen.
+        var nextID: UInt32 = 1
+        var stopping = false
+    }
+    private let state = Mutex(State())
+
+    /// A pool of `pcpus` pCPUs scheduled by `scheduler`, its threads started; configurations
+    /// without `engine =` run on `defaultEngine`.
+    public init(pcpus: Int, scheduler: SchedulerKind, defaultEngine: String, log: ToolstackLog) throws {
+        if let problem = EngineRegistry.problem(withName: defaultEngine) { throw ToolstackError.badRequest(problem) }
+        self.pcpuCount = pcpus
+        self.scheduler = scheduler
+        self.defaultEngine = defaultEngine
+        self.log = log
+        pool = try CPUPool(kind: scheduler, pcpuCount: pcpus)
+        pool.start()
+        log.write("pool: \(pcpus) pCPU\(pcpus == 1 ? "" : "s"), \(scheduler.name) scheduler, default engine \(defaultEngine)")
+    }
+
+    // MARK: Domains
+
+    /// Creates and starts a domain from xl.cfg text. `path` names the text in messages and
+    /// anchors its relative paths (the client sends its config file's absolute path).
+    /// Slow when a built-in guest must be built first: call it off any event loop.
+    public func create(configuration text: String, path: String) throws(ToolstackError) -> DomainInfo {
+        guard !(state.withLock { $0.stopping }) else { throw .unavailable("the daemon is stopping") }
+        let spec: DomainSpec
+        do {
+            let (parsed, warnings) = try XLConfig.parse(text, path: path)
+            spec = parsed
+            for warning in warnings { log.write("create \(spec.name): warning: \(warning)") }
+        } catch {
+            throw .badRequest(error.description)
+        }
+        if find(spec.name) != nil { throw .conflict("a domain named '\(spec.name)' already exists") }
+        let request = RunRequest(kernel: spec.kernel, engine: defaultEngine, memoryBytes: spec.memoryBytes,
+                                 commandLine: "", modules: [], timeout: nil, printStatistics: false,
+                                 pcpuCount: pcpuCount, scheduler: scheduler)
+        let plan: DomainPlan
+        do {
+            plan = try Launcher.plan(for: spec, request: request)
+        } catch let error as LaunchError {
+            if case .guest(.notFetched) = error { throw .unavailable(error.description) }
+            throw .badRequest(error.description)
+        } catch {
+            throw .badRequest("\(path): \(error)")
+        }
+        let console = DomainConsole()
+        let domain: Domain
+        do {
+            domain = try Domain(configuration: plan.configuration, consoleOutput: { console.append($0) })
+        } catch {
+            throw .badRequest("\(path): \(error)")
+        }
+        // The name is checked again and the ID taken under the lock: two creates of one name
+        // may race through the slow part above.
+        let served = try reserve(domain: domain, console: console, plan: plan, engine: spec.engine ?? defaultEngine)
+        do {
+            try domain.start(in: pool, id: served.id, affinities: plan.affinities, parameters: plan.parameters)
+        } catch {
+            state.withLock { s in s.domains.removeAll { $0 === served } }
+            throw .badRequest("\(path): the scheduler refused the domain: \(error)")
+        }
+        let reaper = HostThread { [self] in
+            let outcome = domain.wait()
+            console.close()
+            state.withLock { s in s.domains.removeAll { $0 === served } }
+            log.write("domain \(served.id.rawValue) '\(served.name)' ended: \(outcome.summary); destroyed")
+            served.markFinished()
+        }
+        reaper.detach()
+        log.write("domain \(served.id.rawValue) '\(served.name)' created from \(path): \(plan.configuration.kernelDescription) on \(served.engineName), \(spec.memoryMiB) MiB, \(spec.vcpus) vCPU\(spec.vcpus == 1 ? "" : "s")")
+        return served.info
+    }
+
+    private func reserve(domain: Domain, console: DomainConsole, plan: DomainPlan,
+                         engine: String) throws(ToolstackError) -> ServedDomain {
+        let result = state.withLock { s -> Result<ServedDomain, ToolstackError> in
+            guard !s.stopping else { return .failure(.unavailable("the daemon is stopping")) }
+            guard !s.domains.contains(where: { $0.name == domain.configuration.name }) else {
+                return .failure(.conflict("a domain named '\(domain.configuration.name)' already exists"))
+            }
+            let served = ServedDomain(domain: domain, id: DomainID(s.nextID), console: console,
+                                      parameters: plan.parameters, engineName: engine)
+            s.nextID &+= 1
+            s.domains.append(served)
+            return .success(served)
+        }
+        return try result.get()
+    }
+
+    /// The domain called `name`, or with ID `name` when it is a number.
+    func find(_ name: String) -> ServedDomain? {
+        state.withLock { s in
+            s.domains.first { $0.name == name } ?? UInt32(name).flatMap { id in s.domains.first { $0.id.rawValue == id } }
+        }
+    }
+
+    private func lookUp(_ name: String) throws(ToolstackError) -> ServedDomain {
+        guard let served = find(name) else { throw .notFound("no domain is called '\(name)'") }
+        return served
+    }
+
+    public func list() -> [DomainInfo] {
+        state.withLock { $0.domains }.map(\.info)
+    }
+
+    public func info(of name: String) throws(ToolstackError) -> DomainInfo {
+        try lookUp(name).info
+    }
+
+    /// Parks every vCPU of the domain (returns once they are off their pCPUs).
+    public func pause(_ name: String) throws(ToolstackError) -> DomainInfo {
+        let served = try lookUp(name)
+        guard !served.domain.isPaused else { throw .conflict("domain '\(served.name)' is already paused") }
+        served.domain.pause()
+        log.write("domain \(served.id.rawValue) '\(served.name)' paused")
+        return served.info
+    }
+
+    public func unpause(_ name: String) throws(ToolstackError) -> DomainInfo {
+        let served = try lookUp(name)
+        guard served.domain.isPaused else { throw .conflict("domain '\(served.name)' is not paused") }
+        served.domain.unpause()
+        log.write("domain \(served.id.rawValue) '\(served.name)' unpaused")
+        return served.info
+    }
+
+    /// Stops the domain at once (`xl destroy`) and returns once its threads are gone.
+    public func destroy(_ name: String) throws(ToolstackError) -> DomainInfo {
+        let served = try lookUp(name)
+        var last = served.info
+        log.write("domain \(served.id.rawValue) '\(served.name)' destroy requested")
+        served.domain.requestStop(reason: "destroyed")
+        served.waitFinished()
+        last.cpuNanoseconds = served.domain.cpuNanoseconds
+        last.state = "-----d"
+        return last
+    }
+
+    /// The console of a domain, to attach readers to.
+    public func console(of name: String) throws(ToolstackError) -> DomainConsole {
+        try lookUp(name).console
+    }
+
+    /// Offers `bytes` to the domain's console input, waiting up to `patienceNanoseconds` in all
+    /// for a full console to take them; returns how many it took, in order.
+    public func sendConsoleInput(_ name: String, _ bytes: [UInt8],
+                                 patienceNanoseconds: UInt64 = 2_000_000_000) throws(ToolstackError) -> Int {
+        let domain = try lookUp(name).domain
+        let deadline = monotonicNanoseconds() &+ patienceNanoseconds
+        var taken = 0
+        while taken < bytes.count, !domain.hasEnded {
+            if domain.sendConsoleInput(bytes[taken]) {
+                taken += 1
+            } else {
+                guard monotonicNanoseconds() < deadline else { break }
+                usleep(1000)
+            }
+        }
+        return taken
+    }
+
+    public func hostInfo() -> HostInfo {
+        var names = utsname()
+        uname(&names)
+        func field<T>(_ value: T) -> String {
+            withUnsafeBytes(of: value) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        }
+        return HostInfo(host: field(names.nodename), release: field(names.release), machine: field(names.machine),
+                        hostCPUs: HostCPU.count, pcpus: pcpuCount, scheduler: scheduler.name,
+                        defaultEngine: defaultEngine, engines: EngineRegistry.availableNames(),
+                        domains: state.withLock { $0.domains.count },
+                        uptimeSeconds: Date().timeIntervalSince(started), pid: getpid())
+    }
+
+    /// Refuses new domains, destroys every domain and stops the pool's threads.
+    public func shutdown() {
+        let domains = state.withLock { s -> [ServedDomain] in
+            s.stopping = true
+            return s.domains
+        }
+        log.write("stopping: destroying \(domains.count) domain\(domains.count == 1 ? "" : "s")")
+        for served in domains { served.domain.requestStop(reason: "the daemon is stopping") }
+        for served in domains { served.waitFinished() }
+        pool.stop()
+        log.write("stopped")
+    }
+}
