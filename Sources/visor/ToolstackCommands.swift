@@ -1,0 +1,143 @@
+// The xl-style clients of `visor serve`: create, list, pause, unpause, destroy, console, info,
+// dmesg. Each parses its arguments and calls VisorAPI's `ToolstackClient`; with no daemon
+// running they say so and how to start one (status 69).
+
+import ArgumentParser
+import Foundation
+import VisorAPI
+
+/// `--socket`, which every client command takes.
+struct DaemonSocket: ParsableArguments {
+    @Option(parsing: .unconditional,
+            help: "The daemon's socket (default: $XDG_RUNTIME_DIR/visor.sock, else /run/visor/visor.sock).")
+    var socket: String?
+
+    var client: ToolstackClient { ToolstackClient(socketPath: socket) }
+}
+
+/// Runs a client command's body: prints what it returns, or its failure and status.
+func clientCommand(_ body: () throws(CommandFailure) -> String?) throws {
+    do {
+        if let text = try body() { FileHandle.standardOutput.write(Data(text.utf8)) }
+    } catch {
+        Launcher.printError(error.message)
+        throw ExitCode(error.status)
+    }
+}
+
+struct CreateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "create",
+        abstract: "Create a domain on the daemon from an xl.cfg file and start it.",
+        discussion: "The keys are those of `visor run`'s configuration files. With -c, attach to its console (Ctrl-] detaches).")
+
+    @Argument(help: "The domain configuration file (xl.cfg syntax).")
+    var file: String
+
+    @Flag(name: .customShort("c"), help: "Attach to the domain's console once it is created.")
+    var attachConsole = false
+
+    @OptionGroup var daemon: DaemonSocket
+
+    func run() throws {
+        try clientCommand { () throws(CommandFailure) in
+            let created = try daemon.client.create(configurationFile: file)
+            let line = "created domain '\(created.name)' (id \(created.id))\n"
+            guard attachConsole else { return line }
+            FileHandle.standardError.write(Data(line.utf8))
+            return try daemon.client.console(created.name).map { $0 + "\n" }
+        }
+    }
+}
+
+struct ListCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list",
+        abstract: "List the daemon's domains (xl's columns: Name ID Mem VCPUs State Time(s)).",
+        discussion: "State letters: r running on a pCPU, b blocked or waiting for one, p paused, d dying. Time(s) is the CPU time the scheduler charged. A NAME limits the list to that domain.")
+
+    @Argument(help: "Domains to show (default: all).")
+    var names: [String] = []
+
+    @Flag(help: "Print the domains as JSON, as the API returns them.")
+    var json = false
+
+    @OptionGroup var daemon: DaemonSocket
+
+    func run() throws {
+        try clientCommand { () throws(CommandFailure) in
+            let client = daemon.client
+            var domains: [DomainInfo] = []
+            if names.isEmpty {
+                domains = try client.list()
+            } else {
+                for name in names { domains.append(try client.domain(name)) }
+            }
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+                return String(decoding: (try? encoder.encode(domains)) ?? Data("[]".utf8), as: UTF8.self) + "\n"
+            }
+            return ToolstackFormat.list(domains)
+        }
+    }
+}
+
+struct PauseCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pause", abstract: "Pause a domain: its vCPUs leave their pCPUs until unpaused.")
+    @Argument(help: "The domain's name or ID.") var name: String
+    @OptionGroup var daemon: DaemonSocket
+    func run() throws { try clientCommand { () throws(CommandFailure) in _ = try daemon.client.pause(name); return nil } }
+}
+
+struct UnpauseCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "unpause", abstract: "Let a paused domain run again.")
+    @Argument(help: "The domain's name or ID.") var name: String
+    @OptionGroup var daemon: DaemonSocket
+    func run() throws { try clientCommand { () throws(CommandFailure) in _ = try daemon.client.unpause(name); return nil } }
+}
+
+struct DestroyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "destroy", abstract: "Stop a domain at once and free it (returns when it is gone).")
+    @Argument(help: "The domain's name or ID.") var name: String
+    @OptionGroup var daemon: DaemonSocket
+    func run() throws { try clientCommand { () throws(CommandFailure) in _ = try daemon.client.destroy(name); return nil } }
+}
+
+struct ConsoleCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "console",
+        abstract: "Attach to a domain's console: its recent and new output here, keys to the guest; Ctrl-] detaches.",
+        discussion: "The domain keeps running after a detach. Several consoles may be attached to one domain; each sees all output.")
+    @Argument(help: "The domain's name or ID.") var name: String
+    @OptionGroup var daemon: DaemonSocket
+    func run() throws {
+        try clientCommand { () throws(CommandFailure) in
+            if let end = try daemon.client.console(name) { Launcher.printError(end) }
+            return nil
+        }
+    }
+}
+
+struct InfoCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "info", abstract: "Show the host and the daemon's pool.")
+    @OptionGroup var daemon: DaemonSocket
+    func run() throws {
+        try clientCommand { () throws(CommandFailure) in
+            let client = daemon.client
+            return ToolstackFormat.info(try client.hostInfo(), socket: client.client.socketPath)
+        }
+    }
+}
+
+struct DmesgCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "dmesg", abstract: "Show the daemon's log.")
+    @OptionGroup var daemon: DaemonSocket
+    func run() throws {
+        try clientCommand { () throws(CommandFailure) in
+            try daemon.client.dmesg().map { $0 + "\n" }.joined()
+        }
+    }
+}
