@@ -36,10 +36,11 @@ enum APIRoute: Equatable {
         guard uri.hasPrefix("/"), let components = URLComponents(string: uri) else {
             return .failure(.badPath("the request target '\(uri.prefix(80))' is not an absolute path"))
         }
+        let rawPath = uri.prefix { $0 != "?" && $0 != "#" }
         var segments: [String] = []
-        for raw in components.percentEncodedPath.split(separator: "/", omittingEmptySubsequences: true) {
-            guard let segment = String(raw).removingPercentEncoding, !segment.isEmpty else {
-                return .failure(.badPath("the path segment '\(raw.prefix(80))' is not valid percent-encoding"))
+        for raw in rawPath.split(separator: "/", omittingEmptySubsequences: true) {
+            guard let segment = percentDecoded(raw), !segment.isEmpty else {
+                return .failure(.badPath("the path segment '\(raw.prefix(80))' is not valid percent-encoded UTF-8"))
             }
             segments.append(segment)
         }
@@ -65,7 +66,29 @@ enum APIRoute: Equatable {
             }
         default: break
         }
-        return .failure(.noSuchEndpoint("\(method) \(components.percentEncodedPath.prefix(120))"))
+        return .failure(.noSuchEndpoint("\(method) \(rawPath.prefix(120))"))
+    }
+
+    /// `text` with every `%XX` replaced by its byte, or nil when a `%` is not followed by two
+    /// hex digits or the bytes are not UTF-8 (Foundation's decoder passes some of these through).
+    static func percentDecoded(_ text: Substring) -> String? {
+        var bytes: [UInt8] = []
+        var utf8 = text.utf8.makeIterator()
+        func hex(_ b: UInt8?) -> UInt8? {
+            guard let b else { return nil }
+            switch b {
+            case 0x30...0x39: return b - 0x30
+            case 0x41...0x46: return b - 0x41 + 10
+            case 0x61...0x66: return b - 0x61 + 10
+            default: return nil
+            }
+        }
+        while let b = utf8.next() {
+            guard b == UInt8(ascii: "%") else { bytes.append(b); continue }
+            guard let high = hex(utf8.next()), let low = hex(utf8.next()) else { return nil }
+            bytes.append(high << 4 | low)
+        }
+        return String(validating: bytes, as: UTF8.self)
     }
 }
 

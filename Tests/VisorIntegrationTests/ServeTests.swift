@@ -1,0 +1,297 @@
+// `visor serve` and its clients: a daemon on a temporary socket, domains created, listed,
+// paused, watched, destroyed through the API and the xl-style commands, the API's errors, and
+// the commands' word when no daemon runs. Mechanisms only (the scheduler's accounting, what the
+// log and the list say), never wall-clock bounds; waits have generous hang guards.
+
+import Foundation
+import NIOHTTP1
+import Synchronization
+import Testing
+@testable import VisorAPI
+
+/// A `visor serve` on a socket in a fresh temporary folder, with config files written there.
+final class ServedDaemon {
+    let folder: String
+    let socket: String
+    let process: RunningVisor
+    let client: ToolstackClient
+
+    init(pcpus: Int = 2, sched: String = "credit") throws {
+        // Short: a Unix socket path has at most 107 bytes.
+        folder = "/tmp/visor-serve-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        socket = folder + "/v.sock"
+        process = try RunningVisor(["serve", "--socket", socket, "--pcpus", "\(pcpus)", "--sched", sched,
+                                    "--engine", "interp"])
+        client = ToolstackClient(socketPath: socket)
+        // Hang guard only: the daemon answers once it listens.
+        let up = waitUntil(seconds: 120) { (try? client.hostInfo()) != nil }
+        guard up else {
+            process.kill()
+            throw DaemonDidNotStart(stderr: process.stderr)
+        }
+    }
+
+    struct DaemonDidNotStart: Error { var stderr: String }
+
+    /// Writes `name.cfg` running `kernel` with `extra` on interp; returns its path.
+    func config(_ name: String, kernel: String = "cpuhog", extra: String = "ms=3600000") throws -> String {
+        let path = "\(folder)/\(name).cfg"
+        try """
+            name = "\(name)"
+            kernel = "\(kernel)"
+            extra = "\(extra)"
+            memory = 16
+            engine = "interp"
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    /// `visor ARGS --socket SOCKET`.
+    func visor(_ arguments: [String]) throws -> ProcessResult {
+        try runVisor(arguments + ["--socket", socket], timeout: 300)
+    }
+
+    func cpu(_ name: String) throws -> UInt64 { try client.domain(name).cpuNanoseconds }
+
+    /// SIGTERM and the exit status (nil: it did not exit within the hang guard; it is killed).
+    func terminate() -> Int32? {
+        process.signal(SIGTERM)
+        guard process.waitForExit(seconds: 180) != nil else {
+            process.kill()
+            return nil
+        }
+        return process.status
+    }
+
+    deinit {
+        process.kill()
+        try? FileManager.default.removeItem(atPath: folder)
+    }
+}
+
+@Suite("visor serve: the toolstack daemon and its API", .serialized, .timeLimit(.minutes(10)))
+struct ServeTests {
+    @Test("create three domains, list them as text and JSON, pause one (its CPU time stops while another's grows), destroy, SIGTERM")
+    func lifecycle() throws {
+        let daemon = try ServedDaemon()
+        // One through the command, one through the API; `hello` powers off by itself.
+        let created = try daemon.visor(["create", try daemon.config("hog1")])
+        #expect(created.status == 0, "\(created.stderr)")
+        #expect(created.stdout.contains("created domain 'hog1' (id 1)"))
+        let second = try daemon.client.create(configurationFile: try daemon.config("hog2"))
+        #expect(second.name == "hog2" && second.id == 2 && second.memoryMiB == 16 && second.vcpus == 1)
+        let hello = try daemon.client.create(configurationFile: try daemon.config("hi", kernel: "hello", extra: ""))
+        #expect(hello.id == 3)
+
+        // xl's default on_poweroff: the domain that powered off is gone, and the log says how it ended.
+        #expect(waitUntil(seconds: 120) { ((try? daemon.client.list()) ?? []).count == 2 })
+        let log = try daemon.client.dmesg()
+        #expect(log.contains { $0.contains("domain 3 'hi' ended: powered off; destroyed") }, "\(log)")
+
+        let text = try daemon.visor(["list"])
+        #expect(text.status == 0, "\(text.stderr)")
+        let lines = text.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.first == "Name                                        ID   Mem VCPUs\tState\tTime(s)")
+        #expect(lines.count == 3)
+        for (line, (name, id)) in zip(lines.dropFirst(), [("hog1", 1), ("hog2", 2)]) {
+            // xl's layout: name in 40 columns, then ID, Mem and VCPUs right-aligned in 5, the state, the time.
+            #expect(line.hasPrefix(name.padding(toLength: 40, withPad: " ", startingAt: 0) + "     \(id)    16     1     "),
+                    "\(line)")
+        }
+        let json = try daemon.visor(["list", "--json"])
+        #expect(json.status == 0)
+        let listed = try JSONDecoder().decode([DomainInfo].self, from: Data(json.stdout.utf8))
+        #expect(listed.map(\.name) == ["hog1", "hog2"])
+        #expect(listed.allSatisfy { $0.engine == "interp" && $0.kernel == "cpuhog" && !$0.paused })
+
+        // Both run: each gets CPU time (hang guard only).
+        #expect(waitUntil(seconds: 120) { ((try? daemon.cpu("hog1")) ?? 0) > 0 && ((try? daemon.cpu("hog2")) ?? 0) > 0 })
+
+        // Pause hog1: the call returns once its vCPU has left its pCPU, so its charged time is
+        // frozen from then on, while hog2's keeps growing.
+        let paused = try daemon.visor(["pause", "hog1"])
+        #expect(paused.status == 0, "\(paused.stderr)")
+        let frozen = try daemon.cpu("hog1")
+        let other = try daemon.cpu("hog2")
+        #expect(waitUntil(seconds: 120) { ((try? daemon.cpu("hog2")) ?? 0) > other &+ 200_000_000 })
+        #expect(try daemon.cpu("hog1") == frozen)
+        let pausedInfo = try daemon.client.domain("hog1")
+        #expect(pausedInfo.paused && pausedInfo.state == "--p---")
+        #expect(try daemon.visor(["list"]).stdout.contains("--p---"))
+
+        // Unpaused, it runs again.
+        #expect(try daemon.visor(["unpause", "hog1"]).status == 0)
+        #expect(waitUntil(seconds: 120) { ((try? daemon.cpu("hog1")) ?? 0) > frozen })
+
+        // Destroy returns once the domain is gone; a second destroy finds nothing.
+        #expect(try daemon.visor(["destroy", "hog1"]).status == 0)
+        #expect(try daemon.client.list().map(\.name) == ["hog2"])
+        let again = try daemon.visor(["destroy", "hog1"])
+        #expect(again.status == 1 && again.stderr.contains("no domain is called 'hog1'"), "\(again.stderr)")
+
+        // SIGTERM destroys what is left, stops the daemon and removes its socket.
+        #expect(daemon.terminate() == 0, "\(daemon.process.stderr)")
+        #expect(daemon.process.stderr.contains("domain 2 'hog2' ended: stopped: the daemon is stopping"))
+        #expect(!FileManager.default.fileExists(atPath: daemon.socket))
+    }
+
+    @Test("the console stream gives the kept output, then live output; input reaches the guest's console")
+    func console() throws {
+        let daemon = try ServedDaemon(pcpus: 1)
+        _ = try daemon.client.create(configurationFile: try daemon.config("talk"))
+        let received = Mutex<[UInt8]>([])
+        let (channel, done) = try daemon.client.client.stream("/domains/talk/console") { bytes in
+            received.withLock { $0.append(contentsOf: bytes) }
+        }
+        // cpuhog's banner ("cpuhog: ms=3600000 ...") reaches the reader whether it was written
+        // before or after the attach.
+        #expect(waitUntil(seconds: 120) {
+            String(decoding: received.withLock { $0 }, as: UTF8.self).contains("cpuhog: ms=3600000")
+        })
+        // Input goes to COM1's receive FIFO (the guest does not read it, and 3 bytes fit).
+        #expect(try daemon.client.sendConsoleInput("talk", Array("abc".utf8)) == 3)
+        // Destroying the domain ends the stream.
+        _ = try daemon.client.destroy("talk")
+        let reply = try done.wait()
+        #expect(reply.status == 200)
+        _ = try? channel.closeFuture.wait()
+        #expect(daemon.terminate() == 0)
+    }
+
+    @Test("every bad request gets a 4xx JSON error with a message, and the daemon goes on")
+    func apiErrors() throws {
+        let daemon = try ServedDaemon(pcpus: 1)
+        let api = daemon.client.client
+        func expectError(_ reply: APIReply, _ status: Int, _ words: String, sourceLocation: SourceLocation = #_sourceLocation) {
+            #expect(reply.status == status, "\(reply.errorMessage)", sourceLocation: sourceLocation)
+            let body = reply.decode(APIErrorBody.self)
+            #expect(body?.error.contains(words) == true, "\(reply.errorMessage)", sourceLocation: sourceLocation)
+        }
+        // Bad configurations: syntax, a missing key, an unknown kernel, not text, nothing.
+        expectError(try api.request(.POST, "/domains?path=/x/a.cfg", body: Array("name = ".utf8)), 400, "/x/a.cfg:1: name")
+        expectError(try api.request(.POST, "/domains", body: Array(#"kernel = "cpuhog""#.utf8)), 400, "name")
+        expectError(try api.request(.POST, "/domains", body: Array("name = \"k\"\nkernel = \"nosuchguest\"".utf8)),
+                    400, "nosuchguest")
+        expectError(try api.request(.POST, "/domains", body: [0xff, 0xfe, 0x00]), 400, "not UTF-8")
+        expectError(try api.request(.POST, "/domains", body: []), 400, "empty")
+        expectError(try api.request(.POST, "/domains", body: Array("name = \"m\"\nkernel = \"cpuhog\"\nmemory = 1".utf8)),
+                    400, "memory")
+        // Too large a body.
+        expectError(try api.request(.POST, "/domains", body: [UInt8](repeating: 0x23, count: APIServer.maximumBodyBytes + 1)),
+                    413, "larger than")
+        // Unknown domains and endpoints, wrong methods, bad escapes.
+        expectError(try api.request(.GET, "/domains/nosuch"), 404, "no domain is called 'nosuch'")
+        expectError(try api.request(.POST, "/domains/nosuch/pause"), 404, "nosuch")
+        expectError(try api.request(.DELETE, "/domains/nosuch"), 404, "nosuch")
+        expectError(try api.request(.GET, "/domains/nosuch/console"), 404, "nosuch")
+        expectError(try api.request(.GET, "/nothing/here"), 404, "no such endpoint")
+        expectError(try api.request(.PUT, "/domains"), 405, "GET or POST")
+        expectError(try api.request(.GET, "/domains/x/pause"), 405, "POST")
+        expectError(try api.request(.GET, "/domains/%zz"), 400, "percent")
+        // A duplicate name; unpausing a running domain.
+        let cfg = try daemon.config("one")
+        _ = try daemon.client.create(configurationFile: cfg)
+        let duplicate = try daemon.visor(["create", cfg])
+        #expect(duplicate.status == 1 && duplicate.stderr.contains("a domain named 'one' already exists"), "\(duplicate.stderr)")
+        expectError(try api.request(.POST, "/domains/one/unpause"), 409, "not paused")
+        // The domain is found by its ID too.
+        #expect(try daemon.client.domain("1").name == "one")
+        // Through all this, the daemon kept its one domain and answers.
+        #expect(try daemon.client.list().map(\.name) == ["one"])
+        #expect(try daemon.client.hostInfo().pcpus == 1)
+        #expect(daemon.terminate() == 0)
+    }
+
+    @Test("with no daemon, the commands say so and how to start one")
+    func noDaemon() throws {
+        let socket = "/tmp/visor-none-\(getpid())/v.sock"
+        for command in [["list"], ["info"], ["dmesg"], ["pause", "a"], ["destroy", "a"], ["console", "a"]] {
+            let result = try runVisor(command + ["--socket", socket])
+            #expect(result.status == ExitStatus.unavailable, "\(command): \(result.stderr)")
+            #expect(result.stderr.contains("no visor daemon is running at \(socket)"), "\(command): \(result.stderr)")
+            #expect(result.stderr.contains("visor serve"), "\(command): \(result.stderr)")
+        }
+    }
+
+    @Test("a live socket is refused; a stale one (its daemon killed) is named as such and replaced")
+    func socketClaims() throws {
+        let daemon = try ServedDaemon(pcpus: 1)
+        let second = try runVisor(["serve", "--socket", daemon.socket, "--pcpus", "1"], timeout: 120)
+        #expect(second.status == ExitStatus.unavailable)
+        #expect(second.stderr.contains("another visor daemon is already listening on \(daemon.socket)"), "\(second.stderr)")
+
+        daemon.process.kill()  // SIGKILL: the socket file stays behind
+        #expect(FileManager.default.fileExists(atPath: daemon.socket))
+        let stale = try daemon.visor(["list"])
+        #expect(stale.status == ExitStatus.unavailable && stale.stderr.contains("stale socket"), "\(stale.stderr)")
+
+        let replacement = try RunningVisor(["serve", "--socket", daemon.socket, "--pcpus", "1"])
+        defer { replacement.kill() }
+        #expect(waitUntil(seconds: 120) { (try? daemon.client.hostInfo()) != nil })
+        #expect(replacement.stderr.contains("removed the stale socket"))
+        var info = stat()
+        #expect(lstat(daemon.socket, &info) == 0 && info.st_mode & 0o777 == 0o600)
+        replacement.signal(SIGTERM)
+        #expect(replacement.waitForExit(seconds: 180) != nil && replacement.status == 0)
+    }
+}
+
+@Suite("The toolstack's formats and routes")
+struct ToolstackFormatTests {
+    @Test("xl list's layout")
+    func listLayout() {
+        let domains = [
+            DomainInfo(name: "web", id: 7, memoryMiB: 512, vcpus: 2, state: "r-----", paused: false,
+                       cpuNanoseconds: 12_345_000_000, engine: "kvm", kernel: "minios", weight: nil, cap: nil, consoleBytes: 0),
+            DomainInfo(name: "db", id: 12, memoryMiB: 16, vcpus: 1, state: "--p---", paused: true,
+                       cpuNanoseconds: 50_000_000, engine: "interp", kernel: "cpuhog", weight: 512, cap: nil, consoleBytes: 0),
+        ]
+        #expect(ToolstackFormat.list(domains) == """
+            Name                                        ID   Mem VCPUs\tState\tTime(s)
+            web                                          7   512     2     r-----      12.3
+            db                                          12    16     1     --p---       0.1
+
+            """)
+    }
+
+    @Test("requests decode to routes; others are refused with the reason")
+    func routes() throws {
+        #expect(try APIRoute.decode(method: "GET", uri: "/domains").get() == .listDomains)
+        #expect(try APIRoute.decode(method: "POST", uri: "/domains?path=/a%20b.cfg").get() == .createDomain(path: "/a b.cfg"))
+        #expect(try APIRoute.decode(method: "GET", uri: "/domains/a%2Fb").get() == .getDomain("a/b"))
+        #expect(try APIRoute.decode(method: "POST", uri: "/domains/x/console").get() == .consoleInput("x"))
+        #expect(throws: APIRoute.Problem.methodNotAllowed(allowed: ["DELETE", "GET"])) {
+            try APIRoute.decode(method: "PUT", uri: "/domains/x").get()
+        }
+        #expect(throws: APIRoute.Problem.self) { try APIRoute.decode(method: "GET", uri: "*").get() }
+        for bad in ["/domains/%zz", "/domains/%f", "/domains/%ff", "/domains/a%"] {
+            #expect(throws: APIRoute.Problem.self, "\(bad)") { try APIRoute.decode(method: "GET", uri: bad).get() }
+        }
+        #expect(throws: APIRoute.Problem.noSuchEndpoint("GET /domains/x/y")) {
+            try APIRoute.decode(method: "GET", uri: "/domains/x/y").get()
+        }
+    }
+
+    @Test("docs/api.yaml describes every route the server decodes")
+    func openAPIDocument() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let document = try String(contentsOf: root.appendingPathComponent("docs/api.yaml"), encoding: .utf8)
+        let described: [(String, String, String)] = [
+            ("GET", "/host", "hostInfo"), ("GET", "/dmesg", "dmesg"), ("GET", "/domains", "listDomains"),
+            ("POST", "/domains", "createDomain"), ("GET", "/domains/{domain}", "getDomain"),
+            ("DELETE", "/domains/{domain}", "destroyDomain"), ("POST", "/domains/{domain}/pause", "pauseDomain"),
+            ("POST", "/domains/{domain}/unpause", "unpauseDomain"),
+            ("GET", "/domains/{domain}/console", "consoleStream"), ("POST", "/domains/{domain}/console", "consoleInput"),
+        ]
+        for (method, path, operation) in described {
+            // The server takes it...
+            let uri = path.replacingOccurrences(of: "{domain}", with: "d")
+            #expect((try? APIRoute.decode(method: method, uri: uri).get()) != nil, "\(method) \(path)")
+            // ...and the document has the path and the operation.
+            #expect(document.contains("\n  \(path):\n"), "\(path) is not in docs/api.yaml")
+            #expect(document.contains("operationId: \(operation)\n"), "\(operation) is not in docs/api.yaml")
+        }
+    }
+}
