@@ -214,6 +214,12 @@ final class APIHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
+    /// A request NIO's codec could not parse has had its 400 (HTTPServerProtocolErrorHandler);
+    /// the connection is of no further use.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         if let (console, token) = consoleToken { console.detach(token) }
         consoleToken = nil

@@ -159,6 +159,48 @@ struct ServeTests {
         #expect(daemon.terminate() == 0)
     }
 
+    @Test("visor console on a terminal: the shell's output, typed keys reach it beside another domain, Ctrl-] detaches and the domain runs on")
+    func interactiveConsole() throws {
+        let daemon = try ServedDaemon()
+        _ = try daemon.client.create(configurationFile: try daemon.config("shell", kernel: "minios", extra: ""))
+        _ = try daemon.client.create(configurationFile: try daemon.config("busy"))
+        let terminal = try PseudoTerminal()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Host.visorPath)
+        process.arguments = ["console", "shell", "--socket", daemon.socket]
+        let tty = FileHandle(fileDescriptor: terminal.slave, closeOnDealloc: false)
+        process.standardInput = tty
+        process.standardOutput = tty
+        process.standardError = tty
+        try process.run()
+        terminal.closeSlave()
+        terminal.startReading()
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+
+        #expect(waitUntil(seconds: 120) { terminal.screen.contains("minios: shell ready") }, "screen: \(terminal.screen)")
+        terminal.type(Array("help\r".utf8))
+        #expect(waitUntil(seconds: 120) { terminal.screen.contains("help: commands:") }, "screen: \(terminal.screen)")
+        terminal.type([HostConsole.escapeByte])
+        #expect(waitUntil(seconds: 120) { !process.isRunning }, "visor console did not end after Ctrl-]")
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        // Detached, not destroyed: both domains still run.
+        #expect(try daemon.client.list().map(\.name) == ["shell", "busy"])
+        #expect(daemon.terminate() == 0)
+    }
+
+    @Test("bytes that are not HTTP get a 400 from the HTTP codec, and the daemon goes on")
+    func notHTTP() throws {
+        let daemon = try ServedDaemon(pcpus: 1)
+        let answer = try rawExchange(socket: daemon.socket, Array("\u{01}\u{02} garbage\r\n\r\n".utf8))
+        #expect(answer.hasPrefix("HTTP/1.1 400"), "\(answer)")
+        let huge = try rawExchange(socket: daemon.socket,
+                                   Array("GET /\(String(repeating: "a", count: 200_000)) HTTP/1.1\r\n\r\n".utf8))
+        #expect(huge.hasPrefix("HTTP/1.1 4"), "\(huge.prefix(200))")
+        #expect(try daemon.client.hostInfo().pcpus == 1)
+        #expect(daemon.terminate() == 0)
+    }
+
     @Test("every bad request gets a 4xx JSON error with a message, and the daemon goes on")
     func apiErrors() throws {
         let daemon = try ServedDaemon(pcpus: 1)
@@ -235,6 +277,35 @@ struct ServeTests {
         replacement.signal(SIGTERM)
         #expect(replacement.waitForExit(seconds: 180) != nil && replacement.status == 0)
     }
+}
+
+/// Writes `bytes` to the socket as they are and returns what comes back until the server closes.
+func rawExchange(socket: String, _ bytes: [UInt8]) throws -> String {
+    let fd = Foundation.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw POSIXError(.EMFILE) }
+    defer { close(fd) }
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    let path = Array(socket.utf8)
+    withUnsafeMutableBytes(of: &address.sun_path) { raw in
+        for (i, b) in path.prefix(raw.count - 1).enumerated() { raw[i] = b }
+    }
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    }
+    guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
+    var timeout = timeval(tv_sec: 120, tv_usec: 0)  // hang guard
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    var received = Data()
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let n = read(fd, &buffer, buffer.count)
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { break }
+        received.append(contentsOf: buffer[0..<n])
+    }
+    return String(decoding: received, as: UTF8.self)
 }
 
 @Suite("The toolstack's formats and routes")
