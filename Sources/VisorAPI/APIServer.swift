@@ -121,13 +121,18 @@ public final class APIServer: Sendable {
     /// The largest request body taken (an xl.cfg file has at most this many bytes too).
     public static let maximumBodyBytes = XLConfig.maximumFileBytes
 
+    /// How long a connection has to deliver its request by default.
+    public static let defaultRequestTimeout = TimeAmount.seconds(60)
+
     let toolstack: Toolstack
     private let group: MultiThreadedEventLoopGroup
     private let workers: NIOThreadPool
+    private let requestTimeout: TimeAmount
     private let channel: Mutex<(any Channel)?> = Mutex(nil)
 
-    public init(toolstack: Toolstack) {
+    public init(toolstack: Toolstack, requestTimeout: TimeAmount = defaultRequestTimeout) {
         self.toolstack = toolstack
+        self.requestTimeout = requestTimeout
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         workers = NIOThreadPool(numberOfThreads: 2)
     }
@@ -137,13 +142,14 @@ public final class APIServer: Sendable {
         workers.start()
         let toolstack = self.toolstack
         let workers = self.workers
+        let requestTimeout = self.requestTimeout
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 64)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(
-                        APIHandler(toolstack: toolstack, workers: workers))
+                        APIHandler(toolstack: toolstack, workers: workers, requestTimeout: requestTimeout))
                 }
             }
         // The socket file is created by bind with the process umask: make it 0600 from the start,
@@ -184,9 +190,25 @@ final class APIHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// The console this connection streams, to detach when it closes.
     private var consoleToken: (DomainConsole, UInt64)?
 
-    init(toolstack: Toolstack, workers: NIOThreadPool) {
+    /// A connection must deliver its whole request within `requestTimeout`, or it is closed: a
+    /// client that connects and says nothing must not hold a connection for ever.
+    private let requestTimeout: TimeAmount
+    private var requestDeadline: Scheduled<Void>?
+
+    init(toolstack: Toolstack, workers: NIOThreadPool, requestTimeout: TimeAmount) {
         self.toolstack = toolstack
         self.workers = workers
+        self.requestTimeout = requestTimeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let channel = context.channel
+        requestDeadline = context.eventLoop.scheduleTask(in: requestTimeout) { channel.close(promise: nil) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        requestDeadline?.cancel()
+        requestDeadline = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -205,6 +227,8 @@ final class APIHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .end:
             guard !responding, let head else { return }
             responding = true
+            requestDeadline?.cancel()
+            requestDeadline = nil
             if tooLarge {
                 send(.error(.payloadTooLarge, "the request body is larger than \(APIServer.maximumBodyBytes) bytes"),
                      context: context)

@@ -201,6 +201,30 @@ struct ServeTests {
         #expect(daemon.terminate() == 0)
     }
 
+    @Test("in-process: a connection that sends no whole request is closed after the request timeout; others are answered")
+    func silentConnectionClosed() throws {
+        let folder = "/tmp/visor-idle-\(getpid())"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let socket = folder + "/v.sock"
+        let toolstack = try Toolstack(pcpus: 1, scheduler: .credit, defaultEngine: "interp",
+                                      log: ToolstackLog(echoToStandardError: false))
+        let server = APIServer(toolstack: toolstack, requestTimeout: .milliseconds(300))
+        try server.start(socketPath: socket)
+        defer {
+            toolstack.shutdown()
+            server.shutdown()
+        }
+        // Nothing, then half a request: both closed by the server without an answer.
+        let silent = try rawExchangeWithEnd(socket: socket, [])
+        #expect(silent.closedByServer && silent.answer.isEmpty)
+        let half = try rawExchangeWithEnd(socket: socket, Array("GET /domains HTTP/1.1\r\nHost: x\r\n".utf8))
+        #expect(half.closedByServer && half.answer.isEmpty, "\(half.answer)")
+        // A whole request is answered.
+        let whole = try rawExchangeWithEnd(socket: socket, Array("GET /domains HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+        #expect(whole.closedByServer && whole.answer.hasPrefix("HTTP/1.1 200") && whole.answer.hasSuffix("[]"), "\(whole.answer)")
+    }
+
     @Test("every bad request gets a 4xx JSON error with a message, and the daemon goes on")
     func apiErrors() throws {
         let daemon = try ServedDaemon(pcpus: 1)
@@ -281,6 +305,12 @@ struct ServeTests {
 
 /// Writes `bytes` to the socket as they are and returns what comes back until the server closes.
 func rawExchange(socket: String, _ bytes: [UInt8]) throws -> String {
+    try rawExchangeWithEnd(socket: socket, bytes).answer
+}
+
+/// As `rawExchange`, saying whether the server closed the connection (false: the 120-second
+/// hang guard ended the read).
+func rawExchangeWithEnd(socket: String, _ bytes: [UInt8]) throws -> (answer: String, closedByServer: Bool) {
     let fd = Foundation.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw POSIXError(.EMFILE) }
     defer { close(fd) }
@@ -299,13 +329,15 @@ func rawExchange(socket: String, _ bytes: [UInt8]) throws -> String {
     _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
     var received = Data()
     var buffer = [UInt8](repeating: 0, count: 4096)
+    var closed = false
     while true {
         let n = read(fd, &buffer, buffer.count)
         if n < 0 && errno == EINTR { continue }
+        if n == 0 { closed = true }
         if n <= 0 { break }
         received.append(contentsOf: buffer[0..<n])
     }
-    return String(decoding: received, as: UTF8.self)
+    return (String(decoding: received, as: UTF8.self), closed)
 }
 
 @Suite("The toolstack's formats and routes")
