@@ -376,6 +376,28 @@ struct ToolstackFormatTests {
         }
     }
 
+    @Test("any request target decodes to a route or a problem, never a trap (a seeded random sweep)")
+    func routeSweep() {
+        // Not a fuzzer (that is the reliability issue's): a fixed sweep over targets built from
+        // the characters that matter to the decoder, the same on every run.
+        let alphabet: [String] = ["/", "%", "?", "#", "=", "&", "a", "Z", "0", "f", "F", "%2F", "%zz", "%ff", "%c3%a9",
+                                  "domains", "console", "pause", "host", "é", "\u{0}", " ", "..", "~"]
+        var generator = SplitMix64(seed: 0x5eed_14)
+        var routes = 0, problems = 0
+        for _ in 0..<20_000 {
+            let length = Int(generator.next() % 12)
+            var uri = generator.next() % 8 == 0 ? "" : "/"
+            for _ in 0..<length { uri += alphabet[Int(generator.next() % UInt64(alphabet.count))] }
+            let method = ["GET", "POST", "DELETE", "PUT", "PATCH"][Int(generator.next() % 5)]
+            switch APIRoute.decode(method: method, uri: uri) {
+            case .success: routes += 1
+            case .failure: problems += 1
+            }
+        }
+        #expect(routes + problems == 20_000)
+        #expect(routes > 0 && problems > 0)
+    }
+
     @Test("docs/api.yaml describes every route the server decodes")
     func openAPIDocument() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -396,5 +418,18 @@ struct ToolstackFormatTests {
             #expect(document.contains("\n  \(path):\n"), "\(path) is not in docs/api.yaml")
             #expect(document.contains("operationId: \(operation)\n"), "\(operation) is not in docs/api.yaml")
         }
+    }
+}
+
+/// A small deterministic generator (SplitMix64) for the sweeps.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9e37_79b9_7f4a_7c15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+        return z ^ (z >> 31)
     }
 }
