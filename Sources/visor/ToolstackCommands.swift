@@ -45,7 +45,8 @@ struct CreateCommand: ParsableCommand {
             let line = "created domain '\(created.name)' (id \(created.id))\n"
             guard attachConsole else { return line }
             FileHandle.standardError.write(Data(line.utf8))
-            return try daemon.client.console(created.name).map { $0 + "\n" }
+            if let end = try daemon.client.console(created.name) { Launcher.printError(end) }
+            return nil
         }
     }
 }
