@@ -375,14 +375,17 @@ final class APIHandler: ChannelInboundHandler, RemovableChannelHandler {
 }
 
 /// A console stream's sending side. `receive` runs on a vCPU thread under its platform lock,
-/// so it only appends to `pending` and, the first time, asks the event loop to write; a
-/// reader that does not keep up loses bytes beyond `maximumPending`.
+/// so it only appends to `pending` and, the first time, asks the event loop to write. A reader
+/// that does not keep up loses output: bytes beyond `maximumPending` waiting here, and every
+/// batch that finds the connection's send buffer full (NIO's high-water mark), so a stalled
+/// reader costs the daemon bounded memory.
 final class ConsoleStream: Sendable {
     static let maximumPending = 1 << 20
     private struct State {
         var pending: [UInt8] = []
         var flushScheduled = false
         var finished = false
+        var dropped: UInt64 = 0
     }
     private let state = Mutex(State())
     private let channel: any Channel
@@ -391,7 +394,11 @@ final class ConsoleStream: Sendable {
 
     func receive(_ byte: UInt8) {
         let schedule = state.withLock { s -> Bool in
-            guard !s.finished, s.pending.count < Self.maximumPending else { return false }
+            guard !s.finished else { return false }
+            guard s.pending.count < Self.maximumPending else {
+                s.dropped &+= 1
+                return false
+            }
             s.pending.append(byte)
             defer { s.flushScheduled = true }
             return !s.flushScheduled
@@ -406,10 +413,12 @@ final class ConsoleStream: Sendable {
     }
 
     private func flush() {
+        let writable = channel.isWritable
         let bytes = state.withLock { s -> [UInt8] in
             s.flushScheduled = false
             defer { s.pending = [] }
-            return s.pending
+            if !writable { s.dropped &+= UInt64(s.pending.count) }
+            return writable ? s.pending : []
         }
         if !bytes.isEmpty { write(bytes) }
     }
@@ -430,6 +439,11 @@ final class ConsoleStream: Sendable {
         let channel = self.channel
         channel.eventLoop.execute {
             self.flush()
+            // The reader learns what it missed, at the end where it cannot garble the output.
+            let dropped = self.state.withLock { $0.dropped }
+            if dropped > 0 {
+                self.write(Array("\r\n[visor: \(dropped) bytes of console output were dropped: this reader did not keep up]\r\n".utf8))
+            }
             channel.writeAndFlush(HTTPServerResponsePart.end(nil)).whenComplete { _ in channel.close(promise: nil) }
         }
     }
