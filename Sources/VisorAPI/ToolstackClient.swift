@@ -111,6 +111,19 @@ public struct ToolstackClient: Sendable {
     /// `visor console NAME`: the domain's console on this terminal until Ctrl-] (detach) or the
     /// domain ends. Returns the line to print at the end, if any.
     public func console(_ name: String) throws(CommandFailure) -> String? {
+        try console(name, signals: DetachOnSignal())
+    }
+
+    /// `visor create -c`: creates the domain, tells `created`, then attaches to its console.
+    public func createAndAttach(configurationFile path: String,
+                                created: (DomainInfo) -> Void) throws(CommandFailure) -> String? {
+        let signals = DetachOnSignal()  // before the first connection starts NIO's threads
+        let info = try create(configurationFile: path)
+        created(info)
+        return try console(info.name, signals: signals)
+    }
+
+    func console(_ name: String, signals stopping: DetachOnSignal) throws(CommandFailure) -> String? {
         // The domain must exist before the terminal goes raw, so a typo gets a plain message.
         _ = try domain(name)
         let terminal = HostConsole()
@@ -125,6 +138,7 @@ public struct ToolstackClient: Sendable {
         let detached = Atomic<Bool>(false)
         let sender = ConsoleInputSender(client: self, name: name)
         let channel = stream.channel
+        stopping.watch(channel)
         terminal.startInput(deliver: { byte in sender.enqueue(byte) },
                             escape: {
                                 detached.store(true, ordering: .releasing)
@@ -133,9 +147,37 @@ public struct ToolstackClient: Sendable {
         let reply = try? stream.done.wait()
         terminal.stop()
         if detached.load(ordering: .acquiring) { return nil }
+        if stopping.signalled { return "detached from domain '\(name)' by a signal" }
         if let reply, !reply.isSuccess { throw CommandFailure(message: reply.errorMessage, status: Self.refusedStatus) }
         return "domain '\(name)' ended"
     }
+}
+
+/// SIGINT, SIGTERM and SIGHUP detach a console as Ctrl-] does, so the terminal is given back in
+/// its mode. Make it before any thread starts: every later thread (NIO's) inherits the blocked
+/// signals, and one thread takes them.
+final class DetachOnSignal: Sendable {
+    private let state = Mutex<(signalled: Bool, channel: (any Channel)?)>((false, nil))
+
+    init() {
+        SignalStop.install { [self] _ in
+            state.withLock { s in
+                s.signalled = true
+                s.channel?.close(promise: nil)
+            }
+        }
+    }
+
+    /// Closes `channel` on a signal (at once if one came already).
+    func watch(_ channel: any Channel) {
+        let early = state.withLock { s -> Bool in
+            s.channel = channel
+            return s.signalled
+        }
+        if early { channel.close(promise: nil) }
+    }
+
+    var signalled: Bool { state.withLock { $0.signalled } }
 }
 
 /// Console input on its way to the daemon: typed bytes are queued and sent in batches by one

@@ -41,11 +41,12 @@ struct CreateCommand: ParsableCommand {
 
     func run() throws {
         try clientCommand { () throws(CommandFailure) in
-            let created = try daemon.client.create(configurationFile: file)
-            let line = "created domain '\(created.name)' (id \(created.id))\n"
-            guard attachConsole else { return line }
-            FileHandle.standardError.write(Data(line.utf8))
-            if let end = try daemon.client.console(created.name) { Launcher.printError(end) }
+            func line(_ created: DomainInfo) -> String { "created domain '\(created.name)' (id \(created.id))\n" }
+            guard attachConsole else { return line(try daemon.client.create(configurationFile: file)) }
+            let end = try daemon.client.createAndAttach(configurationFile: file) { created in
+                FileHandle.standardError.write(Data(line(created).utf8))
+            }
+            if let end { Launcher.printError(end) }
             return nil
         }
     }

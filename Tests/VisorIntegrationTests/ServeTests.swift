@@ -159,7 +159,7 @@ struct ServeTests {
         #expect(daemon.terminate() == 0)
     }
 
-    @Test("visor console on a terminal: the shell's output, typed keys reach it beside another domain, Ctrl-] detaches and the domain runs on")
+    @Test("visor console on a terminal: the shell's output, typed keys reach it beside another domain, Ctrl-] or SIGTERM detaches and the domain runs on")
     func interactiveConsole() throws {
         let daemon = try ServedDaemon()
         _ = try daemon.client.create(configurationFile: try daemon.config("shell", kernel: "minios", extra: ""))
@@ -185,6 +185,28 @@ struct ServeTests {
         process.waitUntilExit()
         #expect(process.terminationStatus == 0)
         // Detached, not destroyed: both domains still run.
+        #expect(try daemon.client.list().map(\.name) == ["shell", "busy"])
+
+        // A second attach sees the kept output, what was typed included; SIGTERM detaches it too.
+        let second = try PseudoTerminal()
+        let again = Process()
+        again.executableURL = URL(fileURLWithPath: Host.visorPath)
+        again.arguments = ["console", "shell", "--socket", daemon.socket]
+        let secondTTY = FileHandle(fileDescriptor: second.slave, closeOnDealloc: false)
+        again.standardInput = secondTTY
+        again.standardOutput = secondTTY
+        let errors = Pipe()
+        again.standardError = errors
+        try again.run()
+        second.closeSlave()
+        second.startReading()
+        defer { if again.isRunning { kill(again.processIdentifier, SIGKILL) } }
+        #expect(waitUntil(seconds: 120) { second.screen.contains("help: commands:") }, "screen: \(second.screen)")
+        kill(again.processIdentifier, SIGTERM)
+        #expect(waitUntil(seconds: 120) { !again.isRunning }, "visor console did not end after SIGTERM")
+        again.waitUntilExit()
+        let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(again.terminationStatus == 0 && stderr.contains("detached from domain 'shell' by a signal"), "\(stderr)")
         #expect(try daemon.client.list().map(\.name) == ["shell", "busy"])
         #expect(daemon.terminate() == 0)
     }
