@@ -70,6 +70,22 @@ final class CPUPool: @unchecked Sendable {
         if parameters != DomainSchedParams() { try scheduler.adjust(domain: domain, parameters) }
     }
 
+    /// A domain's scheduling parameters as the policy holds them.
+    func parameters(of domain: DomainID) throws(SchedError) -> DomainSchedParams {
+        lock.lock()
+        defer { lock.unlock() }
+        return try scheduler.domainParameters(domain)
+    }
+
+    /// Changes a running domain's parameters (the policy validates them, as libxl's set calls
+    /// do) and lets the pCPUs it asks to reschedule act on them.
+    func adjust(domain: DomainID, _ parameters: DomainSchedParams) throws(SchedError) {
+        lock.lock()
+        defer { lock.unlock() }
+        try scheduler.adjust(domain: domain, parameters)
+        serveTickles()
+    }
+
     /// Takes a finished domain's vCPUs out of the scheduler.
     func remove(domain: DomainID, vcpuCount: Int) {
         lock.lock()

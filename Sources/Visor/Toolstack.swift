@@ -24,7 +24,7 @@ public struct DomainInfo: Codable, Sendable, Equatable {
     public var cpuNanoseconds: UInt64
     public var engine: String
     public var kernel: String
-    /// Credit and credit2: the weight and cap it was created with (nil: the scheduler's default).
+    /// Credit and credit2: its weight and cap now (nil under other schedulers).
     public var weight: Int?
     public var cap: Int?
     /// Console bytes the guest has written.
@@ -35,6 +35,38 @@ public struct DomainInfo: Codable, Sendable, Equatable {
         self.name = name; self.id = id; self.memoryMiB = memoryMiB; self.vcpus = vcpus; self.state = state
         self.paused = paused; self.cpuNanoseconds = cpuNanoseconds; self.engine = engine; self.kernel = kernel
         self.weight = weight; self.cap = cap; self.consoleBytes = consoleBytes
+    }
+}
+
+/// A domain's scheduling parameters (`xl sched-credit`, `sched-credit2`, `sched-rtds`): in an
+/// answer, those of the daemon's scheduler; in a change, the fields to set (absent: unchanged).
+public struct SchedParameters: Codable, Sendable, Equatable {
+    /// The daemon's scheduler (answers only; ignored in a change).
+    public var scheduler: String?
+    /// credit, credit2: relative weight, 1-65535.
+    public var weight: Int?
+    /// credit, credit2: % of one pCPU for the whole domain, 0 = none.
+    public var cap: Int?
+    /// rtds: period and budget in µs, and whether it may run past its budget.
+    public var periodMicroseconds: Int?
+    public var budgetMicroseconds: Int?
+    public var extratime: Bool?
+
+    public init(scheduler: String? = nil, weight: Int? = nil, cap: Int? = nil, periodMicroseconds: Int? = nil,
+                budgetMicroseconds: Int? = nil, extratime: Bool? = nil) {
+        self.scheduler = scheduler; self.weight = weight; self.cap = cap
+        self.periodMicroseconds = periodMicroseconds; self.budgetMicroseconds = budgetMicroseconds
+        self.extratime = extratime
+    }
+
+    init(_ p: DomainSchedParams, scheduler: String) {
+        self.init(scheduler: scheduler, weight: p.weight, cap: p.cap, periodMicroseconds: p.periodMicroseconds,
+                  budgetMicroseconds: p.budgetMicroseconds, extratime: p.extratime)
+    }
+
+    var policyParameters: DomainSchedParams {
+        DomainSchedParams(weight: weight, cap: cap, periodMicroseconds: periodMicroseconds,
+                          budgetMicroseconds: budgetMicroseconds, extratime: extratime)
     }
 }
 
@@ -95,6 +127,16 @@ public final class ToolstackLog: Sendable {
     }
 
     public var text: [String] { lines.withLock { $0 } }
+
+    static func describe(_ p: SchedParameters) -> String {
+        var parts: [String] = []
+        if let w = p.weight { parts.append("weight \(w)") }
+        if let c = p.cap { parts.append("cap \(c)") }
+        if let period = p.periodMicroseconds { parts.append("period \(period) µs") }
+        if let budget = p.budgetMicroseconds { parts.append("budget \(budget) µs") }
+        if let extra = p.extratime { parts.append("extratime \(extra ? 1 : 0)") }
+        return parts.isEmpty ? "none" : parts.joined(separator: ", ")
+    }
 }
 
 /// One domain the daemon runs.
@@ -105,13 +147,15 @@ final class ServedDomain: @unchecked Sendable {
     let console: DomainConsole
     let parameters: DomainSchedParams
     let engineName: String
+    let pool: CPUPool
     private let lock = HostMutex()
     private let finishedCondition = HostCondition()
     private var finished = false
 
-    init(domain: Domain, id: DomainID, console: DomainConsole, parameters: DomainSchedParams, engineName: String) {
+    init(domain: Domain, id: DomainID, console: DomainConsole, parameters: DomainSchedParams, engineName: String,
+         pool: CPUPool) {
         self.domain = domain; self.id = id; self.console = console; self.parameters = parameters
-        self.engineName = engineName
+        self.engineName = engineName; self.pool = pool
     }
 
     var name: String { domain.configuration.name }
@@ -132,10 +176,12 @@ final class ServedDomain: @unchecked Sendable {
         let flags: [Character] = [running ? "r" : "-", (!running && !paused && !ended) ? "b" : "-",
                                   paused ? "p" : "-", "-", "-", ended ? "d" : "-"]
         let configuration = domain.configuration
+        // The policy's current values (changed at run time by `sched-credit`), else as created.
+        let current = (try? pool.parameters(of: id)) ?? parameters
         return DomainInfo(name: name, id: id.rawValue, memoryMiB: configuration.memoryBytes >> 20,
                           vcpus: configuration.vcpuCount, state: String(flags), paused: paused,
                           cpuNanoseconds: domain.cpuNanoseconds, engine: engineName,
-                          kernel: configuration.kernelDescription, weight: parameters.weight, cap: parameters.cap,
+                          kernel: configuration.kernelDescription, weight: current.weight, cap: current.cap,
                           consoleBytes: console.totalBytes)
     }
 }
@@ -234,7 +280,7 @@ public final class Toolstack: Sendable {
                 return .failure(.conflict("a domain named '\(domain.configuration.name)' already exists"))
             }
             let served = ServedDomain(domain: domain, id: DomainID(s.nextID), console: console,
-                                      parameters: plan.parameters, engineName: engine)
+                                      parameters: plan.parameters, engineName: engine, pool: pool)
             s.nextID &+= 1
             s.domains.append(served)
             return .success(served)
@@ -277,6 +323,33 @@ public final class Toolstack: Sendable {
         served.domain.unpause()
         log.write("domain \(served.id.rawValue) '\(served.name)' unpaused")
         return served.info
+    }
+
+    /// The domain's scheduling parameters as the policy holds them.
+    public func schedParameters(of name: String) throws(ToolstackError) -> SchedParameters {
+        let served = try lookUp(name)
+        do {
+            return SchedParameters(try pool.parameters(of: served.id), scheduler: scheduler.name)
+        } catch {
+            throw .notFound("domain '\(served.name)' has left the scheduler (it is ending)")
+        }
+    }
+
+    /// Changes a running domain's scheduling parameters; the policy refuses what it has no
+    /// such parameter for or what is out of range, with libxl's words.
+    public func setSchedParameters(of name: String, _ change: SchedParameters) throws(ToolstackError) -> SchedParameters {
+        let served = try lookUp(name)
+        if let named = change.scheduler, named != scheduler.name {
+            throw .badRequest("the daemon's scheduler is \(scheduler.name), not \(named)")
+        }
+        do {
+            try pool.adjust(domain: served.id, change.policyParameters)
+        } catch {
+            throw .badRequest("\(error)")
+        }
+        let now = try schedParameters(of: name)
+        log.write("domain \(served.id.rawValue) '\(served.name)' scheduling parameters set: \(ToolstackLog.describe(now))")
+        return now
     }
 
     /// Stops the domain at once (`xl destroy`) and returns once its threads are gone.

@@ -23,6 +23,8 @@ enum APIRoute: Equatable {
     case unpause(String)
     case consoleStream(String)
     case consoleInput(String)
+    case getSched(String)
+    case setSched(String)
 
     enum Problem: Error, Equatable {
         case noSuchEndpoint(String)
@@ -62,6 +64,7 @@ enum APIRoute: Equatable {
             case "pause": return on(["POST": .pause(name)])
             case "unpause": return on(["POST": .unpause(name)])
             case "console": return on(["GET": .consoleStream(name), "POST": .consoleInput(name)])
+            case "sched": return on(["GET": .getSched(name), "PUT": .setSched(name)])
             default: break
             }
         default: break
@@ -276,6 +279,8 @@ final class APIHandler: ChannelInboundHandler, RemovableChannelHandler {
             send(.json(toolstack.list()), context: context)
         case .getDomain(let name):
             send(Self.answer { () throws(ToolstackError) in try toolstack.info(of: name) }, context: context)
+        case .getSched(let name):
+            send(Self.answer { () throws(ToolstackError) in try toolstack.schedParameters(of: name) }, context: context)
         default:
             // The rest may wait (guest builds, vCPUs parking, threads ending): off the event loop.
             let future = workers.runIfActive(eventLoop: context.eventLoop) { () -> APIResponse in
@@ -319,7 +324,14 @@ final class APIHandler: ChannelInboundHandler, RemovableChannelHandler {
             return answer { () throws(ToolstackError) in
                 ConsoleInputBody(accepted: try toolstack.sendConsoleInput(name, body))
             }
-        case .hostInfo, .dmesg, .listDomains, .getDomain, .consoleStream:
+        case .setSched(let name):
+            let change: SchedParameters
+            switch SchedParameters.decodeStrictly(body) {
+            case .success(let c): change = c
+            case .failure(let problem): return .error(.badRequest, problem.message)
+            }
+            return answer { () throws(ToolstackError) in try toolstack.setSchedParameters(of: name, change) }
+        case .hostInfo, .dmesg, .listDomains, .getDomain, .consoleStream, .getSched:
             return .error(.internalServerError, "route handled elsewhere")
         }
     }

@@ -22,6 +22,36 @@ public struct ConsoleInputBody: Codable, Sendable, Equatable {
     public init(accepted: Int) { self.accepted = accepted }
 }
 
+/// Why a request body was refused.
+struct BodyProblem: Error { var message: String }
+
+extension SchedParameters {
+    static let keys: Set<String> = ["scheduler", "weight", "cap", "periodMicroseconds", "budgetMicroseconds", "extratime"]
+
+    /// A change as the API takes it: a JSON object with only known keys, each of its type.
+    static func decodeStrictly(_ body: [UInt8]) -> Result<SchedParameters, BodyProblem> {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(body)), let fields = object as? [String: Any] else {
+            return .failure(BodyProblem(message: "the body must be a JSON object such as {\"weight\": 512, \"cap\": 0}"))
+        }
+        let unknown = Set(fields.keys).subtracting(keys).sorted()
+        guard unknown.isEmpty else {
+            return .failure(BodyProblem(message: "unknown key\(unknown.count == 1 ? "" : "s") \(unknown.map { "'\($0.prefix(40))'" }.joined(separator: ", ")): the keys are \(keys.sorted().joined(separator: ", "))"))
+        }
+        guard !fields.isEmpty else {
+            return .failure(BodyProblem(message: "the body names no parameter to set: the keys are \(keys.sorted().joined(separator: ", "))"))
+        }
+        do {
+            return .success(try JSONDecoder().decode(SchedParameters.self, from: Data(body)))
+        } catch DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context) {
+            let key = context.codingPath.map(\.stringValue).joined(separator: ".")
+            let expected = key == "extratime" ? "true or false" : key == "scheduler" ? "a string" : "a whole number"
+            return .failure(BodyProblem(message: "\(key) must be \(expected)"))
+        } catch {
+            return .failure(BodyProblem(message: "the body is not a valid parameter object: \(error)"))
+        }
+    }
+}
+
 /// JSON as the API writes it: keys sorted, so outputs compare and diff.
 enum APIJSON {
     static func encode<T: Encodable>(_ value: T) -> [UInt8] {
@@ -64,6 +94,17 @@ public enum ToolstackFormat {
             lines.append(name + " " + pad(String(d.id), 5) + " " + pad(String(d.memoryMiB), 5) + " "
                          + pad(String(d.vcpus), 5) + "     " + d.state + "  "
                          + pad(String(format: "%.1f", Double(d.cpuNanoseconds) / 1e9), 8))
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// `xl sched-credit`'s table: Name, ID, Weight, Cap (256 and 0 when the domain has the defaults).
+    public static func shares(_ domains: [DomainInfo]) -> String {
+        var lines = ["Name                                ID Weight  Cap"]
+        for d in domains {
+            let name = d.name.padding(toLength: max(33, d.name.count), withPad: " ", startingAt: 0)
+            lines.append(name + " " + pad(String(d.id), 4) + " " + pad(String(d.weight ?? 256), 6) + " "
+                         + pad(String(d.cap ?? 0), 4))
         }
         return lines.joined(separator: "\n") + "\n"
     }

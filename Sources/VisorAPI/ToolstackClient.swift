@@ -95,6 +95,35 @@ public struct ToolstackClient: Sendable {
         try decoded(try call(.DELETE, "/domains/\(Self.segment(name))"), DomainInfo.self)
     }
 
+    public func schedParameters(_ name: String) throws(CommandFailure) -> SchedParameters {
+        try decoded(try call(.GET, "/domains/\(Self.segment(name))/sched"), SchedParameters.self)
+    }
+
+    public func setSchedParameters(_ name: String, _ change: SchedParameters) throws(CommandFailure) -> SchedParameters {
+        try decoded(try call(.PUT, "/domains/\(Self.segment(name))/sched", body: APIJSON.encode(change)),
+                    SchedParameters.self)
+    }
+
+    /// `visor sched-credit` / `sched-credit2`: with `weight` or `cap`, sets them on `domain`;
+    /// then shows the weight and cap of `domain`, or of every domain. Refused when the daemon
+    /// runs another scheduler, as xl refuses.
+    public func shares(scheduler: String, domain: String?, weight: Int?, cap: Int?) throws(CommandFailure) -> String {
+        let running = try hostInfo().scheduler
+        guard running == scheduler else {
+            let other = ["credit", "credit2"].contains(running) ? "; use visor sched-\(running)" : ""
+            throw CommandFailure(message: "the daemon's scheduler is \(running), not \(scheduler)\(other)", status: Self.refusedStatus)
+        }
+        if weight != nil || cap != nil {
+            guard let domain else {
+                throw CommandFailure(message: "-w and -c need a domain: -d NAME", status: ExitStatus.badOption)
+            }
+            _ = try setSchedParameters(domain, SchedParameters(scheduler: scheduler, weight: weight, cap: cap))
+        }
+        let domains: [DomainInfo]
+        if let domain { domains = [try self.domain(domain)] } else { domains = try list() }
+        return ToolstackFormat.shares(domains)
+    }
+
     public func hostInfo() throws(CommandFailure) -> HostInfo {
         try decoded(try call(.GET, "/host"), HostInfo.self)
     }

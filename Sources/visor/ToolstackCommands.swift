@@ -143,3 +143,54 @@ struct DmesgCommand: ParsableCommand {
         }
     }
 }
+
+/// `visor sched-credit` and `sched-credit2`: a domain's weight and cap, shown or set at run time.
+struct SharesOptions: ParsableArguments {
+    @Option(name: .customShort("d"), parsing: .unconditional, help: "The domain (name or ID); without it, every domain is shown.")
+    var domain: String?
+
+    @Option(name: .customShort("w"), parsing: .unconditional, help: "Set the weight, 1-65535 (256 is the default share).")
+    var weight: String?
+
+    @Option(name: .customShort("c"), parsing: .unconditional,
+            help: "Set the cap: the most CPU the domain may use, in % of one pCPU (0: none; at most 100 per vCPU).")
+    var cap: String?
+
+    @OptionGroup var daemon: DaemonSocket
+
+    func values() throws -> (weight: Int?, cap: Int?) {
+        let w = try weight.map {
+            try OptionValue.wholeNumber($0, option: "-w", in: 1...65535, allowed: "a weight is 1 to 65535")
+        }
+        let c = try cap.map {
+            try OptionValue.wholeNumber($0, option: "-c", in: 0...(100 * Domain.maximumVCPUs),
+                                        allowed: "a cap is 0 (none) to 100 per vCPU")
+        }
+        return (w, c)
+    }
+
+    func run(scheduler: String) throws {
+        let (w, c) = try values()
+        try clientCommand { () throws(CommandFailure) in
+            try daemon.client.shares(scheduler: scheduler, domain: domain, weight: w, cap: c)
+        }
+    }
+}
+
+struct SchedCreditCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sched-credit",
+        abstract: "Show or set domains' credit weight and cap while they run (the daemon runs --sched credit).")
+    @OptionGroup var options: SharesOptions
+    func validate() throws { _ = try options.values() }
+    func run() throws { try options.run(scheduler: "credit") }
+}
+
+struct SchedCredit2Command: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sched-credit2",
+        abstract: "Show or set domains' credit2 weight and cap while they run (the daemon runs --sched credit2).")
+    @OptionGroup var options: SharesOptions
+    func validate() throws { _ = try options.values() }
+    func run() throws { try options.run(scheduler: "credit2") }
+}

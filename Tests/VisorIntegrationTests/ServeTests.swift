@@ -136,6 +136,55 @@ struct ServeTests {
         #expect(!FileManager.default.fileExists(atPath: daemon.socket))
     }
 
+    @Test("sched-credit sets a weight at run time and the shares move, by the daemon's accounting")
+    func weightAtRunTime() throws {
+        let daemon = try ServedDaemon(pcpus: 1, sched: "credit")
+        _ = try daemon.client.create(configurationFile: try daemon.config("light"))
+        _ = try daemon.client.create(configurationFile: try daemon.config("heavy"))
+        let shown = try daemon.visor(["sched-credit"])
+        #expect(shown.stdout == """
+            Name                                ID Weight  Cap
+            light                                1    256    0
+            heavy                                2    256    0
+
+            """, "\(shown.stdout)\(shown.stderr)")
+        let set = try daemon.visor(["sched-credit", "-d", "heavy", "-w", "2560"])
+        #expect(set.status == 0 && set.stdout.contains("heavy                                2   2560    0"), "\(set.stdout)\(set.stderr)")
+        #expect(try daemon.client.schedParameters("heavy") == SchedParameters(scheduler: "credit", weight: 2560, cap: 0))
+        #expect(try daemon.client.domain("heavy").weight == 2560)
+        // From now on heavy is owed ten times light's share of the one pCPU; over two seconds
+        // of charged time it must get well over three times as much (the mechanism, not the figure).
+        let light0 = try daemon.cpu("light"), heavy0 = try daemon.cpu("heavy")
+        #expect(waitUntil(seconds: 180) {
+            ((try? daemon.cpu("light")) ?? 0) &- light0 &+ ((try? daemon.cpu("heavy")) ?? 0) &- heavy0 > 2_000_000_000
+        })
+        let light = try daemon.cpu("light") &- light0, heavy = try daemon.cpu("heavy") &- heavy0
+        #expect(heavy > 3 &* light, "light \(light) ns, heavy \(heavy) ns")
+        // Another scheduler's command is refused with the one to use; bad values get libxl's words.
+        let wrong = try daemon.visor(["sched-credit2"])
+        #expect(wrong.status == 1 && wrong.stderr.contains("the daemon's scheduler is credit, not credit2; use visor sched-credit"),
+                "\(wrong.stderr)")
+        let api = daemon.client.client
+        let tooHeavy = try api.request(.PUT, "/domains/light/sched", body: Array(#"{"weight": 70000}"#.utf8))
+        #expect(tooHeavy.status == 400 && tooHeavy.errorMessage.contains("Cpu weight out of range"), "\(tooHeavy.errorMessage)")
+        let bigCap = try api.request(.PUT, "/domains/light/sched", body: Array(#"{"cap": 101}"#.utf8))
+        #expect(bigCap.status == 400 && bigCap.errorMessage.contains("Cpu cap out of range"), "\(bigCap.errorMessage)")
+        let rtds = try api.request(.PUT, "/domains/light/sched", body: Array(#"{"periodMicroseconds": 10000}"#.utf8))
+        #expect(rtds.status == 400 && rtds.errorMessage.contains("has no parameter"), "\(rtds.errorMessage)")
+        let typo = try api.request(.PUT, "/domains/light/sched", body: Array(#"{"wieght": 3}"#.utf8))
+        #expect(typo.status == 400 && typo.errorMessage.contains("unknown key 'wieght'"), "\(typo.errorMessage)")
+        let text = try api.request(.PUT, "/domains/light/sched", body: Array(#"{"weight": "heavy"}"#.utf8))
+        #expect(text.status == 400 && text.errorMessage.contains("weight must be a whole number"), "\(text.errorMessage)")
+        for body in ["", "[]", "{}", "{\"weight\": 1.5}"] {
+            let bad = try api.request(.PUT, "/domains/light/sched", body: Array(body.utf8))
+            #expect(bad.status == 400, "\(body): \(bad.errorMessage)")
+        }
+        #expect(try api.request(.PUT, "/domains/nosuch/sched", body: Array(#"{"weight": 5}"#.utf8)).status == 404)
+        // The refused changes changed nothing.
+        #expect(try daemon.client.schedParameters("light") == SchedParameters(scheduler: "credit", weight: 256, cap: 0))
+        #expect(daemon.terminate() == 0)
+    }
+
     @Test("the console stream gives the kept output, then live output; input reaches the guest's console")
     func console() throws {
         let daemon = try ServedDaemon(pcpus: 1)
@@ -431,6 +480,7 @@ struct ToolstackFormatTests {
             ("DELETE", "/domains/{domain}", "destroyDomain"), ("POST", "/domains/{domain}/pause", "pauseDomain"),
             ("POST", "/domains/{domain}/unpause", "unpauseDomain"),
             ("GET", "/domains/{domain}/console", "consoleStream"), ("POST", "/domains/{domain}/console", "consoleInput"),
+            ("GET", "/domains/{domain}/sched", "getSchedParameters"), ("PUT", "/domains/{domain}/sched", "setSchedParameters"),
         ]
         for (method, path, operation) in described {
             // The server takes it...
