@@ -157,6 +157,20 @@ public final class Domain: @unchecked Sendable {
     /// Whether `pause` holds the domain.
     public var isPaused: Bool { pauseRequested.load(ordering: .acquiring) }
 
+    /// Each vCPU's place in the pool now (empty before `start`).
+    var vcpuSnapshots: [CPUPool.VCPUSnapshot] {
+        guard let pool else { return [] }
+        return runners.compactMap { $0.scheduled.map { pool.snapshot($0) } }
+    }
+
+    /// `xl vcpu-pin` for vCPU `index`.
+    func setAffinity(vcpu index: Int, _ affinity: Affinity) throws(SchedError) {
+        guard let pool, runners.indices.contains(index), let scheduled = runners[index].scheduled else {
+            throw .unknownVCPU(VCPUID(domain: domainID ?? DomainID(0), index: index))
+        }
+        try pool.setAffinity(scheduled, affinity)
+    }
+
     /// Whether some vCPU of the domain holds a pCPU now (`xl list`'s `r` state).
     var isRunningOnAPCPU: Bool {
         guard let pool else { return false }

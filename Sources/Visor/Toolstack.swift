@@ -70,6 +70,35 @@ public struct SchedParameters: Codable, Sendable, Equatable {
     }
 }
 
+/// One vCPU as `visor vcpu-list` shows it.
+public struct VCPUStatus: Codable, Sendable, Equatable {
+    public var domain: String
+    public var domainID: UInt32
+    public var vcpu: Int
+    /// The pCPU it holds now, nil when it holds none.
+    public var pcpu: Int?
+    /// xl's three letters: r(unning on a pCPU) b(locked, or runnable and waiting) p(aused).
+    public var state: String
+    public var cpuNanoseconds: UInt64
+    /// Hard and soft affinity in Xen's cpu-list notation ("all", "0-3,5").
+    public var hardAffinity: String
+    public var softAffinity: String
+
+    public init(domain: String, domainID: UInt32, vcpu: Int, pcpu: Int?, state: String, cpuNanoseconds: UInt64,
+                hardAffinity: String, softAffinity: String) {
+        self.domain = domain; self.domainID = domainID; self.vcpu = vcpu; self.pcpu = pcpu; self.state = state
+        self.cpuNanoseconds = cpuNanoseconds; self.hardAffinity = hardAffinity; self.softAffinity = softAffinity
+    }
+}
+
+/// A `vcpu-pin` request: cpu lists as `xl vcpu-pin` takes them ("all", "0-3,^1"); absent or "-":
+/// unchanged.
+public struct AffinityChange: Codable, Sendable, Equatable {
+    public var hard: String?
+    public var soft: String?
+    public init(hard: String? = nil, soft: String? = nil) { self.hard = hard; self.soft = soft }
+}
+
 /// The host and the pool, as `visor info` shows them.
 public struct HostInfo: Codable, Sendable, Equatable {
     public var host: String
@@ -350,6 +379,61 @@ public final class Toolstack: Sendable {
         let now = try schedParameters(of: name)
         log.write("domain \(served.id.rawValue) '\(served.name)' scheduling parameters set: \(ToolstackLog.describe(now))")
         return now
+    }
+
+    /// Every vCPU of the domain (or of every domain), as `xl vcpu-list`.
+    public func vcpus(of name: String?) throws(ToolstackError) -> [VCPUStatus] {
+        let domains = try name.map { n throws(ToolstackError) in [try lookUp(n)] } ?? state.withLock { $0.domains }
+        return domains.flatMap { served in
+            let paused = served.domain.isPaused
+            return served.domain.vcpuSnapshots.enumerated().map { index, v in
+                VCPUStatus(domain: served.name, domainID: served.id.rawValue, vcpu: index, pcpu: v.pcpu,
+                         state: paused ? "--p" : v.pcpu != nil ? "r--" : "-b-", cpuNanoseconds: v.cpuNanoseconds,
+                         hardAffinity: describe(v.affinity.hard), softAffinity: describe(v.affinity.soft))
+            }
+        }
+    }
+
+    private func describe(_ set: PCPUSet?) -> String {
+        guard let set, set != PCPUSet.first(pcpuCount) else { return "all" }
+        return set.description
+    }
+
+    /// `xl vcpu-pin NAME VCPU HARD [SOFT]`: `vcpu` nil means every vCPU.
+    public func pin(_ name: String, vcpu: Int?, _ change: AffinityChange) throws(ToolstackError) -> [VCPUStatus] {
+        let served = try lookUp(name)
+        let count = served.domain.configuration.vcpuCount
+        if let vcpu, !(0..<count).contains(vcpu) {
+            throw .badRequest("domain '\(served.name)' has vCPUs 0-\(count - 1), not \(vcpu)")
+        }
+        func mask(_ text: String?, key: String) throws(ToolstackError) -> PCPUSet?? {
+            guard let text, text != "-" else { return .none }  // unchanged
+            guard text.utf8.count <= XLConfig.maximumCPUListLength,
+                  let set = PCPUSet(cpuList: text, poolSize: pcpuCount) else {
+                throw .badRequest("\(key) '\(text.prefix(60))' is not a cpu list (such as all, 1, 0-3 or 0-3,^1)")
+            }
+            let inPool = set.intersection(PCPUSet.first(pcpuCount))
+            guard !inPool.isEmpty else {
+                throw .badRequest("\(key) '\(text.prefix(60))' names no pCPU of this pool (pCPUs 0-\(pcpuCount - 1))")
+            }
+            return .some(inPool == PCPUSet.first(pcpuCount) ? nil : inPool)
+        }
+        let hard = try mask(change.hard, key: "hard")
+        let soft = try mask(change.soft, key: "soft")
+        guard hard != nil || soft != nil else { throw .badRequest("give a hard or a soft cpu list to set") }
+        let snapshots = served.domain.vcpuSnapshots
+        for index in vcpu.map({ [$0] }) ?? Array(0..<count) where index < snapshots.count {
+            var affinity = snapshots[index].affinity
+            if let hard { affinity.hard = hard }
+            if let soft { affinity.soft = soft }
+            do {
+                try served.domain.setAffinity(vcpu: index, affinity)
+            } catch {
+                throw .badRequest("\(error)")
+            }
+            log.write("domain \(served.id.rawValue) '\(served.name)' vCPU \(index) pinned: hard \(describe(affinity.hard)), soft \(describe(affinity.soft))")
+        }
+        return try vcpus(of: name)
     }
 
     /// Stops the domain at once (`xl destroy`) and returns once its threads are gone.

@@ -25,6 +25,9 @@ enum APIRoute: Equatable {
     case consoleInput(String)
     case getSched(String)
     case setSched(String)
+    case listVCPUs(String?)
+    /// vCPU nil: every vCPU of the domain ("all").
+    case pin(String, vcpu: Int?)
 
     enum Problem: Error, Equatable {
         case noSuchEndpoint(String)
@@ -53,6 +56,7 @@ enum APIRoute: Equatable {
         switch segments.count {
         case 1 where segments[0] == "host": return on(["GET": .hostInfo])
         case 1 where segments[0] == "dmesg": return on(["GET": .dmesg])
+        case 1 where segments[0] == "vcpus": return on(["GET": .listVCPUs(nil)])
         case 1 where segments[0] == "domains":
             let path = components.queryItems?.first { $0.name == "path" }?.value
             return on(["GET": .listDomains, "POST": .createDomain(path: path)])
@@ -65,8 +69,19 @@ enum APIRoute: Equatable {
             case "unpause": return on(["POST": .unpause(name)])
             case "console": return on(["GET": .consoleStream(name), "POST": .consoleInput(name)])
             case "sched": return on(["GET": .getSched(name), "PUT": .setSched(name)])
+            case "vcpus": return on(["GET": .listVCPUs(name)])
             default: break
             }
+        case 5 where segments[0] == "domains" && segments[2] == "vcpus" && segments[4] == "affinity":
+            let vcpu: Int?
+            if segments[3] == "all" {
+                vcpu = nil
+            } else if segments[3].utf8.count <= 4, segments[3].allSatisfy({ $0.isASCII && $0.isNumber }), let n = Int(segments[3]) {
+                vcpu = n
+            } else {
+                return .failure(.badPath("'\(segments[3].prefix(40))' is not a vCPU number or all"))
+            }
+            return on(["PUT": .pin(segments[1], vcpu: vcpu)])
         default: break
         }
         return .failure(.noSuchEndpoint("\(method) \(rawPath.prefix(120))"))
@@ -281,6 +296,8 @@ final class APIHandler: ChannelInboundHandler, RemovableChannelHandler {
             send(Self.answer { () throws(ToolstackError) in try toolstack.info(of: name) }, context: context)
         case .getSched(let name):
             send(Self.answer { () throws(ToolstackError) in try toolstack.schedParameters(of: name) }, context: context)
+        case .listVCPUs(let name):
+            send(Self.answer { () throws(ToolstackError) in try toolstack.vcpus(of: name) }, context: context)
         default:
             // The rest may wait (guest builds, vCPUs parking, threads ending): off the event loop.
             let future = workers.runIfActive(eventLoop: context.eventLoop) { () -> APIResponse in
@@ -331,7 +348,14 @@ final class APIHandler: ChannelInboundHandler, RemovableChannelHandler {
             case .failure(let problem): return .error(.badRequest, problem.message)
             }
             return answer { () throws(ToolstackError) in try toolstack.setSchedParameters(of: name, change) }
-        case .hostInfo, .dmesg, .listDomains, .getDomain, .consoleStream, .getSched:
+        case .pin(let name, let vcpu):
+            let change: AffinityChange
+            switch AffinityChange.decodeStrictly(body) {
+            case .success(let c): change = c
+            case .failure(let problem): return .error(.badRequest, problem.message)
+            }
+            return answer { () throws(ToolstackError) in try toolstack.pin(name, vcpu: vcpu, change) }
+        case .hostInfo, .dmesg, .listDomains, .getDomain, .consoleStream, .getSched, .listVCPUs:
             return .error(.internalServerError, "route handled elsewhere")
         }
     }

@@ -30,25 +30,16 @@ extension SchedParameters {
 
     /// A change as the API takes it: a JSON object with only known keys, each of its type.
     static func decodeStrictly(_ body: [UInt8]) -> Result<SchedParameters, BodyProblem> {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(body)), let fields = object as? [String: Any] else {
-            return .failure(BodyProblem(message: "the body must be a JSON object such as {\"weight\": 512, \"cap\": 0}"))
+        APIJSON.decodeStrictly(SchedParameters.self, from: body, keys: keys, example: #"{"weight": 512, "cap": 0}"#) { key in
+            key == "extratime" ? "true or false" : key == "scheduler" ? "a string" : "a whole number"
         }
-        let unknown = Set(fields.keys).subtracting(keys).sorted()
-        guard unknown.isEmpty else {
-            return .failure(BodyProblem(message: "unknown key\(unknown.count == 1 ? "" : "s") \(unknown.map { "'\($0.prefix(40))'" }.joined(separator: ", ")): the keys are \(keys.sorted().joined(separator: ", "))"))
-        }
-        guard !fields.isEmpty else {
-            return .failure(BodyProblem(message: "the body names no parameter to set: the keys are \(keys.sorted().joined(separator: ", "))"))
-        }
-        do {
-            return .success(try JSONDecoder().decode(SchedParameters.self, from: Data(body)))
-        } catch DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context) {
-            let key = context.codingPath.map(\.stringValue).joined(separator: ".")
-            let expected = key == "extratime" ? "true or false" : key == "scheduler" ? "a string" : "a whole number"
-            return .failure(BodyProblem(message: "\(key) must be \(expected)"))
-        } catch {
-            return .failure(BodyProblem(message: "the body is not a valid parameter object: \(error)"))
-        }
+    }
+}
+
+extension AffinityChange {
+    static func decodeStrictly(_ body: [UInt8]) -> Result<AffinityChange, BodyProblem> {
+        APIJSON.decodeStrictly(AffinityChange.self, from: body, keys: ["hard", "soft"],
+                               example: #"{"hard": "0-1", "soft": "all"}"#) { _ in "a cpu list in a string, such as \"0-3\"" }
     }
 }
 
@@ -63,6 +54,30 @@ enum APIJSON {
 
     static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) -> T? {
         try? JSONDecoder().decode(type, from: Data(bytes))
+    }
+
+    /// A request body that must be a JSON object with some of `keys` and no other, each value of
+    /// its type (`expected` says which, by key, for the message).
+    static func decodeStrictly<T: Decodable>(_ type: T.Type, from body: [UInt8], keys: Set<String>, example: String,
+                                             expected: (String) -> String) -> Result<T, BodyProblem> {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(body)), let fields = object as? [String: Any] else {
+            return .failure(BodyProblem(message: "the body must be a JSON object such as \(example)"))
+        }
+        let unknown = Set(fields.keys).subtracting(keys).sorted()
+        guard unknown.isEmpty else {
+            return .failure(BodyProblem(message: "unknown key\(unknown.count == 1 ? "" : "s") \(unknown.map { "'\($0.prefix(40))'" }.joined(separator: ", ")): the keys are \(keys.sorted().joined(separator: ", "))"))
+        }
+        guard !fields.isEmpty else {
+            return .failure(BodyProblem(message: "the body names nothing to set: the keys are \(keys.sorted().joined(separator: ", "))"))
+        }
+        do {
+            return .success(try JSONDecoder().decode(type, from: Data(body)))
+        } catch DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context) {
+            let key = context.codingPath.map(\.stringValue).joined(separator: ".")
+            return .failure(BodyProblem(message: "\(key) must be \(expected(key))"))
+        } catch {
+            return .failure(BodyProblem(message: "the body is not a valid object such as \(example): \(error)"))
+        }
     }
 }
 
@@ -105,6 +120,20 @@ public enum ToolstackFormat {
             let name = d.name.padding(toLength: max(33, d.name.count), withPad: " ", startingAt: 0)
             lines.append(name + " " + pad(String(d.id), 4) + " " + pad(String(d.weight ?? 256), 6) + " "
                          + pad(String(d.cap ?? 0), 4))
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// `xl vcpu-list`'s table: Name, ID, VCPU, CPU (the pCPU held, '-' for none), State,
+    /// Time(s), and the hard / soft affinity.
+    public static func vcpus(_ vcpus: [VCPUStatus]) -> String {
+        var lines = ["Name                                ID  VCPU   CPU State   Time(s) Affinity (Hard / Soft)"]
+        for v in vcpus {
+            let name = v.domain.padding(toLength: max(32, v.domain.count), withPad: " ", startingAt: 0)
+            lines.append(name + " " + pad(String(v.domainID), 5) + " " + pad(String(v.vcpu), 5) + " "
+                         + pad(v.pcpu.map(String.init) ?? "-", 5) + "   " + v.state + "  "
+                         + pad(String(format: "%.1f", Double(v.cpuNanoseconds) / 1e9), 8) + " "
+                         + v.hardAffinity + " / " + v.softAffinity)
         }
         return lines.joined(separator: "\n") + "\n"
     }

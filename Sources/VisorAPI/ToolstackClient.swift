@@ -124,6 +124,18 @@ public struct ToolstackClient: Sendable {
         return ToolstackFormat.shares(domains)
     }
 
+    /// `visor vcpu-list [NAME]`.
+    public func vcpus(_ name: String?) throws(CommandFailure) -> [VCPUStatus] {
+        try decoded(try call(.GET, name.map { "/domains/\(Self.segment($0))/vcpus" } ?? "/vcpus"), [VCPUStatus].self)
+    }
+
+    /// `visor vcpu-pin NAME VCPU HARD [SOFT]`: VCPU a number or all; "-" leaves a list unchanged.
+    public func pin(_ name: String, vcpu: String, hard: String, soft: String?) throws(CommandFailure) -> [VCPUStatus] {
+        let body = APIJSON.encode(AffinityChange(hard: hard, soft: soft))
+        return try decoded(try call(.PUT, "/domains/\(Self.segment(name))/vcpus/\(Self.segment(vcpu))/affinity", body: body),
+                           [VCPUStatus].self)
+    }
+
     public func hostInfo() throws(CommandFailure) -> HostInfo {
         try decoded(try call(.GET, "/host"), HostInfo.self)
     }

@@ -194,3 +194,37 @@ struct SchedCredit2Command: ParsableCommand {
     func validate() throws { _ = try options.values() }
     func run() throws { try options.run(scheduler: "credit2") }
 }
+
+struct VCPUListCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vcpu-list",
+        abstract: "List vCPUs: the pCPU each holds, its state, CPU time and hard / soft affinity (xl's columns).")
+    @Argument(help: "Domains to show (default: all).") var names: [String] = []
+    @OptionGroup var daemon: DaemonSocket
+    func run() throws {
+        try clientCommand { () throws(CommandFailure) in
+            var all: [VCPUStatus] = []
+            if names.isEmpty { all = try daemon.client.vcpus(nil) }
+            for name in names { all += try daemon.client.vcpus(name) }
+            return ToolstackFormat.vcpus(all)
+        }
+    }
+}
+
+struct VCPUPinCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vcpu-pin",
+        abstract: "Set a vCPU's hard (and soft) affinity to pCPUs of the daemon's pool while it runs.",
+        discussion: "VCPU is a number or all. Cpu lists as in xl.cfg's cpus=: all, 2, 0-3, 0-3,^1; - leaves one unchanged. A vCPU on a pCPU outside its new hard affinity moves at once.")
+    @Argument(help: "The domain's name or ID.") var name: String
+    @Argument(help: "The vCPU number, or all.") var vcpu: String
+    @Argument(help: "The hard affinity: pCPUs it may run on.") var hard: String
+    @Argument(help: "The soft affinity: pCPUs it prefers.") var soft: String?
+    @OptionGroup var daemon: DaemonSocket
+    func run() throws {
+        try clientCommand { () throws(CommandFailure) in
+            _ = try daemon.client.pin(name, vcpu: vcpu, hard: hard, soft: soft)
+            return nil
+        }
+    }
+}

@@ -185,6 +185,61 @@ struct ServeTests {
         #expect(daemon.terminate() == 0)
     }
 
+    @Test("vcpu-list shows where each vCPU runs; vcpu-pin moves one to the pCPUs it names and it stays there")
+    func pinning() throws {
+        let daemon = try ServedDaemon(pcpus: 2, sched: "credit")
+        _ = try daemon.client.create(configurationFile: try daemon.config("p"))
+        _ = try daemon.client.create(configurationFile: try daemon.config("q"))
+        let listed = try daemon.visor(["vcpu-list"])
+        let lines = listed.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.first == "Name                                ID  VCPU   CPU State   Time(s) Affinity (Hard / Soft)")
+        #expect(lines.count == 3 && lines.dropFirst().allSatisfy { $0.hasSuffix(" all / all") }, "\(listed.stdout)")
+        #expect(lines.dropFirst().first?.hasPrefix("p                                    1     0 ") == true, "\(listed.stdout)")
+
+        func vcpu() -> VCPUStatus? { (try? daemon.client.vcpus("p"))?.first }
+        // Pin p to the pCPU it is not on: the pool moves it there (two hogs on two pCPUs would
+        // otherwise each stay where they are).
+        var here: Int?
+        #expect(waitUntil(seconds: 120) { here = vcpu()?.pcpu; return here != nil })
+        let there = here == 1 ? 0 : 1
+        let pinned = try daemon.visor(["vcpu-pin", "p", "0", "\(there)"])
+        #expect(pinned.status == 0, "\(pinned.stderr)")
+        #expect(vcpu()?.hardAffinity == "\(there)" && vcpu()?.softAffinity == "all")
+        // Once seen on its new pCPU it is never seen on another (hang guard only on the first sighting).
+        #expect(waitUntil(seconds: 120) { vcpu()?.pcpu == there })
+        var seenRunning = 0
+        for _ in 0..<200 {
+            guard let v = vcpu() else { continue }
+            if let p = v.pcpu {
+                #expect(p == there)
+                seenRunning += 1
+            }
+        }
+        #expect(seenRunning > 0)
+        #expect(try daemon.visor(["vcpu-list", "p"]).stdout.contains(" \(there) / all"))
+
+        let api = daemon.client.client
+        func refused(_ path: String, _ body: String, _ words: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+            let reply = try api.request(.PUT, path, body: Array(body.utf8))
+            #expect(reply.status == 400 && reply.errorMessage.contains(words), "\(reply.status) \(reply.errorMessage)",
+                    sourceLocation: sourceLocation)
+        }
+        try refused("/domains/p/vcpus/5/affinity", #"{"hard": "0"}"#, "has vCPUs 0-0, not 5")
+        try refused("/domains/p/vcpus/0/affinity", #"{"hard": "7"}"#, "names no pCPU of this pool")
+        try refused("/domains/p/vcpus/0/affinity", #"{"hard": "zero"}"#, "is not a cpu list")
+        try refused("/domains/p/vcpus/0/affinity", #"{"hard": 1}"#, "hard must be a cpu list")
+        try refused("/domains/p/vcpus/0/affinity", #"{"pcpus": "1"}"#, "unknown key 'pcpus'")
+        try refused("/domains/p/vcpus/0/affinity", #"{"hard": "-"}"#, "give a hard or a soft cpu list")
+        try refused("/domains/p/vcpus/one/affinity", #"{"hard": "0"}"#, "not a vCPU number or all")
+        let cli = try daemon.visor(["vcpu-pin", "p", "0", "9"])
+        #expect(cli.status == 1 && cli.stderr.contains("names no pCPU"), "\(cli.stderr)")
+        // "all" pins every vCPU; the refusals changed nothing before it.
+        #expect(vcpu()?.hardAffinity == "\(there)")
+        #expect(try daemon.visor(["vcpu-pin", "p", "all", "all", "0"]).status == 0)
+        #expect(vcpu()?.hardAffinity == "all" && vcpu()?.softAffinity == "0")
+        #expect(daemon.terminate() == 0)
+    }
+
     @Test("the console stream gives the kept output, then live output; input reaches the guest's console")
     func console() throws {
         let daemon = try ServedDaemon(pcpus: 1)
@@ -481,10 +536,12 @@ struct ToolstackFormatTests {
             ("POST", "/domains/{domain}/unpause", "unpauseDomain"),
             ("GET", "/domains/{domain}/console", "consoleStream"), ("POST", "/domains/{domain}/console", "consoleInput"),
             ("GET", "/domains/{domain}/sched", "getSchedParameters"), ("PUT", "/domains/{domain}/sched", "setSchedParameters"),
+            ("GET", "/vcpus", "listAllVCPUs"), ("GET", "/domains/{domain}/vcpus", "listVCPUs"),
+            ("PUT", "/domains/{domain}/vcpus/{vcpu}/affinity", "pinVCPU"),
         ]
         for (method, path, operation) in described {
             // The server takes it...
-            let uri = path.replacingOccurrences(of: "{domain}", with: "d")
+            let uri = path.replacingOccurrences(of: "{domain}", with: "d").replacingOccurrences(of: "{vcpu}", with: "0")
             #expect((try? APIRoute.decode(method: method, uri: uri).get()) != nil, "\(method) \(path)")
             // ...and the document has the path and the operation.
             #expect(document.contains("\n  \(path):\n"), "\(path) is not in docs/api.yaml")
