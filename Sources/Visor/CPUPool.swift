@@ -62,12 +62,60 @@ final class CPUPool: @unchecked Sendable {
         try scheduler.addDomain(domain)
         for (index, runner) in runners.enumerated() {
             let id = VCPUID(domain: domain, index: index)
-            try scheduler.insert(id, affinity: index < affinities.count ? affinities[index] : .any)
+            let affinity = index < affinities.count ? affinities[index] : .any
+            try scheduler.insert(id, affinity: affinity)
             let scheduled = ScheduledVCPU(id: id, label: "\(name) v\(index)", runner: runner)
+            scheduled.affinity = affinity
             vcpus[id] = scheduled
             runner.scheduled = scheduled
         }
         if parameters != DomainSchedParams() { try scheduler.adjust(domain: domain, parameters) }
+    }
+
+    /// A domain's scheduling parameters as the policy holds them.
+    func parameters(of domain: DomainID) throws(SchedError) -> DomainSchedParams {
+        lock.lock()
+        defer { lock.unlock() }
+        return try scheduler.domainParameters(domain)
+    }
+
+    /// Changes a running domain's parameters (the policy validates them, as libxl's set calls
+    /// do) and lets the pCPUs it asks to reschedule act on them.
+    func adjust(domain: DomainID, _ parameters: DomainSchedParams) throws(SchedError) {
+        lock.lock()
+        defer { lock.unlock() }
+        try scheduler.adjust(domain: domain, parameters)
+        serveTickles()
+    }
+
+    /// What `xl vcpu-list` shows of one vCPU, read under the pool lock.
+    struct VCPUSnapshot {
+        var pcpu: Int?
+        var runnable: Bool
+        var cpuNanoseconds: UInt64
+        var affinity: Affinity
+    }
+
+    func snapshot(_ v: ScheduledVCPU) -> VCPUSnapshot {
+        lock.withLock {
+            VCPUSnapshot(pcpu: v.grantedOn, runnable: v.runnable,
+                         cpuNanoseconds: v.cpuNanoseconds &+ (v.grantedOn != nil ? now &- v.grantedAt : 0),
+                         affinity: v.affinity)
+        }
+    }
+
+    /// `xl vcpu-pin`: new hard and soft affinity. A vCPU holding a pCPU outside its new hard
+    /// affinity is moved at once: that pCPU is asked to reschedule.
+    func setAffinity(_ v: ScheduledVCPU, _ affinity: Affinity) throws(SchedError) {
+        lock.lock()
+        defer { lock.unlock() }
+        try scheduler.setAffinity(v.id, affinity)
+        v.affinity = affinity
+        if let p = v.grantedOn, let hard = affinity.hard, !hard.contains(PCPUID(p)), p < pcpus.count {
+            pcpus[p].needsReschedule = true
+            pcpus[p].condition.signal()
+        }
+        serveTickles()
     }
 
     /// Takes a finished domain's vCPUs out of the scheduler.
@@ -271,6 +319,11 @@ final class CPUPool: @unchecked Sendable {
         }
     }
 
+    /// Whether the vCPU holds a pCPU now.
+    func holdsPCPU(_ v: ScheduledVCPU) -> Bool {
+        lock.withLock { v.grantedOn != nil }
+    }
+
     /// CPU time the vCPU has held a pCPU so far, including a stretch in progress.
     func cpuNanoseconds(_ v: ScheduledVCPU) -> UInt64 {
         lock.withLock { v.cpuNanoseconds &+ (v.grantedOn != nil ? now &- v.grantedAt : 0) }
@@ -302,6 +355,8 @@ final class ScheduledVCPU: @unchecked Sendable {
     var revokeRequested = false
     var retired = false
     var cpuNanoseconds: UInt64 = 0
+    /// As last set (at creation or by `setAffinity`), for `vcpu-list`.
+    var affinity = Affinity.any
     let grant = HostCondition()
 
     init(id: VCPUID, label: String, runner: VCPURunner) {

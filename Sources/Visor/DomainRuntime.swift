@@ -43,6 +43,13 @@ public final class Domain: @unchecked Sendable {
     /// `requestStop`), and its first reason.
     private let stopRequested = Atomic<Bool>(false)
     private let stopReason = Mutex<String?>(nil)
+    /// `pause` asked every vCPU to park until `unpause` (as Xen's domain_pause). Read without
+    /// the platform lock by the pool's waits; changed under it.
+    private let pauseRequested = Atomic<Bool>(false)
+    /// vCPUs parked by a pause: off the pool's runqueues, asleep on their condition. Platform lock.
+    private var parkedCount = 0
+    /// Broadcast when a vCPU parks or the domain ends (`pause` waits on it). Platform lock.
+    private let parkedChanged = HostCondition()
     // Set once by `start`, before any thread of the domain runs; read by those threads.
     private var pool: CPUPool?
     private(set) var domainID: DomainID?
@@ -120,6 +127,54 @@ public final class Domain: @unchecked Sendable {
         stopRequested.store(true, ordering: .releasing)
         for runner in runners { runner.vcpu.requestStop() }
         platform.lock.withLock { end(.stopped(reason: first)) }
+    }
+
+    /// Parks every vCPU of the domain, as `xl pause`: each leaves the guest at its next exit (it
+    /// is kicked), gives its pCPU back and sleeps until `unpause`; the domain's CPU time stops
+    /// growing. Returns once every vCPU has parked or the domain has ended. Any thread.
+    public func pause() {
+        pauseRequested.store(true, ordering: .releasing)
+        platform.lock.withLock {
+            for runner in runners {
+                runner.wakeup.signal()
+                runner.vcpu.requestStop()
+                if let scheduled = runner.scheduled { pool?.interruptWait(scheduled) }
+            }
+            while outcome == nil, pauseRequested.load(ordering: .acquiring), parkedCount < runners.count {
+                parkedChanged.wait(platform.lock, untilHostNanoseconds: nil)
+            }
+        }
+    }
+
+    /// Lets the vCPUs of a paused domain run again. Any thread.
+    public func unpause() {
+        platform.lock.withLock {
+            pauseRequested.store(false, ordering: .releasing)
+            for runner in runners { runner.wakeup.signal() }
+        }
+    }
+
+    /// Whether `pause` holds the domain.
+    public var isPaused: Bool { pauseRequested.load(ordering: .acquiring) }
+
+    /// Each vCPU's place in the pool now (empty before `start`).
+    var vcpuSnapshots: [CPUPool.VCPUSnapshot] {
+        guard let pool else { return [] }
+        return runners.compactMap { $0.scheduled.map { pool.snapshot($0) } }
+    }
+
+    /// `xl vcpu-pin` for vCPU `index`.
+    func setAffinity(vcpu index: Int, _ affinity: Affinity) throws(SchedError) {
+        guard let pool, runners.indices.contains(index), let scheduled = runners[index].scheduled else {
+            throw .unknownVCPU(VCPUID(domain: domainID ?? DomainID(0), index: index))
+        }
+        try pool.setAffinity(scheduled, affinity)
+    }
+
+    /// Whether some vCPU of the domain holds a pCPU now (`xl list`'s `r` state).
+    var isRunningOnAPCPU: Bool {
+        guard let pool else { return false }
+        return runners.contains { $0.scheduled.map { pool.holdsPCPU($0) } ?? false }
     }
 
     /// The exit statistics so far (complete once `run` has returned).
@@ -203,6 +258,7 @@ public final class Domain: @unchecked Sendable {
             outcome = result
             ended.store(true, ordering: .releasing)
         }
+        parkedChanged.broadcast()
         for runner in runners {
             runner.wakeup.signal()
             runner.vcpu.requestStop()
@@ -287,6 +343,7 @@ public final class Domain: @unchecked Sendable {
             if let pool, let scheduled = runner.scheduled {
                 guard pool.acquire(scheduled, cancelled: {
                     ended.load(ordering: .acquiring) || stopRequested.load(ordering: .acquiring)
+                        || pauseRequested.load(ordering: .acquiring)
                 }) else { continue }
             }
             let entered = monotonicNanoseconds()
@@ -325,6 +382,21 @@ public final class Domain: @unchecked Sendable {
             end(.stopped(reason: reason))
         }
         guard outcome == nil else { return .finish }
+        if pauseRequested.load(ordering: .acquiring) {
+            // Paused: off the runqueues with the pCPU given back, asleep until `unpause` (or
+            // the end) signals. Its activity is kept, so the halted check ignores the pause.
+            if !runner.parked {
+                runner.parked = true
+                parkedCount += 1
+                block(runner)
+                parkedChanged.broadcast()
+            }
+            return sleep(runner, untilHostNanoseconds: nil)
+        }
+        if runner.parked {
+            runner.parked = false
+            parkedCount -= 1
+        }
         platform.actingVCPU = index
         defer { platform.actingVCPU = nil }
 
@@ -620,6 +692,8 @@ final class VCPURunner: @unchecked Sendable {
     var pendingResume = false
     /// True from just before the guest is entered until its exit has been taken in.
     var inGuest = false
+    /// Parked by `Domain.pause`.
+    var parked = false
     /// The domain-clock time this running vCPU must be kicked at for its timers.
     var timerDeadline: UInt64?
     /// When its timers next need advancing, as of `timerGeneration`.

@@ -27,6 +27,11 @@ final class HostThread {
         thread = t
     }
 
+    /// Lets the thread run on by itself: its resources go back when it ends. (Never joined then.)
+    func detach() {
+        pthread_detach(thread)
+    }
+
     /// Waits for the thread to finish.
     func join() {
         pthread_join(thread, nil)

@@ -395,9 +395,10 @@ final class StopTarget: Sendable {
 }
 
 /// SIGINT, SIGTERM and SIGHUP stop the guest cleanly (so the terminal is restored and statistics
-/// printed): they are blocked in every thread and taken by one thread with sigwait.
-enum SignalStop {
-    static func install(_ handler: @escaping @Sendable (Int32) -> Void) {
+/// printed): they are blocked in every thread and taken by one thread with sigwait. Install it
+/// before any other thread starts, so that they all inherit the mask (`visor serve` does too).
+public enum SignalStop {
+    public static func install(_ handler: @escaping @Sendable (Int32) -> Void) {
         var set = sigset_t()
         sigemptyset(&set)
         for s in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&set, s) }

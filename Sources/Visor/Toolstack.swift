@@ -1,0 +1,499 @@
+// What `visor serve` owns: one CPU pool and its scheduler, the domains created on it while it
+// runs, and the log `visor dmesg` reads. Library code without any transport: the API server
+// (VisorAPI) turns requests into these calls and their errors into HTTP statuses.
+//
+// Domains are made exactly as `visor run a.cfg` makes them (`Launcher.plan(for:request:)`, then
+// `Domain`), and started on the shared pool as `Launcher.run` starts several. A domain that ends
+// by itself is destroyed, as xl's default `on_poweroff`/`on_crash` = destroy; its outcome is
+// logged.
+
+import Foundation
+import Synchronization
+import VisorSched
+
+/// A domain as `visor list` shows it.
+public struct DomainInfo: Codable, Sendable, Equatable {
+    public var name: String
+    public var id: UInt32
+    public var memoryMiB: UInt64
+    public var vcpus: Int
+    /// xl's six state letters: r(unning) b(locked) p(aused) s(hutdown) c(rashed) d(ying), '-' when not.
+    public var state: String
+    public var paused: Bool
+    /// Host nanoseconds its vCPUs have held a pCPU (the scheduler's accounting).
+    public var cpuNanoseconds: UInt64
+    public var engine: String
+    public var kernel: String
+    /// Credit and credit2: its weight and cap now (nil under other schedulers).
+    public var weight: Int?
+    public var cap: Int?
+    /// Console bytes the guest has written.
+    public var consoleBytes: UInt64
+
+    public init(name: String, id: UInt32, memoryMiB: UInt64, vcpus: Int, state: String, paused: Bool,
+                cpuNanoseconds: UInt64, engine: String, kernel: String, weight: Int?, cap: Int?, consoleBytes: UInt64) {
+        self.name = name; self.id = id; self.memoryMiB = memoryMiB; self.vcpus = vcpus; self.state = state
+        self.paused = paused; self.cpuNanoseconds = cpuNanoseconds; self.engine = engine; self.kernel = kernel
+        self.weight = weight; self.cap = cap; self.consoleBytes = consoleBytes
+    }
+}
+
+/// A domain's scheduling parameters (`xl sched-credit`, `sched-credit2`, `sched-rtds`): in an
+/// answer, those of the daemon's scheduler; in a change, the fields to set (absent: unchanged).
+public struct SchedParameters: Codable, Sendable, Equatable {
+    /// The daemon's scheduler (answers only; ignored in a change).
+    public var scheduler: String?
+    /// credit, credit2: relative weight, 1-65535.
+    public var weight: Int?
+    /// credit, credit2: % of one pCPU for the whole domain, 0 = none.
+    public var cap: Int?
+    /// rtds: period and budget in µs, and whether it may run past its budget.
+    public var periodMicroseconds: Int?
+    public var budgetMicroseconds: Int?
+    public var extratime: Bool?
+
+    public init(scheduler: String? = nil, weight: Int? = nil, cap: Int? = nil, periodMicroseconds: Int? = nil,
+                budgetMicroseconds: Int? = nil, extratime: Bool? = nil) {
+        self.scheduler = scheduler; self.weight = weight; self.cap = cap
+        self.periodMicroseconds = periodMicroseconds; self.budgetMicroseconds = budgetMicroseconds
+        self.extratime = extratime
+    }
+
+    init(_ p: DomainSchedParams, scheduler: String) {
+        self.init(scheduler: scheduler, weight: p.weight, cap: p.cap, periodMicroseconds: p.periodMicroseconds,
+                  budgetMicroseconds: p.budgetMicroseconds, extratime: p.extratime)
+    }
+
+    var policyParameters: DomainSchedParams {
+        DomainSchedParams(weight: weight, cap: cap, periodMicroseconds: periodMicroseconds,
+                          budgetMicroseconds: budgetMicroseconds, extratime: extratime)
+    }
+}
+
+/// One vCPU as `visor vcpu-list` shows it.
+public struct VCPUStatus: Codable, Sendable, Equatable {
+    public var domain: String
+    public var domainID: UInt32
+    public var vcpu: Int
+    /// The pCPU it holds now, nil when it holds none.
+    public var pcpu: Int?
+    /// xl's three letters: r(unning on a pCPU) b(locked, or runnable and waiting) p(aused).
+    public var state: String
+    public var cpuNanoseconds: UInt64
+    /// Hard and soft affinity in Xen's cpu-list notation ("all", "0-3,5").
+    public var hardAffinity: String
+    public var softAffinity: String
+
+    public init(domain: String, domainID: UInt32, vcpu: Int, pcpu: Int?, state: String, cpuNanoseconds: UInt64,
+                hardAffinity: String, softAffinity: String) {
+        self.domain = domain; self.domainID = domainID; self.vcpu = vcpu; self.pcpu = pcpu; self.state = state
+        self.cpuNanoseconds = cpuNanoseconds; self.hardAffinity = hardAffinity; self.softAffinity = softAffinity
+    }
+}
+
+/// A `vcpu-pin` request: cpu lists as `xl vcpu-pin` takes them ("all", "0-3,^1"); absent or "-":
+/// unchanged.
+public struct AffinityChange: Codable, Sendable, Equatable {
+    public var hard: String?
+    public var soft: String?
+    public init(hard: String? = nil, soft: String? = nil) { self.hard = hard; self.soft = soft }
+}
+
+/// The host and the pool, as `visor info` shows them.
+public struct HostInfo: Codable, Sendable, Equatable {
+    public var host: String
+    public var release: String
+    public var machine: String
+    /// Online host CPUs.
+    public var hostCPUs: Int
+    /// pCPUs of the daemon's pool.
+    public var pcpus: Int
+    public var scheduler: String
+    /// The engine a configuration without `engine =` gets, and those this host can run.
+    public var defaultEngine: String
+    public var engines: [String]
+    public var domains: Int
+    public var uptimeSeconds: Double
+    public var pid: Int32
+}
+
+/// Why a toolstack request was refused; each case maps to one HTTP status.
+public enum ToolstackError: Error, Equatable, CustomStringConvertible {
+    /// The request is malformed or names impossible values (400).
+    case badRequest(String)
+    /// No such domain (404).
+    case notFound(String)
+    /// It conflicts with the current state: a name in use, a domain already paused (409).
+    case conflict(String)
+    /// The daemon is stopping or the host lacks what it needs (503).
+    case unavailable(String)
+
+    public var description: String {
+        switch self {
+        case .badRequest(let m), .notFound(let m), .conflict(let m), .unavailable(let m): return m
+        }
+    }
+}
+
+/// The daemon's log: every line goes to standard error (a foreground daemon's log, as under
+/// systemd) and the last `capacity` lines are kept for `visor dmesg`.
+public final class ToolstackLog: Sendable {
+    public static let capacity = 2000
+    private let lines = Mutex<[String]>([])
+    private let echo: Bool
+
+    public init(echoToStandardError: Bool = true) { echo = echoToStandardError }
+
+    public func write(_ message: String) {
+        let stamp = ISO8601DateFormatter.string(from: Date(), timeZone: .current,
+                                                formatOptions: [.withInternetDateTime, .withFractionalSeconds])
+        let line = "[\(stamp)] \(message)"
+        lines.withLock { kept in
+            kept.append(line)
+            if kept.count > Self.capacity { kept.removeFirst(kept.count - Self.capacity) }
+        }
+        if echo { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+    }
+
+    public var text: [String] { lines.withLock { $0 } }
+
+    static func describe(_ p: SchedParameters) -> String {
+        var parts: [String] = []
+        if let w = p.weight { parts.append("weight \(w)") }
+        if let c = p.cap { parts.append("cap \(c)") }
+        if let period = p.periodMicroseconds { parts.append("period \(period) µs") }
+        if let budget = p.budgetMicroseconds { parts.append("budget \(budget) µs") }
+        if let extra = p.extratime { parts.append("extratime \(extra ? 1 : 0)") }
+        return parts.isEmpty ? "none" : parts.joined(separator: ", ")
+    }
+}
+
+/// One domain the daemon runs.
+final class ServedDomain: @unchecked Sendable {
+    // Unchecked: every field is immutable but `finished`, guarded by `lock`.
+    let domain: Domain
+    let id: DomainID
+    let console: DomainConsole
+    let parameters: DomainSchedParams
+    let engineName: String
+    let pool: CPUPool
+    private let lock = HostMutex()
+    private let finishedCondition = HostCondition()
+    private var finished = false
+
+    init(domain: Domain, id: DomainID, console: DomainConsole, parameters: DomainSchedParams, engineName: String,
+         pool: CPUPool) {
+        self.domain = domain; self.id = id; self.console = console; self.parameters = parameters
+        self.engineName = engineName; self.pool = pool
+    }
+
+    var name: String { domain.configuration.name }
+
+    func markFinished() {
+        lock.withLock { finished = true; finishedCondition.broadcast() }
+    }
+
+    /// Waits until the reaper has collected the domain.
+    func waitFinished() {
+        lock.withLock { while !finished { finishedCondition.wait(lock, untilHostNanoseconds: nil) } }
+    }
+
+    var info: DomainInfo {
+        let paused = domain.isPaused
+        let ended = domain.hasEnded
+        let running = !paused && !ended && domain.isRunningOnAPCPU
+        let flags: [Character] = [running ? "r" : "-", (!running && !paused && !ended) ? "b" : "-",
+                                  paused ? "p" : "-", "-", "-", ended ? "d" : "-"]
+        let configuration = domain.configuration
+        // The policy's current values (changed at run time by `sched-credit`), else as created.
+        let current = (try? pool.parameters(of: id)) ?? parameters
+        return DomainInfo(name: name, id: id.rawValue, memoryMiB: configuration.memoryBytes >> 20,
+                          vcpus: configuration.vcpuCount, state: String(flags), paused: paused,
+                          cpuNanoseconds: domain.cpuNanoseconds, engine: engineName,
+                          kernel: configuration.kernelDescription, weight: current.weight, cap: current.cap,
+                          consoleBytes: console.totalBytes)
+    }
+}
+
+/// The daemon's domains on one CPU pool.
+public final class Toolstack: Sendable {
+    public let log: ToolstackLog
+    public let pcpuCount: Int
+    public let scheduler: SchedulerKind
+    public let defaultEngine: String
+    private let pool: CPUPool
+    private let started = Date()
+
+    private struct State {
+        var domains: [ServedDomain] = []
+        /// Domain IDs count up from 1 and are never reused while the daemon runs, as in Xen.
+        var nextID: UInt32 = 1
+        var stopping = false
+    }
+    private let state = Mutex(State())
+
+    /// A pool of `pcpus` pCPUs scheduled by `scheduler`, its threads started; configurations
+    /// without `engine =` run on `defaultEngine`.
+    public init(pcpus: Int, scheduler: SchedulerKind, defaultEngine: String, log: ToolstackLog) throws {
+        if let problem = EngineRegistry.problem(withName: defaultEngine) { throw ToolstackError.badRequest(problem) }
+        self.pcpuCount = pcpus
+        self.scheduler = scheduler
+        self.defaultEngine = defaultEngine
+        self.log = log
+        pool = try CPUPool(kind: scheduler, pcpuCount: pcpus)
+        pool.start()
+        log.write("pool: \(pcpus) pCPU\(pcpus == 1 ? "" : "s"), \(scheduler.name) scheduler, default engine \(defaultEngine)")
+    }
+
+    // MARK: Domains
+
+    /// Creates and starts a domain from xl.cfg text. `path` names the text in messages and
+    /// anchors its relative paths (the client sends its config file's absolute path).
+    /// Slow when a built-in guest must be built first: call it off any event loop.
+    public func create(configuration text: String, path: String) throws(ToolstackError) -> DomainInfo {
+        guard !(state.withLock { $0.stopping }) else { throw .unavailable("the daemon is stopping") }
+        let spec: DomainSpec
+        do {
+            let (parsed, warnings) = try XLConfig.parse(text, path: path)
+            spec = parsed
+            for warning in warnings { log.write("create \(spec.name): warning: \(warning)") }
+        } catch {
+            throw .badRequest(error.description)
+        }
+        if find(spec.name) != nil { throw .conflict("a domain named '\(spec.name)' already exists") }
+        let request = RunRequest(kernel: spec.kernel, engine: defaultEngine, memoryBytes: spec.memoryBytes,
+                                 commandLine: "", modules: [], timeout: nil, printStatistics: false,
+                                 pcpuCount: pcpuCount, scheduler: scheduler)
+        let plan: DomainPlan
+        do {
+            plan = try Launcher.plan(for: spec, request: request)
+        } catch let error as LaunchError {
+            if case .guest(.notFetched) = error { throw .unavailable(error.description) }
+            throw .badRequest(error.description)
+        } catch {
+            throw .badRequest("\(path): \(error)")
+        }
+        let console = DomainConsole()
+        let domain: Domain
+        do {
+            domain = try Domain(configuration: plan.configuration, consoleOutput: { console.append($0) })
+        } catch {
+            throw .badRequest("\(path): \(error)")
+        }
+        // The name is checked again and the ID taken under the lock: two creates of one name
+        // may race through the slow part above.
+        let served = try reserve(domain: domain, console: console, plan: plan, engine: spec.engine ?? defaultEngine)
+        do {
+            try domain.start(in: pool, id: served.id, affinities: plan.affinities, parameters: plan.parameters)
+        } catch {
+            state.withLock { s in s.domains.removeAll { $0 === served } }
+            throw .badRequest("\(path): the scheduler refused the domain: \(error)")
+        }
+        let reaper = HostThread { [self] in
+            let outcome = domain.wait()
+            console.close()
+            state.withLock { s in s.domains.removeAll { $0 === served } }
+            log.write("domain \(served.id.rawValue) '\(served.name)' ended: \(outcome.summary); destroyed")
+            served.markFinished()
+        }
+        reaper.detach()
+        log.write("domain \(served.id.rawValue) '\(served.name)' created from \(path): \(plan.configuration.kernelDescription) on \(served.engineName), \(spec.memoryMiB) MiB, \(spec.vcpus) vCPU\(spec.vcpus == 1 ? "" : "s")")
+        return served.info
+    }
+
+    private func reserve(domain: Domain, console: DomainConsole, plan: DomainPlan,
+                         engine: String) throws(ToolstackError) -> ServedDomain {
+        let result = state.withLock { s -> Result<ServedDomain, ToolstackError> in
+            guard !s.stopping else { return .failure(.unavailable("the daemon is stopping")) }
+            guard !s.domains.contains(where: { $0.name == domain.configuration.name }) else {
+                return .failure(.conflict("a domain named '\(domain.configuration.name)' already exists"))
+            }
+            let served = ServedDomain(domain: domain, id: DomainID(s.nextID), console: console,
+                                      parameters: plan.parameters, engineName: engine, pool: pool)
+            s.nextID &+= 1
+            s.domains.append(served)
+            return .success(served)
+        }
+        return try result.get()
+    }
+
+    /// The domain called `name`, or with ID `name` when it is a number.
+    func find(_ name: String) -> ServedDomain? {
+        state.withLock { s in
+            s.domains.first { $0.name == name } ?? UInt32(name).flatMap { id in s.domains.first { $0.id.rawValue == id } }
+        }
+    }
+
+    private func lookUp(_ name: String) throws(ToolstackError) -> ServedDomain {
+        guard let served = find(name) else { throw .notFound("no domain is called '\(name)'") }
+        return served
+    }
+
+    public func list() -> [DomainInfo] {
+        state.withLock { $0.domains }.map(\.info)
+    }
+
+    public func info(of name: String) throws(ToolstackError) -> DomainInfo {
+        try lookUp(name).info
+    }
+
+    /// Parks every vCPU of the domain (returns once they are off their pCPUs).
+    public func pause(_ name: String) throws(ToolstackError) -> DomainInfo {
+        let served = try lookUp(name)
+        guard !served.domain.isPaused else { throw .conflict("domain '\(served.name)' is already paused") }
+        served.domain.pause()
+        log.write("domain \(served.id.rawValue) '\(served.name)' paused")
+        return served.info
+    }
+
+    public func unpause(_ name: String) throws(ToolstackError) -> DomainInfo {
+        let served = try lookUp(name)
+        guard served.domain.isPaused else { throw .conflict("domain '\(served.name)' is not paused") }
+        served.domain.unpause()
+        log.write("domain \(served.id.rawValue) '\(served.name)' unpaused")
+        return served.info
+    }
+
+    /// The domain's scheduling parameters as the policy holds them.
+    public func schedParameters(of name: String) throws(ToolstackError) -> SchedParameters {
+        let served = try lookUp(name)
+        do {
+            return SchedParameters(try pool.parameters(of: served.id), scheduler: scheduler.name)
+        } catch {
+            throw .notFound("domain '\(served.name)' has left the scheduler (it is ending)")
+        }
+    }
+
+    /// Changes a running domain's scheduling parameters; the policy refuses what it has no
+    /// such parameter for or what is out of range, with libxl's words.
+    public func setSchedParameters(of name: String, _ change: SchedParameters) throws(ToolstackError) -> SchedParameters {
+        let served = try lookUp(name)
+        if let named = change.scheduler, named != scheduler.name {
+            throw .badRequest("the daemon's scheduler is \(scheduler.name), not \(named)")
+        }
+        do {
+            try pool.adjust(domain: served.id, change.policyParameters)
+        } catch {
+            throw .badRequest("\(error)")
+        }
+        let now = try schedParameters(of: name)
+        log.write("domain \(served.id.rawValue) '\(served.name)' scheduling parameters set: \(ToolstackLog.describe(now))")
+        return now
+    }
+
+    /// Every vCPU of the domain (or of every domain), as `xl vcpu-list`.
+    public func vcpus(of name: String?) throws(ToolstackError) -> [VCPUStatus] {
+        let domains = try name.map { n throws(ToolstackError) in [try lookUp(n)] } ?? state.withLock { $0.domains }
+        return domains.flatMap { served in
+            let paused = served.domain.isPaused
+            return served.domain.vcpuSnapshots.enumerated().map { index, v in
+                VCPUStatus(domain: served.name, domainID: served.id.rawValue, vcpu: index, pcpu: v.pcpu,
+                         state: paused ? "--p" : v.pcpu != nil ? "r--" : "-b-", cpuNanoseconds: v.cpuNanoseconds,
+                         hardAffinity: describe(v.affinity.hard), softAffinity: describe(v.affinity.soft))
+            }
+        }
+    }
+
+    private func describe(_ set: PCPUSet?) -> String {
+        guard let set, set != PCPUSet.first(pcpuCount) else { return "all" }
+        return set.description
+    }
+
+    /// `xl vcpu-pin NAME VCPU HARD [SOFT]`: `vcpu` nil means every vCPU.
+    public func pin(_ name: String, vcpu: Int?, _ change: AffinityChange) throws(ToolstackError) -> [VCPUStatus] {
+        let served = try lookUp(name)
+        let count = served.domain.configuration.vcpuCount
+        if let vcpu, !(0..<count).contains(vcpu) {
+            throw .badRequest("domain '\(served.name)' has vCPUs 0-\(count - 1), not \(vcpu)")
+        }
+        func mask(_ text: String?, key: String) throws(ToolstackError) -> PCPUSet?? {
+            guard let text, text != "-" else { return .none }  // unchanged
+            guard text.utf8.count <= XLConfig.maximumCPUListLength,
+                  let set = PCPUSet(cpuList: text, poolSize: pcpuCount) else {
+                throw .badRequest("\(key) '\(text.prefix(60))' is not a cpu list (such as all, 1, 0-3 or 0-3,^1)")
+            }
+            let inPool = set.intersection(PCPUSet.first(pcpuCount))
+            guard !inPool.isEmpty else {
+                throw .badRequest("\(key) '\(text.prefix(60))' names no pCPU of this pool (pCPUs 0-\(pcpuCount - 1))")
+            }
+            return .some(inPool == PCPUSet.first(pcpuCount) ? nil : inPool)
+        }
+        let hard = try mask(change.hard, key: "hard")
+        let soft = try mask(change.soft, key: "soft")
+        guard hard != nil || soft != nil else { throw .badRequest("give a hard or a soft cpu list to set") }
+        let snapshots = served.domain.vcpuSnapshots
+        for index in vcpu.map({ [$0] }) ?? Array(0..<count) where index < snapshots.count {
+            var affinity = snapshots[index].affinity
+            if let hard { affinity.hard = hard }
+            if let soft { affinity.soft = soft }
+            do {
+                try served.domain.setAffinity(vcpu: index, affinity)
+            } catch {
+                throw .badRequest("\(error)")
+            }
+            log.write("domain \(served.id.rawValue) '\(served.name)' vCPU \(index) pinned: hard \(describe(affinity.hard)), soft \(describe(affinity.soft))")
+        }
+        return try vcpus(of: name)
+    }
+
+    /// Stops the domain at once (`xl destroy`) and returns once its threads are gone.
+    public func destroy(_ name: String) throws(ToolstackError) -> DomainInfo {
+        let served = try lookUp(name)
+        var last = served.info
+        log.write("domain \(served.id.rawValue) '\(served.name)' destroy requested")
+        served.domain.requestStop(reason: "destroyed")
+        served.waitFinished()
+        last.cpuNanoseconds = served.domain.cpuNanoseconds
+        last.state = "-----d"
+        return last
+    }
+
+    /// The console of a domain, to attach readers to.
+    public func console(of name: String) throws(ToolstackError) -> DomainConsole {
+        try lookUp(name).console
+    }
+
+    /// Offers `bytes` to the domain's console input, waiting up to `patienceNanoseconds` in all
+    /// for a full console to take them; returns how many it took, in order.
+    public func sendConsoleInput(_ name: String, _ bytes: [UInt8],
+                                 patienceNanoseconds: UInt64 = 2_000_000_000) throws(ToolstackError) -> Int {
+        let domain = try lookUp(name).domain
+        let deadline = monotonicNanoseconds() &+ patienceNanoseconds
+        var taken = 0
+        while taken < bytes.count, !domain.hasEnded {
+            if domain.sendConsoleInput(bytes[taken]) {
+                taken += 1
+            } else {
+                guard monotonicNanoseconds() < deadline else { break }
+                usleep(1000)
+            }
+        }
+        return taken
+    }
+
+    public func hostInfo() -> HostInfo {
+        var names = utsname()
+        uname(&names)
+        func field<T>(_ value: T) -> String {
+            withUnsafeBytes(of: value) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        }
+        return HostInfo(host: field(names.nodename), release: field(names.release), machine: field(names.machine),
+                        hostCPUs: HostCPU.count, pcpus: pcpuCount, scheduler: scheduler.name,
+                        defaultEngine: defaultEngine, engines: EngineRegistry.availableNames(),
+                        domains: state.withLock { $0.domains.count },
+                        uptimeSeconds: Date().timeIntervalSince(started), pid: getpid())
+    }
+
+    /// Refuses new domains, destroys every domain and stops the pool's threads.
+    public func shutdown() {
+        let domains = state.withLock { s -> [ServedDomain] in
+            s.stopping = true
+            return s.domains
+        }
+        log.write("stopping: destroying \(domains.count) domain\(domains.count == 1 ? "" : "s")")
+        for served in domains { served.domain.requestStop(reason: "the daemon is stopping") }
+        for served in domains { served.waitFinished() }
+        pool.stop()
+        log.write("stopped")
+    }
+}

@@ -1,0 +1,486 @@
+// The HTTP+JSON API on the daemon's Unix socket, after Firecracker's: SwiftNIO parses HTTP/1.1
+// (NIOHTTP1), `APIRoute` turns a request line into one toolstack call, and each response closes
+// its connection. The toolstack's calls can wait (building a guest, a domain's threads ending),
+// so they run on a small thread pool, never on the event loop; console streams are fed from
+// the guests' vCPU threads through `ConsoleStream`, which only queues and lets the event loop
+// write.
+
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+
+/// One request the API understands, decoded from its method and path; or why not.
+enum APIRoute: Equatable {
+    case hostInfo
+    case dmesg
+    case listDomains
+    case createDomain(path: String?)
+    case getDomain(String)
+    case destroyDomain(String)
+    case pause(String)
+    case unpause(String)
+    case consoleStream(String)
+    case consoleInput(String)
+    case getSched(String)
+    case setSched(String)
+    case listVCPUs(String?)
+    /// vCPU nil: every vCPU of the domain ("all").
+    case pin(String, vcpu: Int?)
+
+    enum Problem: Error, Equatable {
+        case noSuchEndpoint(String)
+        case methodNotAllowed(allowed: [String])
+        case badPath(String)
+    }
+
+    /// Decodes `method uri`. Path segments are percent-decoded; the only query parameter is
+    /// `path` on `POST /domains` (the config file's path, for messages and relative paths).
+    static func decode(method: String, uri: String) -> Result<APIRoute, Problem> {
+        guard uri.hasPrefix("/"), let components = URLComponents(string: uri) else {
+            return .failure(.badPath("the request target '\(uri.prefix(80))' is not an absolute path"))
+        }
+        let rawPath = uri.prefix { $0 != "?" && $0 != "#" }
+        var segments: [String] = []
+        for raw in rawPath.split(separator: "/", omittingEmptySubsequences: true) {
+            guard let segment = percentDecoded(raw), !segment.isEmpty else {
+                return .failure(.badPath("the path segment '\(raw.prefix(80))' is not valid percent-encoded UTF-8"))
+            }
+            segments.append(segment)
+        }
+        func on(_ methods: [String: APIRoute]) -> Result<APIRoute, Problem> {
+            if let route = methods[method] { return .success(route) }
+            return .failure(.methodNotAllowed(allowed: methods.keys.sorted()))
+        }
+        switch segments.count {
+        case 1 where segments[0] == "host": return on(["GET": .hostInfo])
+        case 1 where segments[0] == "dmesg": return on(["GET": .dmesg])
+        case 1 where segments[0] == "vcpus": return on(["GET": .listVCPUs(nil)])
+        case 1 where segments[0] == "domains":
+            let path = components.queryItems?.first { $0.name == "path" }?.value
+            return on(["GET": .listDomains, "POST": .createDomain(path: path)])
+        case 2 where segments[0] == "domains":
+            return on(["GET": .getDomain(segments[1]), "DELETE": .destroyDomain(segments[1])])
+        case 3 where segments[0] == "domains":
+            let name = segments[1]
+            switch segments[2] {
+            case "pause": return on(["POST": .pause(name)])
+            case "unpause": return on(["POST": .unpause(name)])
+            case "console": return on(["GET": .consoleStream(name), "POST": .consoleInput(name)])
+            case "sched": return on(["GET": .getSched(name), "PUT": .setSched(name)])
+            case "vcpus": return on(["GET": .listVCPUs(name)])
+            default: break
+            }
+        case 5 where segments[0] == "domains" && segments[2] == "vcpus" && segments[4] == "affinity":
+            let vcpu: Int?
+            if segments[3] == "all" {
+                vcpu = nil
+            } else if segments[3].utf8.count <= 4, segments[3].allSatisfy({ $0.isASCII && $0.isNumber }), let n = Int(segments[3]) {
+                vcpu = n
+            } else {
+                return .failure(.badPath("'\(segments[3].prefix(40))' is not a vCPU number or all"))
+            }
+            return on(["PUT": .pin(segments[1], vcpu: vcpu)])
+        default: break
+        }
+        return .failure(.noSuchEndpoint("\(method) \(rawPath.prefix(120))"))
+    }
+
+    /// `text` with every `%XX` replaced by its byte, or nil when a `%` is not followed by two
+    /// hex digits or the bytes are not UTF-8 (Foundation's decoder passes some of these through).
+    static func percentDecoded(_ text: Substring) -> String? {
+        var bytes: [UInt8] = []
+        var utf8 = text.utf8.makeIterator()
+        func hex(_ b: UInt8?) -> UInt8? {
+            guard let b else { return nil }
+            switch b {
+            case 0x30...0x39: return b - 0x30
+            case 0x41...0x46: return b - 0x41 + 10
+            case 0x61...0x66: return b - 0x61 + 10
+            default: return nil
+            }
+        }
+        while let b = utf8.next() {
+            guard b == UInt8(ascii: "%") else { bytes.append(b); continue }
+            guard let high = hex(utf8.next()), let low = hex(utf8.next()) else { return nil }
+            bytes.append(high << 4 | low)
+        }
+        return String(validating: bytes, as: UTF8.self)
+    }
+}
+
+/// An HTTP response to send whole.
+struct APIResponse: Sendable {
+    var status: HTTPResponseStatus
+    var body: [UInt8]
+    var headers: [(String, String)] = []
+
+    static func json<T: Encodable>(_ value: T, status: HTTPResponseStatus = .ok) -> APIResponse {
+        APIResponse(status: status, body: APIJSON.encode(value))
+    }
+
+    static func error(_ status: HTTPResponseStatus, _ message: String) -> APIResponse {
+        json(APIErrorBody(error: message), status: status)
+    }
+
+    static func error(_ error: ToolstackError) -> APIResponse {
+        switch error {
+        case .badRequest(let m): return .error(.badRequest, m)
+        case .notFound(let m): return .error(.notFound, m)
+        case .conflict(let m): return .error(.conflict, m)
+        case .unavailable(let m): return .error(.serviceUnavailable, m)
+        }
+    }
+}
+
+/// The API server: listening on a Unix socket, answering from a `Toolstack`.
+public final class APIServer: Sendable {
+    /// The largest request body taken (an xl.cfg file has at most this many bytes too).
+    public static let maximumBodyBytes = XLConfig.maximumFileBytes
+
+    /// How long a connection has to deliver its request by default.
+    public static let defaultRequestTimeout = TimeAmount.seconds(60)
+
+    let toolstack: Toolstack
+    private let group: MultiThreadedEventLoopGroup
+    private let workers: NIOThreadPool
+    private let requestTimeout: TimeAmount
+    private let channel: Mutex<(any Channel)?> = Mutex(nil)
+
+    public init(toolstack: Toolstack, requestTimeout: TimeAmount = defaultRequestTimeout) {
+        self.toolstack = toolstack
+        self.requestTimeout = requestTimeout
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        workers = NIOThreadPool(numberOfThreads: 2)
+    }
+
+    /// Starts listening on `socketPath` (which must not exist), with mode 0600.
+    public func start(socketPath: String) throws {
+        workers.start()
+        let toolstack = self.toolstack
+        let workers = self.workers
+        let requestTimeout = self.requestTimeout
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 64)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(
+                        APIHandler(toolstack: toolstack, workers: workers, requestTimeout: requestTimeout))
+                }
+            }
+        // The socket file is created by bind with the process umask: make it 0600 from the start,
+        // so no other user can connect in the moment before a chmod.
+        let previous = umask(0o177)
+        defer { umask(previous) }
+        let listening = try bootstrap.bind(unixDomainSocketPath: socketPath).wait()
+        chmod(socketPath, 0o600)
+        channel.withLock { $0 = listening }
+    }
+
+    /// Stops accepting connections (open console streams end when their domains do).
+    public func stopListening() {
+        let listening = channel.withLock { c -> (any Channel)? in defer { c = nil }; return c }
+        try? listening?.close().wait()
+    }
+
+    /// Releases the event loop and the workers.
+    public func shutdown() {
+        stopListening()
+        try? workers.syncShutdownGracefully()
+        try? group.syncShutdownGracefully()
+    }
+}
+
+/// One connection: one request, one response, then close.
+final class APIHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let toolstack: Toolstack
+    private let workers: NIOThreadPool
+    private var head: HTTPRequestHead?
+    private var body: [UInt8] = []
+    private var tooLarge = false
+    /// A request has been answered or is being: later parts are ignored.
+    private var responding = false
+    /// The console this connection streams, to detach when it closes.
+    private var consoleToken: (DomainConsole, UInt64)?
+
+    /// A connection must deliver its whole request within `requestTimeout`, or it is closed: a
+    /// client that connects and says nothing must not hold a connection for ever.
+    private let requestTimeout: TimeAmount
+    private var requestDeadline: Scheduled<Void>?
+
+    init(toolstack: Toolstack, workers: NIOThreadPool, requestTimeout: TimeAmount) {
+        self.toolstack = toolstack
+        self.workers = workers
+        self.requestTimeout = requestTimeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let channel = context.channel
+        requestDeadline = context.eventLoop.scheduleTask(in: requestTimeout) { channel.close(promise: nil) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        requestDeadline?.cancel()
+        requestDeadline = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let requestHead):
+            guard !responding, head == nil else { return }
+            head = requestHead
+        case .body(var buffer):
+            guard !responding, !tooLarge else { return }
+            if body.count + buffer.readableBytes > APIServer.maximumBodyBytes {
+                tooLarge = true
+                body = []
+            } else if let bytes = buffer.readBytes(length: buffer.readableBytes) {
+                body.append(contentsOf: bytes)
+            }
+        case .end:
+            guard !responding, let head else { return }
+            responding = true
+            requestDeadline?.cancel()
+            requestDeadline = nil
+            if tooLarge {
+                send(.error(.payloadTooLarge, "the request body is larger than \(APIServer.maximumBodyBytes) bytes"),
+                     context: context)
+                return
+            }
+            dispatch(head, body: body, context: context)
+        }
+    }
+
+    /// A request NIO's codec could not parse has had its 400 (HTTPServerProtocolErrorHandler);
+    /// the connection is of no further use.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let (console, token) = consoleToken { console.detach(token) }
+        consoleToken = nil
+        context.fireChannelInactive()
+    }
+
+    private func dispatch(_ head: HTTPRequestHead, body: [UInt8], context: ChannelHandlerContext) {
+        let route: APIRoute
+        switch APIRoute.decode(method: head.method.rawValue, uri: head.uri) {
+        case .success(let r): route = r
+        case .failure(.noSuchEndpoint(let what)):
+            return send(.error(.notFound, "no such endpoint: \(what) (see docs/api.yaml)"), context: context)
+        case .failure(.methodNotAllowed(let allowed)):
+            var response = APIResponse.error(.methodNotAllowed,
+                                             "\(head.method.rawValue) is not allowed on \(head.uri.prefix(120)): use \(allowed.joined(separator: " or "))")
+            response.headers.append(("Allow", allowed.joined(separator: ", ")))
+            return send(response, context: context)
+        case .failure(.badPath(let message)):
+            return send(.error(.badRequest, message), context: context)
+        }
+        let toolstack = self.toolstack
+        switch route {
+        case .consoleStream(let name):
+            startConsoleStream(name, context: context)
+        case .hostInfo:
+            send(.json(toolstack.hostInfo()), context: context)
+        case .dmesg:
+            send(.json(LogBody(lines: toolstack.log.text)), context: context)
+        case .listDomains:
+            send(.json(toolstack.list()), context: context)
+        case .getDomain(let name):
+            send(Self.answer { () throws(ToolstackError) in try toolstack.info(of: name) }, context: context)
+        case .getSched(let name):
+            send(Self.answer { () throws(ToolstackError) in try toolstack.schedParameters(of: name) }, context: context)
+        case .listVCPUs(let name):
+            send(Self.answer { () throws(ToolstackError) in try toolstack.vcpus(of: name) }, context: context)
+        default:
+            // The rest may wait (guest builds, vCPUs parking, threads ending): off the event loop.
+            let future = workers.runIfActive(eventLoop: context.eventLoop) { () -> APIResponse in
+                Self.perform(route, body: body, toolstack: toolstack)
+            }
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            future.whenComplete { result in
+                let (handler, context) = bound.value
+                switch result {
+                case .success(let response): handler.send(response, context: context)
+                case .failure(let error): handler.send(.error(.serviceUnavailable, "the daemon is stopping: \(error)"), context: context)
+                }
+            }
+        }
+    }
+
+    /// The toolstack calls that may block. Runs on a worker thread.
+    private static func perform(_ route: APIRoute, body: [UInt8], toolstack: Toolstack) -> APIResponse {
+        switch route {
+        case .createDomain(let path):
+            guard let text = String(validating: body, as: UTF8.self) else {
+                return .error(.badRequest, "the body is not UTF-8 text: send the xl.cfg file's contents")
+            }
+            guard !text.allSatisfy(\.isWhitespace) else {
+                return .error(.badRequest, "the body is empty: send the xl.cfg file's contents")
+            }
+            if let path, path.isEmpty || path.utf8.count > 4096 || path.contains("\0") {
+                return .error(.badRequest, "the query parameter path must be a file path of 1 to 4096 bytes")
+            }
+            let created = answer(status: .created) { () throws(ToolstackError) in
+                try toolstack.create(configuration: text, path: path ?? "request")
+            }
+            return created
+        case .destroyDomain(let name):
+            return answer { () throws(ToolstackError) in try toolstack.destroy(name) }
+        case .pause(let name):
+            return answer { () throws(ToolstackError) in try toolstack.pause(name) }
+        case .unpause(let name):
+            return answer { () throws(ToolstackError) in try toolstack.unpause(name) }
+        case .consoleInput(let name):
+            return answer { () throws(ToolstackError) in
+                ConsoleInputBody(accepted: try toolstack.sendConsoleInput(name, body))
+            }
+        case .setSched(let name):
+            let change: SchedParameters
+            switch SchedParameters.decodeStrictly(body) {
+            case .success(let c): change = c
+            case .failure(let problem): return .error(.badRequest, problem.message)
+            }
+            return answer { () throws(ToolstackError) in try toolstack.setSchedParameters(of: name, change) }
+        case .pin(let name, let vcpu):
+            let change: AffinityChange
+            switch AffinityChange.decodeStrictly(body) {
+            case .success(let c): change = c
+            case .failure(let problem): return .error(.badRequest, problem.message)
+            }
+            return answer { () throws(ToolstackError) in try toolstack.pin(name, vcpu: vcpu, change) }
+        case .hostInfo, .dmesg, .listDomains, .getDomain, .consoleStream, .getSched, .listVCPUs:
+            return .error(.internalServerError, "route handled elsewhere")
+        }
+    }
+
+    private static func answer<T: Encodable>(status: HTTPResponseStatus = .ok,
+                                             _ body: () throws(ToolstackError) -> T) -> APIResponse {
+        do {
+            return .json(try body(), status: status)
+        } catch {
+            return .error(error)
+        }
+    }
+
+    /// `GET /domains/NAME/console`: the kept output, then the live output as it comes, in one
+    /// chunked response that ends when the domain does (or the client goes).
+    private func startConsoleStream(_ name: String, context: ChannelHandlerContext) {
+        let console: DomainConsole
+        do {
+            console = try toolstack.console(of: name)
+        } catch {
+            return send(.error(error), context: context)
+        }
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "application/octet-stream")
+        headers.add(name: "Transfer-Encoding", value: "chunked")
+        headers.add(name: "Connection", value: "close")
+        context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))),
+                              promise: nil)
+        let stream = ConsoleStream(channel: context.channel)
+        let reader = ConsoleReader(receive: { stream.receive($0) }, closed: { stream.finish() })
+        guard let (history, token) = console.attach(reader) else {
+            stream.finish()
+            return
+        }
+        consoleToken = (console, token)
+        stream.send(history)
+    }
+
+    private func send(_ response: APIResponse, context: ChannelHandlerContext) {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "application/json")
+        headers.add(name: "Content-Length", value: String(response.body.count))
+        headers.add(name: "Connection", value: "close")
+        for (name, value) in response.headers { headers.add(name: name, value: value) }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: response.status, headers: headers))),
+                      promise: nil)
+        var buffer = context.channel.allocator.buffer(capacity: response.body.count)
+        buffer.writeBytes(response.body)
+        context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+    }
+}
+
+/// A console stream's sending side. `receive` runs on a vCPU thread under its platform lock,
+/// so it only appends to `pending` and, the first time, asks the event loop to write. A reader
+/// that does not keep up loses output: bytes beyond `maximumPending` waiting here, and every
+/// batch that finds the connection's send buffer full (NIO's high-water mark), so a stalled
+/// reader costs the daemon bounded memory.
+final class ConsoleStream: Sendable {
+    static let maximumPending = 1 << 20
+    private struct State {
+        var pending: [UInt8] = []
+        var flushScheduled = false
+        var finished = false
+        var dropped: UInt64 = 0
+    }
+    private let state = Mutex(State())
+    private let channel: any Channel
+
+    init(channel: any Channel) { self.channel = channel }
+
+    func receive(_ byte: UInt8) {
+        let schedule = state.withLock { s -> Bool in
+            guard !s.finished else { return false }
+            guard s.pending.count < Self.maximumPending else {
+                s.dropped &+= 1
+                return false
+            }
+            s.pending.append(byte)
+            defer { s.flushScheduled = true }
+            return !s.flushScheduled
+        }
+        if schedule { channel.eventLoop.execute { self.flush() } }
+    }
+
+    /// Sends bytes from the event loop's side (the history at attach).
+    func send(_ bytes: [UInt8]) {
+        guard !bytes.isEmpty else { return }
+        write(bytes)
+    }
+
+    private func flush() {
+        let writable = channel.isWritable
+        let bytes = state.withLock { s -> [UInt8] in
+            s.flushScheduled = false
+            defer { s.pending = [] }
+            if !writable { s.dropped &+= UInt64(s.pending.count) }
+            return writable ? s.pending : []
+        }
+        if !bytes.isEmpty { write(bytes) }
+    }
+
+    private func write(_ bytes: [UInt8]) {
+        var buffer = channel.allocator.buffer(capacity: bytes.count)
+        buffer.writeBytes(bytes)
+        channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(buffer)), promise: nil)
+    }
+
+    /// The domain ended: what is queued goes out, then the response ends and the connection closes.
+    func finish() {
+        let first = state.withLock { s -> Bool in
+            defer { s.finished = true }
+            return !s.finished
+        }
+        guard first else { return }
+        let channel = self.channel
+        channel.eventLoop.execute {
+            self.flush()
+            // The reader learns what it missed, at the end where it cannot garble the output.
+            let dropped = self.state.withLock { $0.dropped }
+            if dropped > 0 {
+                self.write(Array("\r\n[visor: \(dropped) bytes of console output were dropped: this reader did not keep up]\r\n".utf8))
+            }
+            channel.writeAndFlush(HTTPServerResponsePart.end(nil)).whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+}
