@@ -100,8 +100,11 @@ public enum ExitBenchmark {
 
     /// Compiles Benchmarks/kvm-exit-reference.c with the host C compiler (once per source change).
     static func buildReference() throws -> URL {
-        let source = SourceTree.root.appendingPathComponent("Benchmarks/kvm-exit-reference.c")
-        let output = SourceTree.root.appendingPathComponent(".build/bench/kvm-exit-reference")
+        guard let source = Installation.supportFile("Benchmarks/kvm-exit-reference.c") else {
+            throw BenchmarkError.referenceBuildFailed(
+                "Benchmarks/kvm-exit-reference.c is in neither a Visor checkout nor the installed share/visor")
+        }
+        let output = Installation.scratch.appendingPathComponent("bench/kvm-exit-reference")
         let fm = FileManager.default
         let sourceDate = (try? fm.attributesOfItem(atPath: source.path)[.modificationDate] as? Date) ?? .distantFuture
         let outputDate = (try? fm.attributesOfItem(atPath: output.path)[.modificationDate] as? Date) ?? .distantPast

@@ -1,4 +1,6 @@
-// The built-in guests: Embedded Swift kernels under Guests/, built on first use with `make`.
+// The built-in guests: Embedded Swift kernels under Guests/. An installed Visor finds their
+// images under PREFIX/share/visor/guests (`make install`); a Visor run from its checkout's build
+// builds the one asked for with `make` on first use.
 
 import Foundation
 
@@ -6,6 +8,8 @@ import Foundation
 public enum GuestCatalogError: Error, CustomStringConvertible {
     /// Visor's own Guests/ sources are not where this build of Visor expects them.
     case sourcesMissing(path: String)
+    /// Neither installed images nor a checkout were found; `searched` says where it looked.
+    case notFound(searched: [String])
     /// `make` failed; `output` is what it printed.
     case buildFailed(status: Int32, output: String)
     /// No built-in guest has this name.
@@ -16,7 +20,11 @@ public enum GuestCatalogError: Error, CustomStringConvertible {
     public var description: String {
         switch self {
         case .sourcesMissing(let path):
-            return "the built-in guests' sources are not at \(path); set VISOR_GUESTS_DIR to the Guests/ folder of a Visor checkout"
+            return "the built-in guests are not at \(path); set VISOR_GUESTS_DIR to the Guests/ folder of a Visor checkout or to a folder of built guest images"
+        case .notFound(let searched):
+            return "no built-in guests found (looked for \(searched.joined(separator: "; "))): install Visor with "
+                + "`make install PREFIX=...` from its checkout, or set VISOR_GUESTS_DIR to the Guests/ folder of a Visor "
+                + "checkout or to a folder of built guest images"
         case .buildFailed(let status, let output):
             return "building the built-in guests failed (make exited \(status)):\n\(output)"
         case .unknownGuest(let name, let known):
@@ -27,21 +35,37 @@ public enum GuestCatalogError: Error, CustomStringConvertible {
     }
 }
 
-/// The Visor checkout this binary was built from (where Package.swift is), found from this
-/// source file's path at build time. Built-in guests and benchmark sources live there.
-public enum SourceTree {
-    public static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent()
-}
-
 /// Finds, builds and lists the built-in guests.
 public struct GuestCatalog: Sendable {
-    /// The Guests/ folder with the sources and Makefile.
-    public let sourceDirectory: URL
-    /// Where the built ELF images go.
-    public let outputDirectory: URL
+    /// Where the guests come from.
+    public enum Origin: Sendable {
+        /// A Guests/ folder with its sources and Makefile: guests are built on first use into
+        /// `output`.
+        case sources(guests: URL, output: URL)
+        /// A folder of built images (`NAME.elf`, and `linux/` when fetched), as installed.
+        case images(URL)
+        /// Nothing was found; the places looked at, for the error.
+        case missing(searched: [String])
+    }
+
+    public let origin: Origin
     /// Told, one line per guest, when a guest has to be built (a first build takes seconds).
     public let announce: @Sendable (String) -> Void
+
+    /// The Guests/ folder with the sources and Makefile, when this catalog builds from sources.
+    public var sourceDirectory: URL? {
+        if case .sources(let guests, _) = origin { return guests }
+        return nil
+    }
+
+    /// Where the guests' images are (built or installed).
+    public var outputDirectory: URL? {
+        switch origin {
+        case .sources(_, let output): return output
+        case .images(let folder): return folder
+        case .missing: return nil
+        }
+    }
 
     /// The default guest of `visor run` with no kernel.
     public static let defaultGuest = "demo"
@@ -51,23 +75,54 @@ public struct GuestCatalog: Sendable {
         FileHandle.standardError.write(Data((line + "\n").utf8))
     }
 
-    /// The catalog of this checkout: Guests/ beside Package.swift (found from this source file's
-    /// path at build time), or `VISOR_GUESTS_DIR`; output in `.build/guests` of the checkout, or
-    /// `VISOR_GUESTS_OUT`. Builds are announced on standard error.
-    public static func standard() -> GuestCatalog {
-        let env = ProcessInfo.processInfo.environment
-        let root = SourceTree.root
-        let source = env["VISOR_GUESTS_DIR"].map { URL(fileURLWithPath: $0) } ?? root.appendingPathComponent("Guests")
-        let output = env["VISOR_GUESTS_OUT"].map { URL(fileURLWithPath: $0) }
-            ?? source.deletingLastPathComponent().appendingPathComponent(".build/guests")
-        return GuestCatalog(sourceDirectory: source, outputDirectory: output)
+    /// This Visor's catalog, the first of:
+    /// 1. `VISOR_GUESTS_DIR`: a Guests/ folder with its Makefile (built into `VISOR_GUESTS_OUT`,
+    ///    or `.build/guests` beside it), or else a folder of built images;
+    /// 2. the installed images, `PREFIX/share/visor/guests` for `PREFIX/bin/visor`;
+    /// 3. the Guests/ folder of the checkout whose build holds the executable, built into
+    ///    `.build/guests` of that checkout (or `VISOR_GUESTS_OUT`).
+    /// Builds are announced on standard error.
+    public static func standard(environment: [String: String] = ProcessInfo.processInfo.environment,
+                                executable: URL? = Installation.executable) -> GuestCatalog {
+        GuestCatalog(origin: locate(environment: environment, executable: executable))
     }
 
+    static func locate(environment: [String: String], executable: URL?) -> Origin {
+        func sources(_ guests: URL) -> Origin {
+            let output = environment["VISOR_GUESTS_OUT"].map { URL(fileURLWithPath: $0) }
+                ?? guests.deletingLastPathComponent().appendingPathComponent(".build/guests")
+            return .sources(guests: guests, output: output)
+        }
+        if let dir = environment["VISOR_GUESTS_DIR"], !dir.isEmpty {
+            let folder = URL(fileURLWithPath: dir)
+            let isSourceTree = FileManager.default.fileExists(atPath: folder.appendingPathComponent("Makefile").path)
+            return isSourceTree ? sources(folder) : .images(folder)
+        }
+        var searched: [String] = []
+        if let executable {
+            let installed = executable.deletingLastPathComponent().deletingLastPathComponent()
+                .appendingPathComponent("share/visor/guests")
+            if Installation.isFolder(installed) { return .images(installed) }
+            searched.append("installed images in \(installed.path)")
+            if let checkout = Installation.checkout(above: executable) {
+                return sources(checkout.appendingPathComponent("Guests"))
+            }
+            searched.append("a Visor checkout above \(executable.deletingLastPathComponent().path)")
+        } else {
+            searched.append("the running executable's path (/proc/self/exe is unreadable)")
+        }
+        return .missing(searched: searched)
+    }
+
+    public init(origin: Origin, announce: @escaping @Sendable (String) -> Void = GuestCatalog.toStandardError) {
+        self.origin = origin
+        self.announce = announce
+    }
+
+    /// A catalog that builds from the Guests/ folder `sourceDirectory` into `outputDirectory`.
     public init(sourceDirectory: URL, outputDirectory: URL,
                 announce: @escaping @Sendable (String) -> Void = GuestCatalog.toStandardError) {
-        self.sourceDirectory = sourceDirectory
-        self.outputDirectory = outputDirectory
-        self.announce = announce
+        self.init(origin: .sources(guests: sourceDirectory, output: outputDirectory), announce: announce)
     }
 
     /// The guests Visor does not build but downloads: Debian's Linux kernel with a busybox
@@ -81,23 +136,45 @@ public struct GuestCatalog: Sendable {
                      about: "the same kernel uncompressed (vmlinux), entered through its PVH note"),
     ]
 
+    /// The folder guests' images are in, or `notFound` when this catalog found none.
+    private func imageFolder() throws -> URL {
+        switch origin {
+        case .sources(_, let output): return output
+        case .images(let folder): return folder
+        case .missing(let searched): throw GuestCatalogError.notFound(searched: searched)
+        }
+    }
+
     /// The files of fetched guest `name` (`fetchedGuests`), or nil when no fetched guest has that
     /// name; throws `notFetched` when its download has not been made.
     public func fetchedGuest(named name: String) throws -> FetchedGuest.Files? {
         guard let guest = Self.fetchedGuests.first(where: { $0.name == name }) else { return nil }
-        let kernel = outputDirectory.appendingPathComponent(guest.kernel)
-        let initrd = outputDirectory.appendingPathComponent(guest.initrd)
+        let folder = try imageFolder()
+        let kernel = folder.appendingPathComponent(guest.kernel)
+        let initrd = folder.appendingPathComponent(guest.initrd)
         for file in [kernel, initrd] where !FileManager.default.fileExists(atPath: file.path) {
-            throw GuestCatalogError.notFetched(name: name, missing: file.path, fetch: guest.fetchScript)
+            let fetch = sourceDirectory == nil
+                ? "\(guest.fetchScript) in a Visor checkout and install again" : guest.fetchScript
+            throw GuestCatalogError.notFetched(name: name, missing: file.path, fetch: fetch)
         }
         return FetchedGuest.Files(kernel: kernel, initrd: initrd, commandLine: guest.commandLine)
     }
 
-    /// The names of the built-in guests, as the Makefile lists them.
+    /// The names of the built-in guests: as the Makefile lists them, or the images installed.
     public func names() throws -> [String] {
-        let (status, output) = try make(["list"])
-        guard status == 0 else { throw GuestCatalogError.buildFailed(status: status, output: output) }
-        return output.split(whereSeparator: \.isNewline).map(String.init).filter { !$0.isEmpty }
+        switch origin {
+        case .sources:
+            let (status, output) = try make(["list"])
+            guard status == 0 else { throw GuestCatalogError.buildFailed(status: status, output: output) }
+            return output.split(whereSeparator: \.isNewline).map(String.init).filter { !$0.isEmpty }
+        case .images(let folder):
+            guard let files = try? FileManager.default.contentsOfDirectory(atPath: folder.path) else {
+                throw GuestCatalogError.sourcesMissing(path: folder.path)
+            }
+            return files.filter { $0.hasSuffix(".elf") }.map { String($0.dropLast(4)) }.sorted()
+        case .missing(let searched):
+            throw GuestCatalogError.notFound(searched: searched)
+        }
     }
 
     /// Builds (if out of date) and returns the ELF image path of every built-in guest.
@@ -112,43 +189,51 @@ public struct GuestCatalog: Sendable {
         return try build(name)
     }
 
-    /// Where guest `name`'s image is once built.
-    public func imagePath(_ name: String) -> URL { outputDirectory.appendingPathComponent("\(name).elf") }
+    /// Where guest `name`'s image is once built (or installed).
+    public func imagePath(_ name: String) throws -> URL {
+        try imageFolder().appendingPathComponent("\(name).elf")
+    }
 
     /// Builds guest `name` (the Makefile's target of that name) if `make -q` says it is out of
-    /// date, announcing it first. The question and the build happen under the build lock, so
-    /// of several processes asking at once one builds and announces, and the others find the
-    /// image current.
+    /// date, announcing it first; an installed image is used as it is. The question and the
+    /// build happen under the build lock, so of several processes asking at once one builds and
+    /// announces, and the others find the image current.
     private func build(_ name: String) throws -> URL {
-        let image = imagePath(name)
-        try withBuildLock {
+        let image = try imagePath(name)
+        guard case .sources(let guests, let output) = origin else { return image }
+        try withBuildLock(in: output) {
             // make -q: 0 up to date, 1 out of date, 2 an error (the build below reports it).
-            guard try make(["-q", name]).status != 0 else { return }
+            guard try make(["-q", name], guests: guests, output: output).status != 0 else { return }
             let why = FileManager.default.fileExists(atPath: image.path) ? "sources changed" : "first use"
             announce("visor: building guest '\(name)' (\(why))…")
-            let (status, output) = try make([name])
-            guard status == 0 else { throw GuestCatalogError.buildFailed(status: status, output: output) }
+            let (status, text) = try make([name], guests: guests, output: output)
+            guard status == 0 else { throw GuestCatalogError.buildFailed(status: status, output: text) }
         }
         return image
     }
 
     /// Runs `body` holding the output folder's build lock: one make at a time across visor
-    /// processes and parallel tests.
-    private func withBuildLock(_ body: () throws -> Void) throws {
-        try FileManager.default.createDirectory(at: outputDirectory, withIntermediateDirectories: true)
-        let lockFD = open(outputDirectory.appendingPathComponent(".build-lock").path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+    /// processes, parallel tests and `make install` (the top-level Makefile takes the same lock
+    /// with flock(1)).
+    private func withBuildLock(in output: URL, _ body: () throws -> Void) throws {
+        try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
+        let lockFD = open(output.appendingPathComponent(".build-lock").path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         if lockFD >= 0 { flock(lockFD, LOCK_EX) }
         defer { if lockFD >= 0 { close(lockFD) } }
         try body()
     }
 
-    /// Runs make on the Guests/ folder: its status and everything it printed.
     private func make(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        guard FileManager.default.fileExists(atPath: sourceDirectory.appendingPathComponent("Makefile").path) else {
-            throw GuestCatalogError.sourcesMissing(path: sourceDirectory.path)
+        guard case .sources(let guests, let output) = origin else { return (2, "not a source catalog") }
+        return try make(arguments, guests: guests, output: output)
+    }
+
+    /// Runs make on the Guests/ folder: its status and everything it printed.
+    private func make(_ arguments: [String], guests: URL, output: URL) throws -> (status: Int32, output: String) {
+        guard FileManager.default.fileExists(atPath: guests.appendingPathComponent("Makefile").path) else {
+            throw GuestCatalogError.sourcesMissing(path: guests.path)
         }
-        return try HostProcess.run(
-            "/usr/bin/env", ["make", "-s", "-C", sourceDirectory.path, "OUT=\(outputDirectory.path)"] + arguments)
+        return try HostProcess.run("/usr/bin/env", ["make", "-s", "-C", guests.path, "OUT=\(output.path)"] + arguments)
     }
 }
 

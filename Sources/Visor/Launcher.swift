@@ -359,7 +359,7 @@ enum LaunchError: Error, CustomStringConvertible {
         case .badOption: return ExitStatus.badOption
         case .badInput: return ExitStatus.badInput
         case .guest(.unknownGuest): return ExitStatus.badInput
-        case .guest(.notFetched): return ExitStatus.unavailable
+        case .guest(.notFetched), .guest(.notFound): return ExitStatus.unavailable
         case .guest: return ExitStatus.internalFailure
         }
     }

@@ -20,6 +20,10 @@ struct GuestsCommand: ParsableCommand {
                     ?? "not fetched: run \(guest.fetchScript)"
                 print("\(guest.name.padding(toLength: 14, withPad: " ", startingAt: 0)) \(place)  (\(guest.about))")
             }
+        } catch let error as GuestCatalogError {
+            Launcher.printError("\(error)")
+            if case .notFound = error { throw ExitCode(ExitStatus.unavailable) }
+            throw ExitCode(ExitStatus.internalFailure)
         } catch {
             Launcher.printError("\(error)")
             throw ExitCode(ExitStatus.internalFailure)

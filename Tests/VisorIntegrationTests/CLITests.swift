@@ -130,7 +130,7 @@ struct CLITests {
         #expect(r.status == 0)
         let help = r.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
         #expect(help.contains("64 for a bad option, 65 for a bad kernel, initrd or module, 69 when the engine is unavailable or a fetched guest has not been fetched, 70 for an internal error"))
-        let readme = try String(contentsOf: SourceTree.root.appendingPathComponent("README.md"), encoding: .utf8)
+        let readme = try String(contentsOf: Checkout.root.appendingPathComponent("README.md"), encoding: .utf8)
         #expect(readme.contains("| 64 / 65 / 69 / 70 | bad option / bad kernel, initrd or module / engine unavailable or fetched guest not fetched / internal error |"))
     }
 

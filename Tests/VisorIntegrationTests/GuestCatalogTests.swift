@@ -76,7 +76,7 @@ struct GuestCatalogTests {
         // A private copy of the sources the Makefile reads: Guests/ and ../Sources/VisorABI.
         let tree = try Self.temporaryFolder("guests-src")
         defer { try? FileManager.default.removeItem(at: tree) }
-        let real = GuestCatalog.standard().sourceDirectory
+        let real = Checkout.root.appendingPathComponent("Guests")
         try FileManager.default.copyItem(at: real, to: tree.appendingPathComponent("Guests"))
         try FileManager.default.createDirectory(at: tree.appendingPathComponent("Sources"), withIntermediateDirectories: true)
         try FileManager.default.copyItem(at: real.deletingLastPathComponent().appendingPathComponent("Sources/VisorABI"),

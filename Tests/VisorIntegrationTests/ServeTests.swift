@@ -526,9 +526,7 @@ struct ToolstackFormatTests {
 
     @Test("docs/api.yaml describes every route the server decodes")
     func openAPIDocument() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
-        let document = try String(contentsOf: root.appendingPathComponent("docs/api.yaml"), encoding: .utf8)
+        let document = try String(contentsOf: Checkout.root.appendingPathComponent("docs/api.yaml"), encoding: .utf8)
         let described: [(String, String, String)] = [
             ("GET", "/host", "hostInfo"), ("GET", "/dmesg", "dmesg"), ("GET", "/domains", "listDomains"),
             ("POST", "/domains", "createDomain"), ("GET", "/domains/{domain}", "getDomain"),

@@ -71,6 +71,12 @@ enum Host {
     static var visorPath: String { productsDirectory.appendingPathComponent("visor").path }
 }
 
+/// The checkout these tests were compiled from: its README, docs and Guests/ sources.
+enum Checkout {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+}
+
 struct ProcessResult {
     var status: Int32
     var stdout: String
