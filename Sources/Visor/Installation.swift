@@ -4,6 +4,10 @@
 
 import Foundation
 
+#if !os(Linux)
+#error("Visor runs on Linux only: it needs /dev/kvm, /proc and epoll")
+#endif
+
 public enum Installation {
     /// The running executable, symbolic links resolved (`/proc/self/exe`); nil if unreadable.
     public static let executable: URL? = {

@@ -30,9 +30,9 @@ public struct X86DecodeCache {
         // below `count` (entries are only appended), so every access stays in bounds.
         /// Page offset → (entry index + 1) << 2 | code mode (0: nothing cached there).
         let slots: UnsafeMutablePointer<UInt32>
-        var entries: UnsafeMutablePointer<DecodedInstruction>
-        var count = 0
-        var capacity = 16
+        @exclusivity(unchecked) var entries: UnsafeMutablePointer<DecodedInstruction>
+        @exclusivity(unchecked) var count = 0
+        @exclusivity(unchecked) var capacity = 16
 
         init() {
             slots = .allocate(capacity: 4096)
