@@ -25,6 +25,9 @@ public final class RTDSScheduler: Scheduler {
     /// RTDS_MIN_PERIOD / RTDS_MIN_BUDGET (µs), the hypervisor's lower bounds.
     public static let minimumPeriodMicroseconds = 10
     public static let minimumBudgetMicroseconds = 10
+    /// The longest period: libxl carries a vCPU's period and budget as 32-bit µs counts, and a
+    /// larger value (from the daemon's API) would overflow the nanosecond clock arithmetic.
+    public static let maximumPeriodMicroseconds = Int(UInt32.max)
     /// UPDATE_LIMIT_SHIFT: beyond 2^10 missed periods, catch up by division instead of a loop.
     static let updateLimitShift: Int64 = 10
 
@@ -304,6 +307,7 @@ public final class RTDSScheduler: Scheduler {
         if period < 1 { throw .invalidPeriod(microseconds: period) }
         if budget < 1 { throw .invalidBudget(microseconds: budget) }
         if budget > period { throw .budgetGreaterThanPeriod(budgetMicroseconds: budget, periodMicroseconds: period) }
+        if period > Self.maximumPeriodMicroseconds { throw .aboveRTDSMaximum(periodMicroseconds: period) }
         if period < Self.minimumPeriodMicroseconds || budget < Self.minimumBudgetMicroseconds {
             throw .belowRTDSMinimum(periodMicroseconds: period, budgetMicroseconds: budget)
         }

@@ -23,6 +23,8 @@ public enum SchedError: Error, Equatable, Sendable, CustomStringConvertible {
     case budgetGreaterThanPeriod(budgetMicroseconds: Int, periodMicroseconds: Int)
     /// The hypervisor's -EINVAL for RTDS: period and budget must each be at least 10 µs.
     case belowRTDSMinimum(periodMicroseconds: Int, budgetMicroseconds: Int)
+    /// A period longer than libxl's 32-bit µs field holds.
+    case aboveRTDSMaximum(periodMicroseconds: Int)
     /// A parameter this scheduler does not have (e.g. a period for credit).
     case unsupportedParameter(scheduler: String, parameter: String)
     case unknownDomain(DomainID)
@@ -58,6 +60,8 @@ public enum SchedError: Error, Equatable, Sendable, CustomStringConvertible {
             return "VCPU budget must be smaller than or equal to VCPU period (budget \(b) us, period \(p) us)"
         case .belowRTDSMinimum(let p, let b):
             return "Invalid argument: RTDS period and budget must be at least \(RTDSScheduler.minimumPeriodMicroseconds) us (period \(p) us, budget \(b) us)"
+        case .aboveRTDSMaximum(let p):
+            return "Invalid argument: RTDS period must be at most \(RTDSScheduler.maximumPeriodMicroseconds) us (period \(p) us)"
         case .unsupportedParameter(let s, let p):
             return "Scheduler \(s) has no parameter '\(p)'"
         case .unknownDomain(let d): return "No such domain: \(d)"

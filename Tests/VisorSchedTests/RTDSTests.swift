@@ -144,7 +144,7 @@ struct RTDSTests {
         #expect(s.remainingBudget(of: v(1)) == ms(3))
     }
 
-    @Test("17. validation: budget > period, period or budget under 10 µs, non-positive values are rejected")
+    @Test("17. validation: budget > period, period or budget under 10 µs, a period over 2^32-1 µs, non-positive values are rejected")
     func validation() throws {
         let (_, s) = try rtds(1)
         try s.addDomain(DomainID(1))
@@ -168,6 +168,16 @@ struct RTDSTests {
         #expect(throws: SchedError.unsupportedParameter(scheduler: "rtds", parameter: "weight")) {
             try s.adjust(domain: DomainID(1), DomainSchedParams(weight: 256))
         }
+        // A period past libxl's 32-bit field is refused, not multiplied into nanoseconds (that
+        // overflowed and trapped the daemon for {"periodMicroseconds": Int.max} through the API).
+        #expect(throws: SchedError.aboveRTDSMaximum(periodMicroseconds: Int.max)) {
+            try s.adjust(vcpu: v(1), DomainSchedParams(periodMicroseconds: Int.max, budgetMicroseconds: 10))
+        }
+        #expect(throws: SchedError.aboveRTDSMaximum(periodMicroseconds: Int.max)) {
+            try s.adjust(domain: DomainID(1), DomainSchedParams(periodMicroseconds: Int.max, budgetMicroseconds: Int.max))
+        }
+        try s.adjust(vcpu: v(1), DomainSchedParams(periodMicroseconds: RTDSScheduler.maximumPeriodMicroseconds, budgetMicroseconds: 10))
+        #expect(try s.vcpuParameters(v(1)).periodMicroseconds == RTDSScheduler.maximumPeriodMicroseconds)
         try s.adjust(vcpu: v(1), DomainSchedParams(periodMicroseconds: 10, budgetMicroseconds: 10))
         #expect(try s.vcpuParameters(v(1)).periodMicroseconds == 10)
         // The domain-level "get" reports the defaults, as Xen's does.
