@@ -88,6 +88,34 @@ final class CPUPool: @unchecked Sendable {
         serveTickles()
     }
 
+    /// One vCPU's parameters as the policy holds them (RTDS keeps them per vCPU).
+    func parameters(of vcpu: VCPUID) throws(SchedError) -> DomainSchedParams {
+        lock.lock()
+        defer { lock.unlock() }
+        return try scheduler.vcpuParameters(vcpu)
+    }
+
+    /// Changes the parameters of each of `vcpus` (`xl sched-rtds -d D -v N|all`), all or none:
+    /// the policy validates each against that vCPU's current values, and when one is refused
+    /// the ones already changed get their old values back.
+    func adjust(vcpus: [VCPUID], _ parameters: DomainSchedParams) throws(SchedError) {
+        lock.lock()
+        defer { lock.unlock() }
+        var previous: [(VCPUID, DomainSchedParams)] = []
+        for id in vcpus {
+            do {
+                let old = try scheduler.vcpuParameters(id)
+                try scheduler.adjust(vcpu: id, parameters)
+                previous.append((id, old))
+            } catch {
+                // Values the policy held a moment ago are valid: putting them back cannot fail.
+                for (changed, old) in previous.reversed() { try? scheduler.adjust(vcpu: changed, old) }
+                throw error
+            }
+        }
+        serveTickles()
+    }
+
     /// What `xl vcpu-list` shows of one vCPU, read under the pool lock.
     struct VCPUSnapshot {
         var pcpu: Int?

@@ -91,6 +91,99 @@ public struct VCPUStatus: Codable, Sendable, Equatable {
     }
 }
 
+/// One vCPU's scheduling parameters (`xl sched-rtds -d NAME -v all`): RTDS keeps a period, a
+/// budget and extratime per vCPU; the credit schedulers answer with the domain's weight and cap.
+public struct VCPUSchedParameters: Codable, Sendable, Equatable {
+    public var domain: String
+    public var domainID: UInt32
+    public var vcpu: Int
+    public var scheduler: String
+    public var weight: Int?
+    public var cap: Int?
+    public var periodMicroseconds: Int?
+    public var budgetMicroseconds: Int?
+    public var extratime: Bool?
+
+    public init(domain: String, domainID: UInt32, vcpu: Int, scheduler: String, weight: Int? = nil, cap: Int? = nil,
+                periodMicroseconds: Int? = nil, budgetMicroseconds: Int? = nil, extratime: Bool? = nil) {
+        self.domain = domain; self.domainID = domainID; self.vcpu = vcpu; self.scheduler = scheduler
+        self.weight = weight; self.cap = cap; self.periodMicroseconds = periodMicroseconds
+        self.budgetMicroseconds = budgetMicroseconds; self.extratime = extratime
+    }
+
+    init(domain: String, domainID: UInt32, vcpu: Int, scheduler: String, _ p: DomainSchedParams) {
+        self.init(domain: domain, domainID: domainID, vcpu: vcpu, scheduler: scheduler, weight: p.weight, cap: p.cap,
+                  periodMicroseconds: p.periodMicroseconds, budgetMicroseconds: p.budgetMicroseconds,
+                  extratime: p.extratime)
+    }
+}
+
+/// A domain configuration as its xl.cfg keys: the JSON form `POST /domains` takes and
+/// `visor list -l` shows (so a listed configuration can be sent back to create its twin).
+public struct XLConfigObject: Codable, Sendable, Equatable {
+    public var name: String
+    public var kernel: String
+    public var ramdisk: String?
+    public var cmdline: String
+    public var memory: UInt64
+    public var vcpus: Int
+    public var maxVCPUs: Int?
+    /// Hard and soft affinity, one cpu list per vCPU (xl's list form).
+    public var cpus: [String]?
+    public var cpusSoft: [String]?
+    public var cpuWeight: Int?
+    public var cap: Int?
+    public var engine: String?
+
+    enum CodingKeys: String, CodingKey {
+        case name, kernel, ramdisk, cmdline, memory, vcpus, maxVCPUs = "maxvcpus", cpus, cpusSoft = "cpus_soft",
+             cpuWeight = "cpu_weight", cap, engine
+    }
+
+    /// `spec` as keys; `engine` names the engine the domain got when the configuration named none.
+    public init(_ spec: DomainSpec, engine: String? = nil) {
+        name = spec.name; kernel = spec.kernel; ramdisk = spec.ramdisk; cmdline = spec.commandLine
+        memory = spec.memoryMiB; vcpus = spec.vcpus; maxVCPUs = spec.maxVCPUs; cpus = spec.hardAffinity
+        cpusSoft = spec.softAffinity; cpuWeight = spec.weight; cap = spec.cap; self.engine = spec.engine ?? engine
+    }
+}
+
+/// How a domain ended, once it has: `outcome` in a few words; for a crash the reason and the
+/// register dump the runtime kept, for a halt the dump.
+public struct DomainEnd: Codable, Sendable, Equatable {
+    public var outcome: String
+    public var reason: String?
+    public var registers: String?
+
+    init(_ outcome: DomainOutcome) {
+        self.outcome = outcome.summary
+        switch outcome {
+        case .crashed(let reason, let registers): self.reason = reason; self.registers = registers
+        case .halted(let registers): self.registers = registers
+        case .stopped(let reason): self.reason = reason
+        case .poweredOff, .debugExit: break
+        }
+    }
+}
+
+/// `visor list -l`: a domain's configuration as created, its state, each vCPU's state and
+/// scheduling parameters, and how it ended once it has.
+public struct DomainDetail: Codable, Sendable, Equatable {
+    /// What `visor list` shows.
+    public var domain: DomainInfo
+    /// The configuration it was created with, as xl.cfg keys.
+    public var config: XLConfigObject
+    /// The file or `request` it came from.
+    public var source: String
+    public var scheduler: String
+    /// The domain's parameters (for RTDS, as in Xen, the defaults a domain-wide change starts from).
+    public var schedParameters: SchedParameters?
+    public var vcpus: [VCPUStatus]
+    public var vcpuSchedParameters: [VCPUSchedParameters]
+    /// nil while it runs.
+    public var end: DomainEnd?
+}
+
 /// A `vcpu-pin` request: cpu lists as `xl vcpu-pin` takes them ("all", "0-3,^1"); absent or "-":
 /// unchanged.
 public struct AffinityChange: Codable, Sendable, Equatable {
@@ -177,15 +270,25 @@ final class ServedDomain: @unchecked Sendable {
     let parameters: DomainSchedParams
     let engineName: String
     let pool: CPUPool
+    /// The configuration it was created with.
+    let spec: DomainSpec
     private let lock = HostMutex()
     private let finishedCondition = HostCondition()
     private var finished = false
+    /// How it ended, once it has (set by the reaper before it leaves the list).
+    private var outcome: DomainOutcome?
 
     init(domain: Domain, id: DomainID, console: DomainConsole, parameters: DomainSchedParams, engineName: String,
-         pool: CPUPool) {
+         pool: CPUPool, spec: DomainSpec) {
         self.domain = domain; self.id = id; self.console = console; self.parameters = parameters
-        self.engineName = engineName; self.pool = pool
+        self.engineName = engineName; self.pool = pool; self.spec = spec
     }
+
+    func markEnded(_ outcome: DomainOutcome) {
+        lock.withLock { self.outcome = outcome }
+    }
+
+    var ending: DomainOutcome? { lock.withLock { outcome } }
 
     var name: String { domain.configuration.name }
 
@@ -202,8 +305,14 @@ final class ServedDomain: @unchecked Sendable {
         let paused = domain.isPaused
         let ended = domain.hasEnded
         let running = !paused && !ended && domain.isRunningOnAPCPU
+        var crashed = false, shutdown = false
+        switch ending {
+        case .crashed?: crashed = true
+        case .poweredOff?, .debugExit?, .halted?: shutdown = true
+        case .stopped?, nil: break
+        }
         let flags: [Character] = [running ? "r" : "-", (!running && !paused && !ended) ? "b" : "-",
-                                  paused ? "p" : "-", "-", "-", ended ? "d" : "-"]
+                                  paused ? "p" : "-", shutdown ? "s" : "-", crashed ? "c" : "-", ended ? "d" : "-"]
         let configuration = domain.configuration
         // The policy's current values (changed at run time by `sched-credit`), else as created.
         let current = (try? pool.parameters(of: id)) ?? parameters
@@ -251,15 +360,21 @@ public final class Toolstack: Sendable {
     /// anchors its relative paths (the client sends its config file's absolute path).
     /// Slow when a built-in guest must be built first: call it off any event loop.
     public func create(configuration text: String, path: String) throws(ToolstackError) -> DomainInfo {
-        guard !(state.withLock { $0.stopping }) else { throw .unavailable("the daemon is stopping") }
-        let spec: DomainSpec
+        let parsed: (spec: DomainSpec, warnings: [String])
         do {
-            let (parsed, warnings) = try XLConfig.parse(text, path: path)
-            spec = parsed
-            for warning in warnings { log.write("create \(spec.name): warning: \(warning)") }
+            parsed = try XLConfig.parse(text, path: path)
         } catch {
             throw .badRequest(error.description)
         }
+        return try create(parsed.spec, warnings: parsed.warnings)
+    }
+
+    /// Creates and starts a domain from a parsed configuration (xl.cfg text or its JSON form,
+    /// `XLConfig.parse`); its `path` names it in messages. `warnings` go to the log.
+    public func create(_ spec: DomainSpec, warnings: [String]) throws(ToolstackError) -> DomainInfo {
+        guard !(state.withLock { $0.stopping }) else { throw .unavailable("the daemon is stopping") }
+        let path = spec.path
+        for warning in warnings { log.write("create \(spec.name): warning: \(warning)") }
         if find(spec.name) != nil { throw .conflict("a domain named '\(spec.name)' already exists") }
         let request = RunRequest(kernel: spec.kernel, engine: defaultEngine, memoryBytes: spec.memoryBytes,
                                  commandLine: "", modules: [], timeout: nil, printStatistics: false,
@@ -282,7 +397,8 @@ public final class Toolstack: Sendable {
         }
         // The name is checked again and the ID taken under the lock: two creates of one name
         // may race through the slow part above.
-        let served = try reserve(domain: domain, console: console, plan: plan, engine: spec.engine ?? defaultEngine)
+        let served = try reserve(domain: domain, console: console, plan: plan, engine: spec.engine ?? defaultEngine,
+                                 spec: spec)
         do {
             try domain.start(in: pool, id: served.id, affinities: plan.affinities, parameters: plan.parameters)
         } catch {
@@ -291,6 +407,7 @@ public final class Toolstack: Sendable {
         }
         let reaper = HostThread { [self] in
             let outcome = domain.wait()
+            served.markEnded(outcome)
             console.close()
             state.withLock { s in s.domains.removeAll { $0 === served } }
             log.write("domain \(served.id.rawValue) '\(served.name)' ended: \(outcome.summary); destroyed")
@@ -302,14 +419,14 @@ public final class Toolstack: Sendable {
     }
 
     private func reserve(domain: Domain, console: DomainConsole, plan: DomainPlan,
-                         engine: String) throws(ToolstackError) -> ServedDomain {
+                         engine: String, spec: DomainSpec) throws(ToolstackError) -> ServedDomain {
         let result = state.withLock { s -> Result<ServedDomain, ToolstackError> in
             guard !s.stopping else { return .failure(.unavailable("the daemon is stopping")) }
             guard !s.domains.contains(where: { $0.name == domain.configuration.name }) else {
                 return .failure(.conflict("a domain named '\(domain.configuration.name)' already exists"))
             }
             let served = ServedDomain(domain: domain, id: DomainID(s.nextID), console: console,
-                                      parameters: plan.parameters, engineName: engine, pool: pool)
+                                      parameters: plan.parameters, engineName: engine, pool: pool, spec: spec)
             s.nextID &+= 1
             s.domains.append(served)
             return .success(served)
@@ -335,6 +452,23 @@ public final class Toolstack: Sendable {
 
     public func info(of name: String) throws(ToolstackError) -> DomainInfo {
         try lookUp(name).info
+    }
+
+    /// `visor list -l` of every domain.
+    public func details() -> [DomainDetail] {
+        state.withLock { $0.domains }.map(detail)
+    }
+
+    public func detail(of name: String) throws(ToolstackError) -> DomainDetail {
+        detail(try lookUp(name))
+    }
+
+    private func detail(_ served: ServedDomain) -> DomainDetail {
+        DomainDetail(domain: served.info, config: XLConfigObject(served.spec, engine: served.engineName),
+                     source: served.spec.path, scheduler: scheduler.name,
+                     schedParameters: (try? pool.parameters(of: served.id)).map { SchedParameters($0, scheduler: scheduler.name) },
+                     vcpus: vcpuStatus(served), vcpuSchedParameters: vcpuSchedParameters(served),
+                     end: served.ending.map(DomainEnd.init))
     }
 
     /// Parks every vCPU of the domain (returns once they are off their pCPUs).
@@ -381,16 +515,63 @@ public final class Toolstack: Sendable {
         return now
     }
 
+    /// Each vCPU's parameters as the policy holds them (`xl sched-rtds -d NAME -v all`).
+    public func vcpuSchedParameters(of name: String) throws(ToolstackError) -> [VCPUSchedParameters] {
+        vcpuSchedParameters(try lookUp(name))
+    }
+
+    private func vcpuSchedParameters(_ served: ServedDomain) -> [VCPUSchedParameters] {
+        (0..<served.domain.configuration.vcpuCount).compactMap { index in
+            // A vCPU that has left the scheduler (the domain is ending) is left out.
+            guard let p = try? pool.parameters(of: VCPUID(domain: served.id, index: index)) else { return nil }
+            return VCPUSchedParameters(domain: served.name, domainID: served.id.rawValue, vcpu: index,
+                                       scheduler: scheduler.name, p)
+        }
+    }
+
+    /// `xl sched-rtds -d NAME -v VCPU|all -p P -b B -e E`: changes one vCPU's (or, `vcpu` nil,
+    /// every vCPU's) RTDS parameters while it runs; fields left out keep each vCPU's current
+    /// values. All or none: one refused vCPU leaves every vCPU as it was. Refused, naming the
+    /// pool's scheduler, when the pool does not run rtds.
+    public func setVCPUSchedParameters(of name: String, vcpu: Int?,
+                                       _ change: SchedParameters) throws(ToolstackError) -> [VCPUSchedParameters] {
+        let served = try lookUp(name)
+        guard scheduler == .rtds else {
+            throw .badRequest("the daemon's pool runs the \(scheduler.name) scheduler, not rtds: per-vCPU parameters "
+                              + "(period, budget, extratime) are RTDS's; \(scheduler == .credit || scheduler == .credit2 ? "set the domain's weight and cap with PUT /domains/NAME/sched" : "this scheduler has none")")
+        }
+        if let named = change.scheduler, named != scheduler.name {
+            throw .badRequest("the daemon's scheduler is \(scheduler.name), not \(named)")
+        }
+        let count = served.domain.configuration.vcpuCount
+        if let vcpu, !(0..<count).contains(vcpu) {
+            throw .badRequest("domain '\(served.name)' has vCPUs 0-\(count - 1), not \(vcpu)")
+        }
+        let ids = (vcpu.map { [$0] } ?? Array(0..<count)).map { VCPUID(domain: served.id, index: $0) }
+        do {
+            try pool.adjust(vcpus: ids, change.policyParameters)
+        } catch {
+            throw .badRequest("\(error)")
+        }
+        let now = vcpuSchedParameters(served)
+        for p in now where vcpu == nil || p.vcpu == vcpu {
+            log.write("domain \(served.id.rawValue) '\(served.name)' vCPU \(p.vcpu) scheduling parameters set: \(ToolstackLog.describe(SchedParameters(periodMicroseconds: p.periodMicroseconds, budgetMicroseconds: p.budgetMicroseconds, extratime: p.extratime)))")
+        }
+        return now
+    }
+
     /// Every vCPU of the domain (or of every domain), as `xl vcpu-list`.
     public func vcpus(of name: String?) throws(ToolstackError) -> [VCPUStatus] {
         let domains = try name.map { n throws(ToolstackError) in [try lookUp(n)] } ?? state.withLock { $0.domains }
-        return domains.flatMap { served in
-            let paused = served.domain.isPaused
-            return served.domain.vcpuSnapshots.enumerated().map { index, v in
-                VCPUStatus(domain: served.name, domainID: served.id.rawValue, vcpu: index, pcpu: v.pcpu,
-                         state: paused ? "--p" : v.pcpu != nil ? "r--" : "-b-", cpuNanoseconds: v.cpuNanoseconds,
-                         hardAffinity: describe(v.affinity.hard), softAffinity: describe(v.affinity.soft))
-            }
+        return domains.flatMap(vcpuStatus)
+    }
+
+    private func vcpuStatus(_ served: ServedDomain) -> [VCPUStatus] {
+        let paused = served.domain.isPaused
+        return served.domain.vcpuSnapshots.enumerated().map { index, v in
+            VCPUStatus(domain: served.name, domainID: served.id.rawValue, vcpu: index, pcpu: v.pcpu,
+                       state: paused ? "--p" : v.pcpu != nil ? "r--" : "-b-", cpuNanoseconds: v.cpuNanoseconds,
+                       hardAffinity: describe(v.affinity.hard), softAffinity: describe(v.affinity.soft))
         }
     }
 

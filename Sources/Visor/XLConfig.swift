@@ -136,6 +136,86 @@ public enum XLConfig {
         let spec = try validator.validate(settings)
         return (spec, validator.warnings)
     }
+
+    /// Parses and validates a configuration given as a JSON object whose keys are xl.cfg's, such
+    /// as `{"name": "a", "kernel": "cpuhog", "memory": 16, "cpus": ["0", "1"]}` (the API's
+    /// `POST /domains` with `Content-Type: application/json`): JSON numbers, strings and arrays
+    /// stand for xl's numbers, strings and lists, and the same validator gives the same messages,
+    /// without line numbers. Keys are checked in sorted order (a JSON object has none).
+    public static func parse(json bytes: [UInt8], path: String) throws(XLConfigError) -> (spec: DomainSpec, warnings: [String]) {
+        let object: [String: XLJSONValue]
+        do {
+            object = try JSONDecoder().decode([String: XLJSONValue].self, from: Data(bytes))
+        } catch {
+            throw XLConfigError(path: path, message: "the body is not a JSON object of xl.cfg keys, such as "
+                                + #"{"name": "a", "kernel": "cpuhog", "memory": 16}"#)
+        }
+        var settings: [XLSetting] = []
+        for key in object.keys.sorted() {
+            guard let json = object[key] else { continue }
+            let value: XLValue
+            do {
+                value = try json.xlValue(depth: 0)
+            } catch {
+                throw XLConfigError(path: path, key: shown(key), message: error.message)
+            }
+            settings.append(XLSetting(key: key, line: nil, value: value))
+        }
+        var validator = XLConfigValidator(path: path)
+        let spec = try validator.validate(settings)
+        return (spec, validator.warnings)
+    }
+}
+
+/// A JSON value as a configuration's JSON form may hold, before it becomes an `XLValue`.
+fileprivate indirect enum XLJSONValue: Decodable {
+    case unsigned(UInt64)
+    case string(String)
+    case list([XLJSONValue])
+    /// What xl.cfg has no equivalent for, described: true, null, -3, 1.5, an object.
+    case other(String)
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if c.decodeNil() {
+            self = .other("null")
+        } else if let b = try? c.decode(Bool.self) {
+            self = .other(b ? "true" : "false")
+        } else if let u = try? c.decode(UInt64.self) {
+            self = .unsigned(u)
+        } else if let i = try? c.decode(Int64.self) {
+            self = .other("the negative number \(i)")
+        } else if let d = try? c.decode(Double.self) {
+            self = .other("the number \(d), which is not a whole number of 0 to \(UInt64.max)")
+        } else if let s = try? c.decode(String.self) {
+            self = .string(s)
+        } else if let l = try? c.decode([XLJSONValue].self) {
+            self = .list(l)
+        } else {
+            self = .other("an object")
+        }
+    }
+
+    struct Problem: Error { var message: String }
+
+    func xlValue(depth: Int) throws(Problem) -> XLValue {
+        switch self {
+        case .unsigned(let u): return .integer(text: String(u), value: u)
+        case .string(let s):
+            // xl.cfg text cannot hold a NUL in a string; neither can its JSON form.
+            guard !s.unicodeScalars.contains("\0") else { throw Problem(message: "a NUL character inside a string") }
+            return .string(s)
+        case .list(let items):
+            guard depth < XLConfig.maximumListDepth else {
+                throw Problem(message: "lists nested more than \(XLConfig.maximumListDepth) deep")
+            }
+            var values: [XLValue] = []
+            for item in items { values.append(try item.xlValue(depth: depth + 1)) }
+            return .list(values)
+        case .other(let what):
+            throw Problem(message: "expected a number, a string or a list, found \(shown(what))")
+        }
+    }
 }
 
 // MARK: - Values and settings
@@ -159,7 +239,8 @@ fileprivate indirect enum XLValue: Equatable {
 /// One `key = value` line.
 fileprivate struct XLSetting {
     var key: String
-    var line: Int
+    /// nil for a setting from a configuration's JSON form.
+    var line: Int?
     var value: XLValue
 }
 
@@ -509,7 +590,7 @@ fileprivate struct XLConfigValidator {
     }
 
     private mutating func warn(_ s: XLSetting, _ message: String) {
-        warnings.append("\(path):\(s.line): \(s.key): \(message)")
+        warnings.append("\(path)\(s.line.map { ":\($0)" } ?? ""): \(s.key): \(message)")
     }
 
     // Typed readers.

@@ -1,7 +1,7 @@
 // The HTTP+JSON API on the daemon's Unix socket, after Firecracker's: SwiftNIO parses HTTP/1.1
-// (NIOHTTP1), `APIRoute` turns a request line into one toolstack call, and each response closes
-// its connection. The toolstack's calls can wait (building a guest, a domain's threads ending),
-// so they run on a small thread pool, never on the event loop; console streams are fed from
+// (NIOHTTP1), `APIRequest.parse` (APIRequest.swift) turns a request into one toolstack call or a
+// refusal, and each response closes its connection. The toolstack's calls can wait (building a
+// guest, a domain's threads ending), so they run on a small thread pool, never on the event loop; console streams are fed from
 // the guests' vCPU threads through `ConsoleStream`, which only queues and lets the event loop
 // write.
 
@@ -10,105 +10,6 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import Synchronization
-
-/// One request the API understands, decoded from its method and path; or why not.
-enum APIRoute: Equatable {
-    case hostInfo
-    case dmesg
-    case listDomains
-    case createDomain(path: String?)
-    case getDomain(String)
-    case destroyDomain(String)
-    case pause(String)
-    case unpause(String)
-    case consoleStream(String)
-    case consoleInput(String)
-    case getSched(String)
-    case setSched(String)
-    case listVCPUs(String?)
-    /// vCPU nil: every vCPU of the domain ("all").
-    case pin(String, vcpu: Int?)
-
-    enum Problem: Error, Equatable {
-        case noSuchEndpoint(String)
-        case methodNotAllowed(allowed: [String])
-        case badPath(String)
-    }
-
-    /// Decodes `method uri`. Path segments are percent-decoded; the only query parameter is
-    /// `path` on `POST /domains` (the config file's path, for messages and relative paths).
-    static func decode(method: String, uri: String) -> Result<APIRoute, Problem> {
-        guard uri.hasPrefix("/"), let components = URLComponents(string: uri) else {
-            return .failure(.badPath("the request target '\(uri.prefix(80))' is not an absolute path"))
-        }
-        let rawPath = uri.prefix { $0 != "?" && $0 != "#" }
-        var segments: [String] = []
-        for raw in rawPath.split(separator: "/", omittingEmptySubsequences: true) {
-            guard let segment = percentDecoded(raw), !segment.isEmpty else {
-                return .failure(.badPath("the path segment '\(raw.prefix(80))' is not valid percent-encoded UTF-8"))
-            }
-            segments.append(segment)
-        }
-        func on(_ methods: [String: APIRoute]) -> Result<APIRoute, Problem> {
-            if let route = methods[method] { return .success(route) }
-            return .failure(.methodNotAllowed(allowed: methods.keys.sorted()))
-        }
-        switch segments.count {
-        case 1 where segments[0] == "host": return on(["GET": .hostInfo])
-        case 1 where segments[0] == "dmesg": return on(["GET": .dmesg])
-        case 1 where segments[0] == "vcpus": return on(["GET": .listVCPUs(nil)])
-        case 1 where segments[0] == "domains":
-            let path = components.queryItems?.first { $0.name == "path" }?.value
-            return on(["GET": .listDomains, "POST": .createDomain(path: path)])
-        case 2 where segments[0] == "domains":
-            return on(["GET": .getDomain(segments[1]), "DELETE": .destroyDomain(segments[1])])
-        case 3 where segments[0] == "domains":
-            let name = segments[1]
-            switch segments[2] {
-            case "pause": return on(["POST": .pause(name)])
-            case "unpause": return on(["POST": .unpause(name)])
-            case "console": return on(["GET": .consoleStream(name), "POST": .consoleInput(name)])
-            case "sched": return on(["GET": .getSched(name), "PUT": .setSched(name)])
-            case "vcpus": return on(["GET": .listVCPUs(name)])
-            default: break
-            }
-        case 5 where segments[0] == "domains" && segments[2] == "vcpus" && segments[4] == "affinity":
-            let vcpu: Int?
-            if segments[3] == "all" {
-                vcpu = nil
-            } else if segments[3].utf8.count <= 4, segments[3].allSatisfy({ $0.isASCII && $0.isNumber }), let n = Int(segments[3]) {
-                vcpu = n
-            } else {
-                return .failure(.badPath("'\(segments[3].prefix(40))' is not a vCPU number or all"))
-            }
-            return on(["PUT": .pin(segments[1], vcpu: vcpu)])
-        default: break
-        }
-        return .failure(.noSuchEndpoint("\(method) \(rawPath.prefix(120))"))
-    }
-
-    /// `text` with every `%XX` replaced by its byte, or nil when a `%` is not followed by two
-    /// hex digits or the bytes are not UTF-8 (Foundation's decoder passes some of these through).
-    static func percentDecoded(_ text: Substring) -> String? {
-        var bytes: [UInt8] = []
-        var utf8 = text.utf8.makeIterator()
-        func hex(_ b: UInt8?) -> UInt8? {
-            guard let b else { return nil }
-            switch b {
-            case 0x30...0x39: return b - 0x30
-            case 0x41...0x46: return b - 0x41 + 10
-            case 0x61...0x66: return b - 0x61 + 10
-            default: return nil
-            }
-        }
-        while let b = utf8.next() {
-            guard b == UInt8(ascii: "%") else { bytes.append(b); continue }
-            guard let high = hex(utf8.next()), let low = hex(utf8.next()) else { return nil }
-            bytes.append(high << 4 | low)
-        }
-        return String(validating: bytes, as: UTF8.self)
-    }
-}
 
 /// An HTTP response to send whole.
 struct APIResponse: Sendable {
@@ -137,7 +38,7 @@ struct APIResponse: Sendable {
 /// The API server: listening on a Unix socket, answering from a `Toolstack`.
 public final class APIServer: Sendable {
     /// The largest request body taken (an xl.cfg file has at most this many bytes too).
-    public static let maximumBodyBytes = XLConfig.maximumFileBytes
+    public static let maximumBodyBytes = APIRequest.maximumBodyBytes
 
     /// How long a connection has to deliver its request by default.
     public static let defaultRequestTimeout = TimeAmount.seconds(60)
@@ -269,21 +170,17 @@ final class APIHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func dispatch(_ head: HTTPRequestHead, body: [UInt8], context: ChannelHandlerContext) {
-        let route: APIRoute
-        switch APIRoute.decode(method: head.method.rawValue, uri: head.uri) {
-        case .success(let r): route = r
-        case .failure(.noSuchEndpoint(let what)):
-            return send(.error(.notFound, "no such endpoint: \(what) (see docs/api.yaml)"), context: context)
-        case .failure(.methodNotAllowed(let allowed)):
-            var response = APIResponse.error(.methodNotAllowed,
-                                             "\(head.method.rawValue) is not allowed on \(head.uri.prefix(120)): use \(allowed.joined(separator: " or "))")
-            response.headers.append(("Allow", allowed.joined(separator: ", ")))
+        let request: APIRequest
+        switch APIRequest.parse(method: head.method.rawValue, uri: head.uri,
+                                contentType: head.headers.first(name: "Content-Type"), body: body) {
+        case .success(let r): request = r
+        case .failure(let problem):
+            var response = APIResponse.error(HTTPResponseStatus(statusCode: problem.status), problem.message)
+            if !problem.allow.isEmpty { response.headers.append(("Allow", problem.allow.joined(separator: ", "))) }
             return send(response, context: context)
-        case .failure(.badPath(let message)):
-            return send(.error(.badRequest, message), context: context)
         }
         let toolstack = self.toolstack
-        switch route {
+        switch request {
         case .consoleStream(let name):
             startConsoleStream(name, context: context)
         case .hostInfo:
@@ -292,16 +189,22 @@ final class APIHandler: ChannelInboundHandler, RemovableChannelHandler {
             send(.json(LogBody(lines: toolstack.log.text)), context: context)
         case .listDomains:
             send(.json(toolstack.list()), context: context)
+        case .listDomainDetails:
+            send(.json(toolstack.details()), context: context)
         case .getDomain(let name):
             send(Self.answer { () throws(ToolstackError) in try toolstack.info(of: name) }, context: context)
+        case .getDomainDetail(let name):
+            send(Self.answer { () throws(ToolstackError) in try toolstack.detail(of: name) }, context: context)
         case .getSched(let name):
             send(Self.answer { () throws(ToolstackError) in try toolstack.schedParameters(of: name) }, context: context)
+        case .getVCPUSched(let name):
+            send(Self.answer { () throws(ToolstackError) in try toolstack.vcpuSchedParameters(of: name) }, context: context)
         case .listVCPUs(let name):
             send(Self.answer { () throws(ToolstackError) in try toolstack.vcpus(of: name) }, context: context)
         default:
             // The rest may wait (guest builds, vCPUs parking, threads ending): off the event loop.
             let future = workers.runIfActive(eventLoop: context.eventLoop) { () -> APIResponse in
-                Self.perform(route, body: body, toolstack: toolstack)
+                Self.perform(request, toolstack: toolstack)
             }
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             future.whenComplete { result in
@@ -315,47 +218,28 @@ final class APIHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// The toolstack calls that may block. Runs on a worker thread.
-    private static func perform(_ route: APIRoute, body: [UInt8], toolstack: Toolstack) -> APIResponse {
-        switch route {
-        case .createDomain(let path):
-            guard let text = String(validating: body, as: UTF8.self) else {
-                return .error(.badRequest, "the body is not UTF-8 text: send the xl.cfg file's contents")
-            }
-            guard !text.allSatisfy(\.isWhitespace) else {
-                return .error(.badRequest, "the body is empty: send the xl.cfg file's contents")
-            }
-            if let path, path.isEmpty || path.utf8.count > 4096 || path.contains("\0") {
-                return .error(.badRequest, "the query parameter path must be a file path of 1 to 4096 bytes")
-            }
-            let created = answer(status: .created) { () throws(ToolstackError) in
-                try toolstack.create(configuration: text, path: path ?? "request")
-            }
-            return created
+    private static func perform(_ request: APIRequest, toolstack: Toolstack) -> APIResponse {
+        switch request {
+        case .createDomain(let spec, let warnings):
+            return answer(status: .created) { () throws(ToolstackError) in try toolstack.create(spec, warnings: warnings) }
         case .destroyDomain(let name):
             return answer { () throws(ToolstackError) in try toolstack.destroy(name) }
         case .pause(let name):
             return answer { () throws(ToolstackError) in try toolstack.pause(name) }
         case .unpause(let name):
             return answer { () throws(ToolstackError) in try toolstack.unpause(name) }
-        case .consoleInput(let name):
+        case .consoleInput(let name, let bytes):
             return answer { () throws(ToolstackError) in
-                ConsoleInputBody(accepted: try toolstack.sendConsoleInput(name, body))
+                ConsoleInputBody(accepted: try toolstack.sendConsoleInput(name, bytes))
             }
-        case .setSched(let name):
-            let change: SchedParameters
-            switch SchedParameters.decodeStrictly(body) {
-            case .success(let c): change = c
-            case .failure(let problem): return .error(.badRequest, problem.message)
-            }
+        case .setSched(let name, let change):
             return answer { () throws(ToolstackError) in try toolstack.setSchedParameters(of: name, change) }
-        case .pin(let name, let vcpu):
-            let change: AffinityChange
-            switch AffinityChange.decodeStrictly(body) {
-            case .success(let c): change = c
-            case .failure(let problem): return .error(.badRequest, problem.message)
-            }
+        case .setVCPUSched(let name, let vcpu, let change):
+            return answer { () throws(ToolstackError) in try toolstack.setVCPUSchedParameters(of: name, vcpu: vcpu, change) }
+        case .pin(let name, let vcpu, let change):
             return answer { () throws(ToolstackError) in try toolstack.pin(name, vcpu: vcpu, change) }
-        case .hostInfo, .dmesg, .listDomains, .getDomain, .consoleStream, .getSched, .listVCPUs:
+        case .hostInfo, .dmesg, .listDomains, .listDomainDetails, .getDomain, .getDomainDetail, .consoleStream,
+             .getSched, .getVCPUSched, .listVCPUs:
             return .error(.internalServerError, "route handled elsewhere")
         }
     }

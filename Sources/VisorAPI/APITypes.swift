@@ -124,6 +124,33 @@ public enum ToolstackFormat {
         return lines.joined(separator: "\n") + "\n"
     }
 
+    /// `xl sched-rtds -d NAME`'s table: Name, ID, Period and Budget (µs), Extratime.
+    public static func rtdsDomains(_ rows: [(DomainInfo, SchedParameters)]) -> String {
+        var lines = ["Name                                ID    Period    Budget  Extratime"]
+        for (d, p) in rows {
+            lines.append(padName(d.name) + " " + pad(String(d.id), 4) + " " + pad(p.periodMicroseconds.map(String.init) ?? "-", 9)
+                         + " " + pad(p.budgetMicroseconds.map(String.init) ?? "-", 9) + " " + pad(yesNo(p.extratime), 10))
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// `xl sched-rtds`'s per-vCPU table: Name, ID, VCPU, Period and Budget (µs), Extratime.
+    public static func rtdsVCPUs(_ vcpus: [VCPUSchedParameters]) -> String {
+        var lines = ["Name                                ID VCPU    Period    Budget  Extratime"]
+        for v in vcpus {
+            lines.append(padName(v.domain) + " " + pad(String(v.domainID), 4) + " " + pad(String(v.vcpu), 4) + " "
+                         + pad(v.periodMicroseconds.map(String.init) ?? "-", 9) + " "
+                         + pad(v.budgetMicroseconds.map(String.init) ?? "-", 9) + " " + pad(yesNo(v.extratime), 10))
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    private static func padName(_ name: String) -> String {
+        name.padding(toLength: max(33, name.count), withPad: " ", startingAt: 0)
+    }
+
+    private static func yesNo(_ flag: Bool?) -> String { flag.map { $0 ? "yes" : "no" } ?? "-" }
+
     /// `xl vcpu-list`'s table: Name, ID, VCPU, CPU (the pCPU held, '-' for none), State,
     /// Time(s), and the hard / soft affinity.
     public static func vcpus(_ vcpus: [VCPUStatus]) -> String {

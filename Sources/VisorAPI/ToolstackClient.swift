@@ -54,7 +54,8 @@ public struct ToolstackClient: Sendable {
         return value
     }
 
-    /// `visor create CFG`: sends the file's text with its absolute path (for relative paths in it).
+    /// `visor create CFG`: sends the file's text with its absolute path (for relative paths in it);
+    /// a file whose name ends in `.json` is the configuration's JSON form (an object of xl.cfg keys).
     public func create(configurationFile path: String) throws(CommandFailure) -> DomainInfo {
         let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
         var isDirectory: ObjCBool = false
@@ -72,7 +73,9 @@ public struct ToolstackClient: Sendable {
         target.path = "/domains"
         target.queryItems = [URLQueryItem(name: "path", value: absolute)]
         let uri = target.percentEncodedPath + "?" + (target.percentEncodedQuery ?? "")
-        return try decoded(try call(.POST, uri, body: Array(data), contentType: "text/plain"), DomainInfo.self)
+        let json = absolute.lowercased().hasSuffix(".json")
+        return try decoded(try call(.POST, uri, body: Array(data), contentType: json ? "application/json" : "text/plain"),
+                           DomainInfo.self)
     }
 
     public func list() throws(CommandFailure) -> [DomainInfo] {
@@ -81,6 +84,16 @@ public struct ToolstackClient: Sendable {
 
     public func domain(_ name: String) throws(CommandFailure) -> DomainInfo {
         try decoded(try call(.GET, "/domains/\(Self.segment(name))"), DomainInfo.self)
+    }
+
+    /// `visor list -l`: every domain's long listing, or those named.
+    public func details(_ names: [String]) throws(CommandFailure) -> [DomainDetail] {
+        guard !names.isEmpty else { return try decoded(try call(.GET, "/domains?detail=true"), [DomainDetail].self) }
+        var details: [DomainDetail] = []
+        for name in names {
+            details.append(try decoded(try call(.GET, "/domains/\(Self.segment(name))?detail=true"), DomainDetail.self))
+        }
+        return details
     }
 
     public func pause(_ name: String) throws(CommandFailure) -> DomainInfo {
@@ -122,6 +135,56 @@ public struct ToolstackClient: Sendable {
         let domains: [DomainInfo]
         if let domain { domains = [try self.domain(domain)] } else { domains = try list() }
         return ToolstackFormat.shares(domains)
+    }
+
+    public func vcpuSchedParameters(_ name: String) throws(CommandFailure) -> [VCPUSchedParameters] {
+        try decoded(try call(.GET, "/domains/\(Self.segment(name))/sched/vcpus"), [VCPUSchedParameters].self)
+    }
+
+    /// `vcpu`: a number or all.
+    public func setVCPUSchedParameters(_ name: String, vcpu: String,
+                                       _ change: SchedParameters) throws(CommandFailure) -> [VCPUSchedParameters] {
+        try decoded(try call(.PUT, "/domains/\(Self.segment(name))/sched/vcpus/\(Self.segment(vcpu))", body: APIJSON.encode(change)),
+                    [VCPUSchedParameters].self)
+    }
+
+    /// `visor sched-rtds`, as `xl sched-rtds`: with no domain, every vCPU of every domain; with a
+    /// domain, its row (the defaults a domain-wide change starts from, as Xen reports); with
+    /// vCPUs, theirs. With a change (period, budget, extratime), it is made first: on the listed
+    /// vCPUs (`change[i]` for `vcpus[i]`), or on every vCPU of the domain when none is listed;
+    /// then the changed vCPUs are shown. Refused, naming the daemon's scheduler, when it is not rtds.
+    public func rtds(domain: String?, vcpus: [String], changes: [SchedParameters]) throws(CommandFailure) -> String {
+        let running = try hostInfo().scheduler
+        guard running == "rtds" else {
+            let other = ["credit", "credit2"].contains(running) ? "; use visor sched-\(running)" : ""
+            throw CommandFailure(message: "the daemon's scheduler is \(running), not rtds\(other)", status: Self.refusedStatus)
+        }
+        guard let domain else {
+            guard vcpus.isEmpty, changes.isEmpty else {
+                throw CommandFailure(message: "-v, -p, -b and -e need a domain: -d NAME", status: ExitStatus.badOption)
+            }
+            var all: [VCPUSchedParameters] = []
+            for d in try list() {
+                // A domain that ends between the list and its vCPUs is left out.
+                do { all += try vcpuSchedParameters(d.name) } catch where error.status == Self.refusedStatus { continue }
+            }
+            return ToolstackFormat.rtdsVCPUs(all)
+        }
+        if !changes.isEmpty {
+            // One change for every listed vCPU, or one per vCPU in order (the command checks the counts).
+            let targets = vcpus.isEmpty ? ["all"] : vcpus
+            let pairs = changes.count == 1 ? targets.map { ($0, changes[0]) } : Array(zip(targets, changes))
+            for (vcpu, change) in pairs { _ = try setVCPUSchedParameters(domain, vcpu: vcpu, change) }
+        } else if vcpus.isEmpty {
+            let info = try self.domain(domain)
+            return ToolstackFormat.rtdsDomains([(info, try schedParameters(domain))])
+        }
+        let now = try vcpuSchedParameters(domain)
+        for v in vcpus where v != "all" && !now.contains(where: { String($0.vcpu) == v }) {
+            throw CommandFailure(message: "domain '\(domain)' has vCPUs 0-\(now.count - 1), not \(v)", status: Self.refusedStatus)
+        }
+        let shown = vcpus.isEmpty || vcpus.contains("all") ? now : now.filter { vcpus.contains(String($0.vcpu)) }
+        return ToolstackFormat.rtdsVCPUs(shown)
     }
 
     /// `visor vcpu-list [NAME]`.

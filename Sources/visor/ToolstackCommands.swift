@@ -1,5 +1,5 @@
 // The xl-style clients of `visor serve`: create, list, pause, unpause, destroy, console, info,
-// dmesg. Each parses its arguments and calls VisorAPI's `ToolstackClient`; with no daemon
+// dmesg, vcpu-list, vcpu-pin, sched-credit, sched-credit2, sched-rtds. Each parses its arguments and calls VisorAPI's `ToolstackClient`; with no daemon
 // running they say so and how to start one (status 69).
 
 import ArgumentParser
@@ -29,9 +29,9 @@ struct CreateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "create",
         abstract: "Create a domain on the daemon from an xl.cfg file and start it.",
-        discussion: "The keys are those of `visor run`'s configuration files. With -c, attach to its console (Ctrl-] detaches).")
+        discussion: "The keys are those of `visor run`'s configuration files. A file whose name ends in .json is a JSON object of the same keys ({\"name\": \"a\", \"kernel\": \"cpuhog\", \"memory\": 16}; `visor list -l` shows a domain's). With -c, attach to its console (Ctrl-] detaches).")
 
-    @Argument(help: "The domain configuration file (xl.cfg syntax).")
+    @Argument(help: "The domain configuration file (xl.cfg syntax, or JSON when it ends in .json).")
     var file: String
 
     @Flag(name: .customShort("c"), help: "Attach to the domain's console once it is created.")
@@ -56,10 +56,13 @@ struct ListCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "list",
         abstract: "List the daemon's domains (xl's columns: Name ID Mem VCPUs State Time(s)).",
-        discussion: "State letters: r running on a pCPU, b blocked or waiting for one, p paused, d dying. Time(s) is the CPU time the scheduler charged. A NAME limits the list to that domain.")
+        discussion: "State letters: r running on a pCPU, b blocked or waiting for one, p paused, s shut down, c crashed, d dying. Time(s) is the CPU time the scheduler charged. A NAME limits the list to that domain. With -l, each domain's configuration as created (its xl.cfg keys, which `visor create` takes back as a .json file), state, vCPUs (state, pCPU, CPU time, affinity, scheduling parameters) and, once it has ended, how (a crash's reason and register dump), as JSON.")
 
     @Argument(help: "Domains to show (default: all).")
     var names: [String] = []
+
+    @Flag(name: .shortAndLong, help: "The long listing: configuration, state and vCPUs of each domain, as JSON.")
+    var long = false
 
     @Flag(help: "Print the domains as JSON, as the API returns them.")
     var json = false
@@ -69,20 +72,24 @@ struct ListCommand: ParsableCommand {
     func run() throws {
         try clientCommand { () throws(CommandFailure) in
             let client = daemon.client
+            if long { return prettyJSON(try client.details(names)) }
             var domains: [DomainInfo] = []
             if names.isEmpty {
                 domains = try client.list()
             } else {
                 for name in names { domains.append(try client.domain(name)) }
             }
-            if json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-                return String(decoding: (try? encoder.encode(domains)) ?? Data("[]".utf8), as: UTF8.self) + "\n"
-            }
+            if json { return prettyJSON(domains) }
             return ToolstackFormat.list(domains)
         }
     }
+}
+
+/// JSON as `visor list --json` and `-l` print it: indented, keys sorted.
+func prettyJSON<T: Encodable>(_ value: T) -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    return String(decoding: (try? encoder.encode(value)) ?? Data("[]".utf8), as: UTF8.self) + "\n"
 }
 
 struct PauseCommand: ParsableCommand {
@@ -193,6 +200,80 @@ struct SchedCredit2Command: ParsableCommand {
     @OptionGroup var options: SharesOptions
     func validate() throws { _ = try options.values() }
     func run() throws { try options.run(scheduler: "credit2") }
+}
+
+/// `visor sched-rtds [-d DOMAIN [-v VCPU|all]... [-p PERIOD -b BUDGET [-e EXTRATIME]]...]`, as xl's.
+struct SchedRTDSCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sched-rtds",
+        abstract: "Show or set RTDS periods, budgets and extratime per domain or per vCPU while they run (the daemon runs --sched rtds).",
+        discussion: """
+            Without -d: every vCPU of every domain. With -d alone: the domain's row, which shows the \
+            defaults a domain-wide change starts from (as Xen reports it; -v all shows what each vCPU \
+            uses). With -v (a vCPU number or all, repeatable): those vCPUs. With -p, -b or -e: the \
+            change is made first, on the listed vCPUs or, without -v, on every vCPU of the domain \
+            (fields not given come from the defaults for a domain-wide change, and from each vCPU's \
+            current values with -v); then the changed vCPUs are shown. Give -p, -b and -e once for \
+            every listed vCPU, or once per -v, in order. Periods and budgets are in microseconds: \
+            the budget is at most the period, both at least 10. Extratime 1 lets a vCPU run past its \
+            budget when a pCPU is idle.
+            """)
+
+    @Option(name: .customShort("d"), parsing: .unconditional, help: "The domain (name or ID).")
+    var domain: String?
+
+    @Option(name: .customShort("v"), parsing: .unconditionalSingleValue, help: "A vCPU number, or all (repeatable).")
+    var vcpus: [String] = []
+
+    @Option(name: .customShort("p"), parsing: .unconditionalSingleValue, help: "The period in µs (repeatable, one per -v).")
+    var periods: [String] = []
+
+    @Option(name: .customShort("b"), parsing: .unconditionalSingleValue, help: "The budget in µs (repeatable, one per -v).")
+    var budgets: [String] = []
+
+    @Option(name: .customShort("e"), parsing: .unconditionalSingleValue, help: "Extratime: 1 or 0 (repeatable, one per -v).")
+    var extratimes: [String] = []
+
+    @OptionGroup var daemon: DaemonSocket
+
+    /// The changes to make, one per listed vCPU or a single one for all; none when only showing.
+    func changes() throws -> [SchedParameters] {
+        for v in vcpus where v != "all" {
+            _ = try OptionValue.wholeNumber(v, option: "-v", in: 0...(Domain.maximumVCPUs - 1),
+                                            allowed: "a vCPU is 0 to \(Domain.maximumVCPUs - 1), or all")
+        }
+        if vcpus.contains("all") && vcpus.count > 1 { throw ValidationError("-v all names every vCPU: give it alone") }
+        let microseconds = "a whole number of µs, at most \(UInt32.max)"
+        let p = try periods.map { try OptionValue.wholeNumber($0, option: "-p", in: 0...Int(UInt32.max), allowed: microseconds) }
+        let b = try budgets.map { try OptionValue.wholeNumber($0, option: "-b", in: 0...Int(UInt32.max), allowed: microseconds) }
+        let e = try extratimes.map { try OptionValue.wholeNumber($0, option: "-e", in: 0...1, allowed: "extratime is 1 or 0") == 1 }
+        let count = max(p.count, b.count, e.count)
+        guard count > 0 else { return [] }
+        guard domain != nil else { throw ValidationError("-p, -b and -e need a domain: -d NAME") }
+        let listed = max(vcpus.count, 1)
+        for (option, given) in [("-p", p.count), ("-b", b.count), ("-e", e.count)] where given != 0 {
+            guard given == 1 || given == listed, given == count else {
+                throw ValidationError("\(option) is given \(given) time\(given == 1 ? "" : "s") for \(listed) vCPU\(listed == 1 ? "" : "s") (-v) "
+                                      + "and the other values \(count) times: give each once, or once per -v")
+            }
+        }
+        return (0..<count).map { i in
+            SchedParameters(scheduler: "rtds", periodMicroseconds: p.isEmpty ? nil : p[i],
+                            budgetMicroseconds: b.isEmpty ? nil : b[i], extratime: e.isEmpty ? nil : e[i])
+        }
+    }
+
+    func validate() throws {
+        _ = try changes()
+        if domain == nil && !vcpus.isEmpty { throw ValidationError("-v needs a domain: -d NAME") }
+    }
+
+    func run() throws {
+        let changes = try changes()
+        try clientCommand { () throws(CommandFailure) in
+            try daemon.client.rtds(domain: domain, vcpus: vcpus, changes: changes)
+        }
+    }
 }
 
 struct VCPUListCommand: ParsableCommand {

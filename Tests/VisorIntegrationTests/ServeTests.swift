@@ -185,6 +185,220 @@ struct ServeTests {
         #expect(daemon.terminate() == 0)
     }
 
+    @Test("sched-rtds shows and sets periods, budgets and extratime per domain and per vCPU; a budget-starved domain gets less; bad values are refused")
+    func rtdsAtRunTime() throws {
+        let daemon = try ServedDaemon(pcpus: 1, sched: "rtds")
+        let two = "\(daemon.folder)/two.cfg"
+        try """
+            name = "two"
+            kernel = "cpuhog"
+            extra = "ms=3600000"
+            memory = 16
+            vcpus = 2
+            engine = "interp"
+            """.write(toFile: two, atomically: true, encoding: .utf8)
+        _ = try daemon.client.create(configurationFile: two)
+        _ = try daemon.client.create(configurationFile: try daemon.config("lean"))
+        // Everything starts with RTDS's defaults: 10 ms period, 4 ms budget, extratime.
+        let all = try daemon.visor(["sched-rtds"])
+        #expect(all.stdout == """
+            Name                                ID VCPU    Period    Budget  Extratime
+            two                                  1    0     10000      4000        yes
+            two                                  1    1     10000      4000        yes
+            lean                                 2    0     10000      4000        yes
+
+            """, "\(all.stdout)\(all.stderr)")
+        let one = try daemon.visor(["sched-rtds", "-d", "two"])
+        #expect(one.stdout == """
+            Name                                ID    Period    Budget  Extratime
+            two                                  1     10000      4000        yes
+
+            """, "\(one.stdout)\(one.stderr)")
+        // One vCPU: only it changes; fields not given keep its values.
+        let v1 = try daemon.visor(["sched-rtds", "-d", "two", "-v", "1", "-p", "20000", "-b", "5000"])
+        #expect(v1.status == 0 && v1.stdout == """
+            Name                                ID VCPU    Period    Budget  Extratime
+            two                                  1    1     20000      5000        yes
+
+            """, "\(v1.stdout)\(v1.stderr)")
+        let e1 = try daemon.visor(["sched-rtds", "-d", "two", "-v", "1", "-e", "0"])
+        #expect(e1.stdout.contains("two                                  1    1     20000      5000         no"), "\(e1.stdout)\(e1.stderr)")
+        // Two vCPUs, each its own values, in order.
+        let pairs = try daemon.visor(["sched-rtds", "-d", "two", "-v", "0", "-p", "30000", "-b", "3000",
+                                      "-v", "1", "-p", "40000", "-b", "4000"])
+        #expect(pairs.status == 0, "\(pairs.stderr)")
+        let shown = try daemon.client.vcpuSchedParameters("two")
+        #expect(shown.map(\.periodMicroseconds) == [30000, 40000] && shown.map(\.budgetMicroseconds) == [3000, 4000])
+        #expect(shown.map(\.extratime) == [true, false])
+        // -v all lists every vCPU.
+        #expect(try daemon.visor(["sched-rtds", "-d", "two", "-v", "all"]).stdout.split(separator: "\n").count == 3)
+
+        // The mechanism: lean may use 1 ms in every 10 ms and no extratime; two's vCPU 0 runs
+        // with extratime on the same pCPU. Over two seconds of charged time, lean gets far less.
+        let set = try daemon.visor(["sched-rtds", "-d", "lean", "-p", "10000", "-b", "1000", "-e", "0"])
+        #expect(set.status == 0 && set.stdout.contains("lean                                 2    0     10000      1000         no"),
+                "\(set.stdout)\(set.stderr)")
+        _ = try daemon.visor(["sched-rtds", "-d", "two", "-v", "all", "-p", "10000", "-b", "4000", "-e", "1"])
+        let lean0 = try daemon.cpu("lean"), two0 = try daemon.cpu("two")
+        #expect(waitUntil(seconds: 180) {
+            ((try? daemon.cpu("lean")) ?? 0) &- lean0 &+ ((try? daemon.cpu("two")) ?? 0) &- two0 > 2_000_000_000
+        })
+        let lean = try daemon.cpu("lean") &- lean0, twoTime = try daemon.cpu("two") &- two0
+        #expect(2 &* lean < twoTime, "lean \(lean) ns, two \(twoTime) ns")
+
+        // Refusals: libxl's words for bad values, the vCPU range, unknown domains; nothing changes.
+        let api = daemon.client.client
+        func refused(_ path: String, _ body: String, _ words: String, method: HTTPMethod = .PUT, status: Int = 400,
+                     sourceLocation: SourceLocation = #_sourceLocation) throws {
+            let reply = try api.request(method, path, body: Array(body.utf8))
+            #expect(reply.status == status && reply.errorMessage.contains(words), "\(reply.status) \(reply.errorMessage)",
+                    sourceLocation: sourceLocation)
+        }
+        try refused("/domains/two/sched/vcpus/0", #"{"periodMicroseconds": 1000, "budgetMicroseconds": 2000}"#,
+                    "VCPU budget must be smaller than or equal to VCPU period")
+        try refused("/domains/two/sched/vcpus/0", #"{"periodMicroseconds": 0}"#, "Invalid VCPU period of 0")
+        try refused("/domains/two/sched/vcpus/all", #"{"budgetMicroseconds": -5}"#, "Invalid VCPU budget of -5")
+        try refused("/domains/two/sched/vcpus/0", #"{"periodMicroseconds": 9, "budgetMicroseconds": 9}"#, "at least 10 us")
+        try refused("/domains/two/sched/vcpus/0", #"{"periodMicroseconds": 9223372036854775807, "budgetMicroseconds": 10}"#,
+                    "at most 4294967295 us")
+        try refused("/domains/two/sched", #"{"periodMicroseconds": 9223372036854775807, "budgetMicroseconds": 9223372036854775807}"#,
+                    "at most 4294967295 us")
+        try refused("/domains/two/sched/vcpus/2", #"{"periodMicroseconds": 1000}"#, "has vCPUs 0-1, not 2")
+        try refused("/domains/two/sched/vcpus/0", #"{"weight": 5}"#, "Scheduler rtds has no parameter 'weight'")
+        try refused("/domains/two/sched/vcpus/0", #"{"extratime": 1}"#, "extratime must be true or false")
+        try refused("/domains/two/sched/vcpus/0", #"{"period": 1}"#, "unknown key 'period'")
+        try refused("/domains/two/sched/vcpus/x", #"{"extratime": true}"#, "not a vCPU number or all")
+        try refused("/domains/nosuch/sched/vcpus/0", #"{"extratime": true}"#, "no domain is called 'nosuch'", status: 404)
+        try refused("/domains/nosuch/sched/vcpus", "", "no domain is called 'nosuch'", method: .GET, status: 404)
+        try refused("/domains/two/sched/vcpus/0", "{}", "use PUT", method: .POST, status: 405)
+        // All or none: vCPU 1 refuses a budget over its period, so vCPU 0 keeps its values too.
+        _ = try daemon.client.setVCPUSchedParameters("two", vcpu: "1", SchedParameters(periodMicroseconds: 1000, budgetMicroseconds: 500))
+        let before = try daemon.client.vcpuSchedParameters("two")
+        try refused("/domains/two/sched/vcpus/all", #"{"budgetMicroseconds": 2000}"#, "VCPU budget must be smaller")
+        #expect(try daemon.client.vcpuSchedParameters("two") == before)
+        // The CLI: bad values are refused before any request, the daemon's refusals are shown.
+        let badP = try daemon.visor(["sched-rtds", "-d", "two", "-p", "ten"])
+        #expect(badP.status == 64 && badP.stderr.contains("-p 'ten' is not a whole number"), "\(badP.stderr)")
+        let counts = try daemon.visor(["sched-rtds", "-d", "two", "-v", "0", "-v", "1", "-p", "1", "-p", "2", "-b", "1"])
+        #expect(counts.status == 64 && counts.stderr.contains("once per -v"), "\(counts.stderr)")
+        let noDomain = try daemon.visor(["sched-rtds", "-p", "10000"])
+        #expect(noDomain.status == 64 && noDomain.stderr.contains("need a domain"), "\(noDomain.stderr)")
+        let over = try daemon.visor(["sched-rtds", "-d", "two", "-v", "0", "-p", "100", "-b", "200"])
+        #expect(over.status == 1 && over.stderr.contains("VCPU budget must be smaller than or equal to VCPU period"), "\(over.stderr)")
+        let missing = try daemon.visor(["sched-rtds", "-d", "two", "-v", "7"])
+        #expect(missing.status == 1 && missing.stderr.contains("has vCPUs 0-1, not 7"), "\(missing.stderr)")
+        let unknown = try daemon.visor(["sched-rtds", "-d", "nosuch"])
+        #expect(unknown.status == 1 && unknown.stderr.contains("no domain is called 'nosuch'"), "\(unknown.stderr)")
+        // Another scheduler's command names the one to use.
+        let credit = try daemon.visor(["sched-credit"])
+        #expect(credit.status == 1 && credit.stderr.contains("the daemon's scheduler is rtds, not credit"), "\(credit.stderr)")
+        #expect(daemon.terminate() == 0)
+    }
+
+    @Test("on a pool that does not run rtds, sched-rtds and the per-vCPU API are refused naming the pool's scheduler")
+    func rtdsOnCreditPool() throws {
+        let daemon = try ServedDaemon(pcpus: 1, sched: "credit2")
+        _ = try daemon.client.create(configurationFile: try daemon.config("c"))
+        let cli = try daemon.visor(["sched-rtds", "-d", "c", "-p", "10000", "-b", "1000"])
+        #expect(cli.status == 1 && cli.stderr.contains("the daemon's scheduler is credit2, not rtds; use visor sched-credit2"),
+                "\(cli.stderr)")
+        let api = daemon.client.client
+        let perVCPU = try api.request(.PUT, "/domains/c/sched/vcpus/0", body: Array(#"{"periodMicroseconds": 10000}"#.utf8))
+        #expect(perVCPU.status == 400 && perVCPU.errorMessage.contains("the daemon's pool runs the credit2 scheduler, not rtds"),
+                "\(perVCPU.errorMessage)")
+        let domainWide = try api.request(.PUT, "/domains/c/sched", body: Array(#"{"periodMicroseconds": 10000}"#.utf8))
+        #expect(domainWide.status == 400 && domainWide.errorMessage.contains("Scheduler credit2 has no parameter 'period'"),
+                "\(domainWide.errorMessage)")
+        // Reading per-vCPU parameters works under any scheduler: credit2's are the domain's weight and cap.
+        #expect(try daemon.client.vcpuSchedParameters("c").map(\.weight) == [256])
+        #expect(daemon.terminate() == 0)
+    }
+
+    @Test("list -l shows the configuration as created, state and vCPUs as JSON; that configuration creates a twin from a .json file")
+    func longListing() throws {
+        let daemon = try ServedDaemon(pcpus: 2, sched: "credit")
+        let path = "\(daemon.folder)/long.cfg"
+        try """
+            name = "long"
+            kernel = "cpuhog"
+            extra = "ms=3600000"
+            memory = 24
+            vcpus = 2
+            cpus = "1"
+            cpu_weight = 512
+            engine = "interp"
+            on_crash = "destroy"
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        _ = try daemon.client.create(configurationFile: path)
+        let listed = try daemon.visor(["list", "-l"])
+        #expect(listed.status == 0, "\(listed.stderr)")
+        let details = try JSONDecoder().decode([DomainDetail].self, from: Data(listed.stdout.utf8))
+        let detail = try #require(details.first)
+        #expect(details.count == 1)
+        #expect(detail.config == XLConfigObject(DomainSpec(name: "long", kernel: "cpuhog", commandLine: "ms=3600000", memoryMiB: 24,
+                                                           vcpus: 2, hardAffinity: ["1", "1"], weight: 512, engine: "interp",
+                                                           path: path)))
+        #expect(detail.source == path && detail.scheduler == "credit" && detail.end == nil)
+        #expect(detail.domain.name == "long" && detail.domain.memoryMiB == 24 && detail.domain.weight == 512)
+        #expect(detail.schedParameters == SchedParameters(scheduler: "credit", weight: 512, cap: 0))
+        #expect(detail.vcpus.map(\.vcpu) == [0, 1] && detail.vcpus.allSatisfy { $0.hardAffinity == "1" })
+        #expect(detail.vcpuSchedParameters.map(\.vcpu) == [0, 1])
+        // The keys are xl.cfg's, and the JSON goes back to `visor create` as a .json file.
+        #expect(listed.stdout.contains(#""cpu_weight" : 512"#) && listed.stdout.contains(#""cpus" : ["#), "\(listed.stdout)")
+        var twin = detail.config
+        twin.name = "twin"
+        let twinPath = "\(daemon.folder)/twin.json"
+        try Data(APIJSON.encode(twin)).write(to: URL(fileURLWithPath: twinPath))
+        let created = try daemon.visor(["create", twinPath])
+        #expect(created.status == 0 && created.stdout == "created domain 'twin' (id 2)\n", "\(created.stdout)\(created.stderr)")
+        let both = try daemon.client.details([])
+        #expect(both.map(\.config.name) == ["long", "twin"])
+        #expect(both.last?.config == twin && both.last?.source == twinPath)
+        // One domain by name or ID; an unknown one is refused.
+        #expect(try daemon.client.details(["2"]).map(\.config.name) == ["twin"])
+        let unknown = try daemon.visor(["list", "-l", "nosuch"])
+        #expect(unknown.status == 1 && unknown.stderr.contains("no domain is called 'nosuch'"), "\(unknown.stderr)")
+        let badQuery = try daemon.client.client.request(.GET, "/domains?detail=maybe")
+        #expect(badQuery.status == 400 && badQuery.errorMessage.contains("detail must be true or false"), "\(badQuery.errorMessage)")
+        #expect(daemon.terminate() == 0)
+    }
+
+    @Test("POST /domains takes a JSON object of xl.cfg keys with the same validation and messages as xl.cfg text")
+    func createFromJSON() throws {
+        let daemon = try ServedDaemon(pcpus: 1)
+        let api = daemon.client.client
+        func post(_ body: String, type: String, path: String = "/domains?path=/x/a.cfg") throws -> APIReply {
+            try api.request(.POST, path, body: Array(body.utf8), contentType: type)
+        }
+        let created = try post(#"{"name": "j", "kernel": "cpuhog", "extra": "ms=3600000", "memory": 16, "engine": "interp"}"#,
+                               type: "application/json; charset=utf-8")
+        #expect(created.status == 201 && created.decode(DomainInfo.self)?.name == "j", "\(created.errorMessage)")
+        #expect(try daemon.client.details(["j"]).first?.config.cmdline == "ms=3600000")
+        // The same mistakes get the same words in both forms (JSON's without a line number).
+        let text = try post("name = \"m\"\nkernel = \"cpuhog\"\nmemory = 1", type: "text/plain")
+        let json = try post(#"{"name": "m", "kernel": "cpuhog", "memory": 1}"#, type: "application/json")
+        #expect(text.status == 400 && text.errorMessage == "/x/a.cfg:3: memory: 1 is out of range 8-1048576 (MiB)", "\(text.errorMessage)")
+        #expect(json.status == 400 && json.errorMessage == "/x/a.cfg: memory: 1 is out of range 8-1048576 (MiB)", "\(json.errorMessage)")
+        let duplicate = try post(#"{"name": "j", "kernel": "cpuhog", "engine": "interp"}"#, type: "application/json")
+        #expect(duplicate.status == 409 && duplicate.errorMessage.contains("a domain named 'j' already exists"))
+        for (body, words) in [("[1]", "not a JSON object of xl.cfg keys"), ("{", "not a JSON object"),
+                              (#"{"name": "k", "kernel": "cpuhog", "vcpus": true}"#, "vcpus: expected a number, a string or a list, found true"),
+                              (#"{"name": "k", "kernel": "cpuhog", "memory": -16}"#, "found the negative number -16"),
+                              (#"{"name": "k", "kernel": "cpuhog", "memory": "16"}"#, "write it without quotes"),
+                              (#"{"name": "k", "kernel": "cpuhog", "weight": 5}"#, "weight: unknown key"),
+                              (#"{"kernel": "cpuhog"}"#, "name: missing"),
+                              (#"{"name": "k", "kernel": "nosuchguest"}"#, "nosuchguest"),
+                              ("  ", "the body is empty")] {
+            let reply = try post(body, type: "application/json")
+            #expect(reply.status == 400 && reply.errorMessage.contains(words), "\(body): \(reply.status) \(reply.errorMessage)")
+        }
+        let form = try post("name=a", type: "application/x-www-form-urlencoded")
+        #expect(form.status == 415 && form.errorMessage.contains("text/plain") && form.errorMessage.contains("application/json"),
+                "\(form.errorMessage)")
+        #expect(try daemon.client.list().map(\.name) == ["j"])
+        #expect(daemon.terminate() == 0)
+    }
+
     @Test("vcpu-list shows where each vCPU runs; vcpu-pin moves one to the pCPUs it names and it stays there")
     func pinning() throws {
         let daemon = try ServedDaemon(pcpus: 2, sched: "credit")
@@ -360,15 +574,17 @@ struct ServeTests {
             let body = reply.decode(APIErrorBody.self)
             #expect(body?.error.contains(words) == true, "\(reply.errorMessage)", sourceLocation: sourceLocation)
         }
-        // Bad configurations: syntax, a missing key, an unknown kernel, not text, nothing.
-        expectError(try api.request(.POST, "/domains?path=/x/a.cfg", body: Array("name = ".utf8)), 400, "/x/a.cfg:1: name")
-        expectError(try api.request(.POST, "/domains", body: Array(#"kernel = "cpuhog""#.utf8)), 400, "name")
-        expectError(try api.request(.POST, "/domains", body: Array("name = \"k\"\nkernel = \"nosuchguest\"".utf8)),
-                    400, "nosuchguest")
-        expectError(try api.request(.POST, "/domains", body: [0xff, 0xfe, 0x00]), 400, "not UTF-8")
-        expectError(try api.request(.POST, "/domains", body: []), 400, "empty")
-        expectError(try api.request(.POST, "/domains", body: Array("name = \"m\"\nkernel = \"cpuhog\"\nmemory = 1".utf8)),
-                    400, "memory")
+        // Bad configurations (xl.cfg text is text/plain): syntax, a missing key, an unknown
+        // kernel, not text, nothing.
+        func post(_ text: String, _ target: String = "/domains") throws -> APIReply {
+            try api.request(.POST, target, body: Array(text.utf8), contentType: "text/plain")
+        }
+        expectError(try post("name = ", "/domains?path=/x/a.cfg"), 400, "/x/a.cfg:1: name")
+        expectError(try post(#"kernel = "cpuhog""#), 400, "name")
+        expectError(try post("name = \"k\"\nkernel = \"nosuchguest\""), 400, "nosuchguest")
+        expectError(try api.request(.POST, "/domains", body: [0xff, 0xfe, 0x00], contentType: "text/plain"), 400, "not UTF-8")
+        expectError(try post(""), 400, "empty")
+        expectError(try post("name = \"m\"\nkernel = \"cpuhog\"\nmemory = 1"), 400, "memory")
         // Too large a body.
         expectError(try api.request(.POST, "/domains", body: [UInt8](repeating: 0x23, count: APIServer.maximumBodyBytes + 1)),
                     413, "larger than")
@@ -484,6 +700,79 @@ struct ToolstackFormatTests {
             """)
     }
 
+    @Test("xl sched-rtds's layouts, per domain and per vCPU (µs)")
+    func rtdsLayout() {
+        let web = DomainInfo(name: "web", id: 7, memoryMiB: 512, vcpus: 2, state: "r-----", paused: false,
+                             cpuNanoseconds: 0, engine: "kvm", kernel: "minios", weight: nil, cap: nil, consoleBytes: 0)
+        #expect(ToolstackFormat.rtdsDomains([(web, SchedParameters(scheduler: "rtds", periodMicroseconds: 10000,
+                                                                   budgetMicroseconds: 4000, extratime: true))]) == """
+            Name                                ID    Period    Budget  Extratime
+            web                                  7     10000      4000        yes
+
+            """)
+        #expect(ToolstackFormat.rtdsVCPUs([
+            VCPUSchedParameters(domain: "web", domainID: 7, vcpu: 0, scheduler: "rtds", periodMicroseconds: 10000,
+                                budgetMicroseconds: 4000, extratime: true),
+            VCPUSchedParameters(domain: "a-rather-long-domain-name-of-40-chars", domainID: 12, vcpu: 1, scheduler: "rtds",
+                                periodMicroseconds: 4294967295, budgetMicroseconds: 10, extratime: false),
+        ]) == """
+            Name                                ID VCPU    Period    Budget  Extratime
+            web                                  7    0     10000      4000        yes
+            a-rather-long-domain-name-of-40-chars   12    1 4294967295        10         no
+
+            """)
+    }
+
+    @Test("whole requests: bodies decoded and validated without a server, with their statuses")
+    func requests() throws {
+        func parse(_ method: String, _ uri: String, _ type: String? = nil, _ body: String = "") -> Result<APIRequest, APIRequestError> {
+            APIRequest.parse(method: method, uri: uri, contentType: type, body: Array(body.utf8))
+        }
+        func status(_ result: Result<APIRequest, APIRequestError>) -> Int? {
+            if case .failure(let e) = result { return e.status } else { return nil }
+        }
+        #expect(try parse("GET", "/domains?detail=true").get() == .listDomainDetails)
+        #expect(try parse("GET", "/domains/a?detail=1").get() == .getDomainDetail("a"))
+        #expect(try parse("GET", "/domains/a?detail=false").get() == .getDomain("a"))
+        #expect(status(parse("GET", "/domains/a?detail=yes")) == 400)
+        #expect(try parse("GET", "/domains/a/sched/vcpus").get() == .getVCPUSched("a"))
+        #expect(try parse("PUT", "/domains/a/sched/vcpus/all", nil, #"{"budgetMicroseconds": 5}"#).get()
+                == .setVCPUSched("a", vcpu: nil, SchedParameters(budgetMicroseconds: 5)))
+        #expect(try parse("PUT", "/domains/a/sched/vcpus/3", nil, #"{"extratime": false}"#).get()
+                == .setVCPUSched("a", vcpu: 3, SchedParameters(extratime: false)))
+        #expect(status(parse("PUT", "/domains/a/sched/vcpus/-1", nil, #"{"extratime": false}"#)) == 400)
+        #expect(status(parse("PUT", "/domains/a/sched/vcpus/0", nil, "{}")) == 400)
+        let notAllowed = parse("DELETE", "/domains/a/sched/vcpus")
+        #expect(status(notAllowed) == 405)
+        if case .failure(let e) = notAllowed { #expect(e.allow == ["GET"]) }
+        // The two forms of a configuration give the same domain.
+        let text = "name = \"a\"\nkernel = \"cpuhog\"\nmemory = 16\nvcpus = 2\ncpus = [\"0\", \"1\"]\ncpu_weight = 512\nextra = \"ms=5\"\n"
+        let json = #"{"name": "a", "kernel": "cpuhog", "memory": 16, "vcpus": 2, "cpus": ["0", 1], "cpu_weight": 512, "extra": "ms=5"}"#
+        let fromText = try parse("POST", "/domains?path=/c/a.cfg", "text/plain", text).get()
+        let fromJSON = try parse("POST", "/domains?path=/c/a.cfg", "Application/JSON", json).get()
+        #expect(fromText == fromJSON)
+        #expect(try parse("POST", "/domains?path=/c/a.cfg", nil, text).get() == fromText)
+        if case .createDomain(let spec, _) = fromJSON {
+            #expect(spec.hardAffinity == ["0", "1"] && spec.weight == 512 && spec.commandLine == "ms=5")
+            // What list -l shows goes back in as the same configuration.
+            let echoed = try parse("POST", "/domains?path=/c/a.cfg", "application/json",
+                                   String(decoding: APIJSON.encode(XLConfigObject(spec)), as: UTF8.self)).get()
+            if case .createDomain(let again, _) = echoed { #expect(again == spec) } else { Issue.record("\(echoed)") }
+        } else {
+            Issue.record("\(fromJSON)")
+        }
+        // Ignored keys warn in both forms; JSON's warnings have no line.
+        if case .createDomain(_, let warnings) = try parse("POST", "/domains", "application/json",
+                                                            #"{"name": "a", "kernel": "cpuhog", "on_crash": "destroy"}"#).get() {
+            #expect(warnings == ["request: on_crash: ignored by Visor"])
+        }
+        #expect(status(parse("POST", "/domains", "application/xml", "<a/>")) == 415)
+        #expect(status(parse("POST", "/domains", "application/json", #"{"name": "a", "kernel": "cpuhog", "cpus": [[[[[[[[["0"]]]]]]]]]}"#)) == 400)
+        #expect(status(parse("POST", "/domains", "application/json", "{\"name\": \"a\\u0000\", \"kernel\": \"cpuhog\"}")) == 400)
+        #expect(status(APIRequest.parse(method: "POST", uri: "/domains", contentType: nil,
+                                        body: [UInt8](repeating: 0x20, count: APIRequest.maximumBodyBytes + 1))) == 413)
+    }
+
     @Test("requests decode to routes; others are refused with the reason")
     func routes() throws {
         #expect(try APIRoute.decode(method: "GET", uri: "/domains").get() == .listDomains)
@@ -536,6 +825,8 @@ struct ToolstackFormatTests {
             ("GET", "/domains/{domain}/sched", "getSchedParameters"), ("PUT", "/domains/{domain}/sched", "setSchedParameters"),
             ("GET", "/vcpus", "listAllVCPUs"), ("GET", "/domains/{domain}/vcpus", "listVCPUs"),
             ("PUT", "/domains/{domain}/vcpus/{vcpu}/affinity", "pinVCPU"),
+            ("GET", "/domains/{domain}/sched/vcpus", "getVCPUSchedParameters"),
+            ("PUT", "/domains/{domain}/sched/vcpus/{vcpu}", "setVCPUSchedParameters"),
         ]
         for (method, path, operation) in described {
             // The server takes it...
