@@ -13,7 +13,8 @@ struct ServeCommand: ParsableCommand {
             /run/visor/visor.sock, created with mode 0600; a stale socket left by a daemon that died \
             is replaced, a live one is refused. SIGTERM or SIGINT destroys the domains and stops it \
             (status 0). The API is described in docs/api.yaml; `visor create`, `list`, `pause`, \
-            `unpause`, `destroy`, `console`, `info` and `dmesg` are its clients. A domain that \
+            `unpause`, `destroy`, `console`, `vcpu-list`, `vcpu-pin`, `sched-credit`, \
+            `sched-credit2`, `sched-rtds`, `info` and `dmesg` are its clients. A domain that \
             powers off or crashes is destroyed (xl's default on_poweroff and on_crash); its end is \
             in the log. Status 69 when the socket cannot be claimed, 64 for a bad option.
             """)

@@ -219,19 +219,19 @@ struct SchedRTDSCommand: ParsableCommand {
             budget when a pCPU is idle.
             """)
 
-    @Option(name: .customShort("d"), parsing: .unconditional, help: "The domain (name or ID).")
+    @Option(name: .customShort("d"), parsing: .unconditional, help: ArgumentHelp("The domain (name or ID).", valueName: "domain"))
     var domain: String?
 
-    @Option(name: .customShort("v"), parsing: .unconditionalSingleValue, help: "A vCPU number, or all (repeatable).")
+    @Option(name: .customShort("v"), parsing: .unconditionalSingleValue, help: ArgumentHelp("A vCPU number, or all (repeatable).", valueName: "vcpu"))
     var vcpus: [String] = []
 
-    @Option(name: .customShort("p"), parsing: .unconditionalSingleValue, help: "The period in µs (repeatable, one per -v).")
+    @Option(name: .customShort("p"), parsing: .unconditionalSingleValue, help: ArgumentHelp("The period in µs (repeatable, one per -v).", valueName: "period"))
     var periods: [String] = []
 
-    @Option(name: .customShort("b"), parsing: .unconditionalSingleValue, help: "The budget in µs (repeatable, one per -v).")
+    @Option(name: .customShort("b"), parsing: .unconditionalSingleValue, help: ArgumentHelp("The budget in µs (repeatable, one per -v).", valueName: "budget"))
     var budgets: [String] = []
 
-    @Option(name: .customShort("e"), parsing: .unconditionalSingleValue, help: "Extratime: 1 or 0 (repeatable, one per -v).")
+    @Option(name: .customShort("e"), parsing: .unconditionalSingleValue, help: ArgumentHelp("Extratime: 1 or 0 (repeatable, one per -v).", valueName: "extratime"))
     var extratimes: [String] = []
 
     @OptionGroup var daemon: DaemonSocket
