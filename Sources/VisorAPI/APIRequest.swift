@@ -237,8 +237,11 @@ enum APIRequest: Equatable {
         guard !text.allSatisfy(\.isWhitespace) else {
             return .failure(APIRequestError(status: 400, "the body is empty: send \(what)"))
         }
-        if let path, path.isEmpty || path.utf8.count > 4096 || path.contains("\0") {
-            return .failure(APIRequestError(status: 400, "the query parameter path must be a file path of 1 to 4096 bytes"))
+        // Absolute: relative paths in the configuration are taken from its directory, and a
+        // relative one would leave them relative (to the daemon's working directory) in the
+        // domain's configuration, which `list -l` shows and may be sent back.
+        if let path, !path.hasPrefix("/") || path.utf8.count > 4096 || path.contains("\0") {
+            return .failure(APIRequestError(status: 400, "the query parameter path must be an absolute file path of at most 4096 bytes"))
         }
         let source = path ?? "request"
         do {

@@ -767,6 +767,9 @@ struct ToolstackFormatTests {
             #expect(warnings == ["request: on_crash: ignored by Visor"])
         }
         #expect(status(parse("POST", "/domains", "application/xml", "<a/>")) == 415)
+        // The configuration's path must be absolute: its relative paths are resolved from it.
+        #expect(status(parse("POST", "/domains?path=c/a.cfg", "text/plain", text)) == 400)
+        #expect(status(parse("POST", "/domains?path=", "text/plain", text)) == 400)
         #expect(status(parse("POST", "/domains", "application/json", #"{"name": "a", "kernel": "cpuhog", "cpus": [[[[[[[[["0"]]]]]]]]]}"#)) == 400)
         #expect(status(parse("POST", "/domains", "application/json", "{\"name\": \"a\\u0000\", \"kernel\": \"cpuhog\"}")) == 400)
         #expect(status(APIRequest.parse(method: "POST", uri: "/domains", contentType: nil,
