@@ -11,6 +11,8 @@ let package = Package(
     products: [
         .executable(name: "visor", targets: ["visor"]),
         .library(name: "Visor", targets: ["Visor"]),
+        // The toolstack's API (the fuzz package's `api` target drives its request parsing).
+        .library(name: "VisorAPI", targets: ["VisorAPI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

@@ -41,5 +41,10 @@ let package = Package(
         fuzzTarget("LongMode"),
         fuzzTarget("Linux"),
         fuzzTarget("XLConfig"),
+        .executableTarget(
+            name: "FuzzAPI",
+            dependencies: ["FuzzSupport", .product(name: "Visor", package: "Visor"),
+                           .product(name: "VisorAPI", package: "Visor")],
+            swiftSettings: strict),
     ]
 )
