@@ -90,17 +90,19 @@ public struct RunRequest: Sendable {
     public var scheduler: SchedulerKind
     /// Where to write the Chrome trace of scheduling decisions, if anywhere.
     public var tracePath: String?
+    /// pCPU i runs on host CPU i (`--pin-pcpus`).
+    public var pinPCPUs: Bool
 
     public init(kernel: String, configurationFiles: [String] = [], engine: String, memoryBytes: UInt64,
                 commandLine: String, modules: [String], initrd: String? = nil, timeout: Duration?, runFor: Duration? = nil,
                 printStatistics: Bool, vcpuCount: Int = 1, pcpuCount: Int = HostCPU.count,
-                scheduler: SchedulerKind = .credit2, tracePath: String? = nil) {
+                scheduler: SchedulerKind = .credit2, tracePath: String? = nil, pinPCPUs: Bool = false) {
         self.kernel = kernel; self.configurationFiles = configurationFiles; self.engine = engine
         self.memoryBytes = memoryBytes; self.commandLine = commandLine; self.modules = modules
         self.initrd = initrd
         self.timeout = timeout; self.runFor = runFor; self.printStatistics = printStatistics
         self.vcpuCount = vcpuCount; self.pcpuCount = pcpuCount; self.scheduler = scheduler
-        self.tracePath = tracePath
+        self.tracePath = tracePath; self.pinPCPUs = pinPCPUs
     }
 }
 
@@ -175,7 +177,8 @@ public enum Launcher {
 
         let pool: CPUPool
         do {
-            pool = try CPUPool(kind: request.scheduler, pcpuCount: request.pcpuCount, tracePath: request.tracePath)
+            pool = try CPUPool(kind: request.scheduler, pcpuCount: request.pcpuCount, tracePath: request.tracePath,
+                               pinHostCPUs: request.pinPCPUs)
             for (index, (domain, plan)) in zip(domains, plans).enumerated() {
                 try domain.start(in: pool, id: DomainID(UInt32(index + 1)), affinities: plan.affinities,
                                  parameters: plan.parameters)

@@ -47,7 +47,7 @@ final class OutputBuffers: Sendable {
 /// reaping lags by hundreds of milliseconds in a busy test process: the exit time is the
 /// child's own. The child starts with no signal blocked, as from a shell.
 final class RunningVisor {
-    private let pid: pid_t
+    let pid: pid_t
     private let output = OutputBuffers()
     private let readers = DispatchGroup()
     /// When it was started (host monotonic nanoseconds).
