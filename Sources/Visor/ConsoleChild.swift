@@ -1,4 +1,5 @@
-// A child process with its console on pipes: how `visor bench linux` runs `visor run` and QEMU.
+// Child processes of the benchmarks: `visor run` and QEMU with their console on pipes (`visor
+// bench linux`), and host programs run to completion (QEMU, the C compiler, the C reference).
 
 import Foundation
 
@@ -102,6 +103,26 @@ final class ConsoleChild {
     func kill() {
         _ = Glibc.kill(pid, SIGKILL)
         _ = wait()
+    }
+
+    /// Runs `path` with `arguments` to completion with no standard input (the pipe to it is
+    /// closed at once): its exit status as a shell shows it and everything it wrote to standard
+    /// output and error, together.
+    static func run(_ path: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+        let child = try spawn(path, arguments)
+        defer { child.closePipes() }
+        close(child.input)
+        child.input = -1
+        var output: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        reading: while true {
+            switch child.read(into: &buffer, waitingMilliseconds: 1000) {
+            case .bytes(let count): output += buffer[0..<count]
+            case .nothingYet: continue
+            case .endOfFile: break reading
+            }
+        }
+        return (child.wait().status, String(decoding: output, as: UTF8.self))
     }
 
     func closePipes() {
