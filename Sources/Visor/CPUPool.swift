@@ -22,7 +22,7 @@ import VisorCore
 import VisorSched
 
 /// The pCPUs and their scheduler.
-final class CPUPool: @unchecked Sendable {
+package final class CPUPool: @unchecked Sendable {
     let lock = HostMutex()
     let scheduler: any Scheduler
     let pcpuCount: Int
@@ -36,7 +36,7 @@ final class CPUPool: @unchecked Sendable {
     private let released = HostCondition()
 
     /// A pool of `pcpuCount` pCPUs scheduled by `kind`, writing decisions to `tracePath` if given.
-    init(kind: SchedulerKind, pcpuCount: Int, tracePath: String? = nil) throws {
+    package init(kind: SchedulerKind, pcpuCount: Int, tracePath: String? = nil) throws {
         let origin = self.origin
         let clock = ClosureClock { SchedTime(nanoseconds: Int64(clamping: MonotonicClock.hostNanoseconds() &- origin)) }
         scheduler = try makeScheduler(kind, pcpuCount: pcpuCount, clock: clock)
@@ -136,14 +136,14 @@ final class CPUPool: @unchecked Sendable {
 
     // MARK: Running the pCPUs
 
-    func start() {
+    package func start() {
         for p in 0..<pcpuCount {
             threads.append(HostThread { [self] in pcpuLoop(p) })
         }
     }
 
     /// Stops the pCPU threads (every domain has ended) and closes the trace.
-    func stop() {
+    package func stop() {
         lock.withLock {
             stopping = true
             for p in pcpus { p.condition.signal() }

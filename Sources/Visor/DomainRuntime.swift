@@ -198,7 +198,7 @@ public final class Domain: @unchecked Sendable {
 
     /// Registers the domain's vCPUs with `pool` as domain `id` and starts its threads: one per
     /// vCPU and the timer thread. The pool's pCPUs must be started too (`CPUPool.start`).
-    func start(in pool: CPUPool, id: DomainID, affinities: [Affinity], parameters: DomainSchedParams) throws {
+    package func start(in pool: CPUPool, id: DomainID, affinities: [Affinity], parameters: DomainSchedParams) throws {
         try pool.add(domain: id, name: configuration.name, vcpus: runners, affinities: affinities,
                      parameters: parameters)
         self.pool = pool
@@ -216,7 +216,7 @@ public final class Domain: @unchecked Sendable {
     }
 
     /// Waits for a started domain to end and says how it ended.
-    func wait() -> DomainOutcome {
+    package func wait() -> DomainOutcome {
         for thread in vcpuThreads { thread.join() }
         platform.lock.withLock { end(.crashed(reason: "every vCPU thread ended without an outcome", registers: "")) }
         timerThread?.join()
@@ -235,13 +235,13 @@ public final class Domain: @unchecked Sendable {
     }
 
     /// Host nanoseconds the domain's vCPUs have held a pCPU so far.
-    var cpuNanoseconds: UInt64 {
+    package var cpuNanoseconds: UInt64 {
         guard let pool else { return 0 }
         return runners.reduce(0) { total, runner in total &+ (runner.scheduled.map { pool.cpuNanoseconds($0) } ?? 0) }
     }
 
     /// Whether the domain has an outcome (its threads are finishing or done).
-    var hasEnded: Bool { ended.load(ordering: .acquiring) }
+    package var hasEnded: Bool { ended.load(ordering: .acquiring) }
 
     // MARK: Ending
 
@@ -747,4 +747,4 @@ public struct ExtraPortDevice: @unchecked Sendable {
 
 /// CLOCK_MONOTONIC in nanoseconds: the vDSO makes this a few nanoseconds, cheap enough per exit.
 @inline(__always)
-func monotonicNanoseconds() -> UInt64 { MonotonicClock.hostNanoseconds() }
+package func monotonicNanoseconds() -> UInt64 { MonotonicClock.hostNanoseconds() }

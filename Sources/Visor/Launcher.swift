@@ -115,7 +115,7 @@ struct DomainPlan {
 
 public enum Launcher {
     /// The reason given to domains stopped because `--for` elapsed.
-    static let runForReason = "the --for duration passed"
+    package static let runForReason = "the --for duration passed"
 
     /// Runs the request to the end and returns the process exit status.
     public static func run(_ request: RunRequest) -> Int32 {

@@ -4,6 +4,7 @@
 
 import Foundation
 import Synchronization
+import Visor
 import VisorCore
 
 /// Per-exit cost of one run of `exitbench`.

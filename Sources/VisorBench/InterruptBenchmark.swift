@@ -8,6 +8,7 @@
 // One-shot mode everywhere, since QEMU's TCG has no TSC-deadline timer.
 
 import Foundation
+import Visor
 
 /// One platform's interrupt figures, in nanoseconds.
 public struct InterruptLatency: Sendable, Equatable {

@@ -11,6 +11,7 @@
 // has exited. Both sides are measured by the same code.
 
 import Foundation
+import Visor
 
 /// One boot's figures, in seconds since the child was spawned.
 public struct LinuxBootTimes: Sendable, Equatable {
