@@ -32,36 +32,20 @@ final class ConsoleChild {
             close(toChild[0]); close(toChild[1])
             throw error
         }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        // dup2 clears close-on-exec on the copies; the originals close at exec.
-        posix_spawn_file_actions_adddup2(&actions, toChild[0], 0)
-        posix_spawn_file_actions_adddup2(&actions, fromChild[1], 1)
-        posix_spawn_file_actions_adddup2(&actions, fromChild[1], 2)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var none = sigset_t(), all = sigset_t()
-        sigemptyset(&none)
-        sigfillset(&all)
-        posix_spawnattr_setsigmask(&attributes, &none)
-        posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        // SAFETY: strdup'd C strings, alive until the deferred frees after posix_spawn has
-        // copied them into the child; each array ends with the nil that argv and envp need.
-        let argv = ([path] + arguments).map { strdup($0) } + [nil]
-        defer { for argument in argv { free(argument) } }
-        let envp = ProcessInfo.processInfo.environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { for variable in envp { free(variable) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, path, &actions, &attributes, argv, envp)
+        let pid: pid_t
+        do {
+            // dup2 clears close-on-exec on the copies; the originals close at exec.
+            pid = try spawnUnmasked(path, arguments) { actions in
+                posix_spawn_file_actions_adddup2(&actions, toChild[0], 0)
+                posix_spawn_file_actions_adddup2(&actions, fromChild[1], 1)
+                posix_spawn_file_actions_adddup2(&actions, fromChild[1], 2)
+            }
+        } catch {
+            for end in toChild + fromChild { close(end) }
+            throw BenchmarkError.guestFailed("cannot start \(path): \(String(cString: strerror(error.code.rawValue)))")
+        }
         close(toChild[0])
         close(fromChild[1])
-        guard rc == 0 else {
-            close(toChild[1]); close(fromChild[0])
-            throw BenchmarkError.guestFailed("cannot start \(path): \(String(cString: strerror(rc)))")
-        }
         return ConsoleChild(pid: pid, input: toChild[1], output: fromChild[0])
     }
 
@@ -95,8 +79,7 @@ final class ConsoleChild {
         var usage = rusage()
         while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
         func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
-        let shellStatus = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        return (shellStatus, seconds(usage.ru_utime) + seconds(usage.ru_stime))
+        return (shellStatus(status), seconds(usage.ru_utime) + seconds(usage.ru_stime))
     }
 
     /// Ends the child at once (a hang) and reaps it.
