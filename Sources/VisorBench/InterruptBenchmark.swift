@@ -66,9 +66,8 @@ public enum InterruptBenchmark {
     }
 
     public static func run(engineNames: [String], quick: Bool, withQEMU: Bool) throws -> InterruptBenchmarkReport {
-        let catalog = try GuestCatalog.standard()
-        let sleeper = try catalog.image(named: "sleeper")
-        let smp = try catalog.image(named: "smp")
+        let sleeper = try GuestCatalog.standard().image(named: "sleeper")
+        let smp = try GuestCatalog.standard().image(named: "smp")
         var report = InterruptBenchmarkReport(rows: [], qemu: nil)
         for name in engineNames {
             let sleeperText = try runGuest(sleeper, commandLine: sleeperCommandLine(quick: quick), engine: name, vcpus: 1)
