@@ -341,30 +341,6 @@ extension Duration {
     }
 }
 
-/// Problems found before the guest starts.
-enum LaunchError: Error, CustomStringConvertible {
-    case badInput(String)
-    case badOption(String)
-    case guest(GuestCatalogError)
-
-    var description: String {
-        switch self {
-        case .badInput(let m), .badOption(let m): return m
-        case .guest(let e): return e.description
-        }
-    }
-
-    var exitStatus: Int32 {
-        switch self {
-        case .badOption: return ExitStatus.badOption
-        case .badInput: return ExitStatus.badInput
-        case .guest(.unknownGuest): return ExitStatus.badInput
-        case .guest(.notFetched): return ExitStatus.unavailable
-        case .guest: return ExitStatus.internalFailure
-        }
-    }
-}
-
 /// Where a stop signal goes: the domains once they exist, or a note that one came too early.
 final class StopTarget: Sendable {
     private let state = Mutex<(domains: [Domain], earlyReason: String?)>(([], nil))
