@@ -24,7 +24,7 @@ public final class Domain: @unchecked Sendable {
     // by the platform lock; `vcpus` are driven each by its own thread.
     public let configuration: DomainConfiguration
     let machine: any VirtualMachine
-    let platform: Platform
+    let platform: DevicePlatform
     let clock: DomainClock
     /// The PV ABI's state: hypercall page, shared info, event channels, PV timers. Platform lock.
     let pv: PVState
@@ -75,7 +75,7 @@ public final class Domain: @unchecked Sendable {
         let memory = try GuestMemory(size: configuration.memoryBytes)
         let image = try BootLoader.load(kernel: configuration.kernel, commandLine: configuration.commandLine,
                                         modules: configuration.modules, initrd: configuration.initrd,
-                                        firmware: Platform.firmwareTables(vcpuCount: vcpuCount), into: memory)
+                                        firmware: DevicePlatform.firmwareTables(vcpuCount: vcpuCount), into: memory)
         let clock = DomainClock()
         self.clock = clock
         let apicTimerFrequency: UInt64 = 1_000_000_000
@@ -85,9 +85,9 @@ public final class Domain: @unchecked Sendable {
         var vcpus: [any VirtualCPU] = []
         for index in 0..<vcpuCount { vcpus.append(try machine.makeVCPU(index: index)) }
         try vcpus[0].setState(image.initialState)
-        platform = try Platform(vcpuCount: vcpuCount, clock: clock,
-                                tscFrequency: UInt64(configuration.engine.timeStampCounterFrequency()),
-                                apicTimerFrequency: apicTimerFrequency, consoleOutput: consoleOutput)
+        platform = try DevicePlatform(vcpuCount: vcpuCount, clock: clock,
+                                      tscFrequency: UInt64(configuration.engine.timeStampCounterFrequency()),
+                                      apicTimerFrequency: apicTimerFrequency, consoleOutput: consoleOutput)
         for extra in extraDevices {
             try platform.bus.attach(extra.device, base: extra.base, count: extra.count)
         }

@@ -34,7 +34,7 @@ final class VCPURunner: @unchecked Sendable {
     var timerDeadline: UInt64?
     /// When its timers next need advancing, as of `timerGeneration`.
     var timerEvent: UInt64?
-    /// `Platform.timerGeneration` when `timerEvent` was computed (`.max`: never).
+    /// `DevicePlatform.timerGeneration` when `timerEvent` was computed (`.max`: never).
     var timerGeneration: UInt64 = .max
     let wakeup = HostCondition()
     var statistics = ExitStatistics()
