@@ -29,7 +29,7 @@ public enum HostCPUBinding {
 }
 
 /// The pCPUs and their scheduler.
-final class CPUPool: @unchecked Sendable {
+package final class CPUPool: @unchecked Sendable {
     let lock = HostMutex()
     let scheduler: any Scheduler
     let pcpuCount: Int
@@ -48,7 +48,7 @@ final class CPUPool: @unchecked Sendable {
 
     /// A pool of `pcpuCount` pCPUs scheduled by `kind`, writing decisions to `tracePath` if given;
     /// with `pinHostCPUs`, pCPU i runs on host CPU i (the caller checks the host has them).
-    init(kind: SchedulerKind, pcpuCount: Int, tracePath: String? = nil, pinHostCPUs: Bool = false) throws {
+    package init(kind: SchedulerKind, pcpuCount: Int, tracePath: String? = nil, pinHostCPUs: Bool = false) throws {
         pinsHostCPUs = pinHostCPUs
         let origin = self.origin
         let clock = ClosureClock { SchedTime(nanoseconds: Int64(clamping: MonotonicClock.hostNanoseconds() &- origin)) }
@@ -149,14 +149,14 @@ final class CPUPool: @unchecked Sendable {
 
     // MARK: Running the pCPUs
 
-    func start() {
+    package func start() {
         for p in 0..<pcpuCount {
             threads.append(HostThread { [self] in pcpuLoop(p) })
         }
     }
 
     /// Stops the pCPU threads (every domain has ended) and closes the trace.
-    func stop() {
+    package func stop() {
         lock.withLock {
             stopping = true
             for p in pcpus { p.condition.signal() }

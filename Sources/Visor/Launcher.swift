@@ -117,7 +117,7 @@ struct DomainPlan {
 
 public enum Launcher {
     /// The reason given to domains stopped because `--for` elapsed.
-    static let runForReason = "the --for duration passed"
+    package static let runForReason = "the --for duration passed"
 
     /// Runs the request to the end and returns the process exit status.
     public static func run(_ request: RunRequest) -> Int32 {
@@ -341,30 +341,6 @@ extension Duration {
         let (seconds, attoseconds) = components
         let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
         return overflow ? .max : scaled &+ attoseconds / 1_000_000_000
-    }
-}
-
-/// Problems found before the guest starts.
-enum LaunchError: Error, CustomStringConvertible {
-    case badInput(String)
-    case badOption(String)
-    case guest(GuestCatalogError)
-
-    var description: String {
-        switch self {
-        case .badInput(let m), .badOption(let m): return m
-        case .guest(let e): return e.description
-        }
-    }
-
-    var exitStatus: Int32 {
-        switch self {
-        case .badOption: return ExitStatus.badOption
-        case .badInput: return ExitStatus.badInput
-        case .guest(.unknownGuest): return ExitStatus.badInput
-        case .guest(.notFetched), .guest(.notFound): return ExitStatus.unavailable
-        case .guest: return ExitStatus.internalFailure
-        }
     }
 }
 

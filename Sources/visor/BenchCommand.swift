@@ -4,6 +4,7 @@
 import ArgumentParser
 import Foundation
 import Visor
+import VisorBench
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -3,7 +3,7 @@
 import ArgumentParser
 import Foundation
 import Visor
-import VisorAPI
+import VisorBench
 
 struct LifecycleBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -17,6 +17,7 @@ import Synchronization
 import Testing
 import VisorCore
 import Visor
+import VisorBench
 #if canImport(Glibc)
 import Glibc
 #endif

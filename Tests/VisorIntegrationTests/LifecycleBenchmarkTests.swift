@@ -3,7 +3,7 @@
 
 import Foundation
 import Testing
-import VisorAPI
+import VisorBench
 
 @Suite("visor bench lifecycle", .timeLimit(.minutes(10)))
 struct LifecycleBenchmarkTests {

@@ -3,6 +3,7 @@
 
 import Foundation
 import Synchronization
+import VisorBench
 import VisorCore
 
 /// Polls `condition` every millisecond for up to `seconds`; whether it came true.

@@ -10,6 +10,7 @@
 
 import Foundation
 import Visor
+import VisorAPI
 
 public enum LifecycleBenchmark {
     public struct Result: Sendable {
