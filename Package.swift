@@ -51,6 +51,11 @@ let package = Package(
             dependencies: ["VisorABI", "VisorCore", "VisorKVM", "VisorDevices", "VisorBoot", "VisorACPI", "VisorX86",
                            "VisorSched", "CVisorHost"],
             swiftSettings: strict),
+        // `visor bench`: the benchmarks, their guests' glue and QEMU as the reference beside them.
+        // The runtime (`Visor`) depends on none of it.
+        .target(
+            name: "VisorBench", dependencies: ["Visor", "VisorAPI", "VisorABI", "VisorCore", "VisorKVM", "VisorSched"],
+            swiftSettings: strict),
         // The toolstack's transport: the HTTP+JSON API server on a Unix socket (`visor serve`),
         // its client (`visor list`, `create`, ...) and the daemon's socket and signal handling.
         .target(
@@ -61,7 +66,7 @@ let package = Package(
             swiftSettings: strict),
         .executableTarget(
             name: "visor",
-            dependencies: ["Visor", "VisorAPI", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Visor", "VisorAPI", "VisorBench", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
 
         .testTarget(name: "VisorCoreTests", dependencies: ["VisorCore"], swiftSettings: strict),
@@ -76,7 +81,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(name: "VisorSchedTests", dependencies: ["VisorSched"], swiftSettings: strict),
         .testTarget(
-            name: "VisorIntegrationTests", dependencies: ["Visor", "VisorAPI", "VisorKVM", "VisorBoot", "visor"],
+            name: "VisorIntegrationTests", dependencies: ["Visor", "VisorAPI", "VisorBench", "VisorKVM", "VisorBoot", "visor"],
             swiftSettings: strict),
     ]
 )

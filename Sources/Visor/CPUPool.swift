@@ -17,15 +17,26 @@
 // Everything here is guarded by the pool lock. Lock order: a domain's platform lock, then the
 // pool lock; code holding the pool lock never takes a platform lock.
 
+import CVisorHost
 import Foundation
 import VisorCore
 import VisorSched
 
+/// Binding pCPUs to host CPUs (`--pin-pcpus`): pCPU i is the i-th host CPU this process may run on.
+public enum HostCPUBinding {
+    /// The host CPUs this process may run on (its affinity), at least 1.
+    public static var usableCount: Int { max(1, Int(cvisorhost_usable_cpus())) }
+}
+
 /// The pCPUs and their scheduler.
-final class CPUPool: @unchecked Sendable {
+package final class CPUPool: @unchecked Sendable {
     let lock = HostMutex()
     let scheduler: any Scheduler
     let pcpuCount: Int
+    /// `--pin-pcpus`: pCPU i is the i-th host CPU the process may use (`HostCPUBinding`). Its
+    /// thread is bound there, and so is a vCPU's thread while it holds pCPU i, so `cpus=` and
+    /// `vcpu-pin` name real processors.
+    let pinsHostCPUs: Bool
     private let origin = MonotonicClock.hostNanoseconds()
     private var pcpus: [PhysicalCPU]
     private var vcpus: [VCPUID: ScheduledVCPU] = [:]
@@ -35,8 +46,10 @@ final class CPUPool: @unchecked Sendable {
     /// Broadcast whenever a vCPU lets go of a pCPU (a pCPU granting a migrating vCPU waits on it).
     private let released = HostCondition()
 
-    /// A pool of `pcpuCount` pCPUs scheduled by `kind`, writing decisions to `tracePath` if given.
-    init(kind: SchedulerKind, pcpuCount: Int, tracePath: String? = nil) throws {
+    /// A pool of `pcpuCount` pCPUs scheduled by `kind`, writing decisions to `tracePath` if given;
+    /// with `pinHostCPUs`, pCPU i runs on host CPU i (the caller checks the host has them).
+    package init(kind: SchedulerKind, pcpuCount: Int, tracePath: String? = nil, pinHostCPUs: Bool = false) throws {
+        pinsHostCPUs = pinHostCPUs
         let origin = self.origin
         let clock = ClosureClock { SchedTime(nanoseconds: Int64(clamping: MonotonicClock.hostNanoseconds() &- origin)) }
         scheduler = try makeScheduler(kind, pcpuCount: pcpuCount, clock: clock)
@@ -164,14 +177,14 @@ final class CPUPool: @unchecked Sendable {
 
     // MARK: Running the pCPUs
 
-    func start() {
+    package func start() {
         for p in 0..<pcpuCount {
             threads.append(HostThread { [self] in pcpuLoop(p) })
         }
     }
 
     /// Stops the pCPU threads (every domain has ended) and closes the trace.
-    func stop() {
+    package func stop() {
         lock.withLock {
             stopping = true
             for p in pcpus { p.condition.signal() }
@@ -186,6 +199,8 @@ final class CPUPool: @unchecked Sendable {
     }
 
     private func pcpuLoop(_ index: Int) {
+        _ = cvisorhost_set_thread_name("visor-pcpu\(index)")
+        if pinsHostCPUs { _ = cvisorhost_pin_current_thread(Int32(clamping: index)) }
         lock.lock()
         defer { lock.unlock() }
         let me = pcpus[index]
@@ -315,12 +330,22 @@ final class CPUPool: @unchecked Sendable {
     /// domain is ending), checked whenever the thread is woken.
     func acquire(_ v: ScheduledVCPU, cancelled: () -> Bool) -> Bool {
         lock.lock()
-        defer { lock.unlock() }
         while v.grantedOn == nil || v.revokeRequested {
             if v.revokeRequested { releaseLocked(v, endedBy: "preempted") }
-            if cancelled() || v.retired || stopping { return false }
+            if cancelled() || v.retired || stopping {
+                lock.unlock()
+                return false
+            }
             v.grant.wait(lock, untilHostNanoseconds: nil)
         }
+        // Moving to another host CPU waits for the move: not under the pool lock.
+        let moveTo = pinsHostCPUs && v.boundTo != v.grantedOn ? v.grantedOn : nil
+        if let moveTo { v.boundTo = moveTo }
+        let name = v.threadNamed ? nil : "vcpu-d\(v.id.domain.rawValue)v\(v.id.index)"
+        v.threadNamed = true
+        lock.unlock()
+        if let name { _ = cvisorhost_set_thread_name(name) }
+        if let moveTo { _ = cvisorhost_pin_current_thread(Int32(clamping: moveTo)) }
         return true
     }
 
@@ -385,6 +410,9 @@ final class ScheduledVCPU: @unchecked Sendable {
     var cpuNanoseconds: UInt64 = 0
     /// As last set (at creation or by `setAffinity`), for `vcpu-list`.
     var affinity = Affinity.any
+    /// The host CPU its thread is bound to (`--pin-pcpus`), and whether the thread is named yet.
+    var boundTo: Int?
+    var threadNamed = false
     let grant = HostCondition()
 
     init(id: VCPUID, label: String, runner: VCPURunner) {

@@ -20,6 +20,9 @@ final class HostThread {
             let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
             // vCPU and timer threads sleep until guest timer deadlines: no slack on those waits.
             _ = cvisorhost_set_timer_slack(1)
+            // Not the creator's name and host CPUs (a pinned vCPU thread starts the console writer).
+            _ = cvisorhost_set_thread_name("visor")
+            _ = cvisorhost_take_process_affinity()
             box.body()
             return nil
         }, context)

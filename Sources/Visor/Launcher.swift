@@ -90,17 +90,19 @@ public struct RunRequest: Sendable {
     public var scheduler: SchedulerKind
     /// Where to write the Chrome trace of scheduling decisions, if anywhere.
     public var tracePath: String?
+    /// pCPU i runs on host CPU i (`--pin-pcpus`).
+    public var pinPCPUs: Bool
 
     public init(kernel: String, configurationFiles: [String] = [], engine: String, memoryBytes: UInt64,
                 commandLine: String, modules: [String], initrd: String? = nil, timeout: Duration?, runFor: Duration? = nil,
                 printStatistics: Bool, vcpuCount: Int = 1, pcpuCount: Int = HostCPU.count,
-                scheduler: SchedulerKind = .credit2, tracePath: String? = nil) {
+                scheduler: SchedulerKind = .credit2, tracePath: String? = nil, pinPCPUs: Bool = false) {
         self.kernel = kernel; self.configurationFiles = configurationFiles; self.engine = engine
         self.memoryBytes = memoryBytes; self.commandLine = commandLine; self.modules = modules
         self.initrd = initrd
         self.timeout = timeout; self.runFor = runFor; self.printStatistics = printStatistics
         self.vcpuCount = vcpuCount; self.pcpuCount = pcpuCount; self.scheduler = scheduler
-        self.tracePath = tracePath
+        self.tracePath = tracePath; self.pinPCPUs = pinPCPUs
     }
 }
 
@@ -115,7 +117,7 @@ struct DomainPlan {
 
 public enum Launcher {
     /// The reason given to domains stopped because `--for` elapsed.
-    static let runForReason = "the --for duration passed"
+    package static let runForReason = "the --for duration passed"
 
     /// Runs the request to the end and returns the process exit status.
     public static func run(_ request: RunRequest) -> Int32 {
@@ -175,7 +177,8 @@ public enum Launcher {
 
         let pool: CPUPool
         do {
-            pool = try CPUPool(kind: request.scheduler, pcpuCount: request.pcpuCount, tracePath: request.tracePath)
+            pool = try CPUPool(kind: request.scheduler, pcpuCount: request.pcpuCount, tracePath: request.tracePath,
+                               pinHostCPUs: request.pinPCPUs)
             for (index, (domain, plan)) in zip(domains, plans).enumerated() {
                 try domain.start(in: pool, id: DomainID(UInt32(index + 1)), affinities: plan.affinities,
                                  parameters: plan.parameters)
@@ -338,30 +341,6 @@ extension Duration {
         let (seconds, attoseconds) = components
         let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
         return overflow ? .max : scaled &+ attoseconds / 1_000_000_000
-    }
-}
-
-/// Problems found before the guest starts.
-enum LaunchError: Error, CustomStringConvertible {
-    case badInput(String)
-    case badOption(String)
-    case guest(GuestCatalogError)
-
-    var description: String {
-        switch self {
-        case .badInput(let m), .badOption(let m): return m
-        case .guest(let e): return e.description
-        }
-    }
-
-    var exitStatus: Int32 {
-        switch self {
-        case .badOption: return ExitStatus.badOption
-        case .badInput: return ExitStatus.badInput
-        case .guest(.unknownGuest): return ExitStatus.badInput
-        case .guest(.notFetched), .guest(.notFound): return ExitStatus.unavailable
-        case .guest: return ExitStatus.internalFailure
-        }
     }
 }
 

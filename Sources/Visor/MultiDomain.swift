@@ -119,7 +119,7 @@ struct ShareRow {
 
 extension DomainOutcome {
     /// A few words for the table.
-    var summary: String {
+    package var summary: String {
         switch self {
         case .poweredOff: return "powered off"
         case .debugExit(let status): return "debug exit (status \(status))"

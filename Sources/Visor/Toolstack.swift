@@ -342,16 +342,18 @@ public final class Toolstack: Sendable {
     private let state = Mutex(State())
 
     /// A pool of `pcpus` pCPUs scheduled by `scheduler`, its threads started; configurations
-    /// without `engine =` run on `defaultEngine`.
-    public init(pcpus: Int, scheduler: SchedulerKind, defaultEngine: String, log: ToolstackLog) throws {
+    /// without `engine =` run on `defaultEngine`. With `pinPCPUs`, pCPU i runs on host CPU i.
+    public init(pcpus: Int, scheduler: SchedulerKind, defaultEngine: String, log: ToolstackLog,
+                pinPCPUs: Bool = false) throws {
         if let problem = EngineRegistry.problem(withName: defaultEngine) { throw ToolstackError.badRequest(problem) }
         self.pcpuCount = pcpus
         self.scheduler = scheduler
         self.defaultEngine = defaultEngine
         self.log = log
-        pool = try CPUPool(kind: scheduler, pcpuCount: pcpus)
+        pool = try CPUPool(kind: scheduler, pcpuCount: pcpus, pinHostCPUs: pinPCPUs)
         pool.start()
-        log.write("pool: \(pcpus) pCPU\(pcpus == 1 ? "" : "s"), \(scheduler.name) scheduler, default engine \(defaultEngine)")
+        log.write("pool: \(pcpus) pCPU\(pcpus == 1 ? "" : "s")\(pinPCPUs ? ", each bound to a host CPU" : ""), "
+                  + "\(scheduler.name) scheduler, default engine \(defaultEngine)")
     }
 
     // MARK: Domains

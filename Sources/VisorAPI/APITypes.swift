@@ -179,7 +179,8 @@ public enum ToolstackFormat {
             .joined(separator: "\n") + "\n"
     }
 
-    private static func pad(_ s: String, _ width: Int) -> String {
+    /// `s` right-aligned in `width` columns (never cut).
+    static func pad(_ s: String, _ width: Int) -> String {
         s.count >= width ? s : String(repeating: " ", count: width - s.count) + s
     }
 }

@@ -13,10 +13,12 @@ public struct ServeRequest: Sendable {
     public var pcpuCount: Int
     public var scheduler: SchedulerKind
     public var defaultEngine: String
+    /// pCPU i runs on host CPU i (`--pin-pcpus`).
+    public var pinPCPUs: Bool
 
-    public init(socketPath: String, pcpuCount: Int, scheduler: SchedulerKind, defaultEngine: String) {
+    public init(socketPath: String, pcpuCount: Int, scheduler: SchedulerKind, defaultEngine: String, pinPCPUs: Bool = false) {
         self.socketPath = socketPath; self.pcpuCount = pcpuCount; self.scheduler = scheduler
-        self.defaultEngine = defaultEngine
+        self.defaultEngine = defaultEngine; self.pinPCPUs = pinPCPUs
     }
 }
 
@@ -37,7 +39,7 @@ public enum Daemon {
         let toolstack: Toolstack
         do {
             toolstack = try Toolstack(pcpus: request.pcpuCount, scheduler: request.scheduler,
-                                      defaultEngine: request.defaultEngine, log: log)
+                                      defaultEngine: request.defaultEngine, log: log, pinPCPUs: request.pinPCPUs)
         } catch {
             Launcher.printError("cannot start the pool: \(error)")
             return ExitStatus.badOption

@@ -132,8 +132,8 @@ public final class InterpVirtualMachine: VirtualMachine {
     }
 }
 
-/// The `X86Platform` of one `interp` vCPU: RAM, and port/MMIO accesses turned into exits.
-final class InterpPlatform: X86Platform {
+/// The `X86Bus` of one `interp` vCPU: RAM, and port/MMIO accesses turned into exits.
+final class InterpBus: X86Bus {
     let memory: GuestMemory
     let cpuidTable: CPUIDTable
     let clock: any VirtualClock
@@ -303,17 +303,17 @@ public final class InterpVirtualCPU: VirtualCPU, @unchecked Sendable {
     public let index: Int
     /// The software CPU (interrupt injection goes through `machine.injectInterrupt`). Driving thread only.
     public let machine: X86Machine
-    let platform: InterpPlatform
+    let bus: InterpBus
     private let stop: X86StopRequest
     /// Instructions the step loop runs between returns to this loop.
     static let chunk = 1 << 16
 
     init(machine vm: InterpVirtualMachine, index: Int) {
         self.index = index
-        let platform = InterpPlatform(memory: vm.memory, cpuid: vm.cpuid, clock: vm.clock,
+        let bus = InterpBus(memory: vm.memory, cpuid: vm.cpuid, clock: vm.clock,
                                       apicID: UInt32(truncatingIfNeeded: index))
-        self.platform = platform
-        self.machine = X86Machine(platform: platform, decode: vm.decode, shared: vm.shared, vcpuIndex: index)
+        self.bus = bus
+        self.machine = X86Machine(bus: bus, decode: vm.decode, shared: vm.shared, vcpuIndex: index)
         self.stop = machine.stopRequest
     }
 
@@ -321,7 +321,7 @@ public final class InterpVirtualCPU: VirtualCPU, @unchecked Sendable {
 
     /// Runs at most `budget` instructions; `.stopped` when the budget ran out first.
     public func run(budget: Int) -> Exit {
-        if let exit = platform.takePendingExit() { return exit }
+        if let exit = bus.takePendingExit() { return exit }
         if stop.take() { return .stopped }
         if machine.isShutdown { return .shutdown }
         machine.cpu.halted = false  // resume after HLT, as kvm does
@@ -339,11 +339,11 @@ public final class InterpVirtualCPU: VirtualCPU, @unchecked Sendable {
             case .interruptWindow:
                 return .interruptWindow
             case .pendingExit:
-                return platform.takePendingExit() ?? .internalError("interp: a pending exit vanished")
+                return bus.takePendingExit() ?? .internalError("interp: a pending exit vanished")
             case .needsHypervisor(let exit):
-                if let write = platform.takePendingExit() {
+                if let write = bus.takePendingExit() {
                     // Earlier writes go first; the read is made again when the instruction is retried.
-                    platform.forgetAwaitedRead()
+                    bus.forgetAwaitedRead()
                     return write
                 }
                 return exit
@@ -356,7 +356,7 @@ public final class InterpVirtualCPU: VirtualCPU, @unchecked Sendable {
         return .stopped
     }
 
-    public func completeRead(_ value: UInt64) { platform.complete(value) }
+    public func completeRead(_ value: UInt64) { bus.complete(value) }
 
     public func state() throws -> X86State { machine.cpu.state }
 
@@ -364,7 +364,7 @@ public final class InterpVirtualCPU: VirtualCPU, @unchecked Sendable {
         machine.cpu.load(state)
         machine.resetCaches()
         machine.isShutdown = false
-        platform.reset()
+        bus.reset()
     }
 
     public func requestStop() { stop.request() }

@@ -36,7 +36,7 @@ extension X86Machine {
             try executeStringIO(insn)
         case .cpuid:
             serialize()
-            let e = platform.cpuid(function: UInt32(truncatingIfNeeded: cpu.gpr[0]),
+            let e = bus.cpuid(function: UInt32(truncatingIfNeeded: cpu.gpr[0]),
                                    index: UInt32(truncatingIfNeeded: cpu.gpr[1]))
             cpu.gpr[0] = UInt64(e.eax); cpu.gpr[3] = UInt64(e.ebx)
             cpu.gpr[1] = UInt64(e.ecx); cpu.gpr[2] = UInt64(e.edx)
@@ -204,7 +204,7 @@ extension X86Machine {
     }
 
     /// The time-stamp counter as the guest reads it.
-    public var timeStampCounter: UInt64 { platform.readTimeStampCounter() &+ cpu.tscOffset }
+    public var timeStampCounter: UInt64 { bus.readTimeStampCounter() &+ cpu.tscOffset }
 
     /// The segment and offset of the instruction's memory operand; #UD if it has none.
     func memoryOperand(_ insn: DecodedInstruction) throws(X86Interruption) -> (UInt8, UInt64) {
@@ -394,7 +394,7 @@ extension X86Machine {
 
     // MARK: MSRs
 
-    /// RDMSR: the MSRs the CPU holds, else the platform's; #GP(0) when neither knows it.
+    /// RDMSR: the MSRs the CPU holds, else the bus's; #GP(0) when neither knows it.
     public func readModelSpecificRegister(_ index: UInt32) throws(X86Interruption) -> UInt64 {
         switch index {
         case X86SystemBits.msrTSC: return timeStampCounter
@@ -415,7 +415,7 @@ extension X86Machine {
             if let value = cpu.mtrr.read(index) { return value }
             let value: UInt64?
             do {
-                value = try platform.readMSR(index)
+                value = try bus.readMSR(index)
             } catch {
                 throw .stop(error)
             }
@@ -428,7 +428,7 @@ extension X86Machine {
     public func writeModelSpecificRegister(_ index: UInt32, _ value: UInt64) throws(X86Interruption) {
         func canonical() throws(X86Interruption) { guard Self.isCanonical(value) else { throw .fault(.gp(0)) } }
         switch index {
-        case X86SystemBits.msrTSC: cpu.tscOffset = value &- platform.readTimeStampCounter()
+        case X86SystemBits.msrTSC: cpu.tscOffset = value &- bus.readTimeStampCounter()
         case X86SystemBits.msrSysenterCS: cpu.sysenterCS = value & 0xffff_ffff
         case X86SystemBits.msrSysenterESP: try canonical(); cpu.sysenterESP = value
         case X86SystemBits.msrSysenterEIP: try canonical(); cpu.sysenterEIP = value
@@ -461,7 +461,7 @@ extension X86Machine {
                 guard done else { throw .fault(.gp(0)) }
                 return
             }
-            guard platform.writeMSR(index, value: value) else { throw .fault(.gp(0)) }
+            guard bus.writeMSR(index, value: value) else { throw .fault(.gp(0)) }
         }
     }
 
@@ -560,7 +560,7 @@ extension X86Machine {
     /// A port read; a needed hypervisor answer stops the instruction (it is retried later).
     func portRead(_ port: UInt16, size: Int) throws(X86Interruption) -> UInt64 {
         do {
-            return UInt64(try platform.portRead(port: port, size: UInt8(size)))
+            return UInt64(try bus.portRead(port: port, size: UInt8(size)))
         } catch {
             throw .stop(error)
         }
@@ -577,7 +577,7 @@ extension X86Machine {
             let size = Int(insn.source.size == 0 ? insn.operandSize : insn.source.size)
             let port = UInt16(truncatingIfNeeded: try read(insn.destination, insn))
             try checkIOPermission(port: port, size: size)
-            platform.portWrite(port: port, size: UInt8(size), value: UInt32(truncatingIfNeeded: readRegister(0, size: UInt8(size))))
+            bus.portWrite(port: port, size: UInt8(size), value: UInt32(truncatingIfNeeded: readRegister(0, size: UInt8(size))))
         }
         retire(insn)
     }
@@ -604,7 +604,7 @@ extension X86Machine {
             } else {
                 let rsi = readRegister(6, size: width)
                 let value = try readMemory(segment: insn.memory.segment, offset: rsi, size: size)
-                platform.portWrite(port: port, size: UInt8(size), value: UInt32(truncatingIfNeeded: value))
+                bus.portWrite(port: port, size: UInt8(size), value: UInt32(truncatingIfNeeded: value))
                 writeRegister(6, size: width, (rsi &+ step) & addressMask)
             }
             commitAccesses()

@@ -42,7 +42,7 @@ extension X86Machine {
         return try walk(linear, kind, user: user)
     }
 
-    /// Reads `size` (1, 2, 4 or 8) bytes at a physical address: RAM, or MMIO through the platform.
+    /// Reads `size` (1, 2, 4 or 8) bytes at a physical address: RAM, or MMIO through the bus.
     public func readPhysical(_ address: UInt64, size: Int) throws(X86Interruption) -> UInt64 {
         let a = GuestPhysicalAddress(address)
         if memory.contains(a, length: UInt64(size)) {
@@ -58,7 +58,7 @@ extension X86Machine {
             }
         }
         do {
-            return try platform.mmioRead(address: address, size: UInt8(size))
+            return try bus.mmioRead(address: address, size: UInt8(size))
         } catch {
             throw .stop(error)
         }
@@ -81,7 +81,7 @@ extension X86Machine {
             noteStore(address, size: size)
             return
         }
-        platform.mmioWrite(address: address, size: UInt8(size), value: value)
+        bus.mmioWrite(address: address, size: UInt8(size), value: value)
     }
 
     /// Reads `size` bytes (1, 2, 4, 8) at a linear address. Accesses that cross a page are split.

@@ -17,7 +17,7 @@ public enum StepOutcome: Equatable, Sendable {
     case budgetExhausted
     /// The CPU executed HLT and no interrupt can wake it now.
     case halted
-    /// A port or MMIO write (or several) was recorded by the platform: take it with the platform's
+    /// A port or MMIO write (or several) was recorded by the bus: take it with the bus's
     /// own API, then run again.
     case pendingExit
     /// The instruction at RIP needs this answer (port or MMIO read) first; RIP still points at it.
@@ -187,28 +187,28 @@ extension X86Machine {
         cpu.translationEpoch &+ tlb.generation &+ decodeCache.invalidations &+ decodeCache.fills
     }
 
-    // The platform's per-instruction notifications, called directly on the interp platform.
+    // The bus's per-instruction notifications, called directly on the interp bus.
     @inline(__always)
     func beginInstruction() {
-        if let p = interpPlatform {
+        if let p = interpBus {
             p._withUnsafeGuaranteedRef { $0.beginInstruction() }
         } else {
-            platform.beginInstruction()
+            bus.beginInstruction()
         }
     }
 
     @inline(__always)
     func commitAccesses() {
-        if let p = interpPlatform {
+        if let p = interpBus {
             p._withUnsafeGuaranteedRef { $0.commitAccesses() }
         } else {
-            platform.commitAccesses()
+            bus.commitAccesses()
         }
     }
 
     @inline(__always)
     var hasPendingExit: Bool {
-        if let p = interpPlatform { return p._withUnsafeGuaranteedRef { $0.hasPendingExit } }
-        return platform.hasPendingExit
+        if let p = interpBus { return p._withUnsafeGuaranteedRef { $0.hasPendingExit } }
+        return bus.hasPendingExit
     }
 }

@@ -1,4 +1,4 @@
-// One software vCPU together with the platform it reaches: the object the interpreter runs on.
+// One software vCPU together with the bus it reaches: the object the interpreter runs on.
 
 import Synchronization
 import VisorCore
@@ -28,17 +28,17 @@ public final class X86StopRequest: Sendable {
     }
 }
 
-/// A software vCPU and its platform. The interpreter's families are extensions of this class,
+/// A software vCPU and its bus. The interpreter's families are extensions of this class,
 /// one file each (`Interpreter+Arithmetic.swift`, `Interpreter+System.swift`, ...).
 public final class X86Machine {
     public let cpu: X86CPU
-    public let platform: any X86Platform
-    /// `platform.memory`, read once: guest RAM (its identity never changes).
+    public let bus: any X86Bus
+    /// `bus.memory`, read once: guest RAM (its identity never changes).
     public let memory: GuestMemory
-    /// `platform` when it is the `interp` engine's own platform: the per-instruction
+    /// `bus` when it is the `interp` engine's own bus: the per-instruction
     /// notifications then go to it directly instead of through the existential, unretained
-    /// (sound: `platform` holds the same object strongly for the machine's lifetime).
-    let interpPlatform: Unmanaged<InterpPlatform>?
+    /// (sound: `bus` holds the same object strongly for the machine's lifetime).
+    let interpBus: Unmanaged<InterpBus>?
 
     /// Cached linear-to-physical translations (`TLB.swift`).
     @exclusivity(unchecked) public internal(set) var tlb = X86TLB()
@@ -90,19 +90,19 @@ public final class X86Machine {
     @exclusivity(unchecked) var fetchSlots: UnsafeMutablePointer<UInt32>?
     @exclusivity(unchecked) var fetchEntries: UnsafeMutablePointer<DecodedInstruction>?
 
-    /// A CPU over `platform`. vCPUs of one machine pass the same `shared` state (made for
-    /// `platform.memory`) and their own `vcpuIndex`; nil makes a private one (a lone CPU).
-    public init(cpu: X86CPU = X86CPU(), platform: any X86Platform,
+    /// A CPU over `bus`. vCPUs of one machine pass the same `shared` state (made for
+    /// `bus.memory`) and their own `vcpuIndex`; nil makes a private one (a lone CPU).
+    public init(cpu: X86CPU = X86CPU(), bus: any X86Bus,
                 decode: @escaping X86DecodeFunction = { Decoder.decode($0, mode: $1) },
                 shared: X86SharedState? = nil, vcpuIndex: Int = 0) {
         self.cpu = cpu
-        self.platform = platform
-        self.memory = platform.memory
-        self.interpPlatform = (platform as? InterpPlatform).map { Unmanaged.passUnretained($0) }
+        self.bus = bus
+        self.memory = bus.memory
+        self.interpBus = (bus as? InterpBus).map { Unmanaged.passUnretained($0) }
         self.decode = decode
-        self.decodeCache = X86DecodeCache(memory: platform.memory)
-        let shared = shared ?? X86SharedState(memory: platform.memory, vcpuCount: 1)
-        precondition(shared.memory === platform.memory, "X86SharedState is for another memory")
+        self.decodeCache = X86DecodeCache(memory: bus.memory)
+        let shared = shared ?? X86SharedState(memory: bus.memory, vcpuCount: 1)
+        precondition(shared.memory === bus.memory, "X86SharedState is for another memory")
         self.shared = shared
         self.codeWatch = shared.tracksCrossModifyingCode ? shared : nil
         self.vcpuIndex = vcpuIndex

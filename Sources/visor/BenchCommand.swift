@@ -4,13 +4,15 @@
 import ArgumentParser
 import Foundation
 import Visor
+import VisorBench
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure Visor's hot paths and a Linux boot against a reference, in one run.",
         subcommands: [ExitsBenchCommand.self, CPUBenchCommand.self, InterruptBenchCommand.self, SchedBenchCommand.self,
-                      SharesBenchCommand.self, PVBenchCommand.self, HostileBenchCommand.self, LinuxBenchCommand.self])
+                      SharesBenchCommand.self, PVBenchCommand.self, HostileBenchCommand.self, LinuxBenchCommand.self,
+                      LifecycleBenchCommand.self])
 }
 
 struct ExitsBenchCommand: ParsableCommand {

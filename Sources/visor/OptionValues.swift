@@ -67,6 +67,14 @@ enum OptionValue {
         }
     }
 
+    /// `--pin-pcpus` with `pcpuCount` pCPUs: pCPU i is the i-th host CPU this process may use,
+    /// so there must be that many.
+    static func pinnable(_ pcpuCount: Int, pin: Bool) throws -> Bool {
+        let usable = HostCPUBinding.usableCount
+        guard pin, pcpuCount > usable else { return pin }
+        throw ValidationError("--pin-pcpus binds each pCPU to a host CPU of its own: --pcpus \(pcpuCount) needs more than the \(usable) host CPUs this process may use")
+    }
+
     /// An engine name.
     static func engine(_ text: String, option: String = "--engine") throws -> String {
         if let problem = EngineRegistry.problem(withName: text) { throw ValidationError("\(option): \(problem)") }

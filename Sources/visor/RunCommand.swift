@@ -81,6 +81,9 @@ struct RunCommand: ParsableCommand {
 
     static let maximumPCPUs = 256
 
+    @Flag(name: .customLong("pin-pcpus"), help: "Bind pCPU i to the i-th host CPU this process may use (sched_setaffinity), so cpus= and vcpu-pin name real processors; --pcpus at most that many.")
+    var pinPCPUs = false
+
     /// The config files among the arguments (all of them, or none).
     var configurationFiles: [String] { kernels.allSatisfy { $0.hasSuffix(".cfg") } ? kernels : [] }
 
@@ -105,7 +108,8 @@ struct RunCommand: ParsableCommand {
                           timeout: try timeout.map { try OptionValue.duration($0, option: "--timeout") },
                           runFor: try runFor.map { try OptionValue.duration($0, option: "--for") },
                           printStatistics: stats, vcpuCount: vcpuCount, pcpuCount: pcpuCount,
-                          scheduler: kind, tracePath: trace)
+                          scheduler: kind, tracePath: trace,
+                          pinPCPUs: try OptionValue.pinnable(pcpuCount, pin: pinPCPUs))
     }
 
     func validate() throws {

@@ -32,6 +32,9 @@ struct ServeCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "The engine for domains whose configuration names none: kvm or interp.")
     var engine: String = "kvm"
 
+    @Flag(name: .customLong("pin-pcpus"), help: "Bind pCPU i to the i-th host CPU this process may use (sched_setaffinity), so cpus= and vcpu-pin name real processors; --pcpus at most that many.")
+    var pinPCPUs = false
+
     func request() throws -> ServeRequest {
         let pcpuCount = try OptionValue.wholeNumber(pcpus, option: "--pcpus", in: 1...RunCommand.maximumPCPUs,
                                                     allowed: "the pool has 1 to \(RunCommand.maximumPCPUs) pCPUs")
@@ -40,7 +43,8 @@ struct ServeCommand: ParsableCommand {
         }
         if let socket, socket.isEmpty { throw ValidationError("--socket '': give the path of the socket to create") }
         return ServeRequest(socketPath: SocketLocation.resolve(socket), pcpuCount: pcpuCount, scheduler: kind,
-                            defaultEngine: try OptionValue.engine(engine))
+                            defaultEngine: try OptionValue.engine(engine),
+                            pinPCPUs: try OptionValue.pinnable(pcpuCount, pin: pinPCPUs))
     }
 
     func validate() throws { _ = try request() }

@@ -14,12 +14,12 @@ struct VisorCommand: ParsableCommand {
             Start with `visor run`, which boots the built-in demo guest.
             `visor serve` runs a daemon that keeps domains; `create`, `list`, `pause`, `unpause`, \
             `destroy`, `console`, `vcpu-list`, `vcpu-pin`, `sched-credit`, `sched-credit2`, `sched-rtds`, \
-            `info` and `dmesg` drive it, \
+            `info`, `top` and `dmesg` drive it, \
             as Xen's `xl` does.
             """,
         subcommands: [RunCommand.self, GuestsCommand.self, BenchCommand.self, ServeCommand.self,
                       CreateCommand.self, ListCommand.self, PauseCommand.self, UnpauseCommand.self,
                       DestroyCommand.self, ConsoleCommand.self, VCPUListCommand.self, VCPUPinCommand.self,
                       SchedCreditCommand.self, SchedCredit2Command.self, SchedRTDSCommand.self,
-                      InfoCommand.self, DmesgCommand.self])
+                      InfoCommand.self, TopCommand.self, DmesgCommand.self])
 }

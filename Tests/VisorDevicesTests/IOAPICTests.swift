@@ -229,7 +229,7 @@ private func entry(_ vector: UInt8, level: Bool = false, activeLow: Bool = false
 
 // MARK: With a local APIC
 
-/// The wiring Platform does: messages into the local APIC's IRR, its EOI broadcast back.
+/// The wiring DevicePlatform does: messages into the local APIC's IRR, its EOI broadcast back.
 private final class APICWiring: IOAPICOutput, EOIBroadcastSink {
     var apic: LocalAPIC?
     weak var ioapic: IOAPIC?

@@ -5,6 +5,7 @@
 import Foundation
 import Testing
 @testable import Visor
+@testable import VisorBench
 
 @Suite("visor bench linux: what the user is told")
 struct LinuxBenchCLITests {

@@ -16,12 +16,12 @@ private final class TestClock: TimeSource {
 /// A platform with `vcpus` vCPUs whose signals are recorded.
 private final class Harness {
     let clock = TestClock()
-    let platform: Platform
+    let platform: DevicePlatform
     var signals: [(Int, VCPUSignal)] = []
 
     init(vcpus: Int = 2) throws {
-        platform = try Platform(vcpuCount: vcpus, clock: clock, tscFrequency: 1_000_000_000,
-                                apicTimerFrequency: 1_000_000_000, consoleOutput: { _ in })
+        platform = try DevicePlatform(vcpuCount: vcpus, clock: clock, tscFrequency: 1_000_000_000,
+                                      apicTimerFrequency: 1_000_000_000, consoleOutput: { _ in })
         platform.setSignalHandler { [unowned self] index, signal in self.signals.append((index, signal)) }
     }
 
@@ -256,7 +256,7 @@ struct LinuxPlatformWiringTests {
 
     @Test("the firmware tables describe the platform's vCPUs and blocks")
     func firmwareTables() {
-        let tables = Platform.firmwareTables(vcpuCount: 3)
+        let tables = DevicePlatform.firmwareTables(vcpuCount: 3)
         #expect(tables.address == 0xe_0000 && tables.rsdpAddress == 0xe_0000)
         #expect(Array(tables.bytes[0..<8]) == Array("RSD PTR ".utf8))
     }

@@ -3,6 +3,7 @@
 
 import Foundation
 import Synchronization
+import VisorBench
 import VisorCore
 
 /// Polls `condition` every millisecond for up to `seconds`; whether it came true.
@@ -47,7 +48,7 @@ final class OutputBuffers: Sendable {
 /// reaping lags by hundreds of milliseconds in a busy test process: the exit time is the
 /// child's own. The child starts with no signal blocked, as from a shell.
 final class RunningVisor {
-    private let pid: pid_t
+    let pid: pid_t
     private let output = OutputBuffers()
     private let readers = DispatchGroup()
     /// When it was started (host monotonic nanoseconds).

@@ -4,6 +4,7 @@
 import Foundation
 import Testing
 import Visor
+import VisorBench
 
 @Suite("visor bench sched")
 struct SchedBenchTests {

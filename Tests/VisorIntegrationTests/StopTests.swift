@@ -15,6 +15,7 @@ import Foundation
 import Synchronization
 import Testing
 @testable import Visor
+@testable import VisorBench
 import VisorCore
 
 private let engines: [String] = Host.kvmAvailable ? ["kvm", "interp"] : ["interp"]

@@ -4,6 +4,7 @@
 import Foundation
 import Testing
 import Visor
+import VisorBench
 
 enum Host {
     /// What `VISOR_TEST_WITHOUT` names ("kvm qemu tmux objdump", separated by spaces or commas):
@@ -174,42 +175,6 @@ func runUnmasked(_ path: String, _ arguments: [String]) throws -> (status: Int32
     let closeOthers = #"for fd in /proc/$$/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] 2>/dev/null && eval "exec $n>&-"; done; exec "$0" "$@""#
     let r = try spawnAndWait("/bin/bash", ["-c", closeOthers, path] + arguments)
     return (r.status, r.stdout)
-}
-
-/// Starts `path` with `arguments` through posix_spawn, with every signal unblocked and at its
-/// default action: test threads (Swift concurrency, dispatch) run with signals blocked and a
-/// child inherits that mask, so a daemon such as the tmux server would never see SIGCHLD, and a
-/// signal a test sends would stay pending. `files` sets up the child's descriptors;
-/// `environment` is added to this process's. Returns the child's pid, for waitpid.
-func spawnUnmasked(_ path: String, _ arguments: [String], environment: [String: String] = [:],
-                   files: (inout posix_spawn_file_actions_t) -> Void) throws -> pid_t {
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    files(&actions)
-    var attributes = posix_spawnattr_t()
-    posix_spawnattr_init(&attributes)
-    defer { posix_spawnattr_destroy(&attributes) }
-    var none = sigset_t(), all = sigset_t()
-    sigemptyset(&none)
-    sigfillset(&all)
-    posix_spawnattr_setsigmask(&attributes, &none)
-    posix_spawnattr_setsigdefault(&attributes, &all)
-    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-    let argv = ([path] + arguments).map { strdup($0) } + [nil]
-    defer { for arg in argv { free(arg) } }
-    let variables = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-    let envp = variables.map { strdup("\($0.key)=\($0.value)") } + [nil]
-    defer { for variable in envp { free(variable) } }
-    var pid: pid_t = 0
-    let rc = posix_spawn(&pid, path, &actions, &attributes, argv, envp)
-    guard rc == 0 else { throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EIO) }
-    return pid
-}
-
-/// A wait status as a shell shows it: the exit status, or 128 + the signal that ended it.
-func shellStatus(_ waitStatus: Int32) -> Int32 {
-    waitStatus & 0x7f == 0 ? (waitStatus >> 8) & 0xff : 128 + (waitStatus & 0x7f)
 }
 
 /// Runs a program (see `spawnUnmasked`) with standard input from /dev/null, standard output to a

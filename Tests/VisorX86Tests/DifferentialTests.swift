@@ -72,7 +72,7 @@ final class DifferentialRig {
         let size = max(4 << 20, (base + UInt64(CX86_REGION_SIZE) + 0xfffff) & ~0xfffff)
         harness = Harness(mode: .bits64, memorySize: size)
         host = UnsafeMutableRawPointer(bitPattern: UInt(base))!
-        let memory = harness.platform.memory
+        let memory = harness.bus.memory
         guest = UnsafeMutableRawPointer(bitPattern: UInt(memory.hostAddress(of: memory.regions[0])))! + Int(base)
         harness.cpu.cpl = 3
     }

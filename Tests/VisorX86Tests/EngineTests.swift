@@ -30,12 +30,12 @@ struct SysRandom {
               prepare: (SysMachine) -> Void = { _ in }) throws -> (InterpVirtualCPU, SysMachine) {
         let f = SysMachine.longMode()
         // Linear 0x40_0000-0x5f_ffff aliases physical 0-0x1f_ffff; 1 GiB at 0x4000_0000 is MMIO.
-        f.platform.w64(SysLayout.pd + 16, 0x0 | 0x83)
-        f.platform.w64(SysLayout.pdpt + 8, 0x4000_0000 | 0x83)
-        f.platform.bytes(SysLayout.code, code)
+        f.bus.w64(SysLayout.pd + 16, 0x0 | 0x83)
+        f.bus.w64(SysLayout.pdpt + 8, 0x4000_0000 | 0x83)
+        f.bus.bytes(SysLayout.code, code)
         prepare(f)
         let engine = decode.map { InterpEngine(decode: $0) } ?? InterpEngine()
-        let vm = try engine.makeMachine(memory: f.platform.memory, options: MachineOptions())
+        let vm = try engine.makeMachine(memory: f.bus.memory, options: MachineOptions())
         let cpu = try #require(try vm.makeVCPU(index: 0) as? InterpVirtualCPU)
         try cpu.setState(f.cpu.state)
         return (cpu, f)
@@ -124,29 +124,29 @@ struct SysRandom {
     @Test func instructionFetchAcrossIntoAnUnmappedPageFaultsWithCR2OnTheSecondPage() throws {
         let (cpu, f) = try vcpu([], decode: sysTinyDecoder)
         // Map linear 0x60_0000 (PD[3]) with 4 KiB pages: page 0 present, page 1 not.
-        f.platform.w64(SysLayout.pd + 24, 0x23000 | 3)
-        f.platform.w64(0x23000, 0x30000 | 3)
-        f.platform.w8(0x30fff, 0xe6)  // OUT's first byte at the end of the page
+        f.bus.w64(SysLayout.pd + 24, 0x23000 | 3)
+        f.bus.w64(0x23000, 0x30000 | 3)
+        f.bus.w8(0x30fff, 0xe6)  // OUT's first byte at the end of the page
         f.gate(14, handler: 0x10_4000)
-        f.platform.bytes(0x10_4000, [0xf4])
+        f.bus.bytes(0x10_4000, [0xf4])
         var s = try cpu.state()
         s.rip = 0x60_0fff
         try cpu.setState(s)
         #expect(try cpu.run() == .halt)
         let after = try cpu.state()
         #expect(after.cr2 == 0x60_1000)
-        #expect(f.platform.r64(SysLayout.stack - 48) == 0x10, "not present, instruction fetch")
+        #expect(f.bus.r64(SysLayout.stack - 48) == 0x10, "not present, instruction fetch")
     }
 
     @Test func outsideRAMCodeIsUndefinedNotAnExit() throws {
         let (cpu, f) = try vcpu([], decode: sysTinyDecoder)
         f.gate(6, handler: 0x10_4000)
-        f.platform.bytes(0x10_4000, [0xf4])
+        f.bus.bytes(0x10_4000, [0xf4])
         var s = try cpu.state()
         s.rip = 0x4000_0000
         try cpu.setState(s)
         #expect(try cpu.run() == .halt)
-        #expect(f.platform.r64(SysLayout.stack - 40) == 0x4000_0000, "#UD at the MMIO address")
+        #expect(f.bus.r64(SysLayout.stack - 40) == 0x4000_0000, "#UD at the MMIO address")
     }
 
     // MARK: Real code (needs the decoder and the general-purpose interpreter)
@@ -217,16 +217,16 @@ struct SysRandom {
         for round in 0..<300 {
             let (cpu, f) = try vcpu([0x0f, 0x0b], decode: sysTinyDecoder)
             // Random IDT, and (every other round) random paging structures below the code's mapping.
-            f.platform.bytes(SysLayout.idt, random.bytes(4096))
+            f.bus.bytes(SysLayout.idt, random.bytes(4096))
             if round % 4 == 0 {
                 f.gate(6, handler: 0x10_4000)  // a valid #UD gate: delivery works unless paging is random
-                f.platform.bytes(0x10_4000, [0xf4])
+                f.bus.bytes(0x10_4000, [0xf4])
             }
             if round % 2 == 1 {
-                f.platform.bytes(SysLayout.pdpt + 8, random.bytes(4088))
-                f.platform.bytes(SysLayout.pd + 16, random.bytes(4080))
+                f.bus.bytes(SysLayout.pdpt + 8, random.bytes(4088))
+                f.bus.bytes(SysLayout.pd + 16, random.bytes(4080))
             }
-            if round % 3 == 0 { f.platform.bytes(SysLayout.gdt + 8, random.bytes(0x40)) }
+            if round % 3 == 0 { f.bus.bytes(SysLayout.gdt + 8, random.bytes(0x40)) }
             var s = try cpu.state()
             if round % 4 != 0 { s.idtr.limit = UInt16(truncatingIfNeeded: random.next()) }
             s.rsp = random.next() & 0x3f_fff8

@@ -17,12 +17,12 @@ import VisorX86Decode
         #expect(s.cpu.rflags & X86SystemBits.flagIF == 0, "interrupt gate clears IF")
         #expect(s.cpu.rflags & X86SystemBits.flagTF == 0)
         let top: UInt64 = 0x8_0000
-        #expect(s.platform.r64(top - 8) == UInt64(SysLayout.kernelData), "SS")
-        #expect(s.platform.r64(top - 16) == 0x8_0008, "RSP")
-        #expect(s.platform.r64(top - 24) == 0x202 | X86SystemBits.flagTF, "RFLAGS")
-        #expect(s.platform.r64(top - 32) == UInt64(SysLayout.kernelCode), "CS")
-        #expect(s.platform.r64(top - 40) == SysLayout.code, "RIP")
-        #expect(s.platform.r64(top - 48) == 0x18, "error code")
+        #expect(s.bus.r64(top - 8) == UInt64(SysLayout.kernelData), "SS")
+        #expect(s.bus.r64(top - 16) == 0x8_0008, "RSP")
+        #expect(s.bus.r64(top - 24) == 0x202 | X86SystemBits.flagTF, "RFLAGS")
+        #expect(s.bus.r64(top - 32) == UInt64(SysLayout.kernelCode), "CS")
+        #expect(s.bus.r64(top - 40) == SysLayout.code, "RIP")
+        #expect(s.bus.r64(top - 48) == 0x18, "error code")
         #expect(s.cpu.gpr[X86CPU.rsp] == top - 48)
     }
 
@@ -45,9 +45,9 @@ import VisorX86Decode
         #expect(s.cpu.segments[X86CPU.cs].selector == SysLayout.kernelCode)
         #expect(s.cpu.segments[X86CPU.ss].selector == 0, "SS = null selector with RPL 0")
         #expect(s.cpu.gpr[X86CPU.rsp] == 0x7_0000 - 48)
-        #expect(s.platform.r64(0x7_0000 - 8) == UInt64(SysLayout.userData | 3), "old SS")
-        #expect(s.platform.r64(0x7_0000 - 16) == 0x9_1234, "old RSP")
-        #expect(s.platform.r64(0x7_0000 - 32) == UInt64(SysLayout.userCode | 3), "old CS")
+        #expect(s.bus.r64(0x7_0000 - 8) == UInt64(SysLayout.userData | 3), "old SS")
+        #expect(s.bus.r64(0x7_0000 - 16) == 0x9_1234, "old RSP")
+        #expect(s.bus.r64(0x7_0000 - 32) == UInt64(SysLayout.userCode | 3), "old CS")
         #expect(s.cpu.cr2 == 0x1234)
     }
 
@@ -64,7 +64,7 @@ import VisorX86Decode
         s.gate(11, handler: 0x10_5000)
         #expect(s.machine.raise(.undefined))
         #expect(s.cpu.rip == 0x10_5000)
-        #expect(s.platform.r64(0x8_0000 - 48) == 6 * 8 + 2 + 1, "IDT bit and EXT")
+        #expect(s.bus.r64(0x8_0000 - 48) == 6 * 8 + 2 + 1, "IDT bit and EXT")
     }
 
     @Test func softwareInterruptChecksGateDPL() throws {
@@ -77,7 +77,7 @@ import VisorX86Decode
         s.gate(0x80, handler: 0x10_4000, dpl: 3)
         try s.machine.execute(int80)
         #expect(s.cpu.rip == 0x10_4000)
-        #expect(s.platform.r64(0x7_0000 - 40) == SysLayout.code + 2, "INT pushes the next RIP")
+        #expect(s.bus.r64(0x7_0000 - 40) == SysLayout.code + 2, "INT pushes the next RIP")
     }
 
     @Test func contributoryDuringContributoryIsDoubleFault() {
@@ -86,7 +86,7 @@ import VisorX86Decode
         s.gate(8, handler: 0x10_6000)
         #expect(s.machine.raise(.gp(0)))
         #expect(s.cpu.rip == 0x10_6000)
-        #expect(s.platform.r64(0x8_0000 - 48) == 0, "#DF error code is 0")
+        #expect(s.bus.r64(0x8_0000 - 48) == 0, "#DF error code is 0")
     }
 
     @Test func pageFaultDuringPageFaultDeliveryIsDoubleFault() {
@@ -104,7 +104,7 @@ import VisorX86Decode
         s.gate(13, handler: 0x10_5000)
         #expect(s.machine.raise(.undefined))
         #expect(s.cpu.rip == 0x10_5000)
-        #expect(s.platform.r64(0x8_0000 - 48) == 0x39, "#GP(selector | EXT)")
+        #expect(s.bus.r64(0x8_0000 - 48) == 0x39, "#GP(selector | EXT)")
     }
 
     @Test func tripleFaultShutsDown() {
@@ -118,8 +118,8 @@ import VisorX86Decode
     @Test func externalInterruptWaitsForIFAndTheShadow() {
         let s = SysMachine.longMode(decode: sysTinyDecoder)
         s.gate(0x20, handler: 0x10_4000)
-        s.platform.bytes(SysLayout.code, [0x90, 0xfb, 0x90, 0x90])  // nop; sti; nop; nop
-        s.platform.bytes(0x10_4000, [0x90, 0x90])
+        s.bus.bytes(SysLayout.code, [0x90, 0xfb, 0x90, 0x90])  // nop; sti; nop; nop
+        s.bus.bytes(0x10_4000, [0x90, 0x90])
         s.cpu.rflags = 2
         #expect(s.machine.injectInterrupt(vector: 0x20))
         #expect(!s.machine.injectInterrupt(vector: 0x21), "one pending at a time")
@@ -132,14 +132,14 @@ import VisorX86Decode
         #expect(s.machine.step() == nil)  // delivered, then the handler's first nop
         #expect(s.machine.pendingInterrupt == nil)
         #expect(s.cpu.rip == 0x10_4001)
-        #expect(s.platform.r64(0x8_0000 - 40) == SysLayout.code + 3, "interrupted RIP")
+        #expect(s.bus.r64(0x8_0000 - 40) == SysLayout.code + 3, "interrupted RIP")
     }
 
     @Test func interruptWakesHalt() {
         let s = SysMachine.longMode(decode: sysTinyDecoder)
         s.gate(0x21, handler: 0x10_4000)
-        s.platform.bytes(SysLayout.code, [0xf4])
-        s.platform.bytes(0x10_4000, [0xf4])
+        s.bus.bytes(SysLayout.code, [0xf4])
+        s.bus.bytes(0x10_4000, [0xf4])
         s.cpu.rflags = 0x202
         #expect(s.machine.run(budget: 10) == .halted)
         #expect(s.machine.run(budget: 10) == .halted, "stays halted without an interrupt")
@@ -149,8 +149,8 @@ import VisorX86Decode
     }
 
     @Test func protectedModeDeliveryWithStackSwitch() {
-        let p = SysPlatform()
-        let m = X86Machine(platform: p)
+        let p = SysBus()
+        let m = X86Machine(bus: p)
         let c = m.cpu
         p.w64(0x1000 + 0x08, sysDescriptor(type: 0xb, d: true))
         p.w64(0x1000 + 0x10, sysDescriptor(type: 0x3, d: true))
@@ -184,8 +184,8 @@ import VisorX86Decode
     }
 
     @Test func realModeDeliveryThroughTheIVT() throws {
-        let p = SysPlatform()
-        let m = X86Machine(platform: p)
+        let p = SysBus()
+        let m = X86Machine(bus: p)
         let c = m.cpu
         c.cr0 = X86SystemBits.cr0ET
         c.segments[X86CPU.cs] = SegmentRegister(selector: 0x1000, base: 0x10000, type: 0xb)
@@ -223,7 +223,7 @@ import VisorX86Decode
         // A user IRET cannot raise IOPL.
         s.cpu.gpr[X86CPU.rsp] = 0x9_0000 - 40
         for (i, v) in [SysLayout.code, UInt64(SysLayout.userCode | 3), 0x3202, 0x9_0000, UInt64(SysLayout.userData | 3)].enumerated() {
-            s.platform.w64(0x9_0000 - 40 + UInt64(i) * 8, v)
+            s.bus.w64(0x9_0000 - 40 + UInt64(i) * 8, v)
         }
         try s.machine.execute(sysInsn(.iret, length: 2, operandSize: 8))
         #expect(s.cpu.rflags & X86SystemBits.flagIOPL == 0)

@@ -86,8 +86,8 @@ struct FPUnitTests {
         let s = SysMachine.longMode()
         let handler: UInt64 = 0x10_1000
         s.gate(Int(X86Fault.x87Error), handler: handler)
-        s.platform.bytes(handler, [0xf4])  // hlt
-        s.platform.w16(0x5000, 0x037b)     // control word: divide by zero unmasked
+        s.bus.bytes(handler, [0xf4])  // hlt
+        s.bus.w16(0x5000, 0x037b)     // control word: divide by zero unmasked
         let code: [UInt8] = [
             0xd9, 0x2c, 0x25, 0x00, 0x50, 0x00, 0x00,  // fldcw [0x5000]
             0xd9, 0xe8,                                // fld1
@@ -96,12 +96,12 @@ struct FPUnitTests {
             0xdf, 0xe0,                                // fnstsw ax (no wait)
             0xd9, 0xd0,                                // fnop: delivers #MF
         ]
-        s.platform.bytes(SysLayout.code, code)
+        s.bus.bytes(SysLayout.code, code)
         for _ in 0..<5 { #expect(s.machine.step() == nil) }
         #expect(s.cpu.gpr[0] & 0x80 != 0, "ES is visible to FNSTSW before #MF is taken")
         #expect(s.machine.step() == nil)  // the fnop raises #MF, delivered
         #expect(s.cpu.rip == handler)
-        let pushedRIP = s.platform.r64(s.cpu.gpr[X86CPU.rsp])
+        let pushedRIP = s.bus.r64(s.cpu.gpr[X86CPU.rsp])
         #expect(pushedRIP == SysLayout.code + 15, "the fault points at the waiting instruction")
         #expect(s.cpu.fop == 0x6f9 && s.cpu.fip == SysLayout.code + 11, "FOP/FIP name the FDIVP")
     }
@@ -127,7 +127,7 @@ struct FPUnitTests {
     @Test func wideStoresFaultBeforeWritingAnything() throws {
         let s = SysMachine.longMode()  // identity-maps the first 4 MiB only
         let area: UInt64 = 0x40_0000 - 0x100
-        for i in stride(from: UInt64(0), to: 0x100, by: 8) { s.platform.w64(area + i, 0x5555_5555_5555_5555) }
+        for i in stride(from: UInt64(0), to: 0x100, by: 8) { s.bus.w64(area + i, 0x5555_5555_5555_5555) }
         s.cpu.gpr[3] = area
         func run(_ bytes: [UInt8]) -> X86Fault? {
             guard case .instruction(let insn) = Decoder.decode(bytes, mode: .bits64) else { return .undefined }
@@ -141,7 +141,7 @@ struct FPUnitTests {
         #expect(fnsave == nil, "108 bytes fit below the boundary")
         #expect(fnstenv?.vector == X86Fault.pageFault)
         for i in stride(from: UInt64(0xf0), to: 0x100, by: 8) {
-            #expect(s.platform.r64(area + i) == 0x5555_5555_5555_5555, "byte \(i) was written")
+            #expect(s.bus.r64(area + i) == 0x5555_5555_5555_5555, "byte \(i) was written")
         }
         #expect(s.cpu.fcw == 0x037f && s.cpu.ftw == 0, "FNSAVE reinitialized the FPU; the failed FNSTENV changed nothing")
     }

@@ -134,16 +134,16 @@ struct GeneralStringTests {
 
     @Test func pendingExitStopsBetweenIterationsAndResumes() throws {
         let h = Harness()
-        h.platform.exitOnMMIOWrite = true
+        h.bus.exitOnMMIOWrite = true
         // Destination beyond RAM (4 MiB): MMIO.
         h.cpu.gpr[7] = 0x1000_0000; h.cpu.gpr[1] = 3; h.cpu.gpr[0] = 0x42
         try h.run(insn(.stos, size: 1, length: 2, repetition: .repeatWhileEqual))
-        #expect(h.platform.mmioWrites.count == 1)
+        #expect(h.bus.mmioWrites.count == 1)
         #expect(h.cpu.rip == Harness.startRIP && h.cpu.gpr[1] == 2 && h.cpu.gpr[7] == 0x1000_0001)
-        h.platform.hasPendingExit = false
-        h.platform.exitOnMMIOWrite = false
+        h.bus.hasPendingExit = false
+        h.bus.exitOnMMIOWrite = false
         try h.run(insn(.stos, size: 1, length: 2, repetition: .repeatWhileEqual))
-        #expect(h.platform.mmioWrites.count == 3 && h.cpu.gpr[1] == 0 && h.cpu.rip == Harness.startRIP + 2)
+        #expect(h.bus.mmioWrites.count == 3 && h.cpu.gpr[1] == 0 && h.cpu.rip == Harness.startRIP + 2)
     }
 
     @Test func faultMidRepKeepsCompletedIterations() throws {

@@ -1,4 +1,4 @@
-// Shared fixtures for the general-purpose interpreter tests: a small platform (RAM, fixed
+// Shared fixtures for the general-purpose interpreter tests: a small bus (RAM, fixed
 // port/MMIO answers), a machine in a chosen code mode, and shorthand for hand-built
 // DecodedInstruction values.
 
@@ -17,7 +17,7 @@ enum F {
 
 /// RAM plus fixed answers for ports and MMIO. MMIO writes are recorded and can raise
 /// `hasPendingExit`, like a device write the hypervisor must see.
-final class TestPlatform: X86Platform {
+final class TestBus: X86Bus {
     let memory: GuestMemory
     var hasPendingExit = false
     var exitOnMMIOWrite = false
@@ -42,14 +42,14 @@ final class TestPlatform: X86Platform {
 
 /// A machine with RAM, set up in `mode` with paging off (linear = physical).
 struct Harness {
-    let platform: TestPlatform
+    let bus: TestBus
     let machine: X86Machine
     var cpu: X86CPU { machine.cpu }
     static let startRIP: UInt64 = 0x1000
 
     init(mode: CodeMode = .bits64, memorySize: UInt64 = 4 << 20) {
-        platform = TestPlatform(size: memorySize)
-        machine = X86Machine(platform: platform)
+        bus = TestBus(size: memorySize)
+        machine = X86Machine(bus: bus)
         let cpu = machine.cpu
         cpu.cr4 = X86.cr4OSFXSR
         switch mode {
@@ -86,14 +86,14 @@ struct Harness {
         }
     }
 
-    func store64(_ value: UInt64, at address: UInt64) { try! platform.memory.store(value, at: GuestPhysicalAddress(address)) }
-    func store32(_ value: UInt32, at address: UInt64) { try! platform.memory.store(value, at: GuestPhysicalAddress(address)) }
-    func store16(_ value: UInt16, at address: UInt64) { try! platform.memory.store(value, at: GuestPhysicalAddress(address)) }
-    func store8(_ value: UInt8, at address: UInt64) { try! platform.memory.store(value, at: GuestPhysicalAddress(address)) }
-    func load64(_ address: UInt64) -> UInt64 { try! platform.memory.load(UInt64.self, at: GuestPhysicalAddress(address)) }
-    func load32(_ address: UInt64) -> UInt32 { try! platform.memory.load(UInt32.self, at: GuestPhysicalAddress(address)) }
-    func load16(_ address: UInt64) -> UInt16 { try! platform.memory.load(UInt16.self, at: GuestPhysicalAddress(address)) }
-    func load8(_ address: UInt64) -> UInt8 { try! platform.memory.load(UInt8.self, at: GuestPhysicalAddress(address)) }
+    func store64(_ value: UInt64, at address: UInt64) { try! bus.memory.store(value, at: GuestPhysicalAddress(address)) }
+    func store32(_ value: UInt32, at address: UInt64) { try! bus.memory.store(value, at: GuestPhysicalAddress(address)) }
+    func store16(_ value: UInt16, at address: UInt64) { try! bus.memory.store(value, at: GuestPhysicalAddress(address)) }
+    func store8(_ value: UInt8, at address: UInt64) { try! bus.memory.store(value, at: GuestPhysicalAddress(address)) }
+    func load64(_ address: UInt64) -> UInt64 { try! bus.memory.load(UInt64.self, at: GuestPhysicalAddress(address)) }
+    func load32(_ address: UInt64) -> UInt32 { try! bus.memory.load(UInt32.self, at: GuestPhysicalAddress(address)) }
+    func load16(_ address: UInt64) -> UInt16 { try! bus.memory.load(UInt16.self, at: GuestPhysicalAddress(address)) }
+    func load8(_ address: UInt64) -> UInt8 { try! bus.memory.load(UInt8.self, at: GuestPhysicalAddress(address)) }
 
     /// The status flags now.
     var status: UInt64 { cpu.rflags & F.status }

@@ -20,9 +20,9 @@ final class ManualClock: VirtualClock {
 func interpVCPU(_ code: [UInt8], index: Int = 0, options: MachineOptions = MachineOptions(vcpuCount: 1),
                 prepare: (SysMachine) -> Void = { _ in }) throws -> (InterpVirtualCPU, SysMachine) {
     let f = SysMachine.longMode()
-    f.platform.bytes(SysLayout.code, code)
+    f.bus.bytes(SysLayout.code, code)
     prepare(f)
-    let vm = try InterpEngine().makeMachine(memory: f.platform.memory, options: options)
+    let vm = try InterpEngine().makeMachine(memory: f.bus.memory, options: options)
     let cpu = try #require(try vm.makeVCPU(index: index) as? InterpVirtualCPU)
     try cpu.setState(f.cpu.state)
     return (cpu, f)
@@ -87,7 +87,7 @@ func interpVCPU(_ code: [UInt8], index: Int = 0, options: MachineOptions = Machi
     @Test func noWindowExitWhileAnInjectedInterruptWaits() throws {
         let (cpu, f) = try interpVCPU([0x90, 0xf4])
         f.gate(0x20, handler: SysLayout.code + 0x100)
-        f.platform.bytes(SysLayout.code + 0x100, [0xf4])  // the handler halts
+        f.bus.bytes(SysLayout.code + 0x100, [0xf4])  // the handler halts
         try withIF(cpu, true)
         try cpu.injectInterrupt(vector: 0x20)
         #expect(!cpu.interruptWindowOpen, "one interrupt at a time")
@@ -101,7 +101,7 @@ func interpVCPU(_ code: [UInt8], index: Int = 0, options: MachineOptions = Machi
         // main: sti; hlt; out 0x81, al; hlt     handler: out 0x80, al; iretq
         let (cpu, f) = try interpVCPU([0xfb, 0xf4, 0xe6, 0x81, 0xf4])
         f.gate(0x30, handler: SysLayout.code + 0x100)
-        f.platform.bytes(SysLayout.code + 0x100, [0xe6, 0x80, 0x48, 0xcf])
+        f.bus.bytes(SysLayout.code + 0x100, [0xe6, 0x80, 0x48, 0xcf])
         try withIF(cpu, false)
         #expect(try cpu.run() == .halt)
         #expect(try cpu.state().rip == SysLayout.code + 2, "RIP past the HLT")
@@ -121,11 +121,11 @@ func interpVCPU(_ code: [UInt8], index: Int = 0, options: MachineOptions = Machi
     @Test func injectionInRealModeGoesThroughTheIVT() throws {
         let f = SysMachine.longMode()
         // IVT entry 8 → 0000:7100; main at 0000:7000: sti; hlt; out 0x81, al; hlt.
-        f.platform.w16(8 * 4, 0x7100)
-        f.platform.w16(8 * 4 + 2, 0)
-        f.platform.bytes(0x7000, [0xfb, 0xf4, 0xe6, 0x81, 0xf4])
-        f.platform.bytes(0x7100, [0xe6, 0x80, 0xcf])  // out 0x80, al; iret
-        let vm = try InterpEngine().makeMachine(memory: f.platform.memory, options: MachineOptions())
+        f.bus.w16(8 * 4, 0x7100)
+        f.bus.w16(8 * 4 + 2, 0)
+        f.bus.bytes(0x7000, [0xfb, 0xf4, 0xe6, 0x81, 0xf4])
+        f.bus.bytes(0x7100, [0xe6, 0x80, 0xcf])  // out 0x80, al; iret
+        let vm = try InterpEngine().makeMachine(memory: f.bus.memory, options: MachineOptions())
         let cpu = try #require(try vm.makeVCPU(index: 0) as? InterpVirtualCPU)
         var s = X86State()
         s.cr0 = 0x10
@@ -141,7 +141,7 @@ func interpVCPU(_ code: [UInt8], index: Int = 0, options: MachineOptions = Machi
         #expect(cpu.run(budget: Self.budget) == .portWrite(port: 0x80, size: 1, value: 0))
         let inHandler = try cpu.state()
         #expect(inHandler.rsp == 0x6000 - 6, "FLAGS, CS, IP pushed")
-        #expect(f.platform.r16(0x6000 - 6) == 0x7002, "the pushed IP is past the HLT")
+        #expect(f.bus.r16(0x6000 - 6) == 0x7002, "the pushed IP is past the HLT")
         #expect(cpu.run(budget: Self.budget) == .portWrite(port: 0x81, size: 1, value: 0), "IRET returned past the HLT")
         #expect(try cpu.state().rflags & Self.flagIF != 0, "IRET restored IF")
     }

@@ -56,7 +56,7 @@ struct MemoryTypeRangeTests {
         let s = SysMachine.longMode()
         try wrmsr(s, X86SystemBits.msrTSCAux, 3)
         #expect(s.fault { try wrmsr(s, X86SystemBits.msrTSCAux, 1 << 32) } == .gp(0), "TSC_AUX is 32 bits")
-        s.platform.tsc = 0x1_2345_6789
+        s.bus.tsc = 0x1_2345_6789
         s.enterUser()
         try s.machine.execute(sysInsn(.rdtscp, length: 3))
         #expect(s.cpu.gpr[0] == 0x2345_6789 && s.cpu.gpr[2] == 1 && s.cpu.gpr[1] == 3)

@@ -11,7 +11,7 @@ struct PagingFixture {
     static let base: UInt64 = 0x80_0000_0000
     static let pdpt: UInt64 = 0x20000, pd: UInt64 = 0x21000, pt: UInt64 = 0x22000
     let s = SysMachine.longMode()
-    var p: SysPlatform { s.platform }
+    var p: SysBus { s.bus }
     var m: X86Machine { s.machine }
 
     init(leaf: UInt64 = 0x30000 | 3, upper: UInt64 = 7) {
@@ -147,8 +147,8 @@ struct PagingFixture {
     }
 
     @Test func thirtyTwoBitAndPAEPaging() throws {
-        let p = SysPlatform()
-        let m = X86Machine(platform: p)
+        let p = SysBus()
+        let m = X86Machine(bus: p)
         m.cpu.cr0 = X86SystemBits.cr0PE | X86SystemBits.cr0PG | X86SystemBits.cr0WP
         m.cpu.cr3 = 0x10000
         // 32-bit: PDE[1] → PT 0x11000; PTE[2] → 0x30000. Linear 0x402123.

@@ -15,10 +15,10 @@ struct RepeatBoundTests {
     func endlessMemoryMachine(_ code: [UInt8]) throws -> InterpVirtualCPU {
         let f = SysMachine.longMode()
         let directory: UInt64 = 0x13000
-        for i in 0..<512 { f.platform.w64(directory + 8 * UInt64(i), 0x0 | 0x83) }
-        for i in 1..<512 { f.platform.w64(SysLayout.pdpt + 8 * UInt64(i), directory | 3) }
-        f.platform.bytes(SysLayout.code, code)
-        let vm = try InterpEngine().makeMachine(memory: f.platform.memory, options: MachineOptions())
+        for i in 0..<512 { f.bus.w64(directory + 8 * UInt64(i), 0x0 | 0x83) }
+        for i in 1..<512 { f.bus.w64(SysLayout.pdpt + 8 * UInt64(i), directory | 3) }
+        f.bus.bytes(SysLayout.code, code)
+        let vm = try InterpEngine().makeMachine(memory: f.bus.memory, options: MachineOptions())
         let cpu = try #require(try vm.makeVCPU(index: 0) as? InterpVirtualCPU)
         try cpu.setState(f.cpu.state)
         return cpu

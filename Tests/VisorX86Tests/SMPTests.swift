@@ -13,8 +13,8 @@ import VisorX86Decode
 /// A machine of `count` interp vCPUs over the long-mode fixture, each in the fixture's state.
 func smpMachine(_ count: Int, code: [UInt8]) throws -> ([InterpVirtualCPU], SysMachine) {
     let f = SysMachine.longMode()
-    f.platform.bytes(SysLayout.code, code)
-    let vm = try InterpEngine().makeMachine(memory: f.platform.memory, options: MachineOptions(vcpuCount: count))
+    f.bus.bytes(SysLayout.code, code)
+    let vm = try InterpEngine().makeMachine(memory: f.bus.memory, options: MachineOptions(vcpuCount: count))
     var cpus: [InterpVirtualCPU] = []
     for i in 0..<count {
         let cpu = try #require(try vm.makeVCPU(index: i) as? InterpVirtualCPU)
@@ -75,13 +75,13 @@ func runToExit(_ cpu: InterpVirtualCPU, limit: Int = 200_000_000) -> Exit {
         #expect(exits.withLock { $0 } == [0: .halt, 1: .halt], "neither vCPU is stuck on a lock")
         let total = 2 * iterations
         let base: UInt64 = 0x20_0000
-        #expect(UInt64(f.platform.r32(base)) == total, "lock xadd")
-        #expect(UInt64(f.platform.r32(base + 0x42)) == total, "lock inc, misaligned in a word")
-        #expect(UInt64(f.platform.r32(base + 0x86)) == total, "lock inc across words (machine lock)")
-        #expect(f.platform.r64(base + 0x100) == total, "lock cmpxchg loop")
-        #expect(UInt64(f.platform.r32(base + 0x300)) == total, "plain increment under a lock cmpxchg spin lock")
-        #expect(UInt64(f.platform.r32(base + 0x500)) == total, "plain increment under an xchg spin lock")
-        #expect(f.platform.r32(base + 0x200) == 0 && f.platform.r32(base + 0x400) == 0, "both locks released")
+        #expect(UInt64(f.bus.r32(base)) == total, "lock xadd")
+        #expect(UInt64(f.bus.r32(base + 0x42)) == total, "lock inc, misaligned in a word")
+        #expect(UInt64(f.bus.r32(base + 0x86)) == total, "lock inc across words (machine lock)")
+        #expect(f.bus.r64(base + 0x100) == total, "lock cmpxchg loop")
+        #expect(UInt64(f.bus.r32(base + 0x300)) == total, "plain increment under a lock cmpxchg spin lock")
+        #expect(UInt64(f.bus.r32(base + 0x500)) == total, "plain increment under an xchg spin lock")
+        #expect(f.bus.r32(base + 0x200) == 0 && f.bus.r32(base + 0x400) == 0, "both locks released")
     }
 
     /// Runs `code` (then HLT) on a lone long-mode vCPU with RBX = 0x20_0000.
@@ -97,25 +97,25 @@ func runToExit(_ cpu: InterpVirtualCPU, limit: Int = 200_000_000) -> Exit {
     @Test func lockedCompareExchangeThatFailsLeavesMemoryAndLoadsTheAccumulator() throws {
         // mov eax, 5; mov ecx, 9; lock cmpxchg [rbx], ecx
         let (s, f) = try runLocked([0xb8, 0x05, 0, 0, 0, 0xb9, 0x09, 0, 0, 0, 0xf0, 0x0f, 0xb1, 0x0b]) {
-            $0.platform.w32(0x20_0000, 7)
+            $0.bus.w32(0x20_0000, 7)
         }
-        #expect(f.platform.r32(0x20_0000) == 7)
+        #expect(f.bus.r32(0x20_0000) == 7)
         #expect(s.rax == 7 && s.rflags & X86SystemBits.flagZF == 0)
     }
 
     @Test func lockedCompareExchangeThatSucceedsStores() throws {
         // mov eax, 7; mov ecx, 9; lock cmpxchg [rbx+1], ecx   (misaligned inside a word)
         let (s, f) = try runLocked([0xb8, 0x07, 0, 0, 0, 0xb9, 0x09, 0, 0, 0, 0xf0, 0x0f, 0xb1, 0x4b, 0x01]) {
-            $0.platform.w64(0x20_0000, 0xaa00_0000_07bb)
+            $0.bus.w64(0x20_0000, 0xaa00_0000_07bb)
         }
-        #expect(f.platform.r64(0x20_0000) == 0xaa00_0000_09bb, "the neighbouring bytes are kept")
+        #expect(f.bus.r64(0x20_0000) == 0xaa00_0000_09bb, "the neighbouring bytes are kept")
         #expect(s.rflags & X86SystemBits.flagZF != 0)
     }
 
     @Test func lockedBitTestAndSetReachesTheWordTheRegisterOffsetSelects() throws {
         // mov eax, 35; lock bts [rbx], eax  → bit 3 of the dword at +4
         let (s, f) = try runLocked([0xb8, 35, 0, 0, 0, 0xf0, 0x0f, 0xab, 0x03]) { _ in }
-        #expect(f.platform.r32(0x20_0004) == 8)
+        #expect(f.bus.r32(0x20_0004) == 8)
         #expect(s.rflags & X86SystemBits.flagCF == 0, "the bit was clear")
     }
 
@@ -124,23 +124,23 @@ func runToExit(_ cpu: InterpVirtualCPU, limit: Int = 200_000_000) -> Exit {
         // mov rsi, rbx; mov ebx, 0x11; mov ecx, 0x22; lock cmpxchg8b [rsi]
         let (s, f) = try runLocked([0x48, 0x89, 0xde, 0xbb, 0x11, 0, 0, 0, 0xb9, 0x22, 0, 0, 0,
                                     0xf0, 0x0f, 0xc7, 0x0e]) { _ in }
-        #expect(f.platform.r64(0x20_0000) == 0x22_0000_0011)
+        #expect(f.bus.r64(0x20_0000) == 0x22_0000_0011)
         #expect(s.rflags & X86SystemBits.flagZF != 0)
     }
 
     @Test func xchgAcrossAPageBoundaryIsCompleteUnderTheMachineLock() throws {
         // mov eax, 0x11223344; xchg [rbx+0xffe], eax
         let (s, f) = try runLocked([0xb8, 0x44, 0x33, 0x22, 0x11, 0x87, 0x83, 0xfe, 0x0f, 0, 0]) {
-            $0.platform.w32(0x20_0ffe, 0xaabb_ccdd)
+            $0.bus.w32(0x20_0ffe, 0xaabb_ccdd)
         }
-        #expect(f.platform.r32(0x20_0ffe) == 0x1122_3344)
+        #expect(f.bus.r32(0x20_0ffe) == 0x1122_3344)
         #expect(s.rax == 0xaabb_ccdd)
     }
 
     @Test func lockedAddOnMMIOIsAnOrdinaryReadAndWrite() throws {
         // lock add dword [0x5000_0000], 1   (outside RAM: 1 GiB at 0x4000_0000 mapped to itself)
         let (cpu, _) = try interpVCPU([0xf0, 0x83, 0x04, 0x25, 0x00, 0x00, 0x00, 0x50, 0x01, 0xf4]) {
-            $0.platform.w64(SysLayout.pdpt + 8, 0x4000_0000 | 0x83)
+            $0.bus.w64(SysLayout.pdpt + 8, 0x4000_0000 | 0x83)
         }
         #expect(try cpu.run() == .mmioRead(address: GuestPhysicalAddress(0x5000_0000), size: 4))
         cpu.completeRead(41)
@@ -151,14 +151,14 @@ func runToExit(_ cpu: InterpVirtualCPU, limit: Int = 200_000_000) -> Exit {
     @Test func lockedWriteToAReadOnlyPageFaultsAsAWrite() throws {
         // lock inc dword [0x60_0000] on a read-only 4 KiB page → #PF, error code P | W.
         let (cpu, f) = try interpVCPU([0xf0, 0xff, 0x04, 0x25, 0x00, 0x00, 0x60, 0x00, 0xf4]) { f in
-            f.platform.w64(SysLayout.pd + 24, 0x23000 | 3)
-            f.platform.w64(0x23000, 0x30000 | 1)  // present, not writable
+            f.bus.w64(SysLayout.pd + 24, 0x23000 | 3)
+            f.bus.w64(0x23000, 0x30000 | 1)  // present, not writable
             f.gate(14, handler: SysLayout.code + 0x100)
-            f.platform.bytes(SysLayout.code + 0x100, [0xf4])
+            f.bus.bytes(SysLayout.code + 0x100, [0xf4])
         }
         #expect(try cpu.run() == .halt)
-        #expect(f.platform.r64(SysLayout.stack - 48) == 3, "present, write")
-        #expect(f.platform.r32(0x30000) == 0)
+        #expect(f.bus.r64(SysLayout.stack - 48) == 3, "present, write")
+        #expect(f.bus.r32(0x30000) == 0)
     }
 }
 
@@ -170,7 +170,7 @@ func runToExit(_ cpu: InterpVirtualCPU, limit: Int = 200_000_000) -> Exit {
 
     func setUp(reader: [UInt8]) throws -> ([InterpVirtualCPU], SysMachine) {
         let (cpus, f) = try smpMachine(2, code: Self.writer)
-        f.platform.bytes(SysLayout.code + 0x1000, reader)
+        f.bus.bytes(SysLayout.code + 0x1000, reader)
         var s = try cpus[1].state()
         s.rip = SysLayout.code + 0x1000
         try cpus[1].setState(s)
@@ -180,7 +180,7 @@ func runToExit(_ cpu: InterpVirtualCPU, limit: Int = 200_000_000) -> Exit {
     /// The next port-write exit of `machine` stepped directly, without `run()`'s serializing entry.
     func nextOut(_ cpu: InterpVirtualCPU) -> Exit? {
         guard cpu.machine.run(budget: 100) == .pendingExit else { return nil }
-        return cpu.platform.takePendingExit()
+        return cpu.bus.takePendingExit()
     }
 
     @Test func aSerializingInstructionDropsCodeAnotherVCPUWrote() throws {
@@ -207,7 +207,7 @@ func runToExit(_ cpu: InterpVirtualCPU, limit: Int = 200_000_000) -> Exit {
         let (cpus, f) = try setUp(reader: [0xb0, 0x01, 0xe6, 0x80, 0xeb, 0xfa])
         // The handler is IRETQ at 0x10_2000.
         f.gate(0x40, handler: SysLayout.code + 0x2000)
-        f.platform.bytes(SysLayout.code + 0x2000, [0x48, 0xcf])
+        f.bus.bytes(SysLayout.code + 0x2000, [0x48, 0xcf])
         var s = try cpus[1].state()
         s.rflags |= X86SystemBits.flagIF
         try cpus[1].setState(s)
@@ -262,7 +262,7 @@ func runToExit(_ cpu: InterpVirtualCPU, limit: Int = 200_000_000) -> Exit {
 
     @Test func anAPStartedInRealModeRunsATrampolineIntoLongMode() throws {
         let (cpus, f) = try smpMachine(2, code: [0xf4])
-        f.platform.bytes(0x8000, Self.trampoline)
+        f.bus.bytes(0x8000, Self.trampoline)
         let ap = cpus[1]
         try ap.setState(Self.startupState(vector: 8))
         // Budgeted: in real mode a fault goes through the IVT at 0 and, should the decoder break,

@@ -56,8 +56,8 @@ private let rax = Operand.register(0, size: 8)
         // Clearing PAE in long mode is #GP.
         #expect(s.fault { try movToCR(s, 4, 0) } == .gp(0))
         // A far jump through memory into the 64-bit code segment.
-        s.platform.w32(0x5000, 0x20_0000)
-        s.platform.w16(0x5004, SysLayout.kernelCode)
+        s.bus.w32(0x5000, 0x20_0000)
+        s.bus.w16(0x5004, SysLayout.kernelCode)
         var jmp = sysInsn(.jmpFar, .none, .memory(size: 6), length: 6, operandSize: 4, memory: MemoryOperand(displacement: 0x5000))
         jmp.addressSize = 4
         try s.machine.execute(jmp)
@@ -88,10 +88,10 @@ private let rax = Operand.register(0, size: 8)
         #expect(s.cpu.segments[X86CPU.fs].base == 0x7fff_1234_5000)
         #expect(s.fault { try wrmsr(s, X86SystemBits.msrLSTAR, 0x8000_0000_0000) } == .gp(0), "non-canonical")
         #expect(s.fault { _ = try rdmsr(s, 0x1234) } == .gp(0), "unknown MSR")
-        s.platform.msrs[0x1b] = 0xfee0_0900
-        #expect(try rdmsr(s, 0x1b) == 0xfee0_0900, "platform MSR")
+        s.bus.msrs[0x1b] = 0xfee0_0900
+        #expect(try rdmsr(s, 0x1b) == 0xfee0_0900, "bus MSR")
         try wrmsr(s, X86SystemBits.msrTSC, 5000)
-        s.platform.tsc += 10
+        s.bus.tsc += 10
         #expect(try rdmsr(s, X86SystemBits.msrTSC) == 5010)
         try s.machine.execute(sysInsn(.rdtsc))
         #expect(s.cpu.gpr[0] == 5010 && s.cpu.gpr[2] == 0)
@@ -156,17 +156,17 @@ private let rax = Operand.register(0, size: 8)
         let s = SysMachine.longMode()
         s.cpu.tr.limit = 0x68 + 0x2000 / 8 + 1
         // Bitmap at 0x68: all ports denied except 0x80.
-        for i in 0..<(0x2000 / 8 + 1) { s.platform.w8(SysLayout.tss + 0x68 + UInt64(i), 0xff) }
-        s.platform.w8(SysLayout.tss + 0x68 + 0x10, 0xfe)
+        for i in 0..<(0x2000 / 8 + 1) { s.bus.w8(SysLayout.tss + 0x68 + UInt64(i), 0xff) }
+        s.bus.w8(SysLayout.tss + 0x68 + 0x10, 0xfe)
         s.enterUser()
         s.cpu.rflags = 0x202
         s.cpu.gpr[0] = 0x41
         let out80 = sysInsn(.out, .immediate(size: 1), .register(0, size: 1), immediate: 0x80)
         try s.machine.execute(out80)
-        #expect(s.platform.portWrites.count == 1 && s.platform.portWrites[0].0 == 0x80 && s.platform.portWrites[0].2 == 0x41)
+        #expect(s.bus.portWrites.count == 1 && s.bus.portWrites[0].0 == 0x80 && s.bus.portWrites[0].2 == 0x41)
         let out81 = sysInsn(.out, .immediate(size: 1), .register(0, size: 1), immediate: 0x81)
         #expect(s.fault { try s.machine.execute(out81) } == .gp(0))
-        // A read the platform cannot answer stops the instruction with RIP unchanged.
+        // A read the bus cannot answer stops the instruction with RIP unchanged.
         let rip = s.cpu.rip
         s.cpu.rflags = 0x3202
         do {
@@ -176,7 +176,7 @@ private let rax = Operand.register(0, size: 8)
             #expect(error == .stop(.needsHypervisor(.portRead(port: 0x60, size: 1))))
         }
         #expect(s.cpu.rip == rip)
-        s.platform.portAnswers[0x60] = 0x99
+        s.bus.portAnswers[0x60] = 0x99
         try s.machine.execute(sysInsn(.in, .register(0, size: 1), .immediate(size: 1), immediate: 0x60))
         #expect(s.cpu.gpr[0] & 0xff == 0x99)
     }
@@ -192,17 +192,17 @@ private let rax = Operand.register(0, size: 8)
         #expect(s.fault { try movSS(SysLayout.kernelCode) } == .gp(UInt32(SysLayout.kernelCode)), "code is not a stack")
         #expect(s.fault { try movSS(SysLayout.userData) } == .gp(UInt32(SysLayout.userData)), "DPL 3 at CPL 0")
         #expect(s.fault { try movSS(0x50) } == .gp(0x50), "beyond the GDT limit")
-        s.platform.w64(SysLayout.gdt + 0x10, sysDescriptor(type: 0x3, present: false, d: true))
+        s.bus.w64(SysLayout.gdt + 0x10, sysDescriptor(type: 0x3, present: false, d: true))
         #expect(s.fault { try movSS(SysLayout.kernelData) } == .ss(0x10))
-        s.platform.w64(SysLayout.gdt + 0x10, sysDescriptor(base: 0x1234_0000, type: 0x2, d: true))
+        s.bus.w64(SysLayout.gdt + 0x10, sysDescriptor(base: 0x1234_0000, type: 0x2, d: true))
         try movSS(SysLayout.kernelData)
         #expect(s.cpu.segments[X86CPU.ss].base == 0x1234_0000 && s.cpu.interruptShadow)
-        #expect(s.platform.r64(SysLayout.gdt + 0x10) & (1 << 40) != 0, "accessed bit set")
+        #expect(s.bus.r64(SysLayout.gdt + 0x10) & (1 << 40) != 0, "accessed bit set")
         // DS: null is fine, but using it faults.
         s.cpu.gpr[0] = 0
         try s.machine.execute(sysInsn(.movSegment, Operand(.segment, index: 3, size: 2), ax, operandSize: 2))
         #expect(s.fault { _ = try s.machine.readMemory(segment: 3, offset: 0, size: 4) } == .gp(0))
-        s.platform.w64(SysLayout.gdt + 0x20, sysDescriptor(type: 0x3, dpl: 3, present: false, d: true))
+        s.bus.w64(SysLayout.gdt + 0x20, sysDescriptor(type: 0x3, dpl: 3, present: false, d: true))
         s.cpu.gpr[0] = UInt64(SysLayout.userData)
         #expect(s.fault {
             try s.machine.execute(sysInsn(.movSegment, Operand(.segment, index: 3, size: 2), ax, operandSize: 2))
@@ -216,18 +216,18 @@ private let rax = Operand.register(0, size: 8)
 
     @Test func descriptorTablesAndTaskRegister() throws {
         let s = SysMachine.longMode()
-        s.platform.w16(0x5000, 0x7f)
-        s.platform.w64(0x5002, 0xffff_8000_0000_1000)
+        s.bus.w16(0x5000, 0x7f)
+        s.bus.w64(0x5002, 0xffff_8000_0000_1000)
         try s.machine.execute(sysInsn(.lidt, .none, .memory(size: 10), length: 3, memory: MemoryOperand(displacement: 0x5000)))
         #expect(s.cpu.idtr == DescriptorTableRegister(base: 0xffff_8000_0000_1000, limit: 0x7f))
         try s.machine.execute(sysInsn(.sgdt, .memory(size: 10), length: 3, memory: MemoryOperand(displacement: 0x5100)))
-        #expect(s.platform.r16(0x5100) == 0x47 && s.platform.r64(0x5102) == SysLayout.gdt)
+        #expect(s.bus.r16(0x5100) == 0x47 && s.bus.r64(0x5102) == SysLayout.gdt)
         // LTR marks the TSS busy; loading a busy TSS again is #GP.
         s.cpu.gpr[0] = UInt64(SysLayout.tssSelector)
         let ltr = sysInsn(.ltr, .none, .register(0, size: 2), operandSize: 2)
         try s.machine.execute(ltr)
         #expect(s.cpu.tr.type == 0xb && s.cpu.tr.base == SysLayout.tss)
-        #expect((s.platform.r64(SysLayout.gdt + 0x30) >> 40) & 0xf == 0xb)
+        #expect((s.bus.r64(SysLayout.gdt + 0x30) >> 40) & 0xf == 0xb)
         #expect(s.fault { try s.machine.execute(ltr) } == .gp(UInt32(SysLayout.tssSelector)))
         s.cpu.gpr[0] = UInt64(SysLayout.kernelData)
         #expect(s.fault { try s.machine.execute(sysInsn(.lldt, .none, .register(0, size: 2), operandSize: 2)) } == .gp(0x10))
@@ -241,15 +241,15 @@ private let rax = Operand.register(0, size: 8)
     @Test func farReturnReloadsCS() throws {
         let s = SysMachine.longMode()
         s.cpu.gpr[X86CPU.rsp] = 0x7_0000
-        s.platform.w64(0x7_0000, 0x10_2000)
-        s.platform.w64(0x7_0008, UInt64(SysLayout.kernelCode))
+        s.bus.w64(0x7_0000, 0x10_2000)
+        s.bus.w64(0x7_0008, UInt64(SysLayout.kernelCode))
         try s.machine.execute(sysInsn(.retFar, length: 2, operandSize: 8))
         #expect(s.cpu.rip == 0x10_2000 && s.cpu.gpr[X86CPU.rsp] == 0x7_0010)
         // To a user segment: outer return pops SS:RSP.
-        s.platform.w64(0x7_0010, 0x40_0000)
-        s.platform.w64(0x7_0018, UInt64(SysLayout.userCode | 3))
-        s.platform.w64(0x7_0020, 0x9_0000)
-        s.platform.w64(0x7_0028, UInt64(SysLayout.userData | 3))
+        s.bus.w64(0x7_0010, 0x40_0000)
+        s.bus.w64(0x7_0018, UInt64(SysLayout.userCode | 3))
+        s.bus.w64(0x7_0020, 0x9_0000)
+        s.bus.w64(0x7_0028, UInt64(SysLayout.userData | 3))
         try s.machine.execute(sysInsn(.retFar, length: 2, operandSize: 8))
         #expect(s.cpu.cpl == 3 && s.cpu.gpr[X86CPU.rsp] == 0x9_0000 && s.cpu.rip == 0x40_0000)
         #expect(s.cpu.segments[X86CPU.ds].present == false, "kernel DS nulled on the way out")

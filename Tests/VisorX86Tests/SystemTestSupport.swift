@@ -1,4 +1,4 @@
-// Fixtures for the system-side tests: a scriptable platform, a long-mode machine with GDT,
+// Fixtures for the system-side tests: a scriptable bus, a long-mode machine with GDT,
 // IDT, TSS and identity paging built in guest RAM, and a tiny decoder for the few opcodes the
 // engine tests use (so they do not depend on the full decoder).
 
@@ -7,7 +7,7 @@ import VisorCore
 import VisorX86
 import VisorX86Decode
 
-final class SysPlatform: X86Platform {
+final class SysBus: X86Bus {
     let memory: GuestMemory
     var portAnswers: [UInt16: UInt32] = [:]
     var portWrites: [(UInt16, UInt8, UInt32)] = []
@@ -75,15 +75,15 @@ func sysDescriptor(base: UInt32 = 0, limit: UInt32 = 0xfffff, type: UInt8, s: Bo
 }
 
 struct SysMachine {
-    let platform: SysPlatform
+    let bus: SysBus
     let machine: X86Machine
     var cpu: X86CPU { machine.cpu }
 
     /// A CPL-0 64-bit machine: identity map of the first 4 MiB with 2 MiB pages, GDT, empty IDT,
     /// 64-bit TSS with RSP0 = 0x7_0000 and IST1 = 0x6_0000.
     static func longMode(decode: X86DecodeFunction? = nil) -> SysMachine {
-        let p = SysPlatform()
-        let m = decode.map { X86Machine(platform: p, decode: $0) } ?? X86Machine(platform: p)
+        let p = SysBus()
+        let m = decode.map { X86Machine(bus: p, decode: $0) } ?? X86Machine(bus: p)
         let c = m.cpu
         // GDT
         p.w64(SysLayout.gdt + 0x08, sysDescriptor(type: 0xb, l: true))
@@ -117,7 +117,7 @@ struct SysMachine {
         c.gpr[X86CPU.rsp] = SysLayout.stack
         c.rip = SysLayout.code
         c.cpl = 0
-        return SysMachine(platform: p, machine: m)
+        return SysMachine(bus: p, machine: m)
     }
 
     /// A 64-bit IDT gate.
@@ -126,8 +126,8 @@ struct SysMachine {
         var low = (handler & 0xffff) | (UInt64(selector) << 16) | (UInt64(ist & 7) << 32)
         low |= UInt64(type & 0xf) << 40 | UInt64(dpl & 3) << 45 | (present ? 1 << 47 : 0)
         low |= (handler & 0xffff_0000) << 32
-        platform.w64(SysLayout.idt + UInt64(vector) * 16, low)
-        platform.w64(SysLayout.idt + UInt64(vector) * 16 + 8, handler >> 32)
+        bus.w64(SysLayout.idt + UInt64(vector) * 16, low)
+        bus.w64(SysLayout.idt + UInt64(vector) * 16 + 8, handler >> 32)
     }
 
     /// Switches to CPL 3 in 64-bit mode (CS/SS user selectors).

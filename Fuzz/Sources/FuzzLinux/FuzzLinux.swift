@@ -16,8 +16,8 @@ import FuzzSupport
 import VisorBoot
 import VisorCore
 
-/// Visor's own ACPI tables for two vCPUs, built once, as `Platform` makes them.
-let firmware: FirmwareTables? = Platform.firmwareTables(vcpuCount: 2)
+/// Visor's own ACPI tables for two vCPUs, built once, as `DevicePlatform` makes them.
+let firmware: FirmwareTables? = DevicePlatform.firmwareTables(vcpuCount: 2)
 
 /// A RAM kept zero: every 64th refused input is loaded into it, and it must stay zero.
 let untouched: GuestMemory = {

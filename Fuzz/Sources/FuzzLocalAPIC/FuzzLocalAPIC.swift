@@ -1,6 +1,6 @@
 // Fuzz target `apic`: two local APICs (the BSP's and an AP's) under a script of guest MMIO
 // accesses, IA32_TSC_DEADLINE writes, interrupts accepted and acknowledged, and time steps,
-// with IPIs routed between them the way `Platform` routes them (synchronously, from inside
+// with IPIs routed between them the way `DevicePlatform` routes them (synchronously, from inside
 // the ICR write).
 //
 // Input: the TSC rate (one byte picks it) and 8 bytes of start time, then operations until the
@@ -16,7 +16,7 @@
 import FuzzSupport
 import VisorDevices
 
-/// Routes IPIs like `Platform.route`: fixed and lowest-priority ones into the addressed APICs.
+/// Routes IPIs like `DevicePlatform.route`: fixed and lowest-priority ones into the addressed APICs.
 final class IPIRouter: IPISink {
     var apics: [LocalAPIC] = []
     func send(_ ipi: InterprocessorInterrupt) {

@@ -1,4 +1,4 @@
-// Fuzz target `platform`: Visor's whole PC platform as a domain builds it (`Platform`, two
+// Fuzz target `platform`: Visor's whole PC platform as a domain builds it (`DevicePlatform`, two
 // vCPUs): every port device (UART, PIC pair and ELCRs, PIT and port 0x61, RTC, debug exit, the
 // 8042 and its reset line, port 0x92, the ACPI PM1a event and control blocks and PM timer),
 // both local APICs and the I/O APIC by MMIO, and the wiring between them (ISA lines to the PIC
@@ -26,10 +26,10 @@ import VisorDevices
 public func fuzzPlatform(_ data: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     var input = FuzzInput(data, count)
     let clock = FuzzClock()
-    let platform: Platform
+    let platform: DevicePlatform
     do {
-        platform = try Platform(vcpuCount: 2, clock: clock, tscFrequency: 1_000_000_000,
-                                apicTimerFrequency: 1_000_000_000, consoleOutput: { _ in })
+        platform = try DevicePlatform(vcpuCount: 2, clock: clock, tscFrequency: 1_000_000_000,
+                                      apicTimerFrequency: 1_000_000_000, consoleOutput: { _ in })
     } catch {
         fatalError("the platform cannot be built: \(error)")
     }

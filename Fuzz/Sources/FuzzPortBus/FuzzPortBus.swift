@@ -1,4 +1,4 @@
-// Fuzz target `ports`: the guest's whole port space as `Platform` wires it — the I/O bus with
+// Fuzz target `ports`: the guest's whole port space as `DevicePlatform` wires it — the I/O bus with
 // the UART, the PIC pair and its ELCRs, the PIT and port 0x61, the RTC, the debug-exit port
 // and the ACPI PM1a control register, their interrupt outputs on the PIC's ISA lines — under a
 // script of port reads and writes of every size, time steps and INTA cycles. This is where the
@@ -15,7 +15,7 @@ import VisorABI
 import VisorCore
 import VisorDevices
 
-/// An ISA line into the PIC, as `Platform`'s ISAInterruptLine.
+/// An ISA line into the PIC, as `DevicePlatform`'s ISAInterruptLine.
 final class ISALine: InterruptLine {
     let irq: Int
     weak var pic: PIC8259Pair?

@@ -34,7 +34,7 @@ enum QEMUReference {
                          "-kernel", image.path]
         if let cpuModel { arguments += ["-cpu", cpuModel] }
         if !commandLine.isEmpty { arguments += ["-append", commandLine] }
-        let (status, text) = try HostProcess.run(qemu, arguments)
+        let (status, text) = try ConsoleChild.run(qemu, arguments)
         guard status == 0 else { throw BenchmarkError.referenceFailed("QEMU exited \(status):\n\(text)") }
         return text
     }

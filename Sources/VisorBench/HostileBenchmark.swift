@@ -10,6 +10,7 @@
 // latencies of Ctrl-] and SIGTERM on a terminal.
 
 import Foundation
+import Visor
 import VisorSched
 
 public struct HostileBenchmarkReport: Sendable {

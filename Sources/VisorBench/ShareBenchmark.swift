@@ -5,6 +5,7 @@
 // told otherwise.
 
 import Foundation
+import Visor
 import VisorSched
 
 public struct ShareBenchmarkReport: Sendable {

@@ -42,9 +42,11 @@ enum VCPUSignal: Equatable {
     case startup(vector: UInt8)
 }
 
-/// The PC-like platform a domain's guest sees. Guarded by `lock`: `@unchecked Sendable` under
-/// that discipline.
-final class Platform: @unchecked Sendable {
+/// The PC-like platform a domain's guest sees: its devices, on the I/O bus and by MMIO, and the
+/// interrupt wiring between them and the vCPUs, on every engine. (The name says which side it is:
+/// the domain's devices, not `VisorX86.X86Bus`, the software CPU's door out to all of this.)
+/// Guarded by `lock`: `@unchecked Sendable` under that discipline.
+final class DevicePlatform: @unchecked Sendable {
     /// The platform lock. Hold it for every call into this object except the `let`s.
     let lock = HostMutex()
     let clock: any TimeSource
@@ -269,7 +271,7 @@ final class Platform: @unchecked Sendable {
 private final class InterruptRouter: @unchecked Sendable {
     weak var pic: PIC8259Pair?
     weak var ioapic: IOAPIC?
-    weak var platform: Platform?
+    weak var platform: DevicePlatform?
     var signal: (Int, VCPUSignal) -> Void = { _, _ in }
 }
 
@@ -279,7 +281,7 @@ private struct ISAInterruptLine: InterruptLine {
     unowned let router: InterruptRouter
     func setLevel(_ high: Bool) {
         router.pic?.setIRQ(irq, level: high)
-        router.ioapic?.setPin(Platform.ioapicPin(forISAIRQ: irq), level: high)
+        router.ioapic?.setPin(DevicePlatform.ioapicPin(forISAIRQ: irq), level: high)
     }
 }
 

@@ -4,15 +4,19 @@
 
 import VisorCore
 
-/// What the software CPU needs from the machine around it.
-public protocol X86Platform: AnyObject {
+/// What the software CPU needs from the machine around it: its bus. Named for the CPU's side of
+/// things, as a processor reaches memory and I/O over its bus; the few questions a real
+/// processor answers itself but Visor's must ask outside (CPUID, the TSC, MSRs it does not
+/// implement) travel the same way. Not a "platform": in Visor that is the domain's devices
+/// (`Visor.DevicePlatform`), which the `interp` engine's bus reaches through exits.
+public protocol X86Bus: AnyObject {
     /// Guest-physical RAM. Addresses outside it are MMIO (`mmioRead` / `mmioWrite`).
     var memory: GuestMemory { get }
 
     /// A port read. Throws `X86Stop.needsHypervisor(.portRead(...))` when the value must come
     /// from Visor: the instruction is abandoned and executed again once the value is known.
     func portRead(port: UInt16, size: UInt8) throws(X86Stop) -> UInt32
-    /// A port write. Completes at once; the platform may record it as an exit to report after
+    /// A port write. Completes at once; the bus may record it as an exit to report after
     /// the instruction retires (`pendingExit`).
     func portWrite(port: UInt16, size: UInt8, value: UInt32)
     /// An MMIO read at a physical address that is not RAM; same retry rule as `portRead`.
@@ -40,12 +44,12 @@ public protocol X86Platform: AnyObject {
     func commitAccesses()
 }
 
-/// Instruction-boundary notifications for platforms that answer reads by retrying the
+/// Instruction-boundary notifications for buses that answer reads by retrying the
 /// instruction (the `interp` engine): the step loop calls `beginInstruction()` before each
 /// attempt, and `commitAccesses()` when the reads made so far have taken effect (the instruction
 /// retired, or one iteration of a REP string instruction completed). Reads answered before the
 /// commit are replayed, in order, to a retried attempt. The defaults do nothing.
-extension X86Platform {
+extension X86Bus {
     public func beginInstruction() {}
     public func commitAccesses() {}
 }

@@ -8,6 +8,7 @@
 // One-shot mode everywhere, since QEMU's TCG has no TSC-deadline timer.
 
 import Foundation
+import Visor
 
 /// One platform's interrupt figures, in nanoseconds.
 public struct InterruptLatency: Sendable, Equatable {
@@ -65,9 +66,8 @@ public enum InterruptBenchmark {
     }
 
     public static func run(engineNames: [String], quick: Bool, withQEMU: Bool) throws -> InterruptBenchmarkReport {
-        let catalog = try GuestCatalog.standard()
-        let sleeper = try catalog.image(named: "sleeper")
-        let smp = try catalog.image(named: "smp")
+        let sleeper = try GuestCatalog.standard().image(named: "sleeper")
+        let smp = try GuestCatalog.standard().image(named: "smp")
         var report = InterruptBenchmarkReport(rows: [], qemu: nil)
         for name in engineNames {
             let sleeperText = try runGuest(sleeper, commandLine: sleeperCommandLine(quick: quick), engine: name, vcpus: 1)

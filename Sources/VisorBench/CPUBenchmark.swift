@@ -2,6 +2,7 @@
 // QEMU's TCG in the same run, as guest MIPS per loop and the ratio to QEMU.
 
 import Foundation
+import Visor
 import VisorCore
 import VisorKVM
 

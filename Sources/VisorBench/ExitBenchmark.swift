@@ -4,6 +4,7 @@
 
 import Foundation
 import Synchronization
+import Visor
 import VisorCore
 
 /// Per-exit cost of one run of `exitbench`.
@@ -110,13 +111,13 @@ public enum ExitBenchmark {
         let outputDate = (try? fm.attributesOfItem(atPath: output.path)[.modificationDate] as? Date) ?? .distantPast
         if outputDate > sourceDate { return output }
         try fm.createDirectory(at: output.deletingLastPathComponent(), withIntermediateDirectories: true)
-        let (status, text) = try HostProcess.run("/usr/bin/env", ["cc", "-O2", "-Wall", "-o", output.path, source.path])
+        let (status, text) = try ConsoleChild.run("/usr/bin/env", ["cc", "-O2", "-Wall", "-o", output.path, source.path])
         guard status == 0 else { throw BenchmarkError.referenceBuildFailed(text) }
         return output
     }
 
     static func runReference(_ program: URL, image: URL, count: UInt64) throws -> ExitTiming {
-        let (status, text) = try HostProcess.run(program.path, [image.path, "\(count)"])
+        let (status, text) = try ConsoleChild.run(program.path, [image.path, "\(count)"])
         guard status == 0 else { throw BenchmarkError.referenceFailed("exit status \(status): \(text)") }
         var values: [String: Double] = [:]
         for line in text.split(whereSeparator: \.isNewline) {

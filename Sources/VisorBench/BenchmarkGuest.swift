@@ -3,6 +3,7 @@
 
 import Foundation
 import Synchronization
+import Visor
 import VisorCore
 import VisorSched
 

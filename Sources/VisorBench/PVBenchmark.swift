@@ -7,6 +7,7 @@
 // byte the guest printed in the run.
 
 import Foundation
+import Visor
 import VisorABI
 
 public struct PVBenchmarkRow: Sendable {

@@ -11,6 +11,7 @@
 // has exited. Both sides are measured by the same code.
 
 import Foundation
+import Visor
 
 /// One boot's figures, in seconds since the child was spawned.
 public struct LinuxBootTimes: Sendable, Equatable {
@@ -296,126 +297,5 @@ struct LinuxConsoleWatch {
 extension Array where Element == UInt8 {
     func ends(with suffix: [UInt8]) -> Bool {
         count >= suffix.count && self[(count - suffix.count)...].elementsEqual(suffix)
-    }
-}
-
-/// A child process whose standard input is a pipe from us and whose standard output and error
-/// go into one pipe to us.
-final class ConsoleChild {
-    let pid: pid_t
-    private var input: Int32
-    private var output: Int32
-
-    private init(pid: pid_t, input: Int32, output: Int32) {
-        self.pid = pid; self.input = input; self.output = output
-    }
-
-    enum ReadResult { case bytes(Int), nothingYet, endOfFile }
-
-    /// Starts `path` with `arguments` and this process's environment, with every signal at its
-    /// default action and none blocked (a child inherits the mask of the thread that spawns it).
-    static func spawn(_ path: String, _ arguments: [String]) throws -> ConsoleChild {
-        // Close-on-exec (pipe2 is not in Glibc's Swift overlay): only the copies below reach the child.
-        func closeOnExecPipe() throws -> [Int32] {
-            var ends: [Int32] = [-1, -1]
-            guard pipe(&ends) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-            for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
-            return ends
-        }
-        let toChild = try closeOnExecPipe()
-        let fromChild: [Int32]
-        do { fromChild = try closeOnExecPipe() } catch {
-            close(toChild[0]); close(toChild[1])
-            throw error
-        }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        // dup2 clears close-on-exec on the copies; the originals close at exec.
-        posix_spawn_file_actions_adddup2(&actions, toChild[0], 0)
-        posix_spawn_file_actions_adddup2(&actions, fromChild[1], 1)
-        posix_spawn_file_actions_adddup2(&actions, fromChild[1], 2)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var none = sigset_t(), all = sigset_t()
-        sigemptyset(&none)
-        sigfillset(&all)
-        posix_spawnattr_setsigmask(&attributes, &none)
-        posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        // SAFETY: strdup'd C strings, alive until the deferred frees after posix_spawn has
-        // copied them into the child; each array ends with the nil that argv and envp need.
-        let argv = ([path] + arguments).map { strdup($0) } + [nil]
-        defer { for argument in argv { free(argument) } }
-        let envp = ProcessInfo.processInfo.environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { for variable in envp { free(variable) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, path, &actions, &attributes, argv, envp)
-        close(toChild[0])
-        close(fromChild[1])
-        guard rc == 0 else {
-            close(toChild[1]); close(fromChild[0])
-            throw BenchmarkError.guestFailed("cannot start \(path): \(String(cString: strerror(rc)))")
-        }
-        return ConsoleChild(pid: pid, input: toChild[1], output: fromChild[0])
-    }
-
-    /// Reads what the child has written, waiting up to `waitingMilliseconds` for something.
-    func read(into buffer: inout [UInt8], waitingMilliseconds: Int32) -> ReadResult {
-        var descriptor = pollfd(fd: output, events: Int16(POLLIN), revents: 0)
-        let ready = poll(&descriptor, 1, waitingMilliseconds)
-        guard ready > 0 else { return .nothingYet }     // timeout, or EINTR
-        let count = buffer.withUnsafeMutableBytes { Glibc.read(output, $0.baseAddress, $0.count) }
-        if count > 0 { return .bytes(count) }
-        if count < 0 && (errno == EINTR || errno == EAGAIN) { return .nothingYet }
-        return .endOfFile
-    }
-
-    /// Writes `bytes` to the child's standard input (a few bytes: a pipe takes them at once);
-    /// a child that has gone gives EPIPE, which its exit status then explains.
-    func write(_ bytes: [UInt8]) {
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes[offset...].withUnsafeBytes { Glibc.write(input, $0.baseAddress, $0.count) }
-            if written < 0 && errno == EINTR { continue }
-            guard written > 0 else { return }
-            offset += written
-        }
-    }
-
-    /// Waits for the child to exit: its status as a shell shows it (128 + signal when a signal
-    /// ended it) and the host CPU time it used, user + system, from wait4(2).
-    func wait() -> (status: Int32, cpuSeconds: Double) {
-        var status: Int32 = 0
-        var usage = rusage()
-        while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
-        func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
-        let shellStatus = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        return (shellStatus, seconds(usage.ru_utime) + seconds(usage.ru_stime))
-    }
-
-    /// Ends the child at once (a hang) and reaps it.
-    func kill() {
-        _ = Glibc.kill(pid, SIGKILL)
-        _ = wait()
-    }
-
-    func closePipes() {
-        if input >= 0 { close(input); input = -1 }
-        if output >= 0 { close(output); output = -1 }
-    }
-
-    /// User + system CPU seconds of every thread of process `pid` so far (/proc/PID/stat's utime
-    /// and stime, in clock ticks), or nil when it cannot be read.
-    static func cpuSeconds(of pid: pid_t) -> Double? {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let nameEnd = text.lastIndex(of: ")") else { return nil }
-        // After the command name: state (field 3) … utime (14), stime (15).
-        let fields = text[text.index(after: nameEnd)...].split(separator: " ")
-        let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
-        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]),
-              ticksPerSecond > 0 else { return nil }
-        return (user + system) / ticksPerSecond
     }
 }
