@@ -30,11 +30,13 @@ all: visor guests
 visor:
 	$(SWIFT) build -c $(CONFIGURATION) --product visor
 
-# Under the lock GuestCatalog takes, so a visor building a guest on first use or a test beside
-# this never runs the same make at the same time.
+# One guest at a time under the lock GuestCatalog takes, so a visor building a guest on first
+# use, or a test beside this, never runs the same make at once, and waits for one guest at most.
 guests:
 	@mkdir -p $(GUESTS_OUT)
-	flock $(GUESTS_OUT)/.build-lock $(MAKE) -s -C Guests OUT=$(GUESTS_OUT) all
+	@for guest in $$($(MAKE) -s -C Guests list); do \
+	    flock $(GUESTS_OUT)/.build-lock $(MAKE) -s -C Guests OUT=$(GUESTS_OUT) $$guest || exit 1; \
+	done
 
 install: all install-built
 

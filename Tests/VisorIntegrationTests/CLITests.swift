@@ -118,9 +118,13 @@ struct CLITests {
         #expect(r.stderr.contains(bad.message), "stderr: \(r.stderr)")
     }
 
+    /// A hang guard for a run that may first build its guest, waiting its turn at the build lock
+    /// behind other tests' builds: minutes on a loaded 2-core host.
+    let guestBuildGuard: Double = 300
+
     @Test("an option value that starts with '-' is a value, not another option")
     func dashValues() throws {
-        let r = try runVisor(["run", "--engine", "interp", "--cmdline", "-v exit=3", "hello"])
+        let r = try runVisor(["run", "--engine", "interp", "--cmdline", "-v exit=3", "hello"], timeout: guestBuildGuard)
         #expect(r.status == 7, "hello's exit=3 was read from a command line starting with '-': \(r.stderr)")
     }
 
@@ -136,14 +140,14 @@ struct CLITests {
 
     @Test("a missing module is named in the error")
     func missingModule() throws {
-        let r = try runVisor(["run", "hello", "--module", "/nonexistent/initrd arg"])
+        let r = try runVisor(["run", "hello", "--module", "/nonexistent/initrd arg"], timeout: guestBuildGuard)
         #expect(r.status == 65)
         #expect(r.stderr.contains("module '/nonexistent/initrd' does not exist"))
     }
 
     @Test("guest RAM too small for the kernel is refused clearly")
     func tooLittleMemory() throws {
-        let r = try runVisor(["run", "hello", "--memory", "1M"])
+        let r = try runVisor(["run", "hello", "--memory", "1M"], timeout: guestBuildGuard)
         #expect(r.status == 65)
         #expect(r.stderr.contains("visor: "))
         #expect(!r.stderr.isEmpty)
