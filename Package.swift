@@ -54,7 +54,7 @@ let package = Package(
         // `visor bench`: the benchmarks, their guests' glue and QEMU as the reference beside them.
         // The runtime (`Visor`) depends on none of it.
         .target(
-            name: "VisorBench", dependencies: ["Visor", "VisorAPI", "VisorABI", "VisorCore", "VisorKVM", "VisorSched"],
+            name: "VisorBench", dependencies: ["Visor", "VisorAPI", "VisorABI", "VisorCore", "VisorKVM", "VisorSched", "CVisorHost"],
             swiftSettings: strict),
         // The toolstack's transport: the HTTP+JSON API server on a Unix socket (`visor serve`),
         // its client (`visor list`, `create`, ...) and the daemon's socket and signal handling.

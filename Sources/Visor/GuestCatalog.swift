@@ -266,6 +266,12 @@ enum HostProcess {
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = arguments
         let pipe = Pipe()
+        // Not inherited by children other threads start meanwhile: one holding the write end
+        // would keep the read below from its end (a test's visor child, waiting for the guest
+        // build lock this thread holds, deadlocked so). The make child gets it through dup2.
+        for fd in [pipe.fileHandleForReading.fileDescriptor, pipe.fileHandleForWriting.fileDescriptor] {
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        }
         process.standardOutput = pipe
         process.standardError = pipe
         process.standardInput = FileHandle.nullDevice

@@ -1,6 +1,7 @@
 // Starting a host program as a child: the one way the benchmarks (`visor bench linux`'s boots,
 // QEMU, the C reference) and the integration tests spawn one.
 
+import CVisorHost
 import Foundation
 
 /// Starts `path` with `arguments` through posix_spawn, with every signal unblocked and at its
@@ -8,14 +9,17 @@ import Foundation
 /// that run with signals blocked (test threads under Swift concurrency and dispatch; `visor
 /// run`'s, which leave signals to one sigwait thread) would pass that on, so a daemon such as
 /// the tmux server would never see SIGCHLD, and a signal sent to the child would stay pending.
-/// `files` sets up the child's descriptors; `environment` is added to this process's. Returns
-/// the child's pid, for waitpid.
+/// `files` sets up the child's descriptors 0-2; every other descriptor is closed in the child,
+/// so it holds no pipe another thread of this process opened meanwhile (a child holding the
+/// write end of a pipe that a thread here reads to its end makes that thread wait as long as
+/// the child lives). `environment` is added to this process's. Returns the child's pid.
 package func spawnUnmasked(_ path: String, _ arguments: [String], environment: [String: String] = [:],
                            files: (inout posix_spawn_file_actions_t) -> Void) throws(POSIXError) -> pid_t {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
     files(&actions)
+    _ = cvisorhost_spawn_close_from(&actions, 3)
     var attributes = posix_spawnattr_t()
     posix_spawnattr_init(&attributes)
     defer { posix_spawnattr_destroy(&attributes) }

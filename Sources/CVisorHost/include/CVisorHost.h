@@ -1,7 +1,7 @@
 // CVisorHost: Linux calls the Visor runtime needs that Swift cannot make itself, because
 // their C declarations are variadic or their arguments are built with macros.
 //
-// Not API: only the Visor target imports this module.
+// Not API: only the Visor and VisorBench targets import this module.
 #ifndef CVISORHOST_H
 #define CVISORHOST_H
 
@@ -9,6 +9,7 @@
 #define _GNU_SOURCE  /* cpu_set_t and sched_setaffinity */
 #endif
 #include <sched.h>
+#include <spawn.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -48,6 +49,12 @@ static inline int cvisorhost_take_process_affinity(void) {
     cpu_set_t set;
     if (sched_getaffinity(getpid(), sizeof set, &set) != 0) return -1;
     return sched_setaffinity(0, sizeof set, &set);
+}
+
+/// Adds "close every descriptor from `lowest` up" to a posix_spawn file-action list (glibc's
+/// GNU extension, which Swift's Glibc module does not show). 0 on success, else an errno.
+static inline int cvisorhost_spawn_close_from(posix_spawn_file_actions_t *actions, int lowest) {
+    return posix_spawn_file_actions_addclosefrom_np(actions, lowest);
 }
 
 /// Names the calling thread (at most 15 bytes are kept), as ps -L and top -H show it.
