@@ -1,1 +1,45 @@
-// Header-only module: see include/CVisorHost.h.
+// The bodies of include/CVisorHost.h. _GNU_SOURCE here only, for cpu_set_t, sched_setaffinity
+// and posix_spawn_file_actions_addclosefrom_np.
+#define _GNU_SOURCE
+#include "CVisorHost.h"
+
+#include <sched.h>
+#include <spawn.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+int cvisorhost_set_timer_slack(unsigned long nanoseconds) {
+    return prctl(PR_SET_TIMERSLACK, nanoseconds, 0, 0, 0);
+}
+
+int cvisorhost_usable_cpus(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(getpid(), sizeof set, &set) != 0) return -1;
+    return CPU_COUNT(&set);
+}
+
+int cvisorhost_pin_current_thread(int n) {
+    cpu_set_t allowed, one;
+    if (n < 0 || sched_getaffinity(getpid(), sizeof allowed, &allowed) != 0) return -1;
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (!CPU_ISSET(cpu, &allowed) || n-- > 0) continue;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        return sched_setaffinity(0, sizeof one, &one) == 0 ? cpu : -1;
+    }
+    return -1;
+}
+
+int cvisorhost_take_process_affinity(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(getpid(), sizeof set, &set) != 0) return -1;
+    return sched_setaffinity(0, sizeof set, &set);
+}
+
+int cvisorhost_spawn_close_from(void *actions, int lowest) {
+    return posix_spawn_file_actions_addclosefrom_np((posix_spawn_file_actions_t *)actions, lowest);
+}
+
+int cvisorhost_set_thread_name(const char *name) {
+    return prctl(PR_SET_NAME, (unsigned long)name, 0, 0, 0);
+}
