@@ -14,7 +14,10 @@ public enum EngineRegistry {
 
     /// Why `name` names no engine, or nil when it does: the one message every command gives.
     public static func problem(withName name: String) -> String? {
-        names.contains(name) ? nil : "unknown engine '\(name)': choose one of \(names.joined(separator: ", "))"
+        // The name comes from a file, a request or a command line: shown bounded, so a hostile
+        // one cannot make the message as long as itself (found by the xlconfig fuzz target).
+        let shown = name.count > 40 ? name.prefix(37) + "..." : Substring(name)
+        return names.contains(name) ? nil : "unknown engine '\(shown)': choose one of \(names.joined(separator: ", "))"
     }
 
     /// The engines this host can run: kvm when /dev/kvm opens, and interp always.

@@ -408,4 +408,13 @@ struct XLConfigTests {
         // The soup must reach many of the parser's error paths, or the loop checks little.
         #expect(refusals.count >= 5, "refused only with: \(refusals)")
     }
+
+    @Test("a long unknown engine is named bounded: the message stays short (the xlconfig fuzz target's crash)")
+    func longEngineNameIsBounded() throws {
+        // Fuzz/crashes/xlconfig-crash-80169037…: a 1,068-byte refusal echoing the whole value.
+        let engine = String(repeating: "1,11,", count: 400)
+        let error = try #require(parseError("name = \"d\"\nkernel = \"demo\"\nengine = '\(engine)'\n"))
+        #expect(error.message.contains("unknown engine '1,11,1,11,"), "\(error.message)")
+        #expect(error.description.utf8.count < 200, "\(error.description.utf8.count) bytes: \(error.description.prefix(300))")
+    }
 }
