@@ -215,7 +215,7 @@ import VisorCore
     /// Random hypercalls with random arguments over random memory, from random vCPUs and
     /// privilege levels: never a trap, always a result Visor defines, actions that make sense.
     @Test func randomHypercallsNeverTrap() throws {
-        var rng = PVTestRandom(seed: 0x5eed_f00d)
+        var rng = SplitMix64(seed: 0x5eed_f00d)
         let h = try PVHarness(vcpus: 4, ramBytes: 1 << 20)
         // Random bytes everywhere, including the shared-info page.
         var bytes = [UInt8](repeating: 0, count: 1 << 20)
@@ -227,7 +227,7 @@ import VisorCore
         let numbers: [UInt64] = [15, 17, 18, 24, 29, 32]
         let allowed: Set<Int32> = [0, 1, PVError.permission, PVError.noEntry, PVError.fault, PVError.exists, PVError.invalid,
                                    PVError.noSpace, PVError.noSystem, 0x0001_0000]
-        func argument(_ rng: inout PVTestRandom) -> UInt64 {
+        func argument(_ rng: inout SplitMix64) -> UInt64 {
             switch rng.next() % 8 {
             case 0: return rng.next() % 16                               // small: commands, vCPUs
             case 1: return rng.next() % (1 << 20)                        // in RAM

@@ -613,7 +613,7 @@ final class PVHarness {
     }
 
     @Test func conversionAgainstReference() {
-        var rng = PVTestRandom(seed: 7)
+        var rng = SplitMix64(seed: 7)
         for frequency: UInt64 in [1, 1000, 1_000_000, 19_200_000, 999_999_999, 1_000_000_000, 1_000_000_001,
                                   2_100_000_000, 2_899_999_000, 3_000_000_000, 4_200_000_000, 100_000_000_000] {
             let scale = PVClockScale(frequency: frequency)
@@ -703,18 +703,5 @@ final class PVHarness {
         merged.merge(s)
         merged.merge(s)
         #expect(merged.totalHypercalls == 12)
-    }
-}
-
-/// A small deterministic generator for tests.
-struct PVTestRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
     }
 }

@@ -34,16 +34,14 @@ final class ServedDaemon {
 
     struct DaemonDidNotStart: Error { var stderr: String }
 
-    /// Writes `name.cfg` running `kernel` with `extra` on interp; returns its path.
-    func config(_ name: String, kernel: String = "cpuhog", extra: String = "ms=3600000") throws -> String {
+    /// Writes `name.cfg` running `kernel` with `extra` in `memory` MiB on interp, plus the xl.cfg
+    /// lines `more`; returns its path.
+    func config(_ name: String, kernel: String = "cpuhog", extra: String = "ms=3600000", memory: Int = 16,
+                more: [String] = []) throws -> String {
         let path = "\(folder)/\(name).cfg"
-        try """
-            name = "\(name)"
-            kernel = "\(kernel)"
-            extra = "\(extra)"
-            memory = 16
-            engine = "interp"
-            """.write(toFile: path, atomically: true, encoding: .utf8)
+        let lines = ["name = \"\(name)\"", "kernel = \"\(kernel)\"", "extra = \"\(extra)\"", "memory = \(memory)"]
+            + more + ["engine = \"interp\""]
+        try lines.joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8)
         return path
     }
 
@@ -188,15 +186,7 @@ struct ServeTests {
     @Test("sched-rtds shows and sets periods, budgets and extratime per domain and per vCPU; a budget-starved domain gets less; bad values are refused")
     func rtdsAtRunTime() throws {
         let daemon = try ServedDaemon(pcpus: 1, sched: "rtds")
-        let two = "\(daemon.folder)/two.cfg"
-        try """
-            name = "two"
-            kernel = "cpuhog"
-            extra = "ms=3600000"
-            memory = 16
-            vcpus = 2
-            engine = "interp"
-            """.write(toFile: two, atomically: true, encoding: .utf8)
+        let two = try daemon.config("two", more: ["vcpus = 2"])
         _ = try daemon.client.create(configurationFile: two)
         _ = try daemon.client.create(configurationFile: try daemon.config("lean"))
         // Everything starts with RTDS's defaults: 10 ms period, 4 ms budget, extratime.
@@ -317,18 +307,8 @@ struct ServeTests {
     @Test("list -l shows the configuration as created, state and vCPUs as JSON; that configuration creates a twin from a .json file")
     func longListing() throws {
         let daemon = try ServedDaemon(pcpus: 2, sched: "credit")
-        let path = "\(daemon.folder)/long.cfg"
-        try """
-            name = "long"
-            kernel = "cpuhog"
-            extra = "ms=3600000"
-            memory = 24
-            vcpus = 2
-            cpus = "1"
-            cpu_weight = 512
-            engine = "interp"
-            on_crash = "destroy"
-            """.write(toFile: path, atomically: true, encoding: .utf8)
+        let path = try daemon.config("long", memory: 24,
+                                     more: ["vcpus = 2", "cpus = \"1\"", "cpu_weight = 512", "on_crash = \"destroy\""])
         _ = try daemon.client.create(configurationFile: path)
         let listed = try daemon.visor(["list", "-l"])
         #expect(listed.status == 0, "\(listed.stderr)")
@@ -842,7 +822,7 @@ struct ToolstackFormatTests {
     }
 }
 
-/// A small deterministic generator (SplitMix64) for the sweeps.
+/// A small deterministic generator (SplitMix64) for the integration tests' seeded sweeps.
 struct SplitMix64: RandomNumberGenerator {
     var state: UInt64
     init(seed: UInt64) { state = seed }
