@@ -100,8 +100,7 @@ public struct GuestCatalog: Sendable {
         }
         var searched: [String] = []
         if let executable {
-            let installed = executable.deletingLastPathComponent().deletingLastPathComponent()
-                .appendingPathComponent("share/visor/guests")
+            let installed = Installation.sharePath(besides: executable).appendingPathComponent("guests")
             if Installation.isFolder(installed) { return .images(installed) }
             searched.append("installed images in \(installed.path)")
             if let checkout = Installation.checkout(above: executable) {

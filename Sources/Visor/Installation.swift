@@ -24,10 +24,15 @@ public enum Installation {
     /// `Guests/Makefile`. nil for an installed or copied executable.
     public static let checkout: URL? = executable.flatMap(checkout(above:))
 
-    /// `share/visor` beside the `bin` folder holding `executable`, if it is a folder.
+    /// Where `make install` puts Visor's files for `executable`: `PREFIX/share/visor` for
+    /// `PREFIX/bin/visor`, whether or not it exists.
+    public static func sharePath(besides executable: URL) -> URL {
+        executable.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("share/visor")
+    }
+
+    /// `sharePath(besides:)` when it is a folder.
     public static func share(besides executable: URL) -> URL? {
-        let share = executable.deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("share/visor")
+        let share = sharePath(besides: executable)
         return isFolder(share) ? share : nil
     }
 
