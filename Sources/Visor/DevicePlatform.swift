@@ -128,10 +128,7 @@ final class DevicePlatform: @unchecked Sendable {
         try bus.attach(pm1aEvent, base: PlatformPorts.acpiPM1aEvent, count: PlatformPorts.acpiPM1aEventSize)
         try bus.attach(ACPIPMTimer(clock: clock), base: PlatformPorts.acpiPMTimer, count: PlatformPorts.acpiPMTimerSize)
         keyboardController.onReset = { [unowned self] in
-            // As for a PV guest's sched_op reboot: Visor does not restart domains.
-            if requestedOutcome == nil {
-                requestedOutcome = .stopped(reason: "the guest asked to reboot (8042 reset line), which Visor does not do")
-            }
+            if requestedOutcome == nil { requestedOutcome = .rebooted(how: "8042 reset line") }
         }
         try bus.attach(keyboardController.dataWindow, base: I8042.dataPort, count: 1)
         try bus.attach(keyboardController.statusWindow, base: I8042.statusPort, count: 1)

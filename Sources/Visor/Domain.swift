@@ -613,8 +613,10 @@ public final class Domain: @unchecked Sendable {
                 case .crash, .watchdog:
                     return .crashed(reason: "vCPU \(index): the guest reported a \(reason) (sched_op shutdown)",
                                     registers: runner.registerDump())
-                case .reboot, .suspend:
-                    return .stopped(reason: "the guest asked to \(reason == .reboot ? "reboot" : "suspend"), which Visor does not do")
+                case .reboot:
+                    return .rebooted(how: "sched_op shutdown")
+                case .suspend:
+                    return .stopped(reason: "the guest asked to suspend, which Visor does not do")
                 }
             case .startVCPU(let target, let start):
                 guard runners.indices.contains(target) else { continue }

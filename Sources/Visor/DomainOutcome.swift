@@ -11,6 +11,9 @@ public enum DomainOutcome: Sendable, Equatable {
     case halted(registers: String)
     /// The guest crashed (triple fault) or the engine could not go on; `registers` is the dump.
     case crashed(reason: String, registers: String)
+    /// The guest asked to be restarted (`sched_op` reboot, the 8042's reset line); `how` says
+    /// which way. `visor run` ends there; under `visor serve` the domain's `on_reboot` decides.
+    case rebooted(how: String)
     /// Visor stopped the guest: the user asked, or the time limit passed.
     case stopped(reason: String)
 
@@ -22,7 +25,7 @@ public enum DomainOutcome: Sendable, Equatable {
         case .debugExit(let status): return Int32(truncatingIfNeeded: status)
         case .crashed: return ExitStatus.guestCrashed
         case .halted: return ExitStatus.guestHalted
-        case .stopped: return ExitStatus.stopped
+        case .rebooted, .stopped: return ExitStatus.stopped
         }
     }
 
@@ -34,6 +37,8 @@ public enum DomainOutcome: Sendable, Equatable {
         case .halted(let registers):
             return "every vCPU of the guest is halted with interrupts disabled or waits for a start-up IPI; nothing can wake it\n\(registers)"
         case .crashed(let reason, let registers): return "the guest crashed: \(reason)\n\(registers)"
+        case .rebooted(let how):
+            return "the guest was stopped: it asked to reboot (\(how)); `visor run` does not restart guests (`visor serve` does, as its on_reboot says)"
         case .stopped(let reason): return "the guest was stopped: \(reason)"
         }
     }

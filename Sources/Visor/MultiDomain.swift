@@ -125,6 +125,7 @@ extension DomainOutcome {
         case .debugExit(let status): return "debug exit (status \(status))"
         case .halted: return "halted"
         case .crashed(let reason, _): return "crashed: \(reason)"
+        case .rebooted(let how): return "asked to reboot (\(how))"
         case .stopped(let reason): return reason == Launcher.runForReason ? "ran its time" : "stopped: \(reason)"
         }
     }

@@ -161,6 +161,7 @@ public struct DomainEnd: Codable, Sendable, Equatable {
         case .crashed(let reason, let registers): self.reason = reason; self.registers = registers
         case .halted(let registers): self.registers = registers
         case .stopped(let reason): self.reason = reason
+        case .rebooted(let how): self.reason = how
         case .poweredOff, .debugExit: break
         }
     }
@@ -308,7 +309,7 @@ final class ServedDomain: @unchecked Sendable {
         var crashed = false, shutdown = false
         switch ending {
         case .crashed?: crashed = true
-        case .poweredOff?, .debugExit?, .halted?: shutdown = true
+        case .poweredOff?, .debugExit?, .halted?, .rebooted?: shutdown = true
         case .stopped?, nil: break
         }
         let flags: [Character] = [running ? "r" : "-", (!running && !paused && !ended) ? "b" : "-",
