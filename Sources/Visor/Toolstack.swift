@@ -4,8 +4,8 @@
 //
 // Domains are made exactly as `visor run a.cfg` makes them (`Launcher.plan(for:request:)`, then
 // `Domain`), and started on the shared pool as `Launcher.run` starts several. A domain that ends
-// by itself is destroyed, as xl's default `on_poweroff`/`on_crash` = destroy; its outcome is
-// logged.
+// by itself is destroyed, restarted or preserved as its `on_poweroff`, `on_reboot` or `on_crash`
+// says (xl's defaults: destroy, restart, destroy); the outcome and the action are logged.
 
 import Foundation
 import Synchronization
@@ -134,10 +134,13 @@ public struct XLConfigObject: Codable, Sendable, Equatable {
     public var cpuWeight: Int?
     public var cap: Int?
     public var engine: String?
+    public var onPowerOff: DomainEndAction
+    public var onReboot: DomainEndAction
+    public var onCrash: DomainEndAction
 
     enum CodingKeys: String, CodingKey {
         case name, kernel, ramdisk, cmdline, memory, vcpus, maxVCPUs = "maxvcpus", cpus, cpusSoft = "cpus_soft",
-             cpuWeight = "cpu_weight", cap, engine
+             cpuWeight = "cpu_weight", cap, engine, onPowerOff = "on_poweroff", onReboot = "on_reboot", onCrash = "on_crash"
     }
 
     /// `spec` as keys; `engine` names the engine the domain got when the configuration named none.
@@ -145,6 +148,7 @@ public struct XLConfigObject: Codable, Sendable, Equatable {
         name = spec.name; kernel = spec.kernel; ramdisk = spec.ramdisk; cmdline = spec.commandLine
         memory = spec.memoryMiB; vcpus = spec.vcpus; maxVCPUs = spec.maxVCPUs; cpus = spec.hardAffinity
         cpusSoft = spec.softAffinity; cpuWeight = spec.weight; cap = spec.cap; self.engine = spec.engine ?? engine
+        onPowerOff = spec.onPowerOff; onReboot = spec.onReboot; onCrash = spec.onCrash
     }
 }
 
@@ -264,7 +268,7 @@ public final class ToolstackLog: Sendable {
 
 /// One domain the daemon runs.
 final class ServedDomain: @unchecked Sendable {
-    // Unchecked: every field is immutable but `finished`, guarded by `lock`.
+    // Unchecked: every field is immutable but those under `lock`.
     let domain: Domain
     let id: DomainID
     let console: DomainConsole
@@ -273,31 +277,60 @@ final class ServedDomain: @unchecked Sendable {
     let pool: CPUPool
     /// The configuration it was created with.
     let spec: DomainSpec
+    /// When it started (monotonic), and how many restarts in a row before it each ran less than
+    /// `Toolstack.quickRunNanoseconds`: the restart-loop guard.
+    let startedNanoseconds = monotonicNanoseconds()
+    let quickRestarts: Int
     private let lock = HostMutex()
     private let finishedCondition = HostCondition()
     private var finished = false
-    /// How it ended, once it has (set by the reaper before it leaves the list).
+    /// How it ended, once it has (set by the reaper).
     private var outcome: DomainOutcome?
+    /// `visor destroy` (or the daemon stopping) asked for it: it is not restarted or kept.
+    private var destroyRequested = false
+    /// Ended and kept in the list (`preserve`) until it is destroyed.
+    private var preserved = false
 
     init(domain: Domain, id: DomainID, console: DomainConsole, parameters: DomainSchedParams, engineName: String,
-         pool: CPUPool, spec: DomainSpec) {
+         pool: CPUPool, spec: DomainSpec, quickRestarts: Int) {
         self.domain = domain; self.id = id; self.console = console; self.parameters = parameters
-        self.engineName = engineName; self.pool = pool; self.spec = spec
-    }
-
-    func markEnded(_ outcome: DomainOutcome) {
-        lock.withLock { self.outcome = outcome }
+        self.engineName = engineName; self.pool = pool; self.spec = spec; self.quickRestarts = quickRestarts
     }
 
     var ending: DomainOutcome? { lock.withLock { outcome } }
 
     var name: String { domain.configuration.name }
 
+    /// The reaper's decision, under the lock so that a destroy racing with it is never lost:
+    /// `configured` unless a destroy was asked for or Visor stopped the domain; a preserved
+    /// domain is marked so before anyone can see it.
+    func settle(_ outcome: DomainOutcome, configured: DomainEndAction) -> DomainEndAction {
+        lock.withLock {
+            self.outcome = outcome
+            if destroyRequested { return .destroy }
+            if case .stopped = outcome { return .destroy }
+            if configured == .preserve { preserved = true }
+            return configured
+        }
+    }
+
+    /// Marks the domain to be destroyed; true when it is preserved (ended and waiting only for
+    /// this) and this call is the one that must drop it.
+    func requestDestroy() -> Bool {
+        lock.withLock {
+            defer { destroyRequested = true }
+            return preserved && !destroyRequested
+        }
+    }
+
+    var isDestroyRequested: Bool { lock.withLock { destroyRequested } }
+    var isPreserved: Bool { lock.withLock { preserved } }
+
     func markFinished() {
         lock.withLock { finished = true; finishedCondition.broadcast() }
     }
 
-    /// Waits until the reaper has collected the domain.
+    /// Waits until the domain has left the list (destroyed, or replaced by its restart).
     func waitFinished() {
         lock.withLock { while !finished { finishedCondition.wait(lock, untilHostNanoseconds: nil) } }
     }
@@ -309,11 +342,14 @@ final class ServedDomain: @unchecked Sendable {
         var crashed = false, shutdown = false
         switch ending {
         case .crashed?: crashed = true
-        case .poweredOff?, .debugExit?, .halted?, .rebooted?: shutdown = true
+        case .poweredOff?, .debugExit?, .rebooted?: shutdown = true
+        case .halted?: crashed = true
         case .stopped?, nil: break
         }
+        // As xl: a preserved domain shows only how it ended; "d" is one on its way out.
+        let dying = ended && !isPreserved
         let flags: [Character] = [running ? "r" : "-", (!running && !paused && !ended) ? "b" : "-",
-                                  paused ? "p" : "-", shutdown ? "s" : "-", crashed ? "c" : "-", ended ? "d" : "-"]
+                                  paused ? "p" : "-", shutdown ? "s" : "-", crashed ? "c" : "-", dying ? "d" : "-"]
         let configuration = domain.configuration
         // The policy's current values (changed at run time by `sched-credit`), else as created.
         let current = (try? pool.parameters(of: id)) ?? parameters
@@ -376,9 +412,25 @@ public final class Toolstack: Sendable {
     /// `XLConfig.parse`); its `path` names it in messages. `warnings` go to the log.
     public func create(_ spec: DomainSpec, warnings: [String]) throws(ToolstackError) -> DomainInfo {
         guard !(state.withLock { $0.stopping }) else { throw .unavailable("the daemon is stopping") }
-        let path = spec.path
         for warning in warnings { log.write("create \(spec.name): warning: \(warning)") }
         if find(spec.name) != nil { throw .conflict("a domain named '\(spec.name)' already exists") }
+        let served = try launch(spec, console: DomainConsole(), replacing: nil, quickRestarts: 0)
+        log.write("domain \(served.id.rawValue) '\(served.name)' created from \(spec.path): \(served.domain.configuration.kernelDescription) on \(served.engineName), \(spec.memoryMiB) MiB, \(spec.vcpus) vCPU\(spec.vcpus == 1 ? "" : "s")")
+        return served.info
+    }
+
+    /// A run shorter than this before a restart counts towards the restart-loop guard.
+    static let quickRunNanoseconds: UInt64 = 10_000_000_000
+    /// After this many quick restarts in a row a domain is destroyed instead: a guest that
+    /// crashes while booting must not keep a pCPU busy restarting it for ever.
+    public static let maximumQuickRestarts = 5
+
+    /// Plans, builds and starts a domain of `spec` whose output goes to `console`, with a reaper
+    /// thread that carries out its end action. `replacing` is the ended domain of the same name a
+    /// restart takes the place of.
+    private func launch(_ spec: DomainSpec, console: DomainConsole, replacing: ServedDomain?,
+                        quickRestarts: Int) throws(ToolstackError) -> ServedDomain {
+        let path = spec.path
         let request = RunRequest(kernel: spec.kernel, engine: defaultEngine, memoryBytes: spec.memoryBytes,
                                  commandLine: "", modules: [], timeout: nil, printStatistics: false,
                                  pcpuCount: pcpuCount, scheduler: scheduler)
@@ -391,7 +443,6 @@ public final class Toolstack: Sendable {
         } catch {
             throw .badRequest("\(path): \(error)")
         }
-        let console = DomainConsole()
         let domain: Domain
         do {
             domain = try Domain(configuration: plan.configuration, consoleOutput: { console.append($0) })
@@ -401,35 +452,81 @@ public final class Toolstack: Sendable {
         // The name is checked again and the ID taken under the lock: two creates of one name
         // may race through the slow part above.
         let served = try reserve(domain: domain, console: console, plan: plan, engine: spec.engine ?? defaultEngine,
-                                 spec: spec)
+                                 spec: spec, replacing: replacing, quickRestarts: quickRestarts)
         do {
             try domain.start(in: pool, id: served.id, affinities: plan.affinities, parameters: plan.parameters)
         } catch {
             state.withLock { s in s.domains.removeAll { $0 === served } }
             throw .badRequest("\(path): the scheduler refused the domain: \(error)")
         }
-        let reaper = HostThread { [self] in
-            let outcome = domain.wait()
-            served.markEnded(outcome)
-            console.close()
-            state.withLock { s in s.domains.removeAll { $0 === served } }
-            log.write("domain \(served.id.rawValue) '\(served.name)' ended: \(outcome.summary); destroyed")
-            served.markFinished()
-        }
+        let reaper = HostThread { [self] in reap(served) }
         reaper.detach()
-        log.write("domain \(served.id.rawValue) '\(served.name)' created from \(path): \(plan.configuration.kernelDescription) on \(served.engineName), \(spec.memoryMiB) MiB, \(spec.vcpus) vCPU\(spec.vcpus == 1 ? "" : "s")")
-        return served.info
+        return served
     }
 
-    private func reserve(domain: Domain, console: DomainConsole, plan: DomainPlan,
-                         engine: String, spec: DomainSpec) throws(ToolstackError) -> ServedDomain {
+    /// Runs on the domain's reaper thread: waits for its end and does what its configuration says.
+    private func reap(_ served: ServedDomain) {
+        let outcome = served.domain.wait()
+        let (key, configured) = Self.endAction(for: outcome, of: served.spec)
+        let ended = "domain \(served.id.rawValue) '\(served.name)' ended: \(outcome.summary)"
+        switch served.settle(outcome, configured: configured) {
+        case .destroy:
+            drop(served, note: "\(ended); destroyed" + (configured == .destroy && key != nil ? " (\(key ?? "") = destroy)" : ""))
+        case .preserve:
+            // Marked under the lock with the decision: a destroy from now on drops it itself.
+            log.write("\(ended); preserved (\(key ?? "") = preserve): `visor destroy \(served.name)` removes it")
+        case .restart:
+            let ranFor = monotonicNanoseconds() &- served.startedNanoseconds
+            let quick = ranFor < Self.quickRunNanoseconds ? served.quickRestarts + 1 : 0
+            guard quick <= Self.maximumQuickRestarts else {
+                drop(served, note: "\(ended); destroyed instead of restarted (\(key ?? "") = restart): it was restarted "
+                               + "\(Self.maximumQuickRestarts) times in a row and each run lasted less than \(Self.quickRunNanoseconds / 1_000_000_000) s")
+                return
+            }
+            do {
+                let next = try launch(served.spec, console: served.console, replacing: served, quickRestarts: quick)
+                log.write("\(ended); restarted (\(key ?? "") = restart) as domain \(next.id.rawValue)")
+                served.markFinished()
+            } catch {
+                drop(served, note: "\(ended); destroyed: the restart failed: \(error)")
+            }
+        }
+    }
+
+    /// The xl.cfg key that decides what happens after `outcome`, and its value; nil for an end
+    /// Visor caused (destroy, the daemon stopping), which is always a destroy.
+    static func endAction(for outcome: DomainOutcome, of spec: DomainSpec) -> (key: String?, action: DomainEndAction) {
+        switch outcome {
+        case .poweredOff, .debugExit: return ("on_poweroff", spec.onPowerOff)
+        case .rebooted: return ("on_reboot", spec.onReboot)
+        // A guest that halted for good can never go on: a crash, as far as its fate goes.
+        case .crashed, .halted: return ("on_crash", spec.onCrash)
+        case .stopped: return (nil, .destroy)
+        }
+    }
+
+    /// Takes an ended domain out of the list, closes its console and lets its waiters go.
+    private func drop(_ served: ServedDomain, note: String) {
+        served.console.close()
+        state.withLock { s in s.domains.removeAll { $0 === served } }
+        log.write(note)
+        served.markFinished()
+    }
+
+    private func reserve(domain: Domain, console: DomainConsole, plan: DomainPlan, engine: String, spec: DomainSpec,
+                         replacing: ServedDomain?, quickRestarts: Int) throws(ToolstackError) -> ServedDomain {
         let result = state.withLock { s -> Result<ServedDomain, ToolstackError> in
             guard !s.stopping else { return .failure(.unavailable("the daemon is stopping")) }
+            if let replacing {
+                // Lock order: the toolstack's state, then the domain's own.
+                guard !replacing.isDestroyRequested else { return .failure(.conflict("it was destroyed while restarting")) }
+                s.domains.removeAll { $0 === replacing }
+            }
             guard !s.domains.contains(where: { $0.name == domain.configuration.name }) else {
                 return .failure(.conflict("a domain named '\(domain.configuration.name)' already exists"))
             }
-            let served = ServedDomain(domain: domain, id: DomainID(s.nextID), console: console,
-                                      parameters: plan.parameters, engineName: engine, pool: pool, spec: spec)
+            let served = ServedDomain(domain: domain, id: DomainID(s.nextID), console: console, parameters: plan.parameters,
+                                      engineName: engine, pool: pool, spec: spec, quickRestarts: quickRestarts)
             s.nextID &+= 1
             s.domains.append(served)
             return .success(served)
@@ -446,6 +543,16 @@ public final class Toolstack: Sendable {
 
     private func lookUp(_ name: String) throws(ToolstackError) -> ServedDomain {
         guard let served = find(name) else { throw .notFound("no domain is called '\(name)'") }
+        return served
+    }
+
+    /// A domain that has not ended: what changes a running domain refuses a preserved one.
+    private func lookUpRunning(_ name: String) throws(ToolstackError) -> ServedDomain {
+        let served = try lookUp(name)
+        guard !served.domain.hasEnded else {
+            let kept = served.isPreserved ? " and is kept for inspection: `visor destroy \(served.name)` removes it" : ""
+            throw .conflict("domain '\(served.name)' has ended\(kept)")
+        }
         return served
     }
 
@@ -476,7 +583,7 @@ public final class Toolstack: Sendable {
 
     /// Parks every vCPU of the domain (returns once they are off their pCPUs).
     public func pause(_ name: String) throws(ToolstackError) -> DomainInfo {
-        let served = try lookUp(name)
+        let served = try lookUpRunning(name)
         guard !served.domain.isPaused else { throw .conflict("domain '\(served.name)' is already paused") }
         served.domain.pause()
         log.write("domain \(served.id.rawValue) '\(served.name)' paused")
@@ -484,7 +591,7 @@ public final class Toolstack: Sendable {
     }
 
     public func unpause(_ name: String) throws(ToolstackError) -> DomainInfo {
-        let served = try lookUp(name)
+        let served = try lookUpRunning(name)
         guard served.domain.isPaused else { throw .conflict("domain '\(served.name)' is not paused") }
         served.domain.unpause()
         log.write("domain \(served.id.rawValue) '\(served.name)' unpaused")
@@ -504,7 +611,7 @@ public final class Toolstack: Sendable {
     /// Changes a running domain's scheduling parameters; the policy refuses what it has no
     /// such parameter for or what is out of range, with libxl's words.
     public func setSchedParameters(of name: String, _ change: SchedParameters) throws(ToolstackError) -> SchedParameters {
-        let served = try lookUp(name)
+        let served = try lookUpRunning(name)
         if let named = change.scheduler, named != scheduler.name {
             throw .badRequest("the daemon's scheduler is \(scheduler.name), not \(named)")
         }
@@ -538,7 +645,7 @@ public final class Toolstack: Sendable {
     /// pool's scheduler, when the pool does not run rtds.
     public func setVCPUSchedParameters(of name: String, vcpu: Int?,
                                        _ change: SchedParameters) throws(ToolstackError) -> [VCPUSchedParameters] {
-        let served = try lookUp(name)
+        let served = try lookUpRunning(name)
         guard scheduler == .rtds else {
             throw .badRequest("the daemon's pool runs the \(scheduler.name) scheduler, not rtds: per-vCPU parameters "
                               + "(period, budget, extratime) are RTDS's; \(scheduler == .credit || scheduler == .credit2 ? "set the domain's weight and cap with PUT /domains/NAME/sched" : "this scheduler has none")")
@@ -585,7 +692,7 @@ public final class Toolstack: Sendable {
 
     /// `xl vcpu-pin NAME VCPU HARD [SOFT]`: `vcpu` nil means every vCPU.
     public func pin(_ name: String, vcpu: Int?, _ change: AffinityChange) throws(ToolstackError) -> [VCPUStatus] {
-        let served = try lookUp(name)
+        let served = try lookUpRunning(name)
         let count = served.domain.configuration.vcpuCount
         if let vcpu, !(0..<count).contains(vcpu) {
             throw .badRequest("domain '\(served.name)' has vCPUs 0-\(count - 1), not \(vcpu)")
@@ -620,16 +727,25 @@ public final class Toolstack: Sendable {
         return try vcpus(of: name)
     }
 
-    /// Stops the domain at once (`xl destroy`) and returns once its threads are gone.
+    /// Stops the domain at once (`xl destroy`) and returns once its threads are gone; a
+    /// preserved domain is taken out of the list.
     public func destroy(_ name: String) throws(ToolstackError) -> DomainInfo {
         let served = try lookUp(name)
         var last = served.info
         log.write("domain \(served.id.rawValue) '\(served.name)' destroy requested")
-        served.domain.requestStop(reason: "destroyed")
-        served.waitFinished()
+        destroyAndWait(served, reason: "destroyed")
         last.cpuNanoseconds = served.domain.cpuNanoseconds
         last.state = "-----d"
         return last
+    }
+
+    private func destroyAndWait(_ served: ServedDomain, reason: String) {
+        if served.requestDestroy() {
+            drop(served, note: "domain \(served.id.rawValue) '\(served.name)' (preserved) destroyed")
+        } else {
+            served.domain.requestStop(reason: reason)
+            served.waitFinished()
+        }
     }
 
     /// The console of a domain, to attach readers to.
@@ -675,7 +791,11 @@ public final class Toolstack: Sendable {
             return s.domains
         }
         log.write("stopping: destroying \(domains.count) domain\(domains.count == 1 ? "" : "s")")
-        for served in domains { served.domain.requestStop(reason: "the daemon is stopping") }
+        var preserved: [ServedDomain] = []
+        for served in domains {
+            if served.requestDestroy() { preserved.append(served) } else { served.domain.requestStop(reason: "the daemon is stopping") }
+        }
+        for served in preserved { drop(served, note: "domain \(served.id.rawValue) '\(served.name)' (preserved) destroyed") }
         for served in domains { served.waitFinished() }
         pool.stop()
         log.write("stopped")

@@ -40,6 +40,11 @@ public struct DomainSpec: Sendable, Equatable {
     public var cap: Int?
     /// `engine` (Visor's own key): "kvm" or "interp"; nil leaves the choice to the command line.
     public var engine: String?
+    /// `on_poweroff`, `on_reboot`, `on_crash`: what `visor serve` does when the domain ends
+    /// that way (xl's defaults: destroy, restart, destroy). `visor run` ends on any of them.
+    public var onPowerOff: DomainEndAction
+    public var onReboot: DomainEndAction
+    public var onCrash: DomainEndAction
     /// The configuration file, for messages.
     public var path: String
 
@@ -49,12 +54,26 @@ public struct DomainSpec: Sendable, Equatable {
     public init(name: String, kernel: String, ramdisk: String? = nil, commandLine: String = "",
                 memoryMiB: UInt64 = XLConfig.defaultMemoryMiB, vcpus: Int = 1, maxVCPUs: Int? = nil,
                 hardAffinity: [String]? = nil, softAffinity: [String]? = nil, weight: Int? = nil, cap: Int? = nil,
-                engine: String? = nil, path: String) {
+                engine: String? = nil, onPowerOff: DomainEndAction = .destroy, onReboot: DomainEndAction = .restart,
+                onCrash: DomainEndAction = .destroy, path: String) {
+        self.onPowerOff = onPowerOff; self.onReboot = onReboot; self.onCrash = onCrash
         self.name = name; self.kernel = kernel; self.ramdisk = ramdisk; self.commandLine = commandLine
         self.memoryMiB = memoryMiB; self.vcpus = vcpus; self.maxVCPUs = maxVCPUs
         self.hardAffinity = hardAffinity; self.softAffinity = softAffinity
         self.weight = weight; self.cap = cap; self.engine = engine; self.path = path
     }
+}
+
+/// What the toolstack does with a domain that ended by itself (xl.cfg's `on_poweroff`,
+/// `on_reboot`, `on_crash`).
+public enum DomainEndAction: String, Sendable, Equatable, CaseIterable, Codable {
+    /// Drop it: its memory and threads are returned (xl's default for power-off and crash).
+    case destroy
+    /// Boot it again from its configuration, under the same name and a new domain ID (xl's
+    /// default for reboot).
+    case restart
+    /// Keep it listed, ended, with how it ended (a crash's register dump) until `visor destroy`.
+    case preserve
 }
 
 /// A problem in a domain configuration: `a.cfg:7: cpu_weight: 70000 is out of range 1-65535`.
@@ -85,11 +104,11 @@ public enum XLConfig {
     /// The keys Visor implements.
     public static let understoodKeys = [
         "name", "kernel", "ramdisk", "cmdline", "extra", "root", "memory", "vcpus", "maxvcpus",
-        "cpus", "cpus_soft", "cpu_weight", "cap", "engine",
+        "cpus", "cpus_soft", "cpu_weight", "cap", "engine", "on_poweroff", "on_reboot", "on_crash",
     ]
     /// Xen keys common in real configurations that Visor accepts with a warning and does not act on.
     public static let ignoredKeys = [
-        "type", "builder", "on_poweroff", "on_reboot", "on_crash", "vif", "disk", "vfb", "serial",
+        "type", "builder", "vif", "disk", "vfb", "serial",
         "boot", "uuid", "pool", "device_model_version", "sdl", "vnc", "period", "extratime", "slice", "latency",
     ]
 
@@ -633,6 +652,20 @@ fileprivate struct XLConfigValidator {
         return result
     }
 
+    /// `on_poweroff` / `on_reboot` / `on_crash`: one of `DomainEndAction`'s names. xl's other
+    /// actions are refused by name, so a configuration never means something Visor does not do.
+    private func endAction(_ s: XLSetting) throws(XLConfigError) -> DomainEndAction {
+        let text = try string(s)
+        if let action = DomainEndAction(rawValue: text) { return action }
+        let choices = DomainEndAction.allCases.map(\.rawValue).joined(separator: ", ")
+        switch text {
+        case "rename-restart", "coredump-destroy", "coredump-restart", "soft-reset":
+            throw fail(s, "\(shownQuoted(text)) is an xl action Visor does not have; use \(choices)")
+        default:
+            throw fail(s, "\(shownQuoted(text)) is not an action; use \(choices)")
+        }
+    }
+
     /// `cpus` / `cpus_soft`: a cpu-list string (or a bare number), or a list of them.
     private func affinity(_ s: XLSetting) throws(XLConfigError) -> (masks: [String], perVCPU: Bool) {
         switch s.value {
@@ -720,6 +753,7 @@ fileprivate struct XLConfigValidator {
         var weight: Int?
         var cap: (setting: XLSetting, text: String, value: UInt64?)?
         var engine: String?
+        var onPowerOff = DomainEndAction.destroy, onReboot = DomainEndAction.restart, onCrash = DomainEndAction.destroy
 
         // Each key on its own, in file order, so the first problem reported is the earliest.
         for s in settings {
@@ -756,6 +790,9 @@ fileprivate struct XLConfigValidator {
                 let text = try string(s)
                 if let problem = EngineRegistry.problem(withName: text) { throw fail(s, problem) }
                 engine = text
+            case "on_poweroff": onPowerOff = try endAction(s)
+            case "on_reboot": onReboot = try endAction(s)
+            case "on_crash": onCrash = try endAction(s)
             default:
                 if XLConfig.ignoredKeys.contains(s.key) {
                     warn(s, "ignored by Visor")
@@ -815,6 +852,7 @@ fileprivate struct XLConfigValidator {
 
         return DomainSpec(name: name, kernel: kernel, ramdisk: ramdisk, commandLine: commandLine, memoryMiB: memory,
                           vcpus: vcpus, maxVCPUs: maxVCPUs?.value, hardAffinity: hardAffinity,
-                          softAffinity: softAffinity, weight: weight, cap: capValue, engine: engine, path: path)
+                          softAffinity: softAffinity, weight: weight, cap: capValue, engine: engine,
+                          onPowerOff: onPowerOff, onReboot: onReboot, onCrash: onCrash, path: path)
     }
 }

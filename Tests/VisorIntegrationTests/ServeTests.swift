@@ -134,6 +134,53 @@ struct ServeTests {
         #expect(!FileManager.default.fileExists(atPath: daemon.socket))
     }
 
+    @Test("on_crash and on_poweroff: preserve keeps the ended domain with its dump until destroy; restart boots it again under a new ID until the restart-loop guard; the others run on")
+    func endActions() throws {
+        let daemon = try ServedDaemon()
+        _ = try daemon.client.create(configurationFile: try daemon.config("hog"))
+        #expect(waitUntil(seconds: 120) { ((try? daemon.cpu("hog")) ?? 0) > 0 })
+        let before = try daemon.cpu("hog")
+        func logged(_ words: String) -> Bool { ((try? daemon.client.dmesg()) ?? []).contains { $0.contains(words) } }
+
+        // Preserved after a crash: listed as crashed (not dying), its register dump in list -l,
+        // refused what only a running domain can do, removed by destroy.
+        _ = try daemon.client.create(configurationFile: try daemon.config("crashy", kernel: "triplefault", extra: "",
+                                                                          more: ["on_crash = \"preserve\""]))
+        #expect(waitUntil(seconds: 120) { (try? daemon.client.domain("crashy"))?.state == "----c-" })
+        let crashed = try #require(try daemon.client.details(["crashy"]).first)
+        #expect(crashed.end?.outcome.contains("triple fault") == true, "\(String(describing: crashed.end))")
+        #expect(crashed.end?.registers?.contains("rip=") == true, "\(String(describing: crashed.end))")
+        #expect(crashed.config.onCrash == .preserve)
+        #expect(logged("domain 2 'crashy' ended: crashed: vCPU 0: triple fault (the vCPU shut down); preserved (on_crash = preserve)"))
+        let pause = try daemon.visor(["pause", "crashy"])
+        #expect(pause.status == 1 && pause.stderr.contains("domain 'crashy' has ended and is kept for inspection"), "\(pause.stderr)")
+        #expect(try daemon.visor(["destroy", "crashy"]).status == 0)
+        #expect(try daemon.client.list().map(\.name) == ["hog"])
+        #expect(logged("domain 2 'crashy' (preserved) destroyed"))
+
+        // Preserved after a power-off: shut down, not crashed.
+        _ = try daemon.client.create(configurationFile: try daemon.config("hi", kernel: "hello", extra: "",
+                                                                          more: ["on_poweroff = \"preserve\""]))
+        #expect(waitUntil(seconds: 120) { (try? daemon.client.domain("hi"))?.state == "---s--" })
+        #expect(try daemon.client.details(["hi"]).first?.end?.outcome == "powered off")
+
+        // Restarted after each crash, under a new ID, until it has been restarted
+        // `maximumQuickRestarts` times in a row with short runs; then destroyed.
+        _ = try daemon.client.create(configurationFile: try daemon.config("loop", kernel: "triplefault", extra: "",
+                                                                          more: ["on_crash = \"restart\""]))
+        #expect(waitUntil(seconds: 180) { logged("restarted 5 times in a row") }, "\((try? daemon.client.dmesg()) ?? [])")
+        let log = try daemon.client.dmesg()
+        let restarts = log.filter { $0.contains("'loop' ended: crashed") && $0.contains("restarted (on_crash = restart) as domain") }
+        #expect(restarts.count == Toolstack.maximumQuickRestarts, "\(log)")
+        #expect(try daemon.client.list().map(\.name) == ["hog", "hi"])
+
+        // Through all of it the hog ran on.
+        #expect(waitUntil(seconds: 120) { ((try? daemon.cpu("hog")) ?? 0) > before })
+        #expect(try daemon.client.domain("hog").state.hasPrefix("r") || (try daemon.client.domain("hog").state.hasPrefix("-b")))
+        #expect(daemon.terminate() == 0, "\(daemon.process.stderr)")
+        #expect(daemon.process.stderr.contains("domain 3 'hi' (preserved) destroyed"), "\(daemon.process.stderr)")
+    }
+
     @Test("sched-credit sets a weight at run time and the shares move, by the daemon's accounting")
     func weightAtRunTime() throws {
         let daemon = try ServedDaemon(pcpus: 1, sched: "credit")
@@ -743,8 +790,8 @@ struct ToolstackFormatTests {
         }
         // Ignored keys warn in both forms; JSON's warnings have no line.
         if case .createDomain(_, let warnings) = try parse("POST", "/domains", "application/json",
-                                                            #"{"name": "a", "kernel": "cpuhog", "on_crash": "destroy"}"#).get() {
-            #expect(warnings == ["request: on_crash: ignored by Visor"])
+                                                            #"{"name": "a", "kernel": "cpuhog", "vif": "bridge=xenbr0"}"#).get() {
+            #expect(warnings == ["request: vif: ignored by Visor"])
         }
         #expect(status(parse("POST", "/domains", "application/xml", "<a/>")) == 415)
         // The configuration's path must be absolute: its relative paths are resolved from it.

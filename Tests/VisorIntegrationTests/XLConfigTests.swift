@@ -139,7 +139,7 @@ struct XLConfigTests {
             kernel = "demo"
             vif = [ 'mac=00:16:3e:00:00:01,bridge=xenbr0' ]
             disk = [ 'phy:/dev/vg/d,xvda,w', ]
-            on_crash = "restart"
+            boot = "c"
             period = 10000
             """
         let (spec, warnings) = try XLConfig.parse(text, path: "/etc/xen/d.cfg")
@@ -148,9 +148,35 @@ struct XLConfigTests {
             "/etc/xen/d.cfg:2: type: ignored by Visor",
             "/etc/xen/d.cfg:4: vif: ignored by Visor",
             "/etc/xen/d.cfg:5: disk: ignored by Visor",
-            "/etc/xen/d.cfg:6: on_crash: ignored by Visor",
+            "/etc/xen/d.cfg:6: boot: ignored by Visor",
             "/etc/xen/d.cfg:7: period: ignored by Visor",
         ])
+    }
+
+    @Test("on_poweroff, on_reboot and on_crash take destroy, restart or preserve; xl's defaults otherwise")
+    func endActions() throws {
+        let base = "name = \"d\"\nkernel = \"demo\"\n"
+        let plain = try XLConfig.parse(base, path: "a.cfg").spec
+        #expect(plain.onPowerOff == .destroy && plain.onReboot == .restart && plain.onCrash == .destroy)
+        let set = try XLConfig.parse(base + "on_poweroff = \"preserve\"\non_reboot = \"destroy\"\non_crash = \"restart\"\n",
+                                     path: "a.cfg")
+        #expect(set.spec.onPowerOff == .preserve && set.spec.onReboot == .destroy && set.spec.onCrash == .restart)
+        #expect(set.warnings.isEmpty)
+        func refusal(_ line: String) -> String {
+            do {
+                _ = try XLConfig.parse(base + line + "\n", path: "a.cfg")
+                return "accepted"
+            } catch {
+                return error.description
+            }
+        }
+        #expect(refusal("on_crash = \"coredump-restart\"")
+                == "a.cfg:3: on_crash: \"coredump-restart\" is an xl action Visor does not have; use destroy, restart, preserve")
+        #expect(refusal("on_reboot = \"reset\"") == "a.cfg:3: on_reboot: \"reset\" is not an action; use destroy, restart, preserve")
+        #expect(refusal("on_poweroff = 1").hasPrefix("a.cfg:3: on_poweroff: expected a string"))
+        // The JSON form and list -l's echo carry them too.
+        let json = try XLConfig.parse(json: Array(#"{"name": "d", "kernel": "demo", "on_crash": "preserve"}"#.utf8), path: "r")
+        #expect(json.spec.onCrash == .preserve)
     }
 
     // MARK: Paths
@@ -253,7 +279,7 @@ struct XLConfigTests {
          "a.cfg:3: cpus: unterminated list: the '[' on line 3 has no ']'"),
         ("name = \"d\"\nkernel = \"demo\"\nvcpu = 2\n",
          "a.cfg:3: vcpu: unknown key; Visor understands name, kernel, ramdisk, cmdline, extra, root, memory, vcpus, "
-            + "maxvcpus, cpus, cpus_soft, cpu_weight, cap, engine (and ignores"),
+            + "maxvcpus, cpus, cpus_soft, cpu_weight, cap, engine, on_poweroff, on_reboot, on_crash (and ignores"),
         ("name = \"d\"\nkernel = \"demo\"\nvcpus = 4\nmaxvcpus = 2\n",
          "a.cfg:4: maxvcpus: 2 is less than vcpus (4): maxvcpus is the most vCPUs the domain may ever have"),
         ("name = \"d\"\nkernel = \"demo\"\nvcpus = 2\nmaxvcpus = 8\n",
