@@ -1,5 +1,7 @@
-// A served domain's console: the recent output kept for late readers, and the readers attached
-// now (`visor console`, the API's console stream), as xenconsoled keeps a buffer per domain.
+// A served domain's console: the recent output kept for late readers, the readers attached now
+// (`visor console`, the API's console stream), as xenconsoled keeps a buffer per domain, and at
+// most one writer among them: the reader whose input the guest takes, so two people typing at
+// once never interleave their keys in one shell.
 
 import Synchronization
 
@@ -29,6 +31,24 @@ public final class DomainConsole: Sendable {
         var readers: [UInt64: ConsoleReader] = [:]
         var nextToken: UInt64 = 1
         var isClosed = false
+        /// The writer: its reader's token and the key its input must carry.
+        var writer: (token: UInt64, key: String)?
+    }
+
+    /// Why an attach was refused.
+    public enum AttachRefusal: Error, Equatable {
+        /// The domain ended: no output will come.
+        case closed
+        /// Another reader is the writer.
+        case writerPresent
+    }
+
+    /// An attached reader: the kept output at the instant it attached (so nothing is seen twice
+    /// or missed), its token for `detach`, and for the writer the key its input carries.
+    public struct Attachment: Sendable, Equatable {
+        public var history: [UInt8]
+        public var token: UInt64
+        public var writerKey: String?
     }
     private let state = Mutex(State())
 
@@ -58,26 +78,55 @@ public final class DomainConsole: Sendable {
         Array(s.history[s.start...] + s.history[..<s.start])
     }
 
-    /// Attaches `reader` and returns the kept output at that instant (so nothing is seen twice or
-    /// missed) and a token for `detach`; nil when the console has closed (the domain ended).
-    public func attach(_ reader: ConsoleReader) -> (history: [UInt8], token: UInt64)? {
-        state.withLock { s in
-            guard !s.isClosed else { return nil }
+    /// Attaches `reader`; with `writing`, as the console's one writer (refused while another is).
+    public func attach(_ reader: ConsoleReader, writing: Bool = false) -> Result<Attachment, AttachRefusal> {
+        // Outside the lock: the key is for comparing, not secret from the daemon's own users
+        // (the socket is theirs alone), but it must not be guessable by another connection.
+        let key = writing ? Self.newWriterKey() : nil
+        return state.withLock { s in
+            guard !s.isClosed else { return .failure(.closed) }
+            if writing, s.writer != nil { return .failure(.writerPresent) }
             let token = s.nextToken
             s.nextToken &+= 1
             s.readers[token] = reader
-            return (Self.ordered(s), token)
+            if let key { s.writer = (token, key) }
+            return .success(Attachment(history: Self.ordered(s), token: token, writerKey: key))
         }
     }
 
+    /// Detaches the reader `token` (and lets the writer's place go, if it held it).
     public func detach(_ token: UInt64) {
-        _ = state.withLock { $0.readers.removeValue(forKey: token) }
+        state.withLock { s in
+            s.readers.removeValue(forKey: token)
+            if s.writer?.token == token { s.writer = nil }
+        }
+    }
+
+    /// Whether input carrying `key` may reach the guest: the writer's key while a writer is
+    /// attached; no key (a one-off `POST`) while none is.
+    public func acceptsInput(withKey key: String?) -> Bool {
+        state.withLock { s in
+            guard let writer = s.writer else { return key == nil }
+            return key == writer.key
+        }
+    }
+
+    /// Whether a writer is attached now.
+    public var hasWriter: Bool { state.withLock { $0.writer != nil } }
+
+    private static func newWriterKey() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<2).map { _ in
+            let word = String(generator.next() as UInt64, radix: 16)
+            return String(repeating: "0", count: 16 - word.count) + word
+        }.joined()
     }
 
     /// The domain ended: every reader is told and let go.
     func close() {
         let readers = state.withLock { s -> [ConsoleReader] in
             s.isClosed = true
+            s.writer = nil
             defer { s.readers = [:] }
             return Array(s.readers.values)
         }

@@ -474,6 +474,8 @@ public final class Toolstack: Sendable {
             drop(served, note: "\(ended); destroyed" + (configured == .destroy && key != nil ? " (\(key ?? "") = destroy)" : ""))
         case .preserve:
             // Marked under the lock with the decision: a destroy from now on drops it itself.
+            // Its console keeps its last output for a later `visor console`, and its readers go.
+            served.console.close()
             log.write("\(ended); preserved (\(key ?? "") = preserve): `visor destroy \(served.name)` removes it")
         case .restart:
             let ranFor = monotonicNanoseconds() &- served.startedNanoseconds
@@ -754,10 +756,18 @@ public final class Toolstack: Sendable {
     }
 
     /// Offers `bytes` to the domain's console input, waiting up to `patienceNanoseconds` in all
-    /// for a full console to take them; returns how many it took, in order.
-    public func sendConsoleInput(_ name: String, _ bytes: [UInt8],
+    /// for a full console to take them; returns how many it took, in order. While a writer is
+    /// attached only input with its key (`DomainConsole.attach(_:writing:)`) is taken.
+    public func sendConsoleInput(_ name: String, _ bytes: [UInt8], writerKey: String? = nil,
                                  patienceNanoseconds: UInt64 = 2_000_000_000) throws(ToolstackError) -> Int {
-        let domain = try lookUp(name).domain
+        let served = try lookUp(name)
+        guard served.console.acceptsInput(withKey: writerKey) else {
+            if writerKey == nil {
+                throw .conflict("domain '\(served.name)' has a console writer attached; input is taken only from it")
+            }
+            throw .conflict("that console writer key is not the current one for domain '\(served.name)' (the writer detached)")
+        }
+        let domain = served.domain
         let deadline = monotonicNanoseconds() &+ patienceNanoseconds
         var taken = 0
         while taken < bytes.count, !domain.hasEnded {

@@ -46,21 +46,16 @@ public struct APIClient: Sendable {
     /// Sends one request and waits for the whole answer.
     public func request(_ method: HTTPMethod, _ path: String, body: [UInt8]? = nil,
                         contentType: String = "application/json") throws(APIClientError) -> APIReply {
-        let collector = ReplyCollector(onBody: nil)
-        let channel = try connect(collector)
-        send(method, path, body: body, contentType: contentType, on: channel)
-        do {
-            return try collector.futureResult(on: channel.eventLoop).wait()
-        } catch {
-            throw .transport("\(error)")
-        }
+        try request(method, path, body: body, contentType: contentType, headers: [])
     }
 
-    /// Streams a GET: `onBody` gets each chunk of a 2xx body as it arrives (on the event loop).
-    /// Returns the connection and a future for the status and, on error, the body.
-    public func stream(_ path: String, onBody: @escaping @Sendable ([UInt8]) -> Void)
+    /// Streams a GET: `onHead` gets the status and headers, then `onBody` each chunk of a 2xx
+    /// body as it arrives (both on the event loop). Returns the connection and a future for the
+    /// status and, on error, the body.
+    public func stream(_ path: String, onHead: (@Sendable (Int, HTTPHeaders) -> Void)? = nil,
+                       onBody: @escaping @Sendable ([UInt8]) -> Void)
         throws(APIClientError) -> (channel: any Channel, done: EventLoopFuture<APIReply>) {
-        let collector = ReplyCollector(onBody: onBody)
+        let collector = ReplyCollector(onBody: onBody, onHead: onHead)
         let channel = try connect(collector)
         send(.GET, path, body: nil, contentType: "application/json", on: channel)
         return (channel, collector.futureResult(on: channel.eventLoop))
@@ -88,8 +83,23 @@ public struct APIClient: Sendable {
         }
     }
 
-    private func send(_ method: HTTPMethod, _ path: String, body: [UInt8]?, contentType: String, on channel: any Channel) {
+    /// Sends one request with the extra `headers` and waits for the whole answer.
+    public func request(_ method: HTTPMethod, _ path: String, body: [UInt8]?, contentType: String,
+                        headers: [(String, String)]) throws(APIClientError) -> APIReply {
+        let collector = ReplyCollector(onBody: nil)
+        let channel = try connect(collector)
+        send(method, path, body: body, contentType: contentType, extraHeaders: headers, on: channel)
+        do {
+            return try collector.futureResult(on: channel.eventLoop).wait()
+        } catch {
+            throw .transport("\(error)")
+        }
+    }
+
+    private func send(_ method: HTTPMethod, _ path: String, body: [UInt8]?, contentType: String,
+                      extraHeaders: [(String, String)] = [], on channel: any Channel) {
         var headers = HTTPHeaders()
+        for (name, value) in extraHeaders { headers.add(name: name, value: value) }
         headers.add(name: "Host", value: "visor")
         headers.add(name: "Connection", value: "close")
         headers.add(name: "Content-Length", value: String(body?.count ?? 0))
@@ -108,6 +118,7 @@ public struct APIClient: Sendable {
 /// Collects an answer; thread-safe, as the caller waits on another thread.
 final class ReplyCollector: Sendable {
     let onBody: (@Sendable ([UInt8]) -> Void)?
+    let onHead: (@Sendable (Int, HTTPHeaders) -> Void)?
     private struct State {
         var status: Int?
         var body: [UInt8] = []
@@ -116,7 +127,9 @@ final class ReplyCollector: Sendable {
     }
     private let state = Mutex(State())
 
-    init(onBody: (@Sendable ([UInt8]) -> Void)?) { self.onBody = onBody }
+    init(onBody: (@Sendable ([UInt8]) -> Void)?, onHead: (@Sendable (Int, HTTPHeaders) -> Void)? = nil) {
+        self.onBody = onBody; self.onHead = onHead
+    }
 
     func futureResult(on eventLoop: any EventLoop) -> EventLoopFuture<APIReply> {
         let (promise, done) = state.withLock { s -> (EventLoopPromise<APIReply>, Result<APIReply, any Error>?) in
@@ -128,7 +141,10 @@ final class ReplyCollector: Sendable {
         return promise.futureResult
     }
 
-    func head(status: Int) { state.withLock { $0.status = status } }
+    func head(status: Int, headers: HTTPHeaders) {
+        state.withLock { $0.status = status }
+        onHead?(status, headers)
+    }
 
     func body(_ bytes: [UInt8]) {
         let streaming = state.withLock { s -> Bool in
@@ -163,7 +179,7 @@ final class ReplyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
-        case .head(let head): collector.head(status: Int(head.status.code))
+        case .head(let head): collector.head(status: Int(head.status.code), headers: head.headers)
         case .body(var buffer): collector.body(buffer.readBytes(length: buffer.readableBytes) ?? [])
         case .end:
             collector.finish(nil)

@@ -19,7 +19,8 @@ enum APIRoute: Equatable {
     case destroyDomain(String)
     case pause(String)
     case unpause(String)
-    case consoleStream(String)
+    /// `GET /domains/NAME/console?writer=true`: also as the console's one writer.
+    case consoleStream(String, writer: Bool)
     case consoleInput(String)
     case getSched(String)
     case setSched(String)
@@ -40,7 +41,8 @@ enum APIRoute: Equatable {
 
     /// Decodes `method uri`. Path segments are percent-decoded; the query parameters are `path`
     /// on `POST /domains` (the config file's path, for messages and relative paths) and `detail`
-    /// (true or false) on `GET /domains` and `GET /domains/NAME`.
+    /// (true or false) on `GET /domains` and `GET /domains/NAME`, and `writer` (true or false) on
+    /// `GET /domains/NAME/console`.
     static func decode(method: String, uri: String) -> Result<APIRoute, Problem> {
         guard uri.hasPrefix("/"), let components = URLComponents(string: uri) else {
             return .failure(.badPath("the request target '\(uri.prefix(80))' is not an absolute path"))
@@ -57,15 +59,16 @@ enum APIRoute: Equatable {
             if let route = methods[method] { return .success(route) }
             return .failure(.methodNotAllowed(allowed: methods.keys.sorted()))
         }
-        /// The `detail` query parameter: absent, true or false.
-        func detail() -> Result<Bool, Problem> {
-            guard let item = components.queryItems?.first(where: { $0.name == "detail" }) else { return .success(false) }
+        /// A true-or-false query parameter (`detail`, `writer`): absent is false.
+        func flag(_ name: String) -> Result<Bool, Problem> {
+            guard let item = components.queryItems?.first(where: { $0.name == name }) else { return .success(false) }
             switch item.value ?? "" {
             case "true", "1", "": return .success(true)
             case "false", "0": return .success(false)
-            default: return .failure(.badQuery("detail must be true or false, not '\((item.value ?? "").prefix(40))'"))
+            default: return .failure(.badQuery("\(name) must be true or false, not '\((item.value ?? "").prefix(40))'"))
             }
         }
+        func detail() -> Result<Bool, Problem> { flag("detail") }
         func vcpuNumber(_ segment: String) -> Result<Int?, Problem> {
             if segment == "all" { return .success(nil) }
             if segment.utf8.count <= 4, segment.allSatisfy({ $0.isASCII && $0.isNumber }), let n = Int(segment) {
@@ -97,7 +100,11 @@ enum APIRoute: Equatable {
             switch segments[2] {
             case "pause": return on(["POST": .pause(name)])
             case "unpause": return on(["POST": .unpause(name)])
-            case "console": return on(["GET": .consoleStream(name), "POST": .consoleInput(name)])
+            case "console":
+                switch method == "GET" ? flag("writer") : .success(false) {
+                case .success(let writer): return on(["GET": .consoleStream(name, writer: writer), "POST": .consoleInput(name)])
+                case .failure(let problem): return .failure(problem)
+                }
             case "sched": return on(["GET": .getSched(name), "PUT": .setSched(name)])
             case "vcpus": return on(["GET": .listVCPUs(name)])
             default: break
@@ -156,8 +163,9 @@ enum APIRequest: Equatable {
     case destroyDomain(String)
     case pause(String)
     case unpause(String)
-    case consoleStream(String)
-    case consoleInput(String, [UInt8])
+    case consoleStream(String, writer: Bool)
+    /// Input, with the writer's key when the sender attached as the writer.
+    case consoleInput(String, [UInt8], writerKey: String?)
     case getSched(String)
     case setSched(String, SchedParameters)
     case getVCPUSched(String)
@@ -165,8 +173,12 @@ enum APIRequest: Equatable {
     case listVCPUs(String?)
     case pin(String, vcpu: Int?, AffinityChange)
 
-    /// Decodes and validates a whole request. `contentType` is the Content-Type header, if any.
-    static func parse(method: String, uri: String, contentType: String?,
+    /// The header a console writer's input carries its key in.
+    static let consoleWriterHeader = "Visor-Console-Writer"
+
+    /// Decodes and validates a whole request. `contentType` is the Content-Type header, if any;
+    /// `writerKey` the `Visor-Console-Writer` header.
+    static func parse(method: String, uri: String, contentType: String?, writerKey: String? = nil,
                       body: [UInt8]) -> Result<APIRequest, APIRequestError> {
         guard body.count <= APIRequest.maximumBodyBytes else {
             return .failure(APIRequestError(status: 413, "the request body is larger than \(APIRequest.maximumBodyBytes) bytes"))
@@ -200,8 +212,13 @@ enum APIRequest: Equatable {
         case .destroyDomain(let name): return .success(.destroyDomain(name))
         case .pause(let name): return .success(.pause(name))
         case .unpause(let name): return .success(.unpause(name))
-        case .consoleStream(let name): return .success(.consoleStream(name))
-        case .consoleInput(let name): return .success(.consoleInput(name, body))
+        case .consoleStream(let name, let writer): return .success(.consoleStream(name, writer: writer))
+        case .consoleInput(let name):
+            // A key is 32 hex digits; anything else cannot be one, and is not kept.
+            if let writerKey, writerKey.utf8.count != 32 || !writerKey.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }) {
+                return .failure(APIRequestError(status: 400, "the \(consoleWriterHeader) header is not a writer key (32 lowercase hex digits)"))
+            }
+            return .success(.consoleInput(name, body, writerKey: writerKey))
         case .getSched(let name): return .success(.getSched(name))
         case .setSched(let name): return decoded(SchedParameters.decodeStrictly(body)) { .setSched(name, $0) }
         case .getVCPUSched(let name): return .success(.getVCPUSched(name))

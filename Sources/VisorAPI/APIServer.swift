@@ -172,7 +172,8 @@ final class APIHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func dispatch(_ head: HTTPRequestHead, body: [UInt8], context: ChannelHandlerContext) {
         let request: APIRequest
         switch APIRequest.parse(method: head.method.rawValue, uri: head.uri,
-                                contentType: head.headers.first(name: "Content-Type"), body: body) {
+                                contentType: head.headers.first(name: "Content-Type"),
+                                writerKey: head.headers.first(name: APIRequest.consoleWriterHeader), body: body) {
         case .success(let r): request = r
         case .failure(let problem):
             var response = APIResponse.error(HTTPResponseStatus(statusCode: problem.status), problem.message)
@@ -181,8 +182,8 @@ final class APIHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         let toolstack = self.toolstack
         switch request {
-        case .consoleStream(let name):
-            startConsoleStream(name, context: context)
+        case .consoleStream(let name, let writer):
+            startConsoleStream(name, writer: writer, context: context)
         case .hostInfo:
             send(.json(toolstack.hostInfo()), context: context)
         case .dmesg:
@@ -228,9 +229,9 @@ final class APIHandler: ChannelInboundHandler, RemovableChannelHandler {
             return answer { () throws(ToolstackError) in try toolstack.pause(name) }
         case .unpause(let name):
             return answer { () throws(ToolstackError) in try toolstack.unpause(name) }
-        case .consoleInput(let name, let bytes):
+        case .consoleInput(let name, let bytes, let writerKey):
             return answer { () throws(ToolstackError) in
-                ConsoleInputBody(accepted: try toolstack.sendConsoleInput(name, bytes))
+                ConsoleInputBody(accepted: try toolstack.sendConsoleInput(name, bytes, writerKey: writerKey))
             }
         case .setSched(let name, let change):
             return answer { () throws(ToolstackError) in try toolstack.setSchedParameters(of: name, change) }
@@ -254,28 +255,41 @@ final class APIHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// `GET /domains/NAME/console`: the kept output, then the live output as it comes, in one
-    /// chunked response that ends when the domain does (or the client goes).
-    private func startConsoleStream(_ name: String, context: ChannelHandlerContext) {
+    /// chunked response that ends when the domain does (or the client goes). With `writer`, the
+    /// connection is the console's one writer while it lasts: the key its input must carry is in
+    /// the response's `Visor-Console-Writer` header; a second writer gets a 409. An ended domain
+    /// kept by `preserve` gives its kept output and ends.
+    private func startConsoleStream(_ name: String, writer: Bool, context: ChannelHandlerContext) {
         let console: DomainConsole
         do {
             console = try toolstack.console(of: name)
         } catch {
             return send(.error(error), context: context)
         }
+        let stream = ConsoleStream(channel: context.channel)
+        let reader = ConsoleReader(receive: { stream.receive($0) }, closed: { stream.finish() })
+        let attachment: DomainConsole.Attachment?
+        switch console.attach(reader, writing: writer) {
+        case .success(let a): attachment = a
+        case .failure(.writerPresent):
+            return send(.error(.conflict, "domain '\(name)' already has a console writer attached; attach read-only "
+                               + "(visor console --read-only) to watch"), context: context)
+        case .failure(.closed): attachment = nil
+        }
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "application/octet-stream")
         headers.add(name: "Transfer-Encoding", value: "chunked")
         headers.add(name: "Connection", value: "close")
+        if let key = attachment?.writerKey { headers.add(name: APIRequest.consoleWriterHeader, value: key) }
         context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))),
                               promise: nil)
-        let stream = ConsoleStream(channel: context.channel)
-        let reader = ConsoleReader(receive: { stream.receive($0) }, closed: { stream.finish() })
-        guard let (history, token) = console.attach(reader) else {
+        guard let attachment else {
+            stream.send(console.history)
             stream.finish()
             return
         }
-        consoleToken = (console, token)
-        stream.send(history)
+        consoleToken = (console, attachment.token)
+        stream.send(attachment.history)
     }
 
     private func send(_ response: APIResponse, context: ChannelHandlerContext) {

@@ -36,10 +36,10 @@ public struct ToolstackClient: Sendable {
     }
 
     private func call(_ method: HTTPMethod, _ path: String, body: [UInt8]? = nil,
-                      contentType: String = "application/json") throws(CommandFailure) -> APIReply {
+                      contentType: String = "application/json", headers: [(String, String)] = []) throws(CommandFailure) -> APIReply {
         let reply: APIReply
         do {
-            reply = try client.request(method, path, body: body, contentType: contentType)
+            reply = try client.request(method, path, body: body, contentType: contentType, headers: headers)
         } catch {
             throw .noDaemon(error)
         }
@@ -207,15 +207,19 @@ public struct ToolstackClient: Sendable {
         try decoded(try call(.GET, "/dmesg"), LogBody.self).lines
     }
 
-    public func sendConsoleInput(_ name: String, _ bytes: [UInt8]) throws(CommandFailure) -> Int {
+    /// Offers bytes to the domain's console input; `writerKey` is the key a writer's attach got.
+    public func sendConsoleInput(_ name: String, _ bytes: [UInt8], writerKey: String? = nil) throws(CommandFailure) -> Int {
         try decoded(try call(.POST, "/domains/\(Self.segment(name))/console", body: bytes,
-                             contentType: "application/octet-stream"), ConsoleInputBody.self).accepted
+                             contentType: "application/octet-stream",
+                             headers: writerKey.map { [(APIRequest.consoleWriterHeader, $0)] } ?? []),
+                    ConsoleInputBody.self).accepted
     }
 
     /// `visor console NAME`: the domain's console on this terminal until Ctrl-] (detach) or the
-    /// domain ends. Returns the line to print at the end, if any.
-    public func console(_ name: String) throws(CommandFailure) -> String? {
-        try console(name, signals: DetachOnSignal())
+    /// domain ends, as its one writer, or only watching with `readOnly`. Returns the line to
+    /// print at the end, if any.
+    public func console(_ name: String, readOnly: Bool = false) throws(CommandFailure) -> String? {
+        try console(name, readOnly: readOnly, signals: DetachOnSignal())
     }
 
     /// `visor create -c`: creates the domain, tells `created`, then attaches to its console.
@@ -227,23 +231,38 @@ public struct ToolstackClient: Sendable {
         return try console(info.name, signals: signals)
     }
 
-    func console(_ name: String, signals stopping: DetachOnSignal) throws(CommandFailure) -> String? {
+    func console(_ name: String, readOnly: Bool = false, signals stopping: DetachOnSignal) throws(CommandFailure) -> String? {
         // The domain must exist before the terminal goes raw, so a typo gets a plain message.
         _ = try domain(name)
         let terminal = HostConsole()
         let stream: (channel: any Channel, done: EventLoopFuture<APIReply>)
+        // The answer's head says whether this attach is the writer (and its key) or was refused.
+        let head = Mutex<(status: Int, key: String?)?>(nil)
+        let headArrived = DispatchSemaphore(value: 0)
         do {
-            stream = try client.stream("/domains/\(Self.segment(name))/console") { bytes in
-                bytes.withUnsafeBytes { terminal.write($0) }
-            }
+            stream = try client.stream("/domains/\(Self.segment(name))/console\(readOnly ? "" : "?writer=true")",
+                                       onHead: { status, headers in
+                                           head.withLock { $0 = (status, headers.first(name: APIRequest.consoleWriterHeader)) }
+                                           headArrived.signal()
+                                       },
+                                       onBody: { bytes in bytes.withUnsafeBytes { terminal.write($0) } })
         } catch {
             throw .noDaemon(error)
         }
+        stream.done.whenComplete { _ in headArrived.signal() }
+        headArrived.wait()
+        let answered = head.withLock { $0 }
+        guard let answered, (200..<300).contains(answered.status) else {
+            let reply = try? stream.done.wait()
+            throw CommandFailure(message: reply?.errorMessage ?? "the daemon closed the console connection",
+                                 status: Self.refusedStatus)
+        }
         let detached = Atomic<Bool>(false)
-        let sender = ConsoleInputSender(client: self, name: name)
+        let sender = ConsoleInputSender(client: self, name: name, writerKey: answered.key)
         let channel = stream.channel
         stopping.watch(channel)
-        terminal.startInput(deliver: { byte in sender.enqueue(byte) },
+        // A read-only attach takes keys only to watch for Ctrl-]; the rest go nowhere.
+        terminal.startInput(deliver: { byte in readOnly ? true : sender.enqueue(byte) },
                             escape: {
                                 detached.store(true, ordering: .releasing)
                                 channel.close(promise: nil)
@@ -290,10 +309,13 @@ final class ConsoleInputSender: Sendable {
     static let capacity = HostConsole.inputBacklogCapacity
     private let client: ToolstackClient
     private let name: String
+    private let writerKey: String?
     private let state = Mutex<(queue: [UInt8], sending: Bool)>(([], false))
     private let queue = DispatchQueue(label: "visor.console.input")
 
-    init(client: ToolstackClient, name: String) { self.client = client; self.name = name }
+    init(client: ToolstackClient, name: String, writerKey: String?) {
+        self.client = client; self.name = name; self.writerKey = writerKey
+    }
 
     /// Queues a byte; false when the queue is full (HostConsole keeps it and offers it again).
     func enqueue(_ byte: UInt8) -> Bool {
@@ -316,7 +338,7 @@ final class ConsoleInputSender: Sendable {
                 return s.queue
             }
             guard !batch.isEmpty else { return }
-            _ = try? client.sendConsoleInput(name, batch)
+            _ = try? client.sendConsoleInput(name, batch, writerKey: writerKey)
         }
     }
 }

@@ -119,12 +119,14 @@ struct ConsoleCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "console",
         abstract: "Attach to a domain's console: its recent and new output here, keys to the guest; Ctrl-] detaches.",
-        discussion: "The domain keeps running after a detach. Several consoles may be attached to one domain; each sees all output.")
+        discussion: "The domain keeps running after a detach. Several consoles may be attached to one domain; each sees all output, and one of them at a time is the writer whose keys reach the guest: a second `visor console` is refused while one is attached, unless it only watches (--read-only).")
     @Argument(help: "The domain's name or ID.") var name: String
+    @Flag(name: [.customShort("r"), .long], help: "Only watch: do not become the console's writer (keys other than Ctrl-] are ignored).")
+    var readOnly = false
     @OptionGroup var daemon: DaemonSocket
     func run() throws {
         try clientCommand { () throws(CommandFailure) in
-            if let end = try daemon.client.console(name) { Launcher.printError(end) }
+            if let end = try daemon.client.console(name, readOnly: readOnly) { Launcher.printError(end) }
             return nil
         }
     }

@@ -504,6 +504,59 @@ struct ServeTests {
         #expect(daemon.terminate() == 0)
     }
 
+    @Test("one console writer among several readers: a second writer is refused, input needs the writer's key while it is attached, and the place is free once it detaches")
+    func oneConsoleWriter() throws {
+        let daemon = try ServedDaemon(pcpus: 1)
+        _ = try daemon.client.create(configurationFile: try daemon.config("talk"))
+        let api = daemon.client.client
+        let key = Mutex<String?>(nil)
+        let writer = try api.stream("/domains/talk/console?writer=true",
+                                    onHead: { _, headers in key.withLock { $0 = headers.first(name: "Visor-Console-Writer") } },
+                                    onBody: { _ in })
+        #expect(waitUntil(seconds: 120) { key.withLock { $0 } != nil })
+        let writerKey = try #require(key.withLock { $0 })
+        #expect(writerKey.utf8.count == 32)
+
+        // A second writer is refused, by the API and by `visor console`; a reader is welcome.
+        let second = try api.request(.GET, "/domains/talk/console?writer=true")
+        #expect(second.status == 409 && second.errorMessage.contains("already has a console writer attached"), "\(second.errorMessage)")
+        let cli = try daemon.visor(["console", "talk"])
+        #expect(cli.status == 1 && cli.stderr.contains("already has a console writer attached"), "\(cli.stderr)")
+        let readerKey = Mutex<String?>("unset")
+        let reader = try api.stream("/domains/talk/console",
+                                    onHead: { _, headers in readerKey.withLock { $0 = headers.first(name: "Visor-Console-Writer") } },
+                                    onBody: { _ in })
+        #expect(waitUntil(seconds: 120) { readerKey.withLock { $0 } != "unset" })
+        #expect(readerKey.withLock { $0 } == nil)
+
+        // Input: only with the writer's key while it is attached.
+        func post(_ bytes: String, key: String?) throws -> APIReply {
+            try api.request(.POST, "/domains/talk/console", body: Array(bytes.utf8), contentType: "application/octet-stream",
+                            headers: key.map { [("Visor-Console-Writer", $0)] } ?? [])
+        }
+        let anonymous = try post("x", key: nil)
+        #expect(anonymous.status == 409 && anonymous.errorMessage.contains("has a console writer attached"), "\(anonymous.errorMessage)")
+        let stale = try post("x", key: String(repeating: "0", count: 32))
+        #expect(stale.status == 409 && stale.errorMessage.contains("not the current one"), "\(stale.errorMessage)")
+        #expect(try post("x", key: "not-a-key").status == 400)
+        #expect(try daemon.client.sendConsoleInput("talk", Array("abc".utf8), writerKey: writerKey) == 3)
+
+        // The writer detaches: its place is free (an empty input is accepted again without a key,
+        // once the daemon has seen the connection close) and the next writer gets a new key.
+        writer.channel.close(promise: nil)
+        #expect(waitUntil(seconds: 120) { (try? post("", key: nil))?.status == 200 })
+        #expect(try post("x", key: writerKey).status == 409)
+        let nextKey = Mutex<String?>(nil)
+        let next = try api.stream("/domains/talk/console?writer=true",
+                                  onHead: { _, headers in nextKey.withLock { $0 = headers.first(name: "Visor-Console-Writer") } },
+                                  onBody: { _ in })
+        #expect(waitUntil(seconds: 120) { nextKey.withLock { $0 } != nil })
+        #expect(nextKey.withLock { $0 } != writerKey)
+        next.channel.close(promise: nil)
+        reader.channel.close(promise: nil)
+        #expect(daemon.terminate() == 0)
+    }
+
     @Test("visor console on a terminal: the shell's output, typed keys reach it beside another domain, Ctrl-] or SIGTERM detaches and the domain runs on")
     func interactiveConsole() throws {
         let daemon = try ServedDaemon()
@@ -532,11 +585,12 @@ struct ServeTests {
         // Detached, not destroyed: both domains still run.
         #expect(try daemon.client.list().map(\.name) == ["shell", "busy"])
 
-        // A second attach sees the kept output, what was typed included; SIGTERM detaches it too.
+        // A second attach (watching only) sees the kept output, what was typed included; SIGTERM
+        // detaches it too.
         let second = try PseudoTerminal()
         let again = Process()
         again.executableURL = URL(fileURLWithPath: Host.visorPath)
-        again.arguments = ["console", "shell", "--socket", daemon.socket]
+        again.arguments = ["console", "shell", "--read-only", "--socket", daemon.socket]
         let secondTTY = FileHandle(fileDescriptor: second.slave, closeOnDealloc: false)
         again.standardInput = secondTTY
         again.standardOutput = secondTTY
@@ -809,6 +863,11 @@ struct ToolstackFormatTests {
         #expect(try APIRoute.decode(method: "POST", uri: "/domains?path=/a%20b.cfg").get() == .createDomain(path: "/a b.cfg"))
         #expect(try APIRoute.decode(method: "GET", uri: "/domains/a%2Fb").get() == .getDomain("a/b"))
         #expect(try APIRoute.decode(method: "POST", uri: "/domains/x/console").get() == .consoleInput("x"))
+        #expect(try APIRoute.decode(method: "GET", uri: "/domains/x/console").get() == .consoleStream("x", writer: false))
+        #expect(try APIRoute.decode(method: "GET", uri: "/domains/x/console?writer=true").get() == .consoleStream("x", writer: true))
+        #expect(throws: APIRoute.Problem.badQuery("writer must be true or false, not 'yes'")) {
+            try APIRoute.decode(method: "GET", uri: "/domains/x/console?writer=yes").get()
+        }
         #expect(throws: APIRoute.Problem.methodNotAllowed(allowed: ["DELETE", "GET"])) {
             try APIRoute.decode(method: "PUT", uri: "/domains/x").get()
         }
