@@ -34,13 +34,13 @@ final class ServedDaemon {
 
     struct DaemonDidNotStart: Error { var stderr: String }
 
-    /// Writes `name.cfg` running `kernel` with `extra` in `memory` MiB on interp, plus the xl.cfg
-    /// lines `more`; returns its path.
+    /// Writes `name.cfg` running `kernel` with `extra` in `memory` MiB on `engine`, plus the
+    /// xl.cfg lines `more`; returns its path.
     func config(_ name: String, kernel: String = "cpuhog", extra: String = "ms=3600000", memory: Int = 16,
-                more: [String] = []) throws -> String {
+                more: [String] = [], engine: String = "interp") throws -> String {
         let path = "\(folder)/\(name).cfg"
         let lines = ["name = \"\(name)\"", "kernel = \"\(kernel)\"", "extra = \"\(extra)\"", "memory = \(memory)"]
-            + more + ["engine = \"interp\""]
+            + more + ["engine = \"\(engine)\""]
         try lines.joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8)
         return path
     }
@@ -179,6 +179,34 @@ struct ServeTests {
         #expect(try daemon.client.domain("hog").state.hasPrefix("r") || (try daemon.client.domain("hog").state.hasPrefix("-b")))
         #expect(daemon.terminate() == 0, "\(daemon.process.stderr)")
         #expect(daemon.process.stderr.contains("domain 3 'hi' (preserved) destroyed"), "\(daemon.process.stderr)")
+    }
+
+    @Test("domains on two engines side by side: kvm and interp domains run on one pool, each listed with its engine; a kvm domain that crashes never stops the others",
+          .enabled(if: Host.kvmAvailable, "needs /dev/kvm"))
+    func twoEngines() throws {
+        let daemon = try ServedDaemon()
+        _ = try daemon.client.create(configurationFile: try daemon.config("onkvm", engine: "kvm"))
+        _ = try daemon.client.create(configurationFile: try daemon.config("oninterp"))
+        #expect(waitUntil(seconds: 180) { ((try? daemon.cpu("onkvm")) ?? 0) > 0 && ((try? daemon.cpu("oninterp")) ?? 0) > 0 })
+        let listed = try daemon.client.list()
+        #expect(listed.map(\.name) == ["onkvm", "oninterp"] && listed.map(\.engine) == ["kvm", "interp"])
+        // Both guests run their code, not only hold a pCPU: each has written its banner.
+        #expect(waitUntil(seconds: 180) {
+            ((try? daemon.client.domain("onkvm"))?.consoleBytes ?? 0) > 0 && ((try? daemon.client.domain("oninterp"))?.consoleBytes ?? 0) > 0
+        })
+
+        // A kvm domain triple faults beside them: it is destroyed (on_crash's default), they run on.
+        let before = (try daemon.cpu("onkvm"), try daemon.cpu("oninterp"))
+        _ = try daemon.client.create(configurationFile: try daemon.config("kvmcrash", kernel: "triplefault", extra: "", engine: "kvm"))
+        #expect(waitUntil(seconds: 180) {
+            ((try? daemon.client.dmesg()) ?? []).contains { $0.contains("'kvmcrash' ended: crashed: vCPU 0: triple fault") }
+        })
+        #expect(waitUntil(seconds: 180) {
+            ((try? daemon.cpu("onkvm")) ?? 0) > before.0 && ((try? daemon.cpu("oninterp")) ?? 0) > before.1
+        })
+        #expect(try daemon.client.list().map(\.name) == ["onkvm", "oninterp"])
+        #expect(try daemon.visor(["destroy", "onkvm"]).status == 0)
+        #expect(daemon.terminate() == 0, "\(daemon.process.stderr)")
     }
 
     @Test("sched-credit sets a weight at run time and the shares move, by the daemon's accounting")
