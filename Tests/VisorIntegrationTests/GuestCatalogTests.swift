@@ -100,7 +100,7 @@ struct GuestCatalogTests {
         // One source at a time edited half an hour ago, newer than the outputs: a rebuild.
         // (A VisorABI source is a prerequisite of the guest's Swift object as GuestKit's are.)
         let changed = ["Guests/GuestKit/Console.swift", "Guests/GuestKit/frame.h", "Guests/Boot/multiboot.S",
-                       "Guests/GuestKit/runtime.c"]
+                       "Guests/GuestKit/runtime.c", "Sources/VisorABI/Hypercall.swift"]
         for (n, file) in changed.enumerated() {
             let source = tree.appendingPathComponent(file)
             try Self.setModificationDate(now.addingTimeInterval(-3600), of: out)
@@ -110,5 +110,18 @@ struct GuestCatalogTests {
             #expect(said.all.last == "visor: building guest 'hello' (sources changed)…")
             try Self.setModificationDate(now.addingTimeInterval(-7200), of: source)
         }
+
+        // An image newer than every source is used without asking make at all (each ask costs
+        // two processes per `visor create`): a Makefile make cannot read, made to look old,
+        // is not even read.
+        let makefile = tree.appendingPathComponent("Guests/Makefile")
+        try Data("this is not a makefile\n".utf8).write(to: makefile)
+        try Self.setModificationDate(now.addingTimeInterval(-7200), of: makefile)
+        try Self.setModificationDate(now.addingTimeInterval(-3600), of: out)
+        try await onOwnThread(build)
+        #expect(said.all.count == changed.count + 1)
+        // Once it is newer than the image, make is asked, and its failure is reported.
+        try Self.setModificationDate(now.addingTimeInterval(-1800), of: makefile)
+        #expect(throws: GuestCatalogError.self) { try catalog.image(named: "hello") }
     }
 }
