@@ -28,6 +28,8 @@ public final class Domain: @unchecked Sendable {
     let clock: DomainClock
     /// The PV ABI's state: hypercall page, shared info, event channels, PV timers. Platform lock.
     let pv: PVState
+    /// Its RAM (the engine and the PV state hold it too).
+    package let memory: GuestMemory
     private let consoleOutput: @Sendable (UInt8) -> Void
     private let runners: [VCPURunner]
     /// How the run ended; the first outcome wins. Guarded by the platform lock.
@@ -73,6 +75,7 @@ public final class Domain: @unchecked Sendable {
             throw DomainError.invalidVCPUCount(vcpuCount)
         }
         let memory = try GuestMemory(size: configuration.memoryBytes)
+        self.memory = memory
         let image = try BootLoader.load(kernel: configuration.kernel, commandLine: configuration.commandLine,
                                         modules: configuration.modules, initrd: configuration.initrd,
                                         firmware: DevicePlatform.firmwareTables(vcpuCount: vcpuCount), into: memory)

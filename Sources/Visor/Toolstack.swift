@@ -558,6 +558,11 @@ public final class Toolstack: Sendable {
         return served
     }
 
+    /// Where each listed domain's guest RAM is in this process (`visor bench lifecycle`).
+    package var guestMemoryAddresses: [Range<UInt>] {
+        state.withLock { $0.domains }.map(\.domain.memory.hostAddresses)
+    }
+
     public func list() -> [DomainInfo] {
         state.withLock { $0.domains }.map(\.info)
     }

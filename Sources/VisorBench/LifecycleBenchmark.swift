@@ -26,6 +26,8 @@ public enum LifecycleBenchmark {
         public var after: ProcessFootprint
         /// With `liveDomains` domains running at once (each past its first console byte).
         public var withLive: ProcessFootprint
+        /// Of `withLive`'s RSS, what the live domains' guest RAM accounts for (/proc/self/smaps).
+        public var liveGuestRAMKiB: Int
         public var liveDomains: Int
         public var memoryMiB: Int
     }
@@ -46,6 +48,27 @@ public enum LifecycleBenchmark {
             }
             return ProcessFootprint(residentKiB: field("VmRSS"), threads: field("Threads"))
         }
+    }
+
+    /// Resident KiB of the guest RAM allocations at `ranges`, page by page with mincore(2)
+    /// (smaps would not do: the kernel may merge an allocation with its neighbours).
+    static func residentKiB(in ranges: [Range<UInt>]) -> Int {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        var total = 0
+        for range in ranges {
+            let pages = (Int(range.upperBound - range.lowerBound) + page - 1) / page
+            var vector = [UInt8](repeating: 0, count: pages)
+            // SAFETY: mincore only reads the page tables of [start, start + length) and writes
+            // one byte per page into `vector`, which has exactly that many; the range is a live
+            // mapping owned by a domain the caller keeps alive (listed in the toolstack).
+            let status = vector.withUnsafeMutableBufferPointer { buffer in
+                mincore(UnsafeMutableRawPointer(bitPattern: range.lowerBound), Int(range.upperBound - range.lowerBound),
+                        buffer.baseAddress)
+            }
+            guard status == 0 else { continue }
+            total += vector.reduce(0) { $0 + Int($1 & 1) } * page / 1024
+        }
+        return total
     }
 
     public struct Failure: Error, CustomStringConvertible {
@@ -123,6 +146,7 @@ public enum LifecycleBenchmark {
         let livePaths = try (0..<liveDomains).map { try configuration("live\($0)") }
         for (index, path) in livePaths.enumerated() { _ = try createAndWaitForOutput("live\(index)", path: path) }
         let withLive = ProcessFootprint.now()
+        let liveGuestRAMKiB = Self.residentKiB(in: toolstack.guestMemoryAddresses)
         for index in 0..<liveDomains { _ = try destroy("live\(index)") }
 
         var trips: [Double] = []
@@ -132,7 +156,8 @@ public enum LifecycleBenchmark {
             trips.append(Double(DispatchTime.now().uptimeNanoseconds &- start) / 1e3)
         }
         return Result(engine: engine, guest: guest, createToFirstByte: created, destroy: destroyed, roundTrip: trips,
-                      before: before, after: after, withLive: withLive, liveDomains: liveDomains, memoryMiB: memoryMiB)
+                      before: before, after: after, withLive: withLive, liveGuestRAMKiB: liveGuestRAMKiB,
+                      liveDomains: liveDomains, memoryMiB: memoryMiB)
     }
 }
 
@@ -152,6 +177,7 @@ extension LifecycleBenchmark.Result {
                 + f(Self.percentile(values, 0.9)) + " " + f(values.max() ?? .nan) + "  " + unit
         }
         let perLive = Double(withLive.residentKiB - after.residentKiB) / 1024 / Double(max(1, liveDomains))
+        let ramPerLive = Double(liveGuestRAMKiB) / 1024 / Double(max(1, liveDomains))
         var lines = [
             "\(createToFirstByte.count) domains of '\(guest)' (\(memoryMiB) MiB, 1 vCPU) on \(engine), created and destroyed one after the other",
             "                                     median       p90       max",
@@ -163,7 +189,8 @@ extension LifecycleBenchmark.Result {
                 + "(\(String(format: "%+.1f", Double(after.residentKiB - before.residentKiB) / 1024)) MiB over \(createToFirstByte.count) domains)",
             "process threads before \(before.threads), after \(after.threads)",
             "with \(liveDomains) domains live: RSS \(withLive.residentKiB / 1024) MiB, "
-                + "\(String(format: "%.1f", perLive)) MiB per domain (its touched guest RAM included), \(withLive.threads) threads",
+                + "\(String(format: "%.1f", perLive)) MiB per domain, of which guest RAM \(String(format: "%.1f", ramPerLive)) MiB: "
+                + "\(String(format: "%.1f", perLive - ramPerLive)) MiB beyond it; \(withLive.threads) threads",
             "",
             "anchors: Firecracker's specification: VMM start <= 8 CPU ms, <= 5 MiB overhead per VM;",
             "         issue #14's goals: create to first byte <= 10 ms on interp, <= 5 MiB per domain beyond its RAM",

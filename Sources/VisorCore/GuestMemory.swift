@@ -69,6 +69,13 @@ public final class GuestMemory: @unchecked Sendable {
         munmap(base, Int(size))
     }
 
+    /// The host addresses of the allocation, for measuring what of it is resident
+    /// (`visor bench lifecycle` reads /proc/self/smaps); never dereferenced through this.
+    package var hostAddresses: Range<UInt> {
+        let start = UInt(bitPattern: base)
+        return start ..< start + UInt(size)
+    }
+
     /// One contiguous piece of guest RAM and where it lives in the host allocation.
     public struct Region: Sendable, Equatable {
         public var guestStart: GuestPhysicalAddress
