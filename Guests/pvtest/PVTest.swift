@@ -117,7 +117,7 @@ func guestMain() {
 
     // xen_version and unknown numbers / sub-ops.
     let version = PV.call(Hypercall.xenVersion, UInt64(XenVersion.version))
-    check("xen_version returns the ABI version 1.0", version == Int64(XenVersion.major << 16 | XenVersion.minor), got(version))
+    check("xen_version returns the ABI version 1.1", version == Int64(XenVersion.major << 16 | XenVersion.minor), got(version))
     let unknownVersion = PV.call(Hypercall.xenVersion, 99)
     check("xen_version with an unknown sub-op fails", unknownVersion == EINVAL || unknownVersion == ENOSYS, got(unknownVersion))
     var r = PV.call(0)

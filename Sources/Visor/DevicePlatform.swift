@@ -163,7 +163,17 @@ final class DevicePlatform: @unchecked Sendable {
     }
 
     /// The ISA IRQ of the ACPI SCI (the FADT's SCI_INT, level-triggered, active high).
-    static let sciIRQ = 9
+    static let sciIRQ = Int(PlatformPorts.acpiSCIInterrupt)
+
+    /// Presses the ACPI power button if the guest enabled it (PM1_EN.PWRBTN_EN): PWRBTN_STS is
+    /// set and the SCI rises, which signals the vCPU the guest routed IRQ 9 to (through the
+    /// I/O APIC or the PIC). Returns false, changing nothing, when the button is not enabled:
+    /// the status bit of a button nobody listens to would only be found by a later poll.
+    func pressPowerButtonIfEnabled() -> Bool {
+        guard pm1aEvent.enable & PM1aEvent.Bit.powerButton != 0 else { return false }
+        pm1aEvent.pressPowerButton()
+        return true
+    }
 
     /// The I/O APIC pin an ISA IRQ reaches: its own number, except the PIT's IRQ 0 on pin 2 (the
     /// MADT's interrupt source override, as on PCs).

@@ -117,6 +117,27 @@ public final class Domain: @unchecked Sendable {
         }
     }
 
+    /// Asks the guest to power off or reboot itself, the way it listens: through PV when it has
+    /// bound VIRQ_SHUTDOWN_REQUEST (the event raised, the reason kept for `sched_op
+    /// shutdown_request`), else, for `.powerOff`, by pressing the ACPI power button if the guest
+    /// enabled it (PWRBTN_EN; the SCI on ISA IRQ 9). ACPI has no reboot button: `.reboot`
+    /// without PV is `.none`. `.none` changes nothing, and is also the answer once the domain
+    /// has ended. The vCPU the event is for is woken or kicked out of the guest to see it; a
+    /// paused domain sees it when unpaused. What the guest then does is up to it: the caller
+    /// waits for the outcome (with a time limit, after which `requestStop` is the way). Any thread.
+    public func requestShutdown(_ request: ShutdownRequest) -> ShutdownDelivery {
+        platform.lock.withLock {
+            platform.actingVCPU = nil  // from outside: every signal kicks its vCPU
+            guard outcome == nil else { return .none }
+            if let woken = pv.requestShutdown(request == .powerOff ? .poweroff : .reboot) {
+                for index in woken { deliver(.interrupt, to: index) }
+                return .paravirtual
+            }
+            if request == .powerOff && platform.pressPowerButtonIfEnabled() { return .acpiPowerButton }
+            return .none
+        }
+    }
+
     /// Asks the running guest to stop soon. Safe from any thread; the first reason is reported.
     public func requestStop(reason: String) {
         // First without the platform lock: a vCPU thread in an exit or hypercall storm takes it

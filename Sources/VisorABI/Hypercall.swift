@@ -1,4 +1,4 @@
-// Visor's paravirtual ABI, version 1.0: hypercall numbers and sub-operations, argument
+// Visor's paravirtual ABI, version 1.1: hypercall numbers and sub-operations, argument
 // structures, the shared-info page and the event-channel model. The spec with the reasoning is
 // docs/pv-abi.md; this file is its machine-readable half.
 //
@@ -80,6 +80,12 @@ public enum SchedOp {
     public static let shutdown: UInt32 = 2
     /// arg → `PollArgument`: blocks until one of the ports is pending or the timeout passes.
     public static let poll: UInt32 = 3
+    /// (Visor, ABI 1.1) arg → `ShutdownRequestArgument`: takes the host's pending shutdown
+    /// request (`VIRQ.shutdownRequest` announces one) and writes its reason; -ENOENT when none
+    /// is pending. Xen passes the request through xenstore's `control/shutdown`, which Visor does
+    /// not have. Visor's own sub-operations start at 32, past Xen's (0-7, and room to grow), so a
+    /// Xen guest's `SCHEDOP_*` never means something else here.
+    public static let shutdownRequest: UInt32 = 32
 }
 
 /// `struct sched_shutdown { uint32_t reason; }`.
@@ -90,6 +96,14 @@ public enum ShutdownArgument {
     public static let suspend: UInt32 = 2
     public static let crash: UInt32 = 3
     public static let watchdog: UInt32 = 4
+}
+
+/// (Visor) `struct sched_shutdown_request { uint32_t reason /* out */; }` for
+/// `SchedOp.shutdownRequest`: the reason is a `ShutdownArgument` code, `poweroff` or `reboot`,
+/// so the guest can pass it straight to `SchedOp.shutdown`.
+public enum ShutdownRequestArgument {
+    public static let size = 4
+    public static let reasonOffset = 0
 }
 
 /// `struct sched_poll { uint64_t ports_gpa; uint32_t nr_ports; uint32_t pad; uint64_t timeout; }`
@@ -179,8 +193,16 @@ public enum EventChannelStatus {
 
 /// Virtual interrupts (`VIRQ_*`).
 public enum VIRQ {
+    /// Per vCPU: its single-shot and periodic timers.
     public static let timer: UInt32 = 0
+    /// Global (bound on vCPU 0): console input arrived.
     public static let console: UInt32 = 2
+    /// (Visor, ABI 1.1) Global (bound on vCPU 0): the host asks the guest to power off or reboot;
+    /// `SchedOp.shutdownRequest` says which. Xen's VIRQs are 0-23 (`NR_VIRQS`, with 16-23 kept for
+    /// each architecture) and its gaps (5, 14, 15) may be filled by a later Xen; Visor's own VIRQs
+    /// start at 32, above Xen's whole range, so a guest written for Xen never binds one by
+    /// mistake (on Xen, binding it fails with -EINVAL) and no Xen VIRQ can collide with it.
+    public static let shutdownRequest: UInt32 = 32
 }
 
 /// `xen_version(cmd, arg)`.
@@ -188,7 +210,8 @@ public enum XenVersion {
     /// Returns `major << 16 | minor` of Visor's PV ABI.
     public static let version: UInt32 = 0
     public static let major: UInt32 = 1
-    public static let minor: UInt32 = 0
+    /// 1.1 added `VIRQ.shutdownRequest` and `SchedOp.shutdownRequest`.
+    public static let minor: UInt32 = 1
 }
 
 /// The shared-info page (Xen's `struct shared_info`, x86-64 layout): 32 `vcpu_info` of 64 bytes,

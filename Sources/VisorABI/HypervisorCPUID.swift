@@ -22,7 +22,7 @@ public enum HypervisorCPUID {
     public static let signatureECX: UInt32 = 0x7369_5672  // "rVis"
     public static let signatureEDX: UInt32 = 0x4d56_726f  // "orVM"
 
-    /// ABI version 1.0: discovery, the timing leaf, and the PV ABI of `Hypercall.swift`
+    /// ABI version 1.1: discovery, the timing leaf, and the PV ABI of `Hypercall.swift`
     /// (docs/pv-abi.md), whose `xen_version` reports the same number.
     public static let abiVersionMajor: UInt32 = XenVersion.major
     public static let abiVersionMinor: UInt32 = XenVersion.minor

@@ -1,4 +1,5 @@
-// The I/O ports of Visor's PC-like platform that guests may rely on.
+// The I/O ports of Visor's PC-like platform that guests may rely on, and the ACPI bits and SCI
+// line that go with them.
 
 /// Fixed I/O port addresses of the emulated platform.
 public enum PlatformPorts {
@@ -27,4 +28,10 @@ public enum PlatformPorts {
     public static let acpiPMTimerSize: UInt16 = 4
     /// PM1a_CNT.SLP_EN with SLP_TYP 0: the 16-bit value that requests soft power-off.
     public static let acpiSleepEnable: UInt16 = 0x2000
+    /// PM1_STS.PWRBTN_STS and PM1_EN.PWRBTN_EN (bit 8 of each): the host pressed the power
+    /// button; with the enable bit set the press raises the SCI. The status bit is write-one-to-clear.
+    public static let acpiPowerButton: UInt16 = 1 << 8
+    /// The ISA IRQ of the ACPI SCI (the FADT's SCI_INT): level-triggered, active high (the MADT's
+    /// interrupt source override says so), on the I/O APIC's pin 9 and the slave 8259's IRQ 9.
+    public static let acpiSCIInterrupt: UInt8 = 9
 }

@@ -120,7 +120,7 @@ struct CPUIDTableTests {
         let signature = table.lookup(function: 0x4000_0000)
         #expect(signature.eax == 0x4000_0010, "the highest leaf is the timing leaf")
         #expect(VisorABIProbe.signatureText(signature) == "VisorVisorVM")
-        #expect(table.lookup(function: 0x4000_0001).eax == 0x0001_0000, "ABI 1.0")
+        #expect(table.lookup(function: 0x4000_0001).eax == 0x0001_0001, "ABI 1.1")
         #expect(table.entries.filter { $0.function == 0x4000_0000 }.count == 1)
     }
 

@@ -226,7 +226,7 @@ import VisorCore
         try h.memory.write(bytes, at: GuestPhysicalAddress(0))
         let numbers: [UInt64] = [15, 17, 18, 24, 29, 32]
         let allowed: Set<Int32> = [0, 1, PVError.permission, PVError.noEntry, PVError.fault, PVError.exists, PVError.invalid,
-                                   PVError.noSpace, PVError.noSystem, 0x0001_0000]
+                                   PVError.noSpace, PVError.noSystem, 0x0001_0001]
         func argument(_ rng: inout SplitMix64) -> UInt64 {
             switch rng.next() % 8 {
             case 0: return rng.next() % 16                               // small: commands, vCPUs
@@ -244,7 +244,8 @@ import VisorCore
             let vcpu = Int(rng.next() % 4)
             let cpl = UInt8(rng.next() % 8 == 0 ? rng.next() % 4 : 0)
             // Sub-operation commands mostly valid, so the calls get past the first check.
-            let command = rng.next() % 4 == 0 ? argument(&rng) : rng.next() % 11
+            let command = rng.next() % 4 == 0 ? argument(&rng)
+                : rng.next() % 16 == 0 ? UInt64(SchedOp.shutdownRequest) : rng.next() % 11
             let registers = HypercallRegisters(rax: number, rdi: command, rsi: argument(&rng), rdx: argument(&rng),
                                                r10: argument(&rng), r8: argument(&rng), cpl: cpl)
             // Keep the hot area and the structures it points at random.
@@ -253,6 +254,7 @@ import VisorCore
                 _ = h.pv.writeMSR(PVDiscovery.sharedInfoMSR, value: argument(&rng))
                 _ = h.pv.writeMSR(PVDiscovery.hypercallPageMSR, value: argument(&rng))
                 _ = h.pv.receiveConsoleInput([UInt8(truncatingIfNeeded: i)])
+                _ = h.pv.requestShutdown(rng.next() % 2 == 0 ? .poweroff : .reboot)
                 h.pv.updateTime(vcpu: vcpu, tsc: rng.next(), now: h.context.now)
             }
             h.context.now &+= rng.next() % 100_000

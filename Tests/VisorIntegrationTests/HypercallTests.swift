@@ -237,7 +237,7 @@ final class PVHarness {
 
     @Test func xenVersion() throws {
         let h = try PVHarness()
-        #expect(h.call(Hypercall.xenVersion, 0).result == 0x0001_0000)
+        #expect(h.call(Hypercall.xenVersion, 0).result == 0x0001_0001)
         for bad: UInt64 in [1, 2, 6, 1 << 32] {
             #expect(h.call(Hypercall.xenVersion, bad).result == PVError.invalid)
         }
@@ -703,5 +703,118 @@ final class PVHarness {
         merged.merge(s)
         merged.merge(s)
         #expect(merged.totalHypercalls == 12)
+    }
+}
+
+/// The host's shutdown requests through PV (ABI 1.1): VIRQ_SHUTDOWN_REQUEST announces one,
+/// `sched_op shutdown_request` takes it.
+@Suite struct HypercallShutdownRequestTests {
+    /// `sched_op shutdown_request` with its out structure at `address`.
+    private func take(_ h: PVHarness, at address: UInt64 = PVHarness.scratch, vcpu: Int = 0, cpl: UInt8 = 0) -> HypercallOutcome {
+        h.call(Hypercall.schedOp, UInt64(SchedOp.shutdownRequest), address, vcpu: vcpu, cpl: cpl)
+    }
+
+    @Test func bindingIsGlobalOnVCPU0() throws {
+        let h = try PVHarness()
+        #expect(h.evtchn(EventChannelOp.bindVIRQ, [VIRQ.shutdownRequest, 1, 0]).result == PVError.invalid)
+        let port = h.bindVIRQ(VIRQ.shutdownRequest, vcpu: 0)
+        #expect(h.evtchn(EventChannelOp.bindVIRQ, [VIRQ.shutdownRequest, 0, 0]).result == PVError.exists)
+        _ = h.evtchn(EventChannelOp.status, [port, 9, 9])
+        #expect(h.outPort(1) == EventChannelStatus.virq && h.outPort(2) == 0)
+        #expect(h.pv.listensForShutdownRequests)
+        #expect(h.evtchn(EventChannelOp.close, [port]).result == 0)
+        #expect(!h.pv.listensForShutdownRequests)
+        #expect(h.pv.requestShutdown(.poweroff) == nil)
+        #expect(h.bindVIRQ(VIRQ.shutdownRequest, vcpu: 0) == port)
+        // Xen's VIRQs Visor does not have stay invalid, below and above it.
+        for virq: UInt32 in [5, 14, 23, 24, 31, 33] {
+            #expect(h.evtchn(EventChannelOp.bindVIRQ, [virq, 0, 0]).result == PVError.invalid, "VIRQ \(virq)")
+        }
+    }
+
+    @Test func aGuestThatDoesNotListenGetsNothing() throws {
+        let h = try PVHarness()
+        #expect(h.pv.requestShutdown(.poweroff) == nil)
+        #expect(h.pv.pendingShutdownRequest == nil)
+        h.put32([0xdead_beef])
+        #expect(take(h) == HypercallOutcome(result: PVError.noEntry))
+        #expect(h.get32(PVHarness.scratch) == 0xdead_beef)
+        // Bound, but no shared-info page to record the event in: not listening either.
+        let bare = try PVHarness(installSharedInfo: false)
+        _ = bare.bindVIRQ(VIRQ.shutdownRequest, vcpu: 0)
+        #expect(!bare.pv.listensForShutdownRequests)
+        #expect(bare.pv.requestShutdown(.reboot) == nil)
+        #expect(take(bare) == HypercallOutcome(result: PVError.noEntry))
+    }
+
+    @Test func aRequestRaisesTheVIRQAndIsTakenOnce() throws {
+        let h = try PVHarness()
+        let port = h.bindVIRQ(VIRQ.shutdownRequest, vcpu: 0)
+        #expect(h.pv.requestShutdown(.reboot) == [0])
+        #expect(h.pendingBit(port) && h.upcallPending(0) == 1)
+        #expect(h.pv.upcallVector(for: 0) == UInt8(PVHarness.vector))
+        h.put32([0xdead_beef])
+        #expect(take(h) == HypercallOutcome(result: 0))
+        #expect(h.get32(PVHarness.scratch) == ShutdownArgument.reboot)
+        h.put32([0xdead_beef])
+        #expect(take(h) == HypercallOutcome(result: PVError.noEntry))
+        #expect(h.get32(PVHarness.scratch) == 0xdead_beef)
+        // The reason is the one sched_op shutdown takes.
+        h.guestAcknowledge(0)
+        #expect(h.pv.requestShutdown(.poweroff) == [0])
+        #expect(take(h).result == 0)
+        #expect(h.call(Hypercall.schedOp, UInt64(SchedOp.shutdown), PVHarness.scratch) ==
+                HypercallOutcome(result: 0, actions: [.shutdown(.poweroff)]))
+    }
+
+    @Test func theLatestRequestWinsAndTheEventMerges() throws {
+        let h = try PVHarness()
+        _ = h.bindVIRQ(VIRQ.shutdownRequest, vcpu: 0)
+        #expect(h.pv.requestShutdown(.poweroff) == [0])
+        #expect(h.pv.requestShutdown(.reboot) == [])  // still pending: merged, no second kick
+        #expect(take(h).result == 0)
+        #expect(h.get32(PVHarness.scratch) == ShutdownArgument.reboot)
+    }
+
+    @Test func aMaskedPortKeepsTheRequestUntilUnmasked() throws {
+        let h = try PVHarness()
+        let port = h.bindVIRQ(VIRQ.shutdownRequest, vcpu: 0)
+        h.setMask(port, true)
+        #expect(h.pv.requestShutdown(.poweroff) == [])
+        #expect(h.pendingBit(port) && h.upcallPending(0) == 0)
+        #expect(h.evtchn(EventChannelOp.unmask, [port]) == HypercallOutcome(result: 0))  // the caller: no kick
+        #expect(h.upcallPending(0) == 1)
+        #expect(take(h).result == 0 && h.get32(PVHarness.scratch) == ShutdownArgument.poweroff)
+    }
+
+    @Test func aBlockedVCPU0IsWoken() throws {
+        let h = try PVHarness()
+        _ = h.bindVIRQ(VIRQ.shutdownRequest, vcpu: 0)
+        #expect(h.call(Hypercall.schedOp, UInt64(SchedOp.block)).actions == [.block])
+        #expect(h.pv.isBlocked(vcpu: 0))
+        #expect(h.pv.requestShutdown(.poweroff) == [0])
+        #expect(!h.pv.isBlocked(vcpu: 0))
+    }
+
+    /// Bad pointers, privilege and command bits: an error, and the request is still there for a
+    /// correct call.
+    @Test func hostileArgumentsNeverConsumeTheRequest() throws {
+        let h = try PVHarness()
+        _ = h.bindVIRQ(VIRQ.shutdownRequest, vcpu: 0)
+        #expect(h.pv.requestShutdown(.reboot) == [0])
+        let end = h.memory.size
+        for address in [end - 3, end - 1, end, 0xc000_0000, 0xffff_ffff, 1 << 40, .max - 2, .max] {
+            #expect(take(h, at: address) == HypercallOutcome(result: PVError.fault), "at 0x\(String(address, radix: 16))")
+        }
+        #expect(take(h, cpl: 3) == HypercallOutcome(result: PVError.permission))
+        #expect(take(h, vcpu: 7) == HypercallOutcome(result: PVError.invalid))
+        for command: UInt64 in [UInt64(SchedOp.shutdownRequest) | 1 << 32, 31, 33, .max] {
+            #expect(h.call(Hypercall.schedOp, command, PVHarness.scratch).result == PVError.invalid, "command \(command)")
+        }
+        #expect(h.pv.pendingShutdownRequest == .reboot)
+        // The last four bytes of RAM are fine; any vCPU may take it.
+        #expect(take(h, at: end - 4, vcpu: 1) == HypercallOutcome(result: 0))
+        #expect(h.get32(end - 4) == ShutdownArgument.reboot)
+        #expect(h.pv.pendingShutdownRequest == nil)
     }
 }

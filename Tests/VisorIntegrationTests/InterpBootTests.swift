@@ -20,7 +20,7 @@ struct InterpBootTests {
         let r = try runVisor(["run", "--engine", "interp", "demo", "--cmdline", "a b"])
         #expect(r.status == 0, "stderr: \(r.stderr)")
         #expect(r.stdout.contains("\"VisorVisorVM\""))
-        #expect(r.stdout.contains("running on Visor, ABI 1.0"))
+        #expect(r.stdout.contains("running on Visor, ABI 1.1"))
         #expect(r.stdout.contains("command line:        \"a b\""))
         #expect(r.stdout.contains("primes below 10000: 1229 (expected 1229) PASS"))
     }

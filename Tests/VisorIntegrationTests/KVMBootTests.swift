@@ -19,7 +19,7 @@ struct KVMBootTests {
         #expect(r.status == 0, "stderr: \(r.stderr)")
         #expect(r.stdout.contains("CPU vendor:"))
         #expect(r.stdout.contains("\"VisorVisorVM\""))
-        #expect(r.stdout.contains("running on Visor, ABI 1.0"))
+        #expect(r.stdout.contains("running on Visor, ABI 1.1"))
         #expect(r.stdout.contains("PASS"))
         #expect(!r.stdout.contains("FAIL"))
     }

@@ -288,6 +288,14 @@ extension PVState {
             return HypercallOutcome(result: 0, actions: [.shutdown(reason)])
         case UInt64(SchedOp.poll):
             return poll(vcpu: vcpu, argument: argument, now: now)
+        case UInt64(SchedOp.shutdownRequest):
+            // The pointer first: a call that faults leaves the request for a correct one.
+            guard let fields = GuestStruct(memory, argument, size: ShutdownRequestArgument.size) else {
+                return Self.fail(PVError.fault)
+            }
+            guard let reason = takeShutdownRequest() else { return Self.fail(PVError.noEntry) }
+            fields.store(reason.rawValue, ShutdownRequestArgument.reasonOffset)
+            return Self.ok
         default:
             return Self.fail(PVError.invalid)
         }
@@ -324,8 +332,10 @@ extension PVState {
         case UInt64(EventChannelOp.bindVIRQ):
             guard let f = GuestStruct(memory, argument, size: 12) else { return Self.fail(PVError.fault) }
             let virq = f.u32(0), target = UInt64(f.u32(4))
-            guard virq == VIRQ.timer || virq == VIRQ.console else { return Self.fail(PVError.invalid) }
-            if virq == VIRQ.console && target != 0 { return Self.fail(PVError.invalid) }  // global: vCPU 0
+            guard virq == VIRQ.timer || virq == VIRQ.console || virq == VIRQ.shutdownRequest else {
+                return Self.fail(PVError.invalid)
+            }
+            if virq != VIRQ.timer && target != 0 { return Self.fail(PVError.invalid) }  // global: vCPU 0
             guard target < UInt64(vcpus.count) else { return Self.fail(PVError.noEntry) }
             guard target < UInt64(SharedInfo.maximumVCPUs) else { return Self.fail(PVError.invalid) }
             guard virqPort(virq, vcpu: Int(target)) == nil else { return Self.fail(PVError.exists) }

@@ -1,6 +1,6 @@
 // One domain's paravirtualization state: the hypercall page and shared-info page it installed,
-// its event channels, each vCPU's PV timers and blocking, the console input queue, and the
-// statistics. Pure logic: no locks, no threads, no host clock. The runtime calls every method
+// its event channels, each vCPU's PV timers and blocking, the console input queue, the host's
+// pending shutdown request, and the statistics. Pure logic: no locks, no threads, no host clock. The runtime calls every method
 // with its platform lock held and is told, in return values, which vCPUs to wake or kick.
 //
 // Event delivery follows Xen's two-level ABI (`evtchn_2l_set_pending`): the port's pending bit
@@ -100,6 +100,11 @@ final class PVState: @unchecked Sendable {
     private var timerPorts: [UInt32?]
     /// Port of the (global) VIRQ_CONSOLE binding.
     private var consolePort: UInt32?
+    /// Port of the (global) VIRQ_SHUTDOWN_REQUEST binding (Visor's VIRQ 32).
+    private var shutdownPort: UInt32?
+    /// The host's shutdown request the guest has not taken yet with `sched_op
+    /// shutdown_request` (the latest one wins).
+    private(set) var pendingShutdownRequest: PVShutdownReason?
     private(set) var vcpus: [PVVCPUState]
 
     /// Console input not yet read with `console_io read`.
@@ -337,6 +342,28 @@ final class PVState: @unchecked Sendable {
         return bytes
     }
 
+    // MARK: Shutdown requests
+
+    /// Whether a shutdown request can reach the guest through PV: it bound
+    /// VIRQ_SHUTDOWN_REQUEST and has a shared-info page to record the event in.
+    var listensForShutdownRequests: Bool { shutdownPort != nil && sharedInfo != nil }
+
+    /// The host asks the guest to shut down for `reason` (poweroff or reboot): the request is
+    /// kept for `sched_op shutdown_request` (replacing one not yet taken) and
+    /// VIRQ_SHUTDOWN_REQUEST raised. Returns the vCPUs to wake or kick, or nil, changing nothing,
+    /// when the guest does not listen (`listensForShutdownRequests`).
+    func requestShutdown(_ reason: PVShutdownReason) -> [Int]? {
+        guard listensForShutdownRequests, let port = shutdownPort, let target = channels[Int(port)].vcpu else { return nil }
+        pendingShutdownRequest = reason
+        return setPending(port: port, vcpu: target)
+    }
+
+    /// Takes the pending shutdown request (`sched_op shutdown_request`), if any.
+    func takeShutdownRequest() -> PVShutdownReason? {
+        defer { pendingShutdownRequest = nil }
+        return pendingShutdownRequest
+    }
+
     // MARK: Events
 
     /// Whether `port` is a port number Visor gives out.
@@ -394,6 +421,7 @@ final class PVState: @unchecked Sendable {
         case .virq(VIRQ.console, _):
             consolePort = port
             consoleInputClaimed = true
+        case .virq(VIRQ.shutdownRequest, _): shutdownPort = port
         default: break
         }
     }
@@ -404,16 +432,19 @@ final class PVState: @unchecked Sendable {
         if case .virq(let virq, let v) = channels[Int(port)] {
             if virq == VIRQ.timer, timerPorts.indices.contains(v) { timerPorts[v] = nil }
             if virq == VIRQ.console { consolePort = nil }
+            if virq == VIRQ.shutdownRequest { shutdownPort = nil }
         }
         channels[Int(port)] = .closed
         sharedInfo?.clearPending(port)
     }
 
-    /// The port `virq` is bound to for `vcpu` (VIRQ_CONSOLE: for the domain), if any.
+    /// The port `virq` is bound to for `vcpu` (the global VIRQ_CONSOLE and
+    /// VIRQ_SHUTDOWN_REQUEST: for the domain), if any.
     func virqPort(_ virq: UInt32, vcpu: Int) -> UInt32? {
         switch virq {
         case VIRQ.timer: return timerPorts.indices.contains(vcpu) ? timerPorts[vcpu] : nil
         case VIRQ.console: return consolePort
+        case VIRQ.shutdownRequest: return shutdownPort
         default: return nil
         }
     }
