@@ -152,6 +152,21 @@ public struct XLConfigObject: Codable, Sendable, Equatable {
     }
 }
 
+/// The answer to a shutdown or reboot request: the domain as it was asked, how it was asked
+/// ("paravirtual" or "acpi-power-button") and the time limit, if one was given.
+public struct ShutdownAnswer: Codable, Sendable, Equatable {
+    public var domain: DomainInfo
+    public var delivery: String
+    public var timeoutSeconds: Int?
+}
+
+/// The body of a shutdown or reboot request (all optional).
+public struct ShutdownOptions: Codable, Sendable, Equatable {
+    /// Seconds the guest has before it is destroyed (power-off) or reset (reboot).
+    public var timeoutSeconds: Int?
+    public init(timeoutSeconds: Int? = nil) { self.timeoutSeconds = timeoutSeconds }
+}
+
 /// How a domain ended, once it has: `outcome` in a few words; for a crash the reason and the
 /// register dump the runtime kept, for a halt the dump.
 public struct DomainEnd: Codable, Sendable, Equatable {
@@ -290,6 +305,8 @@ final class ServedDomain: @unchecked Sendable {
     private var destroyRequested = false
     /// Ended and kept in the list (`preserve`) until it is destroyed.
     private var preserved = false
+    /// A reboot request ran out of time: the domain is stopped and booted again (a reset).
+    private var resetRequested = false
 
     init(domain: Domain, id: DomainID, console: DomainConsole, parameters: DomainSchedParams, engineName: String,
          pool: CPUPool, spec: DomainSpec, quickRestarts: Int) {
@@ -307,7 +324,9 @@ final class ServedDomain: @unchecked Sendable {
     func settle(_ outcome: DomainOutcome, configured: DomainEndAction) -> DomainEndAction {
         lock.withLock {
             self.outcome = outcome
+            finishedCondition.broadcast()
             if destroyRequested { return .destroy }
+            if resetRequested { return .restart }
             if case .stopped = outcome { return .destroy }
             if configured == .preserve { preserved = true }
             return configured
@@ -323,6 +342,16 @@ final class ServedDomain: @unchecked Sendable {
         }
     }
 
+    /// Marks the domain to be booted again when it ends, whatever its on_* keys say (unless a
+    /// destroy comes first); false when it has already ended, so the reset is too late.
+    func requestReset() -> Bool {
+        lock.withLock {
+            guard outcome == nil, !destroyRequested else { return false }
+            resetRequested = true
+            return true
+        }
+    }
+
     var isDestroyRequested: Bool { lock.withLock { destroyRequested } }
     var isPreserved: Bool { lock.withLock { preserved } }
 
@@ -333,6 +362,18 @@ final class ServedDomain: @unchecked Sendable {
     /// Waits until the domain has left the list (destroyed, or replaced by its restart).
     func waitFinished() {
         lock.withLock { while !finished { finishedCondition.wait(lock, untilHostNanoseconds: nil) } }
+    }
+
+    /// Waits until the domain has ended (its outcome settled) or the host clock passes
+    /// `deadline`; true when it ended.
+    func waitEnded(untilHostNanoseconds deadline: UInt64) -> Bool {
+        lock.withLock {
+            while outcome == nil && !finished {
+                guard monotonicNanoseconds() < deadline else { return false }
+                finishedCondition.wait(lock, untilHostNanoseconds: deadline)
+            }
+            return true
+        }
     }
 
     var info: DomainInfo {
@@ -732,6 +773,50 @@ public final class Toolstack: Sendable {
             log.write("domain \(served.id.rawValue) '\(served.name)' vCPU \(index) pinned: hard \(describe(affinity.hard)), soft \(describe(affinity.soft))")
         }
         return try vcpus(of: name)
+    }
+
+    /// The longest time limit a shutdown or reboot request may give the guest.
+    public static let maximumShutdownTimeoutSeconds = 86_400
+
+    /// `xl shutdown` / `xl reboot`: asks the guest to power off or reboot itself, through the PV
+    /// shutdown request when it listens for one, else (power-off only) the ACPI power button;
+    /// returns how it was asked. What happens when it does is its on_poweroff / on_reboot. With
+    /// `timeoutSeconds`, a guest that has not ended by then is made to: destroyed after a
+    /// power-off request, reset (stopped and booted again from its configuration) after a reboot
+    /// request. A guest that listens for neither is refused (409), and nothing changes.
+    public func requestShutdown(_ name: String, _ request: ShutdownRequest,
+                                timeoutSeconds: Int? = nil) throws(ToolstackError) -> ShutdownAnswer {
+        let served = try lookUpRunning(name)
+        let what = request == .powerOff ? "shut down" : "reboot"
+        if let timeoutSeconds, !(1...Self.maximumShutdownTimeoutSeconds).contains(timeoutSeconds) {
+            throw .badRequest("the time limit must be 1 to \(Self.maximumShutdownTimeoutSeconds) seconds, not \(timeoutSeconds)")
+        }
+        let delivery = served.domain.requestShutdown(request)
+        guard delivery != .none else {
+            let listens = request == .powerOff
+                ? "listens for neither the PV shutdown request nor the ACPI power button"
+                : "does not listen for the PV shutdown request (ACPI has no reboot button)"
+            throw .conflict("domain '\(served.name)' \(listens), so it cannot be asked to \(what); `visor destroy \(served.name)` stops it")
+        }
+        let how = delivery == .paravirtual ? "PV shutdown request" : "ACPI power button"
+        log.write("domain \(served.id.rawValue) '\(served.name)' asked to \(what) (\(how))"
+                  + (timeoutSeconds.map { ", \($0) s to do it" } ?? ""))
+        if let timeoutSeconds {
+            let deadline = monotonicNanoseconds() &+ UInt64(timeoutSeconds) * 1_000_000_000
+            let watchdog = HostThread { [self] in
+                guard !served.waitEnded(untilHostNanoseconds: deadline) else { return }
+                if request == .reboot, served.requestReset() {
+                    log.write("domain \(served.id.rawValue) '\(served.name)' did not reboot within \(timeoutSeconds) s; resetting it")
+                    served.domain.requestStop(reason: "reset: it did not reboot within \(timeoutSeconds) s")
+                } else if request == .powerOff {
+                    log.write("domain \(served.id.rawValue) '\(served.name)' did not shut down within \(timeoutSeconds) s; destroying it")
+                    destroyAndWait(served, reason: "destroyed: it did not shut down within \(timeoutSeconds) s")
+                }
+            }
+            watchdog.detach()
+        }
+        return ShutdownAnswer(domain: served.info, delivery: delivery == .paravirtual ? "paravirtual" : "acpi-power-button",
+                              timeoutSeconds: timeoutSeconds)
     }
 
     /// Stops the domain at once (`xl destroy`) and returns once its threads are gone; a

@@ -19,6 +19,8 @@ enum APIRoute: Equatable {
     case destroyDomain(String)
     case pause(String)
     case unpause(String)
+    case shutdown(String)
+    case reboot(String)
     /// `GET /domains/NAME/console?writer=true`: also as the console's one writer.
     case consoleStream(String, writer: Bool)
     case consoleInput(String)
@@ -100,6 +102,8 @@ enum APIRoute: Equatable {
             switch segments[2] {
             case "pause": return on(["POST": .pause(name)])
             case "unpause": return on(["POST": .unpause(name)])
+            case "shutdown": return on(["POST": .shutdown(name)])
+            case "reboot": return on(["POST": .reboot(name)])
             case "console":
                 switch method == "GET" ? flag("writer") : .success(false) {
                 case .success(let writer): return on(["GET": .consoleStream(name, writer: writer), "POST": .consoleInput(name)])
@@ -163,6 +167,8 @@ enum APIRequest: Equatable {
     case destroyDomain(String)
     case pause(String)
     case unpause(String)
+    /// `xl shutdown` (`.powerOff`) or `xl reboot` (`.reboot`).
+    case requestShutdown(String, ShutdownRequest, ShutdownOptions)
     case consoleStream(String, writer: Bool)
     /// Input, with the writer's key when the sender attached as the writer.
     case consoleInput(String, [UInt8], writerKey: String?)
@@ -212,6 +218,8 @@ enum APIRequest: Equatable {
         case .destroyDomain(let name): return .success(.destroyDomain(name))
         case .pause(let name): return .success(.pause(name))
         case .unpause(let name): return .success(.unpause(name))
+        case .shutdown(let name): return decoded(ShutdownOptions.decodeStrictly(body)) { .requestShutdown(name, .powerOff, $0) }
+        case .reboot(let name): return decoded(ShutdownOptions.decodeStrictly(body)) { .requestShutdown(name, .reboot, $0) }
         case .consoleStream(let name, let writer): return .success(.consoleStream(name, writer: writer))
         case .consoleInput(let name):
             // A key is 32 hex digits; anything else cannot be one, and is not kept.

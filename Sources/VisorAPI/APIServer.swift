@@ -229,6 +229,10 @@ final class APIHandler: ChannelInboundHandler, RemovableChannelHandler {
             return answer { () throws(ToolstackError) in try toolstack.pause(name) }
         case .unpause(let name):
             return answer { () throws(ToolstackError) in try toolstack.unpause(name) }
+        case .requestShutdown(let name, let request, let options):
+            return answer { () throws(ToolstackError) in
+                try toolstack.requestShutdown(name, request, timeoutSeconds: options.timeoutSeconds)
+            }
         case .consoleInput(let name, let bytes, let writerKey):
             return answer { () throws(ToolstackError) in
                 ConsoleInputBody(accepted: try toolstack.sendConsoleInput(name, bytes, writerKey: writerKey))

@@ -43,6 +43,15 @@ extension AffinityChange {
     }
 }
 
+extension ShutdownOptions {
+    /// An empty body asks with no time limit; otherwise `{"timeoutSeconds": N}`.
+    static func decodeStrictly(_ body: [UInt8]) -> Result<ShutdownOptions, BodyProblem> {
+        if body.allSatisfy({ $0 == 0x20 || $0 == 0x0a || $0 == 0x0d || $0 == 0x09 }) { return .success(ShutdownOptions()) }
+        return APIJSON.decodeStrictly(ShutdownOptions.self, from: body, keys: ["timeoutSeconds"],
+                                      example: #"{"timeoutSeconds": 60}"#) { _ in "a whole number of seconds" }
+    }
+}
+
 /// JSON as the API writes it: keys sorted, so outputs compare and diff.
 enum APIJSON {
     static func encode<T: Encodable>(_ value: T) -> [UInt8] {

@@ -104,6 +104,25 @@ public struct ToolstackClient: Sendable {
         try decoded(try call(.POST, "/domains/\(Self.segment(name))/unpause"), DomainInfo.self)
     }
 
+    /// `visor shutdown` / `visor reboot`: asks the guest; with `timeoutSeconds`, the daemon
+    /// destroys (or resets) it if it has not ended by then.
+    public func requestShutdown(_ name: String, reboot: Bool, timeoutSeconds: Int?) throws(CommandFailure) -> ShutdownAnswer {
+        let body = timeoutSeconds.map { APIJSON.encode(ShutdownOptions(timeoutSeconds: $0)) }
+        return try decoded(try call(.POST, "/domains/\(Self.segment(name))/\(reboot ? "reboot" : "shutdown")", body: body),
+                           ShutdownAnswer.self)
+    }
+
+    /// `-w`: waits until the domain with ID `id` has ended: gone from the list, listed under
+    /// another ID (restarted), or listed as ended (preserved). Polls every 100 ms.
+    public func waitForEnd(of name: String, id: UInt32) throws(CommandFailure) {
+        while true {
+            let listed = try list()
+            guard let now = listed.first(where: { $0.name == name }), now.id == id,
+                  !(now.state.contains("s") || now.state.contains("c")) else { return }
+            usleep(100_000)
+        }
+    }
+
     public func destroy(_ name: String) throws(CommandFailure) -> DomainInfo {
         try decoded(try call(.DELETE, "/domains/\(Self.segment(name))"), DomainInfo.self)
     }

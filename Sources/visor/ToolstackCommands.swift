@@ -1,4 +1,4 @@
-// The xl-style clients of `visor serve`: create, list, pause, unpause, destroy, console, info,
+// The xl-style clients of `visor serve`: create, list, pause, unpause, shutdown, reboot, destroy, console, info,
 // dmesg, vcpu-list, vcpu-pin, sched-credit, sched-credit2, sched-rtds. Each parses its arguments and calls VisorAPI's `ToolstackClient`; with no daemon
 // running they say so and how to start one (status 69).
 
@@ -105,6 +105,57 @@ struct UnpauseCommand: ParsableCommand {
     @Argument(help: "The domain's name or ID.") var name: String
     @OptionGroup var daemon: DaemonSocket
     func run() throws { try clientCommand { () throws(CommandFailure) in _ = try daemon.client.unpause(name); return nil } }
+}
+
+/// `visor shutdown` and `visor reboot`: what both take.
+struct ShutdownOptionsGroup: ParsableArguments {
+    @Argument(help: "The domain's name or ID.") var name: String
+
+    @Flag(name: .customShort("w"), help: "Wait until the domain has done it (ended, or been booted again).")
+    var wait = false
+
+    @Option(name: [.customShort("t"), .long], parsing: .unconditional,
+            help: "Seconds the guest has; then the daemon makes it happen (shutdown: destroy; reboot: reset).")
+    var timeout: String?
+
+    func seconds() throws -> Int? {
+        try timeout.map {
+            try OptionValue.wholeNumber($0, option: "--timeout", in: 1...Toolstack.maximumShutdownTimeoutSeconds,
+                                        allowed: "a time limit is 1 to \(Toolstack.maximumShutdownTimeoutSeconds) seconds")
+        }
+    }
+
+    func run(reboot: Bool, daemon: DaemonSocket) throws {
+        let limit = try seconds()
+        try clientCommand { () throws(CommandFailure) in
+            let client = daemon.client
+            let answer = try client.requestShutdown(name, reboot: reboot, timeoutSeconds: limit)
+            if wait { try client.waitForEnd(of: answer.domain.name, id: answer.domain.id) }
+            return nil
+        }
+    }
+}
+
+struct ShutdownCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "shutdown",
+        abstract: "Ask a domain's guest to power off.",
+        discussion: "Through the PV shutdown request when the guest listens for it, else the ACPI power button; a guest that listens for neither is refused (use destroy). What follows is its on_poweroff (destroy by default). With -t, a guest still running after that many seconds is destroyed.")
+    @OptionGroup var options: ShutdownOptionsGroup
+    @OptionGroup var daemon: DaemonSocket
+    func validate() throws { _ = try options.seconds() }
+    func run() throws { try options.run(reboot: false, daemon: daemon) }
+}
+
+struct RebootCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reboot",
+        abstract: "Ask a domain's guest to reboot.",
+        discussion: "Through the PV shutdown request (ACPI has no reboot button, so a guest without PV is refused). What follows is its on_reboot (restart by default: booted again under a new ID). With -t, a guest still running after that many seconds is reset: stopped and booted again.")
+    @OptionGroup var options: ShutdownOptionsGroup
+    @OptionGroup var daemon: DaemonSocket
+    func validate() throws { _ = try options.seconds() }
+    func run() throws { try options.run(reboot: true, daemon: daemon) }
 }
 
 struct DestroyCommand: ParsableCommand {

@@ -13,13 +13,13 @@ struct VisorCommand: ParsableCommand {
             Engines: kvm (hardware-assisted, through /dev/kvm) and interp (emulation: a software x86-64 CPU).
             Start with `visor run`, which boots the built-in demo guest.
             `visor serve` runs a daemon that keeps domains; `create`, `list`, `pause`, `unpause`, \
-            `destroy`, `console`, `vcpu-list`, `vcpu-pin`, `sched-credit`, `sched-credit2`, `sched-rtds`, \
+            `shutdown`, `reboot`, `destroy`, `console`, `vcpu-list`, `vcpu-pin`, `sched-credit`, `sched-credit2`, `sched-rtds`, \
             `info`, `top` and `dmesg` drive it, \
             as Xen's `xl` does.
             """,
         subcommands: [RunCommand.self, GuestsCommand.self, BenchCommand.self, ServeCommand.self,
                       CreateCommand.self, ListCommand.self, PauseCommand.self, UnpauseCommand.self,
-                      DestroyCommand.self, ConsoleCommand.self, VCPUListCommand.self, VCPUPinCommand.self,
+                      ShutdownCommand.self, RebootCommand.self, DestroyCommand.self, ConsoleCommand.self, VCPUListCommand.self, VCPUPinCommand.self,
                       SchedCreditCommand.self, SchedCredit2Command.self, SchedRTDSCommand.self,
                       InfoCommand.self, TopCommand.self, DmesgCommand.self])
 }

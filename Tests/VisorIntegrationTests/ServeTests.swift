@@ -938,6 +938,7 @@ struct ToolstackFormatTests {
             ("POST", "/domains", "createDomain"), ("GET", "/domains/{domain}", "getDomain"),
             ("DELETE", "/domains/{domain}", "destroyDomain"), ("POST", "/domains/{domain}/pause", "pauseDomain"),
             ("POST", "/domains/{domain}/unpause", "unpauseDomain"),
+            ("POST", "/domains/{domain}/shutdown", "shutdownDomain"), ("POST", "/domains/{domain}/reboot", "rebootDomain"),
             ("GET", "/domains/{domain}/console", "consoleStream"), ("POST", "/domains/{domain}/console", "consoleInput"),
             ("GET", "/domains/{domain}/sched", "getSchedParameters"), ("PUT", "/domains/{domain}/sched", "setSchedParameters"),
             ("GET", "/vcpus", "listAllVCPUs"), ("GET", "/domains/{domain}/vcpus", "listVCPUs"),
