@@ -141,9 +141,10 @@ long_mode_entry:
         .size   _start, . - _start
 
 /*
- * void guestkit_enter_user(void (*entry)(void)) __attribute__((noreturn))
+ * void guestkit_enter_user(void (*entry)(void), uint64_t interruptible) __attribute__((noreturn))
  * iretq to `entry` at CPL3 on the user stack, RFLAGS.IOPL = 3 (port I/O
- * allowed), IF = 0. The callee must never return.
+ * allowed), IF = 0, or IF = 1 when `interruptible` is non-zero (the guest must
+ * have loaded a TSS whose RSP0 is a kernel stack). The callee must never return.
  */
         .text
         .globl  guestkit_enter_user
@@ -156,7 +157,11 @@ guestkit_enter_user:
         subq    $8, %rax                        /* as if called: RSP % 16 == 8 */
         pushq   $USER_DS                        /* SS */
         pushq   %rax                            /* RSP */
-        pushq   $0x3002                         /* RFLAGS: IOPL 3, reserved bit 1 */
+        movq    $0x3002, %rcx                   /* RFLAGS: IOPL 3, reserved bit 1 */
+        testq   %rsi, %rsi
+        jz      1f
+        orq     $0x200, %rcx                    /* IF */
+1:      pushq   %rcx
         pushq   $USER_CS                        /* CS */
         pushq   %rdi                            /* RIP */
         iretq

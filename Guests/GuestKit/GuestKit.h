@@ -249,8 +249,9 @@ void gk_load_gdt_and_tss(const void *gdtr);
 static inline uint64_t gk_boot_gdt_limit(void) { return (uint64_t)gdt_limit; }
 static inline uint64_t gk_ap_stack_top(uint32_t index) { return (uint64_t)gk_ap_stacks + (uint64_t)index * GK_AP_STACK_SIZE; }
 
-/* In Boot/multiboot.S: iretq to `entry` at CPL3 with IOPL 3 on the user stack. */
-void guestkit_enter_user(void (*entry)(void)) __attribute__((noreturn));
+/* In Boot/multiboot.S: iretq to `entry` at CPL3 with IOPL 3 on the user stack; IF = 1 when
+ * `interruptible` is non-zero (a TSS with RSP0 must be loaded), else IF = 0. */
+void guestkit_enter_user(void (*entry)(void), uint64_t interruptible) __attribute__((noreturn));
 
 /* A guest's own C or assembly functions, declared in its directory's guest.h. */
 #if __has_include("guest.h")

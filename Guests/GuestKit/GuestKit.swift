@@ -64,8 +64,11 @@ public enum GuestKit {
 
     /// Drops to CPL3 and runs `entry` there on the user stack with IOPL 3, so it may use
     /// port I/O (console, exit) directly. `entry` must not return; end it with `exit`.
-    public static func enterUserMode(_ entry: @convention(c) () -> Void) -> Never {
-        guestkit_enter_user(entry)
+    /// Interrupts stay off (IF = 0) unless `interruptible`: then IF = 1, and the guest must
+    /// have loaded a TSS whose RSP0 is a kernel stack (`installTaskState(kernelStackTop:)`),
+    /// where interrupts from CPL3 are taken.
+    public static func enterUserMode(_ entry: @convention(c) () -> Void, interruptible: Bool = false) -> Never {
+        guestkit_enter_user(entry, interruptible ? 1 : 0)
     }
 
     /// Current privilege level (0 kernel, 3 user).

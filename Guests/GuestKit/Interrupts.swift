@@ -6,8 +6,9 @@
 // instructions, slow on PVM). A vector nobody registered is not present, so a stray interrupt
 // raises #GP (a zero gate is not a valid gate type), which the exception handler reports with
 // the vector in the error code (TCG reports index * 2 there: vector * 16 + 2).
-// Handlers run at CPL0 with IF = 0 on the interrupted stack; they should be short. Interrupts
-// are only taken at CPL0: `GuestKit.enterUserMode` runs with IF = 0 and there is no TSS.
+// Handlers run at CPL0 with IF = 0 on the interrupted stack (from CPL3: on the TSS's RSP0); they
+// should be short. Interrupts are taken at CPL3 only by guests that load a TSS and enter user
+// mode interruptible (`GuestKit.enterUserMode(_:interruptible: true)`, minios, cpuhog).
 
 /// The frame an interrupt handler receives (see isr.S for the layout).
 public struct InterruptFrame {

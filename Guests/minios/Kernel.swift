@@ -94,6 +94,10 @@ func guestMain() {
         PV.upcallHook = upcallHook
         _ = Paravirt.enableConsoleInput(consoleHandler)
     }
+    if let way = ShutdownRequests.listen() {
+        put("minios: shutdown requests: ")
+        putLine(way)
+    }
 
     tasks = UnsafeMutablePointer<Task>.allocate(capacity: maxTasks)
     let demos = min(GuestKit.multiboot?.unsignedArgument("tasks") ?? 3, 3)

@@ -2,7 +2,7 @@
 // Calls every hypercall and sub-operation, error paths included, and checks the results:
 // discovery, xen_version, -ENOSYS / -EINVAL / -EFAULT, console_io, the pvclock, set_timer_op
 // and VIRQ_TIMER, event channels (bind_ipi, send, upcall delivery, mask/unmask, status,
-// close, alloc_unbound, bind_virq), sched_op (yield, block, poll), vcpu_op (is_up, timers, and
+// close, alloc_unbound, bind_virq), sched_op (yield, block, poll, shutdown_request), vcpu_op (is_up, timers, and
 // up on other vCPUs with cpus=N), and -EPERM for a hypercall from CPL3.
 //
 // Command line: cpus=N (vCPUs to start and check, default 1), cpl3=off (skip the CPL3 check).
@@ -291,6 +291,28 @@ func guestMain() {
     check("bind_ipi with a pointer outside RAM is -EFAULT", r == EFAULT, got(r))
     let consolePort = PV.bind(virq: VIRQ.console, handler: nil)
     check("bind_virq(console)", consolePort > 0, got(consolePort))
+
+    // Shutdown requests (ABI 1.1): the VIRQ is global, and nothing was requested.
+    r = PV.bind(virq: VIRQ.shutdownRequest, vcpu: 1, handler: nil)
+    check("bind_virq(shutdown_request) on vCPU 1 is -EINVAL (global: vCPU 0)", r == EINVAL, got(r))
+    let shutdownPort = PV.bind(virq: VIRQ.shutdownRequest, vcpu: 0, handler: nil)
+    let sp = PV.status(port: UInt32(truncatingIfNeeded: max(shutdownPort, 0)))
+    check("bind_virq(shutdown_request): status virq on vCPU 0",
+          shutdownPort > 0 && sp.result == 0 && sp.status == EventChannelStatus.virq && sp.vcpu == 0) {
+        put("port "); put(shutdownPort); put(" status "); put(sp.status)
+    }
+    r = PV.bind(virq: VIRQ.shutdownRequest, vcpu: 0, handler: nil)
+    check("bind_virq(shutdown_request) twice is -EEXIST", r == Int64(PVError.exists), got(r))
+    var requested: UInt32 = 0xdead_beef
+    r = PV.call(Hypercall.schedOp, UInt64(SchedOp.shutdownRequest), PV.address(&requested))
+    check("sched_op shutdown_request with none pending is -ENOENT, nothing written",
+          r == Int64(PVError.noEntry) && requested == 0xdead_beef, got(r))
+    r = PV.call(Hypercall.schedOp, UInt64(SchedOp.shutdownRequest), 0xF000_0000)
+    check("sched_op shutdown_request with a pointer outside RAM is -EFAULT", r == EFAULT, got(r))
+    if shutdownPort > 0 {
+        r = PV.close(port: UInt32(shutdownPort))
+        check("close the shutdown_request port", r == 0, got(r))
+    }
 
     // vcpu_op.
     r = PV.isUp(0)

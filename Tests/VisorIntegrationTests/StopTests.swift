@@ -195,8 +195,8 @@ private func parkedDomain(engine: String, _ commandLine: String, vcpus: Int, con
                                                                   engine: engine, vcpus: vcpus)) { console.append($0) }
 }
 
-/// `Domain.run` on its own thread, as a toolstack would drive it.
-private final class DomainRun: Sendable {
+/// `Domain.run` on its own thread, as a toolstack would drive it (also used by ShutdownRequestTests).
+final class DomainRun: Sendable {
     private let outcome = Mutex<DomainOutcome?>(nil)
 
     init(_ domain: Domain, pcpus: Int) {
