@@ -528,7 +528,8 @@ public final class Toolstack: Sendable {
             }
             do {
                 let next = try launch(served.spec, console: served.console, replacing: served, quickRestarts: quick)
-                log.write("\(ended); restarted (\(key ?? "") = restart) as domain \(next.id.rawValue)")
+                // No key: Visor stopped it to reset it (a reboot request that ran out of time).
+                log.write("\(ended); restarted (\(key.map { "\($0) = restart" } ?? "a reset")) as domain \(next.id.rawValue)")
                 served.markFinished()
             } catch {
                 drop(served, note: "\(ended); destroyed: the restart failed: \(error)")

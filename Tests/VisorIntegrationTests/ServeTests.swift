@@ -209,6 +209,80 @@ struct ServeTests {
         #expect(daemon.terminate() == 0, "\(daemon.process.stderr)")
     }
 
+    @Test("shutdown and reboot: a guest that listens powers off or reboots by PV or the ACPI power button, and on_poweroff / on_reboot follow; one that does not is refused and runs on; a time limit destroys or resets a guest that does not act")
+    func shutdownAndReboot() throws {
+        let daemon = try ServedDaemon()
+        let api = daemon.client.client
+        func logged(_ words: String) -> Bool { ((try? daemon.client.dmesg()) ?? []).contains { $0.contains(words) } }
+        /// Waits until the domain's console (kept and live output) has shown `text` `count` times.
+        func console(_ name: String, shows text: String, times count: Int = 1) -> Bool {
+            let received = Mutex<[UInt8]>([])
+            guard let stream = try? api.stream("/domains/\(name)/console", onBody: { b in received.withLock { $0 += b } }) else {
+                return false
+            }
+            defer { stream.channel.close(promise: nil) }
+            return waitUntil(seconds: 180) {
+                String(decoding: received.withLock { $0 }, as: UTF8.self).components(separatedBy: text).count > count
+            }
+        }
+        _ = try daemon.client.create(configurationFile: try daemon.config("hog"))
+        // Spins with interrupts off for ever: it hears nothing.
+        _ = try daemon.client.create(configurationFile: try daemon.config("deaf", kernel: "parked", extra: "bsp=spin"))
+        _ = try daemon.client.create(configurationFile: try daemon.config("pv", kernel: "minios", extra: ""))
+        _ = try daemon.client.create(configurationFile: try daemon.config("acpi", kernel: "minios", extra: "pv=off"))
+        #expect(console("pv", shows: "minios: shell ready") && console("acpi", shows: "minios: shell ready"))
+        let hogBefore = try daemon.cpu("hog")
+
+        // A guest that listens for neither is refused, and runs on.
+        let refused = try daemon.visor(["shutdown", "deaf"])
+        #expect(refused.status == 1 && refused.stderr.contains("listens for neither the PV shutdown request nor the ACPI power button"),
+                "\(refused.stderr)")
+        let noReboot = try daemon.visor(["reboot", "acpi"])
+        #expect(noReboot.status == 1 && noReboot.stderr.contains("does not listen for the PV shutdown request"), "\(noReboot.stderr)")
+        #expect(try daemon.client.list().map(\.name) == ["hog", "deaf", "pv", "acpi"])
+
+        // Asked, each powers off its way; on_poweroff = destroy follows; -w returns once it has.
+        #expect(try daemon.visor(["shutdown", "-w", "pv"]).status == 0)
+        #expect(try daemon.visor(["shutdown", "-w", "acpi"]).status == 0)
+        #expect(try daemon.client.list().map(\.name) == ["hog", "deaf"])
+        #expect(logged("domain 3 'pv' asked to shut down (PV shutdown request)") && logged("domain 3 'pv' ended: powered off; destroyed"))
+        #expect(logged("domain 4 'acpi' asked to shut down (ACPI power button)") && logged("domain 4 'acpi' ended: powered off; destroyed"))
+
+        // Asked to reboot, a PV guest does; on_reboot = restart boots it again, same console.
+        _ = try daemon.client.create(configurationFile: try daemon.config("again", kernel: "minios", extra: ""))
+        #expect(console("again", shows: "minios: shell ready"))
+        #expect(try daemon.visor(["reboot", "-w", "again"]).status == 0)
+        #expect(logged("domain 5 'again' ended: asked to reboot (sched_op shutdown); restarted (on_reboot = restart) as domain 6"))
+        #expect(try daemon.client.domain("again").id == 6)
+        #expect(console("again", shows: "minios: shell ready", times: 2))
+
+        // A guest that does not act in time: paused, it cannot. A power-off is then a destroy,
+        // a reboot a reset (stopped and booted again, not paused).
+        #expect(try daemon.visor(["pause", "again"]).status == 0)
+        #expect(try daemon.visor(["reboot", "-t", "1", "-w", "again"]).status == 0)
+        #expect(logged("domain 6 'again' did not reboot within 1 s; resetting it"))
+        #expect(logged("'again' ended: stopped: reset: it did not reboot within 1 s; restarted (a reset) as domain 7"), "\((try? daemon.client.dmesg()) ?? [])")
+        let reset = try daemon.client.domain("again")
+        #expect(reset.id == 7 && !reset.paused)
+        #expect(console("again", shows: "minios: shell ready", times: 3))
+        #expect(try daemon.visor(["pause", "again"]).status == 0)
+        #expect(try daemon.visor(["shutdown", "-t", "1", "-w", "again"]).status == 0)
+        #expect(logged("domain 7 'again' did not shut down within 1 s; destroying it"))
+        #expect(try daemon.client.list().map(\.name) == ["hog", "deaf"])
+
+        // Bad time limits are refused before anything is asked.
+        let zero = try daemon.visor(["shutdown", "-t", "0", "hog"])
+        #expect(zero.status == 64 && zero.stderr.contains("1 to 86400 seconds"), "\(zero.stderr)")
+        let badBody = try api.request(.POST, "/domains/hog/shutdown", body: Array(#"{"timeoutSeconds": "soon"}"#.utf8))
+        #expect(badBody.status == 400 && badBody.errorMessage.contains("timeoutSeconds must be a whole number of seconds"), "\(badBody.errorMessage)")
+        let unknown = try api.request(.POST, "/domains/nosuch/reboot")
+        #expect(unknown.status == 404)
+
+        // Through all of it the hog ran on.
+        #expect(waitUntil(seconds: 120) { ((try? daemon.cpu("hog")) ?? 0) > hogBefore })
+        #expect(daemon.terminate() == 0, "\(daemon.process.stderr)")
+    }
+
     @Test("sched-credit sets a weight at run time and the shares move, by the daemon's accounting")
     func weightAtRunTime() throws {
         let daemon = try ServedDaemon(pcpus: 1, sched: "credit")
