@@ -76,7 +76,9 @@ public func fuzzHypercall(_ data: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
             let privilege = input.byte()
             let cpl: UInt8 = privilege & 0xf == 0xf ? 1 + (privilege >> 4) % 3 : 0
             let commandByte = input.byte()
-            let command: UInt64 = commandByte < 0xf0 ? UInt64(commandByte % 12) : input.argument(now: context.now)
+            // Sub-ops 0-11 most of the time, sched_op's shutdown_request (32) some, anything else rarely.
+            let command: UInt64 = commandByte < 0xe0 ? UInt64(commandByte % 12)
+                : commandByte < 0xf0 ? UInt64(SchedOp.shutdownRequest) : input.argument(now: context.now)
             let registers = HypercallRegisters(
                 rax: number, rdi: command, rsi: input.argument(now: context.now), rdx: input.argument(now: context.now),
                 r10: input.argument(now: context.now), r8: input.argument(now: context.now), cpl: cpl)
@@ -127,6 +129,10 @@ public func fuzzHypercall(_ data: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
             if pv.upcallVector(for: vcpu) != nil { pv.noteUpcallInjected(vcpu: vcpu) }
             _ = pv.isBlocked(vcpu: vcpu)
             if input.byte() & 7 == 0 { pv.setOnline(vcpu: vcpu, !pv.isOnline(vcpu: vcpu)) }
+            // The host asks the guest to power off or reboot (visor shutdown / reboot).
+            if input.byte() & 7 == 0, let woken = pv.requestShutdown(input.bool() ? .poweroff : .reboot) {
+                for v in woken { require((0..<vcpuCount).contains(v), "a shutdown request woke vCPU \(v)") }
+            }
         }
     }
     return 0
