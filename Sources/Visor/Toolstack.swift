@@ -797,7 +797,8 @@ public final class Toolstack: Sendable {
             let listens = request == .powerOff
                 ? "listens for neither the PV shutdown request nor the ACPI power button"
                 : "does not listen for the PV shutdown request (ACPI has no reboot button)"
-            throw .conflict("domain '\(served.name)' \(listens), so it cannot be asked to \(what); `visor destroy \(served.name)` stops it")
+            throw .conflict("domain '\(served.name)' \(listens), so it cannot be asked to \(what) (a guest starts listening "
+                            + "while it boots, if it does at all); `visor destroy \(served.name)` stops it")
         }
         let how = delivery == .paravirtual ? "PV shutdown request" : "ACPI power button"
         log.write("domain \(served.id.rawValue) '\(served.name)' asked to \(what) (\(how))"
