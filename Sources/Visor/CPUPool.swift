@@ -62,6 +62,9 @@ package final class CPUPool: @unchecked Sendable {
         }
     }
 
+    /// The name a vCPU's thread takes when it first asks for a pCPU (`ps -L`, `top -H`).
+    package static func threadName(of vcpu: VCPUID) -> String { "vcpu-d\(vcpu.domain.rawValue)v\(vcpu.index)" }
+
     /// Nanoseconds since the pool was made.
     var now: UInt64 { MonotonicClock.hostNanoseconds() &- origin }
 
@@ -341,7 +344,7 @@ package final class CPUPool: @unchecked Sendable {
         // Moving to another host CPU waits for the move: not under the pool lock.
         let moveTo = pinsHostCPUs && v.boundTo != v.grantedOn ? v.grantedOn : nil
         if let moveTo { v.boundTo = moveTo }
-        let name = v.threadNamed ? nil : "vcpu-d\(v.id.domain.rawValue)v\(v.id.index)"
+        let name = v.threadNamed ? nil : Self.threadName(of: v.id)
         v.threadNamed = true
         lock.unlock()
         if let name { _ = cvisorhost_set_thread_name(name) }

@@ -2,7 +2,9 @@
 // mechanisms the tests check (SchedulingRuntimeTests): two CPU hogs with weights 256 and 512 on
 // one pCPU (shares against 1/3 and 2/3), a lone hog capped at 50 % (share against 50 %), and a
 // sleeper next to a hog (wake-up latency, credit's BOOST), all under `--sched credit` unless
-// told otherwise.
+// told otherwise. With `busyLoops`, that many threads spin in the process beside each scenario
+// (other work on the host): the pool's accounting and the threads' CPU time as the kernel counts
+// it then show whether the weights hold for the CPU time the vCPUs really got.
 
 import Foundation
 import Visor
@@ -12,19 +14,28 @@ public struct ShareBenchmarkReport: Sendable {
     public struct Row: Sendable {
         public var engine: String
         public var lightShare: Double, heavyShare: Double
+        /// The same two as parts of what the pool charged them both, and of the CPU time the
+        /// host gave their vCPU threads (the kernel's count), in percent.
+        public var lightOfCharged: Double, heavyOfCharged: Double
+        public var lightOfThreadCPU: Double, heavyOfThreadCPU: Double
         public var cappedShare: Double
         public var sleeperLatencyAverage: Double, sleeperLatencyMax: Double
     }
     public var rows: [Row]
     public var seconds: Double
     public var scheduler: String
+    public var busyLoops: Int
 
     public var text: String {
-        var lines = ["\(scheduler) scheduler, 1 pCPU, \(String(format: "%.0f", seconds)) s per scenario",
-                     "engine  weights 256:512 (ideal 33.3 : 66.7 %)  cap=50 (ideal ≤ 50 %)  sleeper next to a hog: wake latency avg / max"]
+        let beside = busyLoops == 0 ? "" : ", \(busyLoops) busy-loop thread\(busyLoops == 1 ? "" : "s") beside"
+        var lines = ["\(scheduler) scheduler, 1 pCPU, \(String(format: "%.0f", seconds)) s per scenario\(beside)",
+                     "engine  weights 256:512 (ideal 33.3 : 66.7 %): of the wall time, of what the pool charged, of the threads' CPU time"
+                     + "   cap=50 (ideal ≤ 50 %)  sleeper next to a hog: wake latency avg / max"]
         for r in rows {
             lines.append(r.engine.padding(toLength: 8, withPad: " ", startingAt: 0)
-                         + String(format: "%5.1f : %5.1f %%", r.lightShare, r.heavyShare).padding(toLength: 39, withPad: " ", startingAt: 0)
+                         + String(format: "%5.1f : %5.1f %%   %5.1f : %5.1f %%   %5.1f : %5.1f %%", r.lightShare, r.heavyShare,
+                                  r.lightOfCharged, r.heavyOfCharged, r.lightOfThreadCPU, r.heavyOfThreadCPU)
+                             .padding(toLength: 106, withPad: " ", startingAt: 0)
                          + String(format: "%5.1f %%", r.cappedShare).padding(toLength: 22, withPad: " ", startingAt: 0)
                          + String(format: "%.2f / %.2f ms", r.sleeperLatencyAverage / 1e6, r.sleeperLatencyMax / 1e6))
         }
@@ -33,8 +44,11 @@ public struct ShareBenchmarkReport: Sendable {
 }
 
 public enum ShareBenchmark {
-    public static func run(engineNames: [String], seconds: Double, scheduler: SchedulerKind = .credit) throws -> ShareBenchmarkReport {
+    public static func run(engineNames: [String], seconds: Double, scheduler: SchedulerKind = .credit,
+                           busyLoops: Int = 0) throws -> ShareBenchmarkReport {
         var rows: [ShareBenchmarkReport.Row] = []
+        let busy = BusyLoops(count: busyLoops)
+        defer { busy.stop() }
         for name in engineNames {
             let weights = try runScenario([("light", "cpuhog", "ms=3600000", 256, nil),
                                            ("heavy", "cpuhog", "ms=3600000", 512, nil)],
@@ -51,20 +65,28 @@ public enum ShareBenchmark {
                   let average = latency["avg"], let maximum = latency["max"] else {
                 throw BenchmarkError.guestFailed("the sleeper printed no latency on \(name):\n\(boost.outputs[1])")
             }
+            let charged = parts(weights.cpuNanoseconds), threadCPU = parts(weights.threadCPUNanoseconds)
             rows.append(.init(engine: name, lightShare: weights.shares[0], heavyShare: weights.shares[1],
+                              lightOfCharged: charged[0], heavyOfCharged: charged[1],
+                              lightOfThreadCPU: threadCPU[0], heavyOfThreadCPU: threadCPU[1],
                               cappedShare: capped.shares[0], sleeperLatencyAverage: average, sleeperLatencyMax: maximum))
         }
-        return ShareBenchmarkReport(rows: rows, seconds: seconds, scheduler: scheduler.name)
+        return ShareBenchmarkReport(rows: rows, seconds: seconds, scheduler: scheduler.name, busyLoops: busyLoops)
+    }
+
+    /// Each of `amounts` in percent of their sum.
+    static func parts(_ amounts: [UInt64]) -> [Double] {
+        let total = Double(amounts.reduce(0, &+))
+        return amounts.map { total > 0 ? 100 * Double($0) / total : 0 }
     }
 
     /// Runs the domains (name, built-in guest, command line, weight, cap) together on one pCPU
     /// for `seconds`, or until domain `endsWith` has ended; returns each one's share of the pCPU
     /// in percent and its console output.
     static func runScenario(_ specs: [(String, String, String, Int?, Int?)], engine name: String, seconds: Double,
-                            scheduler: SchedulerKind, endsWith: Int? = nil) throws -> (shares: [Double], outputs: [String]) {
-        let result = try BenchmarkGuest.runScenario(
+                            scheduler: SchedulerKind, endsWith: Int? = nil) throws -> ScenarioResult {
+        try BenchmarkGuest.runScenario(
             specs.map { ScenarioDomain(name: $0.0, guest: $0.1, commandLine: $0.2, weight: $0.3, cap: $0.4) },
             engine: name, seconds: seconds, scheduler: scheduler, endsWith: endsWith)
-        return (result.shares, result.outputs)
     }
 }
