@@ -156,7 +156,7 @@ public final class CreditScheduler: Scheduler {
     var creditsPerTimeslice: Int { Self.creditsPerMillisecond * timesliceMilliseconds }
     /// Credit the pool hands out per accounting period (300 × pCPUs).
     var poolCredit: Int { creditsPerTimeslice * pcpu.count }
-    /// Time refunded to running vCPUs since the last accounting (`refund`), nanoseconds.
+    /// Time refunded to running vCPUs (`refund`) not yet taken off an accounting, nanoseconds.
     private var stolenSinceAccounting: Int64 = 0
 
     public init(pcpuCount: Int, clock: any SchedClock, options: Options = Options()) throws(SchedError) {
@@ -659,13 +659,16 @@ public final class CreditScheduler: Scheduler {
     /// vCPUs, retire vCPUs that hoard more than a timeslice of credit.
     private func account() {
         defer { sortEpoch += 1 }
-        // The pCPUs could run guest code for the period less what was stolen from them.
-        let stolen = Int(clamping: stolenSinceAccounting / 1_000_000 * Int64(Self.creditsPerMillisecond)
-                         + stolenSinceAccounting % 1_000_000 * Int64(Self.creditsPerMillisecond) / 1_000_000)
-        stolenSinceAccounting = 0
+        // The pCPUs could run guest code for the period less what was stolen from them. A
+        // runtime that comes back late runs several accountings at once, the first after all
+        // the stealing: what one period cannot take off is taken off the next ones.
+        let stolen = min(stolenSinceAccounting / 1_000_000 * Int64(Self.creditsPerMillisecond)
+                         + stolenSinceAccounting % 1_000_000 * Int64(Self.creditsPerMillisecond) / 1_000_000,
+                         Int64(poolCredit))
+        stolenSinceAccounting -= stolen * 1_000_000 / Int64(Self.creditsPerMillisecond)
         let weightTotal = totalWeight
         guard weightTotal > 0, !activeDomains.isEmpty else { return }
-        var creditTotal = max(0, poolCredit - stolen)
+        var creditTotal = poolCredit - Int(stolen)
         if creditBalance < 0 { creditTotal -= creditBalance }
         var weightLeft = weightTotal
         var newBalance = 0
