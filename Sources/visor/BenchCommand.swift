@@ -119,7 +119,7 @@ struct SharesBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "shares",
         abstract: "The scheduler on real engines: weight 256:512 shares, a 50 % cap, and a sleeper's wake-up latency next to a CPU hog, on one pCPU.",
-        discussion: "Each scenario runs built-in guests (cpuhog, sleeper) as domains on a one-pCPU pool for --seconds; shares are the time the pool charged ÷ wall time. The weights row also gives the two hogs' parts of what the pool charged and of their threads' CPU time as the kernel counts it; --busy N runs N spinning threads beside every scenario.")
+        discussion: "Each scenario runs built-in guests (cpuhog, sleeper) as domains on a one-pCPU pool for --seconds; shares are the CPU time the pool charged (what the vCPU threads got while they held the pCPU) ÷ wall time. The weights row also gives the two hogs' parts of what the pool charged and of their threads' CPU time as the kernel counts it; --busy N runs N spinning threads beside every scenario.")
 
     @OptionGroup var engineSelection: EngineSelection
 
