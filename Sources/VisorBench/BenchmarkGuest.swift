@@ -75,10 +75,11 @@ extension BenchmarkGuest {
     /// Runs the domains together on a pool of one pCPU for `seconds` (or until all have ended),
     /// then stops them. With `after`, the measured `seconds` start once domain `after.domain`
     /// has printed `after.text` (boot is not measured; at most a minute is waited for it). With
-    /// `endsWith`, the run also ends as soon as that domain has ended.
+    /// `endsWith`, the run also ends as soon as that domain has ended. `busyLoops` threads spin
+    /// in the process over the measured time (`BusyLoops`).
     static func runScenario(_ specs: [ScenarioDomain], engine name: String, seconds: Double,
                             scheduler: SchedulerKind, after: (domain: Int, text: String)? = nil,
-                            endsWith: Int? = nil) throws -> ScenarioResult {
+                            endsWith: Int? = nil, busyLoops: Int = 0) throws -> ScenarioResult {
         let engine = try engine(named: name)
         let pool = try CPUPool(kind: scheduler, pcpuCount: 1)
         var domains: [Domain] = []
@@ -100,6 +101,7 @@ extension BenchmarkGuest {
             while monotonicNanoseconds() < limit, !outputs[after.domain].contains(after.text),
                   !domains.allSatisfy(\.hasEnded) { usleep(10_000) }
         }
+        let busy = BusyLoops(count: busyLoops)
         let started = monotonicNanoseconds()
         let cpuBefore = domains.map(\.cpuNanoseconds)
         let threadNames = specs.indices.map { d in (0..<specs[d].vcpus).map { CPUPool.threadName(of: VCPUID(domain: DomainID(UInt32(d + 1)), index: $0)) } }
@@ -113,6 +115,7 @@ extension BenchmarkGuest {
         let wall = Double(wallNanoseconds)
         let cpu = zip(domains, cpuBefore).map { $0.cpuNanoseconds &- $1 }
         let threadCPU = zip(threadNames, threadCPUBefore).map { ThreadCPUTime.nanoseconds(ofThreadsNamed: $0) &- $1 }
+        busy.stop()
         let stopping = monotonicNanoseconds()
         for d in domains { d.requestStop(reason: Launcher.runForReason) }
         let outcomes = domains.map { $0.wait() }

@@ -18,6 +18,9 @@ public struct ShareBenchmarkReport: Sendable {
         /// host gave their vCPU threads (the kernel's count), in percent.
         public var lightOfCharged: Double, heavyOfCharged: Double
         public var lightOfThreadCPU: Double, heavyOfThreadCPU: Double
+        /// The weights scenario in milliseconds: what the pool charged each hog, what the kernel
+        /// counted for its vCPU thread, and the measured wall time.
+        public var charged: [Double], threadCPU: [Double], wall: Double
         public var cappedShare: Double
         public var sleeperLatencyAverage: Double, sleeperLatencyMax: Double
     }
@@ -39,6 +42,12 @@ public struct ShareBenchmarkReport: Sendable {
                          + String(format: "%5.1f %%", r.cappedShare).padding(toLength: 22, withPad: " ", startingAt: 0)
                          + String(format: "%.2f / %.2f ms", r.sleeperLatencyAverage / 1e6, r.sleeperLatencyMax / 1e6))
         }
+        lines.append("the weights scenario in ms: charged by the pool, run by the vCPU threads (the kernel's count), of the wall time")
+        for r in rows {
+            lines.append(r.engine.padding(toLength: 8, withPad: " ", startingAt: 0)
+                         + String(format: "charged %.1f + %.1f ms, threads ran %.1f + %.1f ms, of %.1f ms",
+                                  r.charged[0], r.charged[1], r.threadCPU[0], r.threadCPU[1], r.wall))
+        }
         return lines.joined(separator: "\n")
     }
 }
@@ -47,20 +56,19 @@ public enum ShareBenchmark {
     public static func run(engineNames: [String], seconds: Double, scheduler: SchedulerKind = .credit,
                            busyLoops: Int = 0) throws -> ShareBenchmarkReport {
         var rows: [ShareBenchmarkReport.Row] = []
-        let busy = BusyLoops(count: busyLoops)
-        defer { busy.stop() }
         for name in engineNames {
             let weights = try runScenario([("light", "cpuhog", "ms=3600000", 256, nil),
                                            ("heavy", "cpuhog", "ms=3600000", 512, nil)],
-                                          engine: name, seconds: seconds, scheduler: scheduler)
+                                          engine: name, seconds: seconds, scheduler: scheduler, busyLoops: busyLoops)
             let capped = try runScenario([("capped", "cpuhog", "ms=3600000", nil, 50)],
-                                         engine: name, seconds: seconds, scheduler: scheduler)
+                                         engine: name, seconds: seconds, scheduler: scheduler, busyLoops: busyLoops)
             // Sleeps fill about a quarter of the scenario, which lasts until the sleeper has made
             // them and printed its figures: on a busy host its boot and wake-ups take longer
             // (given up a minute past --seconds).
             let boost = try runScenario([("hog", "cpuhog", "ms=3600000", nil, nil),
                                          ("sleeper", "sleeper", "ms=10 count=\(max(10, Int(seconds * 25))) warmup=20 mode=oneshot", nil, nil)],
-                                        engine: name, seconds: seconds + 60, scheduler: scheduler, endsWith: 1)
+                                        engine: name, seconds: seconds + 60, scheduler: scheduler, endsWith: 1,
+                                        busyLoops: busyLoops)
             guard let latency = InterruptBenchmark.fields(boost.outputs[1], prefix: "sleeper: latency_ns "),
                   let average = latency["avg"], let maximum = latency["max"] else {
                 throw BenchmarkError.guestFailed("the sleeper printed no latency on \(name):\n\(boost.outputs[1])")
@@ -69,6 +77,9 @@ public enum ShareBenchmark {
             rows.append(.init(engine: name, lightShare: weights.shares[0], heavyShare: weights.shares[1],
                               lightOfCharged: charged[0], heavyOfCharged: charged[1],
                               lightOfThreadCPU: threadCPU[0], heavyOfThreadCPU: threadCPU[1],
+                              charged: weights.cpuNanoseconds.map { Double($0) / 1e6 },
+                              threadCPU: weights.threadCPUNanoseconds.map { Double($0) / 1e6 },
+                              wall: Double(weights.wallNanoseconds) / 1e6,
                               cappedShare: capped.shares[0], sleeperLatencyAverage: average, sleeperLatencyMax: maximum))
         }
         return ShareBenchmarkReport(rows: rows, seconds: seconds, scheduler: scheduler.name, busyLoops: busyLoops)
@@ -84,9 +95,9 @@ public enum ShareBenchmark {
     /// for `seconds`, or until domain `endsWith` has ended; returns each one's share of the pCPU
     /// in percent and its console output.
     static func runScenario(_ specs: [(String, String, String, Int?, Int?)], engine name: String, seconds: Double,
-                            scheduler: SchedulerKind, endsWith: Int? = nil) throws -> ScenarioResult {
+                            scheduler: SchedulerKind, endsWith: Int? = nil, busyLoops: Int = 0) throws -> ScenarioResult {
         try BenchmarkGuest.runScenario(
             specs.map { ScenarioDomain(name: $0.0, guest: $0.1, commandLine: $0.2, weight: $0.3, cap: $0.4) },
-            engine: name, seconds: seconds, scheduler: scheduler, endsWith: endsWith)
+            engine: name, seconds: seconds, scheduler: scheduler, endsWith: endsWith, busyLoops: busyLoops)
     }
 }
