@@ -14,6 +14,13 @@
 // scheduler must know: it became runnable (`wake`), it halted or waits for a start-up IPI
 // (`block`, which also gives the pCPU back), and it noticed a revoke after an exit (`release`).
 //
+// A vCPU is charged the CPU time its thread got while it held a pCPU, not the wall time: before
+// each policy call that may burn credit or budget, the pool reads the running vCPUs' thread CPU
+// clocks, adds what each ran to its account and refunds the rest to the policy (`RunMeter`,
+// `Scheduler.refund`). Those calls are `doSchedule`, `runTimers`, `wake` (credit2 burns the
+// vCPUs a wake-up could preempt) and `adjust`; `sleep`, `yield` and `remove` burn nothing in
+// any policy here, and the `doSchedule` they ask for charges first.
+//
 // Everything here is guarded by the pool lock. Lock order: a domain's platform lock, then the
 // pool lock; code holding the pool lock never takes a platform lock.
 
@@ -62,6 +69,9 @@ package final class CPUPool: @unchecked Sendable {
         }
     }
 
+    /// The name a vCPU's thread takes when it first asks for a pCPU (`ps -L`, `top -H`).
+    package static func threadName(of vcpu: VCPUID) -> String { "vcpu-d\(vcpu.domain.rawValue)v\(vcpu.index)" }
+
     /// Nanoseconds since the pool was made.
     var now: UInt64 { MonotonicClock.hostNanoseconds() &- origin }
 
@@ -97,6 +107,7 @@ package final class CPUPool: @unchecked Sendable {
     func adjust(domain: DomainID, _ parameters: DomainSchedParams) throws(SchedError) {
         lock.lock()
         defer { lock.unlock() }
+        chargeRunningLocked()
         try scheduler.adjust(domain: domain, parameters)
         serveTickles()
     }
@@ -139,8 +150,7 @@ package final class CPUPool: @unchecked Sendable {
 
     func snapshot(_ v: ScheduledVCPU) -> VCPUSnapshot {
         lock.withLock {
-            VCPUSnapshot(pcpu: v.grantedOn, runnable: v.runnable,
-                         cpuNanoseconds: v.cpuNanoseconds &+ (v.grantedOn != nil ? now &- v.grantedAt : 0),
+            VCPUSnapshot(pcpu: v.grantedOn, runnable: v.runnable, cpuNanoseconds: cpuNanosecondsLocked(v),
                          affinity: v.affinity)
         }
     }
@@ -208,6 +218,7 @@ package final class CPUPool: @unchecked Sendable {
         while !stopping {
             let now = self.now
             if let due = scheduler.nextTimerDeadline, due.nanoseconds <= Int64(clamping: now) {
+                chargeRunningLocked()
                 scheduler.runTimers()
             }
             serveTickles()
@@ -234,7 +245,11 @@ package final class CPUPool: @unchecked Sendable {
 
     /// `schedule()` on one pCPU: ask the policy, switch if it chose another vCPU.
     private func schedule(_ me: PhysicalCPU, now: UInt64, trigger: String) {
+        chargeRunningLocked()
         let decision = scheduler.doSchedule(pcpu: me.id)
+        // The policy charges the vCPU it chose from here: so does the pool, though its thread
+        // may get the grant only later (a migrating vCPU is let go by its old pCPU first).
+        let decided = self.now
         let chosen = decision.vcpu.flatMap { vcpus[$0] }
         trace?.decision(pcpu: me.id.rawValue, time: now, chosen: chosen?.label ?? "idle",
                         reason: "\(decision.reason)\(decision.migrated ? ", migrated" : ""), after \(trigger)",
@@ -253,6 +268,7 @@ package final class CPUPool: @unchecked Sendable {
         guard !stopping, vcpus[chosen.id] != nil, me.current == chosen.id else { return }
         chosen.grantedOn = me.id.rawValue
         chosen.grantedAt = self.now
+        chosen.meter.start(wall: max(decided, chosen.meter.wall), cpu: chosen.cpuClock?.nanoseconds())
         chosen.revokeRequested = false
         chosen.grant.signal()
     }
@@ -281,13 +297,40 @@ package final class CPUPool: @unchecked Sendable {
     /// Ends `v`'s hold on its pCPU, charging the time, and tells the pCPU. Pool lock held.
     private func releaseLocked(_ v: ScheduledVCPU, endedBy: String) {
         guard let p = v.grantedOn else { return }
+        chargeLocked(v)
         let now = self.now
-        v.cpuNanoseconds &+= now &- v.grantedAt
         trace?.run(vcpu: v.label, pcpu: p, start: v.grantedAt, end: now, endedBy: endedBy)
         v.grantedOn = nil
         v.revokeRequested = false
         pcpus[p].condition.signal()
         released.broadcast()
+    }
+
+    // MARK: Charging
+
+    /// One charge step for `v` (see the top of the file): what its thread ran since the last
+    /// step goes to its account, the rest of the time since then back to the policy. A vCPU
+    /// that has let go of its pCPU but is still the policy's running one ran none of it.
+    private func chargeLocked(_ v: ScheduledVCPU) {
+        let holds = v.grantedOn != nil
+        let step = v.meter.step(wall: now, cpu: holds ? v.cpuClock?.nanoseconds() : nil, running: holds)
+        v.cpuNanoseconds &+= step.ran
+        if step.stolen > 0 { scheduler.refund(v.id, SchedTime(nanoseconds: Int64(clamping: step.stolen))) }
+    }
+
+    /// Charges the vCPU the policy runs on each pCPU: one thread-clock read each (a system call,
+    /// about a microsecond), so only those, and only before a call that may burn.
+    private func chargeRunningLocked() {
+        for p in pcpus {
+            if let id = p.current, let v = vcpus[id] { chargeLocked(v) }
+        }
+    }
+
+    /// `v`'s account including the stretch in progress, without charging it.
+    private func cpuNanosecondsLocked(_ v: ScheduledVCPU) -> UInt64 {
+        guard v.grantedOn != nil else { return v.cpuNanoseconds }
+        var meter = v.meter
+        return v.cpuNanoseconds &+ meter.step(wall: now, cpu: v.cpuClock?.nanoseconds()).ran
     }
 
     // MARK: The vCPU side (called from the vCPU's own thread)
@@ -297,6 +340,7 @@ package final class CPUPool: @unchecked Sendable {
         lock.withLock {
             guard !v.runnable, !v.retired else { return }
             v.runnable = true
+            chargeRunningLocked()
             scheduler.wake(v.id)
             let tickled = serveTickles()
             if let trace {
@@ -330,6 +374,8 @@ package final class CPUPool: @unchecked Sendable {
     /// domain is ending), checked whenever the thread is woken.
     func acquire(_ v: ScheduledVCPU, cancelled: () -> Bool) -> Bool {
         lock.lock()
+        // Learnt on the thread itself; a stretch granted before this is charged in wall time.
+        if v.cpuClock == nil && !v.retired { v.cpuClock = ThreadCPUClock.current() }
         while v.grantedOn == nil || v.revokeRequested {
             if v.revokeRequested { releaseLocked(v, endedBy: "preempted") }
             if cancelled() || v.retired || stopping {
@@ -341,7 +387,7 @@ package final class CPUPool: @unchecked Sendable {
         // Moving to another host CPU waits for the move: not under the pool lock.
         let moveTo = pinsHostCPUs && v.boundTo != v.grantedOn ? v.grantedOn : nil
         if let moveTo { v.boundTo = moveTo }
-        let name = v.threadNamed ? nil : "vcpu-d\(v.id.domain.rawValue)v\(v.id.index)"
+        let name = v.threadNamed ? nil : Self.threadName(of: v.id)
         v.threadNamed = true
         lock.unlock()
         if let name { _ = cvisorhost_set_thread_name(name) }
@@ -367,6 +413,7 @@ package final class CPUPool: @unchecked Sendable {
             if v.runnable { scheduler.sleep(v.id); v.runnable = false }
             releaseLocked(v, endedBy: "domain ended")
             v.retired = true
+            v.cpuClock = nil    // the thread ends: its clock would name a reused thread id
             serveTickles()
             for p in pcpus { p.condition.signal() }
         }
@@ -377,9 +424,9 @@ package final class CPUPool: @unchecked Sendable {
         lock.withLock { v.grantedOn != nil }
     }
 
-    /// CPU time the vCPU has held a pCPU so far, including a stretch in progress.
+    /// CPU time the vCPU's thread got while it held a pCPU, including a stretch in progress.
     func cpuNanoseconds(_ v: ScheduledVCPU) -> UInt64 {
-        lock.withLock { v.cpuNanoseconds &+ (v.grantedOn != nil ? now &- v.grantedAt : 0) }
+        lock.withLock { cpuNanosecondsLocked(v) }
     }
 }
 
@@ -407,7 +454,12 @@ final class ScheduledVCPU: @unchecked Sendable {
     /// Its pCPU wants it back at the next exit.
     var revokeRequested = false
     var retired = false
+    /// CPU time its thread ran while it held a pCPU, up to the last charge step.
     var cpuNanoseconds: UInt64 = 0
+    /// Its thread's CPU clock, once the thread has asked for a pCPU (nil again once it ended).
+    var cpuClock: ThreadCPUClock?
+    /// Readings at the last charge step.
+    var meter = RunMeter()
     /// As last set (at creation or by `setAffinity`), for `vcpu-list`.
     var affinity = Affinity.any
     /// The host CPU its thread is bound to (`--pin-pcpus`), and whether the thread is named yet.

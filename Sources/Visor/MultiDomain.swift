@@ -91,7 +91,7 @@ struct ShareRow {
     var outcome: DomainOutcome
 
     /// The table, in the manner of `xl list` / `xentop`: CPU time and the share of the pool's
-    /// pCPUs (time held ÷ (wall time × pCPUs)).
+    /// pCPUs (CPU time its vCPU threads got while holding pCPUs ÷ (wall time × pCPUs)).
     static func table(_ rows: [ShareRow], wallNanoseconds: UInt64, pcpus: Int, scheduler: String) -> String {
         func col(_ s: String, _ w: Int, right: Bool = false) -> String {
             let fill = String(repeating: " ", count: max(0, w - s.count))

@@ -337,6 +337,10 @@ final class TimedScheduler: Scheduler {
         let t0 = begin(); defer { end(t0) }
         return inner.pickPCPU(for: vcpu)
     }
+    func refund(_ vcpu: VCPUID, _ time: SchedTime) {
+        let t0 = begin(); defer { end(t0) }
+        inner.refund(vcpu, time)
+    }
     func doSchedule(pcpu: PCPUID) -> SchedDecision {
         let t0 = begin(); defer { end(t0) }
         decisions += 1

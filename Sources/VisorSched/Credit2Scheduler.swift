@@ -438,6 +438,10 @@ public final class Credit2Scheduler: Scheduler {
     // MARK: inspection
 
     func credit(of id: VCPUID) -> Int64 { vcpu(id).credit }
+    /// A capped domain's cap budget left in this period, with what its vCPUs hold of it.
+    func budget(of domain: DomainID) -> Int64? {
+        domains[domain].map { d in d.budget + d.vcpus.reduce(0) { $0 + $1.budget } }
+    }
     func isParked(_ id: VCPUID) -> Bool { vcpu(id).parked }
     var runqueueCount: Int { runqueues.count }
 
@@ -463,6 +467,14 @@ public final class Credit2Scheduler: Scheduler {
     private func updateQuota(_ d: Domain) {
         d.totalBudget = capPeriod.nanoseconds * Int64(d.cap) / 100
         d.budgetQuota = max(d.totalBudget / Int64(max(1, d.vcpus.count)), Int64(Self.minimumTimerMicroseconds) * 1_000)
+    }
+
+    /// Steal time: credit and cap budget are burnt from later on (see the protocol), so the
+    /// next `burn` charges only what the vCPU ran.
+    public func refund(_ id: VCPUID, _ time: SchedTime) {
+        guard let v = vcpus[id], isCurrent(v), time > .zero else { return }
+        let room = clock.now - v.startTime
+        if room > .zero { v.startTime += min(time, room) }
     }
 
     /// `burn_credits`: credit falls at maxWeight / weight per ns; the cap budget at 1 per ns.

@@ -142,6 +142,8 @@ public final class NullScheduler: Scheduler {
 
     public var nextTimerDeadline: SchedTime? { nil }
     public func runTimers() {}
+    /// Null charges nothing: a vCPU owns its pCPU whatever it ran, so there is nothing to refund.
+    public func refund(_ vcpu: VCPUID, _ time: SchedTime) {}
 
     public func takeRescheduleRequests() -> PCPUSet {
         defer { pendingReschedule = PCPUSet() }

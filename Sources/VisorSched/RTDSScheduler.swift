@@ -320,6 +320,14 @@ public final class RTDSScheduler: Scheduler {
         v.extratime = extratime
     }
 
+    /// Steal time: the budget is burnt from later on (see the protocol), so the next `burn`
+    /// charges only what the vCPU ran.
+    public func refund(_ id: VCPUID, _ time: SchedTime) {
+        guard let v = vcpus[id], isCurrent(v), time > .zero else { return }
+        let room = clock.now - v.lastStart
+        if room > .zero { v.lastStart += min(time, room) }
+    }
+
     /// `burn_budget`: charge the time since `lastStart`; at zero either drop a priority level
     /// and refill (extratime) or become depleted until the next period.
     private func burn(_ v: VCPU, now: SchedTime) {

@@ -14,6 +14,9 @@
 // The time a vCPU actually ran is accounted from the clock, as Xen's `burn_credits` does: at
 // every `doSchedule`, tick and `sleep`, the running vCPU is charged `now − start`. So there is
 // no separate "account" call; a runtime whose vCPU overran its slice is charged the overrun.
+// A runtime whose vCPUs share the host's CPUs with other work (Visor's pool: a vCPU is a host
+// thread) tells the policy, before each of those calls, how much of the time since the last one
+// its running vCPU did not really run (`refund`), so a vCPU is charged the CPU time it got.
 //
 // Ownership: not thread-safe. One instance is owned by whoever serialises the pool (in Xen,
 // the scheduler's private lock, always taken before a runqueue lock); the runtime must hold its
@@ -199,6 +202,13 @@ public protocol Scheduler: AnyObject {
     func runTimers()
     /// pCPUs that must call `doSchedule` soon (Xen's tickles), cleared by the call.
     func takeRescheduleRequests() -> PCPUSet
+    /// The running `vcpu` did not run for `time` of the time since it was last charged (its
+    /// host thread held the pCPU but was off the host's CPUs: the host ran other work, "steal
+    /// time"). Moves the point its next charge starts from forward by `time`, never past now,
+    /// so the next `doSchedule`, tick or other burn charges only the time it really ran (credit
+    /// and budget alike). For the running vCPU only: ignored for one that is not running on its
+    /// pCPU, or for a non-positive `time`. Call it before the hook that burns.
+    func refund(_ vcpu: VCPUID, _ time: SchedTime)
 
     // MARK: parameters (adjust / adjust_affinity / adjust_global) and dump
 

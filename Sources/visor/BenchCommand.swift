@@ -119,7 +119,7 @@ struct SharesBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "shares",
         abstract: "The scheduler on real engines: weight 256:512 shares, a 50 % cap, and a sleeper's wake-up latency next to a CPU hog, on one pCPU.",
-        discussion: "Each scenario runs built-in guests (cpuhog, sleeper) as domains on a one-pCPU pool for --seconds; shares are pCPU time held ÷ wall time.")
+        discussion: "Each scenario runs built-in guests (cpuhog, sleeper) as domains on a one-pCPU pool for --seconds; shares are the CPU time the pool charged (what the vCPU threads got while they held the pCPU) ÷ wall time. The weights row also gives the two hogs' parts of what the pool charged and of their threads' CPU time as the kernel counts it; --busy N runs N spinning threads beside every scenario.")
 
     @OptionGroup var engineSelection: EngineSelection
 
@@ -129,20 +129,26 @@ struct SharesBenchCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "The scheduler: credit or credit2 (the ones with weights and caps).")
     var sched: String = "credit"
 
-    func values() throws -> (seconds: Double, scheduler: SchedulerKind) {
+    @Option(parsing: .unconditional, help: "Threads spinning in the process beside each scenario (other work on the host), 0-64.")
+    var busy: String = "0"
+
+    func values() throws -> (seconds: Double, scheduler: SchedulerKind, busy: Int) {
         let seconds = try OptionValue.decimal(seconds, option: "--seconds", in: 0.5...600,
                                               allowed: "give 0.5 to 600 seconds per scenario")
         guard sched == "credit" || sched == "credit2" else {
             throw ValidationError("--sched '\(sched)' is not offered here: choose credit or credit2 (the schedulers with weights and caps)")
         }
-        return (seconds, sched == "credit" ? .credit : .credit2)
+        let busy: Int = try OptionValue.wholeNumber(busy, option: "--busy", in: 0...64, allowed: "give 0 to 64 threads")
+        return (seconds, sched == "credit" ? .credit : .credit2, busy)
     }
 
     func validate() throws { _ = try values() }
 
     func run() throws {
-        let (seconds, kind) = try values()
-        try reportingFailure { try ShareBenchmark.run(engineNames: engineSelection.names, seconds: seconds, scheduler: kind).text }
+        let (seconds, kind, busy) = try values()
+        try reportingFailure {
+            try ShareBenchmark.run(engineNames: engineSelection.names, seconds: seconds, scheduler: kind, busyLoops: busy).text
+        }
     }
 }
 

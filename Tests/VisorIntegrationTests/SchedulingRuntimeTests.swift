@@ -135,11 +135,19 @@ struct SchedulingRuntimeTests {
         let comment: Comment = "share \(s)%, granted \(granted)% (held \(time.held / 1000) ms, granted \(time.granted / 1000) ms), \(parks) idle decisions"
         print("cap on \(engine): \(comment.rawValue)")
         #expect(granted <= 51, comment)
+        let span = trace.events.reduce(0.0) { if case .run(_, _, _, let end, _) = $1 { max($0, end) } else { $0 } }
+            - (trace.events.lazy.compactMap { if case .decision(_, let t, _, _, _) = $0 { t } else { nil } }.first ?? 0)
         // A lone uncapped hog leaves its pCPU idle only before it starts; a capped one is parked
         // again and again (every 60-120 ms at 50 %: 25 times in 3 s on a quiet host, 17 at a
-        // load of 16 on 2 cores).
-        #expect(parks >= 5, comment)
-        #expect(s >= 35, "the cap should not starve it: \(comment)")
+        // load of 16 on 2 cores). The cap is on CPU time: a thread the host gives no more than
+        // the cap while it holds its pCPU throughout has nothing to be parked for (seen in a
+        // full test run: 49.4 % and 32.9 % over 3 s, held all along, one idle decision).
+        let heldThroughout = time.held >= 0.9 * span
+        #expect(parks >= 5 || (heldThroughout && s <= 51), "held \(time.held / 1000) of \(span / 1000) ms; \(comment)")
+        // The cap should not starve it: the pool let it hold its pCPU at least a good part of the
+        // traced time. Not its share, which is CPU time its thread got: on a busy host a lone
+        // uncapped hog's thread was seen getting 22 % of a host CPU.
+        #expect(time.held >= 0.35 * span, "the cap should not starve it: held \(time.held / 1000) of \(span / 1000) ms; \(comment)")
     }
 
     @Test("a sleeper next to a CPU hog is BOOSTed when it wakes and preempts the hog (credit)", arguments: engines)
