@@ -1,0 +1,87 @@
+/* emufail's probes: one instruction each, at CPL0, after naming the recovery point. */
+        .text
+        .code64
+
+.macro  FIXUP label
+        leaq    \label(%rip), %rax
+        movq    %rax, ef_fixup(%rip)
+.endm
+
+        .globl  ef_clwb
+ef_clwb:
+        FIXUP   1f
+        clwb    (%rdi)
+1:      ret
+
+        .globl  ef_rdpru
+ef_rdpru:
+        FIXUP   1f
+        xorl    %ecx, %ecx
+        .byte   0x0f, 0x01, 0xfd                /* rdpru (MPERF) */
+1:      ret
+
+        .globl  ef_xgetbv
+ef_xgetbv:
+        FIXUP   1f
+        xorl    %ecx, %ecx
+        xgetbv
+1:      ret
+
+/* RFLAGS.AC is set with popfq (allowed at CPL0), so `clac` has something to clear. */
+        .globl  ef_clac
+ef_clac:
+        FIXUP   1f
+        pushfq
+        orq     $(1 << 18), (%rsp)
+        popfq
+        clac
+1:      pushfq
+        popq    %rax
+        andq    $(1 << 18), %rax
+        pushfq
+        andq    $~(1 << 18), (%rsp)
+        popfq
+        ret
+
+        .globl  ef_stac
+ef_stac:
+        FIXUP   1f
+        pushfq
+        andq    $~(1 << 18), (%rsp)
+        popfq
+        stac
+1:      pushfq
+        popq    %rax
+        andq    $(1 << 18), %rax
+        pushfq
+        andq    $~(1 << 18), (%rsp)
+        popfq
+        ret
+
+        .globl  ef_invpcid
+ef_invpcid:
+        FIXUP   1f
+        invpcid (%rsi), %rdi
+1:      ret
+
+        .globl  ef_int3, ef_int3_next
+ef_int3:
+        FIXUP   ef_int3_next
+        int3
+ef_int3_next:
+        ret
+
+        .globl  ef_int80, ef_int80_next
+ef_int80:
+        FIXUP   ef_int80_next
+        int     $0x80
+ef_int80_next:
+        ret
+
+        .data
+        .balign 8
+        .globl  ef_fixup, ef_vector, ef_error, ef_rip
+ef_fixup:  .quad 0
+ef_vector: .quad 0
+ef_error:  .quad 0
+ef_rip:    .quad 0
