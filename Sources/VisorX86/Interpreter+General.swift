@@ -52,6 +52,12 @@ extension X86Machine {
             // No caches to flush; the address must still be valid.
             _ = try linearAddress(segment: insn.memory.segment, offset: effectiveAddress(insn), size: 1)
             retire(insn)
+        case .clwb:
+            // The 66 prefix (folded into a 2-byte operand size) makes it CLWB; without it the
+            // encoding is XSAVEOPT, which is not offered. Like CLFLUSH, only the address matters.
+            guard insn.operandSize == 2, offersLeaf7EBX(bit: 24) else { throw .fault(.undefined) }
+            _ = try linearAddress(segment: insn.memory.segment, offset: effectiveAddress(insn), size: 1)
+            retire(insn)
         default:
             return false
         }

@@ -134,6 +134,14 @@ extension X86Machine {
             try requireCPL0()
             serialize()
             retire(insn)
+        case .clac, .stac:
+            guard offersLeaf7EBX(bit: 20), cpu.cpl == 0 || !protectedMode else { throw .fault(.undefined) }
+            if insn.operation == .clac {
+                cpu.rflags &= ~X86SystemBits.flagAC
+            } else {
+                cpu.rflags |= X86SystemBits.flagAC
+            }
+            retire(insn)
         case .swapgs:
             guard cpu.codeMode == .bits64 else { throw .fault(.undefined) }
             try requireCPL0()
@@ -187,6 +195,11 @@ extension X86Machine {
     var protectedMode: Bool { cpu.cr0 & X86SystemBits.cr0PE != 0 }
     var virtual8086: Bool { cpu.rflags & X86SystemBits.flagVM != 0 }
     var iopl: UInt8 { UInt8((cpu.rflags >> 12) & 3) }
+
+    /// True when the bus's CPUID leaf 7 (subleaf 0) sets EBX bit `bit`: the feature is offered.
+    func offersLeaf7EBX(bit: UInt32) -> Bool {
+        bus.cpuid(function: 7, index: 0).ebx >> bit & 1 != 0
+    }
 
     /// #GP(0) unless CPL = 0.
     @inline(__always)

@@ -935,7 +935,7 @@ enum OpcodeTables {
             E(.stmxcsr, .Md),                            // /3 STMXCSR Md
             ud,                                          // /4 XSAVE (not offered)
             ud,                                          // /5 XRSTOR (not offered)
-            ud,                                          // /6 XSAVEOPT / CLWB (not offered)
+            E(.clwb, .Mb, .operandIsSource),             // /6 66: CLWB Mb (#UD unless offered); XSAVEOPT (not offered)
             E(.clflush, .Mb, .operandIsSource),          // /7 CLFLUSH Mb (66: CLFLUSHOPT, same effect)
         ], register: [
             ud, ud, ud, ud,                              // /0-/3 F3: RDFSBASE etc. (not offered)
@@ -957,8 +957,8 @@ enum OpcodeTables {
         .group7Reg1: [                                   // 0F 01 /1, mod=11
             E(.monitor, .none),                          // C8 MONITOR
             E(.mwait, .none),                            // C9 MWAIT
-            ud,                                          // CA CLAC (no SMAP)
-            ud,                                          // CB STAC (no SMAP)
+            E(.clac, .none),                             // CA CLAC (#UD unless CPUID offers SMAP)
+            E(.stac, .none),                             // CB STAC
             ud, ud, ud,                                  // CC-CE
             ud,                                          // CF ENCLS
         ],

@@ -115,6 +115,14 @@ public enum Operation: UInt16, Sendable, CaseIterable {
     /// NOP, multi-byte NOP (0F 1F /0), PAUSE, ENDBR64, hint NOPs (0F 18-1F), PREFETCH*.
     case nop, pause
     case lfence, mfence, sfence, clflush
+    /// 66 0F AE /6 CLWB Mb: write back a cache line (no caches here: only the address is
+    /// checked). #UD unless CPUID.7.0:EBX.CLWB[24]; without 66 it is XSAVEOPT (not offered).
+    case clwb
+
+    // MARK: SMAP
+    /// 0F 01 CA CLAC, 0F 01 CB STAC: clear / set RFLAGS.AC. #UD unless CPUID.7.0:EBX.SMAP[20],
+    /// and at CPL > 0.
+    case clac, stac
 
     // MARK: x87 control and environment
     /// FNINIT: reset the x87 control, status and tag words and the pointers.
