@@ -600,6 +600,8 @@ public final class Domain: @unchecked Sendable {
             return nil
         case .interruptWindow:
             return nil  // the next entry injects
+        case .instructionEmulated:
+            return nil  // done in the engine; the guest runs on
         case .shutdown:
             return .crashed(reason: "vCPU \(index): triple fault (the vCPU shut down)", registers: runner.registerDump())
         case .failedEntry(let reason):

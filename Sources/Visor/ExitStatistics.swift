@@ -18,6 +18,8 @@ public struct ExitStatistics: Sendable {
         for (i, b) in buckets.enumerated() where b.count > 0 { result[Exit.reasonNames[i]] = b }
         return result
     }
+    /// Instructions the engine left to Visor's software CPU (`Exit.instructionEmulated`), by name.
+    public private(set) var byEmulatedInstruction: [String: UInt64] = [:]
     /// Port accesses by port number, reads and writes together.
     public private(set) var byPort: [UInt16: UInt64] = [:]
     /// Nanoseconds inside the engine's run call (guest time plus the engine's own exit cost).
@@ -51,6 +53,7 @@ public struct ExitStatistics: Sendable {
             buckets[i].handlingNanoseconds &+= other.buckets[i].handlingNanoseconds
         }
         for (port, count) in other.byPort { byPort[port, default: 0] &+= count }
+        for (name, count) in other.byEmulatedInstruction { byEmulatedInstruction[name, default: 0] &+= count }
         guestNanoseconds &+= other.guestNanoseconds
         injectedInterrupts &+= other.injectedInterrupts
     }
@@ -63,6 +66,7 @@ public struct ExitStatistics: Sendable {
         buckets[i].handlingNanoseconds &+= handlingNanoseconds
         switch exit {
         case .portRead(let port, _), .portWrite(let port, _, _): byPort[port, default: 0] &+= 1
+        case .instructionEmulated(let name): byEmulatedInstruction[name, default: 0] &+= 1
         default: break
         }
     }
@@ -85,6 +89,10 @@ public struct ExitStatistics: Sendable {
         if !byPort.isEmpty {
             lines.append("ports: " + byPort.sorted { $0.value > $1.value }.prefix(8)
                 .map { "0x\(String($0.key, radix: 16))=\($0.value)" }.joined(separator: " "))
+        }
+        if !byEmulatedInstruction.isEmpty {
+            lines.append("emulated by Visor: " + byEmulatedInstruction.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
+                .map { "\($0.key)=\($0.value)" }.joined(separator: " "))
         }
         if let input = consoleInput, input != ConsoleInputStatistics() { lines.append(input.report) }
         let u = unbacked

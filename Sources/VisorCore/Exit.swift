@@ -36,11 +36,16 @@ public enum Exit: Sendable, Equatable {
     /// The engine hit a condition it cannot handle (for `kvm`, `KVM_EXIT_INTERNAL_ERROR` and
     /// exit reasons Visor does not know). The message says which.
     case internalError(String)
+    /// The engine could not run one instruction itself and Visor's software CPU carried it out
+    /// instead (for `kvm`: an instruction the host kernel failed to emulate, see
+    /// `KVMInstructionFallback`); the vCPU simply runs on. `instruction` names it for statistics
+    /// (the mnemonic, with ` #UD` when the CPU does not offer it and the guest got #UD).
+    case instructionEmulated(instruction: String)
 
     /// Short names for statistics, one per case, in `reasonIndex` order.
     public static let reasonNames = ["io-read", "io-write", "mmio-read", "mmio-write", "halt", "shutdown",
                                      "stopped", "failed-entry", "internal-error", "irq-window", "msr-read",
-                                     "msr-write"]
+                                     "msr-write", "emulated"]
 
     /// This exit's position in `reasonNames`: a cheap key for per-exit counters.
     public var reasonIndex: Int {
@@ -57,6 +62,7 @@ public enum Exit: Sendable, Equatable {
         case .interruptWindow: return 9
         case .msrRead: return 10
         case .msrWrite: return 11
+        case .instructionEmulated: return 12
         }
     }
 
