@@ -29,7 +29,7 @@ let package = Package(
         .target(name: "CKVM"),
         // Host calls Swift cannot make directly (variadic C declarations such as prctl).
         .target(name: "CVisorHost"),
-        .target(name: "VisorKVM", dependencies: ["VisorCore", "CKVM"], swiftSettings: strict),
+        .target(name: "VisorKVM", dependencies: ["VisorCore", "CKVM", "VisorX86", "VisorX86Decode"], swiftSettings: strict),
         .target(name: "VisorDevices", dependencies: ["VisorCore"], swiftSettings: strict),
         .target(name: "VisorBoot", dependencies: ["VisorCore"], swiftSettings: strict),
         // The ACPI tables a PC guest's OS reads, as pure bytes from a description of the platform.
@@ -79,6 +79,7 @@ let package = Package(
         .testTarget(
             name: "VisorX86Tests", dependencies: ["VisorX86", "VisorX86Decode", "VisorCore", "CX86Native"],
             swiftSettings: strict),
+        .testTarget(name: "VisorKVMTests", dependencies: ["VisorKVM", "VisorCore"], swiftSettings: strict),
         .testTarget(name: "VisorSchedTests", dependencies: ["VisorSched"], swiftSettings: strict),
         .testTarget(
             name: "VisorIntegrationTests", dependencies: ["Visor", "VisorAPI", "VisorBench", "VisorKVM", "VisorBoot", "visor"],

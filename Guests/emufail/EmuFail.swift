@@ -53,7 +53,8 @@ func guestMain() {
     let clwb = bit(leaf7.ebx, 24), smap = bit(leaf7.ebx, 20), invpcid = bit(leaf7.ebx, 10)
     let rdpru = bit(leaf8, 4)
     put("emufail: cpuid clwb="); put(clwb ? 1 : 0); put(" smap="); put(smap ? 1 : 0)
-    put(" invpcid="); put(invpcid ? 1 : 0); put(" rdpru="); put(rdpru ? 1 : 0); putLine()
+    put(" invpcid="); put(invpcid ? 1 : 0); put(" rdpru="); put(rdpru ? 1 : 0)
+    put(" (leaf 7 ebx "); putHex(leaf7.ebx, digits: 8); putLine(")")
 
     let line = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
     expect("clwb", fault: clwb ? nil : 6) { ef_clwb(line) }

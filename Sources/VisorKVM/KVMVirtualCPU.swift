@@ -134,6 +134,7 @@ public final class KVMVirtualCPU: VirtualCPU {
             return .msrWrite(index: ckvm_msr_index(runArea), value: ckvm_msr_data(runArea))
         case KVM_EXIT_INTERNAL_ERROR:
             let sub = runArea.pointee.internal.suberror
+            if sub == UInt32(KVM_INTERNAL_ERROR_EMULATION) { return emulateFailedInstruction() }
             let names: [UInt32: String] = [1: "the instruction could not be emulated",
                                            2: "an exception arrived while delivering another",
                                            3: "an event could not be delivered",
@@ -141,6 +142,34 @@ public final class KVMVirtualCPU: VirtualCPU {
             return .internalError("KVM internal error \(sub): \(names[sub] ?? "unknown sub-error")")
         default:
             return .internalError("KVM exit reason \(reason), which Visor does not handle")
+        }
+    }
+
+    /// The host could not emulate the instruction at RIP: Visor's software CPU carries it out on
+    /// the vCPU's registers and RAM (`KVMInstructionFallback`), and the vCPU resumes after it (or
+    /// in the handler of the exception it raised).
+    private func emulateFailedInstruction() -> Exit {
+        let failure = "KVM internal error \(KVM_INTERNAL_ERROR_EMULATION): the instruction could not be emulated"
+        let before: X86State
+        do { before = try state() } catch { return .internalError("\(failure), and its registers could not be read: \(error)") }
+        // KVM has queued a #UD for the instruction along with the exit; what the guest gets
+        // instead is what the software CPU does.
+        let dropped = ckvm_drop_queued_invalid_opcode(descriptor.raw)
+        if dropped < 0 {
+            return .internalError("\(failure), and its queued #UD could not be dropped: KVM_SET_VCPU_EVENTS errno \(-dropped)")
+        }
+        let fallback = KVMInstructionFallback(memory: machine.memory, cpuid: machine.cpuid,
+                                              apicID: UInt32(truncatingIfNeeded: index))
+        switch fallback.execute(before) {
+        case .done(let after, let instruction):
+            do { try setState(after) } catch {
+                return .internalError("\(failure); Visor carried it out but could not write the registers back: \(error)")
+            }
+            return .instructionEmulated(instruction: instruction)
+        case .shutdown:
+            return .shutdown
+        case .refused(let reason):
+            return .internalError("\(failure), nor by Visor: \(reason)")
         }
     }
 

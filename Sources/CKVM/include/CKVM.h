@@ -134,6 +134,26 @@ static inline long ckvm_guest_tsc(int vcpu_fd, uint64_t *value) {
     return 0;
 }
 
+/// Drops the #UD KVM queues for the guest when its emulator fails on an instruction
+/// (KVM_EXIT_INTERNAL_ERROR / KVM_INTERNAL_ERROR_EMULATION at CPL0 comes with #UD already
+/// queued), through KVM_GET_VCPU_EVENTS and KVM_SET_VCPU_EVENTS; every other event is written
+/// back as read. Returns 1 if one was dropped, 0 if none was queued, or -errno.
+static inline long ckvm_drop_queued_invalid_opcode(int vcpu_fd) {
+    struct kvm_vcpu_events events;
+    memset(&events, 0, sizeof events);
+    long rc = ckvm_ioctl_pointer(vcpu_fd, KVM_GET_VCPU_EVENTS, &events);
+    if (rc < 0) return rc;
+    if (events.exception.nr != 6 || (!events.exception.injected && !events.exception.pending)) return 0;
+    events.exception.injected = 0;
+    events.exception.pending = 0;
+    events.exception.has_error_code = 0;
+    events.exception.error_code = 0;
+    events.exception_has_payload = 0;
+    events.exception_payload = 0;
+    rc = ckvm_ioctl_pointer(vcpu_fd, KVM_SET_VCPU_EVENTS, &events);
+    return rc < 0 ? rc : 1;
+}
+
 /// The host's time-stamp counter, for converting guest TSC readings into time.
 static inline uint64_t ckvm_host_rdtsc(void) { return __builtin_ia32_rdtsc(); }
 
