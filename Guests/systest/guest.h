@@ -12,6 +12,9 @@ uint64_t probe_divide_by_zero(void);
 uint64_t probe_ud2(void);
 void probe_int3(void);
 uint64_t probe_wrmsr(uint32_t msr, uint64_t value);
+uint64_t probe_rdmsr(uint32_t msr);
+uint64_t probe_rdpmc(uint32_t counter);
+uint64_t probe_rdtscp(uint64_t *aux);
 uint64_t probe_int_0x40(void);
 uint64_t probe_int_0x41(void);
 uint64_t probe_syscall(void);
@@ -30,6 +33,11 @@ static inline void st_wrmsr(uint32_t msr, uint64_t v) {
     __asm__ volatile("wrmsr" : : "c"(msr), "a"((uint32_t)v), "d"((uint32_t)(v >> 32)));
 }
 static inline void st_lidt(const void *idtr) { __asm__ volatile("lidt (%0)" : : "r"(idtr) : "memory"); }
+static inline uint64_t st_rdtsc(void) {
+    uint32_t lo, hi; __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi)); return ((uint64_t)hi << 32) | lo;
+}
+static inline uint64_t st_read_cr4(void) { uint64_t v; __asm__ volatile("mov %%cr4, %0" : "=r"(v)); return v; }
+static inline void st_write_cr4(uint64_t v) { __asm__ volatile("mov %0, %%cr4" : : "r"(v) : "memory"); }
 static inline uint64_t st_read_rflags(void) { uint64_t v; __asm__ volatile("pushfq; popq %0" : "=r"(v)); return v; }
 
 /* Addresses of assembly labels, as integers (Swift cannot import incomplete arrays). */

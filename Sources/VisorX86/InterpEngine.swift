@@ -20,11 +20,11 @@
 //
 // CPUID is `CPUIDTable(hostSupported: InterpEngine.cpuidLeaves, timeStampCounterFrequency: 1 GHz,
 // apicTimerFrequency: options.apicTimerFrequency)`: a minimal GenuineIntel CPU (family 6, model
-// 0x2a) with what the software CPU implements — leaf 1 EDX: FPU, PSE, TSC, MSR, PAE, CX8, MTRR,
-// PGE, CMOV, PAT, CLFSH, MMX, FXSR, SSE, SSE2, and APIC (added by the table: Visor's local APIC
-// lives in user space at 0xfee0_0000); leaf 1 ECX: SSE3, CX16, POPCNT, TSC-deadline and the
+// 0x2a) with what the software CPU implements — leaf 1 EDX: FPU, PSE, TSC, MSR, PAE, MCE, CX8,
+// MTRR, PGE, MCA (no banks), CMOV, PAT, CLFSH, MMX, FXSR, SSE, SSE2, and APIC (added by the
+// table: Visor's local APIC lives in user space at 0xfee0_0000); leaf 1 ECX: SSE3, CX16, POPCNT, TSC-deadline and the
 // hypervisor bit (the last two added by the table), no x2APIC; leaf 1 EBX[31:24] the vCPU index
-// as initial APIC ID; leaf 7 EBX: CLFLUSHOPT; 0x8000_0001 ECX: LAHF/SAHF, LZCNT, PREFETCHW;
+// as initial APIC ID; leaf 7 EBX: TSC_ADJUST, CLFLUSHOPT; 0x8000_0001 ECX: LAHF/SAHF, LZCNT, PREFETCHW;
 // 0x8000_0001 EDX: SYSCALL, NX, RDTSCP, LM; 0x8000_0008: 40 physical and 48 linear address bits — plus
 // Visor's 0x4000_0000 leaves with the timing leaf, exactly as on `kvm`. IA32_APIC_BASE (0x1b)
 // is answered here: 0xfee0_0000, enabled, BSP on vCPU 0.
@@ -34,10 +34,12 @@
 // (ratio 1/1) of 1 GHz, leaf 0x16 that the processor's base and maximum frequencies are 1000 MHz.
 // Linux takes its TSC frequency from leaf 0x15 as known (no calibration against the PIT, which
 // a software CPU on a busy host often fails: the TSC is then marked unstable). Leaves 2-6 and
-// 8-0x14 read as zeros: no cache descriptors, no topology leaf, no performance counters.
+// 8-0x14 read as zeros: no cache descriptors, no topology leaf, no performance counters (leaf
+// 0xA version 0, so RDPMC raises #GP(0) for every counter).
 //
 // The time-stamp counter is the domain's virtual clock (`MachineOptions.clock`) in nanoseconds,
-// so it runs at 1 GHz, plus the guest's offset (WRMSR IA32_TIME_STAMP_COUNTER sets it), and
+// so it runs at 1 GHz, plus the guest's offset (WRMSR to IA32_TIME_STAMP_COUNTER or
+// IA32_TSC_ADJUST moves it, each keeping the other in step as the SDM says), and
 // agrees with the platform's timers; `timeStampCounter()` is exactly what RDTSC reads.
 //
 // SMP. The vCPUs of one machine run on their own threads over the same RAM and share an
@@ -74,15 +76,17 @@ public struct InterpEngine: Engine {
         }
         // Only what the interpreter executes in full: a guest that sees a bit may use any
         // instruction it covers. Tests/VisorIntegrationTests/CPUIDFeatureTests runs an instruction
-        // for every bit set here. FPU, PSE, TSC, MSR, PAE, CX8, MTRR, PGE, CMOV, PAT, CLFSH, MMX,
-        // FXSR, SSE, SSE2: the x87, MMX, SSE and SSE2 are complete and differential-tested
-        // (FPDifferentialTests), the MTRRs and PAT are held with their #GP checks (memory types
-        // mean nothing to a software CPU).
-        let leaf1EDX: UInt32 = 1 << 0 | 1 << 3 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 8 | 1 << 12 | 1 << 13 | 1 << 15
-            | 1 << 16 | 1 << 19 | 1 << 23 | 1 << 24 | 1 << 25 | 1 << 26
+        // for every bit set here. FPU, PSE, TSC, MSR, PAE, MCE, CX8, MTRR, PGE, MCA, CMOV, PAT,
+        // CLFSH, MMX, FXSR, SSE, SSE2: the x87, MMX, SSE and SSE2 are complete and
+        // differential-tested (FPDifferentialTests), the MTRRs and PAT are held with their #GP
+        // checks (memory types mean nothing to a software CPU), and the machine-check
+        // architecture has no banks (a software CPU has no hardware errors to report; kernels
+        // read IA32_MCG_CAP and IA32_MCG_STATUS when MCA is offered).
+        let leaf1EDX: UInt32 = 1 << 0 | 1 << 3 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 7 | 1 << 8 | 1 << 12 | 1 << 13
+            | 1 << 14 | 1 << 15 | 1 << 16 | 1 << 19 | 1 << 23 | 1 << 24 | 1 << 25 | 1 << 26
         // SSE3 (complete, differential-tested; MONITOR/MWAIT are not offered), CX16, POPCNT.
         let leaf1ECX: UInt32 = 1 << 0 | 1 << 13 | 1 << 23
-        let leaf7EBX: UInt32 = 1 << 23  // CLFLUSHOPT (the same effect as CLFLUSH)
+        let leaf7EBX: UInt32 = 1 << 1 | 1 << 23  // IA32_TSC_ADJUST; CLFLUSHOPT (the same effect as CLFLUSH)
         let extendedECX: UInt32 = 1 << 0 | 1 << 5 | 1 << 8  // LAHF/SAHF in 64-bit mode, LZCNT, PREFETCHW
         let extendedEDX: UInt32 = 1 << 11 | 1 << 20 | 1 << 27 | 1 << 29  // SYSCALL, NX, RDTSCP, LM
         var leaves = [
@@ -257,13 +261,11 @@ final class InterpBus: X86Bus {
     /// The domain clock's nanoseconds: a 1 GHz TSC (the CPU adds the guest's offset).
     func readTimeStampCounter() -> UInt64 { clock.nanoseconds }
 
-    /// IA32_MISC_ENABLE (0x1a0) reads "fast strings enabled" and ignores writes; IA32_UCODE_REV
-    /// (0x8b) reads 0 (kernels write 0 then read it back); IA32_APIC_BASE is this vCPU's;
+    /// IA32_UCODE_REV (0x8b) reads 0 (kernels write 0 then read it back); IA32_APIC_BASE is this vCPU's;
     /// `PlatformMSR.all` are Visor's (an `.msrRead` exit, answered and replayed like a port
     /// read). Others are #GP(0).
     func readMSR(_ index: UInt32) throws(X86Stop) -> UInt64? {
         switch index {
-        case 0x1a0: return 1
         case 0x8b: return 0
         case Self.apicBaseMSR: return apicBase
         default:
@@ -277,7 +279,7 @@ final class InterpBus: X86Bus {
     /// The writable counterparts of `readMSR`; `PlatformMSR.all` writes become `.msrWrite` exits.
     func writeMSR(_ index: UInt32, value: UInt64) -> Bool {
         switch index {
-        case 0x1a0, 0x8b:
+        case 0x8b:
             return true
         case Self.apicBaseMSR:
             // Reserved: bits 7:0, 9, 10 (x2APIC enable; CPUID offers no x2APIC) and 63:40.

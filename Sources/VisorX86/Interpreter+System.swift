@@ -4,8 +4,9 @@
 //
 // Privileged instructions at CPL > 0 raise #GP(0). Simplified (documented): MOV DR stores and
 // reads DR0-DR7 but breakpoints never fire; VERR/VERW/LAR/LSL follow the SDM's type and privilege
-// rules but not call-gate subtleties of 16-bit code; MONITOR/MWAIT, RDRAND and RDPMC are #UD
-// (CPUID offers none of them); INVD/WBINVD are no-ops; the TSS I/O permission bitmap is honoured.
+// rules but not call-gate subtleties of 16-bit code; MONITOR/MWAIT and RDRAND are #UD (CPUID
+// offers neither); RDPMC is #GP(0), as for an invalid counter, since CPUID leaf 0xA offers no
+// counters; INVD/WBINVD are no-ops; the TSS I/O permission bitmap is honoured.
 // The serializing instructions (CPUID, WRMSR, LGDT/LIDT/LLDT/LTR, MOV to CRn/DRn, INVLPG,
 // INVD/WBINVD; IRET in ControlTransfer.swift) call `serialize()`, which is where a vCPU picks up
 // code other vCPUs wrote (SMP.swift).
@@ -149,7 +150,11 @@ extension X86Machine {
             cpu.segments[X86CPU.gs].base = cpu.kernelGSBase
             cpu.kernelGSBase = gs
             retire(insn)
-        case .ud2, .monitor, .mwait, .rdrand, .rdpmc:
+        case .rdpmc:
+            // CPUID leaf 0xA offers no performance counters, so every ECX names an invalid
+            // counter: #GP(0) at any CPL (and at CPL > 0 with CR4.PCE clear in any case).
+            throw .fault(.gp(0))
+        case .ud2, .monitor, .mwait, .rdrand:
             throw .fault(.undefined)
         case .int, .int3, .into, .int1, .iret, .jmpFar, .callFar, .retFar, .syscall, .sysret, .sysenter,
              .sysexit:
@@ -424,6 +429,10 @@ extension X86Machine {
         case X86SystemBits.msrGSBase: return cpu.segments[X86CPU.gs].base
         case X86SystemBits.msrKernelGSBase: return cpu.kernelGSBase
         case X86SystemBits.msrTSCAux: return cpu.tscAux
+        case X86SystemBits.msrTSCAdjust: return cpu.tscAdjust
+        case X86SystemBits.msrMiscEnable: return cpu.miscEnable
+        case X86SystemBits.msrMCGCap: return 0
+        case X86SystemBits.msrMCGStatus: return cpu.machineCheckStatus
         default:
             if let value = cpu.mtrr.read(index) { return value }
             let value: UInt64?
@@ -441,7 +450,23 @@ extension X86Machine {
     public func writeModelSpecificRegister(_ index: UInt32, _ value: UInt64) throws(X86Interruption) {
         func canonical() throws(X86Interruption) { guard Self.isCanonical(value) else { throw .fault(.gp(0)) } }
         switch index {
-        case X86SystemBits.msrTSC: cpu.tscOffset = value &- bus.readTimeStampCounter()
+        case X86SystemBits.msrTSC:
+            // The change moves IA32_TSC_ADJUST by the same amount (SDM Vol. 3B, "Time-Stamp Counter Adjustment").
+            let change = value &- timeStampCounter
+            cpu.tscOffset &+= change
+            cpu.tscAdjust &+= change
+        case X86SystemBits.msrTSCAdjust:
+            // And a write to IA32_TSC_ADJUST moves the TSC by its change.
+            cpu.tscOffset &+= value &- cpu.tscAdjust
+            cpu.tscAdjust = value
+        case X86SystemBits.msrMiscEnable:
+            guard (value ^ cpu.miscEnable) & ~X86SystemBits.miscEnableWritable == 0 else { throw .fault(.gp(0)) }
+            cpu.miscEnable = value
+        case X86SystemBits.msrMCGCap:
+            throw .fault(.gp(0))  // read-only
+        case X86SystemBits.msrMCGStatus:
+            guard value & ~X86SystemBits.mcgStatusWritable == 0 else { throw .fault(.gp(0)) }
+            cpu.machineCheckStatus = value
         case X86SystemBits.msrSysenterCS: cpu.sysenterCS = value & 0xffff_ffff
         case X86SystemBits.msrSysenterESP: try canonical(); cpu.sysenterESP = value
         case X86SystemBits.msrSysenterEIP: try canonical(); cpu.sysenterEIP = value

@@ -43,4 +43,19 @@ public enum X86SystemBits {
     public static let msrCSTAR: UInt32 = 0xc000_0083, msrSFMASK: UInt32 = 0xc000_0084
     public static let msrFSBase: UInt32 = 0xc000_0100, msrGSBase: UInt32 = 0xc000_0101
     public static let msrKernelGSBase: UInt32 = 0xc000_0102, msrTSCAux: UInt32 = 0xc000_0103
+    public static let msrTSCAdjust: UInt32 = 0x3b
+    /// Machine-check architecture with no error-reporting banks: IA32_MCG_CAP reads 0 (bank
+    /// count 0, no IA32_MCG_CTL), IA32_MCG_STATUS holds RIPV/EIPV/MCIP (SDM Vol. 3B, "Machine-Check Architecture").
+    public static let msrMCGCap: UInt32 = 0x179, msrMCGStatus: UInt32 = 0x17a
+    public static let mcgStatusWritable: UInt64 = 0x7
+    public static let msrMiscEnable: UInt32 = 0x1a0
+    /// IA32_MISC_ENABLE bits: fast strings (0) and automatic thermal control (3) are read/write
+    /// and have no effect a program can see on this CPU; branch trace storage (11) and PEBS (12)
+    /// unavailable are read-only and set; performance monitoring available (7) is read-only and
+    /// clear (CPUID leaf 0xA offers no PMU). Any other bit is reserved here: a write that changes
+    /// a read-only or reserved bit raises #GP(0).
+    public static let miscEnableFastStrings: UInt64 = 1 << 0, miscEnableThermalControl: UInt64 = 1 << 3
+    public static let miscEnableBTSUnavailable: UInt64 = 1 << 11, miscEnablePEBSUnavailable: UInt64 = 1 << 12
+    public static let miscEnableWritable: UInt64 = miscEnableFastStrings | miscEnableThermalControl
+    public static let miscEnableReset: UInt64 = miscEnableFastStrings | miscEnableBTSUnavailable | miscEnablePEBSUnavailable
 }

@@ -44,8 +44,15 @@ public final class X86CPU {
     @exclusivity(unchecked) public var sysenterCS: UInt64 = 0, sysenterESP: UInt64 = 0, sysenterEIP: UInt64 = 0
     @exclusivity(unchecked) public var tscAux: UInt64 = 0
     @exclusivity(unchecked) public var pat: UInt64 = 0x0007_0406_0007_0406
-    /// Added to the platform's time-stamp counter: what WRMSR to IA32_TIME_STAMP_COUNTER sets.
+    /// Added to the platform's time-stamp counter: what WRMSR to IA32_TIME_STAMP_COUNTER and
+    /// IA32_TSC_ADJUST move.
     @exclusivity(unchecked) public var tscOffset: UInt64 = 0
+    /// IA32_TSC_ADJUST: the sum of every change software made to the TSC (SDM Vol. 3B, "Time-Stamp Counter").
+    @exclusivity(unchecked) public var tscAdjust: UInt64 = 0
+    /// IA32_MISC_ENABLE (`X86SystemBits.miscEnable*`).
+    @exclusivity(unchecked) public var miscEnable: UInt64 = X86SystemBits.miscEnableReset
+    /// IA32_MCG_STATUS: RIPV, EIPV, MCIP (no machine check is ever signalled; software may write it).
+    @exclusivity(unchecked) public var machineCheckStatus: UInt64 = 0
     /// The MTRRs (`MemoryTypeRanges.swift`).
     @exclusivity(unchecked) public var mtrr = MemoryTypeRangeRegisters()
 

@@ -72,6 +72,7 @@ enum CPUIDProbes {
         CPUIDProbe(name: "MSR", leaf: 1, register: .edx, bit: 5, level: .kernel,
                    code: [0xb9, 0x10, 0x00, 0x00, 0x00, 0x0f, 0x32]),        // mov ecx,0x10 (TSC); rdmsr
         CPUIDProbe(name: "PAE", leaf: 1, register: .edx, bit: 6, level: .kernel, code: setCR4(bit: 5)),
+        CPUIDProbe(name: "MCE", leaf: 1, register: .edx, bit: 7, level: .kernel, code: setCR4(bit: 6)),
         CPUIDProbe(name: "CX8", leaf: 1, register: .edx, bit: 8, level: .user,
                    code: [0x0f, 0xc7, 0x0b]),                                // cmpxchg8b [rbx]
         CPUIDProbe(name: "APIC", leaf: 1, register: .edx, bit: 9, level: .kernel,
@@ -79,6 +80,8 @@ enum CPUIDProbes {
         CPUIDProbe(name: "MTRR", leaf: 1, register: .edx, bit: 12, level: .kernel,
                    code: [0xb9, 0xfe, 0x00, 0x00, 0x00, 0x0f, 0x32]),        // mov ecx,0xfe (MTRRCAP); rdmsr
         CPUIDProbe(name: "PGE", leaf: 1, register: .edx, bit: 13, level: .kernel, code: setCR4(bit: 7)),
+        CPUIDProbe(name: "MCA", leaf: 1, register: .edx, bit: 14, level: .kernel,
+                   code: [0xb9, 0x79, 0x01, 0x00, 0x00, 0x0f, 0x32]),        // mov ecx,0x179 (MCG_CAP); rdmsr
         CPUIDProbe(name: "CMOV", leaf: 1, register: .edx, bit: 15, level: .user,
                    code: [0x0f, 0x44, 0xc1]),                                // cmove eax,ecx
         CPUIDProbe(name: "PAT", leaf: 1, register: .edx, bit: 16, level: .kernel,
@@ -122,6 +125,8 @@ enum CPUIDProbes {
         // Leaf 7.0 EBX
         CPUIDProbe(name: "FSGSBASE", leaf: 7, register: .ebx, bit: 0, level: .user, cr4: 1 << 16,
                    code: [0xf3, 0x48, 0x0f, 0xae, 0xc0]),                    // rdfsbase rax
+        CPUIDProbe(name: "TSC_ADJUST", leaf: 7, register: .ebx, bit: 1, level: .kernel,
+                   code: [0xb9, 0x3b, 0x00, 0x00, 0x00, 0x0f, 0x32]),        // mov ecx,0x3b (TSC_ADJUST); rdmsr
         CPUIDProbe(name: "BMI1", leaf: 7, register: .ebx, bit: 3, level: .user,
                    code: [0xc4, 0xe2, 0x70, 0xf2, 0xc2]),                    // andn eax,ecx,edx
         CPUIDProbe(name: "SMEP", leaf: 7, register: .ebx, bit: 7, level: .kernel, code: setCR4(bit: 20)),

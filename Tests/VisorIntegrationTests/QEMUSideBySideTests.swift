@@ -36,7 +36,7 @@ struct QEMUSideBySideTests {
         #expect(visor.stdout == qemu.stdout)
     }
 
-    @Test("systest passes under QEMU, skipping only TCG's two known departures")
+    @Test("systest passes under QEMU, skipping only TCG's known departures")
     func systemBehaviour() throws {
         let qemu = try runQEMU(try guestImage("systest"))
         #expect(qemu.status == 0, "\(qemu.stdout)")

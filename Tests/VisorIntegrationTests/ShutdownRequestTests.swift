@@ -18,22 +18,13 @@ private let hangGuard: Double = 180
 
 @Suite("Shutdown requests: which way a request goes")
 struct ShutdownDeliveryTests {
-    /// A `hello` domain that is created but never run.
-    private func idleDomain() throws -> Domain {
-        let engine = try #require(EngineRegistry.engine(named: "interp"))
-        let kernel = try [UInt8](Data(contentsOf: URL(fileURLWithPath: guestImage("hello"))))
-        return try Domain(configuration: DomainConfiguration(name: "hello", kernelDescription: "hello",
-                                                             kernel: kernel, engine: engine),
-                          consoleOutput: { _ in })
-    }
-
     private func powerButtonStatus(_ domain: Domain) -> Bool {
         domain.platform.lock.withLock { domain.platform.pm1aEvent.status & PlatformPorts.acpiPowerButton != 0 }
     }
 
     @Test("a guest that listens for nothing is asked nothing")
     func nothingListens() throws {
-        let domain = try idleDomain()
+        let domain = try idleHelloDomain()
         #expect(domain.requestShutdown(.powerOff) == .none)
         #expect(domain.requestShutdown(.reboot) == .none)
         #expect(!powerButtonStatus(domain))
@@ -42,7 +33,7 @@ struct ShutdownDeliveryTests {
 
     @Test("with PWRBTN_EN set, a power-off presses the button; a reboot cannot go through ACPI")
     func powerButton() throws {
-        let domain = try idleDomain()
+        let domain = try idleHelloDomain()
         domain.platform.lock.withLock {
             domain.platform.bus.write(port: PlatformPorts.acpiPM1aEvent + 2, size: 2, value: UInt32(PlatformPorts.acpiPowerButton))
         }
@@ -56,7 +47,7 @@ struct ShutdownDeliveryTests {
 
     @Test("a guest that bound VIRQ_SHUTDOWN_REQUEST is asked through PV, before the power button")
     func paravirtualFirst() throws {
-        let domain = try idleDomain()
+        let domain = try idleHelloDomain()
         let port = try domain.platform.lock.withLock { () throws -> UInt32 in
             domain.platform.bus.write(port: PlatformPorts.acpiPM1aEvent + 2, size: 2, value: UInt32(PlatformPorts.acpiPowerButton))
             #expect(domain.pv.writeMSR(PVDiscovery.sharedInfoMSR, value: 0x20_0000 | 0xf0) == .accepted)
@@ -76,7 +67,7 @@ struct ShutdownDeliveryTests {
 
     @Test("a domain that has ended is asked nothing")
     func ended() throws {
-        let domain = try idleDomain()
+        let domain = try idleHelloDomain()
         domain.platform.lock.withLock {
             domain.platform.bus.write(port: PlatformPorts.acpiPM1aEvent + 2, size: 2, value: UInt32(PlatformPorts.acpiPowerButton))
         }

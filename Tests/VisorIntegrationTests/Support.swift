@@ -142,6 +142,16 @@ func guestImage(_ name: String) throws -> String {
     try GuestCatalog.standard().image(named: name).path
 }
 
+/// A `hello` domain on interp that is created but never run: what the host does to a domain
+/// (console input, shutdown requests) can be offered to it and its state read back.
+func idleHelloDomain() throws -> Domain {
+    let engine = try #require(EngineRegistry.engine(named: "interp"))
+    let kernel = try [UInt8](Data(contentsOf: URL(fileURLWithPath: guestImage("hello"))))
+    return try Domain(configuration: DomainConfiguration(name: "hello", kernelDescription: "hello",
+                                                         kernel: kernel, engine: engine),
+                      consoleOutput: { _ in })
+}
+
 /// What `runMeasuringCPU` saw: exit status, output, and the child's CPU and wall time.
 struct MeasuredRun {
     var status: Int32

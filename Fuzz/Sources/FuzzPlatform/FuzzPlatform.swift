@@ -81,11 +81,14 @@ public func fuzzPlatform(_ data: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
             let vector = platform.acknowledgeInterrupt(for: vcpu)
             require(pending == (vector != nil), "vCPU \(vcpu): pending \(pending) but INTA gave \(String(describing: vector))")
         default:
-            _ = platform.receive(input.byte())
+            let byte = input.byte()
+            // Console input, and now and then the host pressing the power button (visor shutdown).
+            if byte == 0xff { _ = platform.pressPowerButtonIfEnabled() } else { _ = platform.receive(byte) }
         }
         if let outcome = platform.takeRequestedOutcome() {
             switch outcome {
-            case .debugExit, .poweredOff, .stopped: break
+            // The 8042's reset line asks for a reboot.
+            case .debugExit, .poweredOff, .rebooted, .stopped: break
             default: require(false, "a device asked for \(outcome)")
             }
         }
