@@ -14,6 +14,9 @@ void ef_xgetbv(void);
 /* AC after `stac` then `clac` (bit 18 of RFLAGS), and after `stac` alone. */
 uint64_t ef_clac(void);
 uint64_t ef_stac(void);
+/* AC after `clac` run with CR4.SMAP set just around it (call only where SMAP is offered: a
+ * fault there could not be delivered, every page being a user page). */
+uint64_t ef_clac_under_smap(void);
 void ef_invpcid(uint64_t type, const void *descriptor);
 void ef_int3(void);
 void ef_int80(void);

@@ -58,6 +58,28 @@ ef_stac:
         popfq
         ret
 
+/* CLAC with CR4.SMAP set around it, as a kernel uses it. SMAP is on only between the two CR4
+ * writes, and nothing there touches memory: every page of these guests is a user page, which
+ * SMAP forbids to CPL0 data accesses while AC is clear. AC is set before SMAP goes on, so CLAC
+ * has something to clear. (No STAC here: it would be fetched with AC clear, and this host's KVM
+ * raises #PF for that fetch from a user page, though SMAP does not apply to fetches.)
+ * RAX: RFLAGS.AC afterwards. */
+        .globl  ef_clac_under_smap
+ef_clac_under_smap:
+        pushfq
+        orq     $(1 << 18), (%rsp)
+        popfq
+        movq    %cr4, %rdx
+        movq    %rdx, %rcx
+        orq     $(1 << 21), %rcx
+        movq    %rcx, %cr4
+        clac
+        movq    %rdx, %cr4
+        pushfq
+        popq    %rax
+        andq    $(1 << 18), %rax
+        ret
+
         .globl  ef_invpcid
 ef_invpcid:
         FIXUP   1f

@@ -19,7 +19,9 @@
 // the domain crashes with a message naming the bytes, as before — never a host trap: the
 // software CPU bounds-checks every guest address itself.
 //
-// Departures (documented): the snapshot has no interrupt shadow, pending event, debug
+// Departures (documented): CLAC/STAC run when Visor's CPUID table offers SMAP or CR4.SMAP is
+// set; a host that shows the guest SMAP in a leaf 7 of its own (KVM's PVM backend does) while
+// CR4.SMAP is clear gets #UD for them from the fallback. The snapshot has no interrupt shadow, pending event, debug
 // registers or TF single-step, so an emulated instruction right after STI / MOV SS, or under
 // TF, behaves as if none were in effect; SMEP/SMAP/PKE are not checked on the stack writes of
 // an INT n's delivery (the software CPU implements none of them).
@@ -52,7 +54,8 @@ struct KVMInstructionFallback {
 
     /// Runs the instruction at `state`'s CS:RIP.
     func execute(_ state: X86State) -> Outcome {
-        let bus = FallbackBus(memory: memory, cpuid: cpuid, apicID: apicID)
+        let bus = FallbackBus(memory: memory, cpuid: cpuid, apicID: apicID,
+                              smapEnabled: state.cr4 & FallbackBus.cr4SMAP != 0)
         let machine = X86Machine(bus: bus)
         machine.cpu.load(state)
         let name: String
@@ -159,11 +162,16 @@ final class FallbackBus: X86Bus {
     let memory: GuestMemory
     let cpuidTable: CPUIDTable
     let apicID: UInt32
+    /// The vCPU runs with CR4.SMAP set.
+    let smapEnabled: Bool
     /// Why the instruction cannot be carried out here, once it reached outside RAM.
     private(set) var refusal: String?
 
-    init(memory: GuestMemory, cpuid: CPUIDTable, apicID: UInt32) {
-        self.memory = memory; self.cpuidTable = cpuid; self.apicID = apicID
+    static let cr4SMAP: UInt64 = 1 << 21
+    static let leaf7SMAP: UInt32 = 1 << 20
+
+    init(memory: GuestMemory, cpuid: CPUIDTable, apicID: UInt32, smapEnabled: Bool) {
+        self.memory = memory; self.cpuidTable = cpuid; self.apicID = apicID; self.smapEnabled = smapEnabled
     }
 
     private func refuse(_ what: String) { if refusal == nil { refusal = what } }
@@ -183,6 +191,11 @@ final class FallbackBus: X86Bus {
     func cpuid(function: UInt32, index: UInt32) -> CPUIDEntry {
         var e = cpuidTable.lookup(function: function, index: index)
         if function == 1 { e.ebx = (e.ebx & 0x00ff_ffff) | (apicID << 24) }
+        // The host took CR4.SMAP, which the SDM allows only where SMAP is offered: the vCPU
+        // offers it, whatever Visor's table says. (KVM's PVM backend shows the guest a leaf 7
+        // with SMAP that KVM_GET_SUPPORTED_CPUID, and so Visor's table, leaves out; with CR4.SMAP
+        // clear the fallback cannot see that, a documented departure.)
+        if function == 7 && index == 0 && smapEnabled { e.ebx |= Self.leaf7SMAP }
         return e
     }
     func readTimeStampCounter() -> UInt64 {
