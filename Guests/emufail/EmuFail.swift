@@ -1,7 +1,9 @@
 // emufail: runs, at CPL0, the instructions KVM's PVM backend cannot emulate for a guest kernel
-// (CLWB, RDPRU, XGETBV with CR4.OSXSAVE clear, CLAC/STAC, INVPCID, INT3, INT n) and checks that
-// each does what the SDM says for the CPU CPUID describes: runs when its feature bit is set,
-// raises #UD when it is not; INT3 and INT n deliver through the IDT with RIP after them.
+// (CLWB, RDPRU, XGETBV with CR4.OSXSAVE clear, CLAC/STAC, INVPCID, INT3, INT n) and those it
+// spins on without exiting (VMCALL, VMMCALL, RDPMC of a counter that does not exist), and checks
+// that each does what the SDM says for the CPU CPUID describes: runs when its feature bit is
+// set, raises #UD (#GP for RDPMC) when it is not; INT3 and INT n deliver through the IDT with
+// RIP after them.
 // PASS/FAIL per check over the console. Exit: 0 when every check passed, else 1 (status 3).
 
 nonisolated(unsafe) var failures = 0
@@ -39,6 +41,12 @@ func expect(_ name: StaticString, fault vector: UInt64?, error: UInt64? = nil, _
     let ok = ef_vector == (vector ?? noFault) && (error == nil || ef_error == error!)
     check(name, ok)
 }
+
+/// QEMU's TCG, found by its hypervisor signature ("TCGTCGTCGTCG").
+let runningOnTCG: Bool = {
+    let leaf = CPU.cpuid(0x4000_0000)
+    return leaf.ebx == 0x5447_4354 && leaf.ecx == 0x4354_4743 && leaf.edx == 0x4743_5447
+}()
 
 func bit(_ value: UInt32, _ n: UInt32) -> Bool { value >> n & 1 != 0 }
 
@@ -89,6 +97,17 @@ func guestMain() {
     descriptor.initializeMemory(as: UInt8.self, repeating: 0, count: 16)
     expect("invpcid type 2 (all contexts)", fault: invpcid ? nil : 6) { ef_invpcid(2, descriptor) }
     expect("invpcid type 4 (invalid)", fault: invpcid ? 13 : 6, error: invpcid ? 0 : nil) { ef_invpcid(4, descriptor) }
+
+    // Visor offers neither VMX nor SVM, and no CPU has performance counter 0x3fff.
+    expect("vmcall raises #UD", fault: 6) { ef_vmcall() }
+    expect("vmmcall raises #UD", fault: 6) { ef_vmmcall() }
+    ef_vector = noFault
+    ef_rdpmc_invalid()
+    if runningOnTCG && ef_vector == 6 {
+        putLine("emufail: SKIP rdpmc of a counter that does not exist raises #GP(0): QEMU's TCG raises #UD for every RDPMC")
+    } else {
+        check("rdpmc of a counter that does not exist raises #GP(0)", ef_vector == 13 && ef_error == 0)
+    }
 
     expect("int3 delivers #BP", fault: 3) { ef_int3() }
     check("int3 pushes RIP after it", ef_rip == ef_int3_next_address())

@@ -18,6 +18,9 @@ uint64_t ef_stac(void);
  * fault there could not be delivered, every page being a user page). */
 uint64_t ef_clac_under_smap(void);
 void ef_invpcid(uint64_t type, const void *descriptor);
+void ef_vmcall(void);
+void ef_vmmcall(void);
+void ef_rdpmc_invalid(void);
 void ef_int3(void);
 void ef_int80(void);
 

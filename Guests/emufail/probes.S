@@ -86,6 +86,30 @@ ef_invpcid:
         invpcid (%rsi), %rdi
 1:      ret
 
+/* Instructions this host's KVM spins on at CPL0 without exiting (found by Visor's stall
+ * watchdog and carried out by its CPU): VMCALL and VMMCALL (#UD outside VMX/SVM operation)
+ * and RDPMC of a counter no CPU has (#GP(0)). */
+        .globl  ef_vmcall
+ef_vmcall:
+        FIXUP   1f
+        xorl    %eax, %eax
+        vmcall
+1:      ret
+
+        .globl  ef_vmmcall
+ef_vmmcall:
+        FIXUP   1f
+        xorl    %eax, %eax
+        vmmcall
+1:      ret
+
+        .globl  ef_rdpmc_invalid
+ef_rdpmc_invalid:
+        FIXUP   1f
+        movl    $0x3fff, %ecx
+        rdpmc
+1:      ret
+
         .globl  ef_int3, ef_int3_next
 ef_int3:
         FIXUP   ef_int3_next

@@ -59,17 +59,23 @@ public final class Domain: @unchecked Sendable {
     private var timerThread: HostThread?
     private var vcpuThreads: [HostThread] = []
 
+    /// Where the domain's notices for the user go (a vCPU found stalled, `Exit.stalled`).
+    private let notice: @Sendable (String) -> Void
+
     /// The most vCPUs a domain may have (APIC IDs are 8 bits; 0xff is the broadcast ID).
     public static let maximumVCPUs = 64
 
     /// Creates the domain: allocates RAM, loads the kernel and modules, creates the machine and
     /// its vCPUs on the engine, and sets vCPU 0's state for the image's boot protocol (the
     /// others wait for a start-up IPI). `consoleOutput` receives every byte the guest writes to
-    /// its serial port. `extraDevices` are attached to the I/O bus beside the standard ones
+    /// its serial port; `notice`, what the user should hear of while it runs (a stalled vCPU).
+    /// `extraDevices` are attached to the I/O bus beside the standard ones
     /// (benchmarks and tests use this).
     public init(configuration: DomainConfiguration, extraDevices: [ExtraPortDevice] = [],
-                consoleOutput: @escaping @Sendable (UInt8) -> Void) throws {
+                consoleOutput: @escaping @Sendable (UInt8) -> Void,
+                notice: @escaping @Sendable (String) -> Void = { _ in }) throws {
         self.configuration = configuration
+        self.notice = notice
         let vcpuCount = configuration.vcpuCount
         guard (1...Self.maximumVCPUs).contains(vcpuCount) else {
             throw DomainError.invalidVCPUCount(vcpuCount)
@@ -602,6 +608,9 @@ public final class Domain: @unchecked Sendable {
             return nil  // the next entry injects
         case .instructionEmulated:
             return nil  // done in the engine; the guest runs on
+        case .stalled(let report):
+            notice(report)  // the guest runs on; the user is told where it is stuck
+            return nil
         case .shutdown:
             return .crashed(reason: "vCPU \(index): triple fault (the vCPU shut down)", registers: runner.registerDump())
         case .failedEntry(let reason):

@@ -168,7 +168,9 @@ public enum Launcher {
                 output = { byte in prefixer.write(byte) }
             }
             do {
-                domains.append(try Domain(configuration: plan.configuration, consoleOutput: output))
+                let name = plan.configuration.name, several = plans.count > 1
+                domains.append(try Domain(configuration: plan.configuration, consoleOutput: output,
+                                          notice: { printError("\(several ? "[\(name)] " : "")\($0)") }))
             } catch let error as KVMError {
                 printError(error.description)
                 return ExitStatus.unavailable

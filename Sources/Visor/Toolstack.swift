@@ -486,7 +486,9 @@ public final class Toolstack: Sendable {
         }
         let domain: Domain
         do {
-            domain = try Domain(configuration: plan.configuration, consoleOutput: { console.append($0) })
+            let log = self.log, name = spec.name
+            domain = try Domain(configuration: plan.configuration, consoleOutput: { console.append($0) },
+                                notice: { log.write("domain \(name): \($0)") })
         } catch {
             throw .badRequest("\(path): \(error)")
         }

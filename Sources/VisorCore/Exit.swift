@@ -41,11 +41,15 @@ public enum Exit: Sendable, Equatable {
     /// `KVMInstructionFallback`); the vCPU simply runs on. `instruction` names it for statistics
     /// (the mnemonic, with ` #UD` when the CPU does not offer it and the guest got #UD).
     case instructionEmulated(instruction: String)
+    /// The vCPU has made no exit for a long time and sits at the same instruction (for `kvm`: a
+    /// host kernel spinning on an instruction it never completes; see `KVMStallWatchdog`). The
+    /// vCPU can run on; `report` says where it is and what the instruction is, for the user.
+    case stalled(report: String)
 
     /// Short names for statistics, one per case, in `reasonIndex` order.
     public static let reasonNames = ["io-read", "io-write", "mmio-read", "mmio-write", "halt", "shutdown",
                                      "stopped", "failed-entry", "internal-error", "irq-window", "msr-read",
-                                     "msr-write", "emulated"]
+                                     "msr-write", "emulated", "stalled"]
 
     /// This exit's position in `reasonNames`: a cheap key for per-exit counters.
     public var reasonIndex: Int {
@@ -63,6 +67,7 @@ public enum Exit: Sendable, Equatable {
         case .msrRead: return 10
         case .msrWrite: return 11
         case .instructionEmulated: return 12
+        case .stalled: return 13
         }
     }
 

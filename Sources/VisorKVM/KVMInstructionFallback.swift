@@ -52,8 +52,15 @@ struct KVMInstructionFallback {
     /// INT n/INT3/INTO/INT1 deliver through the IDT.)
     static let carriedOut: Set<Operation> = [.int, .int3, .into, .int1, .clac, .stac, .clwb, .clflush]
 
-    /// Runs the instruction at `state`'s CS:RIP.
-    func execute(_ state: X86State) -> Outcome {
+    /// Operations the host is known to spin on without exiting (see `KVMStallWatchdog`): carried
+    /// out only for a vCPU found stalled on one. (VMCALL and VMMCALL are not in the decoder's
+    /// table at all, so they come through `notOffered` as #UD, which they raise outside VMX/SVM
+    /// operation.)
+    static let carriedOutWhenStalled: Set<Operation> = [.rdpmc]
+
+    /// Runs the instruction at `state`'s CS:RIP. `stalled`: the host kept the vCPU at it without
+    /// exiting, which admits `carriedOutWhenStalled` as well.
+    func execute(_ state: X86State, stalled: Bool = false) -> Outcome {
         let bus = FallbackBus(memory: memory, cpuid: cpuid, apicID: apicID,
                               smapEnabled: state.cr4 & FallbackBus.cr4SMAP != 0)
         let machine = X86Machine(bus: bus)
@@ -61,7 +68,8 @@ struct KVMInstructionFallback {
         let name: String
         do {
             let insn = try machine.fetchInstruction()
-            guard Self.carriedOut.contains(insn.operation) else {
+            guard Self.carriedOut.contains(insn.operation)
+                || (stalled && Self.carriedOutWhenStalled.contains(insn.operation)) else {
                 return .refused("Visor does not carry out \(insn.operation) for the kvm engine (\(bytesAtRIP(machine)))")
             }
             name = "\(insn.operation)"
@@ -117,6 +125,10 @@ struct KVMInstructionFallback {
         let leaf7 = cpuid.lookup(function: 7, index: 0)
         let extended = cpuid.lookup(function: 0x8000_0000, index: 0).eax >= 0x8000_0008
             ? cpuid.lookup(function: 0x8000_0008, index: 0) : CPUIDEntry(function: 0x8000_0008)
+        // VMCALL and VMMCALL: #UD outside VMX non-root / SVM guest operation, which is where a
+        // guest of Visor's always is (it offers neither VMX nor SVM).
+        if opcode.starts(with: [0x0f, 0x01, 0xc1]) { return "vmcall" }
+        if opcode.starts(with: [0x0f, 0x01, 0xd9]) { return "vmmcall" }
         if opcode.starts(with: [0x0f, 0x01, 0xfd]) && !operandSizePrefix {
             return extended.ebx >> 4 & 1 == 0 ? "rdpru" : nil
         }
@@ -145,6 +157,13 @@ struct KVMInstructionFallback {
             bytes.append(b)
         }
         return bytes.isEmpty ? nil : bytes
+    }
+
+    /// Where `state` is and the bytes there, for a report ("rip 0x…: 0f 01 c1 …").
+    func describe(_ state: X86State) -> String {
+        let machine = X86Machine(bus: FallbackBus(memory: memory, cpuid: cpuid, apicID: apicID, smapEnabled: false))
+        machine.cpu.load(state)
+        return bytesAtRIP(machine)
     }
 
     private func bytesAtRIP(_ machine: X86Machine) -> String {

@@ -37,6 +37,15 @@ public final class KVMVirtualCPU: VirtualCPU {
     nonisolated(unsafe) private var kickableThread: pthread_t?
     /// The thread inside `run()`, so `requestStop` can kick it out of KVM_RUN with a signal.
     private let runningThread = Mutex<pthread_t?>(nil)
+    /// When the current KVM_RUN call began (monotonic ns), 0 outside one: `KVMStallWatchdog` reads it.
+    let runEnteredAt = Atomic<UInt64>(0)
+    /// Nanoseconds spent in KVM_RUN since the guest last exited on its own (kicks do not count).
+    /// Driving thread only, as are the two below.
+    nonisolated(unsafe) private var runSinceGuestExit: UInt64 = 0
+    /// RIP at the last return from KVM_RUN by a signal, once `runSinceGuestExit` was long.
+    nonisolated(unsafe) private var stallSampleRIP: UInt64?
+    /// The RIP last reported as stalled, so one stall is reported once.
+    nonisolated(unsafe) private var stallReportedRIP: UInt64?
 
     init(machine: KVMVirtualMachine, index: Int) throws(KVMError) {
         self.machine = machine
@@ -49,6 +58,7 @@ public final class KVMVirtualCPU: VirtualCPU {
         self.runArea = mapping.bindMemory(to: kvm_run.self, capacity: 1)
         try installCPUID(machine.cpuid)
         KickSignal.installHandler()
+        KVMStallWatchdog.shared.watch(self)
     }
 
     deinit {
@@ -89,14 +99,22 @@ public final class KVMVirtualCPU: VirtualCPU {
         if stopRequested.exchange(false, ordering: .acquiring) {
             return .stopped
         }
+        let entered = KVMStallWatchdog.monotonicNanoseconds()
+        runEnteredAt.store(entered, ordering: .releasing)
         let rc = ckvm_ioctl_value(descriptor.raw, CKVM_RUN, 0)
+        runEnteredAt.store(0, ordering: .releasing)
         if rc == -Int(EINTR) || rc == -Int(EAGAIN) {
-            // A kick (requestStop) or another signal: the guest did not exit on its own.
+            // A kick (requestStop, the watchdog) or another signal: the guest did not exit on
+            // its own.
             ckvm_set_immediate_exit(runArea, 0)
-            stopRequested.store(false, ordering: .relaxed)
-            return .stopped
+            runSinceGuestExit &+= KVMStallWatchdog.monotonicNanoseconds() &- entered
+            if stopRequested.exchange(false, ordering: .relaxed) { return .stopped }
+            return checkForStall() ?? .stopped
         }
         if rc < 0 { throw KVMError.ioctlFailed(request: "KVM_RUN", errno: Int32(-rc)) }
+        runSinceGuestExit = 0
+        stallSampleRIP = nil
+        stallReportedRIP = nil
         return decodeExit()
     }
 
@@ -170,6 +188,36 @@ public final class KVMVirtualCPU: VirtualCPU {
             return .shutdown
         case .refused(let reason):
             return .internalError("\(failure), nor by Visor: \(reason)")
+        }
+    }
+
+    /// After a return from KVM_RUN by a signal: is the vCPU stalled (`KVMStallWatchdog`)? An
+    /// instruction the host spins on is carried out by Visor's CPU; any other stall is reported
+    /// once. Nil: not stalled (or not yet known).
+    private func checkForStall() -> Exit? {
+        guard runSinceGuestExit >= KVMStallWatchdog.stallAfter / 2, pending == nil, !pendingMSRRead,
+              let now = try? state() else { return nil }
+        let previous = stallSampleRIP
+        stallSampleRIP = now.rip
+        guard previous == now.rip, runSinceGuestExit >= KVMStallWatchdog.stallAfter else { return nil }
+        let fallback = KVMInstructionFallback(memory: machine.memory, cpuid: machine.cpuid,
+                                              apicID: UInt32(truncatingIfNeeded: index))
+        let seconds = Double(runSinceGuestExit / 1_000_000) / 1000
+        if case .done(let after, let instruction) = fallback.execute(now, stalled: true), (try? setState(after)) != nil {
+            runSinceGuestExit = 0
+            stallSampleRIP = nil
+            return .instructionEmulated(instruction: instruction + " (host stalled)")
+        }
+        guard stallReportedRIP != now.rip else { return nil }
+        stallReportedRIP = now.rip
+        return .stalled(report: "vCPU \(index) has made no exit for \(seconds) s, at \(fallback.describe(now)): "
+            + "the host's KVM may be spinning on that instruction (--engine interp runs the guest on Visor's own CPU)")
+    }
+
+    /// Kicks the thread out of KVM_RUN without asking it to stop: `run` then checks for a stall.
+    func kickForWatchdog() {
+        runningThread.withLock { thread in
+            if let thread { _ = pthread_kill(thread, KickSignal.number) }
         }
     }
 

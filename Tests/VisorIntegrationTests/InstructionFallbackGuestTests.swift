@@ -56,7 +56,9 @@ struct InstructionFallbackGuestTests {
         #expect(!r.timedOut)
         #expect(r.status == 0, "stdout: \(r.stdout) stderr: \(r.stderr)")
         let report = EmuFailReport(r.stdout)
-        #expect(report.failures.isEmpty && report.skips.isEmpty, "\(report.failures) \(report.skips)")
+        #expect(report.failures.isEmpty, "\(report.failures)")
+        // TCG's one departure here: RDPMC is #UD whatever the counter.
+        #expect(report.skips.allSatisfy { $0.contains("QEMU's TCG raises #UD for every RDPMC") }, "\(report.skips)")
         #expect(r.stdout.contains("emufail: all passed"))
     }
 }

@@ -82,6 +82,33 @@ struct KVMExitTests {
         #expect(try vcpu.run() == .stopped)
     }
 
+    @Test("a vCPU kept in KVM_RUN at one instruction is reported as stalled, once, with RIP and the bytes")
+    func stall() throws {
+        let memory = try GuestMemory(size: 1 << 20)
+        try memory.write([0xeb, 0xfe], at: GuestPhysicalAddress(0x1000))  // jmp $, with IF clear: no exit ever
+        let machine = try KVMEngine().makeMachine(memory: memory, options: MachineOptions())
+        let vcpu = try machine.makeVCPU(index: 0)
+        try vcpu.setState(Self.protectedModeState(entry: 0x1000))
+        // The watchdog kicks the vCPU out of KVM_RUN every quarter second or so; after a second
+        // in KVM_RUN with RIP unchanged it is a stall. 200 returns bound the wait, not the time.
+        var stopped = 0
+        var report: String?
+        while report == nil && stopped < 200 {
+            switch try vcpu.run() {
+            case .stopped: stopped += 1
+            case .stalled(let r): report = r
+            case let other: Issue.record("unexpected exit \(other)"); return
+            }
+        }
+        let r = try #require(report)
+        #expect(r.contains("vCPU 0 has made no exit for"))
+        #expect(r.contains("rip 0x1000: eb fe"), "\(r)")
+        #expect(r.contains("--engine interp"))
+        #expect(stopped >= 2, "two samples at the same RIP come first")
+        // Reported once: the next returns are plain kicks while it stays there.
+        for _ in 0..<2 { #expect(try vcpu.run() == .stopped) }
+    }
+
     @Test("the guest sees Visor's CPUID signature")
     func cpuid() throws {
         let memory = try GuestMemory(size: 1 << 20)
