@@ -159,6 +159,17 @@ struct KVMInstructionFallback {
         return bytes.isEmpty ? nil : bytes
     }
 
+    /// True when the instruction at `state`'s RIP is a MOV to CR0 that sets CR0.PG while
+    /// EFER.LME is clear: it turns on 32-bit (or PAE) paging outside long mode.
+    func turnsOnPagingOutsideLongMode(_ state: X86State) -> Bool {
+        guard state.cr0 & X86.cr0Paging == 0, state.efer & X86.eferLME == 0 else { return false }
+        let machine = X86Machine(bus: FallbackBus(memory: memory, cpuid: cpuid, apicID: apicID, smapEnabled: false))
+        machine.cpu.load(state)
+        guard let insn = try? machine.fetchInstruction(), insn.operation == .movControl,
+              insn.destination.kind == .control, insn.destination.index == 0 else { return false }
+        return machine.readRegister(insn.source.index, size: 4) & X86.cr0Paging != 0
+    }
+
     /// Where `state` is and the bytes there, for a report ("rip 0x…: 0f 01 c1 …").
     func describe(_ state: X86State) -> String {
         let machine = X86Machine(bus: FallbackBus(memory: memory, cpuid: cpuid, apicID: apicID, smapEnabled: false))

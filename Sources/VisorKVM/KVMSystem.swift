@@ -17,6 +17,11 @@ public final class KVMSystem: Sendable {
     /// The CPUID leaves this host lets guests see (KVM_GET_SUPPORTED_CPUID).
     public let supportedCPUID: [CPUIDEntry]
 
+    /// True when the host's KVM is the PVM backend (the `kvm_pvm` module is loaded): guest CPL0
+    /// code is emulated by the host kernel, which cannot run 32-bit paging outside long mode nor
+    /// `INT n` from CPL3, and gives up on some instructions (see `KVMInstructionFallback`).
+    public static let isPVMBackend: Bool = access("/sys/module/kvm_pvm", F_OK) == 0
+
     /// Opens `path` and checks that its KVM is one Visor can drive.
     public init(path: String = KVMSystem.defaultPath) throws(KVMError) {
         let fd = open(path, O_RDWR | O_CLOEXEC)

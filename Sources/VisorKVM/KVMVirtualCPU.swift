@@ -133,7 +133,7 @@ public final class KVMVirtualCPU: VirtualCPU {
         case KVM_EXIT_HLT:
             return .halt
         case KVM_EXIT_SHUTDOWN:
-            return .shutdown
+            return shutdownOrHostLimit()
         case KVM_EXIT_SYSTEM_EVENT:
             // The guest asked for shutdown, reset or reported a crash (through PSCI/Hyper-V-like
             // paths KVM handles in kernel). Visor has no reset, so all end the run.
@@ -187,8 +187,21 @@ public final class KVMVirtualCPU: VirtualCPU {
         case .shutdown:
             return .shutdown
         case .refused(let reason):
-            return .internalError("\(failure), nor by Visor: \(reason)")
+            return .internalError("\(failure), nor by Visor: \(reason); --engine interp runs the guest on Visor's own CPU")
         }
+    }
+
+    /// KVM shut the vCPU down. On the PVM backend that is also how 32-bit paging ends: the
+    /// vCPU is shut down at the MOV to CR0 that sets CR0.PG outside long mode (observed; the
+    /// backend cannot run it). Say so, and which engine can run the guest, rather than call it
+    /// the guest's triple fault.
+    private func shutdownOrHostLimit() -> Exit {
+        guard KVMSystem.isPVMBackend, let s = try? state() else { return .shutdown }
+        let fallback = KVMInstructionFallback(memory: machine.memory, cpuid: machine.cpuid,
+                                              apicID: UInt32(truncatingIfNeeded: index))
+        guard fallback.turnsOnPagingOutsideLongMode(s) else { return .shutdown }
+        return .internalError("the host's KVM shut the vCPU down with 32-bit paging on (CR0.PG set outside long mode), "
+            + "which this host's KVM (its PVM backend) cannot run; --engine interp runs the guest on Visor's own CPU")
     }
 
     /// After a return from KVM_RUN by a signal: is the vCPU stalled (`KVMStallWatchdog`)? An

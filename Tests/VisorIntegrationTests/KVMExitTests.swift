@@ -109,6 +109,35 @@ struct KVMExitTests {
         for _ in 0..<2 { #expect(try vcpu.run() == .stopped) }
     }
 
+    @Test("32-bit paging, which this host cannot run, ends in a crash that names it and the engine that can")
+    func thirtyTwoBitPaging() throws {
+        let memory = try GuestMemory(size: 1 << 20)
+        // A page directory at 0x3000 whose first entry maps the first 1 MiB through a page table
+        // at 0x4000, identity.
+        try memory.store(UInt32(0x4000 | 3), at: GuestPhysicalAddress(0x3000))
+        for page in 0..<256 { try memory.store(UInt32(page * 4096 | 3), at: GuestPhysicalAddress(UInt64(0x4000 + page * 4))) }
+        let code: [UInt8] = [
+            0xb8, 0x00, 0x30, 0x00, 0x00,  // mov eax, 0x3000
+            0x0f, 0x22, 0xd8,              // mov cr3, eax
+            0x0f, 0x20, 0xc0,              // mov eax, cr0
+            0x0d, 0x00, 0x00, 0x00, 0x80,  // or eax, 0x80000000
+            0x0f, 0x22, 0xc0,              // mov cr0, eax
+            0xf4,                          // hlt
+        ]
+        try memory.write(code, at: GuestPhysicalAddress(0x1000))
+        let machine = try KVMEngine().makeMachine(memory: memory, options: MachineOptions())
+        let vcpu = try machine.makeVCPU(index: 0)
+        try vcpu.setState(Self.protectedModeState(entry: 0x1000))
+        let exit = try vcpu.run()
+        if KVMSystem.isPVMBackend {
+            // Observed on this host: KVM_EXIT_SHUTDOWN as soon as CR0.PG is set.
+            guard case .internalError(let message) = exit else { Issue.record("\(exit) \(try vcpu.state())"); return }
+            #expect(message.contains("32-bit paging") && message.contains("--engine interp"), "\(message)")
+        } else {
+            #expect(exit == .halt)  // hardware-assisted KVM runs it
+        }
+    }
+
     @Test("the guest sees Visor's CPUID signature")
     func cpuid() throws {
         let memory = try GuestMemory(size: 1 << 20)
