@@ -301,6 +301,8 @@ public func fuzzInterpreter(_ data: UnsafePointer<UInt8>?, _ count: Int) -> CInt
             finished = vcpuCount == 1
         case .failedEntry, .internalError:
             require(false, "the interp engine failed: \(exit)")
+        case .instructionEmulated, .stalled:
+            require(false, "the interp engine gave an exit only kvm gives: \(exit)")
         }
         // Now and then an interrupt arrives while the guest runs.
         if answers.next() & 7 == 0, vcpu.interruptWindowOpen {
