@@ -469,8 +469,10 @@ public final class Toolstack: Sendable {
     /// Plans, builds and starts a domain of `spec` whose output goes to `console`, with a reaper
     /// thread that carries out its end action. `replacing` is the ended domain of the same name a
     /// restart takes the place of.
+    /// `announce` is called with the new ID as the domain is listed (under the state lock), so a
+    /// log line about it is written before anyone can see it listed.
     private func launch(_ spec: DomainSpec, console: DomainConsole, replacing: ServedDomain?,
-                        quickRestarts: Int) throws(ToolstackError) -> ServedDomain {
+                        quickRestarts: Int, announce: ((DomainID) -> Void)? = nil) throws(ToolstackError) -> ServedDomain {
         let path = spec.path
         let request = RunRequest(kernel: spec.kernel, engine: defaultEngine, memoryBytes: spec.memoryBytes,
                                  commandLine: "", modules: [], timeout: nil, printStatistics: false,
@@ -495,7 +497,7 @@ public final class Toolstack: Sendable {
         // The name is checked again and the ID taken under the lock: two creates of one name
         // may race through the slow part above.
         let served = try reserve(domain: domain, console: console, plan: plan, engine: spec.engine ?? defaultEngine,
-                                 spec: spec, replacing: replacing, quickRestarts: quickRestarts)
+                                 spec: spec, replacing: replacing, quickRestarts: quickRestarts, announce: announce)
         do {
             try domain.start(in: pool, id: served.id, affinities: plan.affinities, parameters: plan.parameters)
         } catch {
@@ -529,9 +531,10 @@ public final class Toolstack: Sendable {
                 return
             }
             do {
-                let next = try launch(served.spec, console: served.console, replacing: served, quickRestarts: quick)
                 // No key: Visor stopped it to reset it (a reboot request that ran out of time).
-                log.write("\(ended); restarted (\(key.map { "\($0) = restart" } ?? "a reset")) as domain \(next.id.rawValue)")
+                _ = try launch(served.spec, console: served.console, replacing: served, quickRestarts: quick) { [log] id in
+                    log.write("\(ended); restarted (\(key.map { "\($0) = restart" } ?? "a reset")) as domain \(id.rawValue)")
+                }
                 served.markFinished()
             } catch {
                 drop(served, note: "\(ended); destroyed: the restart failed: \(error)")
@@ -554,13 +557,15 @@ public final class Toolstack: Sendable {
     /// Takes an ended domain out of the list, closes its console and lets its waiters go.
     private func drop(_ served: ServedDomain, note: String) {
         served.console.close()
-        state.withLock { s in s.domains.removeAll { $0 === served } }
+        // Logged before the domain leaves the list, which is what `destroy`/`shutdown -w` wait for.
         log.write(note)
+        state.withLock { s in s.domains.removeAll { $0 === served } }
         served.markFinished()
     }
 
     private func reserve(domain: Domain, console: DomainConsole, plan: DomainPlan, engine: String, spec: DomainSpec,
-                         replacing: ServedDomain?, quickRestarts: Int) throws(ToolstackError) -> ServedDomain {
+                         replacing: ServedDomain?, quickRestarts: Int,
+                         announce: ((DomainID) -> Void)? = nil) throws(ToolstackError) -> ServedDomain {
         let result = state.withLock { s -> Result<ServedDomain, ToolstackError> in
             guard !s.stopping else { return .failure(.unavailable("the daemon is stopping")) }
             if let replacing {
@@ -574,6 +579,7 @@ public final class Toolstack: Sendable {
             let served = ServedDomain(domain: domain, id: DomainID(s.nextID), console: console, parameters: plan.parameters,
                                       engineName: engine, pool: pool, spec: spec, quickRestarts: quickRestarts)
             s.nextID &+= 1
+            announce?(served.id)
             s.domains.append(served)
             return .success(served)
         }
