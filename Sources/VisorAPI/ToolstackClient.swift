@@ -117,8 +117,11 @@ public struct ToolstackClient: Sendable {
     public func waitForEnd(of name: String, id: UInt32) throws(CommandFailure) {
         while true {
             let listed = try list()
+            // Dying ("d"): ended, and the daemon is still carrying out its end action (a restart
+            // lists the new domain only then), so that is not the end yet. Shut down or crashed
+            // without "d": preserved.
             guard let now = listed.first(where: { $0.name == name }), now.id == id,
-                  !(now.state.contains("s") || now.state.contains("c")) else { return }
+                  now.state.contains("d") || !(now.state.contains("s") || now.state.contains("c")) else { return }
             usleep(100_000)
         }
     }
