@@ -32,6 +32,10 @@ let package = Package(
         .target(name: "VisorKVM", dependencies: ["VisorCore", "CKVM", "VisorX86", "VisorX86Decode"], swiftSettings: strict),
         .target(name: "VisorDevices", dependencies: ["VisorCore"], swiftSettings: strict),
         .target(name: "VisorBoot", dependencies: ["VisorCore"], swiftSettings: strict),
+        // Paravirtual I/O: the virtio-mmio transport, split virtqueues and the device types
+        // (block), as pure state machines over guest RAM; Visor gives them threads and wiring.
+        // CVisorHost for fallocate's hole punching (a GNU extension Glibc's module hides).
+        .target(name: "VisorVirtio", dependencies: ["VisorCore", "CVisorHost"], swiftSettings: strict),
         // The ACPI tables a PC guest's OS reads, as pure bytes from a description of the platform.
         .target(name: "VisorACPI", swiftSettings: strict),
         // The software CPU: the decoder (bytes → DecodedInstruction, tables as data) on its own,
@@ -49,7 +53,7 @@ let package = Package(
         .target(
             name: "Visor",
             dependencies: ["VisorABI", "VisorCore", "VisorKVM", "VisorDevices", "VisorBoot", "VisorACPI", "VisorX86",
-                           "VisorSched", "CVisorHost"],
+                           "VisorSched", "VisorVirtio", "CVisorHost"],
             swiftSettings: strict),
         // `visor bench`: the benchmarks, their guests' glue and QEMU as the reference beside them.
         // The runtime (`Visor`) depends on none of it.
@@ -71,6 +75,7 @@ let package = Package(
 
         .testTarget(name: "VisorCoreTests", dependencies: ["VisorCore"], swiftSettings: strict),
         .testTarget(name: "VisorDevicesTests", dependencies: ["VisorDevices"], swiftSettings: strict),
+        .testTarget(name: "VisorVirtioTests", dependencies: ["VisorVirtio", "VisorCore"], swiftSettings: strict),
         .testTarget(name: "VisorBootTests", dependencies: ["VisorBoot"], swiftSettings: strict),
         .testTarget(name: "VisorACPITests", dependencies: ["VisorACPI"], swiftSettings: strict),
         .testTarget(name: "VisorX86DecodeTests", dependencies: ["VisorX86Decode"], swiftSettings: strict),

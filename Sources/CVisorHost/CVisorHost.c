@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include "CVisorHost.h"
 
+#include <fcntl.h>
 #include <sched.h>
 #include <spawn.h>
 #include <sys/prctl.h>
@@ -42,4 +43,8 @@ int cvisorhost_spawn_close_from(void *actions, int lowest) {
 
 int cvisorhost_set_thread_name(const char *name) {
     return prctl(PR_SET_NAME, (unsigned long)name, 0, 0, 0);
+}
+
+int cvisorhost_punch_hole(int fd, long long offset, long long length) {
+    return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length);
 }

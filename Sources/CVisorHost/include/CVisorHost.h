@@ -2,7 +2,7 @@
 // their C declarations are variadic or their arguments are built with macros (CPU_SET) or
 // are GNU extensions Swift's Glibc module does not show.
 //
-// Not API: only the Visor and VisorBench targets import this module. The header includes no
+// Not API: only the Visor, VisorBench and VisorVirtio targets import this module. The header includes no
 // system header and defines no feature macro: a module whose headers see _GNU_SOURCE differs
 // from Glibc's and Dispatch's view of the same system types, which Clang refuses in a clean
 // build. The bodies are in CVisorHost.c.
@@ -33,5 +33,10 @@ int cvisorhost_spawn_close_from(void *actions, int lowest);
 
 /// Names the calling thread (at most 15 bytes are kept), as ps -L and top -H show it. 0 or -1.
 int cvisorhost_set_thread_name(const char *name);
+
+/// Deallocates bytes [offset, offset + length) of the file open on `fd`, keeping its size
+/// (fallocate with FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE): they read back as zeroes.
+/// 0 or -1 (errno; EOPNOTSUPP on a file system without holes).
+int cvisorhost_punch_hole(int fd, long long offset, long long length);
 
 #endif
