@@ -179,6 +179,12 @@ final class DevicePlatform: @unchecked Sendable {
     /// MADT's interrupt source override, as on PCs).
     static func ioapicPin(forISAIRQ irq: Int) -> Int { irq == 0 ? 2 : irq }
 
+    /// Drives ISA IRQ line `irq` (to the PIC and the I/O APIC), for devices outside this file
+    /// (virtio-mmio). Platform lock held.
+    func setISAIRQ(_ irq: Int, level: Bool) {
+        ISAInterruptLine(irq: irq, router: router).setLevel(level)
+    }
+
     /// The offset into the I/O APIC's register window, if `address` falls in it.
     func ioapicOffset(_ address: GuestPhysicalAddress) -> UInt64? {
         let a = address.rawValue

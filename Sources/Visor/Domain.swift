@@ -17,6 +17,7 @@ import VisorBoot
 import VisorCore
 import VisorDevices
 import VisorSched
+import VisorVirtio
 
 /// A created domain, ready to run once.
 public final class Domain: @unchecked Sendable {
@@ -32,6 +33,8 @@ public final class Domain: @unchecked Sendable {
     package let memory: GuestMemory
     private let consoleOutput: @Sendable (UInt8) -> Void
     private let runners: [VCPURunner]
+    /// The virtio-mmio devices (disks), each with its worker thread once started.
+    let virtioSlots: [VirtioSlot]
     /// How the run ended; the first outcome wins. Guarded by the platform lock.
     private var outcome: DomainOutcome?
     /// Signalled when a running vCPU publishes a deadline earlier than the timer thread's wait.
@@ -80,9 +83,18 @@ public final class Domain: @unchecked Sendable {
         guard (1...Self.maximumVCPUs).contains(vcpuCount) else {
             throw DomainError.invalidVCPUCount(vcpuCount)
         }
+        guard configuration.disks.count <= VirtioPlacement.maximumDevices else {
+            throw DomainError.tooManyVirtioDevices(configuration.disks.count)
+        }
+        let disks: [RawDiskImage]
+        do {
+            disks = try configuration.disks.map { disk throws(DiskImageError) in try RawDiskImage(path: disk.path, readOnly: disk.readOnly) }
+        } catch {
+            throw DomainError.disk(error)
+        }
         let memory = try GuestMemory(size: configuration.memoryBytes)
         self.memory = memory
-        let image = try BootLoader.load(kernel: configuration.kernel, commandLine: configuration.commandLine,
+        let image = try BootLoader.load(kernel: configuration.kernel, commandLine: Self.commandLine(for: configuration),
                                         modules: configuration.modules, initrd: configuration.initrd,
                                         firmware: DevicePlatform.firmwareTables(vcpuCount: vcpuCount), into: memory)
         let clock = DomainClock()
@@ -94,9 +106,10 @@ public final class Domain: @unchecked Sendable {
         var vcpus: [any VirtualCPU] = []
         for index in 0..<vcpuCount { vcpus.append(try machine.makeVCPU(index: index)) }
         try vcpus[0].setState(image.initialState)
-        platform = try DevicePlatform(vcpuCount: vcpuCount, clock: clock,
-                                      tscFrequency: UInt64(configuration.engine.timeStampCounterFrequency()),
-                                      apicTimerFrequency: apicTimerFrequency, consoleOutput: consoleOutput)
+        let platform = try DevicePlatform(vcpuCount: vcpuCount, clock: clock,
+                                          tscFrequency: UInt64(configuration.engine.timeStampCounterFrequency()),
+                                          apicTimerFrequency: apicTimerFrequency, consoleOutput: consoleOutput)
+        self.platform = platform
         for extra in extraDevices {
             try platform.bus.attach(extra.device, base: extra.base, count: extra.count)
         }
@@ -105,6 +118,13 @@ public final class Domain: @unchecked Sendable {
         self.consoleOutput = consoleOutput
         runners = vcpus.map { VCPURunner(vcpu: $0) }
         runners[0].activity = .running
+        virtioSlots = disks.enumerated().map { index, disk in
+            // The serial (GET_ID, /sys/block/vdX/serial) says which file it is.
+            let serial = String(disk.path.split(separator: "/").last ?? "disk")
+            return VirtioSlot(model: VirtioBlock(storage: disk, serial: serial),
+                              name: "virtio-blk \(index) (\(disk.path))", index: index, platform: platform,
+                              memory: memory, notice: notice)
+        }
         platform.setSignalHandler { [unowned self] index, signal in self.deliver(signal, to: index) }
     }
 
@@ -235,6 +255,7 @@ public final class Domain: @unchecked Sendable {
         self.domainID = id
         startTime = monotonicNanoseconds()
         timerThread = HostThread { [self] in timerLoop() }
+        for slot in virtioSlots { slot.start() }
         vcpuThreads = runners.indices.map { index in
             HostThread { [self] in
                 if let result = vcpuLoop(index) {
@@ -250,6 +271,7 @@ public final class Domain: @unchecked Sendable {
         for thread in vcpuThreads { thread.join() }
         platform.lock.withLock { end(.crashed(reason: "every vCPU thread ended without an outcome", registers: "")) }
         timerThread?.join()
+        for slot in virtioSlots { slot.stop() }
         if let pool, let domainID { pool.remove(domain: domainID, vcpuCount: runners.count) }
         var total = ExitStatistics()
         for runner in runners { total.merge(runner.statistics) }
@@ -565,6 +587,8 @@ public final class Domain: @unchecked Sendable {
                 vcpu.completeRead(platform.apics[index].read(offset: offset, size: size))
             } else if let offset = platform.ioapicOffset(address) {
                 vcpu.completeRead(platform.ioapic.read(offset: offset, size: size))
+            } else if let (slot, offset) = virtioSlot(at: address) {
+                vcpu.completeRead(slot.device.read(offset: offset, size: Int(size)))
             } else {
                 // Like an unclaimed bus cycle, reads float high.
                 platform.unbackedMMIOReads &+= 1
@@ -577,6 +601,8 @@ public final class Domain: @unchecked Sendable {
                 platform.apics[index].write(offset: offset, size: size, value: value)
             } else if let offset = platform.ioapicOffset(address) {
                 platform.ioapic.write(offset: offset, size: size, value: value)
+            } else if let (slot, offset) = virtioSlot(at: address) {
+                slot.device.write(offset: offset, size: Int(size), value: value)
             } else {
                 platform.unbackedMMIOWrites &+= 1
             }
@@ -670,6 +696,23 @@ public final class Domain: @unchecked Sendable {
             }
         }
         return nil
+    }
+
+    /// The virtio device whose window holds `address`, and the offset into it.
+    private func virtioSlot(at address: GuestPhysicalAddress) -> (VirtioSlot, UInt64)? {
+        for slot in virtioSlots { if let offset = slot.offset(of: address) { return (slot, offset) } }
+        return nil
+    }
+
+    /// The kernel command line the guest gets: the configuration's, and for a Linux kernel
+    /// (the bzImage or PVH protocol) one `virtio_mmio.device=` per virtio device, which is how
+    /// Linux finds virtio-mmio devices without a device tree or ACPI entries for them.
+    package static func commandLine(for configuration: DomainConfiguration) -> String {
+        let kernel = configuration.kernel
+        let isLinux = LinuxSetupHeader.isPresent(in: kernel) || ((try? PVHLoader.hasEntryNote(kernel)) ?? false)
+        guard isLinux else { return configuration.commandLine }
+        let parameters = configuration.disks.indices.map { VirtioPlacement.linuxParameter(device: $0) }
+        return ([configuration.commandLine] + parameters).filter { !$0.isEmpty }.joined(separator: " ")
     }
 
     /// The offset into the local APIC's register page, if `address` falls in it.

@@ -26,6 +26,9 @@ public struct DomainConfiguration: Sendable {
     public var engine: any Engine
     /// Virtual CPUs: vCPU 0 boots, the others wait for the guest's start-up IPIs.
     public var vcpuCount: Int
+    /// Disks, each a virtio-blk device on virtio-mmio (`--disk`, xl.cfg `disk`), in order:
+    /// Linux names them vda, vdb, ...
+    public var disks: [DiskConfiguration] = []
 
     /// RAM of a domain whose configuration names none.
     public static let defaultMemoryBytes: UInt64 = 128 << 20

@@ -1,13 +1,23 @@
 // What creating a domain can refuse.
 
+import VisorVirtio
+
 /// Errors creating a domain that are the configuration's fault.
 public enum DomainError: Error, CustomStringConvertible {
     case invalidVCPUCount(Int)
+    /// More virtio devices than the platform has interrupt lines and windows for.
+    case tooManyVirtioDevices(Int)
+    /// A disk image could not be opened.
+    case disk(DiskImageError)
 
     public var description: String {
         switch self {
         case .invalidVCPUCount(let n):
             return "a domain needs 1 to \(Domain.maximumVCPUs) vCPUs, not \(n)"
+        case .tooManyVirtioDevices(let n):
+            return "a domain may have at most \(VirtioPlacement.maximumDevices) virtio devices (disks), not \(n)"
+        case .disk(let error):
+            return error.description
         }
     }
 }

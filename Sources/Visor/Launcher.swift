@@ -6,6 +6,7 @@ import Synchronization
 import VisorCore
 import VisorKVM
 import VisorSched
+import VisorVirtio
 import VisorX86
 
 /// The engines Visor offers, by the names users type.
@@ -82,6 +83,8 @@ public struct RunRequest: Sendable {
     public var modules: [String]
     /// A Linux kernel's initial RAM disk (a multiboot kernel gets it as its first module).
     public var initrd: String?
+    /// `--disk`: disks, each a raw image on virtio-blk.
+    public var disks: [DiskConfiguration] = []
     /// Stop the guest after this long (it did not finish in time: status 6).
     public var timeout: Duration?
     /// Run the domains for this long, then stop them and report (an expected end: status 0).
@@ -281,10 +284,12 @@ public enum Launcher {
         }
         let initrdPath = request.initrd ?? resolved.initrd
         let initrd = try initrdPath.map { BootModule(name: $0, bytes: try readFile($0, what: "initrd")) }
-        return DomainConfiguration(name: resolved.description, kernelDescription: resolved.description, kernel: kernel,
-                                   memoryBytes: request.memoryBytes,
-                                   commandLine: resolved.commandLine(adding: request.commandLine),
-                                   modules: modules, initrd: initrd, engine: engine, vcpuCount: request.vcpuCount)
+        var configuration = DomainConfiguration(
+            name: resolved.description, kernelDescription: resolved.description, kernel: kernel,
+            memoryBytes: request.memoryBytes, commandLine: resolved.commandLine(adding: request.commandLine),
+            modules: modules, initrd: initrd, engine: engine, vcpuCount: request.vcpuCount)
+        configuration.disks = try checkedDisks(request.disks, what: "--disk")
+        return configuration
     }
 
     /// A kernel as `visor run` found it: a file, a built guest, or a fetched guest with its
@@ -320,6 +325,22 @@ public enum Launcher {
         } catch let error as GuestCatalogError {
             throw LaunchError.guest(error)
         }
+    }
+
+    /// The disks, each opened once now so a missing, directory or unreadable image is reported
+    /// before anything starts (the domain opens them again for itself).
+    static func checkedDisks(_ disks: [DiskConfiguration], what: String) throws -> [DiskConfiguration] {
+        guard disks.count <= VirtioPlacement.maximumDevices else {
+            throw LaunchError.badInput("\(what): \(disks.count) disks: a domain may have at most \(VirtioPlacement.maximumDevices)")
+        }
+        for disk in disks {
+            do {
+                _ = try RawDiskImage(path: disk.path, readOnly: disk.readOnly)
+            } catch {
+                throw LaunchError.badInput("\(what): \(error.description)")
+            }
+        }
+        return disks
     }
 
     static func readFile(_ path: String, what: String) throws -> [UInt8] {

@@ -42,10 +42,11 @@ extension Launcher {
         let initrd = try (spec.ramdisk ?? resolved.initrd).map {
             BootModule(name: $0, bytes: try readFile($0, what: "\(spec.path): ramdisk"))
         }
-        let configuration = DomainConfiguration(
+        var configuration = DomainConfiguration(
             name: spec.name, kernelDescription: resolved.description, kernel: kernel,
             memoryBytes: spec.memoryMiB << 20, commandLine: resolved.commandLine(adding: spec.commandLine),
             initrd: initrd, engine: engine, vcpuCount: spec.vcpus)
+        configuration.disks = try checkedDisks(spec.disks, what: "\(spec.path): disk")
 
         // cpus= / cpus_soft=: element i is vCPU i's mask (the string form is already one per
         // vCPU); vCPUs past the end of a shorter list may run anywhere, as with xl.

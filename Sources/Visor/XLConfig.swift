@@ -45,6 +45,8 @@ public struct DomainSpec: Sendable, Equatable {
     public var onPowerOff: DomainEndAction
     public var onReboot: DomainEndAction
     public var onCrash: DomainEndAction
+    /// `disk`: the disks in list order, each a raw image on virtio-blk.
+    public var disks: [DiskConfiguration] = []
     /// The configuration file, for messages.
     public var path: String
 
@@ -104,11 +106,11 @@ public enum XLConfig {
     /// The keys Visor implements.
     public static let understoodKeys = [
         "name", "kernel", "ramdisk", "cmdline", "extra", "root", "memory", "vcpus", "maxvcpus",
-        "cpus", "cpus_soft", "cpu_weight", "cap", "engine", "on_poweroff", "on_reboot", "on_crash",
+        "cpus", "cpus_soft", "cpu_weight", "cap", "engine", "on_poweroff", "on_reboot", "on_crash", "disk",
     ]
     /// Xen keys common in real configurations that Visor accepts with a warning and does not act on.
     public static let ignoredKeys = [
-        "type", "builder", "vif", "disk", "vfb", "serial",
+        "type", "builder", "vif", "vfb", "serial",
         "boot", "uuid", "pool", "device_model_version", "sdl", "vnc", "period", "extratime", "slice", "latency",
     ]
 
@@ -667,6 +669,31 @@ fileprivate struct XLConfigValidator {
     }
 
     /// `cpus` / `cpus_soft`: a cpu-list string (or a bare number), or a list of them.
+    /// `disk = [ 'spec', ... ]`: a list of xl disk specifications (a lone string is one disk).
+    private func diskList(_ s: XLSetting) throws(XLConfigError) -> [DiskConfiguration] {
+        let items: [XLValue]
+        switch s.value {
+        case .string: items = [s.value]
+        case .list(let list): items = list
+        case .integer: throw fail(s, "expected a list of disk specifications such as [ 'disk.img,raw,xvda,rw' ]")
+        }
+        guard items.count <= VirtioPlacement.maximumDevices else {
+            throw fail(s, "\(items.count) disks: a domain may have at most \(VirtioPlacement.maximumDevices)")
+        }
+        var disks: [DiskConfiguration] = []
+        for (i, item) in items.enumerated() {
+            guard case .string(let text) = item else {
+                throw fail(s, "element \(i): expected a disk specification in quotes, such as 'disk.img,raw,xvda,rw'")
+            }
+            do {
+                disks.append(try DiskConfiguration(xlSpec: text, resolve: resolvedPath))
+            } catch {
+                throw fail(s, "element \(i): \(error.description)")
+            }
+        }
+        return disks
+    }
+
     private func affinity(_ s: XLSetting) throws(XLConfigError) -> (masks: [String], perVCPU: Bool) {
         switch s.value {
         case .string, .integer:
@@ -754,6 +781,7 @@ fileprivate struct XLConfigValidator {
         var cap: (setting: XLSetting, text: String, value: UInt64?)?
         var engine: String?
         var onPowerOff = DomainEndAction.destroy, onReboot = DomainEndAction.restart, onCrash = DomainEndAction.destroy
+        var disks: [DiskConfiguration] = []
 
         // Each key on its own, in file order, so the first problem reported is the earliest.
         for s in settings {
@@ -793,6 +821,7 @@ fileprivate struct XLConfigValidator {
             case "on_poweroff": onPowerOff = try endAction(s)
             case "on_reboot": onReboot = try endAction(s)
             case "on_crash": onCrash = try endAction(s)
+            case "disk": disks = try diskList(s)
             default:
                 if XLConfig.ignoredKeys.contains(s.key) {
                     warn(s, "ignored by Visor")
@@ -850,9 +879,11 @@ fileprivate struct XLConfigValidator {
             commandLine = extraText
         }
 
-        return DomainSpec(name: name, kernel: kernel, ramdisk: ramdisk, commandLine: commandLine, memoryMiB: memory,
-                          vcpus: vcpus, maxVCPUs: maxVCPUs?.value, hardAffinity: hardAffinity,
-                          softAffinity: softAffinity, weight: weight, cap: capValue, engine: engine,
-                          onPowerOff: onPowerOff, onReboot: onReboot, onCrash: onCrash, path: path)
+        var spec = DomainSpec(name: name, kernel: kernel, ramdisk: ramdisk, commandLine: commandLine, memoryMiB: memory,
+                              vcpus: vcpus, maxVCPUs: maxVCPUs?.value, hardAffinity: hardAffinity,
+                              softAffinity: softAffinity, weight: weight, cap: capValue, engine: engine,
+                              onPowerOff: onPowerOff, onReboot: onReboot, onCrash: onCrash, path: path)
+        spec.disks = disks
+        return spec
     }
 }

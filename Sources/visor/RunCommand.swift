@@ -50,6 +50,10 @@ struct RunCommand: ParsableCommand {
             help: "A Linux kernel's initial RAM disk (a multiboot kernel gets it as its first module), as QEMU's -initrd.")
     var initrd: String?
 
+    @Option(name: .customLong("disk"), parsing: .unconditionalSingleValue,
+            help: "A raw disk image as a virtio-blk disk (repeatable; Linux names them vda, vdb, ...): FILE, or FILE,ro for a read-only disk.")
+    var disks: [String] = []
+
     @Option(name: .customLong("module"), parsing: .unconditionalSingleValue,
             help: "A multiboot module to load (repeatable); an optional ' args' after the path becomes its string.")
     var modules: [String] = []
@@ -102,7 +106,16 @@ struct RunCommand: ParsableCommand {
         if kernels.count > 1 && configurationFiles.isEmpty {
             throw ValidationError("several arguments must all be xl.cfg files (*.cfg); a kernel runs alone: \(kernels.joined(separator: " "))")
         }
-        return RunRequest(kernel: kernels.first ?? "demo", configurationFiles: configurationFiles,
+        if !disks.isEmpty && !configurationFiles.isEmpty {
+            throw ValidationError("--disk is for a kernel on the command line; an xl.cfg file names its disks with disk = [ ... ]")
+        }
+        let diskConfigurations: [DiskConfiguration]
+        do {
+            diskConfigurations = try disks.map { text throws(DiskSpecError) in try DiskConfiguration(option: text) }
+        } catch {
+            throw ValidationError(error.description)
+        }
+        var request = RunRequest(kernel: kernels.first ?? "demo", configurationFiles: configurationFiles,
                           engine: try OptionValue.engine(engine), memoryBytes: try OptionValue.guestRAM(memory),
                           commandLine: cmdline, modules: modules, initrd: initrd,
                           timeout: try timeout.map { try OptionValue.duration($0, option: "--timeout") },
@@ -110,6 +123,8 @@ struct RunCommand: ParsableCommand {
                           printStatistics: stats, vcpuCount: vcpuCount, pcpuCount: pcpuCount,
                           scheduler: kind, tracePath: trace,
                           pinPCPUs: try OptionValue.pinnable(pcpuCount, pin: pinPCPUs))
+        request.disks = diskConfigurations
+        return request
     }
 
     func validate() throws {

@@ -3,6 +3,7 @@
 import Foundation
 import Testing
 import Visor
+import VisorX86
 
 @Suite("visor command line")
 struct CLITests {
@@ -143,6 +144,45 @@ struct CLITests {
         let r = try runVisor(["run", "hello", "--module", "/nonexistent/initrd arg"], timeout: guestBuildGuard)
         #expect(r.status == 65)
         #expect(r.stderr.contains("module '/nonexistent/initrd' does not exist"))
+    }
+
+    @Test("--disk: a missing image, a directory and a bad option are refused before the guest starts")
+    func badDisks() throws {
+        let missing = try runVisor(["run", "hello", "--disk", "/nonexistent/disk.img"], timeout: guestBuildGuard)
+        #expect(missing.status == 65)
+        #expect(missing.stderr.contains("--disk: disk image /nonexistent/disk.img does not exist"), "stderr: \(missing.stderr)")
+        let directory = try runVisor(["run", "hello", "--disk", "/tmp,ro"], timeout: guestBuildGuard)
+        #expect(directory.status == 65)
+        #expect(directory.stderr.contains("--disk: disk image /tmp is a directory, not a file"), "stderr: \(directory.stderr)")
+        let option = try runVisor(["run", "hello", "--disk", "disk.img,readonly"])
+        #expect(option.status == 64)
+        #expect(option.stderr.contains("'readonly' is not an option: write FILE, FILE,ro or FILE,rw"), "stderr: \(option.stderr)")
+    }
+
+    @Test("a guest runs with a disk attached: its worker starts and stops with the domain")
+    func runWithDisk() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("visor-disk-\(getpid()).img")
+        try Data(repeating: 0, count: 1 << 20).write(to: path)
+        defer { try? FileManager.default.removeItem(at: path) }
+        let plain = try runVisor(["run", "hello", "--engine", "interp"], timeout: guestBuildGuard)
+        let r = try runVisor(["run", "hello", "--engine", "interp", "--disk", path.path + ",ro"], timeout: guestBuildGuard)
+        #expect(r.status == plain.status, "stderr: \(r.stderr)")
+        #expect(r.stdout == plain.stdout)
+    }
+
+    @Test("a Linux kernel's command line names each virtio-mmio device; other kernels' is left alone")
+    func virtioCommandLine() throws {
+        // The smallest image with a Linux setup header: the boot flag 0xaa55 at 0x1fe, "HdrS" at 0x202.
+        var bzImage = [UInt8](repeating: 0, count: 0x400)
+        bzImage.replaceSubrange(0x1fe..<0x200, with: [0x55, 0xaa])
+        bzImage.replaceSubrange(0x202..<0x206, with: Array("HdrS".utf8))
+        var configuration = DomainConfiguration(name: "d", kernelDescription: "d", kernel: bzImage,
+                                                commandLine: "console=ttyS0", engine: InterpEngine())
+        configuration.disks = [DiskConfiguration(path: "a.img", readOnly: false), DiskConfiguration(path: "b.img", readOnly: true)]
+        #expect(Domain.commandLine(for: configuration)
+                == "console=ttyS0 virtio_mmio.device=4K@0xd0000000:5 virtio_mmio.device=4K@0xd0001000:6")
+        configuration.kernel = [0x7f, 0x45, 0x4c, 0x46] + [UInt8](repeating: 0, count: 60)
+        #expect(Domain.commandLine(for: configuration) == "console=ttyS0")
     }
 
     @Test("guest RAM too small for the kernel is refused clearly")

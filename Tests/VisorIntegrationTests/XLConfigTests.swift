@@ -138,7 +138,6 @@ struct XLConfigTests {
             type = "pvh"
             kernel = "demo"
             vif = [ 'mac=00:16:3e:00:00:01,bridge=xenbr0' ]
-            disk = [ 'phy:/dev/vg/d,xvda,w', ]
             boot = "c"
             period = 10000
             """
@@ -147,10 +146,52 @@ struct XLConfigTests {
         #expect(warnings == [
             "/etc/xen/d.cfg:2: type: ignored by Visor",
             "/etc/xen/d.cfg:4: vif: ignored by Visor",
-            "/etc/xen/d.cfg:5: disk: ignored by Visor",
-            "/etc/xen/d.cfg:6: boot: ignored by Visor",
-            "/etc/xen/d.cfg:7: period: ignored by Visor",
+            "/etc/xen/d.cfg:5: boot: ignored by Visor",
+            "/etc/xen/d.cfg:6: period: ignored by Visor",
         ])
+    }
+
+    @Test("disk: xl's disk specifications, positional or key=value, raw images only, relative to the file")
+    func disks() throws {
+        let text = """
+            name = "d"
+            kernel = "demo"
+            disk = [ 'root.img,raw,xvda,rw', '/srv/data.img,,xvdb,ro', 'format=raw, vdev=xvdc, access=r, target=/x,y.img',
+                     'file:/a.img,xvdd,w' ]
+            """
+        let (spec, warnings) = try XLConfig.parse(text, path: "/etc/xen/d.cfg")
+        #expect(warnings.isEmpty)
+        #expect(spec.disks == [DiskConfiguration(path: "/etc/xen/root.img", readOnly: false),
+                               DiskConfiguration(path: "/srv/data.img", readOnly: true),
+                               DiskConfiguration(path: "/x,y.img", readOnly: true),
+                               DiskConfiguration(path: "/a.img", readOnly: false)])
+        func refusal(_ entry: String) -> String {
+            parseError("name = \"d\"\nkernel = \"demo\"\ndisk = [ '\(entry)' ]\n")?.description ?? "accepted"
+        }
+        #expect(refusal("d.qcow2,qcow2,xvda,rw") == "a.cfg:3: disk: element 0: disk 'd.qcow2,qcow2,xvda,rw': format 'qcow2' is not supported: Visor reads raw images only")
+        #expect(refusal("d.img,raw,xvda,rw,devtype=cdrom").contains("'devtype=' is not supported by Visor"))
+        #expect(refusal("d.img,raw,xvda,rw,cdrom").contains("CD-ROM devices are not supported"))
+        #expect(refusal("phy:/dev/vg/d,xvda,w").contains("'phy:' (a host block device) is not supported"))
+        #expect(refusal("d.img,raw,,rw").contains("no vdev"))
+        #expect(refusal("d.img,raw,xvda,rx").contains("access 'rx' is not one of rw, ro"))
+        #expect(refusal(",raw,xvda").contains("no target"))
+        #expect(refusal("d.img,raw,xvda,rw,extra").contains("one positional parameter too many"))
+        #expect(parseError("name = \"d\"\nkernel = \"demo\"\ndisk = 3\n")?.description.contains("expected a list of disk specifications") == true)
+        #expect(parseError("name = \"d\"\nkernel = \"demo\"\ndisk = [ 'a,raw,xvda', 'b,raw,xvdb', 'c,raw,xvdc', 'd,raw,xvdd', 'e,raw,xvde', 'f,raw,xvdf' ]\n")?
+            .description.contains("6 disks: a domain may have at most 5") == true)
+    }
+
+    @Test("--disk FILE[,ro]: the option's forms and its errors")
+    func diskOption() throws {
+        #expect(try DiskConfiguration(option: "root.img") == DiskConfiguration(path: "root.img", readOnly: false))
+        #expect(try DiskConfiguration(option: "root.img,ro") == DiskConfiguration(path: "root.img", readOnly: true))
+        #expect(try DiskConfiguration(option: "/a,b/root.img,rw") == DiskConfiguration(path: "/a,b/root.img", readOnly: false))
+        #expect(throws: DiskSpecError("--disk 'root.img,readonly': 'readonly' is not an option: write FILE, FILE,ro or FILE,rw")) {
+            try DiskConfiguration(option: "root.img,readonly")
+        }
+        #expect(throws: DiskSpecError("--disk ',ro': no file named: write FILE, FILE,ro or FILE,rw")) {
+            try DiskConfiguration(option: ",ro")
+        }
     }
 
     @Test("on_poweroff, on_reboot and on_crash take destroy, restart or preserve; xl's defaults otherwise")
@@ -279,7 +320,7 @@ struct XLConfigTests {
          "a.cfg:3: cpus: unterminated list: the '[' on line 3 has no ']'"),
         ("name = \"d\"\nkernel = \"demo\"\nvcpu = 2\n",
          "a.cfg:3: vcpu: unknown key; Visor understands name, kernel, ramdisk, cmdline, extra, root, memory, vcpus, "
-            + "maxvcpus, cpus, cpus_soft, cpu_weight, cap, engine, on_poweroff, on_reboot, on_crash (and ignores"),
+            + "maxvcpus, cpus, cpus_soft, cpu_weight, cap, engine, on_poweroff, on_reboot, on_crash, disk (and ignores"),
         ("name = \"d\"\nkernel = \"demo\"\nvcpus = 4\nmaxvcpus = 2\n",
          "a.cfg:4: maxvcpus: 2 is less than vcpus (4): maxvcpus is the most vCPUs the domain may ever have"),
         ("name = \"d\"\nkernel = \"demo\"\nvcpus = 2\nmaxvcpus = 8\n",

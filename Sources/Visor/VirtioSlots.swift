@@ -1,0 +1,126 @@
+// The domain's virtio-mmio devices in the running platform: where each sits in the guest's
+// physical map, which interrupt line it drives, and the worker thread that serves its queues.
+//
+//   vCPU thread, MMIO exit (platform lock) ── register access ──▶ VirtioMMIODevice
+//                                              QueueNotify ──▶ wakes the worker (nothing else)
+//   worker thread ── beginService (lock) ─▶ walk rings, do the I/O (no lock) ─▶ finishService
+//                    (lock): used ring, InterruptStatus ─▶ ISA IRQ line ─▶ PIC / I/O APIC
+//
+// The slow part of a request (pread, pwrite, fsync) runs without the platform lock, so vCPUs
+// keep running while the disk works. See ARCHITECTURE.md, "Virtio".
+
+import VisorCore
+import VisorVirtio
+
+/// Where virtio-mmio devices go and how Linux learns of them.
+public enum VirtioPlacement {
+    /// The first device's window. In the 32-bit hole between the end of low RAM (at most
+    /// 3 GiB, `GuestMemory.lowMemoryLimit`) and the I/O APIC (0xFEC00000), where nothing else
+    /// is: the e820 map leaves the hole out, the ACPI tables live below 1 MiB, the HPET
+    /// (0xFED00000), local APIC (0xFEE00000) and KVM's TSS (0xFFFBD000) are above it.
+    public static let firstBase: UInt64 = 0xd000_0000
+    /// Each device's window: the registers and config space use 0x200 of it; a page each keeps
+    /// windows apart for engines that map by page.
+    public static let stride: UInt64 = VirtioMMIODevice.windowSize
+    /// ISA IRQs no device of the platform drives (the PIT, 8042, COM1, RTC and SCI use 0, 1, 4,
+    /// 8, 9, 12), one per device: the MADT leaves them ISA-default (edge, active high), which
+    /// Linux's cmdline virtio-mmio devices use, and the device's level (InterruptStatus ≠ 0)
+    /// rises again for each new batch the driver has not acknowledged.
+    public static let irqs = [5, 6, 7, 10, 11]
+    public static var maximumDevices: Int { irqs.count }
+
+    public static func base(ofDevice index: Int) -> UInt64 { firstBase + UInt64(index) * stride }
+
+    /// The kernel parameter announcing device `index` to Linux's virtio_mmio driver.
+    public static func linuxParameter(device index: Int) -> String {
+        "virtio_mmio.device=4K@0x\(String(base(ofDevice: index), radix: 16)):\(irqs[index])"
+    }
+}
+
+/// One disk as the domain's configuration names it.
+public struct DiskConfiguration: Sendable, Equatable {
+    public var path: String
+    public var readOnly: Bool
+    public init(path: String, readOnly: Bool) { self.path = path; self.readOnly = readOnly }
+}
+
+/// A virtio-mmio device placed in the platform, and its worker.
+final class VirtioSlot: @unchecked Sendable {
+    // Unchecked Sendable: `device`, `pendingQueues`, `stopping` and `reportedBreak` are guarded
+    // by the platform lock; the rest are `let`s.
+    let device: VirtioMMIODevice
+    let base: UInt64
+    let irq: Int
+    let name: String
+    private unowned let platform: DevicePlatform
+    private let memory: GuestMemory
+    private let notice: @Sendable (String) -> Void
+    /// Queues notified and not yet served, one bit each. Platform lock.
+    private var pendingQueues: UInt64 = 0
+    private var stopping = false
+    private var reportedBreak = false
+    private let wakeup = HostCondition()
+    private var thread: HostThread?
+
+    init(model: any VirtioDeviceModel, name: String, index: Int, platform: DevicePlatform, memory: GuestMemory,
+         notice: @escaping @Sendable (String) -> Void) {
+        device = VirtioMMIODevice(model: model, memory: memory)
+        base = VirtioPlacement.base(ofDevice: index)
+        irq = VirtioPlacement.irqs[index]
+        self.name = name
+        self.platform = platform
+        self.memory = memory
+        self.notice = notice
+        let irq = irq
+        device.onInterruptLevel = { [unowned platform] high in platform.setISAIRQ(irq, level: high) }
+        device.onQueueNotify = { [unowned self] queue in
+            pendingQueues |= 1 << UInt64(queue & 63)
+            wakeup.signal()
+        }
+    }
+
+    /// The offset into this device's window, if `address` falls in it.
+    func offset(of address: GuestPhysicalAddress) -> UInt64? {
+        let a = address.rawValue
+        guard a >= base, a - base < VirtioMMIODevice.windowSize else { return nil }
+        return a - base
+    }
+
+    /// Starts the worker thread.
+    func start() {
+        thread = HostThread { [self] in serveLoop() }
+    }
+
+    /// Stops the worker and waits for it (a request in progress completes first).
+    func stop() {
+        platform.lock.withLock {
+            stopping = true
+            wakeup.signal()
+        }
+        thread?.join()
+        thread = nil
+    }
+
+    private func serveLoop() {
+        platform.lock.lock()
+        defer { platform.lock.unlock() }
+        while true {
+            while pendingQueues == 0 && !stopping { wakeup.wait(platform.lock, untilHostNanoseconds: nil) }
+            if stopping { return }
+            let queue = pendingQueues.trailingZeroBitCount
+            pendingQueues &= ~(1 << UInt64(queue))
+            guard var service = device.beginService(queue: queue) else { continue }
+            platform.lock.unlock()
+            service.run(model: device.model, memory: memory)
+            platform.lock.lock()
+            platform.actingVCPU = nil  // from outside the vCPUs: an interrupt kicks its vCPU
+            if device.finishService(service) { pendingQueues |= 1 << UInt64(queue) }
+            if let reason = device.brokenReason {
+                if !reportedBreak { notice("\(name): the guest's driver broke the device: \(reason)") }
+                reportedBreak = true
+            } else {
+                reportedBreak = false
+            }
+        }
+    }
+}
