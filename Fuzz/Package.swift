@@ -41,6 +41,7 @@ let package = Package(
         fuzzTarget("LongMode"),
         fuzzTarget("Linux"),
         fuzzTarget("XLConfig"),
+        fuzzTarget("Virtio"),
         .executableTarget(
             name: "FuzzAPI",
             dependencies: ["FuzzSupport", .product(name: "Visor", package: "Visor"),
