@@ -52,9 +52,14 @@ public final class VirtioBlock: VirtioDeviceModel, @unchecked Sendable {
     public let queueCount = 1
     public let deviceFeatures: UInt64
     public let configSpace: [UInt8]
+    /// The most bytes one request moves through host memory at a time: a guest's request may
+    /// name up to a queue's worth of buffers as large as its RAM, so the data is copied in
+    /// pieces of at most this, never all at once.
+    public let transferChunk: UInt64
 
-    public init(storage: any BlockStorage, serial: String, queueSize: UInt16 = 256) {
+    public init(storage: any BlockStorage, serial: String, queueSize: UInt16 = 256, transferChunk: UInt64 = 1 << 20) {
         self.storage = storage
+        self.transferChunk = max(transferChunk, 1)
         self.serial = Array(serial.utf8.prefix(Self.idBytes))
         capacitySectors = storage.byteCount / Self.sectorSize
         queueSizeMax = queueSize
@@ -96,13 +101,9 @@ public final class VirtioBlock: VirtioDeviceModel, @unchecked Sendable {
             guard dataOut == 0 else {
                 throw .malformedRequest("block read request has a device-readable data buffer; the device must write its data")
             }
-            if let bytes = readSectors(sector, byteCount: dataIn) {
-                try chain.write(bytes, memory, offset: 0)
-                written = dataIn
-                status = Status.ok
-            } else {
-                status = Status.ioError
-            }
+            let result = try readSectors(sector, chain: chain, memory: memory, byteCount: dataIn)
+            status = result.status
+            written = result.written
         case RequestType.write:
             guard dataIn == 0 else {
                 throw .malformedRequest("block write request has a device-writable data buffer; the device must read its data")
@@ -136,16 +137,34 @@ public final class VirtioBlock: VirtioDeviceModel, @unchecked Sendable {
         return sector * Self.sectorSize
     }
 
-    private func readSectors(_ sector: UInt64, byteCount: UInt64) -> [UInt8]? {
-        guard let offset = byteRange(sector: sector, byteCount: byteCount) else { return nil }
-        return try? storage.read(at: offset, count: Int(byteCount))
+
+    /// IN: the sectors into the chain's writable buffers, a chunk at a time. The status and
+    /// the bytes written into the chain (all of them, or those before an I/O error).
+    private func readSectors(_ sector: UInt64, chain: DescriptorChain, memory: GuestMemory,
+                             byteCount: UInt64) throws(VirtqueueError) -> (status: UInt8, written: UInt64) {
+        guard let diskOffset = byteRange(sector: sector, byteCount: byteCount) else { return (Status.ioError, 0) }
+        var done: UInt64 = 0
+        while done < byteCount {
+            let piece = min(transferChunk, byteCount - done)
+            guard let bytes = try? storage.read(at: diskOffset + done, count: Int(piece)) else { return (Status.ioError, done) }
+            try chain.write(bytes, memory, offset: done)
+            done += piece
+        }
+        return (Status.ok, done)
     }
 
+    /// OUT: the chain's readable data after the header onto the sectors, a chunk at a time.
     private func writeSectors(_ sector: UInt64, chain: DescriptorChain, memory: GuestMemory, offset: UInt64,
                               byteCount: UInt64) throws(VirtqueueError) -> UInt8 {
         guard let diskOffset = byteRange(sector: sector, byteCount: byteCount) else { return Status.ioError }
-        let bytes = try chain.read(memory, offset: offset, count: Int(byteCount))
-        return (try? storage.write(bytes, at: diskOffset)) == nil ? Status.ioError : Status.ok
+        var done: UInt64 = 0
+        while done < byteCount {
+            let piece = min(transferChunk, byteCount - done)
+            let bytes = try chain.read(memory, offset: offset + done, count: Int(piece))
+            guard (try? storage.write(bytes, at: diskOffset + done)) != nil else { return Status.ioError }
+            done += piece
+        }
+        return Status.ok
     }
 
     /// DISCARD: the data is an array of { sector u64, num_sectors u32, flags u32 }.

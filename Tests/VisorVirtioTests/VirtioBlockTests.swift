@@ -57,6 +57,21 @@ import VisorCore
         }
     }
 
+    /// A request larger than the transfer chunk (here 1000 bytes, not even a sector) moves in
+    /// pieces and lands whole, across several descriptors.
+    @Test func largeRequestsMoveInChunks() throws {
+        let image = try TemporaryImage(bytes: pattern(64 * 512))
+        let storage = RecordingStorage(flushFails: false, backing: try RawDiskImage(path: image.path, readOnly: false))
+        let driver = try FakeDriver(model: VirtioBlock(storage: storage, serial: "c", transferChunk: 1000))
+        try driver.bringUp()
+        let data = pattern(8 * 512, seed: 5)
+        #expect(try driver.blockRequest(type: VirtioBlock.RequestType.write, sector: 10, writeData: data).status == 0)
+        #expect(storage.largestTransfer == 1000)
+        let back = try driver.blockRequest(type: VirtioBlock.RequestType.read, sector: 10, readLength: 4096)
+        #expect(back.status == 0 && back.data == data && back.usedLength == 4097)
+        #expect(Array(try image.contents()[5120..<9216]) == data)
+    }
+
     @Test func getID() throws {
         let result = try driver.blockRequest(type: VirtioBlock.RequestType.getID, sector: 0, readLength: 20)
         #expect(result.status == VirtioBlock.Status.ok)
@@ -123,15 +138,24 @@ import VisorCore
     }
 }
 
-/// Storage that records flushes and can fail them.
+/// Storage that records flushes (and can fail them) and the largest transfer, passing reads
+/// and writes to `backing` when it has one.
 final class RecordingStorage: BlockStorage, @unchecked Sendable {
-    let byteCount: UInt64 = 4096
+    let backing: (any BlockStorage)?
+    var byteCount: UInt64 { backing?.byteCount ?? 4096 }
     let isReadOnly = false
     let flushFails: Bool
     var flushes = 0
-    init(flushFails: Bool) { self.flushFails = flushFails }
-    func read(at offset: UInt64, count: Int) throws(DiskImageError) -> [UInt8] { [UInt8](repeating: 0, count: count) }
-    func write(_ bytes: [UInt8], at offset: UInt64) throws(DiskImageError) {}
+    var largestTransfer = 0
+    init(flushFails: Bool, backing: (any BlockStorage)? = nil) { self.flushFails = flushFails; self.backing = backing }
+    func read(at offset: UInt64, count: Int) throws(DiskImageError) -> [UInt8] {
+        largestTransfer = max(largestTransfer, count)
+        return try backing?.read(at: offset, count: count) ?? [UInt8](repeating: 0, count: count)
+    }
+    func write(_ bytes: [UInt8], at offset: UInt64) throws(DiskImageError) {
+        largestTransfer = max(largestTransfer, bytes.count)
+        try backing?.write(bytes, at: offset)
+    }
     func flush() throws(DiskImageError) {
         flushes += 1
         if flushFails { throw .ioFailed(path: "recording", operation: "fsync", errno: EIO) }
