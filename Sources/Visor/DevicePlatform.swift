@@ -149,8 +149,12 @@ final class DevicePlatform: @unchecked Sendable {
 
     /// The ACPI tables describing this platform with `vcpuCount` vCPUs, for the boot loader to put
     /// in the BIOS area (Linux's boot protocols hand the kernel their RSDP).
-    static func firmwareTables(vcpuCount: Int) -> FirmwareTables {
+    static func firmwareTables(vcpuCount: Int, virtioDevices: Int = 0) -> FirmwareTables {
         var description = ACPIPlatform(processorCount: vcpuCount)
+        description.virtioMMIODevices = (0..<min(virtioDevices, VirtioPlacement.maximumDevices)).map {
+            ACPIPlatform.VirtioMMIODevice(base: UInt32(VirtioPlacement.base(ofDevice: $0)),
+                                          length: UInt32(VirtioPlacement.stride), interrupt: UInt8(VirtioPlacement.irqs[$0]))
+        }
         description.localAPICAddress = UInt32(LocalAPIC.defaultBase)
         description.ioAPICAddress = UInt32(IOAPIC.defaultBase)
         description.sciInterrupt = UInt8(sciIRQ)

@@ -96,7 +96,9 @@ public final class Domain: @unchecked Sendable {
         self.memory = memory
         let image = try BootLoader.load(kernel: configuration.kernel, commandLine: Self.commandLine(for: configuration),
                                         modules: configuration.modules, initrd: configuration.initrd,
-                                        firmware: DevicePlatform.firmwareTables(vcpuCount: vcpuCount), into: memory)
+                                        firmware: DevicePlatform.firmwareTables(vcpuCount: vcpuCount,
+                                                                                         virtioDevices: disks.count),
+                                        into: memory)
         let clock = DomainClock()
         self.clock = clock
         let apicTimerFrequency: UInt64 = 1_000_000_000

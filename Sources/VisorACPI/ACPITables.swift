@@ -33,8 +33,21 @@ public struct ACPIPlatform: Sendable, Equatable {
     public var rtcCenturyIndex: UInt8 = 0x32
     /// The 8042 keyboard controller is present (IA-PC boot architecture flag).
     public var has8042 = true
+    /// Virtio-mmio devices, described in the DSDT (`LNRO0005`) for kernels that find them there.
+    public var virtioMMIODevices: [VirtioMMIODevice] = []
 
     public init(processorCount: Int) { self.processorCount = processorCount }
+
+    /// One virtio-mmio device: its register window and its interrupt (an ISA IRQ below 16, edge,
+    /// active high as the MADT leaves it).
+    public struct VirtioMMIODevice: Sendable, Equatable {
+        public var base: UInt32
+        public var length: UInt32
+        public var interrupt: UInt8
+        public init(base: UInt32, length: UInt32, interrupt: UInt8) {
+            self.base = base; self.length = length; self.interrupt = interrupt
+        }
+    }
 }
 
 /// Where one table went.
@@ -84,7 +97,7 @@ public enum ACPITables {
         // The RSDP first, at `base` itself, where a scan of the BIOS area finds it.
         let rsdpOffset = blob.reserve(36, alignment: 16)
         let facs = blob.append(facsTable(), alignment: 64)
-        let dsdt = blob.append(table("DSDT", revision: 2, body: DSDT.body), alignment: 16)
+        let dsdt = blob.append(table("DSDT", revision: 2, body: DSDT.body(for: platform)), alignment: 16)
         let fadt = blob.append(table("FACP", revision: 6, body: fadtBody(platform, facs: facs, dsdt: dsdt)), alignment: 16)
         let madt = blob.append(table("APIC", revision: 5, body: madtBody(platform)), alignment: 16)
         let entries = [fadt, madt]
