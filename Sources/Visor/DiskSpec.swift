@@ -33,14 +33,22 @@ extension DiskConfiguration {
         let positionalNames = ["target", "format", "vdev", "access"]
         var values: [String: String] = [:]
         var position = 0
-        // As in xl, `target=` takes the rest of the specification, commas and all.
-        var items = text[...]
-        if let range = text.range(of: "target=") {
-            values["target"] = String(text[range.upperBound...].trimmingSpaces)
-            items = text[..<range.lowerBound]
-            while let last = items.last, last == "," || last == " " || last == "\t" { items = items.dropLast() }
+        // As in xl, a `target=` item takes the rest of the specification, commas and all.
+        var items: [Substring] = []
+        var rest = text[...]
+        while true {
+            let item = rest.prefix { $0 != "," }
+            if item.trimmingSpaces.hasPrefix("target=") {
+                let value = item.trimmingSpaces.dropFirst("target=".count)
+                let tail = rest[item.endIndex...]
+                values["target"] = String((value + tail).trimmingSpaces)
+                break
+            }
+            items.append(item)
+            guard item.endIndex < rest.endIndex else { break }
+            rest = rest[rest.index(after: item.endIndex)...]
         }
-        for rawItem in items.split(separator: ",", omittingEmptySubsequences: false) where !(items.isEmpty) {
+        for rawItem in items {
             let item = rawItem.trimmingSpaces
             if let equals = item.firstIndex(of: "=") {
                 let key = String(item[..<equals].trimmingSpaces)
@@ -68,7 +76,7 @@ extension DiskConfiguration {
         }
         // xl's deprecated target prefixes: "file:" and "aio:" name an image file; "phy:" a host
         // block device, which Visor does not take.
-        for prefix in ["file:", "tap:aio:", "aio:"] where target.hasPrefix(prefix) { target.removeFirst(prefix.count) }
+        if let prefix = ["file:", "tap:aio:", "aio:"].first(where: { target.hasPrefix($0) }) { target.removeFirst(prefix.count) }
         if target.hasPrefix("phy:") {
             throw DiskSpecError("disk '\(text)': 'phy:' (a host block device) is not supported: Visor takes raw image files")
         }
@@ -86,7 +94,14 @@ extension DiskConfiguration {
         case let other:
             throw DiskSpecError("disk '\(text)': access '\(other)' is not one of rw, ro (or w, r)")
         }
-        self.init(path: resolve(target), readOnly: readOnly)
+        self.init(path: resolve(target), readOnly: readOnly, vdev: vdev)
+    }
+
+    /// The disk as an xl disk specification that reads back as this disk: keywords, the target
+    /// last (it may hold commas), and "file:" before a target that would read as a prefix.
+    public var xlSpec: String {
+        let prefixed = ["file:", "tap:aio:", "aio:", "phy:"].contains { path.hasPrefix($0) } || path.contains("target=")
+        return "format=raw, vdev=\(vdev ?? "xvda"), access=\(readOnly ? "ro" : "rw"), target=\(prefixed ? "file:" : "")\(path)"
     }
 }
 

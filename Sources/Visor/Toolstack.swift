@@ -137,10 +137,13 @@ public struct XLConfigObject: Codable, Sendable, Equatable {
     public var onPowerOff: DomainEndAction
     public var onReboot: DomainEndAction
     public var onCrash: DomainEndAction
+    /// The disks as xl disk specifications (`DiskConfiguration.xlSpec`).
+    public var disk: [String]?
 
     enum CodingKeys: String, CodingKey {
         case name, kernel, ramdisk, cmdline, memory, vcpus, maxVCPUs = "maxvcpus", cpus, cpusSoft = "cpus_soft",
-             cpuWeight = "cpu_weight", cap, engine, onPowerOff = "on_poweroff", onReboot = "on_reboot", onCrash = "on_crash"
+             cpuWeight = "cpu_weight", cap, engine, onPowerOff = "on_poweroff", onReboot = "on_reboot", onCrash = "on_crash",
+             disk
     }
 
     /// `spec` as keys; `engine` names the engine the domain got when the configuration named none.
@@ -149,6 +152,7 @@ public struct XLConfigObject: Codable, Sendable, Equatable {
         memory = spec.memoryMiB; vcpus = spec.vcpus; maxVCPUs = spec.maxVCPUs; cpus = spec.hardAffinity
         cpusSoft = spec.softAffinity; cpuWeight = spec.weight; cap = spec.cap; self.engine = spec.engine ?? engine
         onPowerOff = spec.onPowerOff; onReboot = spec.onReboot; onCrash = spec.onCrash
+        disk = spec.disks.isEmpty ? nil : spec.disks.map(\.xlSpec)
     }
 }
 

@@ -41,7 +41,12 @@ public enum VirtioPlacement {
 public struct DiskConfiguration: Sendable, Equatable {
     public var path: String
     public var readOnly: Bool
-    public init(path: String, readOnly: Bool) { self.path = path; self.readOnly = readOnly }
+    /// xl.cfg's vdev (kept to show the configuration back; Linux names the disks vda, vdb, ...
+    /// in order whatever it says). Nil for `--disk`.
+    public var vdev: String?
+    public init(path: String, readOnly: Bool, vdev: String? = nil) {
+        self.path = path; self.readOnly = readOnly; self.vdev = vdev
+    }
 }
 
 /// A virtio-mmio device placed in the platform, and its worker.

@@ -161,10 +161,15 @@ struct XLConfigTests {
             """
         let (spec, warnings) = try XLConfig.parse(text, path: "/etc/xen/d.cfg")
         #expect(warnings.isEmpty)
-        #expect(spec.disks == [DiskConfiguration(path: "/etc/xen/root.img", readOnly: false),
-                               DiskConfiguration(path: "/srv/data.img", readOnly: true),
-                               DiskConfiguration(path: "/x,y.img", readOnly: true),
-                               DiskConfiguration(path: "/a.img", readOnly: false)])
+        #expect(spec.disks == [DiskConfiguration(path: "/etc/xen/root.img", readOnly: false, vdev: "xvda"),
+                               DiskConfiguration(path: "/srv/data.img", readOnly: true, vdev: "xvdb"),
+                               DiskConfiguration(path: "/x,y.img", readOnly: true, vdev: "xvdc"),
+                               DiskConfiguration(path: "/a.img", readOnly: false, vdev: "xvdd")])
+        // Shown back as xl disk specifications (visor list -l, the API's JSON), each reads as itself.
+        for disk in spec.disks + [DiskConfiguration(path: "aio:x,target=y", readOnly: true, vdev: "hda")] {
+            #expect(try DiskConfiguration(xlSpec: disk.xlSpec) == disk, "\(disk.xlSpec)")
+        }
+        #expect(spec.disks[2].xlSpec == "format=raw, vdev=xvdc, access=ro, target=/x,y.img")
         func refusal(_ entry: String) -> String {
             parseError("name = \"d\"\nkernel = \"demo\"\ndisk = [ '\(entry)' ]\n")?.description ?? "accepted"
         }
