@@ -4,7 +4,11 @@
 // is clear, run its vector 2 handler on that CPU, and let it halt again after the IRET; a second
 // NMI must be taken as well (the first one's IRET unblocked NMIs); and an NMI to "all excluding
 // self" must reach the AP and not the sender. (One CPU's own NMIs, their blocking until IRET and
-// the collapsing of a second pending one, are systest's checks.)
+// the collapsing of a second pending one, are systest's checks.) Last, an INIT through the ICR
+// must reset the parked AP and a start-up IPI start it again, in real mode at the SIPI's page,
+// where it sets a marker byte and halts.
+//
+// A page the INIT check uses: 0x72000 (the smp trampoline is at 0x70000).
 //
 // Output: one `PASS <check>` or `FAIL <check>: <detail>` line per check, then `nmi: PASS` or
 // `nmi: FAIL`. Exit 0 on PASS, 1 on FAIL. Needs two CPUs at least.
@@ -86,6 +90,29 @@ func guestMain() {
         put("AP took "); put(nmisTakenBy(1)); put(", BSP took "); put(nmisTakenBy(0))
     }
 
+    initCheck(ap)
+
     putLine(failures == 0 ? "nmi: PASS" : "nmi: FAIL")
     GuestKit.exit(failures == 0 ? 0 : 1)
+}
+
+/// The start-up page of the INIT check, and the marker its real-mode code sets (CS-relative).
+let restartPage: UInt32 = 0x72
+let markerOffset = 0x10
+
+func initCheck(_ ap: UInt32) {
+    let page = UnsafeMutablePointer<UInt8>(bitPattern: UInt(restartPage) << 12)!
+    // mov byte cs:[0x10], 1; cli; hlt; jmp back to the hlt
+    let code: [UInt8] = [0x2e, 0xc6, 0x06, UInt8(markerOffset), 0x00, 0x01, 0xfa, 0xf4, 0xeb, 0xfd]
+    for (i, byte) in code.enumerated() { page[i] = byte }
+    page[markerOffset] = 0
+    APIC.sendInit(to: ap)
+    Timer.sleep(nanoseconds: 10_000_000)
+    APIC.sendStartup(page: restartPage, to: ap)
+    let started = Timer.wait(nanoseconds: 1_000_000_000) {
+        gk_load32(UnsafeMutableRawPointer(page + markerOffset).assumingMemoryBound(to: UInt32.self)) & 0xff == 1
+    }
+    check("an INIT through the ICR resets the halted CPU and a start-up IPI starts it at its page", started) {
+        put("marker "); put(UInt64(page[markerOffset]))
+    }
 }

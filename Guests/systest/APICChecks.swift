@@ -5,7 +5,9 @@
 // port 0x92 (A20 reads open). Run at CPL0 with interrupts off except where a check turns them on.
 //
 // Not checked here: INIT through the ICR or port 0x92's bit 0, which would reset this (the
-// only) CPU; the smp guest's INIT-SIPI-SIPI start-up covers INIT delivery on every engine.
+// only) CPU; the nmi guest checks an INIT IPI to another CPU on every engine. (Port 0x92's INIT
+// goes to every vCPU, the BSP included, which then waits for a start-up IPI as Visor has no
+// firmware: the domain ends halted. PlatformWiringTests checks that wiring.)
 
 let nmiVector = 2, fixedIPIVector = 0x50
 let apicIDRegister: UInt64 = 0x20, apicVersionRegister: UInt64 = 0x30, apicSVR: UInt64 = 0xf0
