@@ -250,12 +250,10 @@ public final class KVMVirtualCPU: VirtualCPU {
     }
 
     /// IA32_APIC_BASE bit 11 as KVM holds it (KVM clears CPUID.1:EDX.APIC itself when the guest
-    /// clears the bit). One KVM_GET_MSRS: asked only when the guest touches the APIC's page.
+    /// clears the bit), from `kvm_run.apic_base`, which KVM fills in on every exit: no ioctl on
+    /// each APIC access.
     public func localAPICEnabled() throws -> Bool {
-        var value: UInt64 = 0
-        let rc = ckvm_get_msr(descriptor.raw, 0x1b, &value)
-        if rc < 0 { throw KVMError.ioctlFailed(request: "KVM_GET_MSRS", errno: Int32(-rc)) }
-        return value & (1 << 11) != 0
+        runArea.pointee.apic_base & (1 << 11) != 0
     }
 
     /// The guest's time-stamp counter now.

@@ -141,20 +141,6 @@ static inline long ckvm_nmi(int vcpu_fd) {
     return rc < 0 ? -errno : rc;
 }
 
-/// One MSR of the guest through KVM_GET_MSRS. Returns 0 or -errno.
-static inline long ckvm_get_msr(int vcpu_fd, uint32_t index, uint64_t *value) {
-    _Alignas(8) uint8_t buffer[sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)];
-    memset(buffer, 0, sizeof buffer);
-    struct kvm_msrs *request = (struct kvm_msrs *)buffer;
-    request->nmsrs = 1;
-    request->entries[0].index = index;
-    long rc = ckvm_ioctl_pointer(vcpu_fd, KVM_GET_MSRS, request);
-    if (rc < 0) return rc;
-    if (rc != 1) return -EIO;
-    *value = request->entries[0].data;
-    return 0;
-}
-
 /// The host's time-stamp counter, for converting guest TSC readings into time.
 static inline uint64_t ckvm_host_rdtsc(void) { return __builtin_ia32_rdtsc(); }
 
