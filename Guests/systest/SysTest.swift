@@ -214,6 +214,7 @@ func kernelChecks() {
     st_wrmsr(0xC000_0080, st_rdmsr(0xC000_0080) | 1)  // EFER.SCE
 
     msrKernelChecks()
+    apicKernelChecks()
 }
 
 func userChecks() {

@@ -47,3 +47,21 @@ static inline uint64_t st_int3_next(void) { return (uint64_t)probe_int3_next; }
 static inline uint64_t st_exception_stub(int vector) { return exception_stubs[vector]; }
 static inline uint64_t st_syscall_entry(void) { return (uint64_t)&syscall_entry; }
 static inline uint64_t st_int_0x40_instruction(void) { return (uint64_t)probe_int_0x40_instruction; }
+
+/* Issue 15 items 5 and 9: NMIs and IPIs through the local APIC, APIC disable, I/O APIC ID,
+ * port 0x92 (APICChecks.swift, apic.S). */
+extern uint64_t apic_nmi_count, apic_nmi_depth, apic_nmi_nested, apic_nmi_resend, apic_nmi_icr_high;
+extern uint64_t apic_fixed_count;
+void apic_nmi_handler(void);
+void apic_fixed_handler(void);
+static inline uint64_t st_apic_nmi_handler(void) { return (uint64_t)&apic_nmi_handler; }
+static inline uint64_t st_apic_fixed_handler(void) { return (uint64_t)&apic_fixed_handler; }
+static inline uint64_t st_idt_base(void) {
+    struct __attribute__((packed)) { uint16_t limit; uint64_t base; } idtr;
+    __asm__ volatile("sidt %0" : "=m"(idtr));
+    return idtr.base;
+}
+static inline void st_cli(void) { __asm__ volatile("cli" ::: "memory"); }
+static inline void st_sti(void) { __asm__ volatile("sti" ::: "memory"); }
+static inline uint64_t st_load64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+static inline void st_store64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }

@@ -7,6 +7,7 @@
 //   CMOS RTC ───────IRQ8─┤  └▶ I/O APIC (IRQ n on pin n, IRQ0 on pin 2) ──▶ IRR of the local APIC(s)
 //   ACPI SCI ───────IRQ9─┘       ▲ EOI of a level-triggered vector (broadcast) ─┘   its entry addresses
 //   APIC timer, IPIs (ICR) ──────────────────▶ IRR of the target vCPU's local APIC
+//   NMI IPIs (ICR, I/O APIC entries) ────────▶ the target vCPU's NMI latch, then its engine
 //   port 0x92 bit 0 (fast INIT) ─────────────▶ INIT to every vCPU
 //
 // Every ISA line goes to both interrupt controllers, as on a PC: the guest uses the 8259s until it
@@ -66,8 +67,11 @@ final class DevicePlatform: @unchecked Sendable {
     private var requestedOutcome: DomainOutcome?
     var unbackedMMIOReads: UInt64 = 0
     var unbackedMMIOWrites: UInt64 = 0
-    /// IPIs with delivery modes Visor does not deliver (NMI, SMI, ExtINT).
+    /// IPIs with delivery modes Visor does not deliver (SMI, the two reserved modes).
     private(set) var ignoredIPIs: UInt64 = 0
+    /// Each vCPU's NMI input: an NMI routed to it and not yet handed to its engine. One is
+    /// latched; more collapse into it (the engine holds one more while NMIs are blocked).
+    private var pendingNMIs: [Bool]
     /// Bumped whenever the guest may have reprogrammed a timer (an access to the PIT, RTC,
     /// a local APIC or IA32_TSC_DEADLINE, or an INIT), so runners know their cached next timer
     /// event is stale.
@@ -112,6 +116,7 @@ final class DevicePlatform: @unchecked Sendable {
                       eoiSink: IOAPICRouting(router: router), timerFrequency: apicTimerFrequency, tscFrequency: max(tscFrequency, 1),
                       isBootstrapProcessor: index == 0)
         }
+        pendingNMIs = [Bool](repeating: false, count: vcpuCount)
         router.platform = self
 
         try bus.attach(uart, base: PlatformPorts.com1, count: PlatformPorts.uartRegisterCount)
@@ -245,6 +250,18 @@ final class DevicePlatform: @unchecked Sendable {
         return nil
     }
 
+    /// Whether an NMI is waiting for vCPU `index` (it wakes a halted vCPU, IF or not).
+    func hasPendingNMI(for index: Int) -> Bool {
+        pendingNMIs.indices.contains(index) && pendingNMIs[index]
+    }
+
+    /// Takes vCPU `index`'s latched NMI, for its engine's NMI input; false when there is none.
+    func takeNMI(for index: Int) -> Bool {
+        guard hasPendingNMI(for: index) else { return false }
+        pendingNMIs[index] = false
+        return true
+    }
+
     // MARK: IPIs
 
     /// Delivers an IPI some APIC's ICR sent, to every APIC it addresses.
@@ -263,7 +280,12 @@ final class DevicePlatform: @unchecked Sendable {
                 router.signal(index, .initialize)
             case .startup:
                 router.signal(index, .startup(vector: ipi.vector))
-            case .nmi, .smi, .reserved3, .reserved7:
+            case .nmi:
+                // The vector is ignored: an NMI is vector 2 at the target, past IRR and priority,
+                // and a software-disabled APIC still accepts it.
+                pendingNMIs[index] = true
+                router.signal(index, .interrupt)
+            case .smi, .reserved3, .reserved7:
                 ignoredIPIs &+= 1
             }
         }

@@ -432,6 +432,7 @@ public final class Domain: @unchecked Sendable {
 
         if runner.pendingInitialization {
             runner.pendingInitialization = false
+            _ = platform.takeNMI(for: index)  // an NMI latched before the INIT is lost with it
             runner.activity = .waitingForStartup
             runner.lastRegisters = runner.registerDump()  // where INIT stopped it, for `halted`
             platform.apics[index].reset()
@@ -449,6 +450,8 @@ public final class Domain: @unchecked Sendable {
                 } else if let vector = runner.pendingStartup {
                     start = .startup(vector: vector)
                 } else {
+                    // Waiting for SIPI, a processor does not take NMIs.
+                    _ = platform.takeNMI(for: index)
                     block(runner)
                     endIfNothingCanWake()
                     return sleep(runner, untilHostNanoseconds: nil)
@@ -484,11 +487,13 @@ public final class Domain: @unchecked Sendable {
             return sleep(runner, untilHostNanoseconds: runner.timerEvent.map { clock.hostNanoseconds(at: $0) })
         }
         let pending = platform.hasPendingInterrupt(for: index) || pv.upcallVector(for: index) != nil
+        // An NMI wakes a halted vCPU whatever IF says.
+        let nmi = platform.hasPendingNMI(for: index)
         switch runner.activity {
-        case .halted where !pending:
+        case .halted where !pending && !nmi:
             block(runner)
             return sleep(runner, untilHostNanoseconds: runner.timerEvent.map { clock.hostNanoseconds(at: $0) })
-        case .haltedForever:
+        case .haltedForever where !nmi:
             block(runner)
             endIfNothingCanWake()
             return sleep(runner, untilHostNanoseconds: nil)
@@ -499,6 +504,17 @@ public final class Domain: @unchecked Sendable {
         if pv.timeUpdateNeeded(vcpu: index, now: clock.nanoseconds),
            let time = try? PVState.sampleTime(clock: { clock.nanoseconds }, tsc: { try runner.vcpu.timeStampCounter() }) {
             pv.updateTime(vcpu: index, tsc: time.tsc, now: time.now)
+        }
+        if platform.takeNMI(for: index) {
+            // The engine delivers it when NMIs are not blocked (until the guest's IRET of the
+            // last one) and holds one more meanwhile.
+            do {
+                try runner.vcpu.injectNMI()
+            } catch {
+                return .end(.crashed(reason: "vCPU \(index): could not inject an NMI: \(error)",
+                                     registers: runner.registerDump()))
+            }
+            runner.statistics.injectedInterrupts &+= 1
         }
         if pending {
             if runner.vcpu.interruptWindowOpen, let vector = takeInterrupt(for: index) {
@@ -560,7 +576,7 @@ public final class Domain: @unchecked Sendable {
             platform.bus.write(port: port, size: size, value: value)
             return platform.takeRequestedOutcome()
         case .mmioRead(let address, let size):
-            if let offset = localAPICOffset(address) {
+            if let offset = localAPICOffset(address), apicAnswers(runner) {
                 platform.timerGeneration &+= 1
                 vcpu.completeRead(platform.apics[index].read(offset: offset, size: size))
             } else if let offset = platform.ioapicOffset(address) {
@@ -572,7 +588,7 @@ public final class Domain: @unchecked Sendable {
             }
             return nil
         case .mmioWrite(let address, let size, let value):
-            if let offset = localAPICOffset(address) {
+            if let offset = localAPICOffset(address), apicAnswers(runner) {
                 platform.timerGeneration &+= 1
                 platform.apics[index].write(offset: offset, size: size, value: value)
             } else if let offset = platform.ioapicOffset(address) {
@@ -600,7 +616,7 @@ public final class Domain: @unchecked Sendable {
             }
             return nil
         case .halt:
-            // With IF clear only INIT or SIPI can wake the vCPU (no NMIs are delivered).
+            // With IF clear only INIT, SIPI or an NMI can wake the vCPU.
             runner.activity = vcpu.interruptWindowOpen ? .halted : .haltedForever
             if runner.activity == .haltedForever { runner.lastRegisters = runner.registerDump() }
             return nil
@@ -670,6 +686,13 @@ public final class Domain: @unchecked Sendable {
             }
         }
         return nil
+    }
+
+    /// Whether vCPU `runner`'s local APIC answers at its page: not when the guest disabled it
+    /// in IA32_APIC_BASE (the page is then unclaimed: reads float high, writes go nowhere).
+    /// Should the engine fail to say, the APIC answers, as it did before the question.
+    private func apicAnswers(_ runner: VCPURunner) -> Bool {
+        (try? runner.vcpu.localAPICEnabled()) ?? true
     }
 
     /// The offset into the local APIC's register page, if `address` falls in it.

@@ -332,6 +332,20 @@ public final class KVMVirtualCPU: VirtualCPU {
         ckvm_set_request_interrupt_window(runArea, wanted ? 1 : 0)
     }
 
+    /// KVM_NMI. Without an in-kernel irqchip KVM offers it as the processor's NMI input and
+    /// does the rest: delivery through vector 2, blocking until IRET, one held pending.
+    public func injectNMI() throws {
+        let rc = ckvm_nmi(descriptor.raw)
+        if rc < 0 { throw KVMError.ioctlFailed(request: "KVM_NMI", errno: Int32(-rc)) }
+    }
+
+    /// IA32_APIC_BASE bit 11 as KVM holds it (KVM clears CPUID.1:EDX.APIC itself when the guest
+    /// clears the bit), from `kvm_run.apic_base`, which KVM fills in on every exit: no ioctl on
+    /// each APIC access.
+    public func localAPICEnabled() throws -> Bool {
+        runArea.pointee.apic_base & (1 << 11) != 0
+    }
+
     /// The guest's time-stamp counter now.
     public func timeStampCounter() throws -> UInt64 {
         var value: UInt64 = 0

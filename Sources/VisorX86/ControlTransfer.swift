@@ -30,6 +30,7 @@ extension X86Machine {
             try deliver(vector: X86Fault.debug, errorCode: nil, source: .icebp, returnRIP: next)
         case .iret:
             serialize()  // IRET is serializing: see code other vCPUs wrote (SMP.swift)
+            nmiBlocked = false  // even if the IRET faults, as the SDM's VM-exit rules imply
             try executeInterruptReturn(insn)
         case .jmpFar, .callFar:
             try executeFarJumpOrCall(insn, next: next)

@@ -4,8 +4,9 @@
 //
 // Simplifications (documented): task gates and task switches raise #GP(selector); virtual-8086
 // mode is not supported; TF single-stepping, RF and debug registers are not implemented (RF and
-// TF are cleared in the RFLAGS the handler runs with, as hardware does); NMI and SMI do not
-// exist. Delivery writes the whole frame before changing any register, so a fault during
+// TF are cleared in the RFLAGS the handler runs with, as hardware does); SMI does not exist.
+// An NMI (`injectNMI`) is delivered through vector 2 like an external interrupt, whatever IF
+// says, and blocks further NMIs until the next IRET; one arriving meanwhile is held pending. Delivery writes the whole frame before changing any register, so a fault during
 // delivery leaves the interrupted state intact for the next event.
 
 import VisorCore
@@ -73,6 +74,27 @@ extension X86Machine {
         guard pendingInterrupt == nil else { return false }
         pendingInterrupt = vector
         return true
+    }
+
+    /// Queues a non-maskable interrupt. It is delivered (vector 2) before the next instruction
+    /// at which NMIs are not blocked and no interrupt shadow is active, whatever IF says, and
+    /// wakes a halted CPU. While one is pending another collapses into it.
+    public func injectNMI() {
+        nmiPending = true
+    }
+
+    /// Delivers the pending NMI and blocks NMIs until the next IRET. Returns false on shutdown.
+    func deliverPendingNMI() -> Bool {
+        nmiPending = false
+        nmiBlocked = true
+        do {
+            try deliver(vector: X86Fault.nmi, errorCode: nil, source: .external, returnRIP: cpu.rip)
+            cpu.halted = false
+            return true
+        } catch {
+            guard case .fault(let f) = error else { isShutdown = true; return false }
+            return raise(f)
+        }
     }
 
     /// Withdraws a pending external interrupt (the controller re-prioritised).

@@ -51,9 +51,14 @@ extension X86Machine {
         let inhibited = cpu.interruptShadow
         // One check on the hot path: `needsInterruptCheck` is false unless an interrupt is
         // pending or a window exit was asked for.
-        if needsInterruptCheck && !inhibited && cpu.rflags & X86SystemBits.flagIF != 0 {
-            if pendingInterrupt == nil { return .interruptWindow }
-            guard deliverPendingInterrupt() else { return .shutdown }
+        if needsInterruptCheck && !inhibited {
+            if nmiPending && !nmiBlocked {
+                // An NMI goes first and whatever IF says (the handler then runs with IF clear).
+                guard deliverPendingNMI() else { return .shutdown }
+            } else if cpu.rflags & X86SystemBits.flagIF != 0 {
+                if pendingInterrupt == nil { return .interruptWindow }
+                guard deliverPendingInterrupt() else { return .shutdown }
+            }
         }
         if cpu.halted { return .halted }
         cpu.interruptShadow = false
@@ -81,7 +86,7 @@ extension X86Machine {
         if hasPendingExit { return .pendingExit }
         if cpu.halted {
             // HLT with an interrupt that can be taken right away does not stop.
-            if pendingInterrupt != nil && interruptWindowOpen { return nil }
+            if (pendingInterrupt != nil && interruptWindowOpen) || (nmiPending && !nmiBlocked) { return nil }
             return .halted
         }
         return nil

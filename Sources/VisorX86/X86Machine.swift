@@ -55,8 +55,18 @@ public final class X86Machine {
     @exclusivity(unchecked) public var interruptWindowRequested = false {
         didSet { updateAttention() }
     }
-    /// `pendingInterrupt != nil || interruptWindowRequested`: the step loop's one check for
-    /// interrupt work before each instruction.
+    /// A non-maskable interrupt waiting for delivery (`injectNMI`): one is held, and any more
+    /// arriving before it is delivered collapse into it.
+    @exclusivity(unchecked) public internal(set) var nmiPending = false {
+        didSet { updateAttention() }
+    }
+    /// NMIs are blocked from the delivery of one until the next IRET (SDM Vol. 3A 6.7.1): a new
+    /// one waits in `nmiPending` meanwhile.
+    @exclusivity(unchecked) public internal(set) var nmiBlocked = false {
+        didSet { updateAttention() }
+    }
+    /// `pendingInterrupt != nil || interruptWindowRequested || (nmiPending && !nmiBlocked)`:
+    /// the step loop's one check for interrupt work before each instruction.
     @exclusivity(unchecked) private(set) var needsInterruptCheck = false
     /// Set by a triple fault: the CPU is in shutdown and executes nothing more.
     @exclusivity(unchecked) public internal(set) var isShutdown = false
@@ -109,7 +119,7 @@ public final class X86Machine {
     }
 
     private func updateAttention() {
-        needsInterruptCheck = pendingInterrupt != nil || interruptWindowRequested
+        needsInterruptCheck = pendingInterrupt != nil || interruptWindowRequested || (nmiPending && !nmiBlocked)
     }
 
     /// Executes one decoded instruction whose bytes start at `cpu.rip`. On success RIP and all

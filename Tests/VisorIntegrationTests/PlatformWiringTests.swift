@@ -137,15 +137,49 @@ struct PlatformWiringTests {
         #expect(h.signals.filter { $0.1 == .startup(vector: 0x70) }.map(\.0) == [1, 2])
     }
 
-    @Test("a level de-assert INIT and NMIs deliver nothing; NMIs are counted as ignored")
+    @Test("a level de-assert INIT and SMIs deliver nothing; SMIs and reserved modes are counted as ignored")
     func ignoredIPIs() throws {
         let h = try Harness(vcpus: 2)
         h.apicWrite(0, Reg.svr, 0x1ff)
         h.apicWrite(0, Reg.icrHigh, 1 << 24)
         h.apicWrite(0, Reg.icrLow, 0x0000_8500)  // INIT level de-assert
-        h.apicWrite(0, Reg.icrLow, 0x0000_0400)  // NMI
+        h.apicWrite(0, Reg.icrLow, 0x0000_0200)  // SMI
+        h.apicWrite(0, Reg.icrLow, 0x0000_0700)  // reserved mode 7
         #expect(h.signals.isEmpty)
-        #expect(h.platform.ignoredIPIs == 1)
+        #expect(h.platform.ignoredIPIs == 2)
+        #expect(!h.platform.hasPendingNMI(for: 1))
+    }
+
+    @Test("an NMI IPI latches on its target only (even with the target's APIC software-disabled), signals it, and two collapse into one")
+    func nmiIPI() throws {
+        let h = try Harness(vcpus: 3)
+        h.apicWrite(0, Reg.svr, 0x1ff)  // vCPU 2's APIC stays software-disabled
+        h.apicWrite(0, Reg.icrHigh, 2 << 24)
+        h.apicWrite(0, Reg.icrLow, 0x0000_0400)  // NMI, physical, to APIC 2
+        h.apicWrite(0, Reg.icrLow, 0x0000_0400)
+        #expect(h.signals.map(\.0) == [2, 2])
+        #expect(h.signals.allSatisfy { $0.1 == .interrupt })
+        #expect(!h.platform.hasPendingNMI(for: 0) && !h.platform.hasPendingNMI(for: 1))
+        #expect(!h.platform.hasPendingInterrupt(for: 2), "an NMI does not go through IRR")
+        #expect(h.platform.takeNMI(for: 2))
+        #expect(!h.platform.takeNMI(for: 2), "the second collapsed into the first")
+        h.apicWrite(0, Reg.icrLow, 0x000c_0400)  // NMI to all excluding self
+        #expect(h.platform.takeNMI(for: 1) && h.platform.takeNMI(for: 2) && !h.platform.takeNMI(for: 0))
+    }
+
+    @Test("every ICR value decodes and routes without trapping")
+    func everyICRValue() throws {
+        let h = try Harness(vcpus: 2)
+        h.apicWrite(0, Reg.svr, 0x1ff)
+        for mode: UInt32 in 0..<8 {
+            for shorthand: UInt32 in 0..<4 {
+                for flags: UInt32 in [0, 0x0800, 0x4000, 0x8000, 0xc800] {
+                    h.apicWrite(0, Reg.icrHigh, 0xff00_0000)
+                    h.apicWrite(0, Reg.icrLow, shorthand << 18 | flags | mode << 8 | 0x30)
+                }
+            }
+        }
+        #expect(h.platform.ignoredIPIs > 0)
     }
 
     @Test("a timer access bumps the timer generation, other ports do not")

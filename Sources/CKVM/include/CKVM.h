@@ -154,6 +154,13 @@ static inline long ckvm_drop_queued_invalid_opcode(int vcpu_fd) {
     return rc < 0 ? rc : 1;
 }
 
+/// KVM_NMI: queues an NMI on the vCPU (without an in-kernel irqchip this is the processor's
+/// NMI pin; KVM keeps NMI blocking until IRET and holds one more pending). Returns 0 or -errno.
+static inline long ckvm_nmi(int vcpu_fd) {
+    long rc = ioctl(vcpu_fd, KVM_NMI);
+    return rc < 0 ? -errno : rc;
+}
+
 /// The host's time-stamp counter, for converting guest TSC readings into time.
 static inline uint64_t ckvm_host_rdtsc(void) { return __builtin_ia32_rdtsc(); }
 
