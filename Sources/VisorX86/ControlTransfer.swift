@@ -2,10 +2,12 @@
 // protected and IA-32e mode, same and outer privilege), far JMP / CALL / RET, SYSCALL / SYSRET
 // and SYSENTER / SYSEXIT (Intel SDM Vol. 2 instruction pages).
 //
-// Not supported (documented): far CALL/JMP through call gates or to TSS/task gates, IRET with
-// NT = 1 (task return) and IRET to virtual-8086 mode: all raise #GP. Far CALL/JMP change CS at
-// the same privilege only (what kernels do to reload CS); RET far and IRET also return to outer
-// privilege levels.
+// Far CALL/JMP to a TSS or task gate and IRET with NT = 1 switch tasks in 32-bit protected mode
+// (TaskSwitch.swift); in IA-32e mode they are #GP, as the SDM says.
+//
+// Not supported (documented): far CALL/JMP through call gates and IRET to virtual-8086 mode:
+// both raise #GP. Far CALL/JMP change CS at the same privilege only (what kernels do to reload
+// CS); RET far and IRET also return to outer privilege levels.
 
 import VisorCore
 import VisorX86Decode
@@ -30,7 +32,7 @@ extension X86Machine {
             try deliver(vector: X86Fault.debug, errorCode: nil, source: .icebp, returnRIP: next)
         case .iret:
             serialize()  // IRET is serializing: see code other vCPUs wrote (SMP.swift)
-            try executeInterruptReturn(insn)
+            try executeInterruptReturn(insn, next: next)
         case .jmpFar, .callFar:
             try executeFarJumpOrCall(insn, next: next)
         case .retFar:
@@ -68,7 +70,7 @@ extension X86Machine {
 
     // MARK: IRET
 
-    private func executeInterruptReturn(_ insn: DecodedInstruction) throws(X86Interruption) {
+    private func executeInterruptReturn(_ insn: DecodedInstruction, next: UInt64) throws(X86Interruption) {
         let size = insn.operandSize
         let mask = Self.mask(size)
         if !protectedMode {
@@ -85,7 +87,12 @@ extension X86Machine {
             return
         }
         if virtual8086 { throw .fault(.gp(0)) }
-        if cpu.rflags & X86SystemBits.flagNT != 0 { throw .fault(.gp(0)) }  // task return: not supported
+        if cpu.rflags & X86SystemBits.flagNT != 0 {
+            // A nested task's return; there are no tasks in IA-32e mode.
+            guard !cpu.longModeActive else { throw .fault(.gp(0)) }
+            try returnFromNestedTask(next: next)
+            return
+        }
         let rip = try stackSlot(0, size: size)
         let csSelector = UInt16(truncatingIfNeeded: try stackSlot(1, size: size))
         let flags = try stackSlot(2, size: size)
@@ -152,6 +159,13 @@ extension X86Machine {
         if !protectedMode || virtual8086 {
             cs = realModeCodeSegment(selector)
         } else {
+            if !cpu.longModeActive && selector & 0xfffc != 0 {
+                let d = try readDescriptor(selector)
+                if !d.isCodeOrData {
+                    try farTransferToTask(selector: selector, descriptor: d, isCall: isCall, next: next)
+                    return
+                }
+            }
             cs = try farTransferCodeSegment(selector)
         }
         let target = cpu.longModeActive && cs.longMode ? offset : offset & Self.mask(size)
