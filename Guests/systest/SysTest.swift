@@ -214,6 +214,7 @@ func kernelChecks() {
     st_wrmsr(0xC000_0080, st_rdmsr(0xC000_0080) | 1)  // EFER.SCE
 
     msrKernelChecks()
+    compatKernelSetup()
 }
 
 func userChecks() {
@@ -251,6 +252,7 @@ func userChecks() {
         }
     }
     msrUserChecks()
+    compatUserChecks()
     lastFault = nil
     probe_fixup = 0
     _ = probe_wrmsr(0xC000_0080, 0)
