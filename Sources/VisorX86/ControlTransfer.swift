@@ -6,9 +6,13 @@
 // Far CALL/JMP to a TSS or task gate and IRET with NT = 1 switch tasks in 32-bit protected mode
 // (TaskSwitch.swift); in IA-32e mode they are #GP, as the SDM says.
 //
-// Not supported (documented): far CALL/JMP through call gates and IRET to virtual-8086 mode:
-// both raise #GP. Far CALL/JMP change CS at the same privilege only (what kernels do to reload
-// CS); RET far and IRET also return to outer privilege levels.
+// Far CALL/JMP through a 64-bit call gate in IA-32e mode (from 64-bit or compatibility code,
+// CALL also to an inner privilege level) are in CallGate.swift.
+//
+// Not supported (documented): far CALL/JMP through 16- and 32-bit call gates outside IA-32e
+// mode and IRET to virtual-8086 mode: both raise #GP. Direct far CALL/JMP change CS at the same
+// privilege only (what kernels do to reload CS); RET far and IRET also return to outer
+// privilege levels.
 
 import VisorCore
 import VisorX86Decode
@@ -160,9 +164,13 @@ extension X86Machine {
         if !protectedMode || virtual8086 {
             cs = realModeCodeSegment(selector)
         } else {
-            if !cpu.longModeActive && selector & 0xfffc != 0 {
+            if selector & 0xfffc != 0 {
                 let d = try readDescriptor(selector)
-                if !d.isCodeOrData {
+                if !d.isCodeOrData && cpu.longModeActive && d.type == 0xc {
+                    try farTransferThroughCallGate(selector: selector, descriptor: d, isCall: isCall, next: next)
+                    return
+                }
+                if !d.isCodeOrData && !cpu.longModeActive {
                     try farTransferToTask(selector: selector, descriptor: d, isCall: isCall, next: next)
                     return
                 }

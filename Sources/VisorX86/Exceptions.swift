@@ -157,7 +157,7 @@ extension X86Machine {
     /// Writes `values` as pushes (first value at the highest address) below `top` in the stack
     /// segment `ss` with `width`-byte stack pointer; returns the new stack pointer. Registers
     /// are not touched.
-    private func writeFrame(_ values: [UInt64], size: Int, top: UInt64, ss: SegmentRegister, width: UInt8,
+    func writeFrame(_ values: [UInt64], size: Int, top: UInt64, ss: SegmentRegister, width: UInt8,
                             user: Bool, ext: UInt32) throws(X86Interruption) -> UInt64 {
         var sp = top
         for v in values {

@@ -121,4 +121,54 @@ private func amdCPUID() -> CPUIDTable {
         s.cpu.cpl = 0
         #expect(sysFault { try run(s, Self.sysexit32) } == .undefined)
     }
+
+    // MARK: 64-bit call gates
+
+    /// A 16-byte call gate at GDT 0x48 to `target`:`offset`, DPL `dpl` (upper type `highType`).
+    func callGate(_ s: SysMachine, target: UInt16 = SysLayout.kernelCode, offset: UInt64 = 0x10_5000, dpl: UInt8 = 3,
+                  highType: UInt64 = 0) {
+        let low = (offset & 0xffff) | UInt64(target) << 16 | UInt64(0x8c | dpl << 5) << 40 | (offset & 0xffff_0000) << 32
+        s.bus.w64(SysLayout.gdt + 0x48, low)
+        s.bus.w64(SysLayout.gdt + 0x50, offset >> 32 | highType << 40)
+        s.cpu.gdtr = DescriptorTableRegister(base: SysLayout.gdt, limit: 0x57)
+        // call far [0x100800] / jmp far [0x100800] read m16:32 = 0x4b:0.
+        s.bus.w32(0x10_0800, 0)
+        s.bus.w16(0x10_0804, 0x4b)
+    }
+    static let callFarIndirect: [UInt8] = [0xff, 0x1d, 0x00, 0x08, 0x10, 0x00]
+    static let jmpFarIndirect: [UInt8] = [0xff, 0x2d, 0x00, 0x08, 0x10, 0x00]
+
+    @Test func callThroughA64BitCallGateFromCompatibilityModeSwitchesToCPL0AndRETQComesBack() throws {
+        let s = compatibilityMode(amd: false)
+        callGate(s)
+        let userRSP = s.cpu.gpr[X86CPU.rsp]
+        try run(s, Self.callFarIndirect)
+        #expect(s.cpu.cpl == 0 && s.cpu.codeMode == .bits64 && s.cpu.rip == 0x10_5000)
+        #expect(s.cpu.segments[X86CPU.cs].selector == SysLayout.kernelCode)
+        #expect(s.cpu.segments[X86CPU.ss].selector == 0, "a null SS with RPL = the new CPL")
+        let rsp = s.cpu.gpr[X86CPU.rsp]
+        #expect(rsp == 0x7_0000 - 32, "RSP0 from the TSS, four 8-byte pushes")
+        #expect(s.bus.r64(rsp) == SysLayout.code + 6 && s.bus.r64(rsp + 8) == UInt64(SysLayout.user32Code | 3))
+        #expect(s.bus.r64(rsp + 16) == userRSP && s.bus.r64(rsp + 24) == UInt64(SysLayout.userData | 3))
+        try run(s, [0x48, 0xcb])  // lretq
+        #expect(s.cpu.cpl == 3 && s.cpu.codeMode == .bits32 && s.cpu.rip == SysLayout.code + 6)
+        #expect(s.cpu.segments[X86CPU.ss].selector == SysLayout.userData | 3 && s.cpu.gpr[X86CPU.rsp] == userRSP)
+    }
+
+    @Test func callGateChecks() {
+        let s = compatibilityMode(amd: false)
+        callGate(s, dpl: 0)
+        #expect(sysFault { try run(s, Self.callFarIndirect) } == .gp(0x48), "gate DPL 0 < CPL 3")
+        callGate(s)
+        #expect(sysFault { try run(s, Self.jmpFarIndirect) } == .gp(UInt32(SysLayout.kernelCode)),
+                "JMP through a gate cannot raise privilege")
+        callGate(s, highType: 0xc)
+        #expect(sysFault { try run(s, Self.callFarIndirect) } == .gp(0x48), "the upper half's type must be 0")
+        callGate(s, target: SysLayout.legacyCode32)
+        #expect(sysFault { try run(s, Self.callFarIndirect) } == .gp(UInt32(SysLayout.legacyCode32)),
+                "the target must be 64-bit code")
+        callGate(s, offset: 0x8000_0000_0000_0000)
+        #expect(sysFault { try run(s, Self.callFarIndirect) } == .gp(0), "non-canonical target")
+        #expect(s.cpu.cpl == 3 && s.cpu.rip == SysLayout.code, "nothing changed")
+    }
 }
