@@ -4,7 +4,8 @@
 // operand back to compatibility mode, SYSENTER from compatibility mode with SYSEXIT or SYSRET
 // back (Intel; #UD on AMD), INT n from compatibility mode with IRETQ back to a 32-bit CS; and
 // #GP for a far JMP to a TSS, a far CALL to a task gate and IRETQ with NT = 1, which have no
-// meaning in IA-32e mode. The CPU vendor (CPUID leaf 0) decides which behaviour is expected.
+// meaning in IA-32e mode; a far CALL through a 64-bit call gate from compatibility mode at CPL3
+// into 64-bit code at CPL0, and RETQ back. The CPU vendor (CPUID leaf 0) decides which behaviour is expected.
 
 /// Slots of compat_obs (compat.S).
 enum CompatSlot {
@@ -14,6 +15,8 @@ enum CompatSlot {
     static let sysenterCS: Int32 = 10, sysenterUserESP: Int32 = 11
     static let sysenterBackCS: Int32 = 12, sysenterBackSS: Int32 = 13, sysenterBackESP: Int32 = 14, sysenterBack: Int32 = 15
     static let intBackCS: Int32 = 16, intBack: Int32 = 17
+    static let gateCS: Int32 = 18, gateSS: Int32 = 19, gatePushedCS: Int32 = 20, gatePushedSS: Int32 = 21
+    static let gateBackCS: Int32 = 22, gateBack: Int32 = 23
 }
 
 /// compat.S's labels (compat_label).
@@ -22,6 +25,7 @@ enum CompatLabel {
     static let afterSyscall: Int32 = 4, sysenterProbe: Int32 = 5, sysenterInstruction: Int32 = 6
     static let afterSysenter: Int32 = 7, intProbe: Int32 = 8, intInstruction: Int32 = 9
     static let cstarEntry: Int32 = 10, sysenterEntry: Int32 = 11
+    static let callGateProbe: Int32 = 12, callGateInstruction: Int32 = 13, callGateEntry: Int32 = 14
 }
 
 let compatCS: UInt64 = 0x5b, compatSS: UInt64 = 0x63, sysenterCSValue: UInt64 = 0x48
@@ -42,7 +46,7 @@ func runCompat(_ label: Int32) {
 /// and the SYSENTER MSRs (SYSENTER_CS 0x48: SYSEXIT's selectors are 0x5b/0x63 and 0x6b/0x73).
 func compatKernelSetup() {
     let old = UnsafePointer<UInt64>(bitPattern: UInt(compat_gdt_base()))!
-    let gdt = UnsafeMutablePointer<UInt64>.allocate(capacity: 16)
+    let gdt = UnsafeMutablePointer<UInt64>.allocate(capacity: 18)
     for i in 0..<8 { gdt[i] = old[i] }
     gdt[9] = 0x00af_9a00_0000_ffff   // 0x48 kernel code, 64-bit
     gdt[10] = 0x00cf_9200_0000_ffff  // 0x50 kernel data
@@ -50,8 +54,12 @@ func compatKernelSetup() {
     gdt[12] = 0x00cf_f200_0000_ffff  // 0x60 user data
     gdt[13] = 0x00af_fa00_0000_ffff  // 0x68 user code, 64-bit
     gdt[14] = 0x0000_e500_0028_0000  // 0x70 task gate (DPL 3) to the TSS at 0x28
-    gdt[15] = 0
-    compat_lgdt(16 * 8 - 1, UInt64(UInt(bitPattern: gdt)))
+    // 0x78: a 64-bit call gate (DPL 3, 16 bytes) to compat_callgate_entry in kernel code 0x08.
+    let entry = compat_label(CompatLabel.callGateEntry)
+    gdt[15] = (entry & 0xffff) | (0x08 << 16) | (0xec << 40) | ((entry & 0xffff_0000) << 32)
+    gdt[16] = entry >> 32
+    gdt[17] = 0
+    compat_lgdt(18 * 8 - 1, UInt64(UInt(bitPattern: gdt)))
     let stack = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 16)
     st_wrmsr(0xC000_0083, compat_label(CompatLabel.cstarEntry))      // IA32_CSTAR
     st_wrmsr(0x174, sysenterCSValue)                                // IA32_SYSENTER_CS
@@ -88,6 +96,8 @@ func compatUserChecks() {
 
     compatSyscallChecks()
     compatSysenterChecks()
+
+    compatCallGateCheck()
 
     runCompat(CompatLabel.intProbe)
     if let f = lastFault, f.vector == 6, f.rip == compat_label(CompatLabel.intInstruction) {
@@ -179,5 +189,28 @@ func compatSysenterChecks() {
         put(" ss "); putHex(compatObserved(CompatSlot.sysenterBackSS), digits: 4)
     }
     compat_sysenter_return = 0
+    lastFault = nil
+}
+
+func compatCallGateCheck() {
+    runCompat(CompatLabel.callGateProbe)
+    // KVM's PVM backend: a far CALL through memory to a system descriptor at CPL3 is #UD (as for
+    // the task gate above).
+    if hostLacksINTnAndSYSRET, let f = lastFault, f.vector == 6, f.rip == compat_label(CompatLabel.callGateInstruction) {
+        putLine("SKIP far CALL through a 64-bit call gate from compatibility mode: #UD, this host's KVM departs at CPL3")
+        lastFault = nil
+        return
+    }
+    check("far CALL through a 64-bit call gate from compatibility mode enters 64-bit CPL0 on RSP0 with a null SS",
+          lastFault == nil && compatObserved(CompatSlot.gateCS) == 0x08 && compatObserved(CompatSlot.gateSS) == 0
+            && compatObserved(CompatSlot.gatePushedCS) == compatCS && compatObserved(CompatSlot.gatePushedSS) == 0x1b) {
+        if let f = lastFault { put("fault "); put(f.vector); put(" error "); putHex(f.errorCode, digits: 4); put(" ") }
+        put("cs "); putHex(compatObserved(CompatSlot.gateCS), digits: 4)
+        put(" ss "); putHex(compatObserved(CompatSlot.gateSS), digits: 4)
+        put(" pushed cs "); putHex(compatObserved(CompatSlot.gatePushedCS), digits: 4)
+        put(" pushed ss "); putHex(compatObserved(CompatSlot.gatePushedSS), digits: 4)
+    }
+    check("RETQ from the call gate's handler returns to compatibility mode at CPL3",
+          compatObserved(CompatSlot.gateBack) == 1 && compatObserved(CompatSlot.gateBackCS) == compatCS)
     lastFault = nil
 }

@@ -5,7 +5,8 @@
  *
  * GDT layout added after GuestKit's eight entries (so SYSENTER_CS = 0x48 gives SYSEXIT's
  * selectors): 0x48 kernel code64, 0x50 kernel data, 0x58 user code32, 0x60 user data,
- * 0x68 user code64, 0x70 a task gate (for the IA-32e #GP check).
+ * 0x68 user code64, 0x70 a task gate (for the IA-32e #GP check), 0x78 a 64-bit call gate (DPL 3)
+ * to compat_callgate_entry in kernel code 0x08.
  *
  * Each probe records what it sees in compat_obs[] (CompatChecks.swift names the slots). A fault
  * in compat code resumes at a 32-bit fixup (probe_fixup), which goes back to 64-bit mode.
@@ -27,6 +28,8 @@ compat_far_tss:                 .long 0         /* m16:32 far pointers for the #
                                 .word 0x28
 compat_far_gate:                .long 0
                                 .word 0x70
+compat_far_callgate:            .long 0
+                                .word 0x7b
 
 #define OBS(n)  (compat_obs + 8 * (n))
 
@@ -158,6 +161,20 @@ compat_sysenter_entry:
         pushq   %rdx
         iretq
 
+/* A far CALL through the 64-bit call gate enters here at CPL0 on RSP0 with a null SS; the
+ * frame holds RIP, CS, RSP and SS (8 bytes each). Back with RETQ (REX.W far return). */
+        .globl  compat_callgate_entry
+compat_callgate_entry:
+        movq    %cs, %rax
+        movq    %rax, OBS(18)
+        movq    %ss, %rax
+        movq    %rax, OBS(19)
+        movq    8(%rsp), %rax
+        movq    %rax, OBS(20)
+        movq    24(%rsp), %rax
+        movq    %rax, OBS(21)
+        lretq
+
 /* ------------------------------------------------------------ compatibility-mode code */
         .code32
 .macro  BACK
@@ -225,4 +242,16 @@ compat_int_instruction:
         int     $0x40
         RECORD_SEGMENT cs, 16
         movl    $1, OBS(17)
+        BACK
+
+/* Far CALL through a 64-bit call gate from compatibility mode at CPL3. */
+        .globl  compat_callgate_probe, compat_callgate_instruction
+compat_callgate_probe:
+        movl    $USER_DS, %eax
+        movw    %ax, %ds
+        movw    %ax, %es
+compat_callgate_instruction:
+        lcalll  *compat_far_callgate
+        RECORD_SEGMENT cs, 22
+        movl    $1, OBS(23)
         BACK

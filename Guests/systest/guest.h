@@ -58,7 +58,8 @@ void compat_cstar_entry(void);
 void compat_sysenter_entry(void);
 extern char compat_fixup[], compat_mode_probe[], compat_syscall_probe[], compat_syscall_instruction[],
     compat_after_syscall[], compat_sysenter_probe[], compat_sysenter_instruction[], compat_after_sysenter[],
-    compat_int_probe[], compat_int_instruction[];
+    compat_int_probe[], compat_int_instruction[], compat_callgate_probe[], compat_callgate_instruction[];
+void compat_callgate_entry(void);
 /* The address of a compat.S label, by number (Swift cannot import incomplete arrays). */
 static inline uint64_t compat_label(int which) {
     switch (which) {
@@ -73,7 +74,11 @@ static inline uint64_t compat_label(int which) {
     case 8: return (uint64_t)compat_int_probe;
     case 9: return (uint64_t)compat_int_instruction;
     case 10: return (uint64_t)&compat_cstar_entry;
-    default: return (uint64_t)&compat_sysenter_entry;
+    case 12: return (uint64_t)compat_callgate_probe;
+    case 13: return (uint64_t)compat_callgate_instruction;
+    case 14: return (uint64_t)&compat_callgate_entry;
+    case 11: return (uint64_t)&compat_sysenter_entry;
+    default: return 0;
     }
 }
 static inline uint64_t compat_observed(int slot) { return compat_obs[slot]; }
