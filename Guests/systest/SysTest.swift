@@ -215,6 +215,7 @@ func kernelChecks() {
 
     msrKernelChecks()
     apicKernelChecks()
+    compatKernelSetup()
 }
 
 func userChecks() {
@@ -252,6 +253,7 @@ func userChecks() {
         }
     }
     msrUserChecks()
+    compatUserChecks()
     lastFault = nil
     probe_fixup = 0
     _ = probe_wrmsr(0xC000_0080, 0)

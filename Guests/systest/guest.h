@@ -65,3 +65,47 @@ static inline void st_cli(void) { __asm__ volatile("cli" ::: "memory"); }
 static inline void st_sti(void) { __asm__ volatile("sti" ::: "memory"); }
 static inline uint64_t st_load64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
 static inline void st_store64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
+/* Issue 15 item 7: compatibility-mode checks (CompatChecks.swift, compat.S). */
+extern uint64_t compat_obs[24], compat_return_with_iret, compat_sysenter_return;
+void compat_run(uint64_t entry, uint64_t fixup);
+uint64_t compat_far_jump_to_tss(void);
+uint64_t compat_far_call_to_task_gate(void);
+uint64_t compat_iretq_with_nt(void);
+void compat_cstar_entry(void);
+void compat_sysenter_entry(void);
+extern char compat_fixup[], compat_mode_probe[], compat_syscall_probe[], compat_syscall_instruction[],
+    compat_after_syscall[], compat_sysenter_probe[], compat_sysenter_instruction[], compat_after_sysenter[],
+    compat_int_probe[], compat_int_instruction[], compat_callgate_probe[], compat_callgate_instruction[];
+void compat_callgate_entry(void);
+/* The address of a compat.S label, by number (Swift cannot import incomplete arrays). */
+static inline uint64_t compat_label(int which) {
+    switch (which) {
+    case 0: return (uint64_t)compat_fixup;
+    case 1: return (uint64_t)compat_mode_probe;
+    case 2: return (uint64_t)compat_syscall_probe;
+    case 3: return (uint64_t)compat_syscall_instruction;
+    case 4: return (uint64_t)compat_after_syscall;
+    case 5: return (uint64_t)compat_sysenter_probe;
+    case 6: return (uint64_t)compat_sysenter_instruction;
+    case 7: return (uint64_t)compat_after_sysenter;
+    case 8: return (uint64_t)compat_int_probe;
+    case 9: return (uint64_t)compat_int_instruction;
+    case 10: return (uint64_t)&compat_cstar_entry;
+    case 12: return (uint64_t)compat_callgate_probe;
+    case 13: return (uint64_t)compat_callgate_instruction;
+    case 14: return (uint64_t)&compat_callgate_entry;
+    case 11: return (uint64_t)&compat_sysenter_entry;
+    default: return 0;
+    }
+}
+static inline uint64_t compat_observed(int slot) { return compat_obs[slot]; }
+static inline void compat_clear(void) { for (int i = 0; i < 24; i++) compat_obs[i] = 0; }
+static inline void compat_lgdt(uint16_t limit, uint64_t base) {
+    struct __attribute__((packed)) { uint16_t limit; uint64_t base; } gdtr = { limit, base };
+    __asm__ volatile("lgdt %0" : : "m"(gdtr) : "memory");
+}
+static inline uint64_t compat_gdt_base(void) {
+    struct __attribute__((packed)) { uint16_t limit; uint64_t base; } gdtr;
+    __asm__ volatile("sgdt %0" : "=m"(gdtr));
+    return gdtr.base;
+}

@@ -2,7 +2,8 @@
 // 8-byte gates in protected mode, 16-byte gates in IA-32e mode; privilege changes with the
 // stack from the TSS, IST stacks, error codes, and the double-fault / triple-fault rules.
 //
-// Simplifications (documented): task gates and task switches raise #GP(selector); virtual-8086
+// Task gates in a protected-mode IDT switch tasks (TaskSwitch.swift); in IA-32e mode they are
+// #GP(vector), as the SDM says. Simplifications (documented): virtual-8086
 // mode is not supported; TF single-stepping, RF and debug registers are not implemented (RF and
 // TF are cleared in the RFLAGS the handler runs with, as hardware does); SMI does not exist.
 // An NMI (`injectNMI`) is delivered through vector 2 like an external interrupt, whatever IF
@@ -178,7 +179,7 @@ extension X86Machine {
     /// Writes `values` as pushes (first value at the highest address) below `top` in the stack
     /// segment `ss` with `width`-byte stack pointer; returns the new stack pointer. Registers
     /// are not touched.
-    private func writeFrame(_ values: [UInt64], size: Int, top: UInt64, ss: SegmentRegister, width: UInt8,
+    func writeFrame(_ values: [UInt64], size: Int, top: UInt64, ss: SegmentRegister, width: UInt8,
                             user: Bool, ext: UInt32) throws(X86Interruption) -> UInt64 {
         var sp = top
         for v in values {
@@ -213,10 +214,14 @@ extension X86Machine {
         guard entry + 7 <= UInt64(cpu.idtr.limit) else { throw .fault(.gp(gateError)) }
         let gate = try readSystem(cpu.idtr.base &+ entry, size: 8)
         let type = UInt8((gate >> 40) & 0x1f)
-        guard [0x06, 0x07, 0x0e, 0x0f].contains(type) else { throw .fault(.gp(gateError)) }  // task gates unsupported
+        guard [0x05, 0x06, 0x07, 0x0e, 0x0f].contains(type) else { throw .fault(.gp(gateError)) }
         let gateDPL = UInt8((gate >> 45) & 3)
         if source == .software && gateDPL < cpu.cpl { throw .fault(.gp(UInt32(vector) * 8 + 2)) }
         guard gate & (1 << 47) != 0 else { throw .fault(.np(gateError)) }
+        if type == 0x05 {
+            try deliverThroughTaskGate(gate, errorCode: errorCode, ext: ext, returnRIP: returnRIP)
+            return
+        }
         let is32 = type & 0x8 != 0
         let isTrap = type & 1 != 0
         let selector = UInt16((gate >> 16) & 0xffff)
