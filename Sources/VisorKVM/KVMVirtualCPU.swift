@@ -183,6 +183,10 @@ public final class KVMVirtualCPU: VirtualCPU {
             do { try setState(after) } catch {
                 return .internalError("\(failure); Visor carried it out but could not write the registers back: \(error)")
             }
+            if instruction == "iret" {
+                let rc = ckvm_unmask_nmi(descriptor.raw)
+                if rc < 0 { return .internalError("\(failure); Visor carried out the IRET but could not end NMI blocking: errno \(-rc)") }
+            }
             return .instructionEmulated(instruction: instruction)
         case .shutdown:
             return .shutdown

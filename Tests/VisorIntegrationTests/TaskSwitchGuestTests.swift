@@ -3,6 +3,7 @@
 
 import Foundation
 import Testing
+import VisorKVM
 
 /// The lines of a guest's output that start with `prefix`.
 private func lines(_ output: String, _ prefix: String) -> [Substring] {
@@ -32,16 +33,17 @@ struct TaskSwitchGuestTests {
     /// check is judged. Where Visor carries out what the host kernel cannot (issue 15 item 1's
     /// fallback, once it admits far JMP/CALL and IRET: then all 18 checks were seen to pass here,
     /// 12 instructions emulated by Visor), or on hardware-assisted KVM, every check must pass.
-    @Test("tasks on kvm passes every check, or stops at the documented host limit", .enabled(if: Host.kvmAvailable, Host.noKVM))
+    @Test("tasks on kvm passes every check: the task switches the host cannot emulate are carried out by Visor's CPU",
+          .enabled(if: Host.kvmAvailable, Host.noKVM))
     func onKVM() throws {
-        let r = try runVisor(["run", "--engine", "kvm", "tasks"])
+        let r = try runVisor(["run", "--engine", "kvm", "tasks", "--stats"])
         #expect(!r.timedOut)
-        if r.status == 2 {
-            #expect(r.stdout.contains("tasks: hardware task switching in 32-bit protected mode"))
-            #expect(r.stderr.contains("the instruction could not be emulated"), "stderr: \(r.stderr)")
-            #expect(lines(r.stdout, "FAIL").isEmpty && lines(r.stdout, "PASS").isEmpty, "\(r.stdout)")
-        } else {
-            expectAllPassed(r.status, r.stdout, r.stderr)
+        expectAllPassed(r.status, r.stdout, r.stderr)
+        // This host's KVM gives up on the far JMP to a TSS ("the instruction could not be
+        // emulated"); where it does, --stats names the far transfers Visor carried out.
+        if KVMSystem.isPVMBackend {
+            let line = r.stderr.split(separator: "\n").first { $0.hasPrefix("emulated by Visor:") } ?? ""
+            #expect(line.contains("jmpFar"), "stderr: \(r.stderr)")
         }
     }
 
