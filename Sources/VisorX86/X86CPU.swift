@@ -148,6 +148,9 @@ extension X86CPU {
         ldtr = s.ldtr; tr = s.tr; gdtr = s.gdtr; idtr = s.idtr
         cr0 = s.cr0; cr2 = s.cr2; cr3 = s.cr3; cr4 = s.cr4; cr8 = s.cr8; efer = s.efer
         cpl = cr0 & X86.cr0ProtectionEnable == 0 ? 0 : UInt8(s.cs.selector & 3)
+        let dr6 = (s.dr6 & X86DebugBits.dr6Writable) | X86DebugBits.dr6Fixed
+        let dr7 = (s.dr7 & X86DebugBits.dr7Writable) | X86DebugBits.dr7Fixed
+        dr = [s.dr0, s.dr1, s.dr2, s.dr3, 0, 0, dr6, dr7]
         halted = false
         interruptShadow = false
     }
@@ -164,6 +167,9 @@ extension X86CPU {
         s.ds = segments[3]; s.fs = segments[4]; s.gs = segments[5]
         s.ldtr = ldtr; s.tr = tr; s.gdtr = gdtr; s.idtr = idtr
         s.cr0 = cr0; s.cr2 = cr2; s.cr3 = cr3; s.cr4 = cr4; s.cr8 = cr8; s.efer = efer
+        if dr.count == 8 {
+            s.dr0 = dr[0]; s.dr1 = dr[1]; s.dr2 = dr[2]; s.dr3 = dr[3]; s.dr6 = dr[6]; s.dr7 = dr[7]
+        }
         return s
     }
 }

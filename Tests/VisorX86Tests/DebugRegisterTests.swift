@@ -243,3 +243,22 @@ import VisorX86Decode
         #expect(frame(f).rip == SysLayout.code + 5)
     }
 }
+
+/// The debug registers are part of the engine-neutral state: what the guest armed and what DR6
+/// recorded survive `state()` / `setState()` (snapshots, and the kvm engine's instruction
+/// fallback, which runs one instruction on this CPU).
+@Suite struct DebugRegisterStateTests {
+    @Test func stateCarriesTheDebugRegistersBothWays() throws {
+        let (vcpu, _) = try interpVCPU([0x0f, 0x21, 0xf8, 0xf4])  // mov rax, dr7; hlt
+        var s = try vcpu.state()
+        #expect(s.dr6 == 0xffff_0ff0 && s.dr7 == 0x400, "the values at RESET")
+        s.dr0 = 0x1234; s.dr3 = 0x10_0000; s.dr6 = 0x4001; s.dr7 = 0x0003_0002  // G0, R/W0 = 11 at 0x1234: nothing touches it
+        try vcpu.setState(s)
+        let back = try vcpu.state()
+        #expect(back.dr0 == 0x1234 && back.dr3 == 0x10_0000)
+        #expect(back.dr6 == 0xffff_4ff1, "DR6 with its fixed bits")
+        #expect(back.dr7 == 0x0003_0402, "DR7 with bit 10")
+        #expect(try vcpu.run() == .halt)
+        #expect(try vcpu.state().rax == 0x0003_0402, "the guest reads what was set")
+    }
+}
