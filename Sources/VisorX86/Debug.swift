@@ -53,15 +53,20 @@ extension X86Machine {
     @inline(never)
     func stepDebugging(inhibited: Bool) -> StepOutcome? {
         let flags = cpu.rflags
+        // Only the instruction's own accesses are traps, not the frames of the events delivered here.
+        debugTrapHits = 0
+        defer { debugTrapHits = 0 }
         if flags & X86SystemBits.flagRF == 0 && cpu.instructionBreakpoints != 0 {
             let hits = instructionBreakpointHits()
-            if hits != 0 { return deliverDebugException(hits) ? nil : .shutdown }
+            if hits != 0 {
+                cpu.interruptShadow = false  // the handler starts afresh
+                return deliverDebugException(hits) ? nil : .shutdown
+            }
         }
         cpu.interruptShadow = false
         cpu.rflags &= ~X86SystemBits.flagRF
         let deferred = cpu.deferredDebugTraps
         if deferred != 0 { cpu.deferredDebugTraps = 0 }
-        debugTrapHits = 0
         beginInstruction()
         let start = cpu.rip
         let insn: DecodedInstruction
