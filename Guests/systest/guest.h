@@ -109,3 +109,34 @@ static inline uint64_t compat_gdt_base(void) {
     __asm__ volatile("sgdt %0" : "=m"(gdtr));
     return gdtr.base;
 }
+/* Issue 15 item 4: debug registers and single-stepping (debug.S, DebugChecks.swift). */
+extern uint64_t db_count, db_first_rip, db_first_rflags, db_last_rip, db_last_rflags;
+extern uint64_t db_dr6, db_dr7, db_handler_rflags, ud_rflags, bp_counter, watched;
+void debug_db_handler(void);
+void debug_ud_handler(void);
+void debug_ud2(void);
+uint64_t debug_idt_base(void);
+uint64_t debug_read_dr(int n);
+uint64_t debug_write_dr(int n, uint64_t value);
+uint64_t debug_general_detect(void);
+void debug_bp_target(void);
+void debug_write_watched(void);
+uint32_t debug_read_watched(void);
+uint32_t debug_read_watched_high(void);
+void debug_write_beside(void);
+void debug_single_step(void);
+void debug_int3_step(void);
+extern char debug_gd_instruction[], debug_after_write[], debug_after_read[], debug_ss_second[], debug_ss_end[];
+extern char debug_int3_step_trap[], debug_read_dr4_instruction[], debug_after_read_high[];
+static inline uint64_t dbg_db_handler(void) { return (uint64_t)&debug_db_handler; }
+static inline uint64_t dbg_ud_handler(void) { return (uint64_t)&debug_ud_handler; }
+static inline uint64_t dbg_bp_target(void) { return (uint64_t)&debug_bp_target; }
+static inline uint64_t dbg_watched(void) { return (uint64_t)&watched; }
+static inline uint64_t dbg_gd_instruction(void) { return (uint64_t)debug_gd_instruction; }
+static inline uint64_t dbg_after_write(void) { return (uint64_t)debug_after_write; }
+static inline uint64_t dbg_after_read(void) { return (uint64_t)debug_after_read; }
+static inline uint64_t dbg_after_read_high(void) { return (uint64_t)debug_after_read_high; }
+static inline uint64_t dbg_ss_second(void) { return (uint64_t)debug_ss_second; }
+static inline uint64_t dbg_ss_end(void) { return (uint64_t)debug_ss_end; }
+static inline uint64_t dbg_int3_step_trap(void) { return (uint64_t)debug_int3_step_trap; }
+static inline uint64_t dbg_read_dr4_instruction(void) { return (uint64_t)debug_read_dr4_instruction; }

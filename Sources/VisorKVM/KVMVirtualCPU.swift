@@ -378,6 +378,10 @@ public final class KVMVirtualCPU: VirtualCPU {
         s.idtr = DescriptorTableRegister(base: sregs.idt.base, limit: sregs.idt.limit)
         s.cr0 = sregs.cr0; s.cr2 = sregs.cr2; s.cr3 = sregs.cr3; s.cr4 = sregs.cr4; s.cr8 = sregs.cr8
         s.efer = sregs.efer
+        var debug = kvm_debugregs()
+        try descriptor.ioctl(CKVM_GET_DEBUGREGS, "KVM_GET_DEBUGREGS", &debug)
+        (s.dr0, s.dr1, s.dr2, s.dr3) = debug.db
+        s.dr6 = debug.dr6; s.dr7 = debug.dr7
         return s
     }
 
@@ -401,6 +405,13 @@ public final class KVMVirtualCPU: VirtualCPU {
         regs.r12 = s.r12; regs.r13 = s.r13; regs.r14 = s.r14; regs.r15 = s.r15
         regs.rip = s.rip; regs.rflags = s.rflags
         try descriptor.ioctl(CKVM_SET_REGS, "KVM_SET_REGS", &regs)
+
+        // KVM refuses DR6/DR7 with bits 63:32 set (as MOV DR does); the guest could not have
+        // put them there.
+        var debug = kvm_debugregs()
+        debug.db = (s.dr0, s.dr1, s.dr2, s.dr3)
+        debug.dr6 = s.dr6 & 0xffff_ffff; debug.dr7 = s.dr7 & 0xffff_ffff
+        try descriptor.ioctl(CKVM_SET_DEBUGREGS, "KVM_SET_DEBUGREGS", &debug)
         pending = nil
         pendingMSRRead = false
     }

@@ -3,11 +3,13 @@
 // stack from the TSS, IST stacks, error codes, and the double-fault / triple-fault rules.
 //
 // Task gates in a protected-mode IDT switch tasks (TaskSwitch.swift); in IA-32e mode they are
-// #GP(vector), as the SDM says. Simplifications (documented): virtual-8086
-// mode is not supported; TF single-stepping, RF and debug registers are not implemented (RF and
-// TF are cleared in the RFLAGS the handler runs with, as hardware does); SMI does not exist.
-// An NMI (`injectNMI`) is delivered through vector 2 like an external interrupt, whatever IF
-// says, and blocks further NMIs until the next IRET; one arriving meanwhile is held pending. Delivery writes the whole frame before changing any register, so a fault during
+// #GP(vector), as the SDM says. Simplifications (documented): virtual-8086 mode is not
+// supported; SMI does not exist. An NMI (`injectNMI`) is delivered through vector 2 like an
+// external interrupt, whatever IF says, and blocks further NMIs until the next IRET; one arriving
+// meanwhile is held pending. A fault-class exception pushes RFLAGS with RF = 1, so the
+// instruction it returns to does not hit an instruction breakpoint again; #DB traps and
+// instruction breakpoints are in `Debug.swift`. The handler runs with TF, RF (and IF through an
+// interrupt gate) clear. Delivery writes the whole frame before changing any register, so a fault during
 // delivery leaves the interrupted state intact for the next event.
 
 import VisorCore
@@ -38,6 +40,15 @@ extension X86Machine {
 
     // MARK: Raising and injecting
 
+    /// Vectors whose exceptions are faults (SDM Table 6-1): their frames push RF = 1. #DB raised
+    /// here is the general-detect fault; instruction breakpoints go through `deliverDebugException`.
+    private static func isFaultClass(_ vector: UInt8) -> Bool {
+        switch vector {
+        case 0, 1, 5, 6, 7, 10, 11, 12, 13, 14, 16, 17, 19, 20, 21: return true
+        default: return false
+        }
+    }
+
     /// Delivers exception `fault` raised by the instruction at RIP (RIP is pushed), escalating to
     /// #DF when delivery itself faults as Table 6-5 says, and to shutdown (triple fault) when
     /// delivering #DF faults. Returns false on shutdown (`isShutdown` is then set).
@@ -46,6 +57,8 @@ extension X86Machine {
         var current = fault
         for _ in 0..<8 {
             if current.vector == X86Fault.pageFault { cpu.cr2 = current.faultingAddress ?? 0 }
+            if Self.isFaultClass(current.vector) { cpu.rflags |= X86SystemBits.flagRF }
+            if current.vector == X86Fault.debug { cpu.dr[7] &= ~X86DebugBits.dr7GD }
             do {
                 try deliver(vector: current.vector, errorCode: current.errorCode, source: .exception,
                             returnRIP: cpu.rip)

@@ -61,6 +61,8 @@ extension X86Machine {
             }
         }
         if cpu.halted { return .halted }
+        // One test for the debug features: TF or RF set, a breakpoint enabled, a trap deferred.
+        if cpu.rflags & X86DebugBits.stepFlags != 0 || cpu.debugArmed { return stepDebugging(inhibited: inhibited) }
         cpu.interruptShadow = false
         beginInstruction()
         do {
@@ -83,6 +85,12 @@ extension X86Machine {
                 return nil
             }
         }
+        return afterInstruction()
+    }
+
+    /// What the step loop does once an instruction retired or its fault was delivered.
+    @inline(__always)
+    func afterInstruction() -> StepOutcome? {
         if hasPendingExit { return .pendingExit }
         if cpu.halted {
             // HLT with an interrupt that can be taken right away does not stop.
