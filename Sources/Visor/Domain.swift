@@ -559,6 +559,8 @@ public final class Domain: @unchecked Sendable {
                 vcpu.completeRead(platform.apics[index].read(offset: offset, size: size))
             } else if let offset = platform.ioapicOffset(address) {
                 vcpu.completeRead(platform.ioapic.read(offset: offset, size: size))
+            } else if let offset = platform.hpetOffset(address) {
+                vcpu.completeRead(platform.hpet.read(offset: offset, size: size))
             } else {
                 // Like an unclaimed bus cycle, reads float high.
                 platform.unbackedMMIOReads &+= 1
@@ -571,6 +573,9 @@ public final class Domain: @unchecked Sendable {
                 platform.apics[index].write(offset: offset, size: size, value: value)
             } else if let offset = platform.ioapicOffset(address) {
                 platform.ioapic.write(offset: offset, size: size, value: value)
+            } else if let offset = platform.hpetOffset(address) {
+                platform.timerGeneration &+= 1
+                platform.hpet.write(offset: offset, size: size, value: value)
             } else {
                 platform.unbackedMMIOWrites &+= 1
             }
