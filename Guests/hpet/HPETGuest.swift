@@ -295,8 +295,10 @@ func guestMain() {
     for n in UInt64(0)..<3 { write64(Reg.timerConfiguration(n), 0) }
     // The firmware may have left the PIT ticking (SeaBIOS does, at 18.2 Hz), and a timer's
     // route may be IRQ0's pin (QEMU's timers offer only pin 2): stop it, so that only the HPET
-    // raises the interrupts counted.
+    // raises the interrupts counted. A PIT switched to mode 0 may still count down its old
+    // count (up to 55 ms) and raise OUT once: let that edge fall on the still-masked pin.
     pitRateGenerator(false)
+    pause(nanoseconds: 100_000_000)
     counterChecks()
     oneShotCheck()
     periodicCheck()

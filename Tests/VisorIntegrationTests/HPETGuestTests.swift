@@ -10,10 +10,10 @@ import Testing
 @Suite("The HPET guest")
 struct HPETGuestTests {
     /// The guest's verdict lines, and that there are enough of them.
-    func expectAllPassed(_ stdout: String, _ where: String) {
-        #expect(stdout.contains("hpet: all checks passed"), "\(where): \(stdout)")
-        #expect(!stdout.contains("FAIL") && !stdout.contains("SKIP"), "\(where): \(stdout)")
-        #expect(stdout.split(separator: "\n").filter { $0.hasPrefix("PASS") }.count == 19, "\(where): \(stdout)")
+    func expectAllPassed(_ stdout: String, _ place: String) {
+        #expect(stdout.contains("hpet: all checks passed"), "\(place): \(stdout)")
+        #expect(!stdout.contains("FAIL") && !stdout.contains("SKIP"), "\(place): \(stdout)")
+        #expect(stdout.split(separator: "\n").filter { $0.hasPrefix("PASS") }.count == 19, "\(place): \(stdout)")
     }
 
     @Test("every HPET check passes on Visor", arguments: Host.engines)
