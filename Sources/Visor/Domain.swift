@@ -575,7 +575,13 @@ public final class Domain: @unchecked Sendable {
                 platform.ioapic.write(offset: offset, size: size, value: value)
             } else if let offset = platform.hpetOffset(address) {
                 platform.timerGeneration &+= 1
+                let due = platform.hpet.nextEventTime(after: clock.nanoseconds)
                 platform.hpet.write(offset: offset, size: size, value: value)
+                // The HPET is vCPU 0's timer work: when another vCPU moved its next event, vCPU 0
+                // must look again (it may be asleep until the old one, or running towards it).
+                if index != 0, platform.hpet.nextEventTime(after: clock.nanoseconds) != due {
+                    deliver(.interrupt, to: 0)
+                }
             } else {
                 platform.unbackedMMIOWrites &+= 1
             }
