@@ -581,6 +581,8 @@ public final class Domain: @unchecked Sendable {
                 vcpu.completeRead(platform.apics[index].read(offset: offset, size: size))
             } else if let offset = platform.ioapicOffset(address) {
                 vcpu.completeRead(platform.ioapic.read(offset: offset, size: size))
+            } else if let offset = platform.hpetOffset(address) {
+                vcpu.completeRead(platform.hpet.read(offset: offset, size: size))
             } else {
                 // Like an unclaimed bus cycle, reads float high.
                 platform.unbackedMMIOReads &+= 1
@@ -593,6 +595,15 @@ public final class Domain: @unchecked Sendable {
                 platform.apics[index].write(offset: offset, size: size, value: value)
             } else if let offset = platform.ioapicOffset(address) {
                 platform.ioapic.write(offset: offset, size: size, value: value)
+            } else if let offset = platform.hpetOffset(address) {
+                platform.timerGeneration &+= 1
+                let due = platform.hpet.nextEventTime(after: clock.nanoseconds)
+                platform.hpet.write(offset: offset, size: size, value: value)
+                // The HPET is vCPU 0's timer work: when another vCPU moved its next event, vCPU 0
+                // must look again (it may be asleep until the old one, or running towards it).
+                if index != 0, platform.hpet.nextEventTime(after: clock.nanoseconds) != due {
+                    deliver(.interrupt, to: 0)
+                }
             } else {
                 platform.unbackedMMIOWrites &+= 1
             }
