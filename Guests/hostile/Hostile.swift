@@ -361,16 +361,22 @@ func ipiStorm() -> Never {
             gk_store64(p, gk_load64(p) &+ 1)
         }
     }
+    Interrupts.register(vector: 2) { _ in }  // the NMIs of the storm
     let online = SMP.start(expected: 2, entry: ipiStormAP)
     put("hostile: ipi-storm cpus=")
     put(online)
     putLine()
     resetOther = GuestKit.multiboot?.argument("init").map { $0.utf8.elementsEqual("on".utf8) } ?? false
     if resetOther {
-        // Real-mode code for the restarted vCPU: `jmp $` at the start-up page.
+        // Real-mode code for the restarted vCPU: `jmp $` at the start-up page, and an `iret`
+        // after it for the storm's NMIs, which reach it through the IVT's entry 2.
         let page = UnsafeMutablePointer<UInt8>(bitPattern: UInt(restartPage) << 12)!
         page[0] = 0xeb
         page[1] = 0xfe
+        page[2] = 0xcf
+        let ivt = UnsafeMutablePointer<UInt16>(bitPattern: 2 * 4)!
+        ivt[0] = 2                                  // offset
+        ivt[1] = UInt16(restartPage) << 8           // segment: the start-up page
     }
     started("ipi-storm")
     storm(0)
@@ -394,7 +400,7 @@ func storm(_ index: UInt32) -> Never {
         sent &+= 2
         switch sent % 64 {
         case 0: APIC.sendIPI(vector: broadcastVector, to: 0, shorthand: .allIncludingSelf)
-        case 8: APIC.sendICR(low: 0x400, destination: other)                   // NMI (Visor ignores it)
+        case 8: APIC.sendICR(low: 0x400, destination: other)                   // NMI
         case 16: APIC.sendIPI(vector: 5, to: other)                            // illegal vector: ESR
         case 24: APIC.sendICR(low: 0x100 | pingVector, destination: 0xff)      // lowest priority, broadcast
         case 32: APIC.sendICR(low: 0x800 | pingVector, destination: 0x03)      // logical destination

@@ -1,9 +1,10 @@
 // systest: a guest that checks the CPU's system behaviour and reports PASS/FAIL per check over
 // the console: exceptions (vector, error code, RIP, CR2), 4-level paging (present, write,
 // user/supervisor, NX, CR0.WP, accessed and dirty bits, INVLPG), IDT delivery with a privilege
-// change through the TSS, gate DPL checks, SYSCALL/SYSRET, and the MSRs and counters of
-// MSRChecks.swift. It runs the same on every engine
-// and under QEMU, so it is a test of the software CPU with the hardware as its reference.
+// change through the TSS, gate DPL checks, SYSCALL/SYSRET, the MSRs and counters of
+// MSRChecks.swift, and the debug registers and single-stepping of DebugChecks.swift. It runs
+// the same on every engine and under QEMU, so it is a test of the software CPU with the hardware
+// as its reference.
 // Exit: 0 when every check passed, else 1 (status 3).
 
 // MARK: Faults seen by the handler
@@ -214,6 +215,9 @@ func kernelChecks() {
     st_wrmsr(0xC000_0080, st_rdmsr(0xC000_0080) | 1)  // EFER.SCE
 
     msrKernelChecks()
+    apicKernelChecks()
+    compatKernelSetup()
+    debugKernelChecks()
 }
 
 func userChecks() {
@@ -251,6 +255,8 @@ func userChecks() {
         }
     }
     msrUserChecks()
+    compatUserChecks()
+    debugUserChecks()
     lastFault = nil
     probe_fixup = 0
     _ = probe_wrmsr(0xC000_0080, 0)

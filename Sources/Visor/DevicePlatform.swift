@@ -5,8 +5,11 @@
 //   8042 ────IRQ1, IRQ12─┤  │
 //   COM1 (16550A) ──IRQ4─┼──┤
 //   CMOS RTC ───────IRQ8─┤  └▶ I/O APIC (IRQ n on pin n, IRQ0 on pin 2) ──▶ IRR of the local APIC(s)
-//   ACPI SCI ───────IRQ9─┘       ▲ EOI of a level-triggered vector (broadcast) ─┘   its entry addresses
+//   ACPI SCI ───────IRQ9─┘       ▲ ▲ EOI of a level-triggered vector (broadcast) ─┘   its entry addresses
+//   HPET timers ─────────────────┘ └─ (legacy replacement: timer 0 on IRQ0, timer 1 on IRQ8,
+//     (Tn_INT_ROUTE_CNF: pins 20-23)      the PIT's and RTC's lines cut off)
 //   APIC timer, IPIs (ICR) ──────────────────▶ IRR of the target vCPU's local APIC
+//   NMI IPIs (ICR, I/O APIC entries) ────────▶ the target vCPU's NMI latch, then its engine
 //   port 0x92 bit 0 (fast INIT) ─────────────▶ INIT to every vCPU
 //
 // Every ISA line goes to both interrupt controllers, as on a PC: the guest uses the 8259s until it
@@ -55,6 +58,7 @@ final class DevicePlatform: @unchecked Sendable {
     let pic: PIC8259Pair
     let pit: PIT8254
     let rtc: MC146818RTC
+    let hpet: HPET
     let ioapic: IOAPIC
     let keyboardController: I8042
     let pm1aEvent: PM1aEvent
@@ -66,8 +70,11 @@ final class DevicePlatform: @unchecked Sendable {
     private var requestedOutcome: DomainOutcome?
     var unbackedMMIOReads: UInt64 = 0
     var unbackedMMIOWrites: UInt64 = 0
-    /// IPIs with delivery modes Visor does not deliver (NMI, SMI, ExtINT).
+    /// IPIs with delivery modes Visor does not deliver (SMI, the two reserved modes).
     private(set) var ignoredIPIs: UInt64 = 0
+    /// Each vCPU's NMI input: an NMI routed to it and not yet handed to its engine. One is
+    /// latched; more collapse into it (the engine holds one more while NMIs are blocked).
+    private var pendingNMIs: [Bool]
     /// Bumped whenever the guest may have reprogrammed a timer (an access to the PIT, RTC,
     /// a local APIC or IA32_TSC_DEADLINE, or an INIT), so runners know their cached next timer
     /// event is stale.
@@ -103,15 +110,17 @@ final class DevicePlatform: @unchecked Sendable {
                                    auxiliaryLine: ISAInterruptLine(irq: I8042.auxiliaryIRQ, router: router))
         pm1aEvent = PM1aEvent(sciLine: ISAInterruptLine(irq: Self.sciIRQ, router: router))
         uart = UART16550(sink: ClosureSink(consoleOutput), interruptLine: ISAInterruptLine(irq: 4, router: router))
-        pit = PIT8254(clock: clock, interruptLine: ISAInterruptLine(irq: 0, router: router))
+        pit = PIT8254(clock: clock, interruptLine: ReplaceableTimerLine(irq: 0, router: router))
         rtc = MC146818RTC(clock: clock, epochSeconds: Int64(clamping: wallClockSeconds()),
-                          interruptLine: ISAInterruptLine(irq: 8, router: router))
+                          interruptLine: ReplaceableTimerLine(irq: 8, router: router))
+        hpet = HPET(clock: clock, output: HPETRouting(router: router))
         apics = (0..<vcpuCount).map { index in
             LocalAPIC(id: UInt8(truncatingIfNeeded: index), clock: clock, ipiSink: RouterIPISink(router: router),
                       interruptLine: CPUInterruptLine(vcpu: index, router: router),
                       eoiSink: IOAPICRouting(router: router), timerFrequency: apicTimerFrequency, tscFrequency: max(tscFrequency, 1),
                       isBootstrapProcessor: index == 0)
         }
+        pendingNMIs = [Bool](repeating: false, count: vcpuCount)
         router.platform = self
 
         try bus.attach(uart, base: PlatformPorts.com1, count: PlatformPorts.uartRegisterCount)
@@ -162,6 +171,9 @@ final class DevicePlatform: @unchecked Sendable {
         description.pm1aControlBlock = PlatformPorts.acpiPM1aControl
         description.pmTimerBlock = PlatformPorts.acpiPMTimer
         description.rtcCenturyIndex = MC146818RTC.Register.century
+        description.hpetAddress = HPET.defaultBase
+        description.hpetEventTimerBlockID = HPET.eventTimerBlockID
+        description.hpetMinimumPeriodicTicks = UInt16(HPET.minimumPeriodTicks)
         let tables = ACPITables.build(description)
         return FirmwareTables(address: tables.base, bytes: tables.bytes, rsdpAddress: tables.rsdpAddress)
     }
@@ -196,6 +208,13 @@ final class DevicePlatform: @unchecked Sendable {
         return a - IOAPIC.defaultBase
     }
 
+    /// The offset into the HPET's register block, if `address` falls in it.
+    func hpetOffset(_ address: GuestPhysicalAddress) -> UInt64? {
+        let a = address.rawValue
+        guard a >= HPET.defaultBase, a - HPET.defaultBase < HPET.windowSize else { return nil }
+        return a - HPET.defaultBase
+    }
+
     /// Where the platform sends vCPU signals. Set once by the domain before any vCPU runs.
     func setSignalHandler(_ handler: @escaping (Int, VCPUSignal) -> Void) {
         router.signal = handler
@@ -215,13 +234,15 @@ final class DevicePlatform: @unchecked Sendable {
     // MARK: Interrupts and time, for vCPU `index`
 
     /// Brings the timers that interrupt vCPU `index` up to the present: its APIC's, and for
-    /// vCPU 0 the PIT's and the RTC's (they reach it through the PIC).
+    /// vCPU 0 the PIT's, the RTC's and the HPET's (vCPU 0 keeps the platform's timers: the first
+    /// two reach it through the PIC; the HPET's interrupts go wherever the I/O APIC sends them).
     func advanceTimers(for index: Int) {
         guard apics.indices.contains(index) else { return }
         apics[index].advance()
         if index == 0 {
             pit.advance()
             rtc.advance()
+            hpet.advance()
         }
     }
 
@@ -231,7 +252,7 @@ final class DevicePlatform: @unchecked Sendable {
         let now = clock.nanoseconds
         var next = apics[index].nextEventTime(after: now)
         if index == 0 {
-            for candidate in [pit.nextEventTime(after: now), rtc.nextEventTime(after: now)] {
+            for candidate in [pit.nextEventTime(after: now), rtc.nextEventTime(after: now), hpet.nextEventTime(after: now)] {
                 if let candidate { next = min(next ?? candidate, candidate) }
             }
         }
@@ -255,6 +276,18 @@ final class DevicePlatform: @unchecked Sendable {
         return nil
     }
 
+    /// Whether an NMI is waiting for vCPU `index` (it wakes a halted vCPU, IF or not).
+    func hasPendingNMI(for index: Int) -> Bool {
+        pendingNMIs.indices.contains(index) && pendingNMIs[index]
+    }
+
+    /// Takes vCPU `index`'s latched NMI, for its engine's NMI input; false when there is none.
+    func takeNMI(for index: Int) -> Bool {
+        guard hasPendingNMI(for: index) else { return false }
+        pendingNMIs[index] = false
+        return true
+    }
+
     // MARK: IPIs
 
     /// Delivers an IPI some APIC's ICR sent, to every APIC it addresses.
@@ -273,7 +306,12 @@ final class DevicePlatform: @unchecked Sendable {
                 router.signal(index, .initialize)
             case .startup:
                 router.signal(index, .startup(vector: ipi.vector))
-            case .nmi, .smi, .reserved3, .reserved7:
+            case .nmi:
+                // The vector is ignored: an NMI is vector 2 at the target, past IRR and priority,
+                // and a software-disabled APIC still accepts it.
+                pendingNMIs[index] = true
+                router.signal(index, .interrupt)
+            case .smi, .reserved3, .reserved7:
                 ignoredIPIs &+= 1
             }
         }
@@ -290,6 +328,34 @@ private final class InterruptRouter: @unchecked Sendable {
     weak var ioapic: IOAPIC?
     weak var platform: DevicePlatform?
     var signal: (Int, VCPUSignal) -> Void = { _, _ in }
+    /// The HPET's LEG_RT_CNF: the PIT's IRQ0 and the RTC's IRQ8 are cut off.
+    var legacyReplacement = false
+    /// The levels the PIT (IRQ0) and the RTC (IRQ8) drive, cut off or not.
+    var replaceableLevels: [Int: Bool] = [:]
+}
+
+/// The PIT's IRQ0 or the RTC's IRQ8: an ISA line the HPET's legacy replacement routing cuts off.
+private struct ReplaceableTimerLine: InterruptLine {
+    let irq: Int
+    unowned let router: InterruptRouter
+    func setLevel(_ high: Bool) {
+        router.replaceableLevels[irq] = high
+        if !router.legacyReplacement { ISAInterruptLine(irq: irq, router: router).setLevel(high) }
+    }
+}
+
+/// The HPET's outputs: I/O APIC pins, and in legacy replacement mode ISA IRQ0 and IRQ8 in place
+/// of the PIT's and the RTC's (which drop while cut off and come back with their level after).
+private struct HPETRouting: HPETInterruptOutput {
+    unowned let router: InterruptRouter
+    func setIOAPICPin(_ pin: Int, level: Bool) { router.ioapic?.setPin(pin, level: level) }
+    func setLegacyIRQ(_ irq: Int, level: Bool) { ISAInterruptLine(irq: irq, router: router).setLevel(level) }
+    func legacyReplacementChanged(_ enabled: Bool) {
+        router.legacyReplacement = enabled
+        for irq in HPET.legacyIRQs where router.replaceableLevels[irq] == true {
+            ISAInterruptLine(irq: irq, router: router).setLevel(!enabled)
+        }
+    }
 }
 
 /// An ISA device's IRQ pin, wired to the PIC and to the I/O APIC.

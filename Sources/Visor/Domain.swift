@@ -456,6 +456,7 @@ public final class Domain: @unchecked Sendable {
 
         if runner.pendingInitialization {
             runner.pendingInitialization = false
+            _ = platform.takeNMI(for: index)  // an NMI latched before the INIT is lost with it
             runner.activity = .waitingForStartup
             runner.lastRegisters = runner.registerDump()  // where INIT stopped it, for `halted`
             platform.apics[index].reset()
@@ -473,6 +474,8 @@ public final class Domain: @unchecked Sendable {
                 } else if let vector = runner.pendingStartup {
                     start = .startup(vector: vector)
                 } else {
+                    // Waiting for SIPI, a processor does not take NMIs.
+                    _ = platform.takeNMI(for: index)
                     block(runner)
                     endIfNothingCanWake()
                     return sleep(runner, untilHostNanoseconds: nil)
@@ -508,11 +511,13 @@ public final class Domain: @unchecked Sendable {
             return sleep(runner, untilHostNanoseconds: runner.timerEvent.map { clock.hostNanoseconds(at: $0) })
         }
         let pending = platform.hasPendingInterrupt(for: index) || pv.upcallVector(for: index) != nil
+        // An NMI wakes a halted vCPU whatever IF says.
+        let nmi = platform.hasPendingNMI(for: index)
         switch runner.activity {
-        case .halted where !pending:
+        case .halted where !pending && !nmi:
             block(runner)
             return sleep(runner, untilHostNanoseconds: runner.timerEvent.map { clock.hostNanoseconds(at: $0) })
-        case .haltedForever:
+        case .haltedForever where !nmi:
             block(runner)
             endIfNothingCanWake()
             return sleep(runner, untilHostNanoseconds: nil)
@@ -523,6 +528,17 @@ public final class Domain: @unchecked Sendable {
         if pv.timeUpdateNeeded(vcpu: index, now: clock.nanoseconds),
            let time = try? PVState.sampleTime(clock: { clock.nanoseconds }, tsc: { try runner.vcpu.timeStampCounter() }) {
             pv.updateTime(vcpu: index, tsc: time.tsc, now: time.now)
+        }
+        if platform.takeNMI(for: index) {
+            // The engine delivers it when NMIs are not blocked (until the guest's IRET of the
+            // last one) and holds one more meanwhile.
+            do {
+                try runner.vcpu.injectNMI()
+            } catch {
+                return .end(.crashed(reason: "vCPU \(index): could not inject an NMI: \(error)",
+                                     registers: runner.registerDump()))
+            }
+            runner.statistics.injectedInterrupts &+= 1
         }
         if pending {
             if runner.vcpu.interruptWindowOpen, let vector = takeInterrupt(for: index) {
@@ -584,11 +600,13 @@ public final class Domain: @unchecked Sendable {
             platform.bus.write(port: port, size: size, value: value)
             return platform.takeRequestedOutcome()
         case .mmioRead(let address, let size):
-            if let offset = localAPICOffset(address) {
+            if let offset = localAPICOffset(address), apicAnswers(runner) {
                 platform.timerGeneration &+= 1
                 vcpu.completeRead(platform.apics[index].read(offset: offset, size: size))
             } else if let offset = platform.ioapicOffset(address) {
                 vcpu.completeRead(platform.ioapic.read(offset: offset, size: size))
+            } else if let offset = platform.hpetOffset(address) {
+                vcpu.completeRead(platform.hpet.read(offset: offset, size: size))
             } else if let (slot, offset) = virtioSlot(at: address) {
                 vcpu.completeRead(slot.device.read(offset: offset, size: Int(size)))
             } else {
@@ -598,11 +616,20 @@ public final class Domain: @unchecked Sendable {
             }
             return nil
         case .mmioWrite(let address, let size, let value):
-            if let offset = localAPICOffset(address) {
+            if let offset = localAPICOffset(address), apicAnswers(runner) {
                 platform.timerGeneration &+= 1
                 platform.apics[index].write(offset: offset, size: size, value: value)
             } else if let offset = platform.ioapicOffset(address) {
                 platform.ioapic.write(offset: offset, size: size, value: value)
+            } else if let offset = platform.hpetOffset(address) {
+                platform.timerGeneration &+= 1
+                let due = platform.hpet.nextEventTime(after: clock.nanoseconds)
+                platform.hpet.write(offset: offset, size: size, value: value)
+                // The HPET is vCPU 0's timer work: when another vCPU moved its next event, vCPU 0
+                // must look again (it may be asleep until the old one, or running towards it).
+                if index != 0, platform.hpet.nextEventTime(after: clock.nanoseconds) != due {
+                    deliver(.interrupt, to: 0)
+                }
             } else if let (slot, offset) = virtioSlot(at: address) {
                 slot.device.write(offset: offset, size: Int(size), value: value)
             } else {
@@ -628,7 +655,7 @@ public final class Domain: @unchecked Sendable {
             }
             return nil
         case .halt:
-            // With IF clear only INIT or SIPI can wake the vCPU (no NMIs are delivered).
+            // With IF clear only INIT, SIPI or an NMI can wake the vCPU.
             runner.activity = vcpu.interruptWindowOpen ? .halted : .haltedForever
             if runner.activity == .haltedForever { runner.lastRegisters = runner.registerDump() }
             return nil
@@ -715,6 +742,13 @@ public final class Domain: @unchecked Sendable {
         guard isLinux else { return configuration.commandLine }
         let parameters = configuration.disks.indices.map { VirtioPlacement.linuxParameter(device: $0) }
         return ([configuration.commandLine] + parameters).filter { !$0.isEmpty }.joined(separator: " ")
+    }
+
+    /// Whether vCPU `runner`'s local APIC answers at its page: not when the guest disabled it
+    /// in IA32_APIC_BASE (the page is then unclaimed: reads float high, writes go nowhere).
+    /// Should the engine fail to say, the APIC answers, as it did before the question.
+    private func apicAnswers(_ runner: VCPURunner) -> Bool {
+        (try? runner.vcpu.localAPICEnabled()) ?? true
     }
 
     /// The offset into the local APIC's register page, if `address` falls in it.

@@ -6,7 +6,8 @@
 // The set, all below 4 GiB so the 32-bit RSDT can point at every table:
 //
 //   RSDP ──▶ RSDT / XSDT ──▶ FACP (FADT) ──▶ DSDT (the \_S5 sleep object), FACS
-//                        └─▶ APIC (MADT): a local APIC per vCPU, the I/O APIC, ISA overrides, LINT1 NMI
+//                        ├─▶ APIC (MADT): a local APIC per vCPU, the I/O APIC, ISA overrides, LINT1 NMI
+//                        └─▶ HPET (when the platform has one): its register block and capabilities
 //
 // The FADT describes a PC that is not hardware-reduced: PM1a event block at 0x600 and control
 // block at 0x604 (where QEMU's `pc` machine has them), no SMI command port (the machine is always
@@ -35,6 +36,12 @@ public struct ACPIPlatform: Sendable, Equatable {
     public var has8042 = true
     /// Virtio-mmio devices, described in the DSDT (`LNRO0005`) for kernels that find them there.
     public var virtioMMIODevices: [VirtioMMIODevice] = []
+    /// The HPET's register block, when there is one (0: none, and no HPET table).
+    public var hpetAddress: UInt64 = 0
+    /// The HPET's Event Timer Block ID: the low 32 bits of its GCAP_ID register.
+    public var hpetEventTimerBlockID: UInt32 = 0
+    /// The shortest period, in main counter ticks, the HPET counts in periodic mode.
+    public var hpetMinimumPeriodicTicks: UInt16 = 0
 
     public init(processorCount: Int) { self.processorCount = processorCount }
 
@@ -100,7 +107,13 @@ public enum ACPITables {
         let dsdt = blob.append(table("DSDT", revision: 2, body: DSDT.body(for: platform)), alignment: 16)
         let fadt = blob.append(table("FACP", revision: 6, body: fadtBody(platform, facs: facs, dsdt: dsdt)), alignment: 16)
         let madt = blob.append(table("APIC", revision: 5, body: madtBody(platform)), alignment: 16)
-        let entries = [fadt, madt]
+        var entries = [fadt, madt]
+        var hpet: UInt64?
+        if platform.hpetAddress != 0 {
+            let address = blob.append(table("HPET", revision: 1, body: hpetBody(platform)), alignment: 16)
+            entries.append(address)
+            hpet = address
+        }
         var rsdtBody: [UInt8] = []
         for entry in entries { rsdtBody.le(UInt32(entry)) }
         let rsdt = blob.append(table("RSDT", revision: 1, body: rsdtBody), alignment: 16)
@@ -109,8 +122,8 @@ public enum ACPITables {
         let xsdt = blob.append(table("XSDT", revision: 1, body: xsdtBody), alignment: 16)
         blob.put(rsdp(rsdt: rsdt, xsdt: xsdt), at: rsdpOffset)
 
-        let tables = [("RSD PTR ", base + UInt64(rsdpOffset)), ("FACS", facs), ("DSDT", dsdt), ("FACP", fadt),
-                      ("APIC", madt), ("RSDT", rsdt), ("XSDT", xsdt)]
+        let tables = ([("RSD PTR ", base + UInt64(rsdpOffset)), ("FACS", facs), ("DSDT", dsdt), ("FACP", fadt),
+                       ("APIC", madt), ("RSDT", rsdt), ("XSDT", xsdt)] + (hpet.map { [("HPET", $0)] } ?? []))
             .map { name, address in
                 ACPITableLocation(signature: name, address: address,
                                   length: name == "RSD PTR " ? 36 : Int(blob.u32(at: Int(address - base) + 4)))
@@ -219,6 +232,21 @@ public enum ACPITables {
         b += [MADT.typeLocalAPICNMI, 6, 0xff]
         b.le(UInt16(0))
         b.append(1)
+        return b
+    }
+
+    /// The IA-PC HPET description table's body (HPET specification 1.0a, section 3.2.4): the
+    /// Event Timer Block ID (GCAP_ID's low half), the block's address as a Generic Address
+    /// Structure in system memory, HPET number 0, the minimum periodic tick, and page protection
+    /// 1 (nothing else in the block's 4 KiB page).
+    static func hpetBody(_ p: ACPIPlatform) -> [UInt8] {
+        var b: [UInt8] = []
+        b.le(p.hpetEventTimerBlockID)
+        b += [0, 64, 0, 0]                // GAS: system memory, 64-bit registers, offset 0, access size undefined
+        b.le(p.hpetAddress)
+        b.append(0)                       // HPET number
+        b.le(p.hpetMinimumPeriodicTicks)
+        b.append(1)                       // page protection: 4 KiB
         return b
     }
 

@@ -185,14 +185,15 @@ public enum BootLoader {
     /// `initrd` is a Linux kernel's initial RAM disk; a multiboot or plain ELF64 kernel gets it
     /// as its first module, as QEMU's `-initrd` does. Linux kernels take no other modules.
     /// `firmware` (the ACPI tables) is written for the Linux protocols, which hand its RSDP
-    /// address to the kernel; Visor's own kernels do not read ACPI.
+    /// address to the kernel, and for multiboot kernels, which find it by scanning the BIOS area
+    /// as on a PC (the hpet guest does).
     public static func load(kernel: [UInt8], commandLine: String = "", modules: [BootModule] = [],
                             initrd: BootModule? = nil, firmware: FirmwareTables? = nil,
                             into memory: GuestMemory) throws(BootError) -> BootImage {
         let withInitrd = (initrd.map { [$0] } ?? []) + modules
         if let header = try MultibootHeader.find(in: kernel) {
             let result = try MultibootLoader.load(kernel: kernel, header: header, commandLine: commandLine,
-                                                  modules: withInitrd, into: memory)
+                                                  modules: withInitrd, firmware: firmware, into: memory)
             return BootImage(result: .multiboot(result), initialState: initialState(for: result))
         }
         if LinuxSetupHeader.isPresent(in: kernel) {

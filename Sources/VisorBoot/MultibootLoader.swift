@@ -36,8 +36,11 @@ public enum MultibootLoader {
     /// segment that contains it; with flag bit 16 the header's a.out-kludge addresses take
     /// precedence, as in GRUB. Everything is validated before the first write, so on error the
     /// guest's memory is unchanged.
+    /// `firmware` (the ACPI tables) goes into the BIOS area, where a kernel that scans for the
+    /// RSDP finds it, as on a PC.
     public static func load(kernel: [UInt8], header: MultibootHeader? = nil, commandLine: String = "",
-                            modules: [BootModule] = [], into memory: GuestMemory) throws(BootError) -> MultibootLoadResult {
+                            modules: [BootModule] = [], firmware: FirmwareTables? = nil,
+                            into memory: GuestMemory) throws(BootError) -> MultibootLoadResult {
         var found = header
         if found == nil { found = try MultibootHeader.find(in: kernel) }
         guard let header = found else { throw .unrecognizedImage }
@@ -57,6 +60,7 @@ public enum MultibootLoader {
         var plan = BootPlan(memory: memory)
         try image.checkPlacement(in: plan, below: BootLayout.multibootAddressLimit)
         try image.addSegments(from: kernel, to: &plan)
+        if let firmware { try plan.addFirmware("firmware tables", at: firmware.address, bytes: firmware.bytes) }
         let gdt = protectedModeGDT()
         let gdtAddress = try plan.placeBootData("GDT", size: UInt64(gdt.count), alignment: 8,
                                                 preferred: BootLayout.gdtAddress, bytes: gdt)

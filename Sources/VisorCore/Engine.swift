@@ -72,6 +72,16 @@ public protocol VirtualCPU: AnyObject, Sendable {
     /// While `wanted`, `run()` returns `.interruptWindow` as soon as the guest can take an
     /// interrupt, so one that arrived while it could not is not left waiting.
     func requestInterruptWindow(_ wanted: Bool)
+    /// Queues a non-maskable interrupt (the processor's NMI pin; vector 2). The engine delivers
+    /// it before the next instruction at which NMIs are not blocked, whatever RFLAGS.IF says,
+    /// and a halted vCPU wakes for it. From an NMI's delivery until the next IRET NMIs are
+    /// blocked: one more is held pending, and any further ones collapse into it (SDM Vol. 3A
+    /// 6.7.1). Driving thread, between runs.
+    func injectNMI() throws
+    /// Whether the guest has its local APIC enabled in IA32_APIC_BASE (bit 11). With it clear
+    /// the processor has no APIC: its register page does not answer and CPUID.1:EDX.APIC reads
+    /// 0 (the engine's part). Driving thread, between runs.
+    func localAPICEnabled() throws -> Bool
     /// The guest's time-stamp counter now (what RDTSC would return), for turning an
     /// IA32_TSC_DEADLINE value into a time on the domain's clock.
     func timeStampCounter() throws -> UInt64

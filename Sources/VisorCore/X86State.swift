@@ -95,6 +95,12 @@ public struct X86State: Sendable, Equatable {
     public var cr8: UInt64 = 0
     public var efer: UInt64 = 0
 
+    /// The debug registers (DR4 and DR5 are aliases of DR6 and DR7), at their RESET values: part
+    /// of the state so that a breakpoint or DR6's status survives whatever reads and writes a
+    /// vCPU's registers.
+    public var dr0: UInt64 = 0, dr1: UInt64 = 0, dr2: UInt64 = 0, dr3: UInt64 = 0
+    public var dr6: UInt64 = 0xffff_0ff0, dr7: UInt64 = 0x400
+
     /// The state of an x86 CPU after RESET (real mode at `f000:fff0`).
     public init() {}
 

@@ -25,6 +25,9 @@
 // Reading or writing a slot with no register sets ESR "illegal register address".
 //
 // Simplifications:
+// - Every ICR value decodes (`InterprocessorInterrupt(icr:source:)` is total); NMI, INIT and
+//   start-up IPIs go to the `IPISink` whatever their vector, and bypass IRR: the runtime hands
+//   an NMI to the target processor's NMI input, which the engine blocks until IRET.
 // - Lowest-priority delivery is sent as such; the runtime may treat it as fixed. Delivery
 //   status always reads idle; the arbitration priority (APR) and remote read (RRD) read 0.
 // - Fixed interrupts arriving while the APIC is software-disabled are dropped (as KVM does).
@@ -54,6 +57,20 @@ public struct InterprocessorInterrupt: Sendable, Equatable {
         /// Start-up IPI (SIPI): the target starts at `vector << 12` in real mode.
         case startup = 6
         case reserved7 = 7
+
+        /// The mode ICR bits 10-8 encode: every one of the eight values is a case.
+        public init(bits: UInt8) {
+            switch bits & 7 {
+            case 0: self = .fixed
+            case 1: self = .lowestPriority
+            case 2: self = .smi
+            case 3: self = .reserved3
+            case 4: self = .nmi
+            case 5: self = .initialization
+            case 6: self = .startup
+            default: self = .reserved7
+            }
+        }
     }
 
     /// ICR bits 19-18.
@@ -62,6 +79,16 @@ public struct InterprocessorInterrupt: Sendable, Equatable {
         case selfOnly = 1
         case allIncludingSelf = 2
         case allExcludingSelf = 3
+
+        /// The shorthand ICR bits 19-18 encode: every one of the four values is a case.
+        public init(bits: UInt8) {
+            switch bits & 3 {
+            case 0: self = .none
+            case 1: self = .selfOnly
+            case 2: self = .allIncludingSelf
+            default: self = .allExcludingSelf
+            }
+        }
     }
 
     public var vector: UInt8
@@ -81,11 +108,11 @@ public struct InterprocessorInterrupt: Sendable, Equatable {
     /// Decodes a 64-bit ICR value written by the APIC with ID `source`.
     public init(icr: UInt64, source: UInt8) {
         vector = UInt8(truncatingIfNeeded: icr)
-        deliveryMode = DeliveryMode(rawValue: UInt8(truncatingIfNeeded: icr >> 8) & 7)!
+        deliveryMode = DeliveryMode(bits: UInt8(truncatingIfNeeded: icr >> 8))
         logicalDestination = icr & (1 << 11) != 0
         assert = icr & (1 << 14) != 0
         levelTriggered = icr & (1 << 15) != 0
-        shorthand = Shorthand(rawValue: UInt8(truncatingIfNeeded: icr >> 18) & 3)!
+        shorthand = Shorthand(bits: UInt8(truncatingIfNeeded: icr >> 18))
         destination = UInt8(truncatingIfNeeded: icr >> 56)
         self.source = source
     }

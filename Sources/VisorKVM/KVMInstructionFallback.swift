@@ -49,8 +49,11 @@ struct KVMInstructionFallback {
 
     /// Operations whose whole effect is on `X86State` and RAM, so the software CPU may run them
     /// for a kvm vCPU. (CLWB/CLFLUSH check the address only; CLAC/STAC change RFLAGS.AC;
-    /// INT n/INT3/INTO/INT1 deliver through the IDT.)
-    static let carriedOut: Set<Operation> = [.int, .int3, .into, .int1, .clac, .stac, .clwb, .clflush]
+    /// INT n/INT3/INTO/INT1 deliver through the IDT; far JMP/CALL and IRET read descriptors and
+    /// TSSes from RAM and load segments, TR, LDTR and CR3: the host cannot emulate hardware task
+    /// switches. IRET also ends NMI blocking, which the caller passes on to KVM.)
+    static let carriedOut: Set<Operation> = [.int, .int3, .into, .int1, .clac, .stac, .clwb, .clflush,
+                                             .jmpFar, .callFar, .iret]
 
     /// Operations the host is known to spin on without exiting (see `KVMStallWatchdog`): carried
     /// out only for a vCPU found stalled on one. (VMCALL and VMMCALL are not in the decoder's

@@ -183,6 +183,10 @@ public final class KVMVirtualCPU: VirtualCPU {
             do { try setState(after) } catch {
                 return .internalError("\(failure); Visor carried it out but could not write the registers back: \(error)")
             }
+            if instruction == "iret" {
+                let rc = ckvm_unmask_nmi(descriptor.raw)
+                if rc < 0 { return .internalError("\(failure); Visor carried out the IRET but could not end NMI blocking: errno \(-rc)") }
+            }
             return .instructionEmulated(instruction: instruction)
         case .shutdown:
             return .shutdown
@@ -332,6 +336,20 @@ public final class KVMVirtualCPU: VirtualCPU {
         ckvm_set_request_interrupt_window(runArea, wanted ? 1 : 0)
     }
 
+    /// KVM_NMI. Without an in-kernel irqchip KVM offers it as the processor's NMI input and
+    /// does the rest: delivery through vector 2, blocking until IRET, one held pending.
+    public func injectNMI() throws {
+        let rc = ckvm_nmi(descriptor.raw)
+        if rc < 0 { throw KVMError.ioctlFailed(request: "KVM_NMI", errno: Int32(-rc)) }
+    }
+
+    /// IA32_APIC_BASE bit 11 as KVM holds it (KVM clears CPUID.1:EDX.APIC itself when the guest
+    /// clears the bit), from `kvm_run.apic_base`, which KVM fills in on every exit: no ioctl on
+    /// each APIC access.
+    public func localAPICEnabled() throws -> Bool {
+        runArea.pointee.apic_base & (1 << 11) != 0
+    }
+
     /// The guest's time-stamp counter now.
     public func timeStampCounter() throws -> UInt64 {
         var value: UInt64 = 0
@@ -360,6 +378,10 @@ public final class KVMVirtualCPU: VirtualCPU {
         s.idtr = DescriptorTableRegister(base: sregs.idt.base, limit: sregs.idt.limit)
         s.cr0 = sregs.cr0; s.cr2 = sregs.cr2; s.cr3 = sregs.cr3; s.cr4 = sregs.cr4; s.cr8 = sregs.cr8
         s.efer = sregs.efer
+        var debug = kvm_debugregs()
+        try descriptor.ioctl(CKVM_GET_DEBUGREGS, "KVM_GET_DEBUGREGS", &debug)
+        (s.dr0, s.dr1, s.dr2, s.dr3) = debug.db
+        s.dr6 = debug.dr6; s.dr7 = debug.dr7
         return s
     }
 
@@ -383,6 +405,13 @@ public final class KVMVirtualCPU: VirtualCPU {
         regs.r12 = s.r12; regs.r13 = s.r13; regs.r14 = s.r14; regs.r15 = s.r15
         regs.rip = s.rip; regs.rflags = s.rflags
         try descriptor.ioctl(CKVM_SET_REGS, "KVM_SET_REGS", &regs)
+
+        // KVM refuses DR6/DR7 with bits 63:32 set (as MOV DR does); the guest could not have
+        // put them there.
+        var debug = kvm_debugregs()
+        debug.db = (s.dr0, s.dr1, s.dr2, s.dr3)
+        debug.dr6 = s.dr6 & 0xffff_ffff; debug.dr7 = s.dr7 & 0xffff_ffff
+        try descriptor.ioctl(CKVM_SET_DEBUGREGS, "KVM_SET_DEBUGREGS", &debug)
         pending = nil
         pendingMSRRead = false
     }

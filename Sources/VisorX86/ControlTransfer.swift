@@ -1,10 +1,17 @@
 // Far control transfers and software interrupts: INT n / INT3 / INTO / INT1, IRET (real,
 // protected and IA-32e mode, same and outer privilege), far JMP / CALL / RET, SYSCALL / SYSRET
-// and SYSENTER / SYSEXIT (Intel SDM Vol. 2 instruction pages).
+// and SYSENTER / SYSEXIT (Intel SDM Vol. 2 instruction pages). Where Intel and AMD differ
+// (SYSCALL outside 64-bit mode, SYSENTER/SYSEXIT in IA-32e mode) the CPUID vendor decides.
 //
-// Not supported (documented): far CALL/JMP through call gates or to TSS/task gates, IRET with
-// NT = 1 (task return) and IRET to virtual-8086 mode: all raise #GP. Far CALL/JMP change CS at
-// the same privilege only (what kernels do to reload CS); RET far and IRET also return to outer
+// Far CALL/JMP to a TSS or task gate and IRET with NT = 1 switch tasks in 32-bit protected mode
+// (TaskSwitch.swift); in IA-32e mode they are #GP, as the SDM says.
+//
+// Far CALL/JMP through a 64-bit call gate in IA-32e mode (from 64-bit or compatibility code,
+// CALL also to an inner privilege level) are in CallGate.swift.
+//
+// Not supported (documented): far CALL/JMP through 16- and 32-bit call gates outside IA-32e
+// mode and IRET to virtual-8086 mode: both raise #GP. Direct far CALL/JMP change CS at the same
+// privilege only (what kernels do to reload CS); RET far and IRET also return to outer
 // privilege levels.
 
 import VisorCore
@@ -30,7 +37,8 @@ extension X86Machine {
             try deliver(vector: X86Fault.debug, errorCode: nil, source: .icebp, returnRIP: next)
         case .iret:
             serialize()  // IRET is serializing: see code other vCPUs wrote (SMP.swift)
-            try executeInterruptReturn(insn)
+            nmiBlocked = false  // even if the IRET faults, as the SDM's VM-exit rules imply
+            try executeInterruptReturn(insn, next: next)
         case .jmpFar, .callFar:
             try executeFarJumpOrCall(insn, next: next)
         case .retFar:
@@ -68,7 +76,7 @@ extension X86Machine {
 
     // MARK: IRET
 
-    private func executeInterruptReturn(_ insn: DecodedInstruction) throws(X86Interruption) {
+    private func executeInterruptReturn(_ insn: DecodedInstruction, next: UInt64) throws(X86Interruption) {
         let size = insn.operandSize
         let mask = Self.mask(size)
         if !protectedMode {
@@ -85,7 +93,12 @@ extension X86Machine {
             return
         }
         if virtual8086 { throw .fault(.gp(0)) }
-        if cpu.rflags & X86SystemBits.flagNT != 0 { throw .fault(.gp(0)) }  // task return: not supported
+        if cpu.rflags & X86SystemBits.flagNT != 0 {
+            // A nested task's return; there are no tasks in IA-32e mode.
+            guard !cpu.longModeActive else { throw .fault(.gp(0)) }
+            try returnFromNestedTask(next: next)
+            return
+        }
         let rip = try stackSlot(0, size: size)
         let csSelector = UInt16(truncatingIfNeeded: try stackSlot(1, size: size))
         let flags = try stackSlot(2, size: size)
@@ -152,6 +165,17 @@ extension X86Machine {
         if !protectedMode || virtual8086 {
             cs = realModeCodeSegment(selector)
         } else {
+            if selector & 0xfffc != 0 {
+                let d = try readDescriptor(selector)
+                if !d.isCodeOrData && cpu.longModeActive && d.type == 0xc {
+                    try farTransferThroughCallGate(selector: selector, descriptor: d, isCall: isCall, next: next)
+                    return
+                }
+                if !d.isCodeOrData && !cpu.longModeActive {
+                    try farTransferToTask(selector: selector, descriptor: d, isCall: isCall, next: next)
+                    return
+                }
+            }
             cs = try farTransferCodeSegment(selector)
         }
         let target = cpu.longModeActive && cs.longMode ? offset : offset & Self.mask(size)
@@ -219,17 +243,45 @@ extension X86Machine {
                         granularity4K: true)
     }
 
+    /// True when CPUID leaf 0 names AMD: SYSCALL from compatibility mode, SYSENTER and SYSEXIT in
+    /// IA-32e mode follow the vendor's rules (AMD APM Vol. 3; Intel SDM Vol. 2), and the vendor is
+    /// what the guest reads from CPUID (GenuineIntel for the software CPU's own table).
+    private var cpuidVendorIsAMD: Bool {
+        let leaf = bus.cpuid(function: 0, index: 0)
+        return leaf.ebx == 0x6874_7541 && leaf.edx == 0x6974_6e65 && leaf.ecx == 0x444d_4163  // "AuthenticAMD"
+    }
+
     private func executeSyscall(next: UInt64) throws(X86Interruption) {
-        // Intel: #UD outside 64-bit mode or without EFER.SCE.
-        guard cpu.codeMode == .bits64, cpu.efer & X86SystemBits.eferSCE != 0 else { throw .fault(.undefined) }
-        let selector = UInt16(truncatingIfNeeded: cpu.star >> 32) & 0xfffc
+        guard protectedMode, !virtual8086, cpu.efer & X86SystemBits.eferSCE != 0 else { throw .fault(.undefined) }
+        if cpu.codeMode != .bits64 {
+            // Intel: #UD outside 64-bit mode. AMD: from compatibility mode to IA32_CSTAR; from
+            // legacy protected mode to STAR[31:0] in flat 32-bit code.
+            guard cpuidVendorIsAMD else { throw .fault(.undefined) }
+            let selector = UInt16(truncatingIfNeeded: cpu.star >> 32) & 0xfffc
+            if !cpu.longModeActive {
+                cpu.gpr[X86CPU.rcx] = next & 0xffff_ffff
+                cpu.rflags &= ~(X86SystemBits.flagVM | X86SystemBits.flagIF | X86SystemBits.flagRF)
+                cpu.segments[X86CPU.cs] = flatCode(selector, dpl: 0, longMode: false)
+                cpu.segments[X86CPU.ss] = flatStack(selector &+ 8, dpl: 0)
+                cpu.cpl = 0
+                cpu.rip = cpu.star & 0xffff_ffff
+                return
+            }
+            enterSyscall(selector: selector, next: next & 0xffff_ffff, target: cpu.cstar)
+            return
+        }
+        enterSyscall(selector: UInt16(truncatingIfNeeded: cpu.star >> 32) & 0xfffc, next: next, target: cpu.lstar)
+    }
+
+    /// SYSCALL into 64-bit mode at CPL0: RCX = the return address, R11 = RFLAGS, RFLAGS masked by SFMASK.
+    private func enterSyscall(selector: UInt16, next: UInt64, target: UInt64) {
         cpu.gpr[X86CPU.rcx] = next
         cpu.gpr[11] = cpu.rflags & ~X86SystemBits.flagRF
         cpu.rflags = (cpu.rflags & ~(cpu.sfmask | X86SystemBits.flagRF)) | X86.rflagsReserved1
         cpu.segments[X86CPU.cs] = flatCode(selector, dpl: 0, longMode: true)
         cpu.segments[X86CPU.ss] = flatStack(selector &+ 8, dpl: 0)
         cpu.cpl = 0
-        cpu.rip = cpu.lstar
+        cpu.rip = target
     }
 
     private func executeSysret(_ insn: DecodedInstruction) throws(X86Interruption) {
@@ -256,6 +308,7 @@ extension X86Machine {
     // MARK: SYSENTER, SYSEXIT
 
     private func executeSysenter() throws(X86Interruption) {
+        if cpu.longModeActive && cpuidVendorIsAMD { throw .fault(.undefined) }  // AMD: legacy mode only
         guard protectedMode else { throw .fault(.gp(0)) }
         let selector = UInt16(truncatingIfNeeded: cpu.sysenterCS) & 0xfffc
         guard selector != 0 else { throw .fault(.gp(0)) }
@@ -269,6 +322,7 @@ extension X86Machine {
     }
 
     private func executeSysexit(_ insn: DecodedInstruction) throws(X86Interruption) {
+        if cpu.longModeActive && cpuidVendorIsAMD { throw .fault(.undefined) }  // AMD: legacy mode only
         guard protectedMode else { throw .fault(.gp(0)) }
         try requireCPL0()
         let selector = UInt16(truncatingIfNeeded: cpu.sysenterCS) & 0xfffc

@@ -2,10 +2,14 @@
 // 8-byte gates in protected mode, 16-byte gates in IA-32e mode; privilege changes with the
 // stack from the TSS, IST stacks, error codes, and the double-fault / triple-fault rules.
 //
-// Simplifications (documented): task gates and task switches raise #GP(selector); virtual-8086
-// mode is not supported; TF single-stepping, RF and debug registers are not implemented (RF and
-// TF are cleared in the RFLAGS the handler runs with, as hardware does); NMI and SMI do not
-// exist. Delivery writes the whole frame before changing any register, so a fault during
+// Task gates in a protected-mode IDT switch tasks (TaskSwitch.swift); in IA-32e mode they are
+// #GP(vector), as the SDM says. Simplifications (documented): virtual-8086 mode is not
+// supported; SMI does not exist. An NMI (`injectNMI`) is delivered through vector 2 like an
+// external interrupt, whatever IF says, and blocks further NMIs until the next IRET; one arriving
+// meanwhile is held pending. A fault-class exception pushes RFLAGS with RF = 1, so the
+// instruction it returns to does not hit an instruction breakpoint again; #DB traps and
+// instruction breakpoints are in `Debug.swift`. The handler runs with TF, RF (and IF through an
+// interrupt gate) clear. Delivery writes the whole frame before changing any register, so a fault during
 // delivery leaves the interrupted state intact for the next event.
 
 import VisorCore
@@ -36,6 +40,15 @@ extension X86Machine {
 
     // MARK: Raising and injecting
 
+    /// Vectors whose exceptions are faults (SDM Table 6-1): their frames push RF = 1. #DB raised
+    /// here is the general-detect fault; instruction breakpoints go through `deliverDebugException`.
+    private static func isFaultClass(_ vector: UInt8) -> Bool {
+        switch vector {
+        case 0, 1, 5, 6, 7, 10, 11, 12, 13, 14, 16, 17, 19, 20, 21: return true
+        default: return false
+        }
+    }
+
     /// Delivers exception `fault` raised by the instruction at RIP (RIP is pushed), escalating to
     /// #DF when delivery itself faults as Table 6-5 says, and to shutdown (triple fault) when
     /// delivering #DF faults. Returns false on shutdown (`isShutdown` is then set).
@@ -44,6 +57,8 @@ extension X86Machine {
         var current = fault
         for _ in 0..<8 {
             if current.vector == X86Fault.pageFault { cpu.cr2 = current.faultingAddress ?? 0 }
+            if Self.isFaultClass(current.vector) { cpu.rflags |= X86SystemBits.flagRF }
+            if current.vector == X86Fault.debug { cpu.dr[7] &= ~X86DebugBits.dr7GD }
             do {
                 try deliver(vector: current.vector, errorCode: current.errorCode, source: .exception,
                             returnRIP: cpu.rip)
@@ -73,6 +88,27 @@ extension X86Machine {
         guard pendingInterrupt == nil else { return false }
         pendingInterrupt = vector
         return true
+    }
+
+    /// Queues a non-maskable interrupt. It is delivered (vector 2) before the next instruction
+    /// at which NMIs are not blocked and no interrupt shadow is active, whatever IF says, and
+    /// wakes a halted CPU. While one is pending another collapses into it.
+    public func injectNMI() {
+        nmiPending = true
+    }
+
+    /// Delivers the pending NMI and blocks NMIs until the next IRET. Returns false on shutdown.
+    func deliverPendingNMI() -> Bool {
+        nmiPending = false
+        nmiBlocked = true
+        do {
+            try deliver(vector: X86Fault.nmi, errorCode: nil, source: .external, returnRIP: cpu.rip)
+            cpu.halted = false
+            return true
+        } catch {
+            guard case .fault(let f) = error else { isShutdown = true; return false }
+            return raise(f)
+        }
     }
 
     /// Withdraws a pending external interrupt (the controller re-prioritised).
@@ -156,7 +192,7 @@ extension X86Machine {
     /// Writes `values` as pushes (first value at the highest address) below `top` in the stack
     /// segment `ss` with `width`-byte stack pointer; returns the new stack pointer. Registers
     /// are not touched.
-    private func writeFrame(_ values: [UInt64], size: Int, top: UInt64, ss: SegmentRegister, width: UInt8,
+    func writeFrame(_ values: [UInt64], size: Int, top: UInt64, ss: SegmentRegister, width: UInt8,
                             user: Bool, ext: UInt32) throws(X86Interruption) -> UInt64 {
         var sp = top
         for v in values {
@@ -191,10 +227,14 @@ extension X86Machine {
         guard entry + 7 <= UInt64(cpu.idtr.limit) else { throw .fault(.gp(gateError)) }
         let gate = try readSystem(cpu.idtr.base &+ entry, size: 8)
         let type = UInt8((gate >> 40) & 0x1f)
-        guard [0x06, 0x07, 0x0e, 0x0f].contains(type) else { throw .fault(.gp(gateError)) }  // task gates unsupported
+        guard [0x05, 0x06, 0x07, 0x0e, 0x0f].contains(type) else { throw .fault(.gp(gateError)) }
         let gateDPL = UInt8((gate >> 45) & 3)
         if source == .software && gateDPL < cpu.cpl { throw .fault(.gp(UInt32(vector) * 8 + 2)) }
         guard gate & (1 << 47) != 0 else { throw .fault(.np(gateError)) }
+        if type == 0x05 {
+            try deliverThroughTaskGate(gate, errorCode: errorCode, ext: ext, returnRIP: returnRIP)
+            return
+        }
         let is32 = type & 0x8 != 0
         let isTrap = type & 1 != 0
         let selector = UInt16((gate >> 16) & 0xffff)

@@ -27,7 +27,9 @@
 // as initial APIC ID; leaf 7 EBX: TSC_ADJUST, CLFLUSHOPT; 0x8000_0001 ECX: LAHF/SAHF, LZCNT, PREFETCHW;
 // 0x8000_0001 EDX: SYSCALL, NX, RDTSCP, LM; 0x8000_0008: 40 physical and 48 linear address bits — plus
 // Visor's 0x4000_0000 leaves with the timing leaf, exactly as on `kvm`. IA32_APIC_BASE (0x1b)
-// is answered here: 0xfee0_0000, enabled, BSP on vCPU 0.
+// is answered here: 0xfee0_0000, enabled, BSP on vCPU 0; a guest that clears its enable bit
+// sees CPUID.1:EDX.APIC clear until it sets it again (`localAPICEnabled()` tells the runtime,
+// which stops answering at the APIC's page).
 //
 // The highest basic leaf is 0x16 so that the TSC's rate is in Intel's own leaves, where an OS
 // that knows nothing of Visor looks: leaf 0x15 says the TSC runs at the core crystal's rate
@@ -167,6 +169,8 @@ final class InterpBus: X86Bus {
     static let apicDefaultBase: UInt64 = 0xfee0_0000
     static let apicBootstrap: UInt64 = 1 << 8
     static let apicEnable: UInt64 = 1 << 11
+    /// CPUID.1:EDX bit 9: an APIC is present and enabled.
+    static let cpuidAPIC: UInt32 = 1 << 9
     /// Bits 39:12 (MAXPHYADDR 40): the base.
     static let apicBaseMask: UInt64 = 0xff_ffff_f000
 
@@ -254,7 +258,11 @@ final class InterpBus: X86Bus {
 
     func cpuid(function: UInt32, index: UInt32) -> CPUIDEntry {
         var e = cpuidTable.lookup(function: function, index: index)
-        if function == 1 { e.ebx = (e.ebx & 0x00ff_ffff) | (apicID << 24) }
+        if function == 1 {
+            e.ebx = (e.ebx & 0x00ff_ffff) | (apicID << 24)
+            // A processor whose APIC is disabled in IA32_APIC_BASE reports no APIC (SDM 10.4.3).
+            if apicBase & Self.apicEnable == 0 { e.edx &= ~Self.cpuidAPIC }
+        }
         return e
     }
 
@@ -382,6 +390,10 @@ public final class InterpVirtualCPU: VirtualCPU, @unchecked Sendable {
             throw InterruptWindowClosed(vector: vector)
         }
     }
+
+    public func injectNMI() throws { machine.injectNMI() }
+
+    public func localAPICEnabled() throws -> Bool { bus.apicBase & InterpBus.apicEnable != 0 }
 
     public func timeStampCounter() throws -> UInt64 { machine.timeStampCounter }
 

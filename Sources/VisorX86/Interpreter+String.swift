@@ -77,7 +77,13 @@ extension X86Machine {
             // Stop between iterations for the hypervisor, or to let the step loop check its
             // budget and stop requests; RIP stays on the instruction.
             iterations &+= 1
-            if hasPendingExit || iterations >= Self.repeatIterationsPerStep { return }
+            // RF = 1 (SDM 17.3.1.1): an event taken between iterations pushes it, and the
+            // continuation does not hit an instruction breakpoint on this instruction again.
+            // A data breakpoint met in this iteration is a trap after it.
+            if hasPendingExit || iterations >= Self.repeatIterationsPerStep || debugTrapHits != 0 {
+                cpu.rflags |= RFlag.resume
+                return
+            }
         }
         retire(insn)
     }

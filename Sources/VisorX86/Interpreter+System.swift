@@ -2,11 +2,13 @@
 // loads, I/O, CPUID, TSC, HLT, CLI/STI, interrupts (IRET and far transfers are in
 // `ControlTransfer.swift`). Intel SDM Vol. 2 instruction pages and Vol. 3A ch. 2, 5, 6.
 //
-// Privileged instructions at CPL > 0 raise #GP(0). Simplified (documented): MOV DR stores and
-// reads DR0-DR7 but breakpoints never fire; VERR/VERW/LAR/LSL follow the SDM's type and privilege
-// rules but not call-gate subtleties of 16-bit code; MONITOR/MWAIT and RDRAND are #UD (CPUID
-// offers neither); RDPMC is #GP(0), as for an invalid counter, since CPUID leaf 0xA offers no
-// counters; INVD/WBINVD are no-ops; the TSS I/O permission bitmap is honoured.
+// Privileged instructions at CPL > 0 raise #GP(0). MOV DR: DR4/DR5 alias DR6/DR7 unless CR4.DE
+// (#UD), DR6/DR7 keep their fixed bits and refuse bits 63:32 (#GP), DR7.GD makes any access a
+// #DB fault (breakpoints themselves are in Debug.swift). Simplified (documented): VERR/VERW/
+// LAR/LSL follow the SDM's type and privilege rules but not call-gate subtleties of 16-bit code;
+// MONITOR/MWAIT and RDRAND are #UD (CPUID offers neither); RDPMC is #GP(0), as for an invalid
+// counter, since CPUID leaf 0xA offers no counters; INVD/WBINVD are no-ops; the TSS I/O
+// permission bitmap is honoured.
 // The serializing instructions (CPUID, WRMSR, LGDT/LIDT/LLDT/LTR, MOV to CRn/DRn, INVLPG,
 // INVD/WBINVD; IRET in ControlTransfer.swift) call `serialize()`, which is where a vCPU picks up
 // code other vCPUs wrote (SMP.swift).
@@ -395,17 +397,27 @@ extension X86Machine {
             index += 2
         }
         try requireCPL0()
+        // General detect: any access to a debug register is a #DB fault with DR6.BD.
+        if cpu.dr[7] & X86DebugBits.dr7GD != 0 {
+            cpu.dr[6] |= X86DebugBits.dr6BD
+            throw .fault(X86Fault(vector: X86Fault.debug))
+        }
         let width: UInt8 = cpu.codeMode == .bits64 ? 8 : 4
         if toDebug {
             serialize()  // MOV to DRn is serializing
             let value = readRegister(insn.source.index, size: width)
-            if index >= 6 && value >> 32 != 0 { throw .fault(.gp(0)) }
-            cpu.dr[index] = value
+            switch index {
+            case 6:
+                guard value >> 32 == 0 else { throw .fault(.gp(0)) }
+                cpu.dr[6] = (value & X86DebugBits.dr6Writable) | X86DebugBits.dr6Fixed
+            case 7:
+                guard value >> 32 == 0 else { throw .fault(.gp(0)) }
+                cpu.dr[7] = (value & X86DebugBits.dr7Writable) | X86DebugBits.dr7Fixed
+            default:
+                cpu.dr[index] = value
+            }
         } else {
-            var value = cpu.dr[index]
-            if index == 6 { value |= 0xffff_0ff0 }
-            if index == 7 { value |= 0x400 }
-            writeRegister(insn.destination.index, size: width, value)
+            writeRegister(insn.destination.index, size: width, cpu.dr[index])
         }
         retire(insn)
     }
@@ -611,11 +623,13 @@ extension X86Machine {
             try checkIOPermission(port: port, size: size)
             let value = try portRead(port, size: size)
             writeRegister(0, size: UInt8(size), value)
+            watchPort(port, size: size)
         } else {
             let size = Int(insn.source.size == 0 ? insn.operandSize : insn.source.size)
             let port = UInt16(truncatingIfNeeded: try read(insn.destination, insn))
             try checkIOPermission(port: port, size: size)
             bus.portWrite(port: port, size: UInt8(size), value: UInt32(truncatingIfNeeded: readRegister(0, size: UInt8(size))))
+            watchPort(port, size: size)
         }
         retire(insn)
     }
@@ -645,12 +659,16 @@ extension X86Machine {
                 bus.portWrite(port: port, size: UInt8(size), value: UInt32(truncatingIfNeeded: value))
                 writeRegister(6, size: width, (rsi &+ step) & addressMask)
             }
+            watchPort(port, size: size)
             commitAccesses()
             if !repeated { break }
             let count = (readRegister(1, size: width) &- 1) & addressMask
             writeRegister(1, size: width, count)
             if count == 0 { break }
-            if hasPendingExit || stopRequestedSoon { return }
+            if hasPendingExit || stopRequestedSoon || debugTrapHits != 0 {
+                cpu.rflags |= X86SystemBits.flagRF  // as between REP string iterations (String.swift)
+                return
+            }
         }
         retire(insn)
     }

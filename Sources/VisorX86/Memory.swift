@@ -89,6 +89,7 @@ extension X86Machine {
     public func readLinear(_ linear: UInt64, size: Int, _ kind: AccessKind = .read,
                            user: Bool? = nil) throws(X86Interruption) -> UInt64 {
         let asUser = user ?? (cpu.cpl == 3)
+        watchData(linear, size: size, write: false)
         let offset = Int(linear & 0xfff)
         if offset + size <= 4096 {
             return try readPhysical(try translate(linear, kind, user: asUser), size: size)
@@ -106,6 +107,7 @@ extension X86Machine {
     /// `user` overrides the privilege of the access (nil: user when CPL = 3).
     public func writeLinear(_ linear: UInt64, size: Int, value: UInt64, user: Bool? = nil) throws(X86Interruption) {
         let asUser = user ?? (cpu.cpl == 3)
+        watchData(linear, size: size, write: true)
         let offset = Int(linear & 0xfff)
         if offset + size <= 4096 {
             try writePhysical(try translate(linear, .write, user: asUser), size: size, value: value)

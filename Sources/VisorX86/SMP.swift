@@ -235,6 +235,7 @@ extension X86Machine {
         guard lockedOperand == nil, Int(linear & 0xfff) + size <= 4096 else {
             throw .stop(.retryLocked(needsMachineLock: true))
         }
+        watchData(linear, size: size, write: false)
         // Write intent: a locked operand is always written, and faults as a write.
         let physical = try translate(linear, .write)
         let wordAddress = physical & ~7
@@ -264,6 +265,7 @@ extension X86Machine {
     /// it is the locked operand (atomic mode only). False when it is some other access.
     func lockedWrite(_ linear: UInt64, size: Int, value new: UInt64) throws(X86Interruption) -> Bool {
         guard let operand = lockedOperand, operand.linear == linear, operand.size == size else { return false }
+        watchData(linear, size: size, write: true)
         let physical = operand.physical
         guard let word = shared.hostPointer(physical & ~7, length: 8) else {
             throw .stop(.retryLocked(needsMachineLock: true))

@@ -3,8 +3,8 @@
 //
 // Segment caches keep the limit in bytes (granularity already applied), the convention of
 // `X86State` and KVM. Accessed bits are set in the descriptor when a segment is loaded. Call
-// gates and task gates as far-transfer targets, and task switches, are not supported: they
-// raise #GP(selector) (64-bit kernels use none of them).
+// gates as far-transfer targets are not supported: they raise #GP(selector) (64-bit kernels use
+// none). TSSes and task gates switch tasks in 32-bit protected mode (TaskSwitch.swift).
 
 import VisorCore
 
@@ -125,7 +125,8 @@ extension X86Machine {
 
     /// The code segment a far JMP or CALL to `selector` loads (same privilege only): a code
     /// segment, conforming with DPL ≤ CPL or non-conforming with RPL ≤ CPL and DPL = CPL, present.
-    /// The new CS's RPL is the CPL. Gates and TSS selectors raise #GP(selector) (not supported).
+    /// The new CS's RPL is the CPL. Gates and TSS selectors raise #GP(selector) (the caller
+    /// switches tasks for TSSes and task gates outside IA-32e mode).
     func farTransferCodeSegment(_ selector: UInt16) throws(X86Interruption) -> SegmentRegister {
         guard selector & 0xfffc != 0 else { throw .fault(.gp(0)) }
         let errorCode = UInt32(selector & 0xfffc)

@@ -51,11 +51,18 @@ extension X86Machine {
         let inhibited = cpu.interruptShadow
         // One check on the hot path: `needsInterruptCheck` is false unless an interrupt is
         // pending or a window exit was asked for.
-        if needsInterruptCheck && !inhibited && cpu.rflags & X86SystemBits.flagIF != 0 {
-            if pendingInterrupt == nil { return .interruptWindow }
-            guard deliverPendingInterrupt() else { return .shutdown }
+        if needsInterruptCheck && !inhibited {
+            if nmiPending && !nmiBlocked {
+                // An NMI goes first and whatever IF says (the handler then runs with IF clear).
+                guard deliverPendingNMI() else { return .shutdown }
+            } else if cpu.rflags & X86SystemBits.flagIF != 0 {
+                if pendingInterrupt == nil { return .interruptWindow }
+                guard deliverPendingInterrupt() else { return .shutdown }
+            }
         }
         if cpu.halted { return .halted }
+        // One test for the debug features: TF or RF set, a breakpoint enabled, a trap deferred.
+        if cpu.rflags & X86DebugBits.stepFlags != 0 || cpu.debugArmed { return stepDebugging(inhibited: inhibited) }
         cpu.interruptShadow = false
         beginInstruction()
         do {
@@ -78,10 +85,16 @@ extension X86Machine {
                 return nil
             }
         }
+        return afterInstruction()
+    }
+
+    /// What the step loop does once an instruction retired or its fault was delivered.
+    @inline(__always)
+    func afterInstruction() -> StepOutcome? {
         if hasPendingExit { return .pendingExit }
         if cpu.halted {
             // HLT with an interrupt that can be taken right away does not stop.
-            if pendingInterrupt != nil && interruptWindowOpen { return nil }
+            if (pendingInterrupt != nil && interruptWindowOpen) || (nmiPending && !nmiBlocked) { return nil }
             return .halted
         }
         return nil

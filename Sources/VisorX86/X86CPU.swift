@@ -35,8 +35,23 @@ public final class X86CPU {
     /// Bumped whenever CR0, CR3, CR4, EFER or the CPL is written, even without a TLB flush: the
     /// step loop's fetch shortcut is valid only while it is unchanged.
     @exclusivity(unchecked) public private(set) var translationEpoch: UInt64 = 0
-    /// DR0-DR7 (stored; breakpoints are not implemented).
-    @exclusivity(unchecked) public var dr = [UInt64](repeating: 0, count: 8)
+    /// DR0-DR7 as MOV from DRn reads them (DR6 and DR7 with their fixed bits; DR4 and DR5 are
+    /// never used: MOV aliases them to DR6 and DR7). Writing any of them re-derives the armed
+    /// breakpoints (`Debug.swift`).
+    @exclusivity(unchecked) public var dr: [UInt64] = [0, 0, 0, 0, 0, 0, X86DebugBits.dr6Fixed, X86DebugBits.dr7Fixed] {
+        didSet { updateBreakpoints() }
+    }
+    /// Bit n set: DRn is an enabled instruction breakpoint (DR7 L/Gn set, R/W = 00).
+    @exclusivity(unchecked) public private(set) var instructionBreakpoints: UInt8 = 0
+    /// Bit n set: DRn is an enabled data breakpoint (R/W = 01 write or 11 read/write).
+    @exclusivity(unchecked) public private(set) var dataBreakpoints: UInt8 = 0
+    /// Bit n set: DRn is an enabled I/O breakpoint (R/W = 10; matches only while CR4.DE = 1).
+    @exclusivity(unchecked) public private(set) var ioBreakpoints: UInt8 = 0
+    /// #DB trap conditions (DR6 bits) held back by MOV SS / POP SS for one instruction.
+    @exclusivity(unchecked) public var deferredDebugTraps: UInt64 = 0 { didSet { updateBreakpoints() } }
+    /// True when any breakpoint is enabled or a #DB trap is deferred: with TF and RF clear in
+    /// RFLAGS, the step loop's one test for taking its debug path.
+    @exclusivity(unchecked) public private(set) var debugArmed = false
 
     // Model-specific registers the CPU itself implements (others go to the platform).
     @exclusivity(unchecked) public var star: UInt64 = 0, lstar: UInt64 = 0, cstar: UInt64 = 0, sfmask: UInt64 = 0
@@ -97,6 +112,22 @@ public final class X86CPU {
         }
     }
 
+    private func updateBreakpoints() {
+        var instruction: UInt8 = 0, data: UInt8 = 0, io: UInt8 = 0
+        let dr7 = dr.count > 7 ? dr[7] : 0
+        for n in 0..<4 where (dr7 >> (2 * UInt64(n))) & 3 != 0 {
+            switch (dr7 >> (16 + 4 * UInt64(n))) & 3 {
+            case 0: instruction |= 1 << n
+            case 2: io |= 1 << n
+            default: data |= 1 << n
+            }
+        }
+        instructionBreakpoints = instruction
+        dataBreakpoints = data
+        ioBreakpoints = io
+        debugArmed = instruction | data | io != 0 || deferredDebugTraps != 0
+    }
+
     private func translationChanged() {
         translationEpoch &+= 1
         updateCodeMode()
@@ -117,6 +148,9 @@ extension X86CPU {
         ldtr = s.ldtr; tr = s.tr; gdtr = s.gdtr; idtr = s.idtr
         cr0 = s.cr0; cr2 = s.cr2; cr3 = s.cr3; cr4 = s.cr4; cr8 = s.cr8; efer = s.efer
         cpl = cr0 & X86.cr0ProtectionEnable == 0 ? 0 : UInt8(s.cs.selector & 3)
+        let dr6 = (s.dr6 & X86DebugBits.dr6Writable) | X86DebugBits.dr6Fixed
+        let dr7 = (s.dr7 & X86DebugBits.dr7Writable) | X86DebugBits.dr7Fixed
+        dr = [s.dr0, s.dr1, s.dr2, s.dr3, 0, 0, dr6, dr7]
         halted = false
         interruptShadow = false
     }
@@ -133,6 +167,9 @@ extension X86CPU {
         s.ds = segments[3]; s.fs = segments[4]; s.gs = segments[5]
         s.ldtr = ldtr; s.tr = tr; s.gdtr = gdtr; s.idtr = idtr
         s.cr0 = cr0; s.cr2 = cr2; s.cr3 = cr3; s.cr4 = cr4; s.cr8 = cr8; s.efer = efer
+        if dr.count == 8 {
+            s.dr0 = dr[0]; s.dr1 = dr[1]; s.dr2 = dr[2]; s.dr3 = dr[3]; s.dr6 = dr[6]; s.dr7 = dr[7]
+        }
         return s
     }
 }

@@ -55,13 +55,25 @@ public final class X86Machine {
     @exclusivity(unchecked) public var interruptWindowRequested = false {
         didSet { updateAttention() }
     }
-    /// `pendingInterrupt != nil || interruptWindowRequested`: the step loop's one check for
-    /// interrupt work before each instruction.
+    /// A non-maskable interrupt waiting for delivery (`injectNMI`): one is held, and any more
+    /// arriving before it is delivered collapse into it.
+    @exclusivity(unchecked) public internal(set) var nmiPending = false {
+        didSet { updateAttention() }
+    }
+    /// NMIs are blocked from the delivery of one until the next IRET (SDM Vol. 3A 6.7.1): a new
+    /// one waits in `nmiPending` meanwhile.
+    @exclusivity(unchecked) public internal(set) var nmiBlocked = false {
+        didSet { updateAttention() }
+    }
+    /// `pendingInterrupt != nil || interruptWindowRequested || (nmiPending && !nmiBlocked)`:
+    /// the step loop's one check for interrupt work before each instruction.
     @exclusivity(unchecked) private(set) var needsInterruptCheck = false
     /// Set by a triple fault: the CPU is in shutdown and executes nothing more.
     @exclusivity(unchecked) public internal(set) var isShutdown = false
     /// Instructions retired by the step loop (faulting instructions do not count).
     @exclusivity(unchecked) public internal(set) var instructionsRetired: UInt64 = 0
+    /// DR6 bits of the data and I/O breakpoints the current instruction met (`Debug.swift`).
+    @exclusivity(unchecked) var debugTrapHits: UInt64 = 0
     /// Settable from any thread: the step loop returns `.stopped` at the next boundary.
     public let stopRequest = X86StopRequest()
 
@@ -109,7 +121,7 @@ public final class X86Machine {
     }
 
     private func updateAttention() {
-        needsInterruptCheck = pendingInterrupt != nil || interruptWindowRequested
+        needsInterruptCheck = pendingInterrupt != nil || interruptWindowRequested || (nmiPending && !nmiBlocked)
     }
 
     /// Executes one decoded instruction whose bytes start at `cpu.rip`. On success RIP and all

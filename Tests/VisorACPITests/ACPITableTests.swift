@@ -170,6 +170,32 @@ struct TableReader {
         #expect(reader.sum(fadt, 276) == 0)
     }
 
+    /// A platform with an HPET, as Visor's.
+    static var withHPET: ACPIPlatform {
+        var platform = ACPIPlatform(processorCount: 2)
+        platform.hpetAddress = 0xfed0_0000
+        platform.hpetEventTimerBlockID = 0x8086_a201
+        platform.hpetMinimumPeriodicTicks = 10_000
+        return platform
+    }
+
+    @Test func theHPETTableGivesTheRegisterBlockAndCapabilitiesAndIsListed() throws {
+        let set = ACPITables.build(Self.withHPET)
+        let reader = TableReader(set: set)
+        let hpet = try #require(set.table("HPET"))
+        #expect(hpet.length == 56)
+        #expect(reader.sum(hpet.address, hpet.length) == 0)
+        #expect(reader.u32(hpet.address + 36) == 0x8086_a201, "Event Timer Block ID")
+        #expect(reader.u8(hpet.address + 40) == 0, "GAS: system memory")
+        #expect(reader.u64(hpet.address + 44) == 0xfed0_0000, "GAS address")
+        #expect(reader.u8(hpet.address + 52) == 0, "HPET number")
+        #expect(reader.u16(hpet.address + 53) == 10_000, "minimum periodic tick")
+        let rsdt = UInt64(reader.u32(set.rsdpAddress + 16)), xsdt = reader.u64(set.rsdpAddress + 24)
+        #expect(reader.header(rsdt).length == 36 + 3 * 4 && UInt64(reader.u32(rsdt + 36 + 8)) == hpet.address)
+        #expect(reader.header(xsdt).length == 36 + 3 * 8 && reader.u64(xsdt + 36 + 16) == hpet.address)
+        #expect(self.set.table("HPET") == nil, "no HPET, no table")
+    }
+
     @Test func tablesCanGoElsewhereInTheBIOSArea() {
         let moved = ACPITables.build(ACPIPlatform(processorCount: 1), at: 0xf_0000)
         let reader = TableReader(set: moved)
@@ -187,7 +213,8 @@ struct ACPICADisassemblyTests {
     let set = ACPITables.build(ACPIPlatform(processorCount: 2))
 
     /// Disassembles `signature`'s table and returns the .dsl text.
-    func disassemble(_ signature: String) throws -> String {
+    func disassemble(_ signature: String, in set: ACPITableSet? = nil) throws -> String {
+        let set = set ?? self.set
         let table = try #require(set.table(signature))
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("visor-acpi-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
@@ -220,6 +247,16 @@ struct ACPICADisassemblyTests {
         #expect(text.contains("Subtable Type : 01 [I/O APIC]"))
         #expect(text.contains("Address : FEC00000"))
         #expect(text.components(separatedBy: "[Interrupt Source Override]").count - 1 == 2)
+    }
+
+    @Test func hpetDecodes() throws {
+        let text = try disassemble("HPET", in: ACPITables.build(ACPITableTests.withHPET))
+        #expect(text.contains("[High Precision Event Timer table]"))
+        #expect(text.contains("Hardware Block ID : 8086A201"))
+        #expect(text.contains("Space ID : 00 [SystemMemory]"))
+        #expect(text.contains("Address : 00000000FED00000"))
+        #expect(text.contains("Minimum Clock Ticks : 2710"))
+        #expect(text.contains("4K Page Protect : 1"))
     }
 
     @Test func dsdtDecompilesToTheS5Package() throws {

@@ -487,6 +487,27 @@ func periodicTimerFiresNoMoreOftenThanTheMinimumPeriod(code: UInt32, divider: UI
     #expect(apic.get(Reg.esr) == LocalAPIC.ESR.sendIllegalVector)
 }
 
+@Test func everyDeliveryModeAndShorthandDecodes() {
+    // A guest may write any ICR value: each of the eight modes and four shorthands is a case.
+    for mode in UInt64(0)..<8 {
+        for shorthand in UInt64(0)..<4 {
+            let ipi = InterprocessorInterrupt(icr: ~UInt64(0) & ~(0x7 << 8 | 0x3 << 18) | mode << 8 | shorthand << 18, source: 0)
+            #expect(UInt64(ipi.deliveryMode.rawValue) == mode)
+            #expect(UInt64(ipi.shorthand.rawValue) == shorthand)
+        }
+    }
+}
+
+@Test func nmiIPIIsSentWhateverItsVector() {
+    // An NMI carries no vector (the target takes vector 2): a vector below 16 is no error.
+    let (apic, _, sink, _) = makeAPIC()
+    apic.set(Reg.icrHigh, 0x0100_0000)
+    apic.set(Reg.icrLow, 0x0000_4400)
+    #expect(sink.sent.map(\.deliveryMode) == [.nmi])
+    apic.set(Reg.esr, 0)
+    #expect(apic.get(Reg.esr) == 0)
+}
+
 @Test func destinationMatchingPhysicalAndBroadcast() {
     let (apic, _, _, _) = makeAPIC(id: 2)
     #expect(apic.isTarget(of: InterprocessorInterrupt(icr: 0x0200_0000_0000_0030, source: 0)))

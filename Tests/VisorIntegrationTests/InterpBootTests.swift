@@ -42,6 +42,9 @@ struct InterpBootTests {
         #expect(!r.stdout.contains("FAIL"))
         #expect(!r.stdout.contains("SKIP"), "the software CPU follows the SDM where the hosts depart from it")
         #expect(r.stdout.split(separator: "\n").filter { $0.hasPrefix("PASS") }.count >= 22)
+        // The software CPU is GenuineIntel: compatibility mode follows Intel's rules (item 7).
+        #expect(r.stdout.contains("systest: compatibility-mode checks (Intel rules)"))
+        #expect(r.stdout.contains("PASS SYSEXIT with a 32-bit operand returns to compatibility mode"))
     }
 
     @Test("a triple fault is a crash with a register dump, status 2")

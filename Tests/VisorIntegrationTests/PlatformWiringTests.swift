@@ -137,15 +137,49 @@ struct PlatformWiringTests {
         #expect(h.signals.filter { $0.1 == .startup(vector: 0x70) }.map(\.0) == [1, 2])
     }
 
-    @Test("a level de-assert INIT and NMIs deliver nothing; NMIs are counted as ignored")
+    @Test("a level de-assert INIT and SMIs deliver nothing; SMIs and reserved modes are counted as ignored")
     func ignoredIPIs() throws {
         let h = try Harness(vcpus: 2)
         h.apicWrite(0, Reg.svr, 0x1ff)
         h.apicWrite(0, Reg.icrHigh, 1 << 24)
         h.apicWrite(0, Reg.icrLow, 0x0000_8500)  // INIT level de-assert
-        h.apicWrite(0, Reg.icrLow, 0x0000_0400)  // NMI
+        h.apicWrite(0, Reg.icrLow, 0x0000_0200)  // SMI
+        h.apicWrite(0, Reg.icrLow, 0x0000_0700)  // reserved mode 7
         #expect(h.signals.isEmpty)
-        #expect(h.platform.ignoredIPIs == 1)
+        #expect(h.platform.ignoredIPIs == 2)
+        #expect(!h.platform.hasPendingNMI(for: 1))
+    }
+
+    @Test("an NMI IPI latches on its target only (even with the target's APIC software-disabled), signals it, and two collapse into one")
+    func nmiIPI() throws {
+        let h = try Harness(vcpus: 3)
+        h.apicWrite(0, Reg.svr, 0x1ff)  // vCPU 2's APIC stays software-disabled
+        h.apicWrite(0, Reg.icrHigh, 2 << 24)
+        h.apicWrite(0, Reg.icrLow, 0x0000_0400)  // NMI, physical, to APIC 2
+        h.apicWrite(0, Reg.icrLow, 0x0000_0400)
+        #expect(h.signals.map(\.0) == [2, 2])
+        #expect(h.signals.allSatisfy { $0.1 == .interrupt })
+        #expect(!h.platform.hasPendingNMI(for: 0) && !h.platform.hasPendingNMI(for: 1))
+        #expect(!h.platform.hasPendingInterrupt(for: 2), "an NMI does not go through IRR")
+        #expect(h.platform.takeNMI(for: 2))
+        #expect(!h.platform.takeNMI(for: 2), "the second collapsed into the first")
+        h.apicWrite(0, Reg.icrLow, 0x000c_0400)  // NMI to all excluding self
+        #expect(h.platform.takeNMI(for: 1) && h.platform.takeNMI(for: 2) && !h.platform.takeNMI(for: 0))
+    }
+
+    @Test("every ICR value decodes and routes without trapping")
+    func everyICRValue() throws {
+        let h = try Harness(vcpus: 2)
+        h.apicWrite(0, Reg.svr, 0x1ff)
+        for mode: UInt32 in 0..<8 {
+            for shorthand: UInt32 in 0..<4 {
+                for flags: UInt32 in [0, 0x0800, 0x4000, 0x8000, 0xc800] {
+                    h.apicWrite(0, Reg.icrHigh, 0xff00_0000)
+                    h.apicWrite(0, Reg.icrLow, shorthand << 18 | flags | mode << 8 | 0x30)
+                }
+            }
+        }
+        #expect(h.platform.ignoredIPIs > 0)
     }
 
     @Test("a timer access bumps the timer generation, other ports do not")
@@ -254,5 +288,69 @@ struct LinuxPlatformWiringTests {
         let tables = DevicePlatform.firmwareTables(vcpuCount: 3)
         #expect(tables.address == 0xe_0000 && tables.rsdpAddress == 0xe_0000)
         #expect(Array(tables.bytes[0..<8]) == Array("RSD PTR ".utf8))
+    }
+}
+
+// MARK: The HPET (issue 15 item 9)
+
+extension Harness {
+    func hpetWrite(_ offset: UInt64, _ value: UInt64) { platform.hpet.write(offset: offset, size: 8, value: value) }
+    /// Moves the clock to vCPU 0's next timer event and brings the timers up to it.
+    func runToNextTimerEvent() throws {
+        clock.nanoseconds = try #require(platform.nextTimerEvent(for: 0))
+        platform.advanceTimers(for: 0)
+    }
+}
+
+@Suite("Platform wiring: HPET")
+struct HPETWiringTests {
+    @Test("the HPET's block is decoded at 0xfed00000 and the firmware tables announce it")
+    func decodedAndAnnounced() throws {
+        let h = try Harness(vcpus: 1)
+        #expect(h.platform.hpetOffset(GuestPhysicalAddress(0xfed0_0000)) == 0)
+        #expect(h.platform.hpetOffset(GuestPhysicalAddress(0xfed0_03ff)) == 0x3ff)
+        #expect(h.platform.hpetOffset(GuestPhysicalAddress(0xfed0_0400)) == nil)
+        #expect(h.platform.hpetOffset(GuestPhysicalAddress(0xfecf_ffff)) == nil)
+        let tables = DevicePlatform.firmwareTables(vcpuCount: 1)
+        let hpet = try #require(tables.bytes.indices.first { Array(tables.bytes[$0..<min($0 + 4, tables.bytes.count)]) == Array("HPET".utf8) })
+        let base = (0..<8).reduce(UInt64(0)) { $0 | UInt64(tables.bytes[hpet + 44 + $1]) << (8 * UInt64($1)) }
+        #expect(base == HPET.defaultBase)
+    }
+
+    @Test("timer 2 reaches the vCPU its I/O APIC pin names, at the time its comparator says")
+    func timer2ThroughTheIOAPIC() throws {
+        let h = try Harness(vcpus: 2)
+        h.apicWrite(1, Reg.svr, 0x1ff)
+        h.ioapicProgram(23, 0x61 | 1 << 56)  // vector 0x61, vCPU 1, edge, unmasked
+        h.hpetWrite(HPET.Register.timerComparator(2), 5_000)
+        h.hpetWrite(HPET.Register.timerConfiguration(2), HPET.TimerConfiguration.interruptEnable | 23 << 9)
+        h.hpetWrite(HPET.Register.configuration, HPET.Configuration.enable)
+        #expect(h.platform.nextTimerEvent(for: 0) == 50_000, "5000 ticks of 10 ns; vCPU 0 keeps the platform's timers")
+        #expect(h.platform.nextTimerEvent(for: 1) == nil)
+        try h.runToNextTimerEvent()
+        #expect(h.signals.contains { $0.0 == 1 && $0.1 == .interrupt })
+        #expect(h.platform.acknowledgeInterrupt(for: 1) == 0x61)
+    }
+
+    @Test("legacy replacement: timer 0 is IRQ0 on pin 2, the PIT's IRQ0 is cut off, and back after")
+    func legacyReplacement() throws {
+        let h = try Harness(vcpus: 1)
+        h.apicWrite(0, Reg.svr, 0x1ff)
+        h.apicWrite(0, Reg.lvtLINT0, 1 << 16)
+        h.ioapicProgram(2, 0x30)
+        h.hpetWrite(HPET.Register.configuration, HPET.Configuration.enable | HPET.Configuration.legacyRoute)
+        h.out(0x43, 0x34); h.out(0x40, 0x9c); h.out(0x40, 0x2e)  // PIT mode 2, 10 ms (OUT rises at once)
+        for _ in 0..<4 { try h.runToNextTimerEvent() }
+        #expect(h.platform.hasPendingInterrupt(for: 0) == false, "the PIT ticked four times into nothing")
+        h.hpetWrite(HPET.Register.timerComparator(0), h.platform.hpet.mainCounter + 1000)
+        h.hpetWrite(HPET.Register.timerConfiguration(0), HPET.TimerConfiguration.interruptEnable)
+        let due = try #require(h.platform.hpet.nextEventTime(after: h.clock.nanoseconds))
+        h.clock.nanoseconds = due
+        h.platform.advanceTimers(for: 0)
+        #expect(h.platform.acknowledgeInterrupt(for: 0) == 0x30, "the HPET's timer 0 on pin 2")
+        h.apicWrite(0, Reg.eoi, 0)
+        h.hpetWrite(HPET.Register.configuration, HPET.Configuration.enable)
+        for _ in 0..<2 { try h.runToNextTimerEvent() }
+        #expect(h.platform.acknowledgeInterrupt(for: 0) == 0x30, "the PIT's IRQ0 again")
     }
 }

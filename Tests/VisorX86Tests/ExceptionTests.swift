@@ -19,7 +19,7 @@ import VisorX86Decode
         let top: UInt64 = 0x8_0000
         #expect(s.bus.r64(top - 8) == UInt64(SysLayout.kernelData), "SS")
         #expect(s.bus.r64(top - 16) == 0x8_0008, "RSP")
-        #expect(s.bus.r64(top - 24) == 0x202 | X86SystemBits.flagTF, "RFLAGS")
+        #expect(s.bus.r64(top - 24) == 0x202 | X86SystemBits.flagTF | X86SystemBits.flagRF, "RFLAGS, RF = 1 for a fault")
         #expect(s.bus.r64(top - 32) == UInt64(SysLayout.kernelCode), "CS")
         #expect(s.bus.r64(top - 40) == SysLayout.code, "RIP")
         #expect(s.bus.r64(top - 48) == 0x18, "error code")

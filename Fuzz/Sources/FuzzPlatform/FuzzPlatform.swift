@@ -1,8 +1,9 @@
 // Fuzz target `platform`: Visor's whole PC platform as a domain builds it (`DevicePlatform`, two
 // vCPUs): every port device (UART, PIC pair and ELCRs, PIT and port 0x61, RTC, debug exit, the
 // 8042 and its reset line, port 0x92, the ACPI PM1a event and control blocks and PM timer),
-// both local APICs and the I/O APIC by MMIO, and the wiring between them (ISA lines to the PIC
-// and the I/O APIC, the SCI, IPIs, level-triggered EOI broadcast, INIT/SIPI signals), under a
+// both local APICs, the I/O APIC and the HPET by MMIO, and the wiring between them (ISA lines to
+// the PIC and the I/O APIC, the SCI, the HPET's pins and its legacy replacement of the PIT's and
+// RTC's lines, IPIs, level-triggered EOI broadcast, INIT/SIPI signals), under a
 // script of guest accesses, time steps, INTA cycles and host console input. Where `ports` and
 // `apic` fuzz device models on their own, this is where the routing between them is.
 //
@@ -11,7 +12,8 @@
 //   size 1, 2 or 4)   4 local APIC MMIO read   5 local APIC MMIO write (vCPU and offset from
 //   the input)   6 I/O APIC MMIO read   7 I/O APIC MMIO write   8 TSC-deadline write
 //   9 time moves on and both vCPUs' timers are brought up to date   10 INTA on a vCPU
-//   11 a byte of host console input
+//   11 a byte of host console input   12 HPET MMIO read   13 HPET MMIO write (a 1 KiB window;
+//   any size 1-8, so misaligned and odd-sized accesses too)
 // Invariants, beyond "never traps": a vCPU has a pending interrupt exactly when its INTA
 // returns a vector; after `advanceTimers` the next timer event is in the future; a reported
 // outcome is one the devices document.
@@ -54,7 +56,7 @@ public func fuzzPlatform(_ data: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     }
     while !input.isAtEnd {
         let vcpu = Int(input.byte() & 1)
-        switch input.byte() % 12 {
+        switch input.byte() % 14 {
         case 0, 1:
             let size = sizes[input.below(3)]
             let value = platform.bus.read(port: port(&input), size: size)
@@ -80,6 +82,8 @@ public func fuzzPlatform(_ data: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
             let pending = platform.hasPendingInterrupt(for: vcpu)
             let vector = platform.acknowledgeInterrupt(for: vcpu)
             require(pending == (vector != nil), "vCPU \(vcpu): pending \(pending) but INTA gave \(String(describing: vector))")
+        case 12: _ = platform.hpet.read(offset: offset(&input) & 0x7ff, size: UInt8(input.below(9)))
+        case 13: platform.hpet.write(offset: offset(&input) & 0x7ff, size: UInt8(input.below(9)), value: input.u64())
         default:
             let byte = input.byte()
             // Console input, and now and then the host pressing the power button (visor shutdown).

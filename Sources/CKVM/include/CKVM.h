@@ -26,6 +26,8 @@ static const unsigned long CKVM_SET_REGS = KVM_SET_REGS;
 static const unsigned long CKVM_GET_SREGS = KVM_GET_SREGS;
 static const unsigned long CKVM_SET_SREGS = KVM_SET_SREGS;
 static const unsigned long CKVM_INTERRUPT = KVM_INTERRUPT;
+static const unsigned long CKVM_GET_DEBUGREGS = KVM_GET_DEBUGREGS;
+static const unsigned long CKVM_SET_DEBUGREGS = KVM_SET_DEBUGREGS;
 
 /// ioctl(2) with an integer argument. Returns the result, or -errno on failure
 /// (EINTR included: the caller decides whether to retry).
@@ -152,6 +154,28 @@ static inline long ckvm_drop_queued_invalid_opcode(int vcpu_fd) {
     events.exception_payload = 0;
     rc = ckvm_ioctl_pointer(vcpu_fd, KVM_SET_VCPU_EVENTS, &events);
     return rc < 0 ? rc : 1;
+}
+
+/// Clears KVM's NMI blocking (an IRET Visor's CPU carried out for the vCPU ends it, as a real
+/// IRET would), through KVM_GET_VCPU_EVENTS and KVM_SET_VCPU_EVENTS with only the NMI state
+/// marked valid. Returns 0 or -errno.
+static inline long ckvm_unmask_nmi(int vcpu_fd) {
+    struct kvm_vcpu_events events;
+    memset(&events, 0, sizeof events);
+    long rc = ckvm_ioctl_pointer(vcpu_fd, KVM_GET_VCPU_EVENTS, &events);
+    if (rc < 0) return rc;
+    if (!events.nmi.masked) return 0;
+    events.nmi.masked = 0;
+    events.flags = KVM_VCPUEVENT_VALID_NMI_PENDING;
+    rc = ckvm_ioctl_pointer(vcpu_fd, KVM_SET_VCPU_EVENTS, &events);
+    return rc < 0 ? rc : 0;
+}
+
+/// KVM_NMI: queues an NMI on the vCPU (without an in-kernel irqchip this is the processor's
+/// NMI pin; KVM keeps NMI blocking until IRET and holds one more pending). Returns 0 or -errno.
+static inline long ckvm_nmi(int vcpu_fd) {
+    long rc = ioctl(vcpu_fd, KVM_NMI);
+    return rc < 0 ? -errno : rc;
 }
 
 /// The host's time-stamp counter, for converting guest TSC readings into time.
