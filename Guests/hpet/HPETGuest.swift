@@ -176,10 +176,14 @@ func oneShotCheck() {
         gk_store64(&oneShotCount, oneShotCount &+ 1)
     }
     IOAPIC.route(pin: UInt32(pin), vector: oneShotVector, apicID: APIC.id, levelTriggered: false, activeLow: false)
-    write64(Reg.configuration, Bit.enable)
+    // Programmed with the counter halted, so the match cannot pass while the guest is still
+    // writing the comparator and the configuration (a slow or preempted guest would otherwise
+    // miss a one-shot match, as on hardware).
+    write64(Reg.configuration, 0)
     let target = counter() &+ ticks(nanoseconds: 1_000_000)
     write64(Reg.timerComparator(2), target)
     write64(Reg.timerConfiguration(2), Bit.interruptEnable | pin << Bit.routeShift)
+    write64(Reg.configuration, Bit.enable)
     let fired = waitUntil(nanoseconds: 1_000_000_000) { gk_load64(&oneShotCount) != 0 }
     put("hpet: timer 2 on I/O APIC pin "); put(pin); put(", comparator "); put(target)
     put(", counter in the handler "); put(oneShotCounter); putLine()
