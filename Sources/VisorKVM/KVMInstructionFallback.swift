@@ -64,10 +64,7 @@ struct KVMInstructionFallback {
     /// Runs the instruction at `state`'s CS:RIP. `stalled`: the host kept the vCPU at it without
     /// exiting, which admits `carriedOutWhenStalled` as well.
     func execute(_ state: X86State, stalled: Bool = false) -> Outcome {
-        let bus = FallbackBus(memory: memory, cpuid: cpuid, apicID: apicID,
-                              smapEnabled: state.cr4 & FallbackBus.cr4SMAP != 0)
-        let machine = X86Machine(bus: bus)
-        machine.cpu.load(state)
+        let (machine, bus) = softwareCPU(at: state)
         let name: String
         do {
             let insn = try machine.fetchInstruction()
@@ -166,17 +163,24 @@ struct KVMInstructionFallback {
     /// EFER.LME is clear: it turns on 32-bit (or PAE) paging outside long mode.
     func turnsOnPagingOutsideLongMode(_ state: X86State) -> Bool {
         guard state.cr0 & X86.cr0Paging == 0, state.efer & X86.eferLME == 0 else { return false }
-        let machine = X86Machine(bus: FallbackBus(memory: memory, cpuid: cpuid, apicID: apicID, smapEnabled: false))
-        machine.cpu.load(state)
+        let machine = softwareCPU(at: state).machine
         guard let insn = try? machine.fetchInstruction(), insn.operation == .movControl,
               insn.destination.kind == .control, insn.destination.index == 0 else { return false }
         return machine.readRegister(insn.source.index, size: 4) & X86.cr0Paging != 0
     }
 
+    /// Visor's CPU over the guest's RAM and this vCPU's CPUID, loaded with `state`, and its bus.
+    private func softwareCPU(at state: X86State) -> (machine: X86Machine, bus: FallbackBus) {
+        let bus = FallbackBus(memory: memory, cpuid: cpuid, apicID: apicID,
+                              smapEnabled: state.cr4 & FallbackBus.cr4SMAP != 0)
+        let machine = X86Machine(bus: bus)
+        machine.cpu.load(state)
+        return (machine, bus)
+    }
+
     /// Where `state` is and the bytes there, for a report ("rip 0x…: 0f 01 c1 …").
     func describe(_ state: X86State) -> String {
-        let machine = X86Machine(bus: FallbackBus(memory: memory, cpuid: cpuid, apicID: apicID, smapEnabled: false))
-        machine.cpu.load(state)
+        let machine = softwareCPU(at: state).machine
         return bytesAtRIP(machine)
     }
 

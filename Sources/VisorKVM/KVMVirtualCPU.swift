@@ -37,6 +37,8 @@ public final class KVMVirtualCPU: VirtualCPU {
     nonisolated(unsafe) private var kickableThread: pthread_t?
     /// The thread inside `run()`, so `requestStop` can kick it out of KVM_RUN with a signal.
     private let runningThread = Mutex<pthread_t?>(nil)
+    /// Visor's CPU for what the host cannot do for this vCPU.
+    private let fallback: KVMInstructionFallback
     /// When the current KVM_RUN call began (monotonic ns), 0 outside one: `KVMStallWatchdog` reads it.
     let runEnteredAt = Atomic<UInt64>(0)
     /// Nanoseconds spent in KVM_RUN since the guest last exited on its own (kicks do not count).
@@ -50,6 +52,8 @@ public final class KVMVirtualCPU: VirtualCPU {
     init(machine: KVMVirtualMachine, index: Int) throws(KVMError) {
         self.machine = machine
         self.index = index
+        self.fallback = KVMInstructionFallback(memory: machine.memory, cpuid: machine.cpuid,
+                                               apicID: UInt32(truncatingIfNeeded: index))
         let fd = try machine.descriptor.ioctl(CKVM_CREATE_VCPU, "KVM_CREATE_VCPU", value: UInt(index))
         self.descriptor = OwnedDescriptor(Int32(fd))
         self.mappingSize = machine.system.vcpuMappingSize
@@ -176,8 +180,6 @@ public final class KVMVirtualCPU: VirtualCPU {
         if dropped < 0 {
             return .internalError("\(failure), and its queued #UD could not be dropped: KVM_SET_VCPU_EVENTS errno \(-dropped)")
         }
-        let fallback = KVMInstructionFallback(memory: machine.memory, cpuid: machine.cpuid,
-                                              apicID: UInt32(truncatingIfNeeded: index))
         switch fallback.execute(before) {
         case .done(let after, let instruction):
             do { try setState(after) } catch {
@@ -201,8 +203,6 @@ public final class KVMVirtualCPU: VirtualCPU {
     /// the guest's triple fault.
     private func shutdownOrHostLimit() -> Exit {
         guard KVMSystem.isPVMBackend, let s = try? state() else { return .shutdown }
-        let fallback = KVMInstructionFallback(memory: machine.memory, cpuid: machine.cpuid,
-                                              apicID: UInt32(truncatingIfNeeded: index))
         guard fallback.turnsOnPagingOutsideLongMode(s) else { return .shutdown }
         return .internalError("the host's KVM shut the vCPU down with 32-bit paging on (CR0.PG set outside long mode), "
             + "which this host's KVM (its PVM backend) cannot run; --engine interp runs the guest on Visor's own CPU")
@@ -217,8 +217,6 @@ public final class KVMVirtualCPU: VirtualCPU {
         let previous = stallSampleRIP
         stallSampleRIP = now.rip
         guard previous == now.rip, runSinceGuestExit >= KVMStallWatchdog.stallAfter else { return nil }
-        let fallback = KVMInstructionFallback(memory: machine.memory, cpuid: machine.cpuid,
-                                              apicID: UInt32(truncatingIfNeeded: index))
         let seconds = Double(runSinceGuestExit / 1_000_000) / 1000
         if case .done(let after, let instruction) = fallback.execute(now, stalled: true), (try? setState(after)) != nil {
             runSinceGuestExit = 0
