@@ -91,13 +91,20 @@ final class VirtioSlot: @unchecked Sendable {
         return a - base
     }
 
-    /// Starts the worker thread.
+    /// Starts the worker thread, and the model's host side, whose data wakes the worker.
     func start() {
         thread = HostThread { [self] in serveLoop() }
+        device.model.start(wake: { [unowned self] queue in
+            platform.lock.withLock {
+                pendingQueues |= 1 << UInt64(queue & 63)
+                wakeup.signal()
+            }
+        })
     }
 
     /// Stops the worker and waits for it (a request in progress completes first).
     func stop() {
+        device.model.stop()  // first: its threads may be waiting to wake this worker
         platform.lock.withLock {
             stopping = true
             wakeup.signal()

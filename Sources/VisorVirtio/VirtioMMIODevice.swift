@@ -33,6 +33,27 @@ public protocol VirtioDeviceModel: AnyObject, Sendable {
     /// device-writable buffers. Runs off the vCPU thread. Throws for a malformed request, which
     /// breaks the device; a failure of the request itself is an answer in the chain (a status).
     func serve(_ chain: DescriptorChain, queue: Int, memory: GuestMemory, features: UInt64) throws(VirtqueueError) -> UInt32
+
+    /// Whether the device has something to put in queue `queue`'s buffers now. A queue the driver
+    /// fills for the device (a disk's requests, a network's transmit queue) always has: its
+    /// buffers are the work. A queue the device fills from the host side (a network's receive
+    /// queue, a console's input) has work only while that side has data waiting; its buffers
+    /// stay available until then, and the model calls `wake` when data arrives. Default: true.
+    func hasWork(queue: Int) -> Bool
+
+    /// Starts the model's host side (a TAP reader, console input), which calls `wake(queue)`
+    /// from any thread when data for `queue` arrives. `wake` takes the platform lock: call it
+    /// holding none of the model's own locks (the worker calls `hasWork` under the platform
+    /// lock). Default: nothing to start.
+    func start(wake: @escaping @Sendable (Int) -> Void)
+    /// Stops the host side started by `start`, and waits for its threads. Default: nothing.
+    func stop()
+}
+
+extension VirtioDeviceModel {
+    public func hasWork(queue: Int) -> Bool { true }
+    public func start(wake: @escaping @Sendable (Int) -> Void) {}
+    public func stop() {}
 }
 
 /// One pass over a queue, from `beginService` to `finishService`.
@@ -57,7 +78,7 @@ public struct VirtqueueService: Sendable {
     public mutating func run(model: any VirtioDeviceModel, memory: GuestMemory) {
         do {
             for _ in 0..<Int(queue.layout.size) {
-                guard let chain = try queue.popAvailable(memory) else { return }
+                guard model.hasWork(queue: queueIndex), let chain = try queue.popAvailable(memory) else { return }
                 let written = try model.serve(chain, queue: queueIndex, memory: memory, features: features)
                 completions.append((chain.head, written))
             }
@@ -303,8 +324,9 @@ public final class VirtioMMIODevice: @unchecked Sendable {
                 interruptStatus |= VirtioInterrupt.usedBuffer
                 updateLine()
             }
-            // After avail_event is published, buffers added meanwhile may not be notified.
-            return try queue.hasAvailable(memory)
+            // After avail_event is published, buffers added meanwhile may not be notified. A
+            // queue whose device has nothing for it waits for the model's `wake` instead.
+            return try queue.hasAvailable(memory) && model.hasWork(queue: index)
         } catch {
             markBroken("queue \(index): \(error)")
             return false
