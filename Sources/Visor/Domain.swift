@@ -280,6 +280,7 @@ public final class Domain: @unchecked Sendable {
         total.wallNanoseconds = monotonicNanoseconds() &- startTime
         platform.lock.withLock {
             total.paravirtual = pv.statistics
+            total.virtio = virtioSlots.map { ($0.name, $0.device.counters) }
             total.unbacked = .init(portReads: platform.bus.unbackedReads, portWrites: platform.bus.unbackedWrites,
                                    mmioReads: platform.unbackedMMIOReads, mmioWrites: platform.unbackedMMIOWrites)
         }

@@ -113,6 +113,9 @@ public final class VirtioMMIODevice: @unchecked Sendable {
     /// Bumped by every reset, so a service begun before it is dropped.
     public private(set) var generation: UInt64 = 0
     public private(set) var configGeneration: UInt32 = 0
+    /// What the device did, for `--stats` and `visor bench io`: what the rings buy is fewer
+    /// notifications and interrupts than requests.
+    public private(set) var counters = VirtioCounters()
 
     private var deviceFeaturesSel: UInt32 = 0
     private var driverFeaturesSel: UInt32 = 0
@@ -197,7 +200,10 @@ public final class VirtioMMIODevice: @unchecked Sendable {
         case VirtioMMIORegister.queueReady: setQueueReady(value32 & 1 != 0)
         case VirtioMMIORegister.queueNotify:
             let index = Int(value32 & 0xffff)  // the high half is notification data, not negotiated
-            if isLive, queues.indices.contains(index), queues[index].ready { onQueueNotify(index) }
+            if isLive, queues.indices.contains(index), queues[index].ready {
+                counters.notifications &+= 1
+                onQueueNotify(index)
+            }
         case VirtioMMIORegister.interruptACK:
             interruptStatus &= ~value32
             updateLine()
@@ -315,12 +321,14 @@ public final class VirtioMMIODevice: @unchecked Sendable {
                 try queue.pushUsed(memory, head: completion.head, writtenLength: completion.length)
             }
             queues[index].live = queue
+            counters.completions &+= UInt64(service.completions.count)
             if let failure = service.failure {
                 markBroken("queue \(index): \(failure)")
                 return false
             }
             try queue.publishAvailableEvent(memory)
             if try queue.needsInterrupt(memory, since: oldUsed) {
+                counters.interrupts &+= 1
                 interruptStatus |= VirtioInterrupt.usedBuffer
                 updateLine()
             }
@@ -347,6 +355,19 @@ public final class VirtioMMIODevice: @unchecked Sendable {
         guard high != lineHigh else { return }
         lineHigh = high
         onInterruptLevel(high)
+    }
+}
+
+/// Counts of one device's traffic since it was created (resets do not clear them).
+public struct VirtioCounters: Sendable, Equatable {
+    /// QueueNotify writes the device acted on (each one an exit on every engine).
+    public var notifications: UInt64 = 0
+    /// Chains the device completed: requests for a disk, frames for a network.
+    public var completions: UInt64 = 0
+    /// Used-buffer interrupts the device raised (the driver's suppression honoured).
+    public var interrupts: UInt64 = 0
+    public init(notifications: UInt64 = 0, completions: UInt64 = 0, interrupts: UInt64 = 0) {
+        self.notifications = notifications; self.completions = completions; self.interrupts = interrupts
     }
 }
 

@@ -44,6 +44,8 @@ import VisorCore
         _ = try driver.blockRequest(type: VirtioBlock.RequestType.flush, sector: 0)
         #expect(driver.read(VirtioMMIORegister.interruptStatus) == VirtioInterrupt.usedBuffer)
         #expect(driver.lineChanges == [true, false, true])
+        // Four requests, four notifications, two interrupts: what `--stats` reports.
+        #expect(driver.device.counters == VirtioCounters(notifications: 4, completions: 4, interrupts: 2))
     }
 
     @Test func noInterruptFlagWithoutEventIndex() throws {
