@@ -1,0 +1,225 @@
+// `visor bench io`: block I/O through virtio-blk from inside Debian's Linux guest, measured by
+// the guest itself; with `--qemu`, the same kernel, initramfs, workload and a virtio-blk device
+// under QEMU's TCG (on virtio-pci: see `run`), in the same run.
+//
+// Each boot is a child process with its console on pipes (as in `visor bench linux`): the
+// guest gets a fresh scratch image as its disk (/dev/vda), the shell's first prompt is answered
+// with `visor-iobench /dev/vda SIZE JOBS virtio0` (Guests/linux/iobench.c, in the initramfs),
+// which prints one line per phase — sequential write, sequential read, random read, random
+// write, 4 KiB requests with O_DIRECT — with the guest's own clock and the interrupts the
+// device's line took, and then `poweroff -f`. Visor's side also reports, from `--stats`, the
+// notifications (QueueNotify exits) and interrupts per request over the whole run: what the
+// rings buy is fewer than one of each per request when several are in flight.
+
+import Foundation
+import Visor
+
+/// One phase as the guest measured it.
+public struct IOPhaseResult: Sendable, Equatable {
+    public var phase: String
+    public var requests: Int
+    public var seconds: Double
+    /// Interrupts the device's line took during the phase (nil when the guest could not tell).
+    public var interrupts: Int?
+
+    public var iops: Double { seconds > 0 ? Double(requests) / seconds : 0 }
+    /// MiB per second of 4 KiB requests.
+    public var mibPerSecond: Double { iops * 4096 / 1_048_576 }
+
+    /// Parses `iobench PHASE requests=N seconds=S interrupts=I`.
+    init?(line: Substring) {
+        let words = line.split(separator: " ")
+        guard words.count == 5, words[0] == "iobench" else { return nil }
+        func value(_ word: Substring, _ key: String) -> Substring? {
+            word.hasPrefix(key + "=") ? word.dropFirst(key.count + 1) : nil
+        }
+        guard let requests = value(words[2], "requests").flatMap({ Int($0) }),
+              let seconds = value(words[3], "seconds").flatMap({ Double($0) }),
+              let interrupts = value(words[4], "interrupts").flatMap({ Int($0) })
+        else { return nil }
+        phase = String(words[1])
+        self.requests = requests
+        self.seconds = seconds
+        self.interrupts = interrupts < 0 ? nil : interrupts
+    }
+}
+
+/// One boot's results: the phases, and for Visor the device's counters from `--stats`.
+public struct IORunResult: Sendable {
+    public var phases: [IOPhaseResult]
+    public var notifications: UInt64?
+    public var completions: UInt64?
+    public var deviceInterrupts: UInt64?
+}
+
+public struct IOBenchmarkReport: Sendable {
+    public var engine: String
+    public var sizeMiB: Int
+    public var jobs: Int
+    public var visor: IORunResult
+    public var qemu: IORunResult?
+
+    public var text: String {
+        func col(_ s: String, _ w: Int) -> String { s.padding(toLength: w, withPad: " ", startingAt: 0) }
+        var lines = [
+            "Block I/O: virtio-blk on virtio-mmio, Debian's Linux guest, 4 KiB requests with O_DIRECT over "
+                + "\(sizeMiB) MiB of a scratch raw image, \(jobs) thread\(jobs == 1 ? "" : "s") in the guest; "
+                + "guest-measured",
+            col("phase", 12) + col("run", 14) + col("IOPS", 10) + col("MiB/s", 9) + "interrupts/request",
+        ]
+        func perRequest(_ count: Int?, _ requests: Int) -> String {
+            guard let count, requests > 0 else { return "-" }
+            return String(format: "%.2f", Double(count) / Double(requests))
+        }
+        for phase in visor.phases {
+            lines.append(col(phase.phase, 12) + col("visor \(engine)", 14) + col(String(format: "%.0f", phase.iops), 10)
+                         + col(String(format: "%.2f", phase.mibPerSecond), 9) + perRequest(phase.interrupts, phase.requests))
+            guard let q = qemu?.phases.first(where: { $0.phase == phase.phase }) else { continue }
+            lines.append(col(phase.phase, 12) + col("QEMU TCG", 14) + col(String(format: "%.0f", q.iops), 10)
+                         + col(String(format: "%.2f", q.mibPerSecond), 9) + perRequest(q.interrupts, q.requests))
+            lines.append(col(phase.phase, 12) + col("\(engine) / QEMU", 14)
+                         + (q.iops > 0 ? String(format: "%.2f×", phase.iops / q.iops) : "-"))
+        }
+        if let n = visor.notifications, let c = visor.completions, let i = visor.deviceInterrupts, c > 0 {
+            lines.append(String(format: "visor, whole run (boot included): %llu requests, %llu notifications (%.2f per request), "
+                                + "%llu interrupts (%.2f per request)", c, n, Double(n) / Double(c), i, Double(i) / Double(c)))
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+public enum IOBenchmark {
+    static let memoryMiB = 128
+    /// The phases Guests/linux/iobench.c prints, in order.
+    static let phases = ["seq-write", "seq-read", "rand-read", "rand-write"]
+
+    /// Runs the block benchmark once on `engine` through `visor` (this executable) and, with
+    /// `withQEMU`, once under QEMU's TCG.
+    public static func run(visor: String, engine: String, sizeMiB: Int, jobs: Int, withQEMU: Bool,
+                           timeoutSeconds: Double, progress: (String) -> Void = { _ in }) throws -> IOBenchmarkReport {
+        let (qemu, files) = try LinuxBenchmark.prerequisites(engine: engine, withQEMU: withQEMU, pvh: false)
+        guard let guest = files["linux"] else { throw BenchmarkUnavailable(description: "the linux guest is not fetched") }
+        signal(SIGPIPE, SIG_IGN)
+        let script = "visor-iobench /dev/vda \(sizeMiB) \(jobs) virtio0; poweroff -f\n"
+
+        let scratch = try ScratchImage(sizeMiB: sizeMiB)
+        defer { scratch.remove() }
+        let visorOutput = try session(visor, ["run", "linux", "--engine", engine, "--memory", "\(memoryMiB)M",
+                                              "--disk", scratch.path, "--stats"],
+                                      script: script, what: "visor run linux --engine \(engine)", timeoutSeconds: timeoutSeconds)
+        var visorResult = try results(visorOutput, what: "visor (\(engine))")
+        let counters = deviceCounters(visorOutput)
+        visorResult.notifications = counters?.notifications
+        visorResult.completions = counters?.completions
+        visorResult.deviceInterrupts = counters?.interrupts
+        progress("visor \(engine): " + visorResult.phases.map { "\($0.phase) \(Int($0.iops.rounded())) IOPS" }.joined(separator: ", "))
+
+        var qemuResult: IORunResult?
+        if let qemu {
+            try scratch.recreate()
+            // QEMU's pc machine (as `visor bench linux` boots it) with the disk on virtio-pci: the
+            // same virtio-blk device and driver, another transport (a notification is one exit
+            // on either). Its microvm machine, which has virtio-mmio, left this kernel stalled
+            // after a failed TSC calibration on a loaded host, in some boots and not others.
+            let arguments = ["-accel", "tcg", "-m", "\(memoryMiB)", "-smp", "1",
+                             "-display", "none", "-nodefaults", "-no-reboot", "-serial", "stdio",
+                             "-kernel", guest.kernel.path, "-initrd", guest.initrd.path, "-append", guest.commandLine,
+                             "-drive", "id=scratch,file=\(scratch.path),format=raw,if=none,cache=writeback",
+                             "-device", "virtio-blk-pci,drive=scratch"]
+            let output = try session(qemu, arguments, script: script, what: "QEMU", timeoutSeconds: timeoutSeconds)
+            qemuResult = try results(output, what: "QEMU")
+            progress("QEMU TCG: " + (qemuResult?.phases ?? []).map { "\($0.phase) \(Int($0.iops.rounded())) IOPS" }.joined(separator: ", "))
+        }
+        return IOBenchmarkReport(engine: engine, sizeMiB: sizeMiB, jobs: jobs, visor: visorResult, qemu: qemuResult)
+    }
+
+    /// The four phases from a console transcript, or an error naming what is missing.
+    static func results(_ output: String, what: String) throws -> IORunResult {
+        let parsed = output.split(whereSeparator: \.isNewline).compactMap { IOPhaseResult(line: $0) }
+        let missing = phases.filter { name in !parsed.contains { $0.phase == name } }
+        guard missing.isEmpty else {
+            throw BenchmarkError.guestFailed("\(what): the guest printed no result for \(missing.joined(separator: ", ")); "
+                + "the console's end:\n\(String(output.suffix(3000)))")
+        }
+        return IORunResult(phases: phases.compactMap { name in parsed.first { $0.phase == name } })
+    }
+
+    /// The first virtio-blk device's counters from `--stats`
+    /// ("virtio-blk 0 (…): N completed, M notifications (…), K interrupts (…)").
+    static func deviceCounters(_ output: String) -> (notifications: UInt64, completions: UInt64, interrupts: UInt64)? {
+        for line in output.split(whereSeparator: \.isNewline) where line.hasPrefix("virtio-blk 0 ") {
+            guard let colon = line.range(of: "): ") else { continue }
+            let words = line[colon.upperBound...].split(separator: " ")
+            func number(before word: String) -> UInt64? {
+                guard let index = words.firstIndex(where: { $0.hasPrefix(word) }), index > 0 else { return nil }
+                return UInt64(words[index - 1])
+            }
+            if let c = number(before: "completed"), let n = number(before: "notifications"), let i = number(before: "interrupts") {
+                return (n, c, i)
+            }
+        }
+        return nil
+    }
+
+    /// Boots `path`, types `script` at the shell's first prompt, and returns everything the
+    /// child wrote once it has exited with status 0.
+    static func session(_ path: String, _ arguments: [String], script: String, what: String,
+                        timeoutSeconds: Double) throws -> String {
+        let started = monotonicNanoseconds()
+        let child = try ConsoleChild.spawn(path, arguments)
+        defer { child.closePipes() }
+        var watch = LinuxConsoleWatch()
+        var transcript: [UInt8] = []
+        var typed = false
+        let deadline = started &+ UInt64(timeoutSeconds * 1e9)
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        reading: while true {
+            guard monotonicNanoseconds() < deadline else {
+                child.kill()
+                throw BenchmarkError.guestFailed("\(what) did not power off within \(Int(timeoutSeconds)) s "
+                    + "(it was killed); the console's end:\n\(watch.tail)")
+            }
+            switch child.read(into: &buffer, waitingMilliseconds: 100) {
+            case .endOfFile: break reading
+            case .nothingYet: continue
+            case .bytes(let count):
+                transcript.append(contentsOf: buffer[0..<count])
+                if watch.feed(buffer[0..<count]).prompt && !typed {
+                    typed = true
+                    child.write(Array(script.utf8))
+                }
+            }
+        }
+        let (status, _) = child.wait()
+        guard status == 0, typed else {
+            throw BenchmarkError.guestFailed("\(what) exited with status \(status)"
+                + (typed ? "" : " before the shell's prompt") + "; the console's end:\n\(watch.tail)")
+        }
+        return String(decoding: transcript, as: UTF8.self)
+    }
+}
+
+/// A sparse raw image of the benchmark's size in the temporary folder, removed afterwards.
+final class ScratchImage {
+    let path: String
+    let bytes: Int64
+
+    init(sizeMiB: Int) throws {
+        path = NSTemporaryDirectory() + "visor-bench-io-\(getpid()).img"
+        bytes = Int64(sizeMiB) * 1_048_576
+        try recreate()
+    }
+
+    /// Empties the image (a new sparse file), so each platform starts from the same disk.
+    func recreate() throws {
+        unlink(path)
+        let fd = open(path, O_CREAT | O_EXCL | O_WRONLY, 0o600)
+        guard fd >= 0 else { throw BenchmarkError.guestFailed("cannot create the scratch image \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        guard ftruncate(fd, off_t(bytes)) == 0 else {
+            throw BenchmarkError.guestFailed("cannot size the scratch image \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    func remove() { unlink(path) }
+}
