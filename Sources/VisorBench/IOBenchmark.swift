@@ -50,6 +50,10 @@ public struct IORunResult: Sendable {
     public var notifications: UInt64?
     public var completions: UInt64?
     public var deviceInterrupts: UInt64?
+    /// TCP through virtio-net, when the network half ran.
+    public var tcp: TCPResult?
+    /// Visor's `--stats` lines of its virtio devices, as printed.
+    public var deviceLines: [String] = []
 }
 
 public struct IOBenchmarkReport: Sendable {
@@ -58,6 +62,8 @@ public struct IOBenchmarkReport: Sendable {
     public var jobs: Int
     public var visor: IORunResult
     public var qemu: IORunResult?
+    /// Why the network half did not run, when it did not.
+    public var networkSkipped: String?
 
     public var text: String {
         func col(_ s: String, _ w: Int) -> String { s.padding(toLength: w, withPad: " ", startingAt: 0) }
@@ -81,8 +87,26 @@ public struct IOBenchmarkReport: Sendable {
                          + (q.iops > 0 ? String(format: "%.2f×", phase.iops / q.iops) : "-"))
         }
         if let n = visor.notifications, let c = visor.completions, let i = visor.deviceInterrupts, c > 0 {
-            lines.append(String(format: "visor, whole run (boot included): %llu requests, %llu notifications (%.2f per request), "
+            lines.append(String(format: "visor's disk, whole run (boot included): %llu requests, %llu notifications (%.2f per request), "
                                 + "%llu interrupts (%.2f per request)", c, n, Double(n) / Double(c), i, Double(i) / Double(c)))
+        }
+        if let tcp = visor.tcp {
+            lines.append("TCP through virtio-net and a TAP, host-timed: guest → host \(tcp.uploadBytes >> 20) MiB, host → guest \(tcp.downloadBytes >> 20) MiB")
+            lines.append(col("direction", 16) + col("run", 14) + "MiB/s")
+            for (name, pick) in [("guest → host", \TCPResult.uploadMiBPerSecond), ("host → guest", \TCPResult.downloadMiBPerSecond)] {
+                let v = tcp[keyPath: pick]
+                lines.append(col(name, 16) + col("visor \(engine)", 14) + String(format: "%.2f", v))
+                if let q = qemu?.tcp?[keyPath: pick] {
+                    lines.append(col(name, 16) + col("QEMU TCG", 14) + String(format: "%.2f", q))
+                    lines.append(col(name, 16) + col("\(engine) / QEMU", 14) + (q > 0 ? String(format: "%.2f×", v / q) : "-"))
+                }
+            }
+        } else if let why = networkSkipped {
+            lines.append("TCP: not measured: \(why)")
+        }
+        if !visor.deviceLines.isEmpty {
+            lines.append("visor --stats, whole run:")
+            lines += visor.deviceLines.map { "  " + $0 }
         }
         return lines.joined(separator: "\n")
     }
@@ -95,24 +119,49 @@ public enum IOBenchmark {
 
     /// Runs the block benchmark once on `engine` through `visor` (this executable) and, with
     /// `withQEMU`, once under QEMU's TCG.
-    public static func run(visor: String, engine: String, sizeMiB: Int, jobs: Int, withQEMU: Bool,
-                           timeoutSeconds: Double, progress: (String) -> Void = { _ in }) throws -> IOBenchmarkReport {
+    public static func run(visor: String, engine: String, sizeMiB: Int, jobs: Int, withQEMU: Bool, network wantsNetwork: Bool,
+                           networkMiB: Int, timeoutSeconds: Double, progress: (String) -> Void = { _ in }) throws -> IOBenchmarkReport {
         let (qemu, files) = try LinuxBenchmark.prerequisites(engine: engine, withQEMU: withQEMU, pvh: false)
         guard let guest = files["linux"] else { throw BenchmarkUnavailable(description: "the linux guest is not fetched") }
         signal(SIGPIPE, SIG_IGN)
-        let script = "visor-iobench /dev/vda \(sizeMiB) \(jobs) virtio0; poweroff -f\n"
+        var networkSkipped: String? = wantsNetwork ? BenchNetwork.unavailableReason : "not asked for (--no-network)"
+        let network = networkSkipped == nil ? try BenchNetwork() : nil
+        defer { network?.remove() }
+        if network == nil, let why = networkSkipped { progress("TCP is not measured: \(why)") }
+        let transferBytes = networkMiB << 20
+        var script = "visor-iobench /dev/vda \(sizeMiB) \(jobs) virtio0; "
+        if network != nil { script += BenchNetwork.guestScript(uploadBytes: transferBytes, downloadBytes: transferBytes) }
+        script += "poweroff -f\n"
+
+        /// One boot with the peer beside it when the network half runs.
+        func boot(_ path: String, _ arguments: [String], what: String) throws -> (String, TCPResult?) {
+            guard let network else {
+                return (try session(path, arguments, script: script, what: what, timeoutSeconds: timeoutSeconds), nil)
+            }
+            let peer = TCPPeer(network: network, uploadBytes: transferBytes, downloadBytes: transferBytes,
+                               deadline: monotonicNanoseconds() &+ UInt64(timeoutSeconds * 1e9))
+            let wrapped = network.inside(path, arguments)
+            let output = try session(wrapped.path, wrapped.arguments, script: script, what: what, timeoutSeconds: timeoutSeconds)
+            switch peer.result() {
+            case .success(let tcp): return (output, tcp)
+            case .failure(let error): throw error
+            }
+        }
 
         let scratch = try ScratchImage(sizeMiB: sizeMiB)
         defer { scratch.remove() }
-        let visorOutput = try session(visor, ["run", "linux", "--engine", engine, "--memory", "\(memoryMiB)M",
-                                              "--disk", scratch.path, "--stats"],
-                                      script: script, what: "visor run linux --engine \(engine)", timeoutSeconds: timeoutSeconds)
+        var visorArguments = ["run", "linux", "--engine", engine, "--memory", "\(memoryMiB)M", "--disk", scratch.path, "--stats"]
+        if let network { visorArguments += ["--net", "tap=\(network.tap)"] }
+        let (visorOutput, visorTCP) = try boot(visor, visorArguments, what: "visor run linux --engine \(engine)")
         var visorResult = try results(visorOutput, what: "visor (\(engine))")
         let counters = deviceCounters(visorOutput)
         visorResult.notifications = counters?.notifications
         visorResult.completions = counters?.completions
         visorResult.deviceInterrupts = counters?.interrupts
-        progress("visor \(engine): " + visorResult.phases.map { "\($0.phase) \(Int($0.iops.rounded())) IOPS" }.joined(separator: ", "))
+        visorResult.tcp = visorTCP
+        visorResult.deviceLines = visorOutput.split(whereSeparator: \.isNewline).filter { $0.hasPrefix("virtio-") }.map(String.init)
+        progress("visor \(engine): " + visorResult.phases.map { "\($0.phase) \(Int($0.iops.rounded())) IOPS" }.joined(separator: ", ")
+                 + (visorTCP.map { String(format: "; TCP %.2f MiB/s up, %.2f MiB/s down", $0.uploadMiBPerSecond, $0.downloadMiBPerSecond) } ?? ""))
 
         var qemuResult: IORunResult?
         if let qemu {
@@ -126,11 +175,17 @@ public enum IOBenchmark {
                              "-kernel", guest.kernel.path, "-initrd", guest.initrd.path, "-append", guest.commandLine,
                              "-drive", "id=scratch,file=\(scratch.path),format=raw,if=none,cache=writeback",
                              "-device", "virtio-blk-pci,drive=scratch"]
-            let output = try session(qemu, arguments, script: script, what: "QEMU", timeoutSeconds: timeoutSeconds)
-            qemuResult = try results(output, what: "QEMU")
-            progress("QEMU TCG: " + (qemuResult?.phases ?? []).map { "\($0.phase) \(Int($0.iops.rounded())) IOPS" }.joined(separator: ", "))
+                + (network.map { ["-netdev", "tap,id=net0,ifname=\($0.tap),script=no,downscript=no", "-device", "virtio-net-pci,netdev=net0"] } ?? [])
+            let (output, tcp) = try boot(qemu, arguments, what: "QEMU")
+            var result = try results(output, what: "QEMU")
+            result.tcp = tcp
+            qemuResult = result
+            progress("QEMU TCG: " + result.phases.map { "\($0.phase) \(Int($0.iops.rounded())) IOPS" }.joined(separator: ", ")
+                     + (tcp.map { String(format: "; TCP %.2f MiB/s up, %.2f MiB/s down", $0.uploadMiBPerSecond, $0.downloadMiBPerSecond) } ?? ""))
         }
-        return IOBenchmarkReport(engine: engine, sizeMiB: sizeMiB, jobs: jobs, visor: visorResult, qemu: qemuResult)
+        if network != nil { networkSkipped = nil }
+        return IOBenchmarkReport(engine: engine, sizeMiB: sizeMiB, jobs: jobs, visor: visorResult, qemu: qemuResult,
+                                 networkSkipped: networkSkipped)
     }
 
     /// The four phases from a console transcript, or an error naming what is missing.
@@ -145,16 +200,16 @@ public enum IOBenchmark {
     }
 
     /// The first virtio-blk device's counters from `--stats`
-    /// ("virtio-blk 0 (…): N completed, M notifications (…), K interrupts (…)").
+    /// ("virtio-blk 0 (…): requestq N buffers, M notifications, K interrupts").
     static func deviceCounters(_ output: String) -> (notifications: UInt64, completions: UInt64, interrupts: UInt64)? {
         for line in output.split(whereSeparator: \.isNewline) where line.hasPrefix("virtio-blk 0 ") {
-            guard let colon = line.range(of: "): ") else { continue }
-            let words = line[colon.upperBound...].split(separator: " ")
+            guard let queue = line.range(of: "): requestq ") else { continue }
+            let words = line[queue.upperBound...].split(separator: " ")
             func number(before word: String) -> UInt64? {
                 guard let index = words.firstIndex(where: { $0.hasPrefix(word) }), index > 0 else { return nil }
                 return UInt64(words[index - 1])
             }
-            if let c = number(before: "completed"), let n = number(before: "notifications"), let i = number(before: "interrupts") {
+            if let c = number(before: "buffers"), let n = number(before: "notifications"), let i = number(before: "interrupts") {
                 return (n, c, i)
             }
         }

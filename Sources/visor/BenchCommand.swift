@@ -280,7 +280,11 @@ struct IOBenchCommand: ParsableCommand {
             read, random read, random write, from --jobs threads, timed by the guest's own clock. The table \
             shows IOPS and MiB/s per phase, and the interrupts the device's line took per request (the \
             guest's /proc/interrupts). Visor's line adds its --stats counts over the whole run: QueueNotify \
-            notifications and interrupts per request. With --qemu, the same kernel, initramfs, workload and \
+            notifications and interrupts per request. Then TCP through virtio-net: the benchmark makes a network \
+            namespace of its own with a TAP (10.77.0.1/24; the guest is 10.77.0.2), runs the guest inside it, \
+            and a thread of its own in the namespace times --tcp-size MiB from the guest (dd | nc) and to the \
+            guest (nc -l); this needs root and /dev/net/tun, and is left out with the reason otherwise, or \
+            with --no-network. With --qemu, the same kernel, initramfs, workload and \
             virtio-blk device (on QEMU's virtio-pci transport) under qemu-system-x86_64 -accel tcg (or \
             VISOR_QEMU), in the same run, and the ratio. Use a release build. Exits 69 when the guest is not fetched, or \
             QEMU or the engine is missing.
@@ -298,10 +302,17 @@ struct IOBenchCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Threads issuing requests in the guest, 1-64: more keep several requests in flight.")
     var jobs: String = "1"
 
+    @Flag(help: "Leave out the TCP half (it needs root and /dev/net/tun, for a network namespace and a TAP of its own).")
+    var noNetwork = false
+
+    @Option(parsing: .unconditional, help: "MiB moved over TCP in each direction, 1-1024.")
+    var tcpSize: String = "8"
+
     @Option(parsing: .unconditional, help: "How long one boot may take before it is killed as hung (a guard, not a figure).")
     var timeout: String = "15m"
 
     func values() throws -> (size: Int, jobs: Int, timeout: Double) {
+        _ = try OptionValue.wholeNumber(tcpSize, option: "--tcp-size", in: 1...1024, allowed: "give 1 to 1024 MiB")
         _ = try OptionValue.engine(engine)
         let limit = try OptionValue.duration(timeout, option: "--timeout")
         let (seconds, attoseconds) = limit.components
@@ -316,7 +327,10 @@ struct IOBenchCommand: ParsableCommand {
         let (size, jobs, timeout) = try values()
         do {
             let report = try IOBenchmark.run(visor: try LinuxBenchmark.thisExecutable(), engine: engine, sizeMiB: size,
-                                             jobs: jobs, withQEMU: qemu, timeoutSeconds: timeout) {
+                                             jobs: jobs, withQEMU: qemu, network: !noNetwork,
+                                             networkMiB: try OptionValue.wholeNumber(tcpSize, option: "--tcp-size", in: 1...1024,
+                                                                                     allowed: "give 1 to 1024 MiB"),
+                                             timeoutSeconds: timeout) {
                 FileHandle.standardError.write(Data("visor bench io: \($0)\n".utf8))
             }
             print(report.text)

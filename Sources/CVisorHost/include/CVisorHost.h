@@ -39,4 +39,9 @@ int cvisorhost_set_thread_name(const char *name);
 /// 0 or -1 (errno; EOPNOTSUPP on a file system without holes).
 int cvisorhost_punch_hole(int fd, long long offset, long long length);
 
+/// Moves the calling thread (only it) into the network namespace named by the file at `path`
+/// (/run/netns/NAME, as `ip netns add` makes it), with setns(2), which Glibc's module hides:
+/// sockets it then creates live in that namespace. 0 or -1 (errno).
+int cvisorhost_enter_network_namespace(const char *path);
+
 #endif
