@@ -42,6 +42,8 @@ public struct ExitStatistics: Sendable {
     public var paravirtual: PVStatistics?
     /// What became of the host's console input (set by whoever fed it, at the end of the run).
     public var consoleInput: ConsoleInputStatistics?
+    /// The virtio devices' queue counts (the domain's, set at the end of the run).
+    public var virtioDevices: [VirtioDeviceStatistics] = []
 
     public var totalExits: UInt64 { buckets.reduce(0) { $0 &+ $1.count } }
 
@@ -95,6 +97,7 @@ public struct ExitStatistics: Sendable {
                 .map { "\($0.key)=\($0.value)" }.joined(separator: " "))
         }
         if let input = consoleInput, input != ConsoleInputStatistics() { lines.append(input.report) }
+        lines += virtioDevices.map(\.report)
         let u = unbacked
         if u != UnbackedAccesses() {
             lines.append("unbacked: port reads \(u.portReads), port writes \(u.portWrites), mmio reads \(u.mmioReads), mmio writes \(u.mmioWrites)")
