@@ -13,13 +13,17 @@ import Glibc
 /// A descriptor that carries whole frames, one per read and write (a TAP, or a datagram
 /// socket in tests), as a `PacketBackend`. Owns the descriptor and closes it on deinit.
 public final class PacketDescriptor: PacketBackend, @unchecked Sendable {
-    // @unchecked: two descriptors, set once; reads happen on one thread (the device's reader),
-    // writes on another (the worker), and the kernel keeps each frame whole.
-    public let fd: Int32
+    // @unchecked: the descriptors are set once; reads (and `readBuffer`) belong to one thread
+    // (the device's reader), writes to another (the worker), and the kernel keeps each frame whole.
+    /// The frames' descriptor; -1 once closed.
+    public private(set) var fd: Int32
     /// A pipe: `interrupt` writes a byte into it, `receive` drains it.
     private let interruptRead: Int32, interruptWrite: Int32
     /// The interface's name, for messages (the TAP's, or a test's label).
     public let name: String
+    /// Where `receive` reads a frame before copying out its length: one allocation for the
+    /// backend's life, not one per frame. Only the reader thread calls `receive`.
+    private var readBuffer = [UInt8](repeating: 0, count: VirtioNet.maximumFrame)
 
     /// Takes ownership of `fd`, which should be non-blocking (reads are attempted only after
     /// poll says one would not block, but a frame taken meanwhile must not hang the reader).
@@ -27,7 +31,7 @@ public final class PacketDescriptor: PacketBackend, @unchecked Sendable {
         var ends: [Int32] = [-1, -1]
         guard pipe(&ends) == 0 else {
             let reason = String(cString: strerror(errno))
-            close(fd)
+            Glibc.close(fd)
             throw PacketBackendError("\(name): cannot make a pipe: \(reason)")
         }
         for end in ends {
@@ -41,12 +45,18 @@ public final class PacketDescriptor: PacketBackend, @unchecked Sendable {
     }
 
     deinit {
-        close(fd)
-        close(interruptRead)
-        close(interruptWrite)
+        close()
+        Glibc.close(interruptRead)
+        Glibc.close(interruptWrite)
+    }
+
+    public func close() {
+        if fd >= 0 { Glibc.close(fd) }
+        fd = -1
     }
 
     public func send(_ frame: [UInt8]) throws(PacketBackendError) {
+        guard fd >= 0 else { throw PacketBackendError("\(name): closed") }
         while true {
             let written = frame.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
             if written == frame.count { return }
@@ -58,6 +68,7 @@ public final class PacketDescriptor: PacketBackend, @unchecked Sendable {
     }
 
     public func receive(acceptingFrames: Bool) -> PacketReceive {
+        guard fd >= 0 else { return .closed("\(name): closed") }
         var fds = [pollfd(fd: interruptRead, events: Int16(POLLIN), revents: 0),
                    pollfd(fd: acceptingFrames ? fd : -1, events: Int16(POLLIN), revents: 0)]
         while true {
@@ -73,9 +84,8 @@ public final class PacketDescriptor: PacketBackend, @unchecked Sendable {
             }
             let events = fds[1].revents
             if events & Int16(POLLIN) != 0 {
-                var buffer = [UInt8](repeating: 0, count: VirtioNet.maximumFrame)
-                let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-                if count > 0 { return .frame(Array(buffer[0..<count])) }
+                let count = readBuffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if count > 0 { return .frame(Array(readBuffer[0..<count])) }
                 if count < 0 && (errno == EAGAIN || errno == EINTR) { fds[1].revents = 0; continue }
                 return .closed("\(name): " + (count == 0 ? "end of file" : String(cString: strerror(errno))))
             }

@@ -32,6 +32,9 @@ public protocol PacketBackend: AnyObject, Sendable {
     func receive(acceptingFrames: Bool) -> PacketReceive
     /// Makes the `receive` waiting now, or else the next one, return `.interrupted`. Any thread.
     func interrupt()
+    /// Gives the host side back (closes the TAP) once nothing sends or receives any more: after
+    /// the device's reader and worker have stopped. Later sends fail, receives say `.closed`.
+    func close()
 }
 
 /// What `PacketBackend.receive` returned.

@@ -19,6 +19,7 @@ final class FakePacketBackend: PacketBackend, @unchecked Sendable {
     }
     func receive(acceptingFrames: Bool) -> PacketReceive { .closed("the fake backend gives no frames") }
     func interrupt() { interrupts.add(1, ordering: .relaxed) }
+    func close() {}
 }
 
 @Suite struct VirtioNetTests {
@@ -273,6 +274,10 @@ final class FakePacketBackend: PacketBackend, @unchecked Sendable {
         } catch {
             #expect(error.description.contains("not a TAP"), "\(error)")
         }
+        // Closed, it can be opened again at once (a restarted domain does that).
+        tap.close()
+        let (again, againName) = try TapDevice.open(name)
+        #expect(againName == name && again.fd >= 0)
         try TapDevice.bringUp(name)
         do {
             try TapDevice.addToBridge(name, bridge: "nobridge0")
