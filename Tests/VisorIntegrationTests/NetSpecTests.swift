@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Foundation
 import Testing
 import Visor
 import VisorVirtio
@@ -77,5 +78,51 @@ import VisorVirtio
         let r = try runVisor(["run", "hello", "--engine", "interp", "--net", "tap=lo"], timeout: 600)
         #expect(r.status == 65)
         #expect(r.stderr.contains("cannot open TAP 'lo': an interface of that name exists and is not a TAP"), "stderr: \(r.stderr)")
+    }
+
+    @Test("xl.cfg vif 'bridge=BR': Visor makes a TAP vifN.0, brings it up and adds it to the bridge; it goes when Visor ends",
+          .enabled(if: geteuid() == 0 && FileManager.default.fileExists(atPath: "/dev/net/tun")
+                       && (FileManager.default.isExecutableFile(atPath: "/usr/sbin/bridge") || FileManager.default.isExecutableFile(atPath: "/sbin/bridge")),
+                   "needs root, /dev/net/tun and iproute2's ip and bridge"))
+    func bridgedVif() throws {
+        let tools = FileManager.default.isExecutableFile(atPath: "/usr/sbin/bridge") ? "/usr/sbin/" : "/sbin/"
+        let ip = tools + "ip"
+        func inNamespace(_ arguments: [String]) throws -> ProcessResult {
+            try runProcess(ip, ["netns", "exec", namespace] + arguments)
+        }
+        let namespace = "visor-br-\(getpid())"
+        try #require(try runProcess(ip, ["netns", "add", namespace]).status == 0)
+        defer { _ = try? runProcess(ip, ["netns", "del", namespace]) }
+        try #require(try inNamespace([ip, "link", "add", "brv0", "type", "bridge"]).status == 0)
+        let configuration = "/tmp/visor-vif-\(getpid()).cfg"
+        try """
+            name = "bridged"
+            kernel = "cpuhog"
+            engine = "interp"
+            extra = "iterations=1000000000"
+            vif = [ 'bridge=brv0,mac=02:00:00:00:00:09' ]
+            """.write(toFile: configuration, atomically: true, encoding: .utf8)
+        defer { unlink(configuration) }
+        let visor = Process()
+        visor.executableURL = URL(fileURLWithPath: ip)
+        visor.arguments = ["netns", "exec", namespace, Host.visorPath, "run", configuration, "--for", "120s"]
+        visor.standardInput = FileHandle.nullDevice
+        visor.standardOutput = FileHandle.nullDevice
+        visor.standardError = FileHandle.nullDevice
+        try visor.run()
+        defer { if visor.isRunning { visor.terminate(); visor.waitUntilExit() } }
+        // The guest runs for minutes; the TAP appears as the domain is made (guests may be built first).
+        var ports = ""
+        for _ in 0..<600 where !ports.contains("master brv0") {
+            usleep(500_000)
+            ports = try inNamespace([tools + "bridge", "link"]).stdout
+            if !visor.isRunning { break }
+        }
+        #expect(ports.contains("vif") && ports.contains(".0: <") && ports.contains("master brv0"), "bridge link: \(ports)")
+        #expect(ports.contains(",UP"), "the TAP is up: \(ports)")
+        visor.terminate()
+        visor.waitUntilExit()
+        let after = try inNamespace([ip, "-br", "link"]).stdout
+        #expect(!after.contains("vif"), "the TAP Visor made went away with it: \(after)")
     }
 }
