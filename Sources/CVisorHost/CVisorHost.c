@@ -5,6 +5,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/if_tun.h>
+#include <linux/sockios.h>
+#include <net/if.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sched.h>
 #include <spawn.h>
 #include <sys/prctl.h>
@@ -48,6 +54,62 @@ int cvisorhost_set_thread_name(const char *name) {
 
 int cvisorhost_punch_hole(int fd, long long offset, long long length) {
     return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length);
+}
+
+int cvisorhost_tap_open(const char *name, char *actual) {
+    if (strlen(name) >= IFNAMSIZ) return -EINVAL;
+    int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    struct ifreq request;
+    memset(&request, 0, sizeof request);
+    strncpy(request.ifr_name, name, IFNAMSIZ - 1);
+    request.ifr_flags = IFF_TAP | IFF_NO_PI;
+    if (ioctl(fd, TUNSETIFF, &request) != 0) {
+        int error = errno;
+        close(fd);
+        return -error;
+    }
+    memcpy(actual, request.ifr_name, IFNAMSIZ);
+    actual[IFNAMSIZ - 1] = 0;
+    return fd;
+}
+
+/// An AF_INET datagram socket: the handle the interface ioctls (SIOC*IF*) go through.
+static int interface_control_socket(void) {
+    return socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+}
+
+int cvisorhost_interface_up(const char *name) {
+    if (strlen(name) >= IFNAMSIZ) return -EINVAL;
+    int sock = interface_control_socket();
+    if (sock < 0) return -errno;
+    struct ifreq request;
+    memset(&request, 0, sizeof request);
+    strncpy(request.ifr_name, name, IFNAMSIZ - 1);
+    int result = 0;
+    if (ioctl(sock, SIOCGIFFLAGS, &request) != 0) {
+        result = -errno;
+    } else {
+        request.ifr_flags |= IFF_UP;
+        if (ioctl(sock, SIOCSIFFLAGS, &request) != 0) result = -errno;
+    }
+    close(sock);
+    return result;
+}
+
+int cvisorhost_bridge_add_interface(const char *bridge, const char *name) {
+    if (strlen(bridge) >= IFNAMSIZ || strlen(name) >= IFNAMSIZ) return -EINVAL;
+    unsigned index = if_nametoindex(name);
+    if (index == 0) return -errno;
+    int sock = interface_control_socket();
+    if (sock < 0) return -errno;
+    struct ifreq request;
+    memset(&request, 0, sizeof request);
+    strncpy(request.ifr_name, bridge, IFNAMSIZ - 1);
+    request.ifr_ifindex = (int)index;
+    int result = ioctl(sock, SIOCBRADDIF, &request) == 0 ? 0 : -errno;
+    close(sock);
+    return result;
 }
 
 int cvisorhost_enter_network_namespace(const char *path) {

@@ -83,8 +83,9 @@ public final class Domain: @unchecked Sendable {
         guard (1...Self.maximumVCPUs).contains(vcpuCount) else {
             throw DomainError.invalidVCPUCount(vcpuCount)
         }
-        guard configuration.disks.count <= VirtioPlacement.maximumDevices else {
-            throw DomainError.tooManyVirtioDevices(configuration.disks.count)
+        let virtioDeviceCount = configuration.disks.count + configuration.networks.count
+        guard virtioDeviceCount <= VirtioPlacement.maximumDevices else {
+            throw DomainError.tooManyVirtioDevices(virtioDeviceCount)
         }
         let disks: [RawDiskImage]
         do {
@@ -92,12 +93,20 @@ public final class Domain: @unchecked Sendable {
         } catch {
             throw DomainError.disk(error)
         }
+        let networks: [(backend: PacketDescriptor, tap: String)]
+        do {
+            networks = try configuration.networks.enumerated().map { index, network throws(PacketBackendError) in
+                try network.openTap(index: index)
+            }
+        } catch {
+            throw DomainError.network(error)
+        }
         let memory = try GuestMemory(size: configuration.memoryBytes)
         self.memory = memory
         let image = try BootLoader.load(kernel: configuration.kernel, commandLine: Self.commandLine(for: configuration),
                                         modules: configuration.modules, initrd: configuration.initrd,
                                         firmware: DevicePlatform.firmwareTables(vcpuCount: vcpuCount,
-                                                                                         virtioDevices: disks.count),
+                                                                                         virtioDevices: virtioDeviceCount),
                                         into: memory)
         let clock = DomainClock()
         self.clock = clock
@@ -125,6 +134,12 @@ public final class Domain: @unchecked Sendable {
             let serial = String(disk.path.split(separator: "/").last ?? "disk")
             return VirtioSlot(model: VirtioBlock(storage: disk, serial: serial),
                               name: "virtio-blk \(index) (\(disk.path))", index: index, platform: platform,
+                              memory: memory, notice: notice)
+        } + networks.enumerated().map { index, network in
+            let slot = disks.count + index
+            let mac = configuration.networks[index].address(domainName: configuration.name, index: index)
+            return VirtioSlot(model: VirtioNet(backend: network.backend, mac: mac),
+                              name: "virtio-net \(index) (TAP \(network.tap), \(mac))", index: slot, platform: platform,
                               memory: memory, notice: notice)
         }
         platform.setSignalHandler { [unowned self] index, signal in self.deliver(signal, to: index) }
@@ -280,7 +295,7 @@ public final class Domain: @unchecked Sendable {
         total.wallNanoseconds = monotonicNanoseconds() &- startTime
         platform.lock.withLock {
             total.paravirtual = pv.statistics
-            total.virtio = virtioSlots.map { ($0.name, $0.device.counters) }
+            total.virtioDevices = virtioSlots.map { $0.statistics() }
             total.unbacked = .init(portReads: platform.bus.unbackedReads, portWrites: platform.bus.unbackedWrites,
                                    mmioReads: platform.unbackedMMIOReads, mmioWrites: platform.unbackedMMIOWrites)
         }
@@ -741,7 +756,8 @@ public final class Domain: @unchecked Sendable {
         let kernel = configuration.kernel
         let isLinux = LinuxSetupHeader.isPresent(in: kernel) || ((try? PVHLoader.hasEntryNote(kernel)) ?? false)
         guard isLinux else { return configuration.commandLine }
-        let parameters = configuration.disks.indices.map { VirtioPlacement.linuxParameter(device: $0) }
+        let parameters = (0..<configuration.disks.count + configuration.networks.count)
+            .map { VirtioPlacement.linuxParameter(device: $0) }
         return ([configuration.commandLine] + parameters).filter { !$0.isEmpty }.joined(separator: " ")
     }
 

@@ -29,6 +29,9 @@ public struct DomainConfiguration: Sendable {
     /// Disks, each a virtio-blk device on virtio-mmio (`--disk`, xl.cfg `disk`), in order:
     /// Linux names them vda, vdb, ...
     public var disks: [DiskConfiguration] = []
+    /// Network interfaces, each a virtio-net device on a host TAP (`--net`, xl.cfg `vif`), placed
+    /// after the disks: Linux names them eth0, eth1, ...
+    public var networks: [NetworkConfiguration] = []
 
     /// RAM of a domain whose configuration names none.
     public static let defaultMemoryBytes: UInt64 = 128 << 20

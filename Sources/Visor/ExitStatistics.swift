@@ -43,9 +43,8 @@ public struct ExitStatistics: Sendable {
     public var paravirtual: PVStatistics?
     /// What became of the host's console input (set by whoever fed it, at the end of the run).
     public var consoleInput: ConsoleInputStatistics?
-    /// Each virtio device's counts, by its name ("virtio-blk 0 (disk.img)"), in device order
-    /// (the domain's, set at the end of the run).
-    public var virtio: [(name: String, counters: VirtioCounters)] = []
+    /// The virtio devices' queue counts (the domain's, set at the end of the run).
+    public var virtioDevices: [VirtioDeviceStatistics] = []
 
     public var totalExits: UInt64 { buckets.reduce(0) { $0 &+ $1.count } }
 
@@ -99,24 +98,12 @@ public struct ExitStatistics: Sendable {
                 .map { "\($0.key)=\($0.value)" }.joined(separator: " "))
         }
         if let input = consoleInput, input != ConsoleInputStatistics() { lines.append(input.report) }
-        for device in virtio { lines.append(Self.virtioLine(name: device.name, device.counters)) }
+        lines += virtioDevices.map(\.report)
         let u = unbacked
         if u != UnbackedAccesses() {
             lines.append("unbacked: port reads \(u.portReads), port writes \(u.portWrites), mmio reads \(u.mmioReads), mmio writes \(u.mmioWrites)")
         }
         return lines.joined(separator: "\n")
-    }
-
-    /// "virtio-blk 0 (disk.img): 4096 completed, 1203 notifications (0.29 each), 1187 interrupts (0.29 each)".
-    static func virtioLine(name: String, _ c: VirtioCounters) -> String {
-        func each(_ count: UInt64) -> String {
-            guard c.completions > 0 else { return "" }
-            let hundredths = (count * 100 + c.completions / 2) / c.completions
-            let fraction = hundredths % 100
-            return " (\(hundredths / 100).\(fraction < 10 ? "0" : "")\(fraction) each)"
-        }
-        return "\(name): \(c.completions) completed, \(c.notifications) notifications\(each(c.notifications)), "
-            + "\(c.interrupts) interrupts\(each(c.interrupts))"
     }
 
     private func pad(_ s: String, _ width: Int, right: Bool = false) -> String {

@@ -85,6 +85,8 @@ public struct RunRequest: Sendable {
     public var initrd: String?
     /// `--disk`: disks, each a raw image on virtio-blk.
     public var disks: [DiskConfiguration] = []
+    /// `--net`: network interfaces, each virtio-net on a host TAP.
+    public var networks: [NetworkConfiguration] = []
     /// Stop the guest after this long (it did not finish in time: status 6).
     public var timeout: Duration?
     /// Run the domains for this long, then stop them and report (an expected end: status 0).
@@ -289,6 +291,7 @@ public enum Launcher {
             memoryBytes: request.memoryBytes, commandLine: resolved.commandLine(adding: request.commandLine),
             modules: modules, initrd: initrd, engine: engine, vcpuCount: request.vcpuCount)
         configuration.disks = try checkedDisks(request.disks, what: "--disk")
+        configuration.networks = try checkedNetworks(request.networks, disks: request.disks.count, what: "--net")
         return configuration
     }
 
@@ -341,6 +344,15 @@ public enum Launcher {
             }
         }
         return disks
+    }
+
+    /// The network interfaces, if the virtio devices (disks first) fit the placement. The TAPs
+    /// are opened by the domain, which reports what the host refuses.
+    static func checkedNetworks(_ networks: [NetworkConfiguration], disks: Int, what: String) throws -> [NetworkConfiguration] {
+        guard disks + networks.count <= VirtioPlacement.maximumDevices else {
+            throw LaunchError.badInput("\(what): \(disks) disks and \(networks.count) network interfaces: a domain may have at most \(VirtioPlacement.maximumDevices) virtio devices in all")
+        }
+        return networks
     }
 
     static func readFile(_ path: String, what: String) throws -> [UInt8] {

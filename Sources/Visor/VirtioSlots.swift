@@ -111,6 +111,9 @@ final class VirtioSlot: @unchecked Sendable {
         }
         thread?.join()
         thread = nil
+        // A network device's TAP goes back now, not when the domain object goes away: a domain
+        // restarted by the toolstack opens the same TAP at once (a second open is EBUSY).
+        if let network = device.model as? VirtioNet { network.backend.close() }
     }
 
     private func serveLoop() {

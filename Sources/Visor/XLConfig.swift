@@ -47,6 +47,8 @@ public struct DomainSpec: Sendable, Equatable {
     public var onCrash: DomainEndAction
     /// `disk`: the disks in list order, each a raw image on virtio-blk.
     public var disks: [DiskConfiguration] = []
+    /// `vif`: the network interfaces in list order, each virtio-net on a host TAP.
+    public var networks: [NetworkConfiguration] = []
     /// The configuration file, for messages.
     public var path: String
 
@@ -107,10 +109,11 @@ public enum XLConfig {
     public static let understoodKeys = [
         "name", "kernel", "ramdisk", "cmdline", "extra", "root", "memory", "vcpus", "maxvcpus",
         "cpus", "cpus_soft", "cpu_weight", "cap", "engine", "on_poweroff", "on_reboot", "on_crash", "disk",
+        "vif",
     ]
     /// Xen keys common in real configurations that Visor accepts with a warning and does not act on.
     public static let ignoredKeys = [
-        "type", "builder", "vif", "vfb", "serial",
+        "type", "builder", "vfb", "serial",
         "boot", "uuid", "pool", "device_model_version", "sdl", "vnc", "period", "extratime", "slice", "latency",
     ]
 
@@ -694,6 +697,31 @@ fileprivate struct XLConfigValidator {
         return disks
     }
 
+    /// `vif = [ 'spec', ... ]`: a list of xl vif specifications (a lone string is one).
+    private func vifList(_ s: XLSetting) throws(XLConfigError) -> [NetworkConfiguration] {
+        let items: [XLValue]
+        switch s.value {
+        case .string: items = [s.value]
+        case .list(let list): items = list
+        case .integer: throw fail(s, "expected a list of vif specifications such as [ 'bridge=br0' ]")
+        }
+        guard items.count <= VirtioPlacement.maximumDevices else {
+            throw fail(s, "\(items.count) interfaces: a domain may have at most \(VirtioPlacement.maximumDevices) virtio devices")
+        }
+        var networks: [NetworkConfiguration] = []
+        for (i, item) in items.enumerated() {
+            guard case .string(let text) = item else {
+                throw fail(s, "element \(i): expected a vif specification in quotes, such as 'bridge=br0,mac=02:00:00:00:00:01'")
+            }
+            do {
+                networks.append(try NetworkConfiguration(xlSpec: text))
+            } catch {
+                throw fail(s, "element \(i): \(error.description)")
+            }
+        }
+        return networks
+    }
+
     private func affinity(_ s: XLSetting) throws(XLConfigError) -> (masks: [String], perVCPU: Bool) {
         switch s.value {
         case .string, .integer:
@@ -782,6 +810,7 @@ fileprivate struct XLConfigValidator {
         var engine: String?
         var onPowerOff = DomainEndAction.destroy, onReboot = DomainEndAction.restart, onCrash = DomainEndAction.destroy
         var disks: [DiskConfiguration] = []
+        var networks: [NetworkConfiguration] = []
 
         // Each key on its own, in file order, so the first problem reported is the earliest.
         for s in settings {
@@ -822,6 +851,7 @@ fileprivate struct XLConfigValidator {
             case "on_reboot": onReboot = try endAction(s)
             case "on_crash": onCrash = try endAction(s)
             case "disk": disks = try diskList(s)
+            case "vif": networks = try vifList(s)
             default:
                 if XLConfig.ignoredKeys.contains(s.key) {
                     warn(s, "ignored by Visor")
@@ -884,6 +914,7 @@ fileprivate struct XLConfigValidator {
                               softAffinity: softAffinity, weight: weight, cap: capValue, engine: engine,
                               onPowerOff: onPowerOff, onReboot: onReboot, onCrash: onCrash, path: path)
         spec.disks = disks
+        spec.networks = networks
         return spec
     }
 }

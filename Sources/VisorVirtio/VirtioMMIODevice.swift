@@ -88,6 +88,17 @@ public struct VirtqueueService: Sendable {
     }
 }
 
+/// Counts of one queue's traffic.
+public struct VirtqueueStatistics: Sendable, Equatable {
+    /// QueueNotify writes by the driver (each an exit).
+    public var notifications: UInt64 = 0
+    /// Buffers (descriptor chains) the device used.
+    public var buffers: UInt64 = 0
+    /// Times the device asked for a used-buffer interrupt after a pass over the queue.
+    public var interrupts: UInt64 = 0
+    public init() {}
+}
+
 /// The register file of one virtio-mmio device.
 public final class VirtioMMIODevice: @unchecked Sendable {
     /// "virt" in little-endian ASCII.
@@ -113,9 +124,9 @@ public final class VirtioMMIODevice: @unchecked Sendable {
     /// Bumped by every reset, so a service begun before it is dropped.
     public private(set) var generation: UInt64 = 0
     public private(set) var configGeneration: UInt32 = 0
-    /// What the device did, for `--stats` and `visor bench io`: what the rings buy is fewer
-    /// notifications and interrupts than requests.
-    public private(set) var counters = VirtioCounters()
+    /// Per queue, what crossed between driver and device (kept across resets), for `--stats`
+    /// and benchmarks: buffers per notification and per interrupt show how well they batch.
+    public private(set) var queueStatistics: [VirtqueueStatistics]
 
     private var deviceFeaturesSel: UInt32 = 0
     private var driverFeaturesSel: UInt32 = 0
@@ -138,6 +149,7 @@ public final class VirtioMMIODevice: @unchecked Sendable {
         self.model = model
         self.memory = memory
         queues = Array(repeating: QueueRegisters(), count: model.queueCount)
+        queueStatistics = Array(repeating: VirtqueueStatistics(), count: model.queueCount)
     }
 
     /// True when the driver finished initialisation and the device is not broken.
@@ -201,7 +213,7 @@ public final class VirtioMMIODevice: @unchecked Sendable {
         case VirtioMMIORegister.queueNotify:
             let index = Int(value32 & 0xffff)  // the high half is notification data, not negotiated
             if isLive, queues.indices.contains(index), queues[index].ready {
-                counters.notifications &+= 1
+                queueStatistics[index].notifications &+= 1
                 onQueueNotify(index)
             }
         case VirtioMMIORegister.interruptACK:
@@ -321,14 +333,14 @@ public final class VirtioMMIODevice: @unchecked Sendable {
                 try queue.pushUsed(memory, head: completion.head, writtenLength: completion.length)
             }
             queues[index].live = queue
-            counters.completions &+= UInt64(service.completions.count)
+            queueStatistics[index].buffers &+= UInt64(service.completions.count)
             if let failure = service.failure {
                 markBroken("queue \(index): \(failure)")
                 return false
             }
             try queue.publishAvailableEvent(memory)
             if try queue.needsInterrupt(memory, since: oldUsed) {
-                counters.interrupts &+= 1
+                queueStatistics[index].interrupts &+= 1
                 interruptStatus |= VirtioInterrupt.usedBuffer
                 updateLine()
             }
@@ -355,19 +367,6 @@ public final class VirtioMMIODevice: @unchecked Sendable {
         guard high != lineHigh else { return }
         lineHigh = high
         onInterruptLevel(high)
-    }
-}
-
-/// Counts of one device's traffic since it was created (resets do not clear them).
-public struct VirtioCounters: Sendable, Equatable {
-    /// QueueNotify writes the device acted on (each one an exit on every engine).
-    public var notifications: UInt64 = 0
-    /// Chains the device completed: requests for a disk, frames for a network.
-    public var completions: UInt64 = 0
-    /// Used-buffer interrupts the device raised (the driver's suppression honoured).
-    public var interrupts: UInt64 = 0
-    public init(notifications: UInt64 = 0, completions: UInt64 = 0, interrupts: UInt64 = 0) {
-        self.notifications = notifications; self.completions = completions; self.interrupts = interrupts
     }
 }
 

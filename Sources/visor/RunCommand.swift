@@ -17,7 +17,8 @@ struct RunCommand: ParsableCommand {
 
             In place of KERNEL, one or more domain configuration files (*.cfg, Xen's xl.cfg \
             syntax: name, kernel, ramdisk, extra/cmdline, memory, vcpus, cpus, cpus_soft, \
-            cpu_weight, cap, and Visor's engine) run as domains sharing the pCPUs; their console \
+            cpu_weight, cap, disk, vif ('bridge=BR' makes a TAP vifN.I, brings it up and adds \
+            it to bridge BR; 'vifname=NAME' uses the TAP NAME; mac=), and Visor's engine) run as domains sharing the pCPUs; their console \
             lines are prefixed with the domain name and a table of CPU shares ends the run. \
             For example: visor run a.cfg b.cfg --pcpus 1 --sched credit --for 10s
 
@@ -53,6 +54,10 @@ struct RunCommand: ParsableCommand {
     @Option(name: .customLong("disk"), parsing: .unconditionalSingleValue,
             help: "A raw disk image as a virtio-blk disk (repeatable; Linux names them vda, vdb, ...): FILE, or FILE,ro for a read-only disk.")
     var disks: [String] = []
+
+    @Option(name: .customLong("net"), parsing: .unconditionalSingleValue,
+            help: "A network interface, virtio-net on a host TAP (repeatable, after the disks; Linux names them eth0, eth1, ...; at most 5 disks and interfaces in all): tap=NAME[,mac=XX:XX:XX:XX:XX:XX]. An existing TAP is used as it is; otherwise Visor creates it (needs CAP_NET_ADMIN) and it goes away when Visor ends. The address defaults to one derived from the domain's name.")
+    var networks: [String] = []
 
     @Option(name: .customLong("module"), parsing: .unconditionalSingleValue,
             help: "A multiboot module to load (repeatable); an optional ' args' after the path becomes its string.")
@@ -109,6 +114,15 @@ struct RunCommand: ParsableCommand {
         if !disks.isEmpty && !configurationFiles.isEmpty {
             throw ValidationError("--disk is for a kernel on the command line; an xl.cfg file names its disks with disk = [ ... ]")
         }
+        if !networks.isEmpty && !configurationFiles.isEmpty {
+            throw ValidationError("--net is for a kernel on the command line; an xl.cfg file names its interfaces with vif = [ ... ]")
+        }
+        let networkConfigurations: [NetworkConfiguration]
+        do {
+            networkConfigurations = try networks.map { text throws(NetSpecError) in try NetworkConfiguration(option: text) }
+        } catch {
+            throw ValidationError(error.description)
+        }
         let diskConfigurations: [DiskConfiguration]
         do {
             diskConfigurations = try disks.map { text throws(DiskSpecError) in try DiskConfiguration(option: text) }
@@ -124,6 +138,7 @@ struct RunCommand: ParsableCommand {
                           scheduler: kind, tracePath: trace,
                           pinPCPUs: try OptionValue.pinnable(pcpuCount, pin: pinPCPUs))
         request.disks = diskConfigurations
+        request.networks = networkConfigurations
         return request
     }
 

@@ -177,8 +177,10 @@ final class ConsoleSession: @unchecked Sendable {
     private var received = Data()
     private var errorText = Data()
 
-    init(_ arguments: [String]) throws {
-        process.executableURL = URL(fileURLWithPath: Host.visorPath)
+    /// Runs visor with `arguments`, or `executable` (which then runs visor itself, as
+    /// `ip netns exec NS visor ...` does).
+    init(_ arguments: [String], executable: String = Host.visorPath) throws {
+        process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         process.standardInput = input
         process.standardOutput = output

@@ -946,8 +946,8 @@ struct ToolstackFormatTests {
         }
         // Ignored keys warn in both forms; JSON's warnings have no line.
         if case .createDomain(_, let warnings) = try parse("POST", "/domains", "application/json",
-                                                            #"{"name": "a", "kernel": "cpuhog", "vif": "bridge=xenbr0"}"#).get() {
-            #expect(warnings == ["request: vif: ignored by Visor"])
+                                                            #"{"name": "a", "kernel": "cpuhog", "vfb": "vnc=1"}"#).get() {
+            #expect(warnings == ["request: vfb: ignored by Visor"])
         }
         #expect(status(parse("POST", "/domains", "application/xml", "<a/>")) == 415)
         // The configuration's path must be absolute: its relative paths are resolved from it.

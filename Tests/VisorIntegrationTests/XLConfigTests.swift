@@ -137,7 +137,7 @@ struct XLConfigTests {
             name = "d"
             type = "pvh"
             kernel = "demo"
-            vif = [ 'mac=00:16:3e:00:00:01,bridge=xenbr0' ]
+            vfb = [ 'vnc=1' ]
             boot = "c"
             period = 10000
             """
@@ -145,7 +145,7 @@ struct XLConfigTests {
         #expect(spec.name == "d")
         #expect(warnings == [
             "/etc/xen/d.cfg:2: type: ignored by Visor",
-            "/etc/xen/d.cfg:4: vif: ignored by Visor",
+            "/etc/xen/d.cfg:4: vfb: ignored by Visor",
             "/etc/xen/d.cfg:5: boot: ignored by Visor",
             "/etc/xen/d.cfg:6: period: ignored by Visor",
         ])
@@ -325,7 +325,7 @@ struct XLConfigTests {
          "a.cfg:3: cpus: unterminated list: the '[' on line 3 has no ']'"),
         ("name = \"d\"\nkernel = \"demo\"\nvcpu = 2\n",
          "a.cfg:3: vcpu: unknown key; Visor understands name, kernel, ramdisk, cmdline, extra, root, memory, vcpus, "
-            + "maxvcpus, cpus, cpus_soft, cpu_weight, cap, engine, on_poweroff, on_reboot, on_crash, disk (and ignores"),
+            + "maxvcpus, cpus, cpus_soft, cpu_weight, cap, engine, on_poweroff, on_reboot, on_crash, disk, vif (and ignores"),
         ("name = \"d\"\nkernel = \"demo\"\nvcpus = 4\nmaxvcpus = 2\n",
          "a.cfg:4: maxvcpus: 2 is less than vcpus (4): maxvcpus is the most vCPUs the domain may ever have"),
         ("name = \"d\"\nkernel = \"demo\"\nvcpus = 2\nmaxvcpus = 8\n",
@@ -444,7 +444,7 @@ struct XLConfigTests {
         // Nesting is legal syntax for keys Visor ignores, up to the limit.
         let nested = String(repeating: "[", count: XLConfig.maximumListDepth) + "1"
             + String(repeating: "]", count: XLConfig.maximumListDepth)
-        #expect(parseError(base + "vif = \(nested)\n") == nil)
+        #expect(parseError(base + "vfb = \(nested)\n") == nil)
     }
 
     @Test("every prefix of a valid file, and random syntax soup, parses or fails cleanly")
@@ -454,7 +454,7 @@ struct XLConfigTests {
             kernel = 'k\\x41\\n'
             cpus = [ "0-3,^1", 2, ]; memory = 0x40
             vcpus = 2
-            vif = [ [ 'a' ], "b" ]
+            vfb = [ [ 'a' ], "b" ]
 
             """
         let bytes = Array(valid.utf8)

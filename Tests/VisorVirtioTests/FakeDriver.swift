@@ -14,13 +14,21 @@ enum TestLayout {
     static let usedRing: UInt64 = 0x3000
     static let buffers: UInt64 = 0x10000
     static let ramSize: UInt64 = 1 << 20
+
+    /// Queue n's areas: queue 0 at the addresses above, each further queue 12 KiB higher
+    /// (below `buffers` for up to four queues).
+    static func descriptorTable(queue: Int) -> UInt64 { descriptorTable + 0x3000 * UInt64(queue) }
+    static func availableRing(queue: Int) -> UInt64 { availableRing + 0x3000 * UInt64(queue) }
+    static func usedRing(queue: Int) -> UInt64 { usedRing + 0x3000 * UInt64(queue) }
 }
 
 final class FakeDriver {
     let memory: GuestMemory
     let device: VirtioMMIODevice
     let queueSize: UInt16
-    private(set) var availableIndex: UInt16 = 0
+    /// Each queue's available index as the driver published it.
+    private(set) var availableIndices: [UInt16] = [0, 0, 0, 0]
+    var availableIndex: UInt16 { availableIndices[0] }
     private(set) var notifications: [Int] = []
     private(set) var lineChanges: [Bool] = []
     /// Next free byte for `allocate`.
@@ -58,15 +66,16 @@ final class FakeDriver {
         return read(VirtioMMIORegister.status) & VirtioStatus.featuresOK != 0
     }
 
-    /// Configures queue 0 at TestLayout's addresses and marks it ready.
-    func setUpQueue(size: UInt16? = nil, descriptorTable: UInt64 = TestLayout.descriptorTable) {
-        write(VirtioMMIORegister.queueSel, 0)
+    /// Configures queue `queue` (0 unless said) at TestLayout's addresses and marks it ready.
+    func setUpQueue(size: UInt16? = nil, descriptorTable: UInt64? = nil, queue: Int = 0) {
+        let descriptorTable = descriptorTable ?? TestLayout.descriptorTable(queue: queue)
+        write(VirtioMMIORegister.queueSel, UInt32(queue))
         write(VirtioMMIORegister.queueNum, UInt32(size ?? queueSize))
         write(VirtioMMIORegister.queueDescLow, UInt32(truncatingIfNeeded: descriptorTable))
         write(VirtioMMIORegister.queueDescHigh, UInt32(truncatingIfNeeded: descriptorTable >> 32))
-        write(VirtioMMIORegister.queueDriverLow, UInt32(TestLayout.availableRing))
+        write(VirtioMMIORegister.queueDriverLow, UInt32(TestLayout.availableRing(queue: queue)))
         write(VirtioMMIORegister.queueDriverHigh, 0)
-        write(VirtioMMIORegister.queueDeviceLow, UInt32(TestLayout.usedRing))
+        write(VirtioMMIORegister.queueDeviceLow, UInt32(TestLayout.usedRing(queue: queue)))
         write(VirtioMMIORegister.queueDeviceHigh, 0)
         write(VirtioMMIORegister.queueReady, 1)
     }
@@ -75,11 +84,11 @@ final class FakeDriver {
         write(VirtioMMIORegister.status, read(VirtioMMIORegister.status) | VirtioStatus.driverOK)
     }
 
-    /// The whole bring-up with the features the tests use by default.
+    /// The whole bring-up with the features the tests use by default, every queue of the model.
     func bringUp(extraFeatures: UInt64 = 0) throws {
         let features = VirtioFeature.version1 | VirtioFeature.indirectDescriptors | extraFeatures
         guard negotiate(features) else { throw TestFailure("the device refused \(features)") }
-        setUpQueue()
+        for queue in 0..<device.model.queueCount { setUpQueue(queue: queue) }
         driverOK()
         guard device.isLive else { throw TestFailure("device not live: \(device.brokenReason ?? "?")") }
     }
@@ -87,7 +96,8 @@ final class FakeDriver {
     // MARK: Rings
 
     func setDescriptor(_ index: UInt16, address: UInt64, length: UInt32, flags: UInt16 = 0, next: UInt16 = 0,
-                       table: UInt64 = TestLayout.descriptorTable) throws {
+                       table: UInt64 = TestLayout.descriptorTable, queue: Int = 0) throws {
+        let table = queue == 0 ? table : TestLayout.descriptorTable(queue: queue)
         let entry = GuestPhysicalAddress(table + 16 * UInt64(index))
         try memory.store(address, at: entry)
         try memory.store(length, at: GuestPhysicalAddress(entry.rawValue + 8))
@@ -96,11 +106,12 @@ final class FakeDriver {
     }
 
     /// Puts `head` on the available ring and publishes the new index.
-    func makeAvailable(_ head: UInt16) throws {
-        let slot = UInt64(availableIndex % queueSize)
-        try memory.store(head, at: GuestPhysicalAddress(TestLayout.availableRing + 4 + 2 * slot))
-        availableIndex &+= 1
-        try memory.store(availableIndex, at: GuestPhysicalAddress(TestLayout.availableRing + 2))
+    func makeAvailable(_ head: UInt16, queue: Int = 0) throws {
+        let ring = TestLayout.availableRing(queue: queue)
+        let slot = UInt64(availableIndices[queue] % queueSize)
+        try memory.store(head, at: GuestPhysicalAddress(ring + 4 + 2 * slot))
+        availableIndices[queue] &+= 1
+        try memory.store(availableIndices[queue], at: GuestPhysicalAddress(ring + 2))
     }
 
     /// Writes the available index directly (for a driver that lies about it).
@@ -116,23 +127,27 @@ final class FakeDriver {
         try memory.store(value, at: GuestPhysicalAddress(TestLayout.availableRing))
     }
 
-    var usedIndex: UInt16 { (try? memory.load(UInt16.self, at: GuestPhysicalAddress(TestLayout.usedRing + 2))) ?? 0xdead }
+    var usedIndex: UInt16 { usedIndex(queue: 0) }
+
+    func usedIndex(queue: Int) -> UInt16 {
+        (try? memory.load(UInt16.self, at: GuestPhysicalAddress(TestLayout.usedRing(queue: queue) + 2))) ?? 0xdead
+    }
 
     var availableEvent: UInt16 {
         (try? memory.load(UInt16.self, at: GuestPhysicalAddress(TestLayout.usedRing + 4 + 8 * UInt64(queueSize)))) ?? 0xdead
     }
 
     /// The used-ring entry `n` (id, len).
-    func usedEntry(_ n: UInt16) throws -> (id: UInt32, length: UInt32) {
-        let slot = TestLayout.usedRing + 4 + 8 * UInt64(n % queueSize)
+    func usedEntry(_ n: UInt16, queue: Int = 0) throws -> (id: UInt32, length: UInt32) {
+        let slot = TestLayout.usedRing(queue: queue) + 4 + 8 * UInt64(n % queueSize)
         return (try memory.load(UInt32.self, at: GuestPhysicalAddress(slot)),
                 try memory.load(UInt32.self, at: GuestPhysicalAddress(slot + 4)))
     }
 
-    /// Notifies queue 0 and lets the device serve it on this thread.
-    func kick() {
-        write(VirtioMMIORegister.queueNotify, 0)
-        device.serveSynchronously(queue: 0)
+    /// Notifies queue `queue` (0 unless said) and lets the device serve it on this thread.
+    func kick(queue: Int = 0) {
+        write(VirtioMMIORegister.queueNotify, UInt32(queue))
+        device.serveSynchronously(queue: queue)
     }
 
     /// Guest RAM for a buffer of `length` bytes, 16-byte aligned.

@@ -39,6 +39,23 @@ int cvisorhost_set_thread_name(const char *name);
 /// 0 or -1 (errno; EOPNOTSUPP on a file system without holes).
 int cvisorhost_punch_hole(int fd, long long offset, long long length);
 
+/// Attaches to the TAP interface `name` through /dev/net/tun (TUNSETIFF with IFF_TAP |
+/// IFF_NO_PI: whole Ethernet frames, no packet-information prefix), creating it when no
+/// interface has that name; a name with "%d" lets the kernel pick the first free number. The
+/// interface's actual name is copied to `actual` (16 bytes, NUL-terminated). The descriptor
+/// is non-blocking and close-on-exec. Returns it, or -errno (ENOENT: no /dev/net/tun; EPERM:
+/// no CAP_NET_ADMIN; EBUSY: another process has it; EINVAL: a name that is not a TAP's).
+int cvisorhost_tap_open(const char *name, char *actual);
+
+/// Sets IFF_UP on the interface `name` (SIOCGIFFLAGS, then SIOCSIFFLAGS), as `ip link set
+/// NAME up` does. 0 or -errno.
+int cvisorhost_interface_up(const char *name);
+
+/// Adds the interface `name` to the bridge `bridge` (SIOCBRADDIF with the interface's index),
+/// as `ip link set NAME master BRIDGE` does. 0 or -errno (ENODEV: no such bridge or interface;
+/// EOPNOTSUPP: `bridge` is not a bridge).
+int cvisorhost_bridge_add_interface(const char *bridge, const char *name);
+
 /// Moves the calling thread (only it) into the network namespace named by the file at `path`
 /// (/run/netns/NAME, as `ip netns add` makes it), with setns(2), which Glibc's module hides:
 /// sockets it then creates live in that namespace. 0 or -1 (errno).
