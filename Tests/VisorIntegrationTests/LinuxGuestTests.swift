@@ -215,6 +215,23 @@ final class ConsoleSession: @unchecked Sendable {
         input.fileHandleForWriting.write(Data((line + "\n").utf8))
     }
 
+    /// Types `command` at the busybox shell whose prompt ends at `at`, waits for `answer`, then
+    /// for the next prompt, and moves `at` past it. Records an issue and returns false when the
+    /// answer does not come. `answer` must be something the command prints, not its echo: the
+    /// console echoes what is typed (`echo done-$((6*7))` answers "done-42").
+    @discardableResult
+    func run(_ command: String, expecting answer: String, at: inout String.Index,
+             sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
+        type(command)
+        guard let end = waitFor(answer, from: at, timeout: 120) else {
+            Issue.record("'\(command)' did not answer '\(answer)': \(text[min(at, text.endIndex)...].suffix(1000))",
+                         sourceLocation: sourceLocation)
+            return false
+        }
+        at = waitFor("/ # ", from: end, timeout: 60) ?? end
+        return true
+    }
+
     /// Waits for the process to end (killing it after `timeout`); its status, or nil when killed.
     func finish(timeout: TimeInterval) -> Int32? {
         let deadline = Date().addingTimeInterval(timeout)
@@ -242,14 +259,7 @@ struct LinuxShellTests {
             _ = session.finish(timeout: 0)
             return
         }
-        func run(_ command: String, expecting answer: String) {
-            session.type(command)
-            guard let end = session.waitFor(answer, from: at, timeout: 120) else {
-                Issue.record("'\(command)' did not answer '\(answer)': \(session.text[at...].suffix(1000))")
-                return
-            }
-            at = session.waitFor("/ # ", from: end, timeout: 60) ?? end
-        }
+        func run(_ command: String, expecting answer: String) { session.run(command, expecting: answer, at: &at) }
         // check_timer (replayed from the log buffer once the console is up) found its ticks on
         // I/O APIC pin 2, the route the MADT gives.
         #expect(session.text.contains("..TIMER: vector=0x30 apic1=0 pin1=2"), "\(session.text.prefix(4000))")
