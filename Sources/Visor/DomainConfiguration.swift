@@ -29,6 +29,8 @@ public struct DomainConfiguration: Sendable {
     /// Disks, each a virtio-blk device on virtio-mmio (`--disk`, xl.cfg `disk`), in order:
     /// Linux names them vda, vdb, ...
     public var disks: [DiskConfiguration] = []
+    /// The console device (`--console`, xl.cfg `console`): the 16550 alone, or a virtio-console too.
+    public var console: ConsoleDevice = .serial
 
     /// RAM of a domain whose configuration names none.
     public static let defaultMemoryBytes: UInt64 = 128 << 20

@@ -85,6 +85,8 @@ public struct RunRequest: Sendable {
     public var initrd: String?
     /// `--disk`: disks, each a raw image on virtio-blk.
     public var disks: [DiskConfiguration] = []
+    /// `--console`: the console device (xl.cfg files without `console` get it too).
+    public var console: ConsoleDevice = .serial
     /// Stop the guest after this long (it did not finish in time: status 6).
     public var timeout: Duration?
     /// Run the domains for this long, then stop them and report (an expected end: status 0).
@@ -289,6 +291,7 @@ public enum Launcher {
             memoryBytes: request.memoryBytes, commandLine: resolved.commandLine(adding: request.commandLine),
             modules: modules, initrd: initrd, engine: engine, vcpuCount: request.vcpuCount)
         configuration.disks = try checkedDisks(request.disks, what: "--disk")
+        configuration.console = request.console
         return configuration
     }
 

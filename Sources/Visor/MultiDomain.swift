@@ -47,6 +47,7 @@ extension Launcher {
             memoryBytes: spec.memoryMiB << 20, commandLine: resolved.commandLine(adding: spec.commandLine),
             initrd: initrd, engine: engine, vcpuCount: spec.vcpus)
         configuration.disks = try checkedDisks(spec.disks, what: "\(spec.path): disk")
+        configuration.console = spec.console ?? request.console
 
         // cpus= / cpus_soft=: element i is vCPU i's mask (the string form is already one per
         // vCPU); vCPUs past the end of a shorter list may run anywhere, as with xl.

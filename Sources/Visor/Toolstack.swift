@@ -139,11 +139,13 @@ public struct XLConfigObject: Codable, Sendable, Equatable {
     public var onCrash: DomainEndAction
     /// The disks as xl disk specifications (`DiskConfiguration.xlSpec`).
     public var disk: [String]?
+    /// `console`, when the configuration names one.
+    public var console: ConsoleDevice?
 
     enum CodingKeys: String, CodingKey {
         case name, kernel, ramdisk, cmdline, memory, vcpus, maxVCPUs = "maxvcpus", cpus, cpusSoft = "cpus_soft",
              cpuWeight = "cpu_weight", cap, engine, onPowerOff = "on_poweroff", onReboot = "on_reboot", onCrash = "on_crash",
-             disk
+             disk, console
     }
 
     /// `spec` as keys; `engine` names the engine the domain got when the configuration named none.
@@ -153,6 +155,7 @@ public struct XLConfigObject: Codable, Sendable, Equatable {
         cpusSoft = spec.softAffinity; cpuWeight = spec.weight; cap = spec.cap; self.engine = spec.engine ?? engine
         onPowerOff = spec.onPowerOff; onReboot = spec.onReboot; onCrash = spec.onCrash
         disk = spec.disks.isEmpty ? nil : spec.disks.map(\.xlSpec)
+        console = spec.console
     }
 }
 

@@ -47,6 +47,8 @@ public struct DomainSpec: Sendable, Equatable {
     public var onCrash: DomainEndAction
     /// `disk`: the disks in list order, each a raw image on virtio-blk.
     public var disks: [DiskConfiguration] = []
+    /// `console` (Visor's own key): "serial" or "virtio"; nil leaves the choice to the command line.
+    public var console: ConsoleDevice?
     /// The configuration file, for messages.
     public var path: String
 
@@ -107,6 +109,7 @@ public enum XLConfig {
     public static let understoodKeys = [
         "name", "kernel", "ramdisk", "cmdline", "extra", "root", "memory", "vcpus", "maxvcpus",
         "cpus", "cpus_soft", "cpu_weight", "cap", "engine", "on_poweroff", "on_reboot", "on_crash", "disk",
+        "console",
     ]
     /// Xen keys common in real configurations that Visor accepts with a warning and does not act on.
     public static let ignoredKeys = [
@@ -782,6 +785,7 @@ fileprivate struct XLConfigValidator {
         var engine: String?
         var onPowerOff = DomainEndAction.destroy, onReboot = DomainEndAction.restart, onCrash = DomainEndAction.destroy
         var disks: [DiskConfiguration] = []
+        var console: ConsoleDevice?
 
         // Each key on its own, in file order, so the first problem reported is the earliest.
         for s in settings {
@@ -822,6 +826,12 @@ fileprivate struct XLConfigValidator {
             case "on_reboot": onReboot = try endAction(s)
             case "on_crash": onCrash = try endAction(s)
             case "disk": disks = try diskList(s)
+            case "console":
+                let text = try string(s)
+                guard let device = ConsoleDevice(rawValue: text) else {
+                    throw fail(s, ConsoleDevice.problem(withName: text) ?? text)
+                }
+                console = device
             default:
                 if XLConfig.ignoredKeys.contains(s.key) {
                     warn(s, "ignored by Visor")
@@ -884,6 +894,7 @@ fileprivate struct XLConfigValidator {
                               softAffinity: softAffinity, weight: weight, cap: capValue, engine: engine,
                               onPowerOff: onPowerOff, onReboot: onReboot, onCrash: onCrash, path: path)
         spec.disks = disks
+        spec.console = console
         return spec
     }
 }

@@ -54,6 +54,10 @@ struct RunCommand: ParsableCommand {
             help: "A raw disk image as a virtio-blk disk (repeatable; Linux names them vda, vdb, ...): FILE, or FILE,ro for a read-only disk.")
     var disks: [String] = []
 
+    @Option(parsing: .unconditional,
+            help: "The console device: serial (the 16550 UART, Linux's ttyS0) or virtio (a virtio-console, Linux's hvc0, which moves whole buffers per exit; a Linux kernel gets console=hvc0 and the 16550 keeps the lines from before its driver loads). For xl.cfg files, the default of those without console =.")
+    var console: String = "serial"
+
     @Option(name: .customLong("module"), parsing: .unconditionalSingleValue,
             help: "A multiboot module to load (repeatable); an optional ' args' after the path becomes its string.")
     var modules: [String] = []
@@ -124,6 +128,10 @@ struct RunCommand: ParsableCommand {
                           scheduler: kind, tracePath: trace,
                           pinPCPUs: try OptionValue.pinnable(pcpuCount, pin: pinPCPUs))
         request.disks = diskConfigurations
+        guard let consoleDevice = ConsoleDevice(rawValue: console) else {
+            throw ValidationError("--console \(ConsoleDevice.problem(withName: console) ?? console)")
+        }
+        request.console = consoleDevice
         return request
     }
 
