@@ -13,11 +13,12 @@ struct RunCommand: ParsableCommand {
             (the 64-bit boot protocol) or an uncompressed Linux vmlinux with a PVH entry note, or \
             the name of a built-in guest (see `visor guests`). Without KERNEL, the built-in `demo` \
             guest runs. `linux` is Debian's kernel with a busybox shell, downloaded and built by \
-            Guests/linux/fetch; its command line is console=ttyS0 followed by --cmdline.
+            Guests/linux/fetch; its command line is console=ttyS0 followed by --cmdline (and \
+            console=hvc0 with --console virtio, where its shell runs on the virtio console).
 
             In place of KERNEL, one or more domain configuration files (*.cfg, Xen's xl.cfg \
             syntax: name, kernel, ramdisk, extra/cmdline, memory, vcpus, cpus, cpus_soft, \
-            cpu_weight, cap, and Visor's engine) run as domains sharing the pCPUs; their console \
+            cpu_weight, cap, disk, and Visor's engine and console) run as domains sharing the pCPUs; their console \
             lines are prefixed with the domain name and a table of CPU shares ends the run. \
             For example: visor run a.cfg b.cfg --pcpus 1 --sched credit --for 10s
 
