@@ -73,7 +73,8 @@ public final class Domain: @unchecked Sendable {
     /// Creates the domain: allocates RAM, loads the kernel and modules, creates the machine and
     /// its vCPUs on the engine, and sets vCPU 0's state for the image's boot protocol (the
     /// others wait for a start-up IPI). `consoleOutput` receives every byte the guest writes to
-    /// its serial port; `notice`, what the user should hear of while it runs (a stalled vCPU).
+    /// its serial port (and to its virtio console, from that device's worker thread); `notice`,
+    /// what the user should hear of while it runs (a stalled vCPU).
     /// `extraDevices` are attached to the I/O bus beside the standard ones
     /// (benchmarks and tests use this).
     public init(configuration: DomainConfiguration, extraDevices: [ExtraPortDevice] = [],
