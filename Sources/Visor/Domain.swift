@@ -33,8 +33,10 @@ public final class Domain: @unchecked Sendable {
     package let memory: GuestMemory
     private let consoleOutput: @Sendable (UInt8) -> Void
     private let runners: [VCPURunner]
-    /// The virtio-mmio devices (disks), each with its worker thread once started.
+    /// The virtio-mmio devices (disks, then the console), each with its worker thread once started.
     let virtioSlots: [VirtioSlot]
+    /// The virtio console (`ConsoleDevice.virtio`): its slot, and the model its input goes to.
+    private let virtioConsole: (slot: VirtioSlot, model: VirtioConsole)?
     /// How the run ended; the first outcome wins. Guarded by the platform lock.
     private var outcome: DomainOutcome?
     /// Signalled when a running vCPU publishes a deadline earlier than the timer thread's wait.
@@ -71,7 +73,8 @@ public final class Domain: @unchecked Sendable {
     /// Creates the domain: allocates RAM, loads the kernel and modules, creates the machine and
     /// its vCPUs on the engine, and sets vCPU 0's state for the image's boot protocol (the
     /// others wait for a start-up IPI). `consoleOutput` receives every byte the guest writes to
-    /// its serial port; `notice`, what the user should hear of while it runs (a stalled vCPU).
+    /// its serial port (and to its virtio console, from that device's worker thread); `notice`,
+    /// what the user should hear of while it runs (a stalled vCPU).
     /// `extraDevices` are attached to the I/O bus beside the standard ones
     /// (benchmarks and tests use this).
     public init(configuration: DomainConfiguration, extraDevices: [ExtraPortDevice] = [],
@@ -83,9 +86,8 @@ public final class Domain: @unchecked Sendable {
         guard (1...Self.maximumVCPUs).contains(vcpuCount) else {
             throw DomainError.invalidVCPUCount(vcpuCount)
         }
-        let virtioDeviceCount = configuration.disks.count + configuration.networks.count
-        guard virtioDeviceCount <= VirtioPlacement.maximumDevices else {
-            throw DomainError.tooManyVirtioDevices(virtioDeviceCount)
+        guard configuration.virtioDeviceCount <= VirtioPlacement.maximumDevices else {
+            throw DomainError.tooManyVirtioDevices(configuration.virtioDeviceCount)
         }
         let disks: [RawDiskImage]
         do {
@@ -106,7 +108,7 @@ public final class Domain: @unchecked Sendable {
         let image = try BootLoader.load(kernel: configuration.kernel, commandLine: Self.commandLine(for: configuration),
                                         modules: configuration.modules, initrd: configuration.initrd,
                                         firmware: DevicePlatform.firmwareTables(vcpuCount: vcpuCount,
-                                                                                         virtioDevices: virtioDeviceCount),
+                                                                                         virtioDevices: configuration.virtioDeviceCount),
                                         into: memory)
         let clock = DomainClock()
         self.clock = clock
@@ -129,7 +131,7 @@ public final class Domain: @unchecked Sendable {
         self.consoleOutput = consoleOutput
         runners = vcpus.map { VCPURunner(vcpu: $0) }
         runners[0].activity = .running
-        virtioSlots = disks.enumerated().map { index, disk in
+        let diskSlots = disks.enumerated().map { index, disk in
             // The serial (GET_ID, /sys/block/vdX/serial) says which file it is.
             let serial = String(disk.path.split(separator: "/").last ?? "disk")
             return VirtioSlot(model: VirtioBlock(storage: disk, serial: serial),
@@ -142,16 +144,31 @@ public final class Domain: @unchecked Sendable {
                               name: "virtio-net \(index) (TAP \(network.tap), \(mac))", index: slot, platform: platform,
                               memory: memory, notice: notice)
         }
+        if configuration.console == .virtio {
+            let model = VirtioConsole { bytes in for byte in bytes { consoleOutput(byte) } }
+            let slot = VirtioSlot(model: model, name: "virtio-console", index: disks.count + networks.count, platform: platform,
+                                  memory: memory, notice: notice)
+            virtioConsole = (slot, model)
+            virtioSlots = diskSlots + [slot]
+        } else {
+            virtioConsole = nil
+            virtioSlots = diskSlots
+        }
         platform.setSignalHandler { [unowned self] index, signal in self.deliver(signal, to: index) }
     }
 
-    /// Offers one byte of console input to the guest's console: the PV input queue once the
-    /// guest reads its input through PV (`PVState.consoleInputClaimed`), else COM1's receive
-    /// FIFO. False when that console is full; nothing was queued then, so the caller may offer
-    /// the byte again. (Offering it to both consoles would queue it in one while the other
-    /// refused it, and each retry would queue it again.)
+    /// Offers one byte of console input to the guest's console: the virtio console once its
+    /// driver is live, else the PV input queue once the guest reads its input through PV
+    /// (`PVState.consoleInputClaimed`), else COM1's receive FIFO. False when that console is
+    /// full; nothing was queued then, so the caller may offer the byte again. (Offering it to
+    /// several consoles would queue it in one while another refused it, and each retry would
+    /// queue it again.)
     public func sendConsoleInput(_ byte: UInt8) -> Bool {
-        platform.lock.withLock {
+        // The model's `receive` wakes its worker, which takes the platform lock: not held here.
+        if let virtioConsole, platform.lock.withLock({ virtioConsole.slot.device.isLive }) {
+            return virtioConsole.model.receive(CollectionOfOne(byte)) == 1
+        }
+        return platform.lock.withLock {
             platform.actingVCPU = nil
             guard pv.consoleInputClaimed else { return platform.receive(byte) }
             let (accepted, wake) = pv.receiveConsoleInput(CollectionOfOne(byte))
@@ -750,14 +767,17 @@ public final class Domain: @unchecked Sendable {
     }
 
     /// The kernel command line the guest gets: the configuration's, and for a Linux kernel
-    /// (the bzImage or PVH protocol) one `virtio_mmio.device=` per virtio device, which is how
+    /// (the bzImage or PVH protocol) `console=hvc0` with a virtio console (unless the line
+    /// names an hvc console itself) and one `virtio_mmio.device=` per virtio device, which is how
     /// Linux finds virtio-mmio devices without a device tree or ACPI entries for them.
     package static func commandLine(for configuration: DomainConfiguration) -> String {
         let kernel = configuration.kernel
         let isLinux = LinuxSetupHeader.isPresent(in: kernel) || ((try? PVHLoader.hasEntryNote(kernel)) ?? false)
         guard isLinux else { return configuration.commandLine }
-        let parameters = (0..<configuration.disks.count + configuration.networks.count)
-            .map { VirtioPlacement.linuxParameter(device: $0) }
+        var parameters = (0..<configuration.virtioDeviceCount).map { VirtioPlacement.linuxParameter(device: $0) }
+        if let console = configuration.console.linuxParameter, !configuration.commandLine.contains("console=hvc") {
+            parameters.insert(console, at: 0)
+        }
         return ([configuration.commandLine] + parameters).filter { !$0.isEmpty }.joined(separator: " ")
     }
 

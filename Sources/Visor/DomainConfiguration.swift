@@ -32,6 +32,8 @@ public struct DomainConfiguration: Sendable {
     /// Network interfaces, each a virtio-net device on a host TAP (`--net`, xl.cfg `vif`), placed
     /// after the disks: Linux names them eth0, eth1, ...
     public var networks: [NetworkConfiguration] = []
+    /// The console device (`--console`, xl.cfg `console`): the 16550 alone, or a virtio-console too.
+    public var console: ConsoleDevice = .serial
 
     /// RAM of a domain whose configuration names none.
     public static let defaultMemoryBytes: UInt64 = 128 << 20

@@ -17,7 +17,7 @@ public enum DomainError: Error, CustomStringConvertible {
         case .invalidVCPUCount(let n):
             return "a domain needs 1 to \(Domain.maximumVCPUs) vCPUs, not \(n)"
         case .tooManyVirtioDevices(let n):
-            return "a domain may have at most \(VirtioPlacement.maximumDevices) virtio devices (disks and network interfaces), not \(n)"
+            return "a domain may have at most \(VirtioPlacement.maximumDevices) virtio devices (disks, network interfaces and a virtio console), not \(n)"
         case .disk(let error):
             return error.description
         case .network(let error):

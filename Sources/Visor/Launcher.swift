@@ -87,6 +87,8 @@ public struct RunRequest: Sendable {
     public var disks: [DiskConfiguration] = []
     /// `--net`: network interfaces, each virtio-net on a host TAP.
     public var networks: [NetworkConfiguration] = []
+    /// `--console`: the console device (xl.cfg files without `console` get it too).
+    public var console: ConsoleDevice = .serial
     /// Stop the guest after this long (it did not finish in time: status 6).
     public var timeout: Duration?
     /// Run the domains for this long, then stop them and report (an expected end: status 0).
@@ -292,6 +294,7 @@ public enum Launcher {
             modules: modules, initrd: initrd, engine: engine, vcpuCount: request.vcpuCount)
         configuration.disks = try checkedDisks(request.disks, what: "--disk")
         configuration.networks = try checkedNetworks(request.networks, disks: request.disks.count, what: "--net")
+        configuration.console = request.console
         return configuration
     }
 

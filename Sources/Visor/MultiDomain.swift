@@ -48,6 +48,7 @@ extension Launcher {
             initrd: initrd, engine: engine, vcpuCount: spec.vcpus)
         configuration.disks = try checkedDisks(spec.disks, what: "\(spec.path): disk")
         configuration.networks = try checkedNetworks(spec.networks, disks: spec.disks.count, what: "\(spec.path): vif")
+        configuration.console = spec.console ?? request.console
 
         // cpus= / cpus_soft=: element i is vCPU i's mask (the string form is already one per
         // vCPU); vCPUs past the end of a shorter list may run anywhere, as with xl.

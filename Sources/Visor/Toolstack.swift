@@ -141,11 +141,13 @@ public struct XLConfigObject: Codable, Sendable, Equatable {
     public var disk: [String]?
     /// The network interfaces as xl vif specifications (`NetworkConfiguration.xlSpec`).
     public var vif: [String]?
+    /// `console`, when the configuration names one.
+    public var console: ConsoleDevice?
 
     enum CodingKeys: String, CodingKey {
         case name, kernel, ramdisk, cmdline, memory, vcpus, maxVCPUs = "maxvcpus", cpus, cpusSoft = "cpus_soft",
              cpuWeight = "cpu_weight", cap, engine, onPowerOff = "on_poweroff", onReboot = "on_reboot", onCrash = "on_crash",
-             disk, vif
+             disk, vif, console
     }
 
     /// `spec` as keys; `engine` names the engine the domain got when the configuration named none.
@@ -156,6 +158,7 @@ public struct XLConfigObject: Codable, Sendable, Equatable {
         onPowerOff = spec.onPowerOff; onReboot = spec.onReboot; onCrash = spec.onCrash
         disk = spec.disks.isEmpty ? nil : spec.disks.map(\.xlSpec)
         vif = spec.networks.isEmpty ? nil : spec.networks.map(\.xlSpec)
+        console = spec.console
     }
 }
 

@@ -49,6 +49,8 @@ public struct DomainSpec: Sendable, Equatable {
     public var disks: [DiskConfiguration] = []
     /// `vif`: the network interfaces in list order, each virtio-net on a host TAP.
     public var networks: [NetworkConfiguration] = []
+    /// `console` (Visor's own key): "serial" or "virtio"; nil leaves the choice to the command line.
+    public var console: ConsoleDevice?
     /// The configuration file, for messages.
     public var path: String
 
@@ -110,6 +112,7 @@ public enum XLConfig {
         "name", "kernel", "ramdisk", "cmdline", "extra", "root", "memory", "vcpus", "maxvcpus",
         "cpus", "cpus_soft", "cpu_weight", "cap", "engine", "on_poweroff", "on_reboot", "on_crash", "disk",
         "vif",
+        "console",
     ]
     /// Xen keys common in real configurations that Visor accepts with a warning and does not act on.
     public static let ignoredKeys = [
@@ -811,6 +814,7 @@ fileprivate struct XLConfigValidator {
         var onPowerOff = DomainEndAction.destroy, onReboot = DomainEndAction.restart, onCrash = DomainEndAction.destroy
         var disks: [DiskConfiguration] = []
         var networks: [NetworkConfiguration] = []
+        var console: ConsoleDevice?
 
         // Each key on its own, in file order, so the first problem reported is the earliest.
         for s in settings {
@@ -852,6 +856,12 @@ fileprivate struct XLConfigValidator {
             case "on_crash": onCrash = try endAction(s)
             case "disk": disks = try diskList(s)
             case "vif": networks = try vifList(s)
+            case "console":
+                let text = try string(s)
+                guard let device = ConsoleDevice(rawValue: text) else {
+                    throw fail(s, ConsoleDevice.problem(withName: text) ?? text)
+                }
+                console = device
             default:
                 if XLConfig.ignoredKeys.contains(s.key) {
                     warn(s, "ignored by Visor")
@@ -915,6 +925,7 @@ fileprivate struct XLConfigValidator {
                               onPowerOff: onPowerOff, onReboot: onReboot, onCrash: onCrash, path: path)
         spec.disks = disks
         spec.networks = networks
+        spec.console = console
         return spec
     }
 }

@@ -13,14 +13,15 @@ struct RunCommand: ParsableCommand {
             (the 64-bit boot protocol) or an uncompressed Linux vmlinux with a PVH entry note, or \
             the name of a built-in guest (see `visor guests`). Without KERNEL, the built-in `demo` \
             guest runs. `linux` is Debian's kernel with a busybox shell, downloaded and built by \
-            Guests/linux/fetch; its command line is console=ttyS0 followed by --cmdline. With \
+            Guests/linux/fetch; its command line is console=ttyS0 followed by --cmdline (and \
+            console=hvc0 with --console virtio, where its shell runs on the virtio console). With \
             --disk IMAGE --cmdline root=/dev/vda it runs from that ext4 disk (the fetch makes one: \
             .build/guests/linux/root.img; Guests/linux/mkrootfs makes others).
 
             In place of KERNEL, one or more domain configuration files (*.cfg, Xen's xl.cfg \
             syntax: name, kernel, ramdisk, extra/cmdline, memory, vcpus, cpus, cpus_soft, \
             cpu_weight, cap, disk, vif ('bridge=BR' makes a TAP vifN.I, brings it up and adds \
-            it to bridge BR; 'vifname=NAME' uses the TAP NAME; mac=), and Visor's engine) run as domains sharing the pCPUs; their console \
+            it to bridge BR; 'vifname=NAME' uses the TAP NAME; mac=), and Visor's engine and console) run as domains sharing the pCPUs; their console \
             lines are prefixed with the domain name and a table of CPU shares ends the run. \
             For example: visor run a.cfg b.cfg --pcpus 1 --sched credit --for 10s
 
@@ -60,6 +61,9 @@ struct RunCommand: ParsableCommand {
     @Option(name: .customLong("net"), parsing: .unconditionalSingleValue,
             help: "A network interface, virtio-net on a host TAP (repeatable, after the disks; Linux names them eth0, eth1, ...; at most 5 disks and interfaces in all): tap=NAME[,mac=XX:XX:XX:XX:XX:XX]. An existing TAP is used as it is; otherwise Visor creates it (needs CAP_NET_ADMIN) and it goes away when Visor ends. The address defaults to one derived from the domain's name.")
     var networks: [String] = []
+    @Option(parsing: .unconditional,
+            help: "The console device: serial (the 16550 UART, Linux's ttyS0) or virtio (a virtio-console, Linux's hvc0, which moves whole buffers per exit; a Linux kernel gets console=hvc0 and the 16550 keeps the lines from before its driver loads). For xl.cfg files, the default of those without console =.")
+    var console: String = "serial"
 
     @Option(name: .customLong("module"), parsing: .unconditionalSingleValue,
             help: "A multiboot module to load (repeatable); an optional ' args' after the path becomes its string.")
@@ -141,6 +145,10 @@ struct RunCommand: ParsableCommand {
                           pinPCPUs: try OptionValue.pinnable(pcpuCount, pin: pinPCPUs))
         request.disks = diskConfigurations
         request.networks = networkConfigurations
+        guard let consoleDevice = ConsoleDevice(rawValue: console) else {
+            throw ValidationError("--console \(ConsoleDevice.problem(withName: console) ?? console)")
+        }
+        request.console = consoleDevice
         return request
     }
 

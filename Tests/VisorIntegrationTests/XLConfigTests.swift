@@ -325,7 +325,7 @@ struct XLConfigTests {
          "a.cfg:3: cpus: unterminated list: the '[' on line 3 has no ']'"),
         ("name = \"d\"\nkernel = \"demo\"\nvcpu = 2\n",
          "a.cfg:3: vcpu: unknown key; Visor understands name, kernel, ramdisk, cmdline, extra, root, memory, vcpus, "
-            + "maxvcpus, cpus, cpus_soft, cpu_weight, cap, engine, on_poweroff, on_reboot, on_crash, disk, vif (and ignores"),
+            + "maxvcpus, cpus, cpus_soft, cpu_weight, cap, engine, on_poweroff, on_reboot, on_crash, disk, vif, console (and ignores"),
         ("name = \"d\"\nkernel = \"demo\"\nvcpus = 4\nmaxvcpus = 2\n",
          "a.cfg:4: maxvcpus: 2 is less than vcpus (4): maxvcpus is the most vCPUs the domain may ever have"),
         ("name = \"d\"\nkernel = \"demo\"\nvcpus = 2\nmaxvcpus = 8\n",
