@@ -42,7 +42,7 @@ import VisorX86
             _ = try Domain(configuration: configuration, consoleOutput: { _ in })
             Issue.record("five disks and a virtio console were accepted")
         } catch {
-            #expect("\(error)".contains("at most 5 virtio devices (disks and a virtio console), not 6"), "\(error)")
+            #expect("\(error)".contains("at most 5 virtio devices (disks, network interfaces and a virtio console), not 6"), "\(error)")
         }
     }
 

@@ -94,12 +94,15 @@ import VisorVirtio
         try #require(try runProcess(ip, ["netns", "add", namespace]).status == 0)
         defer { _ = try? runProcess(ip, ["netns", "del", namespace]) }
         try #require(try inNamespace([ip, "link", "add", "brv0", "type", "bridge"]).status == 0)
+        // Loopback up, as in any namespace a program runs in: in a fresh one (lo down) Foundation
+        // cannot make its CFSocket wake-up pair and the run stalled before the guest started.
+        try #require(try inNamespace([ip, "link", "set", "lo", "up"]).status == 0)
         let configuration = "/tmp/visor-vif-\(getpid()).cfg"
         try """
             name = "bridged"
             kernel = "cpuhog"
             engine = "interp"
-            extra = "iterations=1000000000"
+            extra = "ms=600000"
             vif = [ 'bridge=brv0,mac=02:00:00:00:00:09' ]
             """.write(toFile: configuration, atomically: true, encoding: .utf8)
         defer { unlink(configuration) }
@@ -111,7 +114,7 @@ import VisorVirtio
         visor.standardError = FileHandle.nullDevice
         try visor.run()
         defer { if visor.isRunning { visor.terminate(); visor.waitUntilExit() } }
-        // The guest runs for minutes; the TAP appears as the domain is made (guests may be built first).
+        // The guest runs for ten minutes (cpuhog's ms=); the TAP appears as the domain is made (guests may be built first).
         var ports = ""
         for _ in 0..<600 where !ports.contains("master brv0") {
             usleep(500_000)
