@@ -42,6 +42,8 @@ let package = Package(
         fuzzTarget("Linux"),
         fuzzTarget("XLConfig"),
         fuzzTarget("Virtio"),
+        fuzzTarget("VirtioNet"),
+        fuzzTarget("VirtioConsole"),
         .executableTarget(
             name: "FuzzAPI",
             dependencies: ["FuzzSupport", .product(name: "Visor", package: "Visor"),
