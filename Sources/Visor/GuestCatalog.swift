@@ -304,24 +304,38 @@ public struct FetchedGuest: Sendable {
 
 /// Runs a host program to completion with no standard input.
 enum HostProcess {
-    /// The exit status and everything the program wrote to standard output and error, together.
+    /// The exit status (as a shell shows it) and everything the program wrote to standard
+    /// output and error, together.
     static func run(_ path: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        let pipe = Pipe()
-        // Not inherited by children other threads start meanwhile: one holding the write end
-        // would keep the read below from its end (a test's visor child, waiting for the guest
-        // build lock this thread holds, deadlocked so). The make child gets it through dup2.
-        for fd in [pipe.fileHandleForReading.fileDescriptor, pipe.fileHandleForWriting.fileDescriptor] {
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        var ends: [Int32] = [-1, -1]
+        guard pipe(&ends) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        // Close-on-exec, so no child another thread starts meanwhile holds the write end (a
+        // test's visor child, waiting for the guest build lock this thread holds, deadlocked
+        // so); this child gets it through dup2, and every other descriptor is closed in it.
+        for fd in ends { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        let pid: pid_t
+        do {
+            pid = try spawnUnmasked(path, arguments) { actions in
+                posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+                posix_spawn_file_actions_adddup2(&actions, ends[1], 1)
+                posix_spawn_file_actions_adddup2(&actions, ends[1], 2)
+            }
+        } catch {
+            close(ends[0]); close(ends[1])
+            throw error
         }
-        process.standardOutput = pipe
-        process.standardError = pipe
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        close(ends[1])
+        var output: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(ends[0], $0.baseAddress, $0.count) }
+            if count > 0 { output += buffer[0..<count]; continue }
+            if count < 0 && errno == EINTR { continue }
+            break
+        }
+        close(ends[0])
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return (shellStatus(status), String(decoding: output, as: UTF8.self))
     }
 }

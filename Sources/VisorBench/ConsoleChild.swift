@@ -2,6 +2,7 @@
 // bench linux`), and host programs run to completion (QEMU, the C compiler, the C reference).
 
 import Foundation
+import Visor
 
 /// A child process whose standard input is a pipe from us and whose standard output and error
 /// go into one pipe to us.

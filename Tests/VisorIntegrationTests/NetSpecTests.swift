@@ -94,9 +94,9 @@ import VisorVirtio
         try #require(try runProcess(ip, ["netns", "add", namespace]).status == 0)
         defer { _ = try? runProcess(ip, ["netns", "del", namespace]) }
         try #require(try inNamespace([ip, "link", "add", "brv0", "type", "bridge"]).status == 0)
-        // Loopback up, as in any namespace a program runs in: in a fresh one (lo down) Foundation
-        // cannot make its CFSocket wake-up pair and the run stalled before the guest started.
-        try #require(try inNamespace([ip, "link", "set", "lo", "up"]).status == 0)
+        // The namespace stays as `ip netns add` makes it, loopback down: there Foundation cannot
+        // make its CFSocket wake-up pair, and Visor, when it waited for `make` (the guest build)
+        // through Foundation's Process, never saw it end (HostProcess spawns it itself now).
         let configuration = "/tmp/visor-vif-\(getpid()).cfg"
         try """
             name = "bridged"

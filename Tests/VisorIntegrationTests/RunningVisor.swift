@@ -2,6 +2,7 @@
 // moment it exits, measured by the test process itself (posix_spawn and waitpid).
 
 import Foundation
+import Visor
 import Synchronization
 import VisorBench
 import VisorCore

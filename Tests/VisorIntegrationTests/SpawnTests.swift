@@ -4,6 +4,7 @@
 // waited for the pipe's end: a deadlock until the hang guards fired.
 
 import Foundation
+import Visor
 import Testing
 import VisorBench
 

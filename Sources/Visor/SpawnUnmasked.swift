@@ -1,5 +1,8 @@
-// Starting a host program as a child: the one way the benchmarks (`visor bench linux`'s boots,
-// QEMU, the C reference) and the integration tests spawn one.
+// Starting a host program as a child: the one way Visor (the guest build), the benchmarks
+// (`visor bench linux`'s boots, QEMU, the C reference) and the integration tests spawn one.
+// Not Foundation's Process: it waits for its child through a CFRunLoop whose wake-up socket
+// pair cannot be made in a network namespace with its loopback down, and then never returns
+// (seen with `ip netns exec` in a fresh namespace).
 
 import CVisorHost
 import Foundation
