@@ -290,7 +290,9 @@ public enum Launcher {
         let initrd = try initrdPath.map { BootModule(name: $0, bytes: try readFile($0, what: "initrd")) }
         var configuration = DomainConfiguration(
             name: resolved.description, kernelDescription: resolved.description, kernel: kernel,
-            memoryBytes: request.memoryBytes, commandLine: resolved.commandLine(adding: request.commandLine),
+            memoryBytes: request.memoryBytes,
+            commandLine: resolved.commandLine(adding: request.commandLine, disks: request.disks.count,
+                                              ownInitrd: request.initrd == nil),
             modules: modules, initrd: initrd, engine: engine, vcpuCount: request.vcpuCount)
         configuration.disks = try checkedDisks(request.disks, what: "--disk")
         configuration.networks = try checkedNetworks(request.networks, disks: request.disks.count, what: "--net")
@@ -308,10 +310,17 @@ public enum Launcher {
         /// A fetched guest's own command line, which the user's text extends.
         var baseCommandLine: String?
 
-        /// The command line the kernel gets: the guest's own, then `extra`.
-        func commandLine(adding extra: String) -> String {
+        /// The command line the kernel gets: the guest's own, then `extra`. A fetched guest
+        /// (its initramfs mounts `root=/dev/vdX` and switches to it) given disks and its own
+        /// initrd gets `root=/dev/vda` after them, unless the line already says `root=`: the
+        /// first disk is its root disk, as `visor run linux --disk root.img` means. A disk it
+        /// cannot mount, or one without /sbin/init, leaves it in the initramfs's shell, saying why.
+        func commandLine(adding extra: String, disks: Int = 0, ownInitrd: Bool = true) -> String {
             guard let base = baseCommandLine else { return extra }
-            return extra.isEmpty ? base : base + " " + extra
+            var line = extra.isEmpty ? base : base + " " + extra
+            let namesRoot = line.split(separator: " ").contains { $0.hasPrefix("root=") }
+            if disks > 0 && ownInitrd && !namesRoot { line += " root=/dev/vda" }
+            return line
         }
     }
 

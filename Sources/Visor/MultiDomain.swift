@@ -44,7 +44,8 @@ extension Launcher {
         }
         var configuration = DomainConfiguration(
             name: spec.name, kernelDescription: resolved.description, kernel: kernel,
-            memoryBytes: spec.memoryMiB << 20, commandLine: resolved.commandLine(adding: spec.commandLine),
+            memoryBytes: spec.memoryMiB << 20,
+            commandLine: resolved.commandLine(adding: spec.commandLine, disks: spec.disks.count, ownInitrd: spec.ramdisk == nil),
             initrd: initrd, engine: engine, vcpuCount: spec.vcpus)
         configuration.disks = try checkedDisks(spec.disks, what: "\(spec.path): disk")
         configuration.networks = try checkedNetworks(spec.networks, disks: spec.disks.count, what: "\(spec.path): vif")

@@ -15,8 +15,8 @@ struct RunCommand: ParsableCommand {
             guest runs. `linux` is Debian's kernel with a busybox shell, downloaded and built by \
             Guests/linux/fetch; its command line is console=ttyS0 followed by --cmdline (and \
             console=hvc0 with --console virtio, where its shell runs on the virtio console). With \
-            --disk IMAGE --cmdline root=/dev/vda it runs from that ext4 disk (the fetch makes one: \
-            .build/guests/linux/root.img; Guests/linux/mkrootfs makes others).
+            --disk IMAGE it runs from that ext4 disk, root=/dev/vda being added unless --cmdline names a \
+            root= (the fetch makes one: .build/guests/linux/root.img; Guests/linux/mkrootfs makes others).
 
             In place of KERNEL, one or more domain configuration files (*.cfg, Xen's xl.cfg \
             syntax: name, kernel, ramdisk, extra/cmdline, memory, vcpus, cpus, cpus_soft, \

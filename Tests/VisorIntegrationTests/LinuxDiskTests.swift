@@ -56,8 +56,8 @@ struct LinuxDiskTests {
     /// Boots `linux` with `disk` (a --disk argument) as its root; returns the session and where
     /// the disk's shell prompt ends, or nil (with an issue recorded) when it does not get there.
     func bootFromDisk(_ disk: String, mode: String = "rw") throws -> (session: ConsoleSession, prompt: String.Index)? {
-        let session = try ConsoleSession(["run", "linux", "--engine", "interp", "--disk", disk,
-                                          "--cmdline", "root=/dev/vda", "--timeout", "900s"])
+        // No root= of the test's: Visor gives the linux guest root=/dev/vda with a disk.
+        let session = try ConsoleSession(["run", "linux", "--engine", "interp", "--disk", disk, "--timeout", "900s"])
         guard let mounted = session.waitFor("visor-linux: root is /dev/vda (ext4, \(mode))", timeout: 900),
               let started = session.waitFor("visor-linux: /sbin/init on the root disk is running", from: mounted, timeout: 120),
               let prompt = session.waitFor("/ # ", from: started, timeout: 120) else {
@@ -151,5 +151,26 @@ struct LinuxDiskTests {
 
         let after = try Data(contentsOf: URL(fileURLWithPath: image.path))
         #expect(after == before, "not one byte of the image changed")
+    }
+}
+
+/// The command line a fetched guest gets with disks: the first disk is its root unless the user
+/// names one, or replaced the initramfs that understands root=.
+@Suite struct RootDiskCommandLineTests {
+    let linux = Launcher.ResolvedKernel(path: "bzImage", description: "linux", initrd: "initramfs.cpio.gz",
+                                        baseCommandLine: "console=ttyS0")
+
+    @Test func firstDiskIsRoot() {
+        #expect(linux.commandLine(adding: "", disks: 1) == "console=ttyS0 root=/dev/vda")
+        #expect(linux.commandLine(adding: "quiet", disks: 2) == "console=ttyS0 quiet root=/dev/vda")
+    }
+
+    @Test func leftAloneWithoutDisksOrWithTheUsersRootOrInitrd() {
+        #expect(linux.commandLine(adding: "", disks: 0) == "console=ttyS0")
+        #expect(linux.commandLine(adding: "root=/dev/vdb ro", disks: 2) == "console=ttyS0 root=/dev/vdb ro")
+        #expect(linux.commandLine(adding: "", disks: 1, ownInitrd: false) == "console=ttyS0")
+        // A kernel file of the user's has no base line: nothing is added to it.
+        let file = Launcher.ResolvedKernel(path: "/tmp/bzImage", description: "/tmp/bzImage")
+        #expect(file.commandLine(adding: "console=ttyS0", disks: 1) == "console=ttyS0")
     }
 }
