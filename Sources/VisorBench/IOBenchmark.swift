@@ -150,7 +150,10 @@ public enum IOBenchmark {
 
         let scratch = try ScratchImage(sizeMiB: sizeMiB)
         defer { scratch.remove() }
-        var visorArguments = ["run", "linux", "--engine", engine, "--memory", "\(memoryMiB)M", "--disk", scratch.path, "--stats"]
+        // root=initramfs: the scratch disk is not a root disk (Visor would give the guest
+        // root=/dev/vda with a disk), so the guest stays in its initramfs as under QEMU.
+        var visorArguments = ["run", "linux", "--engine", engine, "--memory", "\(memoryMiB)M", "--disk", scratch.path,
+                              "--cmdline", "root=initramfs", "--stats"]
         if let network { visorArguments += ["--net", "tap=\(network.tap)"] }
         let (visorOutput, visorTCP) = try boot(visor, visorArguments, what: "visor run linux --engine \(engine)")
         var visorResult = try results(visorOutput, what: "visor (\(engine))")
