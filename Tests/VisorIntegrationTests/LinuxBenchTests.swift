@@ -107,3 +107,57 @@ struct LinuxBenchRunTests {
         }
     }
 }
+
+@Suite("visor bench io: one short run beside QEMU (release build)",
+       .enabled(if: LinuxGuest.releaseBuild, "a debug build's software CPU takes over ten minutes to boot Linux: run swift test -c release --filter IOBenchRunTests"))
+struct IOBenchRunTests {
+    @Test(.enabled(if: LinuxGuest.bzImageFetched, LinuxGuest.notFetched), .enabled(if: Host.qemuPath != nil, Host.noQEMU),
+          .enabled(if: geteuid() == 0 && FileManager.default.fileExists(atPath: "/dev/net/tun"),
+                   "the TCP half makes a network namespace and a TAP: needs root and /dev/net/tun"))
+    func oneRunBesideQEMU() throws {
+        // The hang guard is a generous bound on a loaded machine, not a figure.
+        let r = try runVisor(["bench", "io", "--qemu", "--size", "1", "--jobs", "2", "--tcp-size", "1", "--timeout", "15m"],
+                             timeout: 2000)
+        #expect(!r.timedOut, "visor had to be killed: \(r.stderr)")
+        #expect(r.status == 0, "stderr: \(r.stderr)")
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        for phase in ["seq-write", "seq-read", "rand-read", "rand-write"] {
+            // IOPS is a positive number on both platforms, and the ratio is printed.
+            for run in ["visor interp", "QEMU TCG"] {
+                let row = lines.first { $0.hasPrefix(phase) && $0.contains(run) }
+                let iops = row.flatMap { $0.split(separator: " ").compactMap { Double($0) }.first }
+                #expect((iops ?? 0) > 0, "\(phase) on \(run): \(r.stdout)")
+            }
+            #expect(lines.contains { $0.hasPrefix(phase) && $0.contains("interp / QEMU") && $0.contains("×") }, "\(r.stdout)")
+        }
+        // 256 requests per phase with one extra for the partition scan at boot: the counts are
+        // Visor's own, so requests, notifications and interrupts are all there.
+        #expect(lines.contains { $0.hasPrefix("visor's disk, whole run") && $0.contains("notifications") }, "\(r.stdout)")
+        #expect(lines.contains { $0.hasPrefix("guest → host") && $0.contains("QEMU TCG") }, "\(r.stdout)")
+        #expect(lines.contains { $0.hasPrefix("host → guest") && $0.contains("interp / QEMU") }, "\(r.stdout)")
+        #expect(lines.contains { $0.contains("virtio-net 0 (TAP vbtap0") && $0.contains("frames in") }, "\(r.stdout)")
+    }
+}
+
+/// How `visor bench io` reads the guest's lines and Visor's `--stats`.
+@Suite struct IOBenchParsingTests {
+    @Test func phasesFromTheConsole() throws {
+        let console = "noise\r\niobench seq-write requests=2048 seconds=0.500000 interrupts=1024\r\n"
+            + "iobench seq-read requests=2048 seconds=1.000000 interrupts=-1\r\n"
+            + "iobench rand-read requests=2048 seconds=2.000000 interrupts=2048\n"
+            + "iobench rand-write requests=2048 seconds=0.250000 interrupts=7\n"
+        let result = try IOBenchmark.results(console, what: "test")
+        #expect(result.phases.map(\.phase) == ["seq-write", "seq-read", "rand-read", "rand-write"])
+        #expect(result.phases[0].iops == 4096 && result.phases[0].interrupts == 1024)
+        #expect(result.phases[1].interrupts == nil, "-1: the guest found no virtio line")
+        #expect(result.phases[3].mibPerSecond == 32)
+        #expect(throws: (any Error).self) { try IOBenchmark.results("iobench seq-write requests=1 seconds=1 interrupts=1", what: "t") }
+    }
+
+    @Test func diskCountersFromStats() {
+        let stats = "exits: 5\nvirtio-blk 0 (/tmp/x.img): requestq 8193 buffers, 8057 notifications, 8000 interrupts\n"
+        let counters = IOBenchmark.deviceCounters(stats)
+        #expect(counters?.completions == 8193 && counters?.notifications == 8057 && counters?.interrupts == 8000)
+        #expect(IOBenchmark.deviceCounters("virtio-net 0 (TAP t): receiveq 1 buffers, 1 notifications, 1 interrupts") == nil)
+    }
+}
