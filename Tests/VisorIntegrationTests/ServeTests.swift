@@ -252,8 +252,9 @@ struct ServeTests {
         _ = try daemon.client.create(configurationFile: try daemon.config("again", kernel: "minios", extra: ""))
         #expect(console("again", shows: "minios: shell ready"))
         #expect(try daemon.visor(["reboot", "-w", "again"]).status == 0)
-        #expect(logged("domain 5 'again' ended: asked to reboot (sched_op shutdown); restarted (on_reboot = restart) as domain 6"))
-        #expect(try daemon.client.domain("again").id == 6)
+        #expect(logged("domain 5 'again' ended: asked to reboot (sched_op shutdown); restarted (on_reboot = restart) as domain 6"),
+                "the daemon's log: \(((try? daemon.client.dmesg()) ?? []).suffix(8))")
+        #expect(try daemon.client.domain("again").id == 6, "the daemon's log: \(((try? daemon.client.dmesg()) ?? []).suffix(8))")
         #expect(console("again", shows: "minios: shell ready", times: 2))
 
         // A guest that does not act in time: paused, it cannot. A power-off is then a destroy,
