@@ -241,11 +241,15 @@ func legacyChecks() {
         if irq0Count == 0 { irq0Counter = counter() }
         gk_store64(&irq0Count, irq0Count &+ 1)
     }
-    write64(Reg.configuration, Bit.enable | Bit.legacyRoute)
     IOAPIC.route(pin: 2, vector: irq0Vector, apicID: APIC.id, levelTriggered: false, activeLow: false)
+    // Programmed with the counter halted, as the one-shot check is: a guest preempted for more
+    // than the millisecond between reading the counter and enabling the timer would otherwise
+    // let the match pass unseen (failed once on interp under load).
+    write64(Reg.configuration, Bit.legacyRoute)
     let target = counter() &+ ticks(nanoseconds: 1_000_000)
     write64(Reg.timerComparator(0), target)
     write64(Reg.timerConfiguration(0), Bit.interruptEnable)
+    write64(Reg.configuration, Bit.enable | Bit.legacyRoute)
     let fired = waitUntil(nanoseconds: 1_000_000_000) { gk_load64(&irq0Count) != 0 }
     check("legacy replacement delivers timer 0 on IRQ0 (I/O APIC pin 2)", fired && irq0Counter >= target) {
         put(fired ? "too early, counter " : "no interrupt"); if fired { put(irq0Counter) }
