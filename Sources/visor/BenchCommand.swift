@@ -311,25 +311,23 @@ struct IOBenchCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "How long one boot may take before it is killed as hung (a guard, not a figure).")
     var timeout: String = "15m"
 
-    func values() throws -> (size: Int, jobs: Int, timeout: Double) {
-        _ = try OptionValue.wholeNumber(tcpSize, option: "--tcp-size", in: 1...1024, allowed: "give 1 to 1024 MiB")
+    func values() throws -> (size: Int, jobs: Int, tcpSize: Int, timeout: Double) {
         _ = try OptionValue.engine(engine)
         let limit = try OptionValue.duration(timeout, option: "--timeout")
         let (seconds, attoseconds) = limit.components
         return (try OptionValue.wholeNumber(size, option: "--size", in: 1...4096, allowed: "give 1 to 4096 MiB"),
                 try OptionValue.wholeNumber(jobs, option: "--jobs", in: 1...64, allowed: "give 1 to 64 threads"),
+                try OptionValue.wholeNumber(tcpSize, option: "--tcp-size", in: 1...1024, allowed: "give 1 to 1024 MiB"),
                 Double(seconds) + Double(attoseconds) / 1e18)
     }
 
     func validate() throws { _ = try values() }
 
     func run() throws {
-        let (size, jobs, timeout) = try values()
+        let (size, jobs, tcpSize, timeout) = try values()
         do {
             let report = try IOBenchmark.run(visor: try LinuxBenchmark.thisExecutable(), engine: engine, sizeMiB: size,
-                                             jobs: jobs, withQEMU: qemu, network: !noNetwork,
-                                             networkMiB: try OptionValue.wholeNumber(tcpSize, option: "--tcp-size", in: 1...1024,
-                                                                                     allowed: "give 1 to 1024 MiB"),
+                                             jobs: jobs, withQEMU: qemu, network: !noNetwork, networkMiB: tcpSize,
                                              timeoutSeconds: timeout) {
                 FileHandle.standardError.write(Data("visor bench io: \($0)\n".utf8))
             }
