@@ -404,7 +404,11 @@ func storm(_ index: UInt32) -> Never {
         case 16: APIC.sendIPI(vector: 5, to: other)                            // illegal vector: ESR
         case 24: APIC.sendICR(low: 0x100 | pingVector, destination: 0xff)      // lowest priority, broadcast
         case 32: APIC.sendICR(low: 0x800 | pingVector, destination: 0x03)      // logical destination
-        case 40: if hasOther { APIC.sendStartup(page: 0x70, to: other) }        // SIPI to a running CPU
+        // SIPI to a running CPU. With init=on it names the restart page too: KVM latches
+        // INIT and SIPIs until the target's thread runs and keeps only the last vector, so a
+        // SIPI here right after case 56's INIT+SIPI could restart vCPU 1 in the SMP
+        // trampoline, where a storm NMI before its LIDT triple-faults it.
+        case 40: if hasOther { APIC.sendStartup(page: resetOther ? restartPage : 0x70, to: other) }
         case 48: APIC.sendICR(low: 0x200 | pingVector, destination: other)     // SMI (ignored)
         case 56:
             if index == 0 && resetOther && hasOther && sent % 512 == 56 {
