@@ -48,12 +48,15 @@ let package = Package(
         // (measured with perf), so those properties are `@exclusivity(unchecked)` (one thread
         // drives a vCPU), and no unsafe flag is needed: other packages can depend on Visor.
         .target(name: "VisorX86", dependencies: ["VisorCore", "VisorX86Decode", "CX86Atomics"], swiftSettings: strict),
+        // Binary translation (`bt`): guest code rewritten into host x86-64 code at run time,
+        // over the software CPU (which runs what is not translated and everything around it).
+        .target(name: "VisorBT", dependencies: ["VisorCore", "VisorX86", "VisorX86Decode"], swiftSettings: strict),
         // Xen's schedulers as pure policies on an injectable clock: no threads, no engines.
         .target(name: "VisorSched", swiftSettings: strict),
         .target(
             name: "Visor",
             dependencies: ["VisorABI", "VisorCore", "VisorKVM", "VisorDevices", "VisorBoot", "VisorACPI", "VisorX86",
-                           "VisorSched", "VisorVirtio", "CVisorHost"],
+                           "VisorBT", "VisorSched", "VisorVirtio", "CVisorHost"],
             swiftSettings: strict),
         // `visor bench`: the benchmarks, their guests' glue and QEMU as the reference beside them.
         // The runtime (`Visor`) depends on none of it.
@@ -83,6 +86,9 @@ let package = Package(
         .target(name: "CX86Native", path: "Tests/CX86Native"),
         .testTarget(
             name: "VisorX86Tests", dependencies: ["VisorX86", "VisorX86Decode", "VisorCore", "CX86Native"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "VisorBTTests", dependencies: ["VisorBT", "VisorX86", "VisorX86Decode", "VisorCore"],
             swiftSettings: strict),
         .testTarget(name: "VisorKVMTests", dependencies: ["VisorKVM", "VisorCore"], swiftSettings: strict),
         .testTarget(name: "VisorSchedTests", dependencies: ["VisorSched"], swiftSettings: strict),

@@ -7,11 +7,12 @@ import VisorCore
 import VisorKVM
 import VisorSched
 import VisorVirtio
+import VisorBT
 import VisorX86
 
 /// The engines Visor offers, by the names users type.
 public enum EngineRegistry {
-    public static let names = ["kvm", "interp"]
+    public static let names = ["kvm", "interp", "bt"]
 
     /// Why `name` names no engine, or nil when it does: the one message every command gives.
     public static func problem(withName name: String) -> String? {
@@ -21,15 +22,16 @@ public enum EngineRegistry {
         return names.contains(name) ? nil : "unknown engine '\(shown)': choose one of \(names.joined(separator: ", "))"
     }
 
-    /// The engines this host can run: kvm when /dev/kvm opens, and interp always.
+    /// The engines this host can run: kvm when /dev/kvm opens, and interp and bt always.
     public static func availableNames() -> [String] {
-        (try? KVMSystem()) != nil ? ["kvm", "interp"] : ["interp"]
+        (try? KVMSystem()) != nil ? ["kvm", "interp", "bt"] : ["interp", "bt"]
     }
 
     public static func engine(named name: String) -> (any Engine)? {
         switch name {
         case "kvm": return KVMEngine()
         case "interp": return InterpEngine()
+        case "bt": return BTEngine()
         default: return nil
         }
     }

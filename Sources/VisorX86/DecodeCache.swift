@@ -85,6 +85,9 @@ public struct X86DecodeCache {
     /// Lookups answered from the cache, and decodes stored (statistics, tests).
     public internal(set) var hits: UInt64 = 0
     public private(set) var fills: UInt64 = 0, invalidations: UInt64 = 0
+    /// Told of every page dropped (nil: all of them): the `bt` engine drops its translations of
+    /// the same code, which it decodes through this cache so that writes reach both.
+    var onInvalidate: ((UInt64?) -> Void)?
 
     public init(memory: GuestMemory) {
         let end = memory.regions.last.map { $0.guestEnd } ?? 0
@@ -149,6 +152,7 @@ public struct X86DecodeCache {
         if number < bitmapPages { codeBits[Int(number >> 6)] &= ~(1 << (number & 63)) }
         if lastPageNumber == number { lastPageNumber = .max; lastPage = nil }
         invalidations &+= 1
+        onInvalidate?(number)
     }
 
     /// Drops everything (new memory contents loaded by the host, state restored).
@@ -157,5 +161,6 @@ public struct X86DecodeCache {
         for i in codeBits.indices { codeBits[i] = 0 }
         lastPageNumber = .max; lastPage = nil
         invalidations &+= 1
+        onInvalidate?(nil)
     }
 }

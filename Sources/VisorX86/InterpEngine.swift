@@ -64,7 +64,7 @@ public struct InterpEngine: Engine {
     public init(decode: @escaping X86DecodeFunction) { self.decode = decode }
 
     public func makeMachine(memory: GuestMemory, options: MachineOptions) throws -> any VirtualMachine {
-        InterpVirtualMachine(memory: memory, options: options, decode: decode)
+        InterpVirtualMachine(memory: memory, options: options, decode: decode, makeExecutor: nil)
     }
 
     public func timeStampCounterFrequency() -> Double { Self.timeStampCounterHz }
@@ -122,8 +122,14 @@ public final class InterpVirtualMachine: VirtualMachine {
     public let clock: any VirtualClock
     let decode: X86DecodeFunction
     let shared: X86SharedState
+    /// Makes each vCPU's block executor: the `bt` engine's translator; nil for `interp`.
+    let makeExecutor: (@Sendable () -> any X86BlockExecutor)?
 
-    init(memory: GuestMemory, options: MachineOptions, decode: @escaping X86DecodeFunction) {
+    /// A machine whose vCPUs run translated code from `makeExecutor`'s executors ahead of the
+    /// interpreter (the `bt` engine), or the interpreter alone when it is nil.
+    public init(memory: GuestMemory, options: MachineOptions, decode: @escaping X86DecodeFunction,
+                makeExecutor: (@Sendable () -> any X86BlockExecutor)?) {
+        self.makeExecutor = makeExecutor
         self.memory = memory
         self.cpuid = CPUIDTable(hostSupported: InterpEngine.cpuidLeaves,
                                 timeStampCounterFrequency: UInt64(InterpEngine.timeStampCounterHz),
@@ -325,6 +331,7 @@ public final class InterpVirtualCPU: VirtualCPU, @unchecked Sendable {
         self.bus = bus
         self.machine = X86Machine(bus: bus, decode: vm.decode, shared: vm.shared, vcpuIndex: index)
         self.stop = machine.stopRequest
+        machine.blockExecutor = vm.makeExecutor?()
     }
 
     public func run() throws -> Exit { run(budget: .max) }

@@ -39,7 +39,9 @@ extension X86Machine {
         while remaining > 0 {
             if stopRequest.take() { return .stopped }
             if let outcome = step() { return outcome }
-            remaining -= 1
+            // A translated block counts its instructions; the interpreter's step counts one.
+            remaining -= max(1, blockRetired)
+            blockRetired = 0
         }
         return .budgetExhausted
     }
@@ -64,6 +66,16 @@ extension X86Machine {
         // One test for the debug features: TF or RF set, a breakpoint enabled, a trap deferred.
         if cpu.rflags & X86DebugBits.stepFlags != 0 || cpu.debugArmed { return stepDebugging(inhibited: inhibited) }
         cpu.interruptShadow = false
+        if let executor = blockExecutor {
+            // Translated code first (the `bt` engine); when it has nothing for this
+            // instruction, the interpreter runs it below.
+            let retired = executor.executeBlock(on: self)
+            if retired > 0 {
+                instructionsRetired &+= UInt64(retired)
+                blockRetired = retired
+                return nil
+            }
+        }
         beginInstruction()
         do {
             let insn = try fetchInstruction()

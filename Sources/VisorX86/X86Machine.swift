@@ -74,6 +74,15 @@ public final class X86Machine {
     @exclusivity(unchecked) public internal(set) var instructionsRetired: UInt64 = 0
     /// DR6 bits of the data and I/O breakpoints the current instruction met (`Debug.swift`).
     @exclusivity(unchecked) var debugTrapHits: UInt64 = 0
+    /// Runs translated code ahead of the interpreter (the `bt` engine); nil for `interp`.
+    public var blockExecutor: (any X86BlockExecutor)? {
+        didSet {
+            let executor = blockExecutor
+            decodeCache.onInvalidate = executor.map { e in { page in e.codeInvalidated(physicalPage: page) } }
+        }
+    }
+    /// Instructions the last translated block retired (the step loop's budget counts them).
+    @exclusivity(unchecked) var blockRetired = 0
     /// Settable from any thread: the step loop returns `.stopped` at the next boundary.
     public let stopRequest = X86StopRequest()
 

@@ -1,0 +1,26 @@
+// The block of memory translated code works on: the guest's general registers, RIP and
+// RFLAGS while a block runs, two slots that keep RFLAGS across calls into Swift, the machine
+// the callouts act on, and the callouts' status. R15 holds its address inside translated code.
+
+/// Byte offsets in the context block.
+enum BTContext {
+    /// Guest RAX ... R15 (8 bytes each, encoding order).
+    static func register(_ index: UInt8) -> Int32 { Int32(index & 15) * 8 }
+    static let rip: Int32 = 128
+    static let rflags: Int32 = 136
+    /// Guest RFLAGS as of the start of the instruction in progress (saved before its first
+    /// callout; what a block leaves in `rflags` when it stops before that instruction).
+    static let flagsBefore: Int32 = 144
+    /// Guest RFLAGS an instruction produced, kept across its final store's callout.
+    static let flagsAfter: Int32 = 152
+    /// `Unmanaged<X86Machine>` of the vCPU running the block (callouts).
+    static let machine: Int32 = 160
+    /// 0 when the last load callout succeeded.
+    static let status: Int32 = 168
+    static let size = 176
+
+    /// The RFLAGS bits translated code keeps in the host's RFLAGS: CF, PF, AF, ZF, SF, OF.
+    /// (DF stays clear on the host, as the C calling convention wants; instructions that read
+    /// or write any other flag are left to the interpreter.)
+    static let statusFlags: UInt32 = 0x8d5
+}

@@ -1,0 +1,619 @@
+// Guest instructions → host machine code, one block at a time.
+//
+// A block is a run of guest instructions from one physical page, ended by a control transfer,
+// by an instruction the translator does not cover, by the end of the page, or at
+// `maximumInstructions`. Its code works on the guest registers in the context block (R15) and
+// keeps the guest's six status flags in the host's RFLAGS between instructions: an x86 host
+// computes them exactly as the guest would, so an ADD is an ADD and a Jcc is a Jcc on the same
+// condition code. Flags are saved to the context only around calls into Swift (memory
+// accesses) and when the block ends.
+//
+// Precise state: a guest instruction writes its registers only after everything that can fail
+// (a memory access refused by the callout, a non-canonical return address) has succeeded, so
+// a failure stops the block with every register, RIP and RFLAGS exactly as before the
+// instruction. The interpreter then runs that instruction, raising its fault or making its
+// exit as `interp` would: bt never delivers an exception itself.
+//
+// Covered today: MOV, MOVZX/MOVSX/MOVSXD, LEA, the ALU group (ADD ... CMP, TEST), INC, DEC,
+// NOT, NEG, shifts and rotates, IMUL (two and three operands), SETcc, CMOVcc, CBW/CWD and
+// their wider forms, XCHG of registers, NOP/PAUSE, Jcc and JMP (relative), and in 64-bit mode
+// PUSH/POP of registers and immediates, CALL (relative and indirect), indirect JMP and near
+// RET. Everything else (LOCK and REP prefixes, string, system, x87/SSE instructions, port
+// I/O) runs through the interpreter one instruction at a time — among them every instruction
+// Robin and Irvine list as sensitive, so that the monitor sees each of them.
+
+import VisorX86
+import VisorX86Decode
+
+/// The addresses of the Swift functions translated code calls (C calling convention).
+struct BTCallouts {
+    /// (context, offset, info) → value; sets the context's status to 0 on success.
+    let load: UInt64
+    /// (context, offset, info, value) → 1 on success, 0 when the interpreter must do it.
+    let store: UInt64
+
+    /// `info` for a callout: segment (bits 7:0), size in bytes (15:8), a load for a write (16).
+    static func info(segment: UInt8, size: UInt8, forWrite: Bool = false) -> UInt64 {
+        UInt64(segment) | UInt64(size) << 8 | (forWrite ? 1 << 16 : 0)
+    }
+}
+
+/// One guest instruction of a block, with its address.
+struct GuestInstruction {
+    let rip: UInt64
+    let insn: DecodedInstruction
+}
+
+/// Turns guest instructions into host code.
+struct BlockTranslator {
+    /// Instructions in one block at most (the step loop checks interrupts and the budget
+    /// between blocks).
+    static let maximumInstructions = 64
+
+    /// Whether translated code can run `insn` in `mode`; `next` is the address after it (for
+    /// relative branch targets, which must be canonical).
+    static func covers(_ insn: DecodedInstruction, mode: CodeMode, next: UInt64) -> Bool {
+        if insn.prefixes.lock || insn.prefixes.repetition != .none { return false }
+        let d = insn.destination, s = insn.source
+        let size = operationSize(insn)
+        let dataKinds: Set<Operand.Kind> = [.register, .highByte, .memory]
+        func data(_ o: Operand) -> Bool { dataKinds.contains(o.kind) }
+        func sizeOK(_ s: UInt8) -> Bool { s == 1 || s == 2 || s == 4 || s == 8 }
+        let long = mode == .bits64
+        switch insn.operation {
+        case .mov, .add, .or, .adc, .sbb, .and, .sub, .xor, .cmp, .test:
+            return data(d) && (data(s) || s.kind == .immediate) && !(d.kind == .memory && s.kind == .memory)
+                && sizeOK(size)
+        case .inc, .dec, .not, .neg:
+            return data(d) && sizeOK(size)
+        case .rol, .ror, .rcl, .rcr, .shl, .shr, .sar:
+            return data(d) && sizeOK(size)
+                && (s.kind == .immediate || (s.kind == .register && s.index == 1 && s.size == 1))
+        case .lea:
+            return d.kind == .register && s.kind == .memory && (size == 2 || size == 4 || size == 8)
+        case .movzx, .movsx:
+            return d.kind == .register && data(s) && (s.size == 1 || s.size == 2 || s.size == 4) && sizeOK(d.size)
+        case .imul:
+            return d.kind == .register && (s.kind == .register || s.kind == .memory)
+                && (insn.source2.kind == .register || insn.source2.kind == .immediate)
+                && (size == 2 || size == 4 || size == 8)
+        case .setcc:
+            return data(d) && d.size == 1
+        case .cmovcc:
+            return d.kind == .register && (s.kind == .register || s.kind == .memory) && (size == 2 || size == 4 || size == 8)
+        case .signExtendAccumulator, .signExtendIntoDX:
+            return insn.operandSize == 2 || insn.operandSize == 4 || insn.operandSize == 8
+        case .xchg:
+            return (d.kind == .register || d.kind == .highByte) && (s.kind == .register || s.kind == .highByte)
+                && sizeOK(size)
+        case .nop, .pause:
+            return true
+        case .jcc, .jmpRelative:
+            if long { return insn.operandSize == 8 && isCanonical(branchTarget(insn, next: next, mode: mode)) }
+            return insn.operandSize == (mode == .bits32 ? 4 : 2)
+        case .callRelative:
+            return long && insn.operandSize == 8 && isCanonical(branchTarget(insn, next: next, mode: mode))
+        case .ret:
+            return long && insn.operandSize == 8
+        case .push:
+            return long && insn.operandSize == 8 && (s.kind == .register || s.kind == .immediate)
+        case .pop:
+            return long && insn.operandSize == 8 && d.kind == .register
+        case .jmpIndirect, .callIndirect:
+            return long && insn.operandSize == 8 && (s.kind == .register || s.kind == .memory)
+        default:
+            return false
+        }
+    }
+
+    /// True for the instructions that end a block (they decide the next RIP).
+    static func endsBlock(_ insn: DecodedInstruction) -> Bool {
+        switch insn.operation {
+        case .jcc, .jmpRelative, .callRelative, .ret, .jmpIndirect, .callIndirect: return true
+        default: return false
+        }
+    }
+
+    static func operationSize(_ insn: DecodedInstruction) -> UInt8 {
+        let s = insn.destination.size
+        return s == 0 || s > 8 ? insn.operandSize : s
+    }
+
+    static func isCanonical(_ address: UInt64) -> Bool {
+        let top = Int64(bitPattern: address) >> 47
+        return top == 0 || top == -1
+    }
+
+    static func instructionPointerMask(_ mode: CodeMode) -> UInt64 {
+        switch mode {
+        case .bits64: return .max
+        case .bits32: return 0xffff_ffff
+        case .bits16: return 0xffff
+        }
+    }
+
+    static func branchTarget(_ insn: DecodedInstruction, next: UInt64, mode: CodeMode) -> UInt64 {
+        (next &+ insn.immediate) & instructionPointerMask(mode)
+    }
+
+    static func mask(_ size: UInt8) -> UInt64 { size >= 8 ? .max : (1 << (UInt64(size) * 8)) &- 1 }
+
+    // MARK: Emission
+
+    private var e = X86Emitter()
+    private let mode: CodeMode
+    private let callouts: BTCallouts
+    /// Where every exit path goes to restore the host registers and return.
+    private let tail: Label
+    /// The stop-before stubs to emit after the body: (label, instructions retired, guest RIP).
+    private var failures: [(label: Label, retired: Int, rip: UInt64)] = []
+
+    private init(mode: CodeMode, callouts: BTCallouts) {
+        self.mode = mode
+        self.callouts = callouts
+        tail = e.makeLabel()
+    }
+
+    /// Host code for `instructions` (each covered; only the last may end the block), which
+    /// continue at `next` unless the last one branches. The code is a C function taking the
+    /// context block and returning the number of guest instructions it retired.
+    static func translate(_ instructions: [GuestInstruction], next: UInt64, mode: CodeMode,
+                          callouts: BTCallouts) -> [UInt8]? {
+        var t = BlockTranslator(mode: mode, callouts: callouts)
+        t.prologue()
+        var ended = false
+        for (k, g) in instructions.enumerated() {
+            ended = t.instruction(g, retired: k)
+        }
+        if !ended { t.exit(rip: next, retired: instructions.count) }
+        t.epilogue()
+        return t.e.finished()
+    }
+
+    private mutating func prologue() {
+        // Callee-saved registers the block uses; then 8 bytes so calls see a 16-byte-aligned RSP.
+        e.push(.rbx); e.push(.r12); e.push(.r13); e.push(.r15)
+        e.adjustStack(-8)
+        e.move(.r15, .rdi)
+        e.load(.rax, disp: BTContext.rflags)
+        e.and32(.rax, BTContext.statusFlags)
+        e.push(.rax); e.popFlags()
+    }
+
+    private mutating func epilogue() {
+        for f in failures {
+            e.bind(f.label)
+            e.load(.rax, disp: BTContext.flagsBefore)
+            mergeFlags()
+            e.moveImmediate(.rax, f.rip)
+            e.store(.rax, disp: BTContext.rip, size: 8)
+            e.moveImmediate(.rax, UInt64(f.retired))
+            e.jmp(tail)
+        }
+        e.bind(tail)
+        e.adjustStack(8)
+        e.pop(.r15); e.pop(.r13); e.pop(.r12); e.pop(.rbx)
+        e.ret()
+    }
+
+    /// Writes the status flags in RAX (host RFLAGS image) into the guest's RFLAGS, keeping its
+    /// other bits. Clobbers RAX, RCX and the host flags.
+    private mutating func mergeFlags() {
+        e.and32(.rax, BTContext.statusFlags)
+        e.load(.rcx, disp: BTContext.rflags)
+        e.registerForm([0x81], size: 8, reg: 4, rm: .rcx)  // AND rcx, ~status (sign-extended)
+        e.u32(~BTContext.statusFlags)
+        e.alu(1, .rcx, .rax, size: 8)                     // OR rcx, rax
+        e.store(.rcx, disp: BTContext.rflags, size: 8)
+    }
+
+    /// Ends the block: RIP = `rip`, `retired` instructions done.
+    private mutating func exit(rip: UInt64, retired: Int) {
+        e.pushFlags(); e.pop(.rax)
+        mergeFlags()
+        e.moveImmediate(.rax, rip)
+        e.store(.rax, disp: BTContext.rip, size: 8)
+        e.moveImmediate(.rax, UInt64(retired))
+        e.jmp(tail)
+    }
+
+    /// Ends the block with RIP taken from R13.
+    private mutating func exitToR13(retired: Int) {
+        e.pushFlags(); e.pop(.rax)
+        mergeFlags()
+        e.store(.r13, disp: BTContext.rip, size: 8)
+        e.moveImmediate(.rax, UInt64(retired))
+        e.jmp(tail)
+    }
+
+    /// A label that stops the block before instruction number `retired` (at `rip`), with the
+    /// flags saved in `flagsBefore`.
+    private mutating func failure(retired: Int, rip: UInt64) -> Label {
+        let l = e.makeLabel()
+        failures.append((l, retired, rip))
+        return l
+    }
+
+    private mutating func saveFlags(to slot: Int32 = BTContext.flagsBefore) {
+        e.pushFlags(); e.popContext(disp: slot)
+    }
+
+    private mutating func restoreFlags(from slot: Int32 = BTContext.flagsBefore) {
+        e.pushContext(disp: slot); e.popFlags()
+    }
+
+    // MARK: Operands
+
+    /// A register or immediate operand's value into `reg` (all 64 bits of a register; the
+    /// operation then uses the low `size` bytes).
+    private mutating func read(_ o: Operand, _ insn: DecodedInstruction, into reg: HostRegister, size: UInt8) {
+        switch o.kind {
+        case .register: e.load(reg, disp: BTContext.register(o.index))
+        case .highByte: e.loadByte(reg, disp: BTContext.register(o.index) + 1)
+        default: e.moveImmediate(reg, insn.immediate & Self.mask(size))
+        }
+    }
+
+    /// Writes the low `size` bytes of `reg` to register operand `o` with the architecture's
+    /// rule: 32-bit writes clear bits 63:32, 8- and 16-bit writes keep the rest.
+    private mutating func write(_ o: Operand, from reg: HostRegister, size: UInt8) {
+        if o.kind == .highByte {
+            e.store(reg, disp: BTContext.register(o.index) + 1, size: 1)
+            return
+        }
+        switch size {
+        case 8: e.store(reg, disp: BTContext.register(o.index), size: 8)
+        case 4:
+            e.zeroExtend32(reg)
+            e.store(reg, disp: BTContext.register(o.index), size: 8)
+        default: e.store(reg, disp: BTContext.register(o.index), size: size)
+        }
+    }
+
+    /// The memory operand's offset (effective address) into R12, at the address size.
+    private mutating func address(_ insn: DecodedInstruction, rip: UInt64) {
+        let m = insn.memory
+        var displacement = UInt64(bitPattern: m.displacement)
+        if m.base == MemoryOperand.ripRelative { displacement = displacement &+ rip &+ UInt64(insn.length) }
+        e.moveImmediate(.r12, displacement)
+        if m.base != MemoryOperand.noRegister && m.base != MemoryOperand.ripRelative {
+            e.load(.rsi, disp: BTContext.register(m.base))
+            e.leaSum(.r12, base: .r12, index: .rsi, scale: 1)
+        }
+        if m.index != MemoryOperand.noRegister {
+            e.load(.rdi, disp: BTContext.register(m.index))
+            e.leaSum(.r12, base: .r12, index: .rdi, scale: m.scale)
+        }
+        if insn.addressSize == 4 { e.zeroExtend32(.r12) } else if insn.addressSize == 2 { e.zeroExtend(.r12, from: 2) }
+    }
+
+    /// Loads `size` bytes at segment:R12 into RAX through the callout; stops before the
+    /// instruction when the callout refuses. Clobbers the host flags and caller-saved registers.
+    private mutating func load(segment: UInt8, size: UInt8, forWrite: Bool = false, fail: Label) {
+        e.move(.rdi, .r15)
+        e.move(.rsi, .r12)
+        e.moveImmediate(.rdx, BTCallouts.info(segment: segment, size: size, forWrite: forWrite))
+        e.moveImmediate(.rax, callouts.load)
+        e.call(.rax)
+        e.compareContextToZero(disp: BTContext.status)
+        e.jcc(5, fail)  // NE
+    }
+
+    /// Stores the low `size` bytes of RCX at segment:R12 through the callout; stops before the
+    /// instruction when it refuses. Clobbers the host flags and caller-saved registers.
+    private mutating func store(segment: UInt8, size: UInt8, fail: Label) {
+        e.move(.rdi, .r15)
+        e.move(.rsi, .r12)
+        e.moveImmediate(.rdx, BTCallouts.info(segment: segment, size: size))
+        e.moveImmediate(.rax, callouts.store)
+        e.call(.rax)
+        e.test(.rax, .rax, size: 1)
+        e.jcc(4, fail)  // E: refused
+    }
+
+    // MARK: Instructions
+
+    /// Emits one instruction; true when it ended the block.
+    private mutating func instruction(_ g: GuestInstruction, retired k: Int) -> Bool {
+        let insn = g.insn
+        let next = (g.rip &+ UInt64(insn.length)) & Self.instructionPointerMask(mode)
+        let size = Self.operationSize(insn)
+        let d = insn.destination, s = insn.source
+        let segment = insn.memory.segment
+        switch insn.operation {
+        case .mov:
+            if d.kind == .memory {
+                let fail = failure(retired: k, rip: g.rip)
+                saveFlags()
+                address(insn, rip: g.rip)
+                read(s, insn, into: .rcx, size: size)
+                store(segment: segment, size: size, fail: fail)
+                restoreFlags()
+            } else if s.kind == .memory {
+                let fail = failure(retired: k, rip: g.rip)
+                saveFlags()
+                address(insn, rip: g.rip)
+                load(segment: segment, size: size, fail: fail)
+                restoreFlags()
+                write(d, from: .rax, size: size)
+            } else {
+                read(s, insn, into: .rax, size: size)
+                write(d, from: .rax, size: size)
+            }
+
+        case .add, .or, .adc, .sbb, .and, .sub, .xor, .cmp, .test:
+            let writes = insn.operation != .cmp && insn.operation != .test
+            arithmetic(g, retired: k, size: size, writes: writes) { e in
+                switch insn.operation {
+                case .add: e.alu(0, .rax, .rcx, size: size)
+                case .or: e.alu(1, .rax, .rcx, size: size)
+                case .adc: e.alu(2, .rax, .rcx, size: size)
+                case .sbb: e.alu(3, .rax, .rcx, size: size)
+                case .and: e.alu(4, .rax, .rcx, size: size)
+                case .sub: e.alu(5, .rax, .rcx, size: size)
+                case .xor: e.alu(6, .rax, .rcx, size: size)
+                case .cmp: e.alu(7, .rax, .rcx, size: size)
+                default: e.test(.rax, .rcx, size: size)
+                }
+            }
+
+        case .inc, .dec, .not, .neg:
+            arithmetic(g, retired: k, size: size, writes: true, unary: true) { e in
+                switch insn.operation {
+                case .inc: e.incDec(0, .rax, size: size)
+                case .dec: e.incDec(1, .rax, size: size)
+                case .not: e.unary(2, .rax, size: size)
+                default: e.unary(3, .rax, size: size)
+                }
+            }
+
+        case .rol, .ror, .rcl, .rcr, .shl, .shr, .sar:
+            let ext: UInt8
+            switch insn.operation {
+            case .rol: ext = 0
+            case .ror: ext = 1
+            case .rcl: ext = 2
+            case .rcr: ext = 3
+            case .shl: ext = 4
+            case .shr: ext = 5
+            default: ext = 7
+            }
+            arithmetic(g, retired: k, size: size, writes: true, unary: true) { e in
+                if s.kind == .immediate {
+                    e.moveImmediate(.rcx, insn.immediate & 0xff)
+                } else {
+                    e.load(.rcx, disp: BTContext.register(1))
+                }
+                e.shiftByCL(ext, .rax, size: size)
+            }
+
+        case .lea:
+            address(insn, rip: g.rip)
+            e.move(.rax, .r12)
+            write(d, from: .rax, size: size)
+
+        case .movzx, .movsx:
+            if s.kind == .memory {
+                let fail = failure(retired: k, rip: g.rip)
+                saveFlags()
+                address(insn, rip: g.rip)
+                load(segment: segment, size: s.size, fail: fail)
+                restoreFlags()
+            } else {
+                read(s, insn, into: .rax, size: s.size)
+            }
+            if insn.operation == .movzx { e.zeroExtend(.rax, from: s.size) } else { e.signExtend(.rax, from: s.size) }
+            write(d, from: .rax, size: d.size)
+
+        case .imul:
+            if s.kind == .memory {
+                let fail = failure(retired: k, rip: g.rip)
+                saveFlags()
+                address(insn, rip: g.rip)
+                load(segment: segment, size: size, fail: fail)
+                e.move(.rcx, .rax)
+            } else {
+                read(s, insn, into: .rcx, size: size)
+            }
+            if insn.source2.kind == .immediate {
+                e.imul(.rax, .rcx, immediate: insn.immediate, size: size)
+            } else {
+                read(insn.source2, insn, into: .rax, size: size)
+                e.imul(.rax, .rcx, size: size)
+            }
+            write(d, from: .rax, size: size)
+
+        case .setcc:
+            if d.kind == .memory {
+                let fail = failure(retired: k, rip: g.rip)
+                e.setcc(insn.condition, .rcx)
+                e.move(.rbx, .rcx)
+                saveFlags()
+                address(insn, rip: g.rip)
+                e.move(.rcx, .rbx)
+                store(segment: segment, size: 1, fail: fail)
+                restoreFlags()
+            } else {
+                e.setcc(insn.condition, .rax)
+                write(d, from: .rax, size: 1)
+            }
+
+        case .cmovcc:
+            if s.kind == .memory {
+                let fail = failure(retired: k, rip: g.rip)
+                saveFlags()
+                address(insn, rip: g.rip)
+                load(segment: segment, size: size, fail: fail)
+                e.move(.rcx, .rax)
+                restoreFlags()
+            } else {
+                read(s, insn, into: .rcx, size: size)
+            }
+            read(d, insn, into: .rax, size: size)
+            e.cmovcc(insn.condition, .rax, .rcx, size: size)
+            write(d, from: .rax, size: size)
+
+        case .signExtendAccumulator:
+            e.load(.rax, disp: BTContext.register(0))
+            e.accumulatorExtend(0x98, size: insn.operandSize)
+            write(.register(0, size: insn.operandSize), from: .rax, size: insn.operandSize)
+
+        case .signExtendIntoDX:
+            e.load(.rax, disp: BTContext.register(0))
+            e.accumulatorExtend(0x99, size: insn.operandSize)
+            write(.register(2, size: insn.operandSize), from: .rdx, size: insn.operandSize)
+
+        case .xchg:
+            read(d, insn, into: .rax, size: size)
+            read(s, insn, into: .rcx, size: size)
+            write(d, from: .rcx, size: size)
+            write(s, from: .rax, size: size)
+
+        case .nop, .pause:
+            break
+
+        case .jcc:
+            let taken = e.makeLabel()
+            e.jcc(insn.condition, taken)
+            exit(rip: next, retired: k + 1)
+            e.bind(taken)
+            exit(rip: Self.branchTarget(insn, next: next, mode: mode), retired: k + 1)
+            return true
+
+        case .jmpRelative:
+            exit(rip: Self.branchTarget(insn, next: next, mode: mode), retired: k + 1)
+            return true
+
+        case .push:
+            let fail = failure(retired: k, rip: g.rip)
+            saveFlags()
+            stackSlot(delta: -8)
+            read(s, insn, into: .rcx, size: 8)
+            store(segment: 2, size: 8, fail: fail)
+            restoreFlags()
+            e.store(.r12, disp: BTContext.register(4), size: 8)
+
+        case .pop:
+            let fail = failure(retired: k, rip: g.rip)
+            saveFlags()
+            e.load(.r12, disp: BTContext.register(4))
+            load(segment: 2, size: 8, fail: fail)
+            restoreFlags()
+            moveStackPointer(by: 8)
+            e.store(.rax, disp: BTContext.register(d.index), size: 8)
+
+        case .callRelative:
+            let fail = failure(retired: k, rip: g.rip)
+            saveFlags()
+            pushReturnAddress(next, fail: fail)
+            restoreFlags()
+            exit(rip: Self.branchTarget(insn, next: next, mode: mode), retired: k + 1)
+            return true
+
+        case .ret:
+            let fail = failure(retired: k, rip: g.rip)
+            saveFlags()
+            e.load(.r12, disp: BTContext.register(4))
+            load(segment: 2, size: 8, fail: fail)
+            e.move(.r13, .rax)
+            checkCanonical(.r13, fail: fail)
+            moveStackPointer(by: 8 &+ (insn.immediate & 0xffff))
+            restoreFlags()
+            exitToR13(retired: k + 1)
+            return true
+
+        case .jmpIndirect, .callIndirect:
+            let fail = failure(retired: k, rip: g.rip)
+            saveFlags()
+            if s.kind == .memory {
+                address(insn, rip: g.rip)
+                load(segment: segment, size: 8, fail: fail)
+                e.move(.r13, .rax)
+            } else {
+                e.load(.r13, disp: BTContext.register(s.index))
+            }
+            checkCanonical(.r13, fail: fail)
+            if insn.operation == .callIndirect { pushReturnAddress(next, fail: fail) }
+            restoreFlags()
+            exitToR13(retired: k + 1)
+            return true
+
+        default:
+            // `covers` admitted nothing else.
+            exit(rip: g.rip, retired: k)
+            return true
+        }
+        return false
+    }
+
+    /// The common shape of the ALU, unary and shift families: destination into RAX (through a
+    /// read-modify-write load when it is memory), source into RCX, `operation` on the host,
+    /// result written back unless `writes` is false.
+    private mutating func arithmetic(_ g: GuestInstruction, retired k: Int, size: UInt8, writes: Bool,
+                                     unary: Bool = false, _ operation: (inout X86Emitter) -> Void) {
+        let insn = g.insn
+        let d = insn.destination, s = insn.source
+        let segment = insn.memory.segment
+        let touchesMemory = d.kind == .memory || (!unary && s.kind == .memory)
+        var fail: Label?
+        if touchesMemory {
+            let f = failure(retired: k, rip: g.rip)
+            fail = f
+            saveFlags()
+            address(insn, rip: g.rip)
+            if d.kind == .memory {
+                load(segment: segment, size: size, forWrite: writes, fail: f)
+                if !unary { read(s, insn, into: .rcx, size: size) }
+            } else {
+                load(segment: segment, size: size, fail: f)
+                e.move(.rcx, .rax)
+                read(d, insn, into: .rax, size: size)
+            }
+            restoreFlags()
+        } else {
+            read(d, insn, into: .rax, size: size)
+            if !unary { read(s, insn, into: .rcx, size: size) }
+        }
+        operation(&e)
+        guard writes else { return }
+        if d.kind == .memory, let fail {
+            saveFlags(to: BTContext.flagsAfter)
+            e.move(.rcx, .rax)
+            store(segment: segment, size: size, fail: fail)
+            restoreFlags(from: BTContext.flagsAfter)
+        } else {
+            write(d, from: .rax, size: size)
+        }
+    }
+
+    /// R12 = guest RSP + `delta` (no flags touched).
+    private mutating func stackSlot(delta: Int64) {
+        e.load(.r12, disp: BTContext.register(4))
+        e.moveImmediate(.rsi, UInt64(bitPattern: delta))
+        e.leaSum(.r12, base: .r12, index: .rsi, scale: 1)
+    }
+
+    /// Guest RSP = R12 + `delta`.
+    private mutating func moveStackPointer(by delta: UInt64) {
+        e.moveImmediate(.rsi, delta)
+        e.leaSum(.rsi, base: .r12, index: .rsi, scale: 1)
+        e.store(.rsi, disp: BTContext.register(4), size: 8)
+    }
+
+    /// Pushes the 8-byte `value` (a return address) and updates RSP; flags clobbered.
+    private mutating func pushReturnAddress(_ value: UInt64, fail: Label) {
+        stackSlot(delta: -8)
+        e.moveImmediate(.rcx, value)
+        store(segment: 2, size: 8, fail: fail)
+        e.store(.r12, disp: BTContext.register(4), size: 8)
+    }
+
+    /// Stops before the instruction unless `reg` holds a canonical address (flags clobbered).
+    private mutating func checkCanonical(_ reg: HostRegister, fail: Label) {
+        e.move(.rdx, reg)
+        e.shift64(4, .rdx, by: 16)
+        e.shift64(7, .rdx, by: 16)
+        e.compare(.rdx, reg)
+        e.jcc(5, fail)
+    }
+}

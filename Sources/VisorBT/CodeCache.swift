@@ -1,0 +1,71 @@
+// The code cache: host memory that translated blocks are copied into and run from. W^X: no
+// page is ever writable and executable at once. The region is reserved whole at creation
+// (inaccessible); installing a block makes just the pages it touches writable, copies it, and
+// makes them executable (and not writable) again before anything can run from them. Each vCPU
+// has its own cache, so no page changes rights while another thread runs from it.
+//
+// Bounded: when a block does not fit, the owner drops every translation and starts over
+// (`reset`), as QEMU's TCG does when its buffer fills.
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why a code cache could not be made.
+public struct CodeCacheError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// A bounded region of executable host memory holding translated code.
+final class CodeCache {
+    /// Bytes reserved.
+    let capacity: Int
+    /// Bytes holding code (blocks are 16-byte aligned).
+    private(set) var used = 0
+    /// Times the cache was emptied to make room.
+    private(set) var resets = 0
+    // SAFETY: `base` is a `capacity`-byte mapping owned by this object (unmapped in deinit);
+    // writes go only to `[base + used, base + used + count)`, checked against `capacity`.
+    private let base: UnsafeMutableRawPointer
+    private static let pageSize = 4096
+
+    init(capacity: Int) throws {
+        let rounded = (max(capacity, Self.pageSize) + Self.pageSize - 1) / Self.pageSize * Self.pageSize
+        let p = mmap(nil, rounded, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        guard let p, p != MAP_FAILED else {
+            throw CodeCacheError(description: "cannot reserve \(rounded) bytes for translated code: \(String(cString: strerror(errno)))")
+        }
+        base = p
+        self.capacity = rounded
+    }
+
+    deinit { munmap(base, capacity) }
+
+    /// Copies `code` in and returns where it can be run from, or nil when it does not fit (or
+    /// the host refused to change a page's rights).
+    func install(_ code: [UInt8]) -> UnsafeRawPointer? {
+        let start = (used + 15) & ~15
+        guard !code.isEmpty, start + code.count <= capacity else { return nil }
+        let firstPage = start / Self.pageSize * Self.pageSize
+        let end = start + code.count
+        let length = (end + Self.pageSize - 1) / Self.pageSize * Self.pageSize - firstPage
+        guard mprotect(base + firstPage, length, PROT_READ | PROT_WRITE) == 0 else { return nil }
+        code.withUnsafeBytes { (base + start).copyMemory(from: $0.baseAddress!, byteCount: code.count) }
+        guard mprotect(base + firstPage, length, PROT_READ | PROT_EXEC) == 0 else { return nil }
+        used = end
+        return UnsafeRawPointer(base + start)
+    }
+
+    /// Forgets every block (their addresses must not be run again) and makes the region
+    /// inaccessible, so a stale pointer faults instead of running garbage.
+    func reset() {
+        if used > 0 { mprotect(base, capacity, PROT_NONE) }
+        used = 0
+        resets += 1
+    }
+
+    /// True while `address` lies in the region (tests).
+    func contains(_ address: UnsafeRawPointer) -> Bool {
+        address >= UnsafeRawPointer(base) && address < UnsafeRawPointer(base + capacity)
+    }
+}

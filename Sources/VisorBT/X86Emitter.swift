@@ -1,0 +1,274 @@
+// An assembler for the host's x86-64: just the encodings the translator emits, each built
+// from its parts (prefixes, REX, opcode, ModRM, SIB, displacement, immediate) as the SDM's
+// volume 2 chapter 2 describes them, with forward labels for branches inside a block.
+//
+// Guest state lives in a context block that R15 points to (`BTContext`); memory operands the
+// emitter produces are all `[r15 + disp32]` (ModRM mod 10, r/m 111 with REX.B), so no SIB byte
+// is ever needed for them.
+
+/// A host general-purpose register, in encoding order.
+enum HostRegister: UInt8 {
+    case rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8, r9, r10, r11, r12, r13, r14, r15
+}
+
+/// A position in the code being assembled that branches can name before it is bound.
+struct Label { let id: Int }
+
+/// Host machine code under construction.
+struct X86Emitter {
+    private(set) var bytes: [UInt8] = []
+    /// Bound offset of each label (nil until `bind`).
+    private var labelOffsets: [Int?] = []
+    /// rel32 fields waiting for their label: (offset of the field, label).
+    private var fixups: [(at: Int, label: Int)] = []
+
+    init() { bytes.reserveCapacity(512) }
+
+    var count: Int { bytes.count }
+
+    mutating func byte(_ b: UInt8) { bytes.append(b) }
+    mutating func bytes(_ bs: [UInt8]) { bytes.append(contentsOf: bs) }
+    mutating func u16(_ v: UInt16) { for i in 0..<2 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * UInt16(i)))) } }
+    mutating func u32(_ v: UInt32) { for i in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * UInt32(i)))) } }
+    mutating func u64(_ v: UInt64) { for i in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))) } }
+    mutating func i32(_ v: Int32) { u32(UInt32(bitPattern: v)) }
+
+    // MARK: Prefixes and ModRM
+
+    /// The operand-size prefix and REX for an instruction of operand `size` (1, 2, 4, 8) whose
+    /// ModRM names `reg` and `rm` (and SIB `index`). A REX is forced for byte operations on
+    /// SPL/BPL/SIL/DIL, which without one would mean AH/CH/DH/BH.
+    private mutating func prefixes(size: UInt8, reg: UInt8, rm: UInt8, index: UInt8 = 0, rmIsRegister: Bool) {
+        if size == 2 { byte(0x66) }
+        var rex: UInt8 = 0
+        if size == 8 { rex |= 8 }
+        if reg & 8 != 0 { rex |= 4 }
+        if index & 8 != 0 { rex |= 2 }
+        if rm & 8 != 0 { rex |= 1 }
+        let needsRexForBytes = size == 1 && (reg >= 4 || (rmIsRegister && rm >= 4))
+        if rex != 0 || needsRexForBytes { byte(0x40 | rex) }
+    }
+
+    /// `opcode` with ModRM register-direct: reg field `reg` (a register or an opcode extension),
+    /// r/m register `rm`, at operand `size`.
+    mutating func registerForm(_ opcode: [UInt8], size: UInt8, reg: UInt8, rm: HostRegister) {
+        prefixes(size: size, reg: reg, rm: rm.rawValue, rmIsRegister: true)
+        bytes(opcode)
+        byte(0xc0 | (reg & 7) << 3 | (rm.rawValue & 7))
+    }
+
+    /// `opcode` with a memory operand `[r15 + disp]`, reg field `reg`, at operand `size`.
+    mutating func contextForm(_ opcode: [UInt8], size: UInt8, reg: UInt8, disp: Int32) {
+        prefixes(size: size, reg: reg, rm: HostRegister.r15.rawValue, rmIsRegister: false)
+        bytes(opcode)
+        byte(0x80 | (reg & 7) << 3 | 7)
+        i32(disp)
+    }
+
+    // MARK: Moves
+
+    /// MOV reg64, [r15 + disp].
+    mutating func load(_ reg: HostRegister, disp: Int32) {
+        contextForm([0x8b], size: 8, reg: reg.rawValue, disp: disp)
+    }
+
+    /// MOV [r15 + disp], reg at `size` bytes (only those bytes are written).
+    mutating func store(_ reg: HostRegister, disp: Int32, size: UInt8) {
+        contextForm([size == 1 ? 0x88 : 0x89], size: size, reg: reg.rawValue, disp: disp)
+    }
+
+    /// MOVZX reg32, byte [r15 + disp].
+    mutating func loadByte(_ reg: HostRegister, disp: Int32) {
+        contextForm([0x0f, 0xb6], size: 4, reg: reg.rawValue, disp: disp)
+    }
+
+    /// MOV reg, imm: the shortest form that gives `value` in all 64 bits.
+    mutating func moveImmediate(_ reg: HostRegister, _ value: UInt64) {
+        if value <= 0xffff_ffff {
+            if reg.rawValue & 8 != 0 { byte(0x41) }
+            byte(0xb8 | (reg.rawValue & 7))
+            u32(UInt32(value))
+        } else if Int64(bitPattern: value) >= Int64(Int32.min) && Int64(bitPattern: value) < 0 {
+            registerForm([0xc7], size: 8, reg: 0, rm: reg)
+            u32(UInt32(truncatingIfNeeded: value))
+        } else {
+            byte(0x48 | (reg.rawValue >> 3))
+            byte(0xb8 | (reg.rawValue & 7))
+            u64(value)
+        }
+    }
+
+    /// MOV dst, src (64-bit).
+    mutating func move(_ dst: HostRegister, _ src: HostRegister) {
+        registerForm([0x89], size: 8, reg: src.rawValue, rm: dst)
+    }
+
+    /// MOV r32, r32 of a register onto itself: clears bits 63:32 (flags untouched).
+    mutating func zeroExtend32(_ reg: HostRegister) {
+        registerForm([0x89], size: 4, reg: reg.rawValue, rm: reg)
+    }
+
+    /// MOVZX reg32, reg8 / reg16 (`from` 1 or 2): the low bytes, zero-extended (flags untouched).
+    mutating func zeroExtend(_ reg: HostRegister, from size: UInt8) {
+        switch size {
+        case 1: registerForm([0x0f, 0xb6], size: 4, reg: reg.rawValue, rm: reg)
+        case 2: registerForm([0x0f, 0xb7], size: 4, reg: reg.rawValue, rm: reg)
+        case 4: zeroExtend32(reg)
+        default: break
+        }
+    }
+
+    /// MOVSX / MOVSXD reg64 from the low `size` bytes of the same register.
+    mutating func signExtend(_ reg: HostRegister, from size: UInt8) {
+        switch size {
+        case 1: registerForm([0x0f, 0xbe], size: 8, reg: reg.rawValue, rm: reg)
+        case 2: registerForm([0x0f, 0xbf], size: 8, reg: reg.rawValue, rm: reg)
+        case 4: registerForm([0x63], size: 8, reg: reg.rawValue, rm: reg)
+        default: break
+        }
+    }
+
+    /// LEA dst, [base + index * scale] (flags untouched).
+    mutating func leaSum(_ dst: HostRegister, base: HostRegister, index: HostRegister, scale: UInt8) {
+        let scaleBits: UInt8 = scale == 8 ? 3 : scale == 4 ? 2 : scale == 2 ? 1 : 0
+        prefixes(size: 8, reg: dst.rawValue, rm: base.rawValue, index: index.rawValue, rmIsRegister: false)
+        byte(0x8d)
+        byte(0x44 | (dst.rawValue & 7) << 3)  // mod 01, r/m 100: SIB and disp8 (0), so RBP/R13 bases work
+        byte(scaleBits << 6 | (index.rawValue & 7) << 3 | (base.rawValue & 7))
+        byte(0)
+    }
+
+    // MARK: Arithmetic at a guest size
+
+    /// Group-1 ALU operation `n` (0 ADD, 1 OR, 2 ADC, 3 SBB, 4 AND, 5 SUB, 6 XOR, 7 CMP):
+    /// dst ← dst op src at `size`.
+    mutating func alu(_ n: UInt8, _ dst: HostRegister, _ src: HostRegister, size: UInt8) {
+        registerForm([size == 1 ? n << 3 : n << 3 | 1], size: size, reg: src.rawValue, rm: dst)
+    }
+
+    /// TEST dst, src at `size`.
+    mutating func test(_ dst: HostRegister, _ src: HostRegister, size: UInt8) {
+        registerForm([size == 1 ? 0x84 : 0x85], size: size, reg: src.rawValue, rm: dst)
+    }
+
+    /// Group-3 unary operation at `size`: extension 2 NOT, 3 NEG.
+    mutating func unary(_ ext: UInt8, _ reg: HostRegister, size: UInt8) {
+        registerForm([size == 1 ? 0xf6 : 0xf7], size: size, reg: ext, rm: reg)
+    }
+
+    /// INC (ext 0) or DEC (ext 1) at `size`.
+    mutating func incDec(_ ext: UInt8, _ reg: HostRegister, size: UInt8) {
+        registerForm([size == 1 ? 0xfe : 0xff], size: size, reg: ext, rm: reg)
+    }
+
+    /// Group-2 shift or rotate `ext` (0 ROL, 1 ROR, 2 RCL, 3 RCR, 4 SHL, 5 SHR, 7 SAR) of `reg`
+    /// by CL at `size`.
+    mutating func shiftByCL(_ ext: UInt8, _ reg: HostRegister, size: UInt8) {
+        registerForm([size == 1 ? 0xd2 : 0xd3], size: size, reg: ext, rm: reg)
+    }
+
+    /// IMUL dst, src at `size` (2, 4, 8).
+    mutating func imul(_ dst: HostRegister, _ src: HostRegister, size: UInt8) {
+        registerForm([0x0f, 0xaf], size: size, reg: dst.rawValue, rm: src)
+    }
+
+    /// IMUL dst, src, imm at `size` (2: imm16, else imm32 sign-extended).
+    mutating func imul(_ dst: HostRegister, _ src: HostRegister, immediate: UInt64, size: UInt8) {
+        registerForm([0x69], size: size, reg: dst.rawValue, rm: src)
+        if size == 2 { u16(UInt16(truncatingIfNeeded: immediate)) } else { u32(UInt32(truncatingIfNeeded: immediate)) }
+    }
+
+    /// SETcc reg8 on condition `cc` (0-15).
+    mutating func setcc(_ cc: UInt8, _ reg: HostRegister) {
+        registerForm([0x0f, 0x90 | (cc & 15)], size: 1, reg: 0, rm: reg)
+    }
+
+    /// CMOVcc dst, src at `size` (2, 4, 8).
+    mutating func cmovcc(_ cc: UInt8, _ dst: HostRegister, _ src: HostRegister, size: UInt8) {
+        registerForm([0x0f, 0x40 | (cc & 15)], size: size, reg: dst.rawValue, rm: src)
+    }
+
+    /// XCHG-free 64-bit compare of two registers (CMP a, b).
+    mutating func compare(_ a: HostRegister, _ b: HostRegister) { alu(7, a, b, size: 8) }
+
+    /// CMP qword [r15 + disp], 0.
+    mutating func compareContextToZero(disp: Int32) {
+        contextForm([0x83], size: 8, reg: 7, disp: disp)
+        byte(0)
+    }
+
+    /// AND reg32, imm32 (clears bits 63:32).
+    mutating func and32(_ reg: HostRegister, _ imm: UInt32) {
+        registerForm([0x81], size: 4, reg: 4, rm: reg)
+        u32(imm)
+    }
+
+    /// SHL / SAR reg64 by imm8 (ext 4 / 7).
+    mutating func shift64(_ ext: UInt8, _ reg: HostRegister, by count: UInt8) {
+        registerForm([0xc1], size: 8, reg: ext, rm: reg)
+        byte(count)
+    }
+
+    /// CBW/CWDE/CDQE (`0x98`) or CWD/CDQ/CQO (`0x99`) at `size` (2, 4, 8): on RAX / RDX:RAX.
+    mutating func accumulatorExtend(_ opcode: UInt8, size: UInt8) {
+        if size == 2 { byte(0x66) }
+        if size == 8 { byte(0x48) }
+        byte(opcode)
+    }
+
+    // MARK: Flags, stack, calls
+
+    mutating func pushFlags() { byte(0x9c) }
+    mutating func popFlags() { byte(0x9d) }
+    mutating func push(_ reg: HostRegister) {
+        if reg.rawValue & 8 != 0 { byte(0x41) }
+        byte(0x50 | (reg.rawValue & 7))
+    }
+    mutating func pop(_ reg: HostRegister) {
+        if reg.rawValue & 8 != 0 { byte(0x41) }
+        byte(0x58 | (reg.rawValue & 7))
+    }
+    /// PUSH qword [r15 + disp].
+    mutating func pushContext(disp: Int32) { contextForm([0xff], size: 4, reg: 6, disp: disp) }
+    /// POP qword [r15 + disp].
+    mutating func popContext(disp: Int32) { contextForm([0x8f], size: 4, reg: 0, disp: disp) }
+    /// ADD / SUB RSP, imm8.
+    mutating func adjustStack(_ delta: Int8) {
+        byte(0x48); byte(0x83); byte(delta >= 0 ? 0xc4 : 0xec); byte(UInt8(delta.magnitude))
+    }
+    /// CALL reg.
+    mutating func call(_ reg: HostRegister) { registerForm([0xff], size: 4, reg: 2, rm: reg) }
+    mutating func ret() { byte(0xc3) }
+
+    // MARK: Labels and branches
+
+    mutating func makeLabel() -> Label {
+        labelOffsets.append(nil)
+        return Label(id: labelOffsets.count - 1)
+    }
+
+    mutating func bind(_ label: Label) { labelOffsets[label.id] = bytes.count }
+
+    /// Jcc rel32 to `label` on host condition `cc`.
+    mutating func jcc(_ cc: UInt8, _ label: Label) {
+        byte(0x0f); byte(0x80 | (cc & 15))
+        fixups.append((bytes.count, label.id)); u32(0)
+    }
+
+    /// JMP rel32 to `label`.
+    mutating func jmp(_ label: Label) {
+        byte(0xe9)
+        fixups.append((bytes.count, label.id)); u32(0)
+    }
+
+    /// The finished code with every branch resolved; nil if a label was never bound.
+    func finished() -> [UInt8]? {
+        var out = bytes
+        for f in fixups {
+            guard let target = labelOffsets[f.label] else { return nil }
+            let rel = Int32(truncatingIfNeeded: target - (f.at + 4))
+            for i in 0..<4 { out[f.at + i] = UInt8(truncatingIfNeeded: UInt32(bitPattern: rel) >> (8 * UInt32(i))) }
+        }
+        return out
+    }
+}

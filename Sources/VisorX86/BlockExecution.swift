@@ -1,0 +1,93 @@
+// The seam between the step loop and a translator (the `bt` engine): the step loop offers each
+// instruction boundary to an `X86BlockExecutor`, which runs translated code for as many
+// instructions as it has and returns how many retired; when it has none, the interpreter runs
+// the instruction. Translated code reaches guest memory only through the accessors here, which
+// do what the interpreter's accesses do (segment limits, paging rights, accessed and dirty bits,
+// code-write tracking) and refuse anything they cannot finish at once — a fault, MMIO, an
+// access crossing a page, a store to a page holding decoded code — so that the translated
+// code can stop before the instruction and leave it to the interpreter, which then raises the
+// fault or makes the exit exactly as `interp` would.
+
+import VisorCore
+import VisorX86Decode
+
+/// Runs guest code ahead of the interpreter, a block at a time.
+public protocol X86BlockExecutor: AnyObject {
+    /// Runs translated code from CS:RIP and returns the number of instructions it retired (the
+    /// CPU's state then reflects them all), or 0 when it has nothing for the instruction at
+    /// CS:RIP, which the step loop then runs through the interpreter. Called only at a boundary
+    /// where no interrupt is due, the CPU is not halted and no debug feature is armed.
+    func executeBlock(on machine: X86Machine) -> Int
+    /// The machine's decode cache dropped the code of physical page `physicalPage` (nil: of
+    /// every page): a store reached it, or another vCPU's store was seen at a serializing point.
+    func codeInvalidated(physicalPage: UInt64?)
+}
+
+extension X86Machine {
+    /// The instruction at guest-physical `physical` decoded in `mode`, for a translator: from the
+    /// decode cache, or decoded now and cached, so that a later store to its page reaches the
+    /// translator through `X86BlockExecutor.codeInvalidated`. Nil when the instruction is not a
+    /// valid one, does not lie wholly in RAM, or crosses into the next page (the interpreter
+    /// deals with those).
+    public func decodeForTranslation(physical: UInt64, mode: CodeMode) -> DecodedInstruction? {
+        if let cached = decodeCache.lookup(physical, mode: mode) { return cached }
+        let room = 4096 - Int(physical & 0xfff)
+        let count = min(15, room)
+        // Marked before the bytes are read, as `fetchSlow` does, so another vCPU's store after
+        // the read is logged.
+        codeWatch?.markDecoded(page: physical >> 12)
+        guard let bytes = try? memory.read(at: GuestPhysicalAddress(physical), count: count) else { return nil }
+        let result = bytes.withUnsafeBytes { decode($0, mode) }
+        guard case .instruction(let insn) = result, Int(insn.length) <= room else { return nil }
+        decodeCache.insert(physical, mode: mode, insn)
+        return insn
+    }
+
+    /// The guest-physical address of `size` bytes at `segment:offset` for a translated access of
+    /// `kind`, or nil when the interpreter must make it (a fault, a page crossing).
+    @inline(__always)
+    func translatedPhysical(segment: UInt8, offset: UInt64, size: Int, _ kind: AccessKind) -> UInt64? {
+        guard let linear = try? linearAddress(segment: segment, offset: offset, size: size),
+              Int(linear & 0xfff) + size <= 4096,
+              let physical = try? translate(linear, kind) else { return nil }
+        return physical
+    }
+
+    /// A translated load of `size` (1, 2, 4, 8) bytes at `segment:offset`; with `forWrite` the
+    /// location is also checked writable (the load of a read-modify-write, so that its store
+    /// cannot fail after the load). Nil when the interpreter must do it.
+    public func loadForTranslation(segment: UInt8, offset: UInt64, size: Int, forWrite: Bool) -> UInt64? {
+        guard let physical = translatedPhysical(segment: segment, offset: offset, size: size,
+                                                forWrite ? .write : .read),
+              !(forWrite && decodeCache.holdsCode(physicalPage: physical >> 12)),
+              let p = shared.hostPointer(physical, length: UInt64(size)) else { return nil }
+        // SAFETY: `p` addresses `size` bytes of guest RAM (checked by hostPointer); unaligned
+        // loads are what the guest asked for.
+        switch size {
+        case 1: return UInt64(p.load(as: UInt8.self))
+        case 2: return UInt64(p.loadUnaligned(as: UInt16.self))
+        case 4: return UInt64(p.loadUnaligned(as: UInt32.self))
+        default: return p.loadUnaligned(as: UInt64.self)
+        }
+    }
+
+    /// A translated store of the low `size` bytes of `value` at `segment:offset`. False (nothing
+    /// written) when the interpreter must do it, including stores to pages holding decoded code,
+    /// whose invalidation the interpreter's store path makes.
+    public func storeForTranslation(segment: UInt8, offset: UInt64, size: Int, value: UInt64) -> Bool {
+        guard let physical = translatedPhysical(segment: segment, offset: offset, size: size, .write),
+              !decodeCache.holdsCode(physicalPage: physical >> 12),
+              let p = shared.hostPointer(physical, length: UInt64(size)) else { return false }
+        // SAFETY: as in `loadForTranslation`.
+        switch size {
+        case 1: p.storeBytes(of: UInt8(truncatingIfNeeded: value), as: UInt8.self)
+        case 2: p.storeBytes(of: UInt16(truncatingIfNeeded: value), toByteOffset: 0, as: UInt16.self)
+        case 4: p.storeBytes(of: UInt32(truncatingIfNeeded: value), toByteOffset: 0, as: UInt32.self)
+        default: p.storeBytes(of: value, toByteOffset: 0, as: UInt64.self)
+        }
+        // After the store, as the interpreter's path does: another vCPU that decoded this page
+        // learns of it at its next serializing point.
+        noteStore(physical, size: size)
+        return true
+    }
+}

@@ -1,0 +1,95 @@
+// The bt engine's mechanism: blocks are translated and run as host code, their results match
+// the interpreter's, stores to translated code drop it, and a full code cache starts over.
+
+import Testing
+import VisorCore
+import VisorX86
+import VisorX86Decode
+@testable import VisorBT
+
+@Suite("bt: translated blocks")
+struct BTExecutorTests {
+    /// rcx = 1000; rax = 0; loop { rax += rcx; rbx ^= rax; rcx -= 1 } until rcx = 0; hlt.
+    static let sumLoop: [UInt8] = [
+        0x48, 0xc7, 0xc1, 0xe8, 0x03, 0x00, 0x00,  // mov rcx, 1000
+        0x31, 0xc0,                                // xor eax, eax
+        0x48, 0x01, 0xc8,                          // L: add rax, rcx
+        0x48, 0x31, 0xc3,                          // xor rbx, rax
+        0x48, 0xff, 0xc9,                          // dec rcx
+        0x75, 0xf5,                                // jnz L
+        0xf4,                                      // hlt
+    ]
+
+    @Test("a loop runs as translated blocks and ends with the interpreter's registers and flags")
+    func loopMatchesInterpreter() throws {
+        let interp = try BTHarness(translated: false)
+        let bt = try BTHarness(translated: true)
+        for h in [interp, bt] {
+            try h.load(Self.sumLoop)
+            #expect(h.run() == .halted)
+        }
+        #expect(bt.cpu.gpr == interp.cpu.gpr)
+        #expect(bt.cpu.rip == interp.cpu.rip)
+        #expect(bt.cpu.rflags == interp.cpu.rflags)
+        #expect(bt.cpu.gpr[0] == 500_500)
+        let stats = try #require(bt.executor).statistics
+        // The loop body is one block run 1000 times; only HLT went to the interpreter.
+        #expect(stats.blocksRun >= 1000)
+        #expect(stats.instructionsRun == 2 + 4 * 1000)
+        #expect(bt.machine.instructionsRetired == interp.machine.instructionsRetired)
+    }
+
+    @Test("a store into a translated block drops it: the new code runs")
+    func selfModifyingCode() throws {
+        // 0x1000: mov eax, 1; call 0x1100 (patches 0x2000); jmp 0x2000. 0x2000: mov ebx, 7; hlt.
+        // First pass runs 0x2000 as written (translated); the second pass runs it after the
+        // store rewrote the immediate to 9.
+        let bt = try BTHarness(translated: true)
+        let target: [UInt8] = [0xbb, 0x07, 0x00, 0x00, 0x00, 0xf4]  // mov ebx, 7; hlt
+        try bt.load(target, at: 0x2000)
+        // Run it once so it is translated.
+        bt.cpu.rip = 0x2000
+        #expect(bt.run() == .halted)
+        #expect(bt.cpu.gpr[3] == 7)
+        let translatedBefore = try #require(bt.executor).statistics.blocksTranslated
+        // Now code that patches the immediate through a store (mov byte [0x2001], 9) and jumps.
+        let patcher: [UInt8] = [
+            0xc6, 0x04, 0x25, 0x01, 0x20, 0x00, 0x00, 0x09,  // mov byte [0x2001], 9
+            0xe9, 0xf3, 0x0f, 0x00, 0x00,                    // jmp 0x2000
+        ]
+        try bt.bus.memory.write(patcher, at: GuestPhysicalAddress(0x1000))
+        bt.cpu.rip = 0x1000
+        bt.cpu.halted = false
+        #expect(bt.run() == .halted)
+        #expect(bt.cpu.gpr[3] == 9)
+        let stats = try #require(bt.executor).statistics
+        #expect(stats.blocksInvalidated >= 1)
+        #expect(stats.blocksTranslated > translatedBefore)
+    }
+
+    @Test("a code cache too small for the working set starts over and stays correct")
+    func cacheResets() throws {
+        let interp = try BTHarness(translated: false)
+        let bt = try BTHarness(translated: true, cacheBytes: 4096)
+        // 64 little blocks, each `add rax, imm; jmp next`, run 20 times round.
+        var code: [UInt8] = [0x48, 0xc7, 0xc1, 0x14, 0x00, 0x00, 0x00]  // mov rcx, 20
+        let loopStart = code.count
+        for i in 0..<64 {
+            code += [0x48, 0x05, UInt8(i), 0x01, 0x00, 0x00]  // add rax, 0x100+i
+            code += [0xeb, 0x00]                              // jmp next (new block)
+        }
+        code += [0x48, 0xff, 0xc9]                            // dec rcx
+        let back = loopStart - (code.count + 6)
+        code += [0x0f, 0x85] + withUnsafeBytes(of: Int32(back).littleEndian) { Array($0) }  // jnz loopStart
+        code += [0xf4]
+        for h in [interp, bt] {
+            try h.load(code)
+            #expect(h.run() == .halted)
+        }
+        #expect(bt.cpu.gpr == interp.cpu.gpr)
+        #expect(bt.cpu.rflags == interp.cpu.rflags)
+        let stats = try #require(bt.executor).statistics
+        #expect(stats.cacheResets > 0)
+        #expect(stats.codeBytes <= 4096)
+    }
+}
