@@ -17,7 +17,24 @@ enum BTContext {
     static let machine: Int32 = 160
     /// 0 when the last load callout succeeded.
     static let status: Int32 = 168
-    static let size = 176
+    /// Guest status flags as a host RFLAGS image, across jumps from block to block (each
+    /// block starts by loading them into the host's RFLAGS).
+    static let hostFlags: Int32 = 176
+    /// Block-to-block jumps left before translated code returns to Swift.
+    static let budget: Int32 = 184
+    /// Guest instructions retired since translated code was entered.
+    static let retired: Int32 = 192
+    /// The jump cache's address: `jumpCacheEntries` of (RIP, block entry), looked up at every
+    /// block's end.
+    static let jumpCache: Int32 = 200
+    /// Where translated code goes to return to Swift (the exit trampoline).
+    static let exitAddress: Int32 = 208
+    static let size = 216
+
+    /// Jump cache entries (a power of two); the index is (RIP ^ RIP >> 12) mod this.
+    static let jumpCacheEntries = 4096
+    /// A jump cache tag no RIP can equal (not canonical, and above 32 bits).
+    static let emptyTag: UInt64 = 0x8000_0000_0000_0000
 
     /// The RFLAGS bits translated code keeps in the host's RFLAGS: CF, PF, AF, ZF, SF, OF.
     /// (DF stays clear on the host, as the C calling convention wants; instructions that read

@@ -9,6 +9,13 @@
 // it decodes through the machine's decode cache, so every store that reaches a page with
 // cached code (this vCPU's at once, another vCPU's at this one's next serializing point) drops
 // the page's blocks before they can run again (`codeInvalidated`).
+//
+// Blocks jump to each other without coming back here: each block's end looks its next RIP up
+// in a jump cache (RIP → block entry) and jumps there, for at most `blocksPerEntry` blocks.
+// The cache is filled here, when a block is found or made for a RIP, and it stands for the
+// current linear→physical mapping, code mode, CS base and limit, and CPL: all of them change only
+// in the interpreter (between entries into translated code), so the cache is emptied at entry
+// when any of them changed since the last, and whenever blocks are dropped.
 
 import VisorCore
 import VisorX86
@@ -21,8 +28,9 @@ public struct BTStatistics: Sendable, Equatable {
     public var instructionsTranslated: UInt64 = 0
     /// Host nanoseconds spent translating (decode, emit, install).
     public var translationNanoseconds: UInt64 = 0
-    /// Block runs, and the guest instructions they retired.
-    public var blocksRun: UInt64 = 0
+    /// Entries into translated code (each runs blocks one after another, jumping between
+    /// them, up to `BTExecutor.blocksPerEntry`), and the guest instructions they retired.
+    public var entries: UInt64 = 0
     public var instructionsRun: UInt64 = 0
     /// Blocks dropped because their code was written, and times the code cache was emptied.
     public var blocksInvalidated: UInt64 = 0
@@ -43,12 +51,29 @@ public final class BTExecutor: X86BlockExecutor {
     /// A translated block, or a marker that the instruction at its key has none (the
     /// interpreter runs it).
     struct Block {
-        typealias Entry = @convention(c) (UnsafeMutableRawPointer) -> UInt64
-        let entry: Entry?
+        let entry: UnsafeRawPointer?
         let instructions: Int
     }
 
+    /// What the jump cache's entries stand for (see the header).
+    struct CodeView: Equatable {
+        var mode: CodeMode
+        var translationEpoch: UInt64
+        var tlbGeneration: UInt64
+        var csBase: UInt64
+        var csLimit: UInt32
+    }
+
     private var blocks: [BlockKey: Block] = [:]
+    private var view: CodeView?
+    // SAFETY: `BTContext.jumpCacheEntries` pairs of UInt64 (tag, entry), owned by this executor
+    // (freed in deinit); translated code reads them at indexes masked to the table's size.
+    private let jumpCache: UnsafeMutablePointer<UInt64>
+    /// The trampolines at the start of the code cache: enter(context, block) and exit.
+    typealias Enter = @convention(c) (UnsafeMutableRawPointer, UnsafeRawPointer) -> UInt64
+    private var enter: Enter
+    /// Blocks translated code may run, jumping from one to the next, before it returns here.
+    static let blocksPerEntry: UInt64 = 256
     /// The keys of the blocks on each physical page, for invalidation.
     private var pageKeys: [UInt64: [BlockKey]] = [:]
     private let cache: CodeCache
@@ -64,9 +89,59 @@ public final class BTExecutor: X86BlockExecutor {
         cache = try CodeCache(capacity: cacheBytes)
         context = .allocate(byteCount: BTContext.size, alignment: 16)
         context.initializeMemory(as: UInt8.self, repeating: 0, count: BTContext.size)
+        jumpCache = .allocate(capacity: 2 * BTContext.jumpCacheEntries)
+        jumpCache.initialize(repeating: 0, count: 2 * BTContext.jumpCacheEntries)
+        guard let enterCode = Self.enterTrampoline(), let exitCode = Self.exitTrampoline(),
+              let enterAddress = cache.install(enterCode), let exitAddress = cache.install(exitCode) else {
+            context.deallocate(); jumpCache.deallocate()
+            throw CodeCacheError(description: "the code cache has no room for the trampolines")
+        }
+        cache.keepInstalled()
+        // SAFETY: `enterAddress` holds the enter trampoline, a C function of this type.
+        enter = unsafeBitCast(enterAddress, to: Enter.self)
+        context.storeBytes(of: UInt64(UInt(bitPattern: exitAddress)), toByteOffset: Int(BTContext.exitAddress), as: UInt64.self)
+        context.storeBytes(of: UInt64(UInt(bitPattern: jumpCache)), toByteOffset: Int(BTContext.jumpCache), as: UInt64.self)
+        clearJumpCache()
     }
 
-    deinit { context.deallocate() }
+    deinit {
+        context.deallocate()
+        jumpCache.deallocate()
+    }
+
+    /// enter(context, block): saves the callee-saved registers translated code uses, points R15
+    /// at the context, and jumps to the block.
+    static func enterTrampoline() -> [UInt8]? {
+        var e = X86Emitter()
+        e.push(.rbx); e.push(.r12); e.push(.r13); e.push(.r15)
+        e.adjustStack(-8)  // calls from translated code see a 16-byte-aligned RSP
+        e.move(.r15, .rdi)
+        e.jump(.rsi)
+        return e.finished()
+    }
+
+    /// exit: returns the instructions retired to enter's caller.
+    static func exitTrampoline() -> [UInt8]? {
+        var e = X86Emitter()
+        e.load(.rax, disp: BTContext.retired)
+        e.adjustStack(8)
+        e.pop(.r15); e.pop(.r13); e.pop(.r12); e.pop(.rbx)
+        e.ret()
+        return e.finished()
+    }
+
+    private func clearJumpCache() {
+        for i in 0..<BTContext.jumpCacheEntries {
+            jumpCache[2 * i] = BTContext.emptyTag
+            jumpCache[2 * i + 1] = 0
+        }
+    }
+
+    private func remember(rip: UInt64, entry: UnsafeRawPointer) {
+        let i = Int(truncatingIfNeeded: (rip ^ (rip >> 12)) & UInt64(BTContext.jumpCacheEntries - 1))
+        jumpCache[2 * i] = rip
+        jumpCache[2 * i + 1] = UInt64(UInt(bitPattern: entry))
+    }
 
     // MARK: X86BlockExecutor
 
@@ -85,6 +160,12 @@ public final class BTExecutor: X86BlockExecutor {
                   let l = try? machine.linearAddress(segment: UInt8(X86CPU.cs), offset: rip, size: 1) else { return 0 }
             linear = l
         }
+        let now = CodeView(mode: mode, translationEpoch: cpu.translationEpoch, tlbGeneration: machine.tlb.generation,
+                           csBase: cpu.segments[X86CPU.cs].base, csLimit: cpu.segments[X86CPU.cs].limit)
+        if now != view {
+            clearJumpCache()
+            view = now
+        }
         guard let physical = try? machine.translate(linear, .execute) else { return 0 }
         let key = BlockKey(physical: physical, rip: rip, mode: mode)
         let block: Block
@@ -94,10 +175,12 @@ public final class BTExecutor: X86BlockExecutor {
             block = translate(key, machine: machine)
         }
         guard let entry = block.entry else { return 0 }
+        remember(rip: rip, entry: entry)
         return run(entry, machine: machine)
     }
 
     public func codeInvalidated(physicalPage page: UInt64?) {
+        clearJumpCache()
         guard let page else {
             statistics.blocksInvalidated &+= UInt64(blocks.count)
             blocks.removeAll(keepingCapacity: true)
@@ -112,20 +195,27 @@ public final class BTExecutor: X86BlockExecutor {
 
     // MARK: Running
 
-    private func run(_ entry: Block.Entry, machine: X86Machine) -> Int {
+    private func run(_ entry: UnsafeRawPointer, machine: X86Machine) -> Int {
         let cpu = machine.cpu
         // SAFETY: the context block has room for 16 registers at offset 0 (BTContext).
         let registers = context.assumingMemoryBound(to: UInt64.self)
         for i in 0..<16 { registers[i] = cpu.gpr[i] }
         context.storeBytes(of: cpu.rip, toByteOffset: Int(BTContext.rip), as: UInt64.self)
-        context.storeBytes(of: cpu.rflags, toByteOffset: Int(BTContext.rflags), as: UInt64.self)
+        // The host RFLAGS image translated code loads: the guest's status flags and bit 1 (the
+        // host keeps its own IF; TF, DF and AC stay clear on the host).
+        let flags = cpu.rflags
+        context.storeBytes(of: (flags & UInt64(BTContext.statusFlags)) | 2, toByteOffset: Int(BTContext.hostFlags), as: UInt64.self)
+        context.storeBytes(of: Self.blocksPerEntry, toByteOffset: Int(BTContext.budget), as: UInt64.self)
+        context.storeBytes(of: 0, toByteOffset: Int(BTContext.retired), as: UInt64.self)
         context.storeBytes(of: Unmanaged.passUnretained(machine).toOpaque(), toByteOffset: Int(BTContext.machine),
                            as: UnsafeMutableRawPointer.self)
-        let retired = Int(entry(context))
+        let retired = Int(enter(context, entry))
         for i in 0..<16 { cpu.gpr[i] = registers[i] }
         cpu.rip = context.load(fromByteOffset: Int(BTContext.rip), as: UInt64.self)
-        cpu.rflags = context.load(fromByteOffset: Int(BTContext.rflags), as: UInt64.self)
-        statistics.blocksRun &+= 1
+        let hostFlags = context.load(fromByteOffset: Int(BTContext.hostFlags), as: UInt64.self)
+        let status = UInt64(BTContext.statusFlags)
+        cpu.rflags = (flags & ~status) | (hostFlags & status)
+        statistics.entries &+= 1
         statistics.instructionsRun &+= UInt64(retired)
         return retired
     }
@@ -157,9 +247,7 @@ public final class BTExecutor: X86BlockExecutor {
             block = Block(entry: nil, instructions: 0)
         } else if let code = BlockTranslator.translate(instructions, next: rip, mode: key.mode, callouts: Self.callouts),
                   let address = install(code) {
-            // SAFETY: `address` holds `code`, a complete function with the C calling convention
-            // taking the context block (BlockTranslator's prologue and epilogue).
-            block = Block(entry: unsafeBitCast(address, to: Block.Entry.self), instructions: instructions.count)
+            block = Block(entry: address, instructions: instructions.count)
             statistics.blocksTranslated &+= 1
             statistics.instructionsTranslated &+= UInt64(instructions.count)
             statistics.codeBytes = UInt64(cache.used)

@@ -143,20 +143,18 @@ struct BlockTranslator {
     private var e = X86Emitter()
     private let mode: CodeMode
     private let callouts: BTCallouts
-    /// Where every exit path goes to restore the host registers and return.
-    private let tail: Label
     /// The stop-before stubs to emit after the body: (label, instructions retired, guest RIP).
     private var failures: [(label: Label, retired: Int, rip: UInt64)] = []
 
     private init(mode: CodeMode, callouts: BTCallouts) {
         self.mode = mode
         self.callouts = callouts
-        tail = e.makeLabel()
     }
 
     /// Host code for `instructions` (each covered; only the last may end the block), which
-    /// continue at `next` unless the last one branches. The code is a C function taking the
-    /// context block and returning the number of guest instructions it retired.
+    /// continue at `next` unless the last one branches. The code is entered by a jump (from the
+    /// enter trampoline or another block's end) with R15 at the context block and the guest's
+    /// flags in its `hostFlags`, and leaves by a jump to the next block or the exit trampoline.
     static func translate(_ instructions: [GuestInstruction], next: UInt64, mode: CodeMode,
                           callouts: BTCallouts) -> [UInt8]? {
         var t = BlockTranslator(mode: mode, callouts: callouts)
@@ -170,60 +168,58 @@ struct BlockTranslator {
         return t.e.finished()
     }
 
+    /// A block's entry: the guest's status flags into the host's RFLAGS.
     private mutating func prologue() {
-        // Callee-saved registers the block uses; then 8 bytes so calls see a 16-byte-aligned RSP.
-        e.push(.rbx); e.push(.r12); e.push(.r13); e.push(.r15)
-        e.adjustStack(-8)
-        e.move(.r15, .rdi)
-        e.load(.rax, disp: BTContext.rflags)
-        e.and32(.rax, BTContext.statusFlags)
-        e.push(.rax); e.popFlags()
+        e.pushContext(disp: BTContext.hostFlags); e.popFlags()
     }
 
+    /// The stop-before stubs: the flags as before the instruction, RIP at it, the instructions
+    /// before it counted, and back to Swift.
     private mutating func epilogue() {
         for f in failures {
             e.bind(f.label)
             e.load(.rax, disp: BTContext.flagsBefore)
-            mergeFlags()
+            e.store(.rax, disp: BTContext.hostFlags, size: 8)
             e.moveImmediate(.rax, f.rip)
             e.store(.rax, disp: BTContext.rip, size: 8)
-            e.moveImmediate(.rax, UInt64(f.retired))
-            e.jmp(tail)
+            e.addToContext(disp: BTContext.retired, Int32(f.retired))
+            e.jumpThroughContext(disp: BTContext.exitAddress)
         }
-        e.bind(tail)
-        e.adjustStack(8)
-        e.pop(.r15); e.pop(.r13); e.pop(.r12); e.pop(.rbx)
-        e.ret()
-    }
-
-    /// Writes the status flags in RAX (host RFLAGS image) into the guest's RFLAGS, keeping its
-    /// other bits. Clobbers RAX, RCX and the host flags.
-    private mutating func mergeFlags() {
-        e.and32(.rax, BTContext.statusFlags)
-        e.load(.rcx, disp: BTContext.rflags)
-        e.registerForm([0x81], size: 8, reg: 4, rm: .rcx)  // AND rcx, ~status (sign-extended)
-        e.u32(~BTContext.statusFlags)
-        e.alu(1, .rcx, .rax, size: 8)                     // OR rcx, rax
-        e.store(.rcx, disp: BTContext.rflags, size: 8)
     }
 
     /// Ends the block: RIP = `rip`, `retired` instructions done.
     private mutating func exit(rip: UInt64, retired: Int) {
-        e.pushFlags(); e.pop(.rax)
-        mergeFlags()
         e.moveImmediate(.rax, rip)
-        e.store(.rax, disp: BTContext.rip, size: 8)
-        e.moveImmediate(.rax, UInt64(retired))
-        e.jmp(tail)
+        chain(retired: retired)
     }
 
     /// Ends the block with RIP taken from R13.
     private mutating func exitToR13(retired: Int) {
-        e.pushFlags(); e.pop(.rax)
-        mergeFlags()
-        e.store(.r13, disp: BTContext.rip, size: 8)
-        e.moveImmediate(.rax, UInt64(retired))
-        e.jmp(tail)
+        e.move(.rax, .r13)
+        chain(retired: retired)
+    }
+
+    /// The end of a block with the next RIP in RAX: saves the flags and RIP, counts the
+    /// instructions, and jumps straight to the next block when the jump cache has it and the
+    /// budget allows; otherwise returns to Swift.
+    private mutating func chain(retired: Int) {
+        let toSwift = e.makeLabel()
+        e.pushFlags(); e.popContext(disp: BTContext.hostFlags)
+        e.store(.rax, disp: BTContext.rip, size: 8)
+        e.addToContext(disp: BTContext.retired, Int32(retired))
+        e.decrementContext(disp: BTContext.budget)
+        e.jcc(0xe, toSwift)  // LE: the budget is spent
+        e.move(.rdx, .rax)
+        e.registerForm([0xc1], size: 8, reg: 5, rm: .rdx); e.byte(12)  // SHR rdx, 12
+        e.alu(6, .rdx, .rax, size: 8)                                 // XOR rdx, rax
+        e.and32(.rdx, UInt32(BTContext.jumpCacheEntries - 1))
+        e.registerForm([0xc1], size: 4, reg: 4, rm: .rdx); e.byte(4)  // SHL edx, 4: 16-byte entries
+        e.addFromContext(.rdx, disp: BTContext.jumpCache)
+        e.compareMemory(at: .rdx, with: .rax)
+        e.jcc(5, toSwift)    // NE: not this RIP
+        e.jumpThrough(.rdx, disp: 8)
+        e.bind(toSwift)
+        e.jumpThroughContext(disp: BTContext.exitAddress)
     }
 
     /// A label that stops the block before instruction number `retired` (at `rip`), with the

@@ -50,17 +50,26 @@ final class CodeCache {
         let end = start + code.count
         let length = (end + Self.pageSize - 1) / Self.pageSize * Self.pageSize - firstPage
         guard mprotect(base + firstPage, length, PROT_READ | PROT_WRITE) == 0 else { return nil }
-        code.withUnsafeBytes { (base + start).copyMemory(from: $0.baseAddress!, byteCount: code.count) }
+        code.withUnsafeBytes { bytes in
+            if let source = bytes.baseAddress { (base + start).copyMemory(from: source, byteCount: code.count) }
+        }
         guard mprotect(base + firstPage, length, PROT_READ | PROT_EXEC) == 0 else { return nil }
         used = end
         return UnsafeRawPointer(base + start)
     }
 
-    /// Forgets every block (their addresses must not be run again) and makes the region
-    /// inaccessible, so a stale pointer faults instead of running garbage.
+    /// Bytes at the start that `reset` keeps (the trampolines).
+    private var kept = 0
+
+    /// Makes everything installed so far permanent: `reset` keeps it.
+    func keepInstalled() { kept = (used + Self.pageSize - 1) / Self.pageSize * Self.pageSize }
+
+    /// Forgets every block installed after `keepInstalled` (their addresses must not be run
+    /// again) and makes their pages inaccessible, so a stale pointer faults instead of running
+    /// garbage.
     func reset() {
-        if used > 0 { mprotect(base, capacity, PROT_NONE) }
-        used = 0
+        if used > kept { mprotect(base + kept, capacity - kept, PROT_NONE) }
+        used = kept
         resets += 1
     }
 

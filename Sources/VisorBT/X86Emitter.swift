@@ -240,6 +240,48 @@ struct X86Emitter {
     mutating func call(_ reg: HostRegister) { registerForm([0xff], size: 4, reg: 2, rm: reg) }
     mutating func ret() { byte(0xc3) }
 
+    // MARK: Block-to-block jumps
+
+    /// ADD qword [r15 + disp], imm32 (sign-extended).
+    mutating func addToContext(disp: Int32, _ imm: Int32) {
+        contextForm([0x81], size: 8, reg: 0, disp: disp)
+        i32(imm)
+    }
+
+    /// SUB qword [r15 + disp], 1.
+    mutating func decrementContext(disp: Int32) {
+        contextForm([0x83], size: 8, reg: 5, disp: disp)
+        byte(1)
+    }
+
+    /// ADD reg, qword [r15 + disp].
+    mutating func addFromContext(_ reg: HostRegister, disp: Int32) {
+        contextForm([0x03], size: 8, reg: reg.rawValue, disp: disp)
+    }
+
+    /// CMP qword [base], reg (`base` not RSP/R12, RBP/R13: plain ModRM mod 00).
+    mutating func compareMemory(at base: HostRegister, with reg: HostRegister) {
+        prefixes(size: 8, reg: reg.rawValue, rm: base.rawValue, rmIsRegister: false)
+        byte(0x39)
+        byte((reg.rawValue & 7) << 3 | (base.rawValue & 7))
+    }
+
+    /// JMP qword [base + disp8] (`base` not RSP/R12).
+    mutating func jumpThrough(_ base: HostRegister, disp: Int8) {
+        prefixes(size: 4, reg: 4, rm: base.rawValue, rmIsRegister: false)
+        byte(0xff)
+        byte(0x40 | 4 << 3 | (base.rawValue & 7))
+        byte(UInt8(bitPattern: disp))
+    }
+
+    /// JMP qword [r15 + disp].
+    mutating func jumpThroughContext(disp: Int32) {
+        contextForm([0xff], size: 4, reg: 4, disp: disp)
+    }
+
+    /// JMP reg.
+    mutating func jump(_ reg: HostRegister) { registerForm([0xff], size: 4, reg: 4, rm: reg) }
+
     // MARK: Labels and branches
 
     mutating func makeLabel() -> Label {
