@@ -29,7 +29,19 @@ enum BTContext {
     static let jumpCache: Int32 = 200
     /// Where translated code goes to return to Swift (the exit trampoline).
     static let exitAddress: Int32 = 208
-    static let size = 216
+    /// The host TLB's address (`hostTLBEntries` of 32 bytes: read tag, write tag, addend,
+    /// physical page), probed inline by translated loads and stores.
+    static let hostTLB: Int32 = 216
+    /// Non-zero when stores may take the inline path (no other vCPU watches this one's stores).
+    static let inlineStores: Int32 = 224
+    static let size = 232
+
+    /// Host TLB entries (256: the index is the low byte of the linear page number).
+    static let hostTLBEntries = 256
+    /// Host TLB entry fields, in bytes.
+    static let tlbReadTag: Int8 = 0, tlbWriteTag: Int8 = 8, tlbAddend: Int8 = 16, tlbPhysicalPage = 24
+    /// A tag no linear page number equals (they have at most 52 bits).
+    static let emptyPageTag: UInt64 = .max
 
     /// Jump cache entries (a power of two); the index is (RIP ^ RIP >> 12) mod this.
     static let jumpCacheEntries = 4096

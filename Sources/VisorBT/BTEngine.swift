@@ -35,4 +35,5 @@ public struct BTEngine: Engine {
 final class InterpreterOnly: X86BlockExecutor {
     func executeBlock(on machine: X86Machine) -> Int { 0 }
     func codeInvalidated(physicalPage: UInt64?) {}
+    func codePageAdded(physicalPage: UInt64) {}
 }

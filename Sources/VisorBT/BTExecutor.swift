@@ -69,6 +69,13 @@ public final class BTExecutor: X86BlockExecutor {
     // SAFETY: `BTContext.jumpCacheEntries` pairs of UInt64 (tag, entry), owned by this executor
     // (freed in deinit); translated code reads them at indexes masked to the table's size.
     private let jumpCache: UnsafeMutablePointer<UInt64>
+    // SAFETY: `BTContext.hostTLBEntries` entries of 4 UInt64 (read tag, write tag, addend,
+    // physical page), owned by this executor (freed in deinit); translated code and `fillTLB`
+    // index it with the low byte of a page number.
+    private let hostTLB: UnsafeMutablePointer<UInt64>
+    /// The inline paths translated code takes (BMI2 on the host; stores unless SMP).
+    private var fast = BTFastPaths(loads: BTFastPaths.hostHasBMI2, stores: false)
+    private var fastPathsDecided = false
     /// The trampolines at the start of the code cache: enter(context, block) and exit.
     typealias Enter = @convention(c) (UnsafeMutableRawPointer, UnsafeRawPointer) -> UInt64
     private var enter: Enter
@@ -91,9 +98,11 @@ public final class BTExecutor: X86BlockExecutor {
         context.initializeMemory(as: UInt8.self, repeating: 0, count: BTContext.size)
         jumpCache = .allocate(capacity: 2 * BTContext.jumpCacheEntries)
         jumpCache.initialize(repeating: 0, count: 2 * BTContext.jumpCacheEntries)
+        hostTLB = .allocate(capacity: 4 * BTContext.hostTLBEntries)
+        hostTLB.initialize(repeating: 0, count: 4 * BTContext.hostTLBEntries)
         guard let enterCode = Self.enterTrampoline(), let exitCode = Self.exitTrampoline(),
               let enterAddress = cache.install(enterCode), let exitAddress = cache.install(exitCode) else {
-            context.deallocate(); jumpCache.deallocate()
+            context.deallocate(); jumpCache.deallocate(); hostTLB.deallocate()
             throw CodeCacheError(description: "the code cache has no room for the trampolines")
         }
         cache.keepInstalled()
@@ -101,12 +110,38 @@ public final class BTExecutor: X86BlockExecutor {
         enter = unsafeBitCast(enterAddress, to: Enter.self)
         context.storeBytes(of: UInt64(UInt(bitPattern: exitAddress)), toByteOffset: Int(BTContext.exitAddress), as: UInt64.self)
         context.storeBytes(of: UInt64(UInt(bitPattern: jumpCache)), toByteOffset: Int(BTContext.jumpCache), as: UInt64.self)
+        context.storeBytes(of: UInt64(UInt(bitPattern: hostTLB)), toByteOffset: Int(BTContext.hostTLB), as: UInt64.self)
         clearJumpCache()
+        flushHostTLB()
     }
 
     deinit {
         context.deallocate()
         jumpCache.deallocate()
+        hostTLB.deallocate()
+    }
+
+    /// Empties the host TLB (the mapping, CPL or paging rights may have changed).
+    private func flushHostTLB() {
+        for i in 0..<BTContext.hostTLBEntries {
+            hostTLB[4 * i] = BTContext.emptyPageTag
+            hostTLB[4 * i + 1] = BTContext.emptyPageTag
+        }
+    }
+
+    /// Records in the host TLB that linear page `access.linear >> 12` may be read (and written,
+    /// with `write`) at the current CPL at host address `access.host`'s page.
+    static func fillTLB(_ tlb: UnsafeMutablePointer<UInt64>, _ access: TranslatedAccess, write: Bool, stores: Bool) {
+        let page = access.linear >> 12
+        let i = 4 * Int(truncatingIfNeeded: page & UInt64(BTContext.hostTLBEntries - 1))
+        if tlb[i] != page && tlb[i + 1] != page {
+            tlb[i] = BTContext.emptyPageTag
+            tlb[i + 1] = BTContext.emptyPageTag
+        }
+        tlb[i] = page
+        if write && stores { tlb[i + 1] = page }
+        tlb[i + 2] = UInt64(UInt(bitPattern: access.host)) &- access.linear
+        tlb[i + 3] = access.physical >> 12
     }
 
     /// enter(context, block): saves the callee-saved registers translated code uses, points R15
@@ -164,7 +199,15 @@ public final class BTExecutor: X86BlockExecutor {
                            csBase: cpu.segments[X86CPU.cs].base, csLimit: cpu.segments[X86CPU.cs].limit)
         if now != view {
             clearJumpCache()
+            flushHostTLB()
             view = now
+        }
+        if !fastPathsDecided {
+            // Decided on the first run, when the machine is known: inline stores only when no
+            // other vCPU needs to hear of each store.
+            fast.stores = fast.loads && !machine.tracksCrossModifyingCode
+            context.storeBytes(of: fast.stores ? 1 : 0, toByteOffset: Int(BTContext.inlineStores), as: UInt64.self)
+            fastPathsDecided = true
         }
         guard let physical = try? machine.translate(linear, .execute) else { return 0 }
         let key = BlockKey(physical: physical, rip: rip, mode: mode)
@@ -177,6 +220,13 @@ public final class BTExecutor: X86BlockExecutor {
         guard let entry = block.entry else { return 0 }
         remember(rip: rip, entry: entry)
         return run(entry, machine: machine)
+    }
+
+    public func codePageAdded(physicalPage page: UInt64) {
+        // Stores to it must now go through the machine: drop the write tags that lead there.
+        for i in 0..<BTContext.hostTLBEntries where hostTLB[4 * i + 3] == page {
+            hostTLB[4 * i + 1] = BTContext.emptyPageTag
+        }
     }
 
     public func codeInvalidated(physicalPage page: UInt64?) {
@@ -245,7 +295,7 @@ public final class BTExecutor: X86BlockExecutor {
         let block: Block
         if instructions.isEmpty {
             block = Block(entry: nil, instructions: 0)
-        } else if let code = BlockTranslator.translate(instructions, next: rip, mode: key.mode, callouts: Self.callouts),
+        } else if let code = BlockTranslator.translate(instructions, next: rip, mode: key.mode, callouts: Self.callouts, fast: fast),
                   let address = install(code) {
             block = Block(entry: address, instructions: instructions.count)
             statistics.blocksTranslated &+= 1
@@ -274,23 +324,58 @@ public final class BTExecutor: X86BlockExecutor {
     static let callouts: BTCallouts = {
         let load: @convention(c) (UnsafeMutableRawPointer, UInt64, UInt64) -> UInt64 = { context, offset, info in
             // SAFETY: `context` is a BTExecutor's context block, whose machine slot `run` set to
-            // the X86Machine running the block (alive: it is running it).
+            // the X86Machine running the block (alive: it is running it), and whose host TLB
+            // slot the executor set at creation.
             let machine = Unmanaged<X86Machine>.fromOpaque(
                 context.load(fromByteOffset: Int(BTContext.machine), as: UnsafeRawPointer.self)).takeUnretainedValue()
-            let value = machine.loadForTranslation(segment: UInt8(truncatingIfNeeded: info),
-                                                   offset: offset, size: Int((info >> 8) & 0xff),
-                                                   forWrite: info & (1 << 16) != 0)
-            context.storeBytes(of: value == nil ? 1 : 0, toByteOffset: Int(BTContext.status), as: UInt64.self)
-            return value ?? 0
+            let size = Int((info >> 8) & 0xff)
+            let forWrite = info & (1 << 16) != 0
+            guard let access = machine.accessForTranslation(segment: UInt8(truncatingIfNeeded: info), offset: offset,
+                                                            size: size, write: forWrite) else {
+                context.storeBytes(of: 1, toByteOffset: Int(BTContext.status), as: UInt64.self)
+                return 0
+            }
+            context.storeBytes(of: 0, toByteOffset: Int(BTContext.status), as: UInt64.self)
+            fill(context, access, write: forWrite)
+            // SAFETY: `access.host` addresses `size` bytes of guest RAM (accessForTranslation).
+            let p = access.host
+            switch size {
+            case 1: return UInt64(p.load(as: UInt8.self))
+            case 2: return UInt64(p.loadUnaligned(as: UInt16.self))
+            case 4: return UInt64(p.loadUnaligned(as: UInt32.self))
+            default: return p.loadUnaligned(as: UInt64.self)
+            }
         }
         let store: @convention(c) (UnsafeMutableRawPointer, UInt64, UInt64, UInt64) -> UInt64 = { context, offset, info, value in
             // SAFETY: as for `load`.
             let machine = Unmanaged<X86Machine>.fromOpaque(
                 context.load(fromByteOffset: Int(BTContext.machine), as: UnsafeRawPointer.self)).takeUnretainedValue()
-            return machine.storeForTranslation(segment: UInt8(truncatingIfNeeded: info), offset: offset,
-                                               size: Int((info >> 8) & 0xff), value: value) ? 1 : 0
+            let size = Int((info >> 8) & 0xff)
+            guard let access = machine.accessForTranslation(segment: UInt8(truncatingIfNeeded: info), offset: offset,
+                                                            size: size, write: true) else { return 0 }
+            // SAFETY: as for `load`.
+            let p = access.host
+            switch size {
+            case 1: p.storeBytes(of: UInt8(truncatingIfNeeded: value), as: UInt8.self)
+            case 2: p.storeBytes(of: UInt16(truncatingIfNeeded: value), toByteOffset: 0, as: UInt16.self)
+            case 4: p.storeBytes(of: UInt32(truncatingIfNeeded: value), toByteOffset: 0, as: UInt32.self)
+            default: p.storeBytes(of: value, toByteOffset: 0, as: UInt64.self)
+            }
+            machine.noteTranslatedStore(physical: access.physical, size: size)
+            fill(context, access, write: true)
+            return 1
         }
         return BTCallouts(load: UInt64(UInt(bitPattern: unsafeBitCast(load, to: UnsafeRawPointer.self))),
                           store: UInt64(UInt(bitPattern: unsafeBitCast(store, to: UnsafeRawPointer.self))))
     }()
+
+    /// A callout's access into the context's host TLB (64-bit code only: elsewhere the linear
+    /// address is not the offset the inline probe compares).
+    private static func fill(_ context: UnsafeMutableRawPointer, _ access: TranslatedAccess, write: Bool) {
+        // SAFETY: the context's hostTLB slot holds the executor's table (set at creation).
+        let tlb = UnsafeMutablePointer<UInt64>(bitPattern: UInt(context.load(fromByteOffset: Int(BTContext.hostTLB), as: UInt64.self)))
+        guard let tlb else { return }
+        let stores = context.load(fromByteOffset: Int(BTContext.inlineStores), as: UInt64.self) != 0
+        fillTLB(tlb, access, write: write, stores: stores)
+    }
 }

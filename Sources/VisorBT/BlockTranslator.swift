@@ -24,6 +24,33 @@
 
 import VisorX86
 import VisorX86Decode
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Which inline paths translated code may take on this host and machine.
+struct BTFastPaths {
+    /// Loads through the host TLB (64-bit code, segments without a base): the probe uses BMI2's
+    /// flag-preserving shifts, so only on hosts that have them.
+    var loads: Bool
+    /// Stores through the host TLB too: not when other vCPUs watch this one's stores to code
+    /// (each store must then be noted through the machine).
+    var stores: Bool
+
+    /// BMI2 on this host (CPUID.(EAX=7,ECX=0):EBX bit 8), from /proc/cpuinfo's flags.
+    static let hostHasBMI2: Bool = {
+        let fd = open("/proc/cpuinfo", O_RDONLY)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        // The first processor's "flags" line is within the first few KiB.
+        var buffer = [UInt8](repeating: 0, count: 16384)
+        let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard count > 0 else { return false }
+        let text = String(decoding: buffer[0..<count], as: UTF8.self)
+        guard let flags = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return false }
+        return flags.split(separator: " ").contains("bmi2")
+    }()
+}
 
 /// The addresses of the Swift functions translated code calls (C calling convention).
 struct BTCallouts {
@@ -143,12 +170,16 @@ struct BlockTranslator {
     private var e = X86Emitter()
     private let mode: CodeMode
     private let callouts: BTCallouts
-    /// The stop-before stubs to emit after the body: (label, instructions retired, guest RIP).
-    private var failures: [(label: Label, retired: Int, rip: UInt64)] = []
+    private let fast: BTFastPaths
+    /// How a stop-before stub finds the guest's flags as they were before the instruction.
+    enum FlagsAt { case savedBefore, inHost }
+    /// The stop-before stubs to emit after the body.
+    private var failures: [(label: Label, retired: Int, rip: UInt64, flags: FlagsAt)] = []
 
-    private init(mode: CodeMode, callouts: BTCallouts) {
+    private init(mode: CodeMode, callouts: BTCallouts, fast: BTFastPaths) {
         self.mode = mode
         self.callouts = callouts
+        self.fast = fast
     }
 
     /// Host code for `instructions` (each covered; only the last may end the block), which
@@ -156,8 +187,8 @@ struct BlockTranslator {
     /// enter trampoline or another block's end) with R15 at the context block and the guest's
     /// flags in its `hostFlags`, and leaves by a jump to the next block or the exit trampoline.
     static func translate(_ instructions: [GuestInstruction], next: UInt64, mode: CodeMode,
-                          callouts: BTCallouts) -> [UInt8]? {
-        var t = BlockTranslator(mode: mode, callouts: callouts)
+                          callouts: BTCallouts, fast: BTFastPaths) -> [UInt8]? {
+        var t = BlockTranslator(mode: mode, callouts: callouts, fast: fast)
         t.prologue()
         var ended = false
         for (k, g) in instructions.enumerated() {
@@ -178,8 +209,13 @@ struct BlockTranslator {
     private mutating func epilogue() {
         for f in failures {
             e.bind(f.label)
-            e.load(.rax, disp: BTContext.flagsBefore)
-            e.store(.rax, disp: BTContext.hostFlags, size: 8)
+            switch f.flags {
+            case .savedBefore:
+                e.load(.rax, disp: BTContext.flagsBefore)
+                e.store(.rax, disp: BTContext.hostFlags, size: 8)
+            case .inHost:
+                e.pushFlags(); e.popContext(disp: BTContext.hostFlags)
+            }
             e.moveImmediate(.rax, f.rip)
             e.store(.rax, disp: BTContext.rip, size: 8)
             e.addToContext(disp: BTContext.retired, Int32(f.retired))
@@ -222,11 +258,10 @@ struct BlockTranslator {
         e.jumpThroughContext(disp: BTContext.exitAddress)
     }
 
-    /// A label that stops the block before instruction number `retired` (at `rip`), with the
-    /// flags saved in `flagsBefore`.
-    private mutating func failure(retired: Int, rip: UInt64) -> Label {
+    /// A label that stops the block before instruction number `retired` (at `rip`).
+    private mutating func failure(retired: Int, rip: UInt64, flags: FlagsAt = .savedBefore) -> Label {
         let l = e.makeLabel()
-        failures.append((l, retired, rip))
+        failures.append((l, retired, rip, flags))
         return l
     }
 
@@ -283,21 +318,97 @@ struct BlockTranslator {
         if insn.addressSize == 4 { e.zeroExtend32(.r12) } else if insn.addressSize == 2 { e.zeroExtend(.r12, from: 2) }
     }
 
-    /// Loads `size` bytes at segment:R12 into RAX through the callout; stops before the
-    /// instruction when the callout refuses. Clobbers the host flags and caller-saved registers.
-    private mutating func load(segment: UInt8, size: UInt8, forWrite: Bool = false, fail: Label) {
+    // MARK: Memory accesses
+
+    /// Whether accesses through `segment` may probe the host TLB inline: 64-bit code (the
+    /// offset is the linear address) and a segment without a base (not FS or GS).
+    private func inline(_ segment: UInt8) -> Bool {
+        fast.loads && mode == .bits64 && segment != 4 && segment != 5
+    }
+
+    /// Probes the host TLB for `size` bytes at linear R12 (read or write tag); on a hit RSI holds
+    /// the addend (host = linear + addend), on a miss (or an access crossing a page: the tag is
+    /// compared with the page of the last byte, the index taken from the first) goes to `miss`.
+    /// Flags untouched; clobbers RAX, RCX, RDX, RSI.
+    private mutating func probe(size: UInt8, write: Bool, miss: Label) {
+        e.moveImmediate(.rcx, 12)
+        e.baseForm([0x8d], size: 8, reg: HostRegister.rdx.rawValue, base: .r12, disp: Int8(size - 1))  // LEA rdx, [r12 + size-1]
+        e.shrx(.rdx, .rdx, count: .rcx)   // page of the last byte
+        e.shrx(.rsi, .r12, count: .rcx)   // page of the first
+        e.zeroExtend(.rsi, from: 1)       // index: its low byte
+        e.moveImmediate(.rcx, 5)
+        e.shlx(.rsi, .rsi, count: .rcx)   // 32-byte entries
+        e.load(.rax, disp: BTContext.hostTLB)
+        e.leaSum(.rsi, base: .rax, index: .rsi, scale: 1)
+        e.load(.rcx, base: .rsi, disp: write ? BTContext.tlbWriteTag : BTContext.tlbReadTag)
+        e.unary(2, .rcx, size: 8)         // NOT: flags untouched
+        e.leaSum(.rcx, base: .rcx, index: .rdx, scale: 1, disp: 1)  // page(last) - tag
+        e.unlessRCXZero(jumpTo: miss)
+        e.load(.rsi, base: .rsi, disp: BTContext.tlbAddend)
+    }
+
+    /// Loads `size` bytes at segment:R12 into RAX (zero-extended). With `keepHost` (the load of
+    /// a read-modify-write, `forWrite`), R13 is left holding the host address, or 0 when the
+    /// access went through the callout, for `storeBack`. Stops before the instruction when the
+    /// machine refuses the access. Flags kept; caller-saved registers clobbered.
+    private mutating func loadAccess(segment: UInt8, size: UInt8, forWrite: Bool = false, keepHost: Bool = false,
+                                     fail: Label) {
+        let slow = e.makeLabel(), done = e.makeLabel()
+        if inline(segment) && (!forWrite || fast.stores) {
+            probe(size: size, write: forWrite, miss: slow)
+            if keepHost { e.leaSum(.r13, base: .r12, index: .rsi, scale: 1) }
+            e.loadIndexed(.rax, base: .r12, index: .rsi, size: size)
+            e.jmp(done)
+        }
+        e.bind(slow)
+        saveFlags()
         e.move(.rdi, .r15)
         e.move(.rsi, .r12)
         e.moveImmediate(.rdx, BTCallouts.info(segment: segment, size: size, forWrite: forWrite))
         e.moveImmediate(.rax, callouts.load)
         e.call(.rax)
         e.compareContextToZero(disp: BTContext.status)
-        e.jcc(5, fail)  // NE
+        e.jcc(5, fail)  // NE: refused
+        restoreFlags()
+        if keepHost { e.moveImmediate(.r13, 0) }
+        e.bind(done)
     }
 
-    /// Stores the low `size` bytes of RCX at segment:R12 through the callout; stops before the
-    /// instruction when it refuses. Clobbers the host flags and caller-saved registers.
-    private mutating func store(segment: UInt8, size: UInt8, fail: Label) {
+    /// Stores the low `size` bytes of RBX at segment:R12. Stops before the instruction when the
+    /// machine refuses it (nothing written). Flags kept; caller-saved registers clobbered.
+    private mutating func storeAccess(segment: UInt8, size: UInt8, fail: Label) {
+        let slow = e.makeLabel(), done = e.makeLabel()
+        if inline(segment) && fast.stores {
+            probe(size: size, write: true, miss: slow)
+            e.storeIndexed(.rbx, base: .r12, index: .rsi, size: size)
+            e.jmp(done)
+        }
+        e.bind(slow)
+        saveFlags()
+        storeCallout(segment: segment, size: size, value: .rbx, fail: fail)
+        restoreFlags()
+        e.bind(done)
+    }
+
+    /// The store of a read-modify-write: RAX's low `size` bytes to the host address in R13
+    /// (from `loadAccess(keepHost:)`), or through the callout when R13 is 0. The flags the
+    /// operation produced are kept; a refusal stops before the instruction with the flags the
+    /// load's callout saved.
+    private mutating func storeBack(segment: UInt8, size: UInt8, fail: Label) {
+        let direct = e.makeLabel(), done = e.makeLabel()
+        e.move(.rcx, .r13)
+        e.unlessRCXZero(jumpTo: direct)
+        saveFlags(to: BTContext.flagsAfter)
+        storeCallout(segment: segment, size: size, value: .rax, fail: fail)
+        restoreFlags(from: BTContext.flagsAfter)
+        e.jmp(done)
+        e.bind(direct)
+        e.baseForm([size == 1 ? 0x88 : 0x89], size: size, reg: HostRegister.rax.rawValue, base: .r13, disp: 0)
+        e.bind(done)
+    }
+
+    private mutating func storeCallout(segment: UInt8, size: UInt8, value: HostRegister, fail: Label) {
+        e.move(.rcx, value)
         e.move(.rdi, .r15)
         e.move(.rsi, .r12)
         e.moveImmediate(.rdx, BTCallouts.info(segment: segment, size: size))
@@ -305,6 +416,29 @@ struct BlockTranslator {
         e.call(.rax)
         e.test(.rax, .rax, size: 1)
         e.jcc(4, fail)  // E: refused
+    }
+
+    /// Stops before the instruction unless R13 holds a canonical address. Flags kept.
+    private mutating func checkCanonical(retired k: Int, rip: UInt64) {
+        if fast.loads {
+            let fail = failure(retired: k, rip: rip, flags: .inHost)
+            e.moveImmediate(.rcx, 16)
+            e.shlx(.rdx, .r13, count: .rcx)
+            e.sarx(.rdx, .rdx, count: .rcx)
+            e.move(.rcx, .rdx)
+            e.unary(2, .rcx, size: 8)                                   // NOT
+            e.leaSum(.rcx, base: .rcx, index: .r13, scale: 1, disp: 1)  // r13 - sign-extended r13
+            e.unlessRCXZero(jumpTo: fail)
+        } else {
+            let fail = failure(retired: k, rip: rip)
+            saveFlags()
+            e.move(.rdx, .r13)
+            e.shift64(4, .rdx, by: 16)
+            e.shift64(7, .rdx, by: 16)
+            e.compare(.rdx, .r13)
+            e.jcc(5, fail)
+            restoreFlags()
+        }
     }
 
     // MARK: Instructions
@@ -320,17 +454,13 @@ struct BlockTranslator {
         case .mov:
             if d.kind == .memory {
                 let fail = failure(retired: k, rip: g.rip)
-                saveFlags()
                 address(insn, rip: g.rip)
-                read(s, insn, into: .rcx, size: size)
-                store(segment: segment, size: size, fail: fail)
-                restoreFlags()
+                read(s, insn, into: .rbx, size: size)
+                storeAccess(segment: segment, size: size, fail: fail)
             } else if s.kind == .memory {
                 let fail = failure(retired: k, rip: g.rip)
-                saveFlags()
                 address(insn, rip: g.rip)
-                load(segment: segment, size: size, fail: fail)
-                restoreFlags()
+                loadAccess(segment: segment, size: size, fail: fail)
                 write(d, from: .rax, size: size)
             } else {
                 read(s, insn, into: .rax, size: size)
@@ -391,10 +521,8 @@ struct BlockTranslator {
         case .movzx, .movsx:
             if s.kind == .memory {
                 let fail = failure(retired: k, rip: g.rip)
-                saveFlags()
                 address(insn, rip: g.rip)
-                load(segment: segment, size: s.size, fail: fail)
-                restoreFlags()
+                loadAccess(segment: segment, size: s.size, fail: fail)
             } else {
                 read(s, insn, into: .rax, size: s.size)
             }
@@ -404,9 +532,8 @@ struct BlockTranslator {
         case .imul:
             if s.kind == .memory {
                 let fail = failure(retired: k, rip: g.rip)
-                saveFlags()
                 address(insn, rip: g.rip)
-                load(segment: segment, size: size, fail: fail)
+                loadAccess(segment: segment, size: size, fail: fail)
                 e.move(.rcx, .rax)
             } else {
                 read(s, insn, into: .rcx, size: size)
@@ -422,13 +549,9 @@ struct BlockTranslator {
         case .setcc:
             if d.kind == .memory {
                 let fail = failure(retired: k, rip: g.rip)
-                e.setcc(insn.condition, .rcx)
-                e.move(.rbx, .rcx)
-                saveFlags()
+                e.setcc(insn.condition, .rbx)
                 address(insn, rip: g.rip)
-                e.move(.rcx, .rbx)
-                store(segment: segment, size: 1, fail: fail)
-                restoreFlags()
+                storeAccess(segment: segment, size: 1, fail: fail)
             } else {
                 e.setcc(insn.condition, .rax)
                 write(d, from: .rax, size: 1)
@@ -437,11 +560,9 @@ struct BlockTranslator {
         case .cmovcc:
             if s.kind == .memory {
                 let fail = failure(retired: k, rip: g.rip)
-                saveFlags()
                 address(insn, rip: g.rip)
-                load(segment: segment, size: size, fail: fail)
+                loadAccess(segment: segment, size: size, fail: fail)
                 e.move(.rcx, .rax)
-                restoreFlags()
             } else {
                 read(s, insn, into: .rcx, size: size)
             }
@@ -482,55 +603,45 @@ struct BlockTranslator {
 
         case .push:
             let fail = failure(retired: k, rip: g.rip)
-            saveFlags()
             stackSlot(delta: -8)
-            read(s, insn, into: .rcx, size: 8)
-            store(segment: 2, size: 8, fail: fail)
-            restoreFlags()
+            read(s, insn, into: .rbx, size: 8)
+            storeAccess(segment: 2, size: 8, fail: fail)
             e.store(.r12, disp: BTContext.register(4), size: 8)
 
         case .pop:
             let fail = failure(retired: k, rip: g.rip)
-            saveFlags()
             e.load(.r12, disp: BTContext.register(4))
-            load(segment: 2, size: 8, fail: fail)
-            restoreFlags()
+            loadAccess(segment: 2, size: 8, fail: fail)
             moveStackPointer(by: 8)
             e.store(.rax, disp: BTContext.register(d.index), size: 8)
 
         case .callRelative:
             let fail = failure(retired: k, rip: g.rip)
-            saveFlags()
             pushReturnAddress(next, fail: fail)
-            restoreFlags()
             exit(rip: Self.branchTarget(insn, next: next, mode: mode), retired: k + 1)
             return true
 
         case .ret:
             let fail = failure(retired: k, rip: g.rip)
-            saveFlags()
             e.load(.r12, disp: BTContext.register(4))
-            load(segment: 2, size: 8, fail: fail)
+            loadAccess(segment: 2, size: 8, fail: fail)
             e.move(.r13, .rax)
-            checkCanonical(.r13, fail: fail)
+            checkCanonical(retired: k, rip: g.rip)
             moveStackPointer(by: 8 &+ (insn.immediate & 0xffff))
-            restoreFlags()
             exitToR13(retired: k + 1)
             return true
 
         case .jmpIndirect, .callIndirect:
             let fail = failure(retired: k, rip: g.rip)
-            saveFlags()
             if s.kind == .memory {
                 address(insn, rip: g.rip)
-                load(segment: segment, size: 8, fail: fail)
+                loadAccess(segment: segment, size: 8, fail: fail)
                 e.move(.r13, .rax)
             } else {
                 e.load(.r13, disp: BTContext.register(s.index))
             }
-            checkCanonical(.r13, fail: fail)
+            checkCanonical(retired: k, rip: g.rip)
             if insn.operation == .callIndirect { pushReturnAddress(next, fail: fail) }
-            restoreFlags()
             exitToR13(retired: k + 1)
             return true
 
@@ -544,28 +655,26 @@ struct BlockTranslator {
 
     /// The common shape of the ALU, unary and shift families: destination into RAX (through a
     /// read-modify-write load when it is memory), source into RCX, `operation` on the host,
-    /// result written back unless `writes` is false.
+    /// result written back unless `writes` is false. The guest's flags are in the host's
+    /// RFLAGS when `operation` runs (ADC, SBB, RCL, RCR and INC/DEC read or keep some).
     private mutating func arithmetic(_ g: GuestInstruction, retired k: Int, size: UInt8, writes: Bool,
                                      unary: Bool = false, _ operation: (inout X86Emitter) -> Void) {
         let insn = g.insn
         let d = insn.destination, s = insn.source
         let segment = insn.memory.segment
-        let touchesMemory = d.kind == .memory || (!unary && s.kind == .memory)
         var fail: Label?
-        if touchesMemory {
+        if d.kind == .memory {
             let f = failure(retired: k, rip: g.rip)
             fail = f
-            saveFlags()
             address(insn, rip: g.rip)
-            if d.kind == .memory {
-                load(segment: segment, size: size, forWrite: writes, fail: f)
-                if !unary { read(s, insn, into: .rcx, size: size) }
-            } else {
-                load(segment: segment, size: size, fail: f)
-                e.move(.rcx, .rax)
-                read(d, insn, into: .rax, size: size)
-            }
-            restoreFlags()
+            loadAccess(segment: segment, size: size, forWrite: writes, keepHost: writes, fail: f)
+            if !unary { read(s, insn, into: .rcx, size: size) }
+        } else if !unary && s.kind == .memory {
+            let f = failure(retired: k, rip: g.rip)
+            address(insn, rip: g.rip)
+            loadAccess(segment: segment, size: size, fail: f)
+            e.move(.rcx, .rax)
+            read(d, insn, into: .rax, size: size)
         } else {
             read(d, insn, into: .rax, size: size)
             if !unary { read(s, insn, into: .rcx, size: size) }
@@ -573,10 +682,7 @@ struct BlockTranslator {
         operation(&e)
         guard writes else { return }
         if d.kind == .memory, let fail {
-            saveFlags(to: BTContext.flagsAfter)
-            e.move(.rcx, .rax)
-            store(segment: segment, size: size, fail: fail)
-            restoreFlags(from: BTContext.flagsAfter)
+            storeBack(segment: segment, size: size, fail: fail)
         } else {
             write(d, from: .rax, size: size)
         }
@@ -596,20 +702,11 @@ struct BlockTranslator {
         e.store(.rsi, disp: BTContext.register(4), size: 8)
     }
 
-    /// Pushes the 8-byte `value` (a return address) and updates RSP; flags clobbered.
+    /// Pushes the 8-byte `value` (a return address) and updates RSP. Flags kept.
     private mutating func pushReturnAddress(_ value: UInt64, fail: Label) {
         stackSlot(delta: -8)
-        e.moveImmediate(.rcx, value)
-        store(segment: 2, size: 8, fail: fail)
+        e.moveImmediate(.rbx, value)
+        storeAccess(segment: 2, size: 8, fail: fail)
         e.store(.r12, disp: BTContext.register(4), size: 8)
-    }
-
-    /// Stops before the instruction unless `reg` holds a canonical address (flags clobbered).
-    private mutating func checkCanonical(_ reg: HostRegister, fail: Label) {
-        e.move(.rdx, reg)
-        e.shift64(4, .rdx, by: 16)
-        e.shift64(7, .rdx, by: 16)
-        e.compare(.rdx, reg)
-        e.jcc(5, fail)
     }
 }

@@ -111,7 +111,10 @@ struct X86Emitter {
     /// MOVZX reg32, reg8 / reg16 (`from` 1 or 2): the low bytes, zero-extended (flags untouched).
     mutating func zeroExtend(_ reg: HostRegister, from size: UInt8) {
         switch size {
-        case 1: registerForm([0x0f, 0xb6], size: 4, reg: reg.rawValue, rm: reg)
+        case 1:
+            // SPL, BPL, SIL, DIL need a REX even when nothing else does.
+            if reg.rawValue >= 4 && reg.rawValue < 8 { byte(0x40) }
+            registerForm([0x0f, 0xb6], size: 4, reg: reg.rawValue, rm: reg)
         case 2: registerForm([0x0f, 0xb7], size: 4, reg: reg.rawValue, rm: reg)
         case 4: zeroExtend32(reg)
         default: break
@@ -128,14 +131,70 @@ struct X86Emitter {
         }
     }
 
-    /// LEA dst, [base + index * scale] (flags untouched).
-    mutating func leaSum(_ dst: HostRegister, base: HostRegister, index: HostRegister, scale: UInt8) {
+    /// LEA dst, [base + index * scale + disp] (flags untouched).
+    mutating func leaSum(_ dst: HostRegister, base: HostRegister, index: HostRegister, scale: UInt8, disp: Int8 = 0) {
+        indexedForm([0x8d], size: 8, reg: dst.rawValue, base: base, index: index, scale: scale, disp: disp)
+    }
+
+    /// `opcode` with memory operand [base + index * scale + disp8] (index not RSP).
+    mutating func indexedForm(_ opcode: [UInt8], size: UInt8, reg: UInt8, base: HostRegister, index: HostRegister,
+                              scale: UInt8 = 1, disp: Int8 = 0) {
         let scaleBits: UInt8 = scale == 8 ? 3 : scale == 4 ? 2 : scale == 2 ? 1 : 0
-        prefixes(size: 8, reg: dst.rawValue, rm: base.rawValue, index: index.rawValue, rmIsRegister: false)
-        byte(0x8d)
-        byte(0x44 | (dst.rawValue & 7) << 3)  // mod 01, r/m 100: SIB and disp8 (0), so RBP/R13 bases work
+        prefixes(size: size, reg: reg, rm: base.rawValue, index: index.rawValue, rmIsRegister: false)
+        bytes(opcode)
+        byte(0x44 | (reg & 7) << 3)  // mod 01, r/m 100: SIB and disp8, so RBP/R13 bases work
         byte(scaleBits << 6 | (index.rawValue & 7) << 3 | (base.rawValue & 7))
-        byte(0)
+        byte(UInt8(bitPattern: disp))
+    }
+
+    /// `opcode` with memory operand [base + disp8].
+    mutating func baseForm(_ opcode: [UInt8], size: UInt8, reg: UInt8, base: HostRegister, disp: Int8) {
+        prefixes(size: size, reg: reg, rm: base.rawValue, rmIsRegister: false)
+        bytes(opcode)
+        byte(0x40 | (reg & 7) << 3 | (base.rawValue & 7))
+        if base.rawValue & 7 == 4 { byte(0x24) }  // RSP/R12 as a base need a SIB
+        byte(UInt8(bitPattern: disp))
+    }
+
+    /// MOV reg64, [base + disp8].
+    mutating func load(_ reg: HostRegister, base: HostRegister, disp: Int8) {
+        baseForm([0x8b], size: 8, reg: reg.rawValue, base: base, disp: disp)
+    }
+
+    /// Loads `size` bytes at [base + index] into `reg`, zero-extended to 64 bits.
+    mutating func loadIndexed(_ reg: HostRegister, base: HostRegister, index: HostRegister, size: UInt8) {
+        switch size {
+        case 1: indexedForm([0x0f, 0xb6], size: 4, reg: reg.rawValue, base: base, index: index)
+        case 2: indexedForm([0x0f, 0xb7], size: 4, reg: reg.rawValue, base: base, index: index)
+        case 4: indexedForm([0x8b], size: 4, reg: reg.rawValue, base: base, index: index)
+        default: indexedForm([0x8b], size: 8, reg: reg.rawValue, base: base, index: index)
+        }
+    }
+
+    /// Stores the low `size` bytes of `reg` at [base + index] (`reg` one of RAX-RBX for bytes).
+    mutating func storeIndexed(_ reg: HostRegister, base: HostRegister, index: HostRegister, size: UInt8) {
+        indexedForm([size == 1 ? 0x88 : 0x89], size: size, reg: reg.rawValue, base: base, index: index)
+    }
+
+    // MARK: BMI2 (shifts that leave the flags alone)
+
+    /// SHRX (`pp` 3), SARX (2) or SHLX (1): dst = src shifted by count (64-bit), flags untouched.
+    private mutating func bmi2Shift(pp: UInt8, _ dst: HostRegister, _ src: HostRegister, count: HostRegister) {
+        byte(0xc4)
+        byte((dst.rawValue & 8 == 0 ? 0x80 : 0) | 0x40 | (src.rawValue & 8 == 0 ? 0x20 : 0) | 0x02)  // ~R ~X ~B, map 0F38
+        byte(0x80 | (~count.rawValue & 15) << 3 | pp)  // W1, ~vvvv, L0, pp
+        byte(0xf7)
+        byte(0xc0 | (dst.rawValue & 7) << 3 | (src.rawValue & 7))
+    }
+    mutating func shrx(_ dst: HostRegister, _ src: HostRegister, count: HostRegister) { bmi2Shift(pp: 3, dst, src, count: count) }
+    mutating func sarx(_ dst: HostRegister, _ src: HostRegister, count: HostRegister) { bmi2Shift(pp: 2, dst, src, count: count) }
+    mutating func shlx(_ dst: HostRegister, _ src: HostRegister, count: HostRegister) { bmi2Shift(pp: 1, dst, src, count: count) }
+
+    /// `jrcxz +5; jmp label`: RCX = 0 goes on past the JMP, any other value to `label`
+    /// (flags untouched).
+    mutating func unlessRCXZero(jumpTo label: Label) {
+        byte(0xe3); byte(5)
+        jmp(label)
     }
 
     // MARK: Arithmetic at a guest size

@@ -21,6 +21,18 @@ public protocol X86BlockExecutor: AnyObject {
     /// The machine's decode cache dropped the code of physical page `physicalPage` (nil: of
     /// every page): a store reached it, or another vCPU's store was seen at a serializing point.
     func codeInvalidated(physicalPage: UInt64?)
+    /// The machine's decode cache began holding code of physical page `physicalPage`: stores to
+    /// it must from now on go through the machine (`accessForTranslation` refuses them), so
+    /// they invalidate that code.
+    func codePageAdded(physicalPage: UInt64)
+}
+
+/// Where a translated access goes: its linear and physical addresses and the host address of
+/// its first byte.
+public struct TranslatedAccess {
+    public let linear: UInt64
+    public let physical: UInt64
+    public let host: UnsafeMutableRawPointer
 }
 
 extension X86Machine {
@@ -52,6 +64,30 @@ extension X86Machine {
               let physical = try? translate(linear, kind) else { return nil }
         return physical
     }
+
+    /// Where `size` bytes at `segment:offset` are for a translated access (a write when
+    /// `write`), checked as the interpreter's access would be (limits, canonical form, paging
+    /// rights at the current CPL; accessed and dirty bits set); nil when the interpreter must
+    /// make it: a fault, MMIO, a page crossing, or a write to a page holding decoded code. A
+    /// caller that stores must call `noteTranslatedStore` after the store.
+    public func accessForTranslation(segment: UInt8, offset: UInt64, size: Int, write: Bool) -> TranslatedAccess? {
+        guard let linear = try? linearAddress(segment: segment, offset: offset, size: size),
+              Int(linear & 0xfff) + size <= 4096,
+              let physical = try? translate(linear, write ? .write : .read),
+              !(write && decodeCache.holdsCode(physicalPage: physical >> 12)),
+              let p = shared.hostPointer(physical, length: UInt64(size)) else { return nil }
+        return TranslatedAccess(linear: linear, physical: physical, host: p)
+    }
+
+    /// After a translated store to `physical`: other vCPUs that decoded its page learn of it at
+    /// their next serializing point, as after the interpreter's stores.
+    public func noteTranslatedStore(physical: UInt64, size: Int) {
+        noteStore(physical, size: size)
+    }
+
+    /// True when this machine's vCPUs watch each other's stores to code (more than one vCPU):
+    /// then every store must be noted (`noteTranslatedStore`).
+    public var tracksCrossModifyingCode: Bool { codeWatch != nil }
 
     /// A translated load of `size` (1, 2, 4, 8) bytes at `segment:offset`; with `forWrite` the
     /// location is also checked writable (the load of a read-modify-write, so that its store

@@ -88,6 +88,8 @@ public struct X86DecodeCache {
     /// Told of every page dropped (nil: all of them): the `bt` engine drops its translations of
     /// the same code, which it decodes through this cache so that writes reach both.
     var onInvalidate: ((UInt64?) -> Void)?
+    /// Told of every page that begins to hold code.
+    var onCodePage: ((UInt64) -> Void)?
 
     public init(memory: GuestMemory) {
         let end = memory.regions.last.map { $0.guestEnd } ?? 0
@@ -126,6 +128,7 @@ public struct X86DecodeCache {
             page = Page()
             pages[number] = page
             codeBits[Int(number >> 6)] |= 1 << (number & 63)
+            onCodePage?(number)
         }
         page.store(physical, mode: mode, insn)
         fills &+= 1

@@ -79,6 +79,7 @@ public final class X86Machine {
         didSet {
             let executor = blockExecutor
             decodeCache.onInvalidate = executor.map { e in { page in e.codeInvalidated(physicalPage: page) } }
+            decodeCache.onCodePage = executor.map { e in { page in e.codePageAdded(physicalPage: page) } }
         }
     }
     /// Instructions the last translated block retired (the step loop's budget counts them).
