@@ -35,6 +35,8 @@ public struct BTStatistics: Sendable, Equatable {
     /// Blocks dropped because their code was written, and times the code cache was emptied.
     public var blocksInvalidated: UInt64 = 0
     public var cacheResets: UInt64 = 0
+    /// Exits linked straight to the next block (same page).
+    public var links: UInt64 = 0
     /// Host bytes of translated code in the cache now.
     public var codeBytes: UInt64 = 0
     public init() {}
@@ -148,7 +150,7 @@ public final class BTExecutor: X86BlockExecutor {
     /// at the context, and jumps to the block.
     static func enterTrampoline() -> [UInt8]? {
         var e = X86Emitter()
-        e.push(.rbx); e.push(.r12); e.push(.r13); e.push(.r15)
+        e.push(.rbx); e.push(.rbp); e.push(.r12); e.push(.r13); e.push(.r14); e.push(.r15)
         e.adjustStack(-8)  // calls from translated code see a 16-byte-aligned RSP
         e.move(.r15, .rdi)
         e.jump(.rsi)
@@ -160,7 +162,7 @@ public final class BTExecutor: X86BlockExecutor {
         var e = X86Emitter()
         e.load(.rax, disp: BTContext.retired)
         e.adjustStack(8)
-        e.pop(.r15); e.pop(.r13); e.pop(.r12); e.pop(.rbx)
+        e.pop(.r15); e.pop(.r14); e.pop(.r13); e.pop(.r12); e.pop(.rbp); e.pop(.rbx)
         e.ret()
         return e.finished()
     }
@@ -235,8 +237,10 @@ public final class BTExecutor: X86BlockExecutor {
             statistics.blocksInvalidated &+= UInt64(blocks.count)
             blocks.removeAll(keepingCapacity: true)
             pageKeys.removeAll(keepingCapacity: true)
+            pendingLinks.removeAll()
             return
         }
+        pendingLinks.removeValue(forKey: page)
         guard let keys = pageKeys.removeValue(forKey: page) else { return }
         for key in keys where blocks.removeValue(forKey: key) != nil {
             statistics.blocksInvalidated &+= 1
@@ -295,18 +299,55 @@ public final class BTExecutor: X86BlockExecutor {
         let block: Block
         if instructions.isEmpty {
             block = Block(entry: nil, instructions: 0)
-        } else if let code = BlockTranslator.translate(instructions, next: rip, mode: key.mode, callouts: Self.callouts, fast: fast),
-                  let address = install(code) {
+        } else if let translated = BlockTranslator.translate(instructions, next: rip, mode: key.mode,
+                                                             callouts: Self.callouts, fast: fast),
+                  let address = install(translated.code) {
             block = Block(entry: address, instructions: instructions.count)
             statistics.blocksTranslated &+= 1
             statistics.instructionsTranslated &+= UInt64(instructions.count)
             statistics.codeBytes = UInt64(cache.used)
+            blocks[key] = block
+            pageKeys[key.physical >> 12, default: []].append(key)
+            link(translated.chainSites, of: address, key: key)
+            return block
         } else {
             block = Block(entry: nil, instructions: 0)
         }
         blocks[key] = block
         pageKeys[key.physical >> 12, default: []].append(key)
         return block
+    }
+
+    // MARK: Linking
+
+    /// Exits of installed blocks waiting for the block at their target, by page and target.
+    private var pendingLinks: [UInt64: [BlockKey: [(code: UnsafeRawPointer, site: ChainSite)]]] = [:]
+
+    /// Links the new block's exits to blocks that exist, and the exits waiting for it to it.
+    private func link(_ sites: [ChainSite], of code: UnsafeRawPointer, key: BlockKey) {
+        let page = key.physical >> 12
+        for site in sites {
+            let target = BlockKey(physical: (key.physical & ~0xfff) | (site.target & 0xfff), rip: site.target, mode: key.mode)
+            if let entry = blocks[target]?.entry {
+                link(site, of: code, to: entry)
+            } else {
+                pendingLinks[page, default: [:]][target, default: []].append((code, site))
+            }
+        }
+        if let waiting = pendingLinks[page]?.removeValue(forKey: key) {
+            for w in waiting { link(w.site, of: w.code, to: code) }
+        }
+    }
+
+    /// Points one exit's linked path at `target`'s body, then the exit at its linked path.
+    private func link(_ site: ChainSite, of code: UnsafeRawPointer, to target: UnsafeRawPointer) {
+        let fastJump = code + site.fastJump
+        let body = target + BlockTranslator.bodyOffset
+        let distance = body - (fastJump + 4)
+        guard let rel = Int32(exactly: distance),
+              cache.patch(fastJump, rel32: rel),
+              cache.patch(code + site.entryJump, rel32: Int32(site.fastPath - (site.entryJump + 4))) else { return }
+        statistics.links &+= 1
     }
 
     /// Installs `code`, emptying the cache (and dropping every block) when it is full.

@@ -65,6 +65,25 @@ struct BTCallouts {
     }
 }
 
+/// A constant block exit that can be linked straight to the block at its target: the target is
+/// on the same physical page, so both are dropped together and a link never outlives its
+/// target. Offsets are into the block's code.
+struct ChainSite {
+    let target: UInt64
+    /// The rel32 of the exit's first jump: to the slow path until linked, then to `fastPath`.
+    let entryJump: Int
+    /// The linked path: budget and instruction count kept without touching the flags.
+    let fastPath: Int
+    /// The rel32 of the linked path's jump to the target block's body.
+    let fastJump: Int
+}
+
+/// A translated block: its code and the exits that may be linked.
+struct TranslatedBlock {
+    let code: [UInt8]
+    let chainSites: [ChainSite]
+}
+
 /// One guest instruction of a block, with its address.
 struct GuestInstruction {
     let rip: UInt64
@@ -173,22 +192,51 @@ struct BlockTranslator {
     private let fast: BTFastPaths
     /// How a stop-before stub finds the guest's flags as they were before the instruction.
     enum FlagsAt { case savedBefore, inHost }
-    /// The stop-before stubs to emit after the body.
-    private var failures: [(label: Label, retired: Int, rip: UInt64, flags: FlagsAt)] = []
+    /// The stop-before stubs to emit after the body: where the flags are, and the cached guest
+    /// registers to write back (none after a callout, which spilled them all).
+    private var failures: [(label: Label, retired: Int, rip: UInt64, flags: FlagsAt,
+                            writeBack: [(guest: UInt8, host: HostRegister)])] = []
 
-    private init(mode: CodeMode, callouts: BTCallouts, fast: BTFastPaths) {
+    // Guest registers cached in host registers within the block. The first four are
+    // caller-saved (reloaded after a callout), the last two callee-saved (the enter
+    // trampoline saves them for the C caller).
+    private static let cacheRegisters: [HostRegister] = [.r8, .r9, .r10, .r11, .rbp, .r14]
+    private static let clobberedByCalls: Set<HostRegister> = [.r8, .r9, .r10, .r11]
+    /// The host register holding each guest register, if any.
+    private var hostFor = [HostRegister?](repeating: nil, count: 16)
+    /// Guest registers whose cached value is newer than the context's.
+    private var dirty = [Bool](repeating: false, count: 16)
+    /// Cached guest registers, least recently used first.
+    private var recency: [UInt8] = []
+
+    /// The first instruction's RIP: exits to the same linear page (64-bit code, where CS has
+    /// no base) can be linked.
+    private let startRIP: UInt64
+    private var chainSites: [ChainSite] = []
+
+    private init(mode: CodeMode, callouts: BTCallouts, fast: BTFastPaths, startRIP: UInt64) {
         self.mode = mode
         self.callouts = callouts
         self.fast = fast
+        self.startRIP = startRIP
     }
+
+    /// Bytes from a block's entry to its body: where linked jumps land, the guest's flags
+    /// already in the host's RFLAGS.
+    static let bodyOffset: Int = {
+        var t = BlockTranslator(mode: .bits64, callouts: BTCallouts(load: 0, store: 0),
+                                fast: BTFastPaths(loads: false, stores: false), startRIP: 0)
+        t.prologue()
+        return t.e.count
+    }()
 
     /// Host code for `instructions` (each covered; only the last may end the block), which
     /// continue at `next` unless the last one branches. The code is entered by a jump (from the
     /// enter trampoline or another block's end) with R15 at the context block and the guest's
     /// flags in its `hostFlags`, and leaves by a jump to the next block or the exit trampoline.
     static func translate(_ instructions: [GuestInstruction], next: UInt64, mode: CodeMode,
-                          callouts: BTCallouts, fast: BTFastPaths) -> [UInt8]? {
-        var t = BlockTranslator(mode: mode, callouts: callouts, fast: fast)
+                          callouts: BTCallouts, fast: BTFastPaths) -> TranslatedBlock? {
+        var t = BlockTranslator(mode: mode, callouts: callouts, fast: fast, startRIP: instructions.first?.rip ?? next)
         t.prologue()
         var ended = false
         for (k, g) in instructions.enumerated() {
@@ -196,7 +244,8 @@ struct BlockTranslator {
         }
         if !ended { t.exit(rip: next, retired: instructions.count) }
         t.epilogue()
-        return t.e.finished()
+        guard let code = t.e.finished() else { return nil }
+        return TranslatedBlock(code: code, chainSites: t.chainSites)
     }
 
     /// A block's entry: the guest's status flags into the host's RFLAGS.
@@ -204,11 +253,12 @@ struct BlockTranslator {
         e.pushContext(disp: BTContext.hostFlags); e.popFlags()
     }
 
-    /// The stop-before stubs: the flags as before the instruction, RIP at it, the instructions
-    /// before it counted, and back to Swift.
+    /// The stop-before stubs: the cached registers written back, the flags as before the
+    /// instruction, RIP at it, the instructions before it counted, and back to Swift.
     private mutating func epilogue() {
         for f in failures {
             e.bind(f.label)
+            for w in f.writeBack { e.store(w.host, disp: BTContext.register(w.guest), size: 8) }
             switch f.flags {
             case .savedBefore:
                 e.load(.rax, disp: BTContext.flagsBefore)
@@ -223,16 +273,119 @@ struct BlockTranslator {
         }
     }
 
-    /// Ends the block: RIP = `rip`, `retired` instructions done.
-    private mutating func exit(rip: UInt64, retired: Int) {
+    /// Ends the block: RIP = `rip`, `retired` instructions done (cached registers written back
+    /// first unless the caller did).
+    private mutating func exit(rip: UInt64, retired: Int, writeBack: Bool = true) {
+        if writeBack { writeBackAll() }
+        if mode == .bits64 && rip >> 12 == startRIP >> 12 {
+            // Linkable (same page): a jump to the slow path, patched to the linked path once
+            // the target block exists. The linked path counts the budget and the instructions
+            // with flag-free instructions and jumps into the target's body, the guest's flags
+            // still in the host's RFLAGS.
+            let slow = e.makeLabel()
+            e.jmp(slow)
+            let entryJump = e.count - 4
+            let fastPath = e.count
+            e.load(.rcx, disp: BTContext.budget)
+            e.jrcxz(slow)                                           // spent: go back to Swift
+            e.baseForm([0x8d], size: 8, reg: HostRegister.rcx.rawValue, base: .rcx, disp: -1)   // LEA rcx, [rcx-1]
+            e.store(.rcx, disp: BTContext.budget, size: 8)
+            e.load(.rcx, disp: BTContext.retired)
+            e.baseForm([0x8d], size: 8, reg: HostRegister.rcx.rawValue, base: .rcx, disp: Int8(retired))
+            e.store(.rcx, disp: BTContext.retired, size: 8)
+            let fastJump = e.patchableJump()                        // until linked: on to the slow path
+            chainSites.append(ChainSite(target: rip, entryJump: entryJump, fastPath: fastPath, fastJump: fastJump))
+            e.bind(slow)
+        }
         e.moveImmediate(.rax, rip)
         chain(retired: retired)
     }
 
     /// Ends the block with RIP taken from R13.
     private mutating func exitToR13(retired: Int) {
+        writeBackAll()
         e.move(.rax, .r13)
         chain(retired: retired)
+    }
+
+    // MARK: The register cache
+
+    /// Writes every dirty cached register back to the context (flags untouched; the cache's
+    /// state does not change: the code after may still be on a path that did not write back).
+    private mutating func writeBackAll() {
+        for g in recency where dirty[Int(g)] {
+            if let h = hostFor[Int(g)] { e.store(h, disp: BTContext.register(g), size: 8) }
+        }
+    }
+
+    /// Before a callout: dirty registers to the context, so a refusal needs no write-back.
+    private mutating func spillForCall() { writeBackAll() }
+
+    /// After a callout returned: the caller-saved cache registers reloaded.
+    private mutating func reloadAfterCall() {
+        for g in recency {
+            if let h = hostFor[Int(g)], Self.clobberedByCalls.contains(h) { e.load(h, disp: BTContext.register(g)) }
+        }
+    }
+
+    private var dirtyCached: [(guest: UInt8, host: HostRegister)] {
+        recency.compactMap { g in dirty[Int(g)] ? hostFor[Int(g)].map { (g, $0) } : nil }
+    }
+
+    private mutating func touch(_ g: UInt8) {
+        if let i = recency.firstIndex(of: g) { recency.remove(at: i) }
+        recency.append(g)
+    }
+
+    /// A host register for guest register `g` (evicting the least recently used one, written
+    /// back if dirty, when all are taken); loaded from the context when `load`.
+    private mutating func cache(_ g: UInt8, load: Bool) -> HostRegister {
+        if let h = hostFor[Int(g)] { touch(g); return h }
+        let taken = Set(hostFor.compactMap { $0 })
+        let h: HostRegister
+        if let free = Self.cacheRegisters.first(where: { !taken.contains($0) }) {
+            h = free
+        } else {
+            let victim = recency.removeFirst()
+            h = hostFor[Int(victim)] ?? .r8
+            if dirty[Int(victim)] { e.store(h, disp: BTContext.register(victim), size: 8) }
+            hostFor[Int(victim)] = nil
+            dirty[Int(victim)] = false
+        }
+        hostFor[Int(g)] = h
+        dirty[Int(g)] = false
+        recency.append(g)
+        if load { e.load(h, disp: BTContext.register(g)) }
+        return h
+    }
+
+    /// Drops guest register `g` from the cache (written back if dirty), for accesses that go
+    /// to the context directly (AH, CH, DH, BH).
+    private mutating func uncache(_ g: UInt8) {
+        guard let h = hostFor[Int(g)] else { return }
+        if dirty[Int(g)] { e.store(h, disp: BTContext.register(g), size: 8) }
+        hostFor[Int(g)] = nil
+        dirty[Int(g)] = false
+        recency.removeAll { $0 == g }
+    }
+
+    /// All 64 bits of guest register `g` into `dst`.
+    private mutating func guestValue(into dst: HostRegister, _ g: UInt8) {
+        let h = cache(g & 15, load: true)
+        e.move(dst, h)
+    }
+
+    /// Writes the low `size` bytes of `reg` to guest register `g` with the architecture's rule:
+    /// 32-bit writes clear bits 63:32, 8- and 16-bit writes keep the rest.
+    private mutating func setGuest(_ g: UInt8, from reg: HostRegister, size: UInt8) {
+        let g = g & 15
+        let h = cache(g, load: size < 4)
+        switch size {
+        case 8: e.move(h, reg)
+        case 4: e.registerForm([0x89], size: 4, reg: reg.rawValue, rm: h)
+        default: e.registerForm([size == 1 ? 0x88 : 0x89], size: size, reg: reg.rawValue, rm: h)
+        }
+        dirty[Int(g)] = true
     }
 
     /// The end of a block with the next RIP in RAX: saves the flags and RIP, counts the
@@ -258,10 +411,12 @@ struct BlockTranslator {
         e.jumpThroughContext(disp: BTContext.exitAddress)
     }
 
-    /// A label that stops the block before instruction number `retired` (at `rip`).
-    private mutating func failure(retired: Int, rip: UInt64, flags: FlagsAt = .savedBefore) -> Label {
+    /// A label that stops the block before instruction number `retired` (at `rip`). From a
+    /// callout (`afterCall`) the registers are already in the context; elsewhere the dirty
+    /// cached ones are written back.
+    private mutating func failure(retired: Int, rip: UInt64, flags: FlagsAt = .savedBefore, afterCall: Bool = true) -> Label {
         let l = e.makeLabel()
-        failures.append((l, retired, rip, flags))
+        failures.append((l, retired, rip, flags, afterCall ? [] : dirtyCached))
         return l
     }
 
@@ -279,8 +434,10 @@ struct BlockTranslator {
     /// operation then uses the low `size` bytes).
     private mutating func read(_ o: Operand, _ insn: DecodedInstruction, into reg: HostRegister, size: UInt8) {
         switch o.kind {
-        case .register: e.load(reg, disp: BTContext.register(o.index))
-        case .highByte: e.loadByte(reg, disp: BTContext.register(o.index) + 1)
+        case .register: guestValue(into: reg, o.index)
+        case .highByte:
+            uncache(o.index)
+            e.loadByte(reg, disp: BTContext.register(o.index) + 1)
         default: e.moveImmediate(reg, insn.immediate & Self.mask(size))
         }
     }
@@ -289,16 +446,11 @@ struct BlockTranslator {
     /// rule: 32-bit writes clear bits 63:32, 8- and 16-bit writes keep the rest.
     private mutating func write(_ o: Operand, from reg: HostRegister, size: UInt8) {
         if o.kind == .highByte {
+            uncache(o.index)
             e.store(reg, disp: BTContext.register(o.index) + 1, size: 1)
             return
         }
-        switch size {
-        case 8: e.store(reg, disp: BTContext.register(o.index), size: 8)
-        case 4:
-            e.zeroExtend32(reg)
-            e.store(reg, disp: BTContext.register(o.index), size: 8)
-        default: e.store(reg, disp: BTContext.register(o.index), size: size)
-        }
+        setGuest(o.index, from: reg, size: size)
     }
 
     /// The memory operand's offset (effective address) into R12, at the address size.
@@ -308,11 +460,11 @@ struct BlockTranslator {
         if m.base == MemoryOperand.ripRelative { displacement = displacement &+ rip &+ UInt64(insn.length) }
         e.moveImmediate(.r12, displacement)
         if m.base != MemoryOperand.noRegister && m.base != MemoryOperand.ripRelative {
-            e.load(.rsi, disp: BTContext.register(m.base))
+            guestValue(into: .rsi, m.base)
             e.leaSum(.r12, base: .r12, index: .rsi, scale: 1)
         }
         if m.index != MemoryOperand.noRegister {
-            e.load(.rdi, disp: BTContext.register(m.index))
+            guestValue(into: .rdi, m.index)
             e.leaSum(.r12, base: .r12, index: .rdi, scale: m.scale)
         }
         if insn.addressSize == 4 { e.zeroExtend32(.r12) } else if insn.addressSize == 2 { e.zeroExtend(.r12, from: 2) }
@@ -362,6 +514,7 @@ struct BlockTranslator {
         }
         e.bind(slow)
         saveFlags()
+        spillForCall()
         e.move(.rdi, .r15)
         e.move(.rsi, .r12)
         e.moveImmediate(.rdx, BTCallouts.info(segment: segment, size: size, forWrite: forWrite))
@@ -369,6 +522,7 @@ struct BlockTranslator {
         e.call(.rax)
         e.compareContextToZero(disp: BTContext.status)
         e.jcc(5, fail)  // NE: refused
+        reloadAfterCall()
         restoreFlags()
         if keepHost { e.moveImmediate(.r13, 0) }
         e.bind(done)
@@ -408,6 +562,7 @@ struct BlockTranslator {
     }
 
     private mutating func storeCallout(segment: UInt8, size: UInt8, value: HostRegister, fail: Label) {
+        spillForCall()
         e.move(.rcx, value)
         e.move(.rdi, .r15)
         e.move(.rsi, .r12)
@@ -416,12 +571,13 @@ struct BlockTranslator {
         e.call(.rax)
         e.test(.rax, .rax, size: 1)
         e.jcc(4, fail)  // E: refused
+        reloadAfterCall()
     }
 
     /// Stops before the instruction unless R13 holds a canonical address. Flags kept.
     private mutating func checkCanonical(retired k: Int, rip: UInt64) {
         if fast.loads {
-            let fail = failure(retired: k, rip: rip, flags: .inHost)
+            let fail = failure(retired: k, rip: rip, flags: .inHost, afterCall: false)
             e.moveImmediate(.rcx, 16)
             e.shlx(.rdx, .r13, count: .rcx)
             e.sarx(.rdx, .rdx, count: .rcx)
@@ -430,7 +586,7 @@ struct BlockTranslator {
             e.leaSum(.rcx, base: .rcx, index: .r13, scale: 1, disp: 1)  // r13 - sign-extended r13
             e.unlessRCXZero(jumpTo: fail)
         } else {
-            let fail = failure(retired: k, rip: rip)
+            let fail = failure(retired: k, rip: rip, afterCall: false)
             saveFlags()
             e.move(.rdx, .r13)
             e.shift64(4, .rdx, by: 16)
@@ -504,12 +660,7 @@ struct BlockTranslator {
             case .shr: ext = 5
             default: ext = 7
             }
-            arithmetic(g, retired: k, size: size, writes: true, unary: true) { e in
-                if s.kind == .immediate {
-                    e.moveImmediate(.rcx, insn.immediate & 0xff)
-                } else {
-                    e.load(.rcx, disp: BTContext.register(1))
-                }
+            arithmetic(g, retired: k, size: size, writes: true, unary: true, count: s) { e in
                 e.shiftByCL(ext, .rax, size: size)
             }
 
@@ -571,12 +722,12 @@ struct BlockTranslator {
             write(d, from: .rax, size: size)
 
         case .signExtendAccumulator:
-            e.load(.rax, disp: BTContext.register(0))
+            guestValue(into: .rax, 0)
             e.accumulatorExtend(0x98, size: insn.operandSize)
             write(.register(0, size: insn.operandSize), from: .rax, size: insn.operandSize)
 
         case .signExtendIntoDX:
-            e.load(.rax, disp: BTContext.register(0))
+            guestValue(into: .rax, 0)
             e.accumulatorExtend(0x99, size: insn.operandSize)
             write(.register(2, size: insn.operandSize), from: .rdx, size: insn.operandSize)
 
@@ -591,10 +742,11 @@ struct BlockTranslator {
 
         case .jcc:
             let taken = e.makeLabel()
+            writeBackAll()  // once for both ways out (stores leave the flags alone)
             e.jcc(insn.condition, taken)
-            exit(rip: next, retired: k + 1)
+            exit(rip: next, retired: k + 1, writeBack: false)
             e.bind(taken)
-            exit(rip: Self.branchTarget(insn, next: next, mode: mode), retired: k + 1)
+            exit(rip: Self.branchTarget(insn, next: next, mode: mode), retired: k + 1, writeBack: false)
             return true
 
         case .jmpRelative:
@@ -606,14 +758,14 @@ struct BlockTranslator {
             stackSlot(delta: -8)
             read(s, insn, into: .rbx, size: 8)
             storeAccess(segment: 2, size: 8, fail: fail)
-            e.store(.r12, disp: BTContext.register(4), size: 8)
+            setGuest(4, from: .r12, size: 8)
 
         case .pop:
             let fail = failure(retired: k, rip: g.rip)
-            e.load(.r12, disp: BTContext.register(4))
+            guestValue(into: .r12, 4)
             loadAccess(segment: 2, size: 8, fail: fail)
             moveStackPointer(by: 8)
-            e.store(.rax, disp: BTContext.register(d.index), size: 8)
+            setGuest(d.index, from: .rax, size: 8)
 
         case .callRelative:
             let fail = failure(retired: k, rip: g.rip)
@@ -623,7 +775,7 @@ struct BlockTranslator {
 
         case .ret:
             let fail = failure(retired: k, rip: g.rip)
-            e.load(.r12, disp: BTContext.register(4))
+            guestValue(into: .r12, 4)
             loadAccess(segment: 2, size: 8, fail: fail)
             e.move(.r13, .rax)
             checkCanonical(retired: k, rip: g.rip)
@@ -638,7 +790,7 @@ struct BlockTranslator {
                 loadAccess(segment: segment, size: 8, fail: fail)
                 e.move(.r13, .rax)
             } else {
-                e.load(.r13, disp: BTContext.register(s.index))
+                guestValue(into: .r13, s.index)
             }
             checkCanonical(retired: k, rip: g.rip)
             if insn.operation == .callIndirect { pushReturnAddress(next, fail: fail) }
@@ -658,7 +810,8 @@ struct BlockTranslator {
     /// result written back unless `writes` is false. The guest's flags are in the host's
     /// RFLAGS when `operation` runs (ADC, SBB, RCL, RCR and INC/DEC read or keep some).
     private mutating func arithmetic(_ g: GuestInstruction, retired k: Int, size: UInt8, writes: Bool,
-                                     unary: Bool = false, _ operation: (inout X86Emitter) -> Void) {
+                                     unary: Bool = false, count: Operand? = nil,
+                                     _ operation: (inout X86Emitter) -> Void) {
         let insn = g.insn
         let d = insn.destination, s = insn.source
         let segment = insn.memory.segment
@@ -679,6 +832,10 @@ struct BlockTranslator {
             read(d, insn, into: .rax, size: size)
             if !unary { read(s, insn, into: .rcx, size: size) }
         }
+        if let count {
+            // A shift's count into CL, after the loads (the TLB probe uses RCX).
+            if count.kind == .immediate { e.moveImmediate(.rcx, insn.immediate & 0xff) } else { guestValue(into: .rcx, 1) }
+        }
         operation(&e)
         guard writes else { return }
         if d.kind == .memory, let fail {
@@ -690,7 +847,7 @@ struct BlockTranslator {
 
     /// R12 = guest RSP + `delta` (no flags touched).
     private mutating func stackSlot(delta: Int64) {
-        e.load(.r12, disp: BTContext.register(4))
+        guestValue(into: .r12, 4)
         e.moveImmediate(.rsi, UInt64(bitPattern: delta))
         e.leaSum(.r12, base: .r12, index: .rsi, scale: 1)
     }
@@ -699,7 +856,7 @@ struct BlockTranslator {
     private mutating func moveStackPointer(by delta: UInt64) {
         e.moveImmediate(.rsi, delta)
         e.leaSum(.rsi, base: .r12, index: .rsi, scale: 1)
-        e.store(.rsi, disp: BTContext.register(4), size: 8)
+        setGuest(4, from: .rsi, size: 8)
     }
 
     /// Pushes the 8-byte `value` (a return address) and updates RSP. Flags kept.
@@ -707,6 +864,6 @@ struct BlockTranslator {
         stackSlot(delta: -8)
         e.moveImmediate(.rbx, value)
         storeAccess(segment: 2, size: 8, fail: fail)
-        e.store(.r12, disp: BTContext.register(4), size: 8)
+        setGuest(4, from: .r12, size: 8)
     }
 }

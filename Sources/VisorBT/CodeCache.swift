@@ -58,6 +58,19 @@ final class CodeCache {
         return UnsafeRawPointer(base + start)
     }
 
+    /// Rewrites the 4 bytes at `address` (a branch's rel32 in installed code) with `value`,
+    /// making the page writable (and not executable) for just that long. False when the host
+    /// refused or `address` is not in the cache.
+    func patch(_ address: UnsafeRawPointer, rel32 value: Int32) -> Bool {
+        guard contains(address), contains(address + 3) else { return false }
+        let offset = address - UnsafeRawPointer(base)
+        let firstPage = offset / Self.pageSize * Self.pageSize
+        let length = (offset + 4 + Self.pageSize - 1) / Self.pageSize * Self.pageSize - firstPage
+        guard mprotect(base + firstPage, length, PROT_READ | PROT_WRITE) == 0 else { return false }
+        (base + offset).storeBytes(of: value.littleEndian, as: Int32.self)
+        return mprotect(base + firstPage, length, PROT_READ | PROT_EXEC) == 0
+    }
+
     /// Bytes at the start that `reset` keeps (the trampolines).
     private var kept = 0
 

@@ -21,6 +21,8 @@ struct X86Emitter {
     private var labelOffsets: [Int?] = []
     /// rel32 fields waiting for their label: (offset of the field, label).
     private var fixups: [(at: Int, label: Int)] = []
+    /// rel8 fields waiting for their label.
+    private var shortFixups: [(at: Int, label: Int)] = []
 
     init() { bytes.reserveCapacity(512) }
 
@@ -362,9 +364,30 @@ struct X86Emitter {
         fixups.append((bytes.count, label.id)); u32(0)
     }
 
-    /// The finished code with every branch resolved; nil if a label was never bound.
+    /// JRCXZ rel8 to `label` (which must be within 127 bytes ahead): flags untouched.
+    mutating func jrcxz(_ label: Label) {
+        byte(0xe3)
+        shortFixups.append((bytes.count, label.id)); byte(0)
+    }
+
+    /// JMP rel32 to the next instruction: a jump whose target is patched in later (`offset` of
+    /// its rel32 field is returned).
+    mutating func patchableJump() -> Int {
+        byte(0xe9)
+        u32(0)
+        return bytes.count - 4
+    }
+
+    /// The finished code with every branch resolved; nil if a label was never bound or a
+    /// short branch does not reach.
     func finished() -> [UInt8]? {
         var out = bytes
+        for f in shortFixups {
+            guard let target = labelOffsets[f.label] else { return nil }
+            let rel = target - (f.at + 1)
+            guard rel >= -128 && rel <= 127 else { return nil }
+            out[f.at] = UInt8(bitPattern: Int8(rel))
+        }
         for f in fixups {
             guard let target = labelOffsets[f.label] else { return nil }
             let rel = Int32(truncatingIfNeeded: target - (f.at + 4))
