@@ -42,7 +42,9 @@ public struct BTStatistics: Sendable, Equatable {
     public init() {}
 }
 
-/// The translator and code cache of one `bt` vCPU.
+/// The translator and code cache of one `bt` vCPU. Not thread-safe: the vCPU's own thread
+/// drives it (so its stored properties skip dynamic exclusivity checks, which cost several
+/// percent of a Linux boot's time in `executeBlock`, measured with perf).
 public final class BTExecutor: X86BlockExecutor {
     struct BlockKey: Hashable {
         let physical: UInt64
@@ -66,8 +68,11 @@ public final class BTExecutor: X86BlockExecutor {
         var csLimit: UInt32
     }
 
-    private var blocks: [BlockKey: Block] = [:]
-    private var view: CodeView?
+    @exclusivity(unchecked) private var blocks: [BlockKey: Block] = [:]
+    @exclusivity(unchecked) private var view: CodeView?
+    /// RIPs known to have no block under the current view (the interpreter runs them), in
+    /// the jump cache's slots: answered without hashing, emptied with the jump cache.
+    @exclusivity(unchecked) private var noBlock = [UInt64](repeating: BTContext.emptyTag, count: BTContext.jumpCacheEntries)
     // SAFETY: `BTContext.jumpCacheEntries` pairs of UInt64 (tag, entry), owned by this executor
     // (freed in deinit); translated code reads them at indexes masked to the table's size.
     private let jumpCache: UnsafeMutablePointer<UInt64>
@@ -76,20 +81,20 @@ public final class BTExecutor: X86BlockExecutor {
     // index it with the low byte of a page number.
     private let hostTLB: UnsafeMutablePointer<UInt64>
     /// The inline paths translated code takes (BMI2 on the host; stores unless SMP).
-    private var fast = BTFastPaths(loads: BTFastPaths.hostHasBMI2, stores: false)
-    private var fastPathsDecided = false
+    @exclusivity(unchecked) private var fast = BTFastPaths(loads: BTFastPaths.hostHasBMI2, stores: false)
+    @exclusivity(unchecked) private var fastPathsDecided = false
     /// The trampolines at the start of the code cache: enter(context, block) and exit.
     typealias Enter = @convention(c) (UnsafeMutableRawPointer, UnsafeRawPointer) -> UInt64
-    private var enter: Enter
+    @exclusivity(unchecked) private var enter: Enter
     /// Blocks translated code may run, jumping from one to the next, before it returns here.
     static let blocksPerEntry: UInt64 = 256
     /// The keys of the blocks on each physical page, for invalidation.
-    private var pageKeys: [UInt64: [BlockKey]] = [:]
+    @exclusivity(unchecked) private var pageKeys: [UInt64: [BlockKey]] = [:]
     private let cache: CodeCache
     // SAFETY: `BTContext.size` bytes, 16-byte aligned, owned by this executor (freed in deinit);
     // translated code and the callouts access it only at the offsets in `BTContext`.
     private let context: UnsafeMutableRawPointer
-    public private(set) var statistics = BTStatistics()
+    @exclusivity(unchecked) public private(set) var statistics = BTStatistics()
 
     /// Default code cache size per vCPU.
     public static let defaultCacheBytes = 32 << 20
@@ -171,6 +176,7 @@ public final class BTExecutor: X86BlockExecutor {
         for i in 0..<BTContext.jumpCacheEntries {
             jumpCache[2 * i] = BTContext.emptyTag
             jumpCache[2 * i + 1] = 0
+            noBlock[i] = BTContext.emptyTag
         }
     }
 
@@ -211,6 +217,13 @@ public final class BTExecutor: X86BlockExecutor {
             context.storeBytes(of: fast.stores ? 1 : 0, toByteOffset: Int(BTContext.inlineStores), as: UInt64.self)
             fastPathsDecided = true
         }
+        // The jump cache answers for the current view without hashing: a block for this RIP,
+        // or (the no-block table) none.
+        let slot = Int(truncatingIfNeeded: (rip ^ (rip >> 12)) & UInt64(BTContext.jumpCacheEntries - 1))
+        if jumpCache[2 * slot] == rip, let entry = UnsafeRawPointer(bitPattern: UInt(jumpCache[2 * slot + 1])) {
+            return run(entry, machine: machine)
+        }
+        if noBlock[slot] == rip { return 0 }
         guard let physical = try? machine.translate(linear, .execute) else { return 0 }
         let key = BlockKey(physical: physical, rip: rip, mode: mode)
         let block: Block
@@ -219,7 +232,10 @@ public final class BTExecutor: X86BlockExecutor {
         } else {
             block = translate(key, machine: machine)
         }
-        guard let entry = block.entry else { return 0 }
+        guard let entry = block.entry else {
+            noBlock[slot] = rip
+            return 0
+        }
         remember(rip: rip, entry: entry)
         return run(entry, machine: machine)
     }
@@ -321,7 +337,7 @@ public final class BTExecutor: X86BlockExecutor {
     // MARK: Linking
 
     /// Exits of installed blocks waiting for the block at their target, by page and target.
-    private var pendingLinks: [UInt64: [BlockKey: [(code: UnsafeRawPointer, site: ChainSite)]]] = [:]
+    @exclusivity(unchecked) private var pendingLinks: [UInt64: [BlockKey: [(code: UnsafeRawPointer, site: ChainSite)]]] = [:]
 
     /// Links the new block's exits to blocks that exist, and the exits waiting for it to it.
     private func link(_ sites: [ChainSite], of code: UnsafeRawPointer, key: BlockKey) {
