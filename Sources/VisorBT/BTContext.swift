@@ -34,14 +34,23 @@ enum BTContext {
     static let hostTLB: Int32 = 216
     /// Non-zero when stores may take the inline path (no other vCPU watches this one's stores).
     static let inlineStores: Int32 = 224
-    static let size = 232
+    /// The jump cache's generation in bits 62:48: an entry's tag is RIP XOR this, so
+    /// emptying the cache is one increment (tags of canonical or 32-bit RIPs stay distinct and
+    /// never equal `emptyTag`, since bit 63 of the generation is clear).
+    static let jumpGeneration: Int32 = 232
+    /// The host TLB's generation in bits 63:52: a tag is the page number plus this.
+    static let tlbGeneration: Int32 = 240
+    static let size = 248
 
     /// Host TLB entries (256: the index is the low byte of the linear page number).
     static let hostTLBEntries = 256
     /// Host TLB entry fields, in bytes.
     static let tlbReadTag: Int8 = 0, tlbWriteTag: Int8 = 8, tlbAddend: Int8 = 16, tlbPhysicalPage = 24
-    /// A tag no linear page number equals (they have at most 52 bits).
+    /// A tag no page number plus generation equals (generations stop below 0xfff).
     static let emptyPageTag: UInt64 = .max
+    static let maximumTLBGeneration: UInt64 = 0xffe
+    /// Jump cache generations are 1...0x7fff.
+    static let maximumJumpGeneration: UInt64 = 0x7fff
 
     /// Jump cache entries (a power of two); the index is (RIP ^ RIP >> 12) mod this.
     static let jumpCacheEntries = 4096

@@ -72,7 +72,11 @@ public final class BTExecutor: X86BlockExecutor {
     @exclusivity(unchecked) private var view: CodeView?
     /// RIPs known to have no block under the current view (the interpreter runs them), in
     /// the jump cache's slots: answered without hashing, emptied with the jump cache.
-    @exclusivity(unchecked) private var noBlock = [UInt64](repeating: BTContext.emptyTag, count: BTContext.jumpCacheEntries)
+    // SAFETY: `BTContext.jumpCacheEntries` tags, owned by this executor (freed in deinit),
+    // indexed by masked jump cache slots.
+    private let noBlock: UnsafeMutablePointer<UInt64>
+    /// The jump cache's generation, as the context holds it (bits 62:48).
+    @exclusivity(unchecked) private var jumpGeneration: UInt64 = 0
     // SAFETY: `BTContext.jumpCacheEntries` pairs of UInt64 (tag, entry), owned by this executor
     // (freed in deinit); translated code reads them at indexes masked to the table's size.
     private let jumpCache: UnsafeMutablePointer<UInt64>
@@ -105,11 +109,13 @@ public final class BTExecutor: X86BlockExecutor {
         context.initializeMemory(as: UInt8.self, repeating: 0, count: BTContext.size)
         jumpCache = .allocate(capacity: 2 * BTContext.jumpCacheEntries)
         jumpCache.initialize(repeating: 0, count: 2 * BTContext.jumpCacheEntries)
+        noBlock = .allocate(capacity: BTContext.jumpCacheEntries)
+        noBlock.initialize(repeating: BTContext.emptyTag, count: BTContext.jumpCacheEntries)
         hostTLB = .allocate(capacity: 4 * BTContext.hostTLBEntries)
         hostTLB.initialize(repeating: 0, count: 4 * BTContext.hostTLBEntries)
         guard let enterCode = Self.enterTrampoline(), let exitCode = Self.exitTrampoline(),
               let enterAddress = cache.install(enterCode), let exitAddress = cache.install(exitCode) else {
-            context.deallocate(); jumpCache.deallocate(); hostTLB.deallocate()
+            context.deallocate(); jumpCache.deallocate(); hostTLB.deallocate(); noBlock.deallocate()
             throw CodeCacheError(description: "the code cache has no room for the trampolines")
         }
         cache.keepInstalled()
@@ -126,27 +132,38 @@ public final class BTExecutor: X86BlockExecutor {
         context.deallocate()
         jumpCache.deallocate()
         hostTLB.deallocate()
+        noBlock.deallocate()
     }
 
-    /// Empties the host TLB (the mapping, CPL or paging rights may have changed).
+    /// Empties the host TLB (the mapping, CPL or paging rights may have changed): a new
+    /// generation, and a real clear only when the generations run out.
     private func flushHostTLB() {
-        for i in 0..<BTContext.hostTLBEntries {
-            hostTLB[4 * i] = BTContext.emptyPageTag
-            hostTLB[4 * i + 1] = BTContext.emptyPageTag
+        var generation = context.load(fromByteOffset: Int(BTContext.tlbGeneration), as: UInt64.self) >> 52
+        generation += 1
+        if generation > BTContext.maximumTLBGeneration {
+            generation = 1
+            for i in 0..<BTContext.hostTLBEntries {
+                hostTLB[4 * i] = BTContext.emptyPageTag
+                hostTLB[4 * i + 1] = BTContext.emptyPageTag
+            }
         }
+        context.storeBytes(of: generation << 52, toByteOffset: Int(BTContext.tlbGeneration), as: UInt64.self)
     }
 
     /// Records in the host TLB that linear page `access.linear >> 12` may be read (and written,
-    /// with `write`) at the current CPL at host address `access.host`'s page.
-    static func fillTLB(_ tlb: UnsafeMutablePointer<UInt64>, _ access: TranslatedAccess, write: Bool, stores: Bool) {
+    /// with `write`) at the current CPL at host address `access.host`'s page; `generation` is
+    /// the context's (bits 63:52).
+    static func fillTLB(_ tlb: UnsafeMutablePointer<UInt64>, _ access: TranslatedAccess, write: Bool, stores: Bool,
+                        generation: UInt64) {
         let page = access.linear >> 12
+        let tag = page &+ generation
         let i = 4 * Int(truncatingIfNeeded: page & UInt64(BTContext.hostTLBEntries - 1))
-        if tlb[i] != page && tlb[i + 1] != page {
+        if tlb[i] != tag && tlb[i + 1] != tag {
             tlb[i] = BTContext.emptyPageTag
             tlb[i + 1] = BTContext.emptyPageTag
         }
-        tlb[i] = page
-        if write && stores { tlb[i + 1] = page }
+        tlb[i] = tag
+        if write && stores { tlb[i + 1] = tag }
         tlb[i + 2] = UInt64(UInt(bitPattern: access.host)) &- access.linear
         tlb[i + 3] = access.physical >> 12
     }
@@ -172,17 +189,26 @@ public final class BTExecutor: X86BlockExecutor {
         return e.finished()
     }
 
+    /// Empties the jump cache and the no-block table: a new generation, and a real clear only
+    /// when the generations run out.
     private func clearJumpCache() {
-        for i in 0..<BTContext.jumpCacheEntries {
-            jumpCache[2 * i] = BTContext.emptyTag
-            jumpCache[2 * i + 1] = 0
-            noBlock[i] = BTContext.emptyTag
+        var generation = jumpGeneration >> 48
+        generation += 1
+        if generation > BTContext.maximumJumpGeneration {
+            generation = 1
+            for i in 0..<BTContext.jumpCacheEntries {
+                jumpCache[2 * i] = BTContext.emptyTag
+                jumpCache[2 * i + 1] = 0
+                noBlock[i] = BTContext.emptyTag
+            }
         }
+        jumpGeneration = generation << 48
+        context.storeBytes(of: jumpGeneration, toByteOffset: Int(BTContext.jumpGeneration), as: UInt64.self)
     }
 
     private func remember(rip: UInt64, entry: UnsafeRawPointer) {
         let i = Int(truncatingIfNeeded: (rip ^ (rip >> 12)) & UInt64(BTContext.jumpCacheEntries - 1))
-        jumpCache[2 * i] = rip
+        jumpCache[2 * i] = rip ^ jumpGeneration
         jumpCache[2 * i + 1] = UInt64(UInt(bitPattern: entry))
     }
 
@@ -220,10 +246,11 @@ public final class BTExecutor: X86BlockExecutor {
         // The jump cache answers for the current view without hashing: a block for this RIP,
         // or (the no-block table) none.
         let slot = Int(truncatingIfNeeded: (rip ^ (rip >> 12)) & UInt64(BTContext.jumpCacheEntries - 1))
-        if jumpCache[2 * slot] == rip, let entry = UnsafeRawPointer(bitPattern: UInt(jumpCache[2 * slot + 1])) {
+        let tag = rip ^ jumpGeneration
+        if jumpCache[2 * slot] == tag, let entry = UnsafeRawPointer(bitPattern: UInt(jumpCache[2 * slot + 1])) {
             return run(entry, machine: machine)
         }
-        if noBlock[slot] == rip { return 0 }
+        if noBlock[slot] == tag { return 0 }
         guard let physical = try? machine.translate(linear, .execute) else { return 0 }
         let key = BlockKey(physical: physical, rip: rip, mode: mode)
         let block: Block
@@ -233,7 +260,7 @@ public final class BTExecutor: X86BlockExecutor {
             block = translate(key, machine: machine)
         }
         guard let entry = block.entry else {
-            noBlock[slot] = rip
+            noBlock[slot] = tag
             return 0
         }
         remember(rip: rip, entry: entry)
@@ -433,6 +460,7 @@ public final class BTExecutor: X86BlockExecutor {
         let tlb = UnsafeMutablePointer<UInt64>(bitPattern: UInt(context.load(fromByteOffset: Int(BTContext.hostTLB), as: UInt64.self)))
         guard let tlb else { return }
         let stores = context.load(fromByteOffset: Int(BTContext.inlineStores), as: UInt64.self) != 0
-        fillTLB(tlb, access, write: write, stores: stores)
+        let generation = context.load(fromByteOffset: Int(BTContext.tlbGeneration), as: UInt64.self)
+        fillTLB(tlb, access, write: write, stores: stores, generation: generation)
     }
 }

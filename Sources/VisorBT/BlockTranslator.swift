@@ -404,7 +404,9 @@ struct BlockTranslator {
         e.and32(.rdx, UInt32(BTContext.jumpCacheEntries - 1))
         e.registerForm([0xc1], size: 4, reg: 4, rm: .rdx); e.byte(4)  // SHL edx, 4: 16-byte entries
         e.addFromContext(.rdx, disp: BTContext.jumpCache)
-        e.compareMemory(at: .rdx, with: .rax)
+        e.load(.rcx, disp: BTContext.jumpGeneration)
+        e.alu(6, .rcx, .rax, size: 8)                                 // XOR rcx, rax: the tag
+        e.compareMemory(at: .rdx, with: .rcx)
         e.jcc(5, toSwift)    // NE: not this RIP
         e.jumpThrough(.rdx, disp: 8)
         e.bind(toSwift)
@@ -487,6 +489,8 @@ struct BlockTranslator {
         e.baseForm([0x8d], size: 8, reg: HostRegister.rdx.rawValue, base: .r12, disp: Int8(size - 1))  // LEA rdx, [r12 + size-1]
         e.shrx(.rdx, .rdx, count: .rcx)   // page of the last byte
         e.shrx(.rsi, .r12, count: .rcx)   // page of the first
+        e.load(.rcx, disp: BTContext.tlbGeneration)
+        e.leaSum(.rdx, base: .rdx, index: .rcx, scale: 1)  // + generation: the tag to match
         e.zeroExtend(.rsi, from: 1)       // index: its low byte
         e.moveImmediate(.rcx, 5)
         e.shlx(.rsi, .rsi, count: .rcx)   // 32-byte entries
