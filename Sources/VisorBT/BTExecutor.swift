@@ -344,14 +344,36 @@ public final class BTExecutor: X86BlockExecutor {
             block = Block(entry: nil, instructions: 0)
         } else if let translated = BlockTranslator.translate(instructions, next: rip, mode: key.mode,
                                                              callouts: Self.callouts, fast: fast),
-                  let address = install(translated.code) {
+                  let address = place(translated.code.count) {
+            // Exits to blocks that exist (itself included) are linked in the code before it is
+            // installed: no page changes rights for them.
+            var code = translated.code
+            var waiting: [ChainSite] = []
+            for site in translated.chainSites {
+                let target = targetKey(site, from: key)
+                if let entry = target == key ? address : blocks[target]?.entry,
+                   let patches = linkPatches(site, of: address, to: entry) {
+                    for p in patches {
+                        let at = p.address - address
+                        for i in 0..<4 { code[at + i] = UInt8(truncatingIfNeeded: UInt32(bitPattern: p.rel32) >> (8 * UInt32(i))) }
+                    }
+                    statistics.links &+= 1
+                } else {
+                    waiting.append(site)
+                }
+            }
+            guard let installed = cache.install(code), installed == address else {
+                blocks[key] = Block(entry: nil, instructions: 0)
+                pageKeys[key.physical >> 12, default: []].append(key)
+                return Block(entry: nil, instructions: 0)
+            }
             block = Block(entry: address, instructions: instructions.count)
             statistics.blocksTranslated &+= 1
             statistics.instructionsTranslated &+= UInt64(instructions.count)
             statistics.codeBytes = UInt64(cache.used)
             blocks[key] = block
             pageKeys[key.physical >> 12, default: []].append(key)
-            link(translated.chainSites, of: address, key: key)
+            link(waiting, of: address, key: key)
             return block
         } else {
             block = Block(entry: nil, instructions: 0)
@@ -366,40 +388,45 @@ public final class BTExecutor: X86BlockExecutor {
     /// Exits of installed blocks waiting for the block at their target, by page and target.
     @exclusivity(unchecked) private var pendingLinks: [UInt64: [BlockKey: [(code: UnsafeRawPointer, site: ChainSite)]]] = [:]
 
-    /// Links the new block's exits to blocks that exist, and the exits waiting for it to it.
+    /// The key of the block a chain site jumps to (same page, same mode).
+    private func targetKey(_ site: ChainSite, from key: BlockKey) -> BlockKey {
+        BlockKey(physical: (key.physical & ~0xfff) | (site.target & 0xfff), rip: site.target, mode: key.mode)
+    }
+
+    /// Leaves the new block's unlinked exits waiting for their targets, and links the exits
+    /// already waiting for it, patching them all at once.
     private func link(_ sites: [ChainSite], of code: UnsafeRawPointer, key: BlockKey) {
         let page = key.physical >> 12
         for site in sites {
-            let target = BlockKey(physical: (key.physical & ~0xfff) | (site.target & 0xfff), rip: site.target, mode: key.mode)
-            if let entry = blocks[target]?.entry {
-                link(site, of: code, to: entry)
-            } else {
-                pendingLinks[page, default: [:]][target, default: []].append((code, site))
-            }
+            pendingLinks[page, default: [:]][targetKey(site, from: key), default: []].append((code, site))
         }
-        if let waiting = pendingLinks[page]?.removeValue(forKey: key) {
-            for w in waiting { link(w.site, of: w.code, to: code) }
+        guard let waiting = pendingLinks[page]?.removeValue(forKey: key) else { return }
+        var patches: [(address: UnsafeRawPointer, rel32: Int32)] = []
+        for w in waiting {
+            guard let p = linkPatches(w.site, of: w.code, to: code) else { continue }
+            patches += p
         }
+        if cache.patch(patches) { statistics.links &+= UInt64(patches.count / 2) }
     }
 
-    /// Points one exit's linked path at `target`'s body, then the exit at its linked path.
-    private func link(_ site: ChainSite, of code: UnsafeRawPointer, to target: UnsafeRawPointer) {
+    /// The two rel32 rewrites that link one exit: its linked path's jump to `target`'s body,
+    /// then its first jump to its linked path. Nil if the distance does not fit.
+    private func linkPatches(_ site: ChainSite, of code: UnsafeRawPointer,
+                             to target: UnsafeRawPointer) -> [(address: UnsafeRawPointer, rel32: Int32)]? {
         let fastJump = code + site.fastJump
         let body = target + BlockTranslator.bodyOffset
-        let distance = body - (fastJump + 4)
-        guard let rel = Int32(exactly: distance),
-              cache.patch(fastJump, rel32: rel),
-              cache.patch(code + site.entryJump, rel32: Int32(site.fastPath - (site.entryJump + 4))) else { return }
-        statistics.links &+= 1
+        guard let rel = Int32(exactly: body - (fastJump + 4)) else { return nil }
+        return [(fastJump, rel), (code + site.entryJump, Int32(site.fastPath - (site.entryJump + 4)))]
     }
 
-    /// Installs `code`, emptying the cache (and dropping every block) when it is full.
-    private func install(_ code: [UInt8]) -> UnsafeRawPointer? {
-        if let address = cache.install(code) { return address }
+    /// Where `count` bytes of code will be installed, emptying the cache (and dropping every
+    /// block) first when they do not fit.
+    private func place(_ count: Int) -> UnsafeRawPointer? {
+        if let address = cache.nextAddress(for: count) { return address }
         codeInvalidated(physicalPage: nil)
         cache.reset()
         statistics.cacheResets &+= 1
-        return cache.install(code)
+        return cache.nextAddress(for: count)
     }
 
     // MARK: Callouts

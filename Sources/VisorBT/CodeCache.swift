@@ -58,16 +58,31 @@ final class CodeCache {
         return UnsafeRawPointer(base + start)
     }
 
-    /// Rewrites the 4 bytes at `address` (a branch's rel32 in installed code) with `value`,
-    /// making the page writable (and not executable) for just that long. False when the host
-    /// refused or `address` is not in the cache.
-    func patch(_ address: UnsafeRawPointer, rel32 value: Int32) -> Bool {
-        guard contains(address), contains(address + 3) else { return false }
-        let offset = address - UnsafeRawPointer(base)
-        let firstPage = offset / Self.pageSize * Self.pageSize
-        let length = (offset + 4 + Self.pageSize - 1) / Self.pageSize * Self.pageSize - firstPage
+    /// Where `install` would put `count` bytes now, or nil when they do not fit.
+    func nextAddress(for count: Int) -> UnsafeRawPointer? {
+        let start = (used + 15) & ~15
+        guard count > 0, start + count <= capacity else { return nil }
+        return UnsafeRawPointer(base + start)
+    }
+
+    /// Rewrites the 4 bytes at each address (branches' rel32 in installed code), making the
+    /// pages they span writable (and not executable) for just that long, once for them all.
+    /// False when the host refused or an address is not in the cache.
+    func patch(_ patches: [(address: UnsafeRawPointer, rel32: Int32)]) -> Bool {
+        guard !patches.isEmpty else { return true }
+        var low = Int.max, high = 0
+        for p in patches {
+            guard contains(p.address), contains(p.address + 3) else { return false }
+            let offset = p.address - UnsafeRawPointer(base)
+            low = min(low, offset)
+            high = max(high, offset + 4)
+        }
+        let firstPage = low / Self.pageSize * Self.pageSize
+        let length = (high + Self.pageSize - 1) / Self.pageSize * Self.pageSize - firstPage
         guard mprotect(base + firstPage, length, PROT_READ | PROT_WRITE) == 0 else { return false }
-        (base + offset).storeBytes(of: value.littleEndian, as: Int32.self)
+        for p in patches {
+            (base + (p.address - UnsafeRawPointer(base))).storeBytes(of: p.rel32.littleEndian, as: Int32.self)
+        }
         return mprotect(base + firstPage, length, PROT_READ | PROT_EXEC) == 0
     }
 
