@@ -100,8 +100,10 @@ public final class BTExecutor: X86BlockExecutor {
     private let context: UnsafeMutableRawPointer
     @exclusivity(unchecked) public private(set) var statistics = BTStatistics()
 
-    /// Default code cache size per vCPU.
-    public static let defaultCacheBytes = 32 << 20
+    /// Default code cache size per vCPU: address space reserved, not memory (pages are used as
+    /// code fills them). A Linux boot to its shell translates about 30 MiB of code when
+    /// nothing is dropped; a smaller cache empties itself and translates it all again.
+    public static let defaultCacheBytes = 128 << 20
 
     public init(cacheBytes: Int = BTExecutor.defaultCacheBytes) throws {
         cache = try CodeCache(capacity: cacheBytes)

@@ -102,8 +102,7 @@ struct BlockTranslator {
         if insn.prefixes.lock || insn.prefixes.repetition != .none { return false }
         let d = insn.destination, s = insn.source
         let size = operationSize(insn)
-        let dataKinds: Set<Operand.Kind> = [.register, .highByte, .memory]
-        func data(_ o: Operand) -> Bool { dataKinds.contains(o.kind) }
+        func data(_ o: Operand) -> Bool { o.kind == .register || o.kind == .highByte || o.kind == .memory }
         func sizeOK(_ s: UInt8) -> Bool { s == 1 || s == 2 || s == 4 || s == 8 }
         let long = mode == .bits64
         switch insn.operation {
@@ -201,7 +200,7 @@ struct BlockTranslator {
     // caller-saved (reloaded after a callout), the last two callee-saved (the enter
     // trampoline saves them for the C caller).
     private static let cacheRegisters: [HostRegister] = [.r8, .r9, .r10, .r11, .rbp, .r14]
-    private static let clobberedByCalls: Set<HostRegister> = [.r8, .r9, .r10, .r11]
+    private static func clobberedByCalls(_ h: HostRegister) -> Bool { h == .r8 || h == .r9 || h == .r10 || h == .r11 }
     /// The host register holding each guest register, if any.
     private var hostFor = [HostRegister?](repeating: nil, count: 16)
     /// Guest registers whose cached value is newer than the context's.
@@ -288,10 +287,10 @@ struct BlockTranslator {
             let fastPath = e.count
             e.load(.rcx, disp: BTContext.budget)
             e.jrcxz(slow)                                           // spent: go back to Swift
-            e.baseForm([0x8d], size: 8, reg: HostRegister.rcx.rawValue, base: .rcx, disp: -1)   // LEA rcx, [rcx-1]
+            e.baseForm(Opcode(0x8d), size: 8, reg: HostRegister.rcx.rawValue, base: .rcx, disp: -1)   // LEA rcx, [rcx-1]
             e.store(.rcx, disp: BTContext.budget, size: 8)
             e.load(.rcx, disp: BTContext.retired)
-            e.baseForm([0x8d], size: 8, reg: HostRegister.rcx.rawValue, base: .rcx, disp: Int8(retired))
+            e.baseForm(Opcode(0x8d), size: 8, reg: HostRegister.rcx.rawValue, base: .rcx, disp: Int8(retired))
             e.store(.rcx, disp: BTContext.retired, size: 8)
             let fastJump = e.patchableJump()                        // until linked: on to the slow path
             chainSites.append(ChainSite(target: rip, entryJump: entryJump, fastPath: fastPath, fastJump: fastJump))
@@ -324,7 +323,7 @@ struct BlockTranslator {
     /// After a callout returned: the caller-saved cache registers reloaded.
     private mutating func reloadAfterCall() {
         for g in recency {
-            if let h = hostFor[Int(g)], Self.clobberedByCalls.contains(h) { e.load(h, disp: BTContext.register(g)) }
+            if let h = hostFor[Int(g)], Self.clobberedByCalls(h) { e.load(h, disp: BTContext.register(g)) }
         }
     }
 
@@ -341,9 +340,8 @@ struct BlockTranslator {
     /// back if dirty, when all are taken); loaded from the context when `load`.
     private mutating func cache(_ g: UInt8, load: Bool) -> HostRegister {
         if let h = hostFor[Int(g)] { touch(g); return h }
-        let taken = Set(hostFor.compactMap { $0 })
         let h: HostRegister
-        if let free = Self.cacheRegisters.first(where: { !taken.contains($0) }) {
+        if let free = Self.cacheRegisters.first(where: { candidate in !hostFor.contains { $0 == candidate } }) {
             h = free
         } else {
             let victim = recency.removeFirst()
@@ -382,8 +380,8 @@ struct BlockTranslator {
         let h = cache(g, load: size < 4)
         switch size {
         case 8: e.move(h, reg)
-        case 4: e.registerForm([0x89], size: 4, reg: reg.rawValue, rm: h)
-        default: e.registerForm([size == 1 ? 0x88 : 0x89], size: size, reg: reg.rawValue, rm: h)
+        case 4: e.registerForm(Opcode(0x89), size: 4, reg: reg.rawValue, rm: h)
+        default: e.registerForm(Opcode(size == 1 ? 0x88 : 0x89), size: size, reg: reg.rawValue, rm: h)
         }
         dirty[Int(g)] = true
     }
@@ -399,10 +397,10 @@ struct BlockTranslator {
         e.decrementContext(disp: BTContext.budget)
         e.jcc(0xe, toSwift)  // LE: the budget is spent
         e.move(.rdx, .rax)
-        e.registerForm([0xc1], size: 8, reg: 5, rm: .rdx); e.byte(12)  // SHR rdx, 12
+        e.registerForm(Opcode(0xc1), size: 8, reg: 5, rm: .rdx); e.byte(12)  // SHR rdx, 12
         e.alu(6, .rdx, .rax, size: 8)                                 // XOR rdx, rax
         e.and32(.rdx, UInt32(BTContext.jumpCacheEntries - 1))
-        e.registerForm([0xc1], size: 4, reg: 4, rm: .rdx); e.byte(4)  // SHL edx, 4: 16-byte entries
+        e.registerForm(Opcode(0xc1), size: 4, reg: 4, rm: .rdx); e.byte(4)  // SHL edx, 4: 16-byte entries
         e.addFromContext(.rdx, disp: BTContext.jumpCache)
         e.load(.rcx, disp: BTContext.jumpGeneration)
         e.alu(6, .rcx, .rax, size: 8)                                 // XOR rcx, rax: the tag
@@ -486,7 +484,7 @@ struct BlockTranslator {
     /// Flags untouched; clobbers RAX, RCX, RDX, RSI.
     private mutating func probe(size: UInt8, write: Bool, miss: Label) {
         e.moveImmediate(.rcx, 12)
-        e.baseForm([0x8d], size: 8, reg: HostRegister.rdx.rawValue, base: .r12, disp: Int8(size - 1))  // LEA rdx, [r12 + size-1]
+        e.baseForm(Opcode(0x8d), size: 8, reg: HostRegister.rdx.rawValue, base: .r12, disp: Int8(size - 1))  // LEA rdx, [r12 + size-1]
         e.shrx(.rdx, .rdx, count: .rcx)   // page of the last byte
         e.shrx(.rsi, .r12, count: .rcx)   // page of the first
         e.load(.rcx, disp: BTContext.tlbGeneration)
@@ -561,7 +559,7 @@ struct BlockTranslator {
         restoreFlags(from: BTContext.flagsAfter)
         e.jmp(done)
         e.bind(direct)
-        e.baseForm([size == 1 ? 0x88 : 0x89], size: size, reg: HostRegister.rax.rawValue, base: .r13, disp: 0)
+        e.baseForm(Opcode(size == 1 ? 0x88 : 0x89), size: size, reg: HostRegister.rax.rawValue, base: .r13, disp: 0)
         e.bind(done)
     }
 

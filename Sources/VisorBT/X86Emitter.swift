@@ -11,6 +11,16 @@ enum HostRegister: UInt8 {
     case rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8, r9, r10, r11, r12, r13, r14, r15
 }
 
+/// One to three opcode bytes, kept inline (an array per emitted instruction was most of the
+/// translator's allocations).
+struct Opcode {
+    let first: UInt8, second: UInt8, third: UInt8
+    let count: Int
+    init(_ a: UInt8) { first = a; second = 0; third = 0; count = 1 }
+    init(_ a: UInt8, _ b: UInt8) { first = a; second = b; third = 0; count = 2 }
+    init(_ a: UInt8, _ b: UInt8, _ c: UInt8) { first = a; second = b; third = c; count = 3 }
+}
+
 /// A position in the code being assembled that branches can name before it is bound.
 struct Label { let id: Int }
 
@@ -30,6 +40,11 @@ struct X86Emitter {
 
     mutating func byte(_ b: UInt8) { bytes.append(b) }
     mutating func bytes(_ bs: [UInt8]) { bytes.append(contentsOf: bs) }
+    mutating func opcode(_ op: Opcode) {
+        bytes.append(op.first)
+        if op.count > 1 { bytes.append(op.second) }
+        if op.count > 2 { bytes.append(op.third) }
+    }
     mutating func u16(_ v: UInt16) { for i in 0..<2 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * UInt16(i)))) } }
     mutating func u32(_ v: UInt32) { for i in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * UInt32(i)))) } }
     mutating func u64(_ v: UInt64) { for i in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))) } }
@@ -53,16 +68,16 @@ struct X86Emitter {
 
     /// `opcode` with ModRM register-direct: reg field `reg` (a register or an opcode extension),
     /// r/m register `rm`, at operand `size`.
-    mutating func registerForm(_ opcode: [UInt8], size: UInt8, reg: UInt8, rm: HostRegister) {
+    mutating func registerForm(_ opcode: Opcode, size: UInt8, reg: UInt8, rm: HostRegister) {
         prefixes(size: size, reg: reg, rm: rm.rawValue, rmIsRegister: true)
-        bytes(opcode)
+        self.opcode(opcode)
         byte(0xc0 | (reg & 7) << 3 | (rm.rawValue & 7))
     }
 
     /// `opcode` with a memory operand `[r15 + disp]`, reg field `reg`, at operand `size`.
-    mutating func contextForm(_ opcode: [UInt8], size: UInt8, reg: UInt8, disp: Int32) {
+    mutating func contextForm(_ opcode: Opcode, size: UInt8, reg: UInt8, disp: Int32) {
         prefixes(size: size, reg: reg, rm: HostRegister.r15.rawValue, rmIsRegister: false)
-        bytes(opcode)
+        self.opcode(opcode)
         byte(0x80 | (reg & 7) << 3 | 7)
         i32(disp)
     }
@@ -71,17 +86,17 @@ struct X86Emitter {
 
     /// MOV reg64, [r15 + disp].
     mutating func load(_ reg: HostRegister, disp: Int32) {
-        contextForm([0x8b], size: 8, reg: reg.rawValue, disp: disp)
+        contextForm(Opcode(0x8b), size: 8, reg: reg.rawValue, disp: disp)
     }
 
     /// MOV [r15 + disp], reg at `size` bytes (only those bytes are written).
     mutating func store(_ reg: HostRegister, disp: Int32, size: UInt8) {
-        contextForm([size == 1 ? 0x88 : 0x89], size: size, reg: reg.rawValue, disp: disp)
+        contextForm(Opcode(size == 1 ? 0x88 : 0x89), size: size, reg: reg.rawValue, disp: disp)
     }
 
     /// MOVZX reg32, byte [r15 + disp].
     mutating func loadByte(_ reg: HostRegister, disp: Int32) {
-        contextForm([0x0f, 0xb6], size: 4, reg: reg.rawValue, disp: disp)
+        contextForm(Opcode(0x0f, 0xb6), size: 4, reg: reg.rawValue, disp: disp)
     }
 
     /// MOV reg, imm: the shortest form that gives `value` in all 64 bits.
@@ -91,7 +106,7 @@ struct X86Emitter {
             byte(0xb8 | (reg.rawValue & 7))
             u32(UInt32(value))
         } else if Int64(bitPattern: value) >= Int64(Int32.min) && Int64(bitPattern: value) < 0 {
-            registerForm([0xc7], size: 8, reg: 0, rm: reg)
+            registerForm(Opcode(0xc7), size: 8, reg: 0, rm: reg)
             u32(UInt32(truncatingIfNeeded: value))
         } else {
             byte(0x48 | (reg.rawValue >> 3))
@@ -102,12 +117,12 @@ struct X86Emitter {
 
     /// MOV dst, src (64-bit).
     mutating func move(_ dst: HostRegister, _ src: HostRegister) {
-        registerForm([0x89], size: 8, reg: src.rawValue, rm: dst)
+        registerForm(Opcode(0x89), size: 8, reg: src.rawValue, rm: dst)
     }
 
     /// MOV r32, r32 of a register onto itself: clears bits 63:32 (flags untouched).
     mutating func zeroExtend32(_ reg: HostRegister) {
-        registerForm([0x89], size: 4, reg: reg.rawValue, rm: reg)
+        registerForm(Opcode(0x89), size: 4, reg: reg.rawValue, rm: reg)
     }
 
     /// MOVZX reg32, reg8 / reg16 (`from` 1 or 2): the low bytes, zero-extended (flags untouched).
@@ -116,8 +131,8 @@ struct X86Emitter {
         case 1:
             // SPL, BPL, SIL, DIL need a REX even when nothing else does.
             if reg.rawValue >= 4 && reg.rawValue < 8 { byte(0x40) }
-            registerForm([0x0f, 0xb6], size: 4, reg: reg.rawValue, rm: reg)
-        case 2: registerForm([0x0f, 0xb7], size: 4, reg: reg.rawValue, rm: reg)
+            registerForm(Opcode(0x0f, 0xb6), size: 4, reg: reg.rawValue, rm: reg)
+        case 2: registerForm(Opcode(0x0f, 0xb7), size: 4, reg: reg.rawValue, rm: reg)
         case 4: zeroExtend32(reg)
         default: break
         }
@@ -126,33 +141,33 @@ struct X86Emitter {
     /// MOVSX / MOVSXD reg64 from the low `size` bytes of the same register.
     mutating func signExtend(_ reg: HostRegister, from size: UInt8) {
         switch size {
-        case 1: registerForm([0x0f, 0xbe], size: 8, reg: reg.rawValue, rm: reg)
-        case 2: registerForm([0x0f, 0xbf], size: 8, reg: reg.rawValue, rm: reg)
-        case 4: registerForm([0x63], size: 8, reg: reg.rawValue, rm: reg)
+        case 1: registerForm(Opcode(0x0f, 0xbe), size: 8, reg: reg.rawValue, rm: reg)
+        case 2: registerForm(Opcode(0x0f, 0xbf), size: 8, reg: reg.rawValue, rm: reg)
+        case 4: registerForm(Opcode(0x63), size: 8, reg: reg.rawValue, rm: reg)
         default: break
         }
     }
 
     /// LEA dst, [base + index * scale + disp] (flags untouched).
     mutating func leaSum(_ dst: HostRegister, base: HostRegister, index: HostRegister, scale: UInt8, disp: Int8 = 0) {
-        indexedForm([0x8d], size: 8, reg: dst.rawValue, base: base, index: index, scale: scale, disp: disp)
+        indexedForm(Opcode(0x8d), size: 8, reg: dst.rawValue, base: base, index: index, scale: scale, disp: disp)
     }
 
     /// `opcode` with memory operand [base + index * scale + disp8] (index not RSP).
-    mutating func indexedForm(_ opcode: [UInt8], size: UInt8, reg: UInt8, base: HostRegister, index: HostRegister,
+    mutating func indexedForm(_ opcode: Opcode, size: UInt8, reg: UInt8, base: HostRegister, index: HostRegister,
                               scale: UInt8 = 1, disp: Int8 = 0) {
         let scaleBits: UInt8 = scale == 8 ? 3 : scale == 4 ? 2 : scale == 2 ? 1 : 0
         prefixes(size: size, reg: reg, rm: base.rawValue, index: index.rawValue, rmIsRegister: false)
-        bytes(opcode)
+        self.opcode(opcode)
         byte(0x44 | (reg & 7) << 3)  // mod 01, r/m 100: SIB and disp8, so RBP/R13 bases work
         byte(scaleBits << 6 | (index.rawValue & 7) << 3 | (base.rawValue & 7))
         byte(UInt8(bitPattern: disp))
     }
 
     /// `opcode` with memory operand [base + disp8].
-    mutating func baseForm(_ opcode: [UInt8], size: UInt8, reg: UInt8, base: HostRegister, disp: Int8) {
+    mutating func baseForm(_ opcode: Opcode, size: UInt8, reg: UInt8, base: HostRegister, disp: Int8) {
         prefixes(size: size, reg: reg, rm: base.rawValue, rmIsRegister: false)
-        bytes(opcode)
+        self.opcode(opcode)
         byte(0x40 | (reg & 7) << 3 | (base.rawValue & 7))
         if base.rawValue & 7 == 4 { byte(0x24) }  // RSP/R12 as a base need a SIB
         byte(UInt8(bitPattern: disp))
@@ -160,22 +175,22 @@ struct X86Emitter {
 
     /// MOV reg64, [base + disp8].
     mutating func load(_ reg: HostRegister, base: HostRegister, disp: Int8) {
-        baseForm([0x8b], size: 8, reg: reg.rawValue, base: base, disp: disp)
+        baseForm(Opcode(0x8b), size: 8, reg: reg.rawValue, base: base, disp: disp)
     }
 
     /// Loads `size` bytes at [base + index] into `reg`, zero-extended to 64 bits.
     mutating func loadIndexed(_ reg: HostRegister, base: HostRegister, index: HostRegister, size: UInt8) {
         switch size {
-        case 1: indexedForm([0x0f, 0xb6], size: 4, reg: reg.rawValue, base: base, index: index)
-        case 2: indexedForm([0x0f, 0xb7], size: 4, reg: reg.rawValue, base: base, index: index)
-        case 4: indexedForm([0x8b], size: 4, reg: reg.rawValue, base: base, index: index)
-        default: indexedForm([0x8b], size: 8, reg: reg.rawValue, base: base, index: index)
+        case 1: indexedForm(Opcode(0x0f, 0xb6), size: 4, reg: reg.rawValue, base: base, index: index)
+        case 2: indexedForm(Opcode(0x0f, 0xb7), size: 4, reg: reg.rawValue, base: base, index: index)
+        case 4: indexedForm(Opcode(0x8b), size: 4, reg: reg.rawValue, base: base, index: index)
+        default: indexedForm(Opcode(0x8b), size: 8, reg: reg.rawValue, base: base, index: index)
         }
     }
 
     /// Stores the low `size` bytes of `reg` at [base + index] (`reg` one of RAX-RBX for bytes).
     mutating func storeIndexed(_ reg: HostRegister, base: HostRegister, index: HostRegister, size: UInt8) {
-        indexedForm([size == 1 ? 0x88 : 0x89], size: size, reg: reg.rawValue, base: base, index: index)
+        indexedForm(Opcode(size == 1 ? 0x88 : 0x89), size: size, reg: reg.rawValue, base: base, index: index)
     }
 
     // MARK: BMI2 (shifts that leave the flags alone)
@@ -204,49 +219,49 @@ struct X86Emitter {
     /// Group-1 ALU operation `n` (0 ADD, 1 OR, 2 ADC, 3 SBB, 4 AND, 5 SUB, 6 XOR, 7 CMP):
     /// dst ← dst op src at `size`.
     mutating func alu(_ n: UInt8, _ dst: HostRegister, _ src: HostRegister, size: UInt8) {
-        registerForm([size == 1 ? n << 3 : n << 3 | 1], size: size, reg: src.rawValue, rm: dst)
+        registerForm(Opcode(size == 1 ? n << 3 : n << 3 | 1), size: size, reg: src.rawValue, rm: dst)
     }
 
     /// TEST dst, src at `size`.
     mutating func test(_ dst: HostRegister, _ src: HostRegister, size: UInt8) {
-        registerForm([size == 1 ? 0x84 : 0x85], size: size, reg: src.rawValue, rm: dst)
+        registerForm(Opcode(size == 1 ? 0x84 : 0x85), size: size, reg: src.rawValue, rm: dst)
     }
 
     /// Group-3 unary operation at `size`: extension 2 NOT, 3 NEG.
     mutating func unary(_ ext: UInt8, _ reg: HostRegister, size: UInt8) {
-        registerForm([size == 1 ? 0xf6 : 0xf7], size: size, reg: ext, rm: reg)
+        registerForm(Opcode(size == 1 ? 0xf6 : 0xf7), size: size, reg: ext, rm: reg)
     }
 
     /// INC (ext 0) or DEC (ext 1) at `size`.
     mutating func incDec(_ ext: UInt8, _ reg: HostRegister, size: UInt8) {
-        registerForm([size == 1 ? 0xfe : 0xff], size: size, reg: ext, rm: reg)
+        registerForm(Opcode(size == 1 ? 0xfe : 0xff), size: size, reg: ext, rm: reg)
     }
 
     /// Group-2 shift or rotate `ext` (0 ROL, 1 ROR, 2 RCL, 3 RCR, 4 SHL, 5 SHR, 7 SAR) of `reg`
     /// by CL at `size`.
     mutating func shiftByCL(_ ext: UInt8, _ reg: HostRegister, size: UInt8) {
-        registerForm([size == 1 ? 0xd2 : 0xd3], size: size, reg: ext, rm: reg)
+        registerForm(Opcode(size == 1 ? 0xd2 : 0xd3), size: size, reg: ext, rm: reg)
     }
 
     /// IMUL dst, src at `size` (2, 4, 8).
     mutating func imul(_ dst: HostRegister, _ src: HostRegister, size: UInt8) {
-        registerForm([0x0f, 0xaf], size: size, reg: dst.rawValue, rm: src)
+        registerForm(Opcode(0x0f, 0xaf), size: size, reg: dst.rawValue, rm: src)
     }
 
     /// IMUL dst, src, imm at `size` (2: imm16, else imm32 sign-extended).
     mutating func imul(_ dst: HostRegister, _ src: HostRegister, immediate: UInt64, size: UInt8) {
-        registerForm([0x69], size: size, reg: dst.rawValue, rm: src)
+        registerForm(Opcode(0x69), size: size, reg: dst.rawValue, rm: src)
         if size == 2 { u16(UInt16(truncatingIfNeeded: immediate)) } else { u32(UInt32(truncatingIfNeeded: immediate)) }
     }
 
     /// SETcc reg8 on condition `cc` (0-15).
     mutating func setcc(_ cc: UInt8, _ reg: HostRegister) {
-        registerForm([0x0f, 0x90 | (cc & 15)], size: 1, reg: 0, rm: reg)
+        registerForm(Opcode(0x0f, 0x90 | (cc & 15)), size: 1, reg: 0, rm: reg)
     }
 
     /// CMOVcc dst, src at `size` (2, 4, 8).
     mutating func cmovcc(_ cc: UInt8, _ dst: HostRegister, _ src: HostRegister, size: UInt8) {
-        registerForm([0x0f, 0x40 | (cc & 15)], size: size, reg: dst.rawValue, rm: src)
+        registerForm(Opcode(0x0f, 0x40 | (cc & 15)), size: size, reg: dst.rawValue, rm: src)
     }
 
     /// XCHG-free 64-bit compare of two registers (CMP a, b).
@@ -254,19 +269,19 @@ struct X86Emitter {
 
     /// CMP qword [r15 + disp], 0.
     mutating func compareContextToZero(disp: Int32) {
-        contextForm([0x83], size: 8, reg: 7, disp: disp)
+        contextForm(Opcode(0x83), size: 8, reg: 7, disp: disp)
         byte(0)
     }
 
     /// AND reg32, imm32 (clears bits 63:32).
     mutating func and32(_ reg: HostRegister, _ imm: UInt32) {
-        registerForm([0x81], size: 4, reg: 4, rm: reg)
+        registerForm(Opcode(0x81), size: 4, reg: 4, rm: reg)
         u32(imm)
     }
 
     /// SHL / SAR reg64 by imm8 (ext 4 / 7).
     mutating func shift64(_ ext: UInt8, _ reg: HostRegister, by count: UInt8) {
-        registerForm([0xc1], size: 8, reg: ext, rm: reg)
+        registerForm(Opcode(0xc1), size: 8, reg: ext, rm: reg)
         byte(count)
     }
 
@@ -290,34 +305,34 @@ struct X86Emitter {
         byte(0x58 | (reg.rawValue & 7))
     }
     /// PUSH qword [r15 + disp].
-    mutating func pushContext(disp: Int32) { contextForm([0xff], size: 4, reg: 6, disp: disp) }
+    mutating func pushContext(disp: Int32) { contextForm(Opcode(0xff), size: 4, reg: 6, disp: disp) }
     /// POP qword [r15 + disp].
-    mutating func popContext(disp: Int32) { contextForm([0x8f], size: 4, reg: 0, disp: disp) }
+    mutating func popContext(disp: Int32) { contextForm(Opcode(0x8f), size: 4, reg: 0, disp: disp) }
     /// ADD / SUB RSP, imm8.
     mutating func adjustStack(_ delta: Int8) {
         byte(0x48); byte(0x83); byte(delta >= 0 ? 0xc4 : 0xec); byte(UInt8(delta.magnitude))
     }
     /// CALL reg.
-    mutating func call(_ reg: HostRegister) { registerForm([0xff], size: 4, reg: 2, rm: reg) }
+    mutating func call(_ reg: HostRegister) { registerForm(Opcode(0xff), size: 4, reg: 2, rm: reg) }
     mutating func ret() { byte(0xc3) }
 
     // MARK: Block-to-block jumps
 
     /// ADD qword [r15 + disp], imm32 (sign-extended).
     mutating func addToContext(disp: Int32, _ imm: Int32) {
-        contextForm([0x81], size: 8, reg: 0, disp: disp)
+        contextForm(Opcode(0x81), size: 8, reg: 0, disp: disp)
         i32(imm)
     }
 
     /// SUB qword [r15 + disp], 1.
     mutating func decrementContext(disp: Int32) {
-        contextForm([0x83], size: 8, reg: 5, disp: disp)
+        contextForm(Opcode(0x83), size: 8, reg: 5, disp: disp)
         byte(1)
     }
 
     /// ADD reg, qword [r15 + disp].
     mutating func addFromContext(_ reg: HostRegister, disp: Int32) {
-        contextForm([0x03], size: 8, reg: reg.rawValue, disp: disp)
+        contextForm(Opcode(0x03), size: 8, reg: reg.rawValue, disp: disp)
     }
 
     /// CMP qword [base], reg (`base` not RSP/R12, RBP/R13: plain ModRM mod 00).
@@ -337,11 +352,11 @@ struct X86Emitter {
 
     /// JMP qword [r15 + disp].
     mutating func jumpThroughContext(disp: Int32) {
-        contextForm([0xff], size: 4, reg: 4, disp: disp)
+        contextForm(Opcode(0xff), size: 4, reg: 4, disp: disp)
     }
 
     /// JMP reg.
-    mutating func jump(_ reg: HostRegister) { registerForm([0xff], size: 4, reg: 4, rm: reg) }
+    mutating func jump(_ reg: HostRegister) { registerForm(Opcode(0xff), size: 4, reg: 4, rm: reg) }
 
     // MARK: Labels and branches
 
