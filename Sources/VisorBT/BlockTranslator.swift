@@ -133,6 +133,20 @@ struct BlockTranslator {
                 && sizeOK(size)
         case .nop, .pause:
             return true
+        case .bswap:
+            return d.kind == .register && (d.size == 4 || d.size == 8)
+        case .bt, .bts, .btr, .btc:
+            // Register destinations only: a memory bit string is addressed by the whole offset.
+            return d.kind == .register && (d.size == 2 || d.size == 4 || d.size == 8)
+                && (s.kind == .register || s.kind == .immediate)
+        case .mul, .div:
+            let width = s.size == 0 ? insn.operandSize : s.size
+            return (s.kind == .register || s.kind == .memory) && (width == 4 || width == 8)
+        case .idiv:
+            let width = s.size == 0 ? insn.operandSize : s.size
+            return (s.kind == .register || s.kind == .memory) && (width == 4 || width == 8)
+        case .leave:
+            return long && insn.operandSize == 8
         case .jcc, .jmpRelative:
             if long { return insn.operandSize == 8 && isCanonical(branchTarget(insn, next: next, mode: mode)) }
             return insn.operandSize == (mode == .bits32 ? 4 : 2)
@@ -742,6 +756,36 @@ struct BlockTranslator {
         case .nop, .pause:
             break
 
+        case .bswap:
+            guestValue(into: .rax, d.index)
+            if size == 8 { e.byte(0x48) }
+            e.byte(0x0f); e.byte(0xc8)                // BSWAP eax / rax
+            write(d, from: .rax, size: size)
+
+        case .bt, .bts, .btr, .btc:
+            guestValue(into: .rax, d.index)
+            let ext: UInt8 = insn.operation == .bt ? 4 : insn.operation == .bts ? 5 : insn.operation == .btr ? 6 : 7
+            if s.kind == .immediate {
+                e.registerForm(Opcode(0x0f, 0xba), size: size, reg: ext, rm: .rax)  // BTx rax, imm8
+                e.byte(UInt8(truncatingIfNeeded: insn.immediate))
+            } else {
+                guestValue(into: .rcx, s.index)
+                let op: UInt8 = insn.operation == .bt ? 0xa3 : insn.operation == .bts ? 0xab : insn.operation == .btr ? 0xb3 : 0xbb
+                e.registerForm(Opcode(0x0f, op), size: size, reg: HostRegister.rcx.rawValue, rm: .rax)
+            }
+            if insn.operation != .bt { write(d, from: .rax, size: size) }
+
+        case .mul, .div, .idiv:
+            wide(g, retired: k)
+
+        case .leave:
+            // RSP = RBP + 8, RBP = [RBP] (the load first: a refusal changes nothing).
+            let fail = failure(retired: k, rip: g.rip)
+            guestValue(into: .r12, 5)
+            loadAccess(segment: 2, size: 8, fail: fail)
+            moveStackPointer(by: 8)
+            setGuest(5, from: .rax, size: 8)
+
         case .jcc:
             let taken = e.makeLabel()
             writeBackAll()  // once for both ways out (stores leave the flags alone)
@@ -845,6 +889,55 @@ struct BlockTranslator {
         } else {
             write(d, from: .rax, size: size)
         }
+    }
+
+    /// MUL, DIV and IDIV at 32 or 64 bits: RDX:RAX with the source. A division runs on the
+    /// host only when it cannot fault (divisor not 0 and a quotient that fits: for DIV the
+    /// high half below the divisor; for IDIV a dividend that is its low half sign-extended,
+    /// and not the most negative value by -1); otherwise the block stops before it and the
+    /// interpreter raises the #DE. The flags a division leaves are undefined.
+    private mutating func wide(_ g: GuestInstruction, retired k: Int) {
+        let insn = g.insn
+        let s = insn.source
+        let size = s.size == 0 ? insn.operandSize : s.size
+        if s.kind == .memory {
+            let fail = failure(retired: k, rip: g.rip)
+            address(insn, rip: g.rip)
+            loadAccess(segment: insn.memory.segment, size: size, fail: fail)
+            e.move(.rcx, .rax)
+        } else {
+            guestValue(into: .rcx, s.index)
+        }
+        guestValue(into: .rax, 0)
+        guestValue(into: .rdx, 2)
+        switch insn.operation {
+        case .mul:
+            e.registerForm(Opcode(0xf7), size: size, reg: 4, rm: .rcx)   // MUL rcx
+        default:
+            let fail = failure(retired: k, rip: g.rip, afterCall: false)
+            saveFlags()
+            if insn.operation == .div {
+                e.registerForm(Opcode(0x39), size: size, reg: HostRegister.rcx.rawValue, rm: .rdx)  // CMP rdx, rcx
+                e.jcc(3, fail)                                                                   // AE: #DE possible
+            } else {
+                let fits = e.makeLabel()
+                e.move(.rsi, .rax)
+                e.registerForm(Opcode(0xc1), size: size, reg: 7, rm: .rsi); e.byte(UInt8(size * 8 - 1))  // SAR: the sign
+                e.registerForm(Opcode(0x39), size: size, reg: HostRegister.rdx.rawValue, rm: .rsi)     // CMP rsi, rdx
+                e.jcc(5, fail)                                                                   // NE: a wide dividend
+                e.test(.rcx, .rcx, size: size)
+                e.jcc(4, fail)                                                                   // divisor 0
+                e.registerForm(Opcode(0x83), size: size, reg: 7, rm: .rcx); e.byte(0xff)         // CMP rcx, -1
+                e.jcc(5, fits)
+                e.moveImmediate(.rsi, size == 8 ? 0x8000_0000_0000_0000 : 0x8000_0000)
+                e.registerForm(Opcode(0x39), size: size, reg: HostRegister.rsi.rawValue, rm: .rax)     // CMP rax, MIN
+                e.jcc(4, fail)
+                e.bind(fits)
+            }
+            e.registerForm(Opcode(0xf7), size: size, reg: insn.operation == .div ? 6 : 7, rm: .rcx)
+        }
+        setGuest(0, from: .rax, size: size)
+        setGuest(2, from: .rdx, size: size)
     }
 
     /// R12 = guest RSP + `delta` (no flags touched).
