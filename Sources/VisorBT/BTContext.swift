@@ -7,6 +7,8 @@ enum BTContext {
     /// Guest RAX ... R15 (8 bytes each, encoding order).
     static func register(_ index: UInt8) -> Int32 { Int32(index & 15) * 8 }
     static let rip: Int32 = 128
+    /// The guest RFLAGS as the block was entered (callouts read its DF; the status flags live
+    /// in `hostFlags` and the host RFLAGS meanwhile).
     static let rflags: Int32 = 136
     /// Guest RFLAGS as of the start of the instruction in progress (saved before its first
     /// callout; what a block leaves in `rflags` when it stops before that instruction).

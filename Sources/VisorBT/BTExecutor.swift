@@ -303,6 +303,8 @@ public final class BTExecutor: X86BlockExecutor {
         // The host RFLAGS image translated code loads: the guest's status flags and bit 1 (the
         // host keeps its own IF; TF, DF and AC stay clear on the host).
         let flags = cpu.rflags
+        // The whole guest RFLAGS too, for callouts that read its other bits (DF).
+        context.storeBytes(of: flags, toByteOffset: Int(BTContext.rflags), as: UInt64.self)
         context.storeBytes(of: (flags & UInt64(BTContext.statusFlags)) | 2, toByteOffset: Int(BTContext.hostFlags), as: UInt64.self)
         context.storeBytes(of: Self.blocksPerEntry, toByteOffset: Int(BTContext.budget), as: UInt64.self)
         context.storeBytes(of: 0, toByteOffset: Int(BTContext.retired), as: UInt64.self)
@@ -478,9 +480,84 @@ public final class BTExecutor: X86BlockExecutor {
             fill(context, access, write: true)
             return 1
         }
+        let string: @convention(c) (UnsafeMutableRawPointer, UInt64) -> UInt64 = { context, info in
+            // SAFETY: as for `load`.
+            let machine = Unmanaged<X86Machine>.fromOpaque(
+                context.load(fromByteOffset: Int(BTContext.machine), as: UnsafeRawPointer.self)).takeUnretainedValue()
+            return repeatString(machine, context, movs: info & 1 != 0, size: Int((info >> 8) & 0xff),
+                                sourceSegment: UInt8(truncatingIfNeeded: info >> 16)) ? 1 : 0
+        }
         return BTCallouts(load: UInt64(UInt(bitPattern: unsafeBitCast(load, to: UnsafeRawPointer.self))),
-                          store: UInt64(UInt(bitPattern: unsafeBitCast(store, to: UnsafeRawPointer.self))))
+                          store: UInt64(UInt(bitPattern: unsafeBitCast(store, to: UnsafeRawPointer.self))),
+                          string: UInt64(UInt(bitPattern: unsafeBitCast(string, to: UnsafeRawPointer.self))))
     }()
+
+    /// REP STOS / REP MOVS (64-bit addresses, DF clear) in runs that stay inside a page on each
+    /// side, each checked as the interpreter's accesses are; RCX, RSI and RDI in the context
+    /// are updated after every run. True when RCX reached 0; false when the interpreter must
+    /// go on (DF set, an element across pages, a fault, MMIO, code, or nothing left to do here).
+    static func repeatString(_ machine: X86Machine, _ context: UnsafeMutableRawPointer, movs: Bool, size: Int,
+                             sourceSegment: UInt8) -> Bool {
+        let flags = context.load(fromByteOffset: Int(BTContext.rflags), as: UInt64.self)
+        guard flags & 0x400 == 0, size == 1 || size == 2 || size == 4 || size == 8 else { return false }
+        // SAFETY: the context holds the 16 guest registers at offset 0 (spilled before the call).
+        let registers = context.assumingMemoryBound(to: UInt64.self)
+        var count = registers[1], source = registers[6], destination = registers[7]
+        let value = registers[0]
+        // At most this much per call, so a count near 2^64 over memory that never runs out (a
+        // page mapped everywhere) still comes back to the step loop's stop and budget checks:
+        // the block stops before the instruction and the next entry goes on with it.
+        var budget = Self.stringBytesPerCall
+        while count > 0 && budget > 0 {
+            var elements = UInt64(4096 - Int(destination & 0xfff)) / UInt64(size)
+            if movs { elements = min(elements, UInt64(4096 - Int(source & 0xfff)) / UInt64(size)) }
+            elements = min(elements, count)
+            guard elements > 0 else { return false }
+            let bytes = Int(elements) * size
+            guard let to = machine.accessForTranslation(segment: 0, offset: destination, size: bytes, write: true) else { return false }
+            if movs {
+                guard let from = machine.accessForTranslation(segment: sourceSegment, offset: source, size: bytes, write: false) else {
+                    return false
+                }
+                // SAFETY: `from` and `to` each address `bytes` bytes of guest RAM (accessForTranslation).
+                let distance = UInt(bitPattern: to.host) &- UInt(bitPattern: from.host)
+                if distance > 0 && distance < UInt(bytes) {
+                    // The destination starts inside the source: element by element, forward, as
+                    // the instruction copies (a repeating pattern, not memmove's result).
+                    for i in stride(from: 0, to: bytes, by: size) {
+                        (to.host + i).copyMemory(from: from.host + i, byteCount: size)
+                    }
+                } else {
+                    to.host.copyMemory(from: from.host, byteCount: bytes)
+                }
+            } else {
+                // SAFETY: as above, for `to`.
+                switch size {
+                case 1: to.host.initializeMemory(as: UInt8.self, repeating: UInt8(truncatingIfNeeded: value), count: bytes)
+                default:
+                    for i in stride(from: 0, to: bytes, by: size) {
+                        switch size {
+                        case 2: (to.host + i).storeBytes(of: UInt16(truncatingIfNeeded: value), as: UInt16.self)
+                        case 4: (to.host + i).storeBytes(of: UInt32(truncatingIfNeeded: value), as: UInt32.self)
+                        default: (to.host + i).storeBytes(of: value, as: UInt64.self)
+                        }
+                    }
+                }
+            }
+            machine.noteTranslatedStore(physical: to.physical, size: bytes)
+            count -= elements
+            destination &+= UInt64(bytes)
+            if movs { source &+= UInt64(bytes) }
+            registers[1] = count
+            registers[7] = destination
+            if movs { registers[6] = source }
+            budget -= bytes
+        }
+        return count == 0
+    }
+
+    /// Bytes one REP STOS/MOVS callout moves at most.
+    static let stringBytesPerCall = 1 << 20
 
     /// A callout's access into the context's host TLB (64-bit code only: elsewhere the linear
     /// address is not the offset the inline probe compares).

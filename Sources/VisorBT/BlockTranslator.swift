@@ -58,6 +58,9 @@ struct BTCallouts {
     let load: UInt64
     /// (context, offset, info, value) → 1 on success, 0 when the interpreter must do it.
     let store: UInt64
+    /// (context, info) → 1 when a REP STOS/MOVS ran to RCX = 0; 0 when the interpreter must
+    /// go on with it (the iterations done are in the context's RCX, RSI and RDI).
+    let string: UInt64
 
     /// `info` for a callout: segment (bits 7:0), size in bytes (15:8), a load for a write (16).
     static func info(segment: UInt8, size: UInt8, forWrite: Bool = false) -> UInt64 {
@@ -99,7 +102,8 @@ struct BlockTranslator {
     /// Whether translated code can run `insn` in `mode`; `next` is the address after it (for
     /// relative branch targets, which must be canonical).
     static func covers(_ insn: DecodedInstruction, mode: CodeMode, next: UInt64) -> Bool {
-        if insn.prefixes.lock || insn.prefixes.repetition != .none { return false }
+        if insn.prefixes.lock { return false }
+        if insn.prefixes.repetition != .none && insn.operation != .stos && insn.operation != .movs { return false }
         let d = insn.destination, s = insn.source
         let size = operationSize(insn)
         func data(_ o: Operand) -> Bool { o.kind == .register || o.kind == .highByte || o.kind == .memory }
@@ -147,6 +151,9 @@ struct BlockTranslator {
             return (s.kind == .register || s.kind == .memory) && (width == 4 || width == 8)
         case .leave:
             return long && insn.operandSize == 8
+        case .stos, .movs:
+            // REP STOS / REP MOVS with 64-bit addresses: a callout does whole runs of them.
+            return long && insn.prefixes.repetition != .none && insn.addressSize == 8
         case .jcc, .jmpRelative:
             if long { return insn.operandSize == 8 && isCanonical(branchTarget(insn, next: next, mode: mode)) }
             return insn.operandSize == (mode == .bits32 ? 4 : 2)
@@ -237,7 +244,7 @@ struct BlockTranslator {
     /// Bytes from a block's entry to its body: where linked jumps land, the guest's flags
     /// already in the host's RFLAGS.
     static let bodyOffset: Int = {
-        var t = BlockTranslator(mode: .bits64, callouts: BTCallouts(load: 0, store: 0),
+        var t = BlockTranslator(mode: .bits64, callouts: BTCallouts(load: 0, store: 0, string: 0),
                                 fast: BTFastPaths(loads: false, stores: false), startRIP: 0)
         t.prologue()
         return t.e.count
@@ -777,6 +784,24 @@ struct BlockTranslator {
 
         case .mul, .div, .idiv:
             wide(g, retired: k)
+
+        case .stos, .movs:
+            // The callout works on the context's RCX, RSI, RDI and RAX: spilled before it,
+            // every cached register reloaded after. When it stops short, the block stops
+            // before the instruction with the iterations done in the registers, as an
+            // interrupted REP leaves them, and the interpreter goes on.
+            let fail = failure(retired: k, rip: g.rip)
+            saveFlags()
+            spillForCall()
+            e.move(.rdi, .r15)
+            e.moveImmediate(.rsi, UInt64(insn.operation == .movs ? 1 : 0) | UInt64(insn.operandSize) << 8
+                            | UInt64(insn.memory.segment) << 16)
+            e.moveImmediate(.rax, callouts.string)
+            e.call(.rax)
+            e.test(.rax, .rax, size: 1)
+            e.jcc(4, fail)
+            for g in recency { if let h = hostFor[Int(g)] { e.load(h, disp: BTContext.register(g)) } }
+            restoreFlags()
 
         case .leave:
             // RSP = RBP + 8, RBP = [RBP] (the load first: a refusal changes nothing).
