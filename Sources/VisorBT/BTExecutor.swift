@@ -323,9 +323,15 @@ public final class BTExecutor: X86BlockExecutor {
 
     // MARK: Translating
 
-    private func translate(_ key: BlockKey, machine: X86Machine) -> Block {
-        let start = MonotonicClock.hostNanoseconds()
-        defer { statistics.translationNanoseconds &+= MonotonicClock.hostNanoseconds() &- start }
+    /// Blocks translated and installed together at most: the one asked for and, breadth-first,
+    /// the blocks its linkable exits reach on the same page. Installing code costs two
+    /// mprotect calls whatever its size (W^X), which were most of the translation time, and
+    /// those blocks usually run soon after.
+    static let batchBlocks = 8
+
+    /// The guest instructions of the block at `key` (empty when the first is not covered) and
+    /// the RIP after them.
+    private func decodeBlock(_ key: BlockKey, machine: X86Machine) -> (instructions: [GuestInstruction], next: UInt64) {
         let ipMask = BlockTranslator.instructionPointerMask(key.mode)
         var instructions: [GuestInstruction] = []
         var physical = key.physical
@@ -343,48 +349,85 @@ public final class BTExecutor: X86BlockExecutor {
             rip = next
             if physical & 0xfff == 0 { break }  // the page ends here
         }
-        let block: Block
-        if instructions.isEmpty {
-            block = Block(entry: nil, instructions: 0)
-        } else if let translated = BlockTranslator.translate(instructions, next: rip, mode: key.mode,
-                                                             callouts: Self.callouts, fast: fast),
-                  let address = place(translated.code.count) {
-            // Exits to blocks that exist (itself included) are linked in the code before it is
-            // installed: no page changes rights for them.
-            var code = translated.code
-            var waiting: [ChainSite] = []
+        return (instructions, rip)
+    }
+
+    private func translate(_ key: BlockKey, machine: X86Machine) -> Block {
+        let start = MonotonicClock.hostNanoseconds()
+        defer { statistics.translationNanoseconds &+= MonotonicClock.hostNanoseconds() &- start }
+        // The batch: the block asked for first, then blocks its exits reach (same page, not yet
+        // translated), breadth-first.
+        var batch: [(key: BlockKey, instructions: Int, block: TranslatedBlock, offset: Int)] = []
+        var queue = [key]
+        var queued: Set<BlockKey> = [key]
+        var size = 0
+        var index = 0
+        while index < queue.count && batch.count < Self.batchBlocks {
+            let k = queue[index]
+            index += 1
+            let (instructions, next) = decodeBlock(k, machine: machine)
+            guard !instructions.isEmpty,
+                  let translated = BlockTranslator.translate(instructions, next: next, mode: k.mode,
+                                                             callouts: Self.callouts, fast: fast) else { continue }
+            let offset = (size + 15) & ~15
+            batch.append((k, instructions.count, translated, offset))
+            size = offset + translated.code.count
             for site in translated.chainSites {
-                let target = targetKey(site, from: key)
-                if let entry = target == key ? address : blocks[target]?.entry,
+                let t = targetKey(site, from: k)
+                if blocks[t] == nil && !queued.contains(t) {
+                    queue.append(t)
+                    queued.insert(t)
+                }
+            }
+        }
+        guard let first = batch.first, first.key == key, let base = place(size) else {
+            // Nothing to run for the block asked for: the interpreter runs its instruction.
+            let none = Block(entry: nil, instructions: 0)
+            blocks[key] = none
+            pageKeys[key.physical >> 12, default: []].append(key)
+            return none
+        }
+        // Lay the batch out and link what can be linked before anything is installed: exits
+        // to blocks of the batch or to blocks that exist.
+        var code = [UInt8](repeating: 0xcc, count: size)  // INT3 in the padding
+        var entryOf: [BlockKey: UnsafeRawPointer] = [:]
+        for b in batch { entryOf[b.key] = base + b.offset }
+        var waiting: [(code: UnsafeRawPointer, key: BlockKey, sites: [ChainSite])] = []
+        for b in batch {
+            let address = base + b.offset
+            var bytes = b.block.code
+            var unlinked: [ChainSite] = []
+            for site in b.block.chainSites {
+                let target = targetKey(site, from: b.key)
+                if let entry = entryOf[target] ?? blocks[target]?.entry,
                    let patches = linkPatches(site, of: address, to: entry) {
                     for p in patches {
                         let at = p.address - address
-                        for i in 0..<4 { code[at + i] = UInt8(truncatingIfNeeded: UInt32(bitPattern: p.rel32) >> (8 * UInt32(i))) }
+                        for i in 0..<4 { bytes[at + i] = UInt8(truncatingIfNeeded: UInt32(bitPattern: p.rel32) >> (8 * UInt32(i))) }
                     }
                     statistics.links &+= 1
                 } else {
-                    waiting.append(site)
+                    unlinked.append(site)
                 }
             }
-            guard let installed = cache.install(code), installed == address else {
-                blocks[key] = Block(entry: nil, instructions: 0)
-                pageKeys[key.physical >> 12, default: []].append(key)
-                return Block(entry: nil, instructions: 0)
-            }
-            block = Block(entry: address, instructions: instructions.count)
-            statistics.blocksTranslated &+= 1
-            statistics.instructionsTranslated &+= UInt64(instructions.count)
-            statistics.codeBytes = UInt64(cache.used)
-            blocks[key] = block
-            pageKeys[key.physical >> 12, default: []].append(key)
-            link(waiting, of: address, key: key)
-            return block
-        } else {
-            block = Block(entry: nil, instructions: 0)
+            code.replaceSubrange(b.offset..<(b.offset + bytes.count), with: bytes)
+            waiting.append((address, b.key, unlinked))
         }
-        blocks[key] = block
-        pageKeys[key.physical >> 12, default: []].append(key)
-        return block
+        guard let installed = cache.install(code), installed == base else {
+            let none = Block(entry: nil, instructions: 0)
+            blocks[key] = none
+            pageKeys[key.physical >> 12, default: []].append(key)
+            return none
+        }
+        statistics.codeBytes = UInt64(cache.used)
+        for b in batch {
+            blocks[b.key] = Block(entry: base + b.offset, instructions: b.instructions)
+            pageKeys[b.key.physical >> 12, default: []].append(b.key)
+            statistics.blocksTranslated &+= 1
+            statistics.instructionsTranslated &+= UInt64(b.instructions)
+        }
+        for w in waiting { link(w.sites, of: w.code, key: w.key) }
+        return Block(entry: base, instructions: first.instructions)
     }
 
     // MARK: Linking
