@@ -59,17 +59,9 @@ public final class BTExecutor: X86BlockExecutor {
         let instructions: Int
     }
 
-    /// What the jump cache's entries stand for (see the header).
-    struct CodeView: Equatable {
-        var mode: CodeMode
-        var translationEpoch: UInt64
-        var tlbGeneration: UInt64
-        var csBase: UInt64
-        var csLimit: UInt32
-    }
-
     @exclusivity(unchecked) private var blocks: [BlockKey: Block] = [:]
-    @exclusivity(unchecked) private var view: CodeView?
+    /// What the jump cache's entries stand for (see the header).
+    @exclusivity(unchecked) private var view: X86CodeView?
     /// RIPs known to have no block under the current view (the interpreter runs them), in
     /// the jump cache's slots: answered without hashing, emptied with the jump cache.
     // SAFETY: `BTContext.jumpCacheEntries` tags, owned by this executor (freed in deinit),
@@ -217,9 +209,8 @@ public final class BTExecutor: X86BlockExecutor {
     // MARK: X86BlockExecutor
 
     public func executeBlock(on machine: X86Machine) -> Int {
-        let cpu = machine.cpu
-        let mode = cpu.codeMode
-        let rip = cpu.rip
+        let (now, rip) = machine.codeView
+        let mode = now.mode
         let linear: UInt64
         if mode == .bits64 {
             guard BlockTranslator.isCanonical(rip) else { return 0 }
@@ -227,12 +218,10 @@ public final class BTExecutor: X86BlockExecutor {
         } else {
             // Translated branches mask RIP to the mode's width and never check CS's limit:
             // only a code segment that reaches as far as RIP can is run translated.
-            guard UInt64(cpu.segments[X86CPU.cs].limit) >= BlockTranslator.instructionPointerMask(mode),
+            guard UInt64(now.csLimit) >= BlockTranslator.instructionPointerMask(mode),
                   let l = try? machine.linearAddress(segment: UInt8(X86CPU.cs), offset: rip, size: 1) else { return 0 }
             linear = l
         }
-        let now = CodeView(mode: mode, translationEpoch: cpu.translationEpoch, tlbGeneration: machine.tlb.generation,
-                           csBase: cpu.segments[X86CPU.cs].base, csLimit: cpu.segments[X86CPU.cs].limit)
         if now != view {
             clearJumpCache()
             flushHostTLB()
@@ -295,15 +284,13 @@ public final class BTExecutor: X86BlockExecutor {
     // MARK: Running
 
     private func run(_ entry: UnsafeRawPointer, machine: X86Machine) -> Int {
-        let cpu = machine.cpu
         // SAFETY: the context block has room for 16 registers at offset 0 (BTContext).
         let registers = context.assumingMemoryBound(to: UInt64.self)
-        for i in 0..<16 { registers[i] = cpu.gpr[i] }
-        context.storeBytes(of: cpu.rip, toByteOffset: Int(BTContext.rip), as: UInt64.self)
-        // The host RFLAGS image translated code loads: the guest's status flags and bit 1 (the
-        // host keeps its own IF; TF, DF and AC stay clear on the host).
-        let flags = cpu.rflags
-        // The whole guest RFLAGS too, for callouts that read its other bits (DF).
+        let (rip, flags) = machine.exportRegisters(to: registers)
+        context.storeBytes(of: rip, toByteOffset: Int(BTContext.rip), as: UInt64.self)
+        // The whole guest RFLAGS for callouts that read its other bits (DF), and the host
+        // RFLAGS image translated code loads: the guest's status flags and bit 1 (the host keeps
+        // its own IF; TF, DF and AC stay clear on the host).
         context.storeBytes(of: flags, toByteOffset: Int(BTContext.rflags), as: UInt64.self)
         context.storeBytes(of: (flags & UInt64(BTContext.statusFlags)) | 2, toByteOffset: Int(BTContext.hostFlags), as: UInt64.self)
         context.storeBytes(of: Self.blocksPerEntry, toByteOffset: Int(BTContext.budget), as: UInt64.self)
@@ -311,11 +298,9 @@ public final class BTExecutor: X86BlockExecutor {
         context.storeBytes(of: Unmanaged.passUnretained(machine).toOpaque(), toByteOffset: Int(BTContext.machine),
                            as: UnsafeMutableRawPointer.self)
         let retired = Int(enter(context, entry))
-        for i in 0..<16 { cpu.gpr[i] = registers[i] }
-        cpu.rip = context.load(fromByteOffset: Int(BTContext.rip), as: UInt64.self)
-        let hostFlags = context.load(fromByteOffset: Int(BTContext.hostFlags), as: UInt64.self)
-        let status = UInt64(BTContext.statusFlags)
-        cpu.rflags = (flags & ~status) | (hostFlags & status)
+        machine.importRegisters(from: registers,
+                                rip: context.load(fromByteOffset: Int(BTContext.rip), as: UInt64.self),
+                                statusFlags: context.load(fromByteOffset: Int(BTContext.hostFlags), as: UInt64.self))
         statistics.entries &+= 1
         statistics.instructionsRun &+= UInt64(retired)
         return retired
@@ -535,43 +520,62 @@ public final class BTExecutor: X86BlockExecutor {
                           string: UInt64(UInt(bitPattern: unsafeBitCast(string, to: UnsafeRawPointer.self))))
     }()
 
-    /// REP STOS / REP MOVS (64-bit addresses, DF clear) in runs that stay inside a page on each
-    /// side, each checked as the interpreter's accesses are; RCX, RSI and RDI in the context
-    /// are updated after every run. True when RCX reached 0; false when the interpreter must
-    /// go on (DF set, an element across pages, a fault, MMIO, code, or nothing left to do here).
+    /// REP STOS / REP MOVS (64-bit addresses, either direction) in runs that stay inside a page
+    /// on each side, each checked as the interpreter's accesses are; RCX, RSI and RDI in the
+    /// context are updated after every run. True when RCX reached 0; false when the
+    /// interpreter must go on (an element across pages, a fault, MMIO, code, or the per-call
+    /// bound reached).
     static func repeatString(_ machine: X86Machine, _ context: UnsafeMutableRawPointer, movs: Bool, size: Int,
                              sourceSegment: UInt8) -> Bool {
         let flags = context.load(fromByteOffset: Int(BTContext.rflags), as: UInt64.self)
-        guard flags & 0x400 == 0, size == 1 || size == 2 || size == 4 || size == 8 else { return false }
+        guard size == 1 || size == 2 || size == 4 || size == 8 else { return false }
+        let down = flags & 0x400 != 0  // DF: addresses go down
         // SAFETY: the context holds the 16 guest registers at offset 0 (spilled before the call).
         let registers = context.assumingMemoryBound(to: UInt64.self)
         var count = registers[1], source = registers[6], destination = registers[7]
         let value = registers[0]
+        /// Elements of a run from `address` that stay in its page (0 when the first element
+        /// crosses into the next page).
+        func room(_ address: UInt64) -> UInt64 {
+            let offset = Int(address & 0xfff)
+            guard offset + size <= 4096 else { return 0 }
+            return UInt64(down ? offset / size + 1 : (4096 - offset) / size)
+        }
         // At most this much per call, so a count near 2^64 over memory that never runs out (a
         // page mapped everywhere) still comes back to the step loop's stop and budget checks:
         // the block stops before the instruction and the next entry goes on with it.
         var budget = Self.stringBytesPerCall
         while count > 0 && budget > 0 {
-            var elements = UInt64(4096 - Int(destination & 0xfff)) / UInt64(size)
-            if movs { elements = min(elements, UInt64(4096 - Int(source & 0xfff)) / UInt64(size)) }
+            var elements = room(destination)
+            if movs { elements = min(elements, room(source)) }
             elements = min(elements, count)
             guard elements > 0 else { return false }
             let bytes = Int(elements) * size
-            guard let to = machine.accessForTranslation(segment: 0, offset: destination, size: bytes, write: true) else { return false }
+            // The run's lowest address on each side.
+            let span = UInt64(bytes - size)
+            let toLow = down ? destination &- span : destination
+            let fromLow = down ? source &- span : source
+            guard let to = machine.accessForTranslation(segment: 0, offset: toLow, size: bytes, write: true) else { return false }
             if movs {
-                guard let from = machine.accessForTranslation(segment: sourceSegment, offset: source, size: bytes, write: false) else {
+                guard let from = machine.accessForTranslation(segment: sourceSegment, offset: fromLow, size: bytes, write: false) else {
                     return false
                 }
                 // SAFETY: `from` and `to` each address `bytes` bytes of guest RAM (accessForTranslation).
                 let distance = UInt(bitPattern: to.host) &- UInt(bitPattern: from.host)
-                if distance > 0 && distance < UInt(bytes) {
-                    // The destination starts inside the source: element by element, forward, as
-                    // the instruction copies (a repeating pattern, not memmove's result).
+                let backward = UInt(bitPattern: from.host) &- UInt(bitPattern: to.host)
+                if !down && distance > 0 && distance < UInt(bytes) {
+                    // The destination starts inside the source, copying up: element by element
+                    // as the instruction does (a repeating pattern, not memmove's result).
                     for i in stride(from: 0, to: bytes, by: size) {
                         (to.host + i).copyMemory(from: from.host + i, byteCount: size)
                     }
+                } else if down && backward > 0 && backward < UInt(bytes) {
+                    // The same copying down with the source above the destination.
+                    for i in stride(from: bytes - size, through: 0, by: -size) {
+                        (to.host + i).copyMemory(from: from.host + i, byteCount: size)
+                    }
                 } else {
-                    to.host.copyMemory(from: from.host, byteCount: bytes)
+                    to.host.copyMemory(from: from.host, byteCount: bytes)  // memmove
                 }
             } else {
                 // SAFETY: as above, for `to`.
@@ -589,8 +593,8 @@ public final class BTExecutor: X86BlockExecutor {
             }
             machine.noteTranslatedStore(physical: to.physical, size: bytes)
             count -= elements
-            destination &+= UInt64(bytes)
-            if movs { source &+= UInt64(bytes) }
+            destination = down ? destination &- UInt64(bytes) : destination &+ UInt64(bytes)
+            if movs { source = down ? source &- UInt64(bytes) : source &+ UInt64(bytes) }
             registers[1] = count
             registers[7] = destination
             if movs { registers[6] = source }

@@ -127,3 +127,39 @@ extension X86Machine {
         return true
     }
 }
+
+/// What translated code's lookups stand for at an instruction boundary: the code mode, the
+/// counters that change with the linear→physical mapping and CPL, and CS's base and limit; with
+/// RIP. One call from another module (where each stored-property access would be checked for
+/// exclusivity at run time: `@exclusivity(unchecked)` holds only inside this module).
+public struct X86CodeView: Equatable {
+    public var mode: CodeMode
+    public var translationEpoch: UInt64
+    public var tlbGeneration: UInt64
+    public var csBase: UInt64
+    public var csLimit: UInt32
+}
+
+extension X86Machine {
+    /// The code view now, and RIP.
+    public var codeView: (view: X86CodeView, rip: UInt64) {
+        let cs = cpu.segments[X86CPU.cs]
+        return (X86CodeView(mode: cpu.codeMode, translationEpoch: cpu.translationEpoch, tlbGeneration: tlb.generation,
+                            csBase: cs.base, csLimit: cs.limit), cpu.rip)
+    }
+
+    /// Copies the 16 general registers to `registers` and returns RIP and RFLAGS (a
+    /// translator's context).
+    public func exportRegisters(to registers: UnsafeMutablePointer<UInt64>) -> (rip: UInt64, rflags: UInt64) {
+        for i in 0..<16 { registers[i] = cpu.gpr[i] }
+        return (cpu.rip, cpu.rflags)
+    }
+
+    /// Takes the 16 general registers from `registers`, RIP, and the status flags in
+    /// `statusFlags` (the other RFLAGS bits stay as they are).
+    public func importRegisters(from registers: UnsafePointer<UInt64>, rip: UInt64, statusFlags: UInt64) {
+        for i in 0..<16 { cpu.gpr[i] = registers[i] }
+        cpu.rip = rip
+        cpu.rflags = (cpu.rflags & ~RFlag.status) | (statusFlags & RFlag.status)
+    }
+}
