@@ -42,10 +42,17 @@ enum BTContext {
     static let jumpGeneration: Int32 = 232
     /// The host TLB's generation in bits 63:52: a tag is the page number plus this.
     static let tlbGeneration: Int32 = 240
-    static let size = 248
+    /// Loads and stores that went through the callouts (the host TLB missed or was not used).
+    static let loadCallouts: Int32 = 248
+    static let storeCallouts: Int32 = 256
+    static let size = 264
 
-    /// Host TLB entries (256: the index is the low byte of the linear page number).
-    static let hostTLBEntries = 256
+    /// Host TLB entries, direct-mapped by `tlbSlot`.
+    static let hostTLBEntries = 1024
+    /// The host TLB slot of a linear page: the page number plus itself shifted down 10, mod
+    /// 1024 — so buffers at aligned addresses (a copy from 1 MiB to 2 MiB, say) do not share
+    /// every slot, as they did when the slot was the page number's low bits.
+    static func tlbSlot(_ page: UInt64) -> Int { Int(truncatingIfNeeded: (page &+ (page >> 10)) & 1023) }
     /// Host TLB entry fields, in bytes.
     static let tlbReadTag: Int8 = 0, tlbWriteTag: Int8 = 8, tlbAddend: Int8 = 16, tlbPhysicalPage = 24
     /// A tag no page number plus generation equals (generations stop below 0xfff).

@@ -35,6 +35,10 @@ public struct BTStatistics: Sendable, Equatable {
     /// Blocks dropped because their code was written, and times the code cache was emptied.
     public var blocksInvalidated: UInt64 = 0
     public var cacheResets: UInt64 = 0
+    /// Loads and stores made through the callouts: the host TLB missed, or the access could
+    /// not use it (FS/GS, 32- and 16-bit code, stores beside other vCPUs).
+    public var loadCallouts: UInt64 = 0
+    public var storeCallouts: UInt64 = 0
     /// Exits linked straight to the next block (same page).
     public var links: UInt64 = 0
     /// Host bytes of translated code in the cache now.
@@ -74,7 +78,7 @@ public final class BTExecutor: X86BlockExecutor {
     private let jumpCache: UnsafeMutablePointer<UInt64>
     // SAFETY: `BTContext.hostTLBEntries` entries of 4 UInt64 (read tag, write tag, addend,
     // physical page), owned by this executor (freed in deinit); translated code and `fillTLB`
-    // index it with the low byte of a page number.
+    // index it with `BTContext.tlbSlot` of a page number.
     private let hostTLB: UnsafeMutablePointer<UInt64>
     /// The inline paths translated code takes (BMI2 on the host; stores unless SMP).
     @exclusivity(unchecked) private var fast = BTFastPaths(loads: BTFastPaths.hostHasBMI2, stores: false)
@@ -151,7 +155,7 @@ public final class BTExecutor: X86BlockExecutor {
                         generation: UInt64) {
         let page = access.linear >> 12
         let tag = page &+ generation
-        let i = 4 * Int(truncatingIfNeeded: page & UInt64(BTContext.hostTLBEntries - 1))
+        let i = 4 * BTContext.tlbSlot(page)
         if tlb[i] != tag && tlb[i + 1] != tag {
             tlb[i] = BTContext.emptyPageTag
             tlb[i + 1] = BTContext.emptyPageTag
@@ -303,6 +307,8 @@ public final class BTExecutor: X86BlockExecutor {
                                 statusFlags: context.load(fromByteOffset: Int(BTContext.hostFlags), as: UInt64.self))
         statistics.entries &+= 1
         statistics.instructionsRun &+= UInt64(retired)
+        statistics.loadCallouts = context.load(fromByteOffset: Int(BTContext.loadCallouts), as: UInt64.self)
+        statistics.storeCallouts = context.load(fromByteOffset: Int(BTContext.storeCallouts), as: UInt64.self)
         return retired
     }
 
@@ -473,6 +479,7 @@ public final class BTExecutor: X86BlockExecutor {
                 context.load(fromByteOffset: Int(BTContext.machine), as: UnsafeRawPointer.self)).takeUnretainedValue()
             let size = Int((info >> 8) & 0xff)
             let forWrite = info & (1 << 16) != 0
+            count(context, BTContext.loadCallouts)
             guard let access = machine.accessForTranslation(segment: UInt8(truncatingIfNeeded: info), offset: offset,
                                                             size: size, write: forWrite) else {
                 context.storeBytes(of: 1, toByteOffset: Int(BTContext.status), as: UInt64.self)
@@ -494,6 +501,7 @@ public final class BTExecutor: X86BlockExecutor {
             let machine = Unmanaged<X86Machine>.fromOpaque(
                 context.load(fromByteOffset: Int(BTContext.machine), as: UnsafeRawPointer.self)).takeUnretainedValue()
             let size = Int((info >> 8) & 0xff)
+            count(context, BTContext.storeCallouts)
             guard let access = machine.accessForTranslation(segment: UInt8(truncatingIfNeeded: info), offset: offset,
                                                             size: size, write: true) else { return 0 }
             // SAFETY: as for `load`.
@@ -605,6 +613,11 @@ public final class BTExecutor: X86BlockExecutor {
 
     /// Bytes one REP STOS/MOVS callout moves at most.
     static let stringBytesPerCall = 1 << 20
+
+    private static func count(_ context: UnsafeMutableRawPointer, _ slot: Int32) {
+        let n = context.load(fromByteOffset: Int(slot), as: UInt64.self)
+        context.storeBytes(of: n &+ 1, toByteOffset: Int(slot), as: UInt64.self)
+    }
 
     /// A callout's access into the context's host TLB (64-bit code only: elsewhere the linear
     /// address is not the offset the inline probe compares).

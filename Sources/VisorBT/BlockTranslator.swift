@@ -510,9 +510,15 @@ struct BlockTranslator {
         e.shrx(.rsi, .r12, count: .rcx)   // page of the first
         e.load(.rcx, disp: BTContext.tlbGeneration)
         e.leaSum(.rdx, base: .rdx, index: .rcx, scale: 1)  // + generation: the tag to match
-        e.zeroExtend(.rsi, from: 1)       // index: its low byte
-        e.moveImmediate(.rcx, 5)
-        e.shlx(.rsi, .rsi, count: .rcx)   // 32-byte entries
+        // The slot (`BTContext.tlbSlot`): (page + page >> 10) mod 1024, times 32 bytes, with
+        // shifts and adds that leave the flags alone.
+        e.moveImmediate(.rcx, 10)
+        e.shrx(.rax, .rsi, count: .rcx)
+        e.leaSum(.rsi, base: .rsi, index: .rax, scale: 1)
+        e.moveImmediate(.rcx, 54)
+        e.shlx(.rsi, .rsi, count: .rcx)
+        e.moveImmediate(.rcx, 49)
+        e.shrx(.rsi, .rsi, count: .rcx)
         e.load(.rax, disp: BTContext.hostTLB)
         e.leaSum(.rsi, base: .rax, index: .rsi, scale: 1)
         e.load(.rcx, base: .rsi, disp: write ? BTContext.tlbWriteTag : BTContext.tlbReadTag)

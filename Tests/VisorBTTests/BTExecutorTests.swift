@@ -97,3 +97,33 @@ struct BTExecutorTests {
         #expect(stats.codeBytes <= 4096)
     }
 }
+
+@Suite("bt: the host TLB")
+struct BTHostTLBTests {
+    @Test("a copy loop's loads and stores hit the host TLB: one callout per page, not per access",
+          .enabled(if: BTFastPaths.hostHasBMI2, "the inline TLB probe needs BMI2 on the host"))
+    func copyLoopHitsTheTLB() throws {
+        // rsi = 0x10_0000, rdi = 0x20_0000, rcx = 4096 qwords (8 pages each side):
+        // loop { rax = [rsi]; [rdi] = rax; rsi += 8; rdi += 8; rcx -= 1 } until 0; hlt.
+        let code: [UInt8] = [
+            0x48, 0xc7, 0xc6, 0x00, 0x00, 0x10, 0x00,  // mov rsi, 0x100000
+            0x48, 0xc7, 0xc7, 0x00, 0x00, 0x20, 0x00,  // mov rdi, 0x200000
+            0x48, 0xc7, 0xc1, 0x00, 0x10, 0x00, 0x00,  // mov rcx, 4096
+            0x48, 0x8b, 0x06,                          // L: mov rax, [rsi]
+            0x48, 0x89, 0x07,                          // mov [rdi], rax
+            0x48, 0x83, 0xc6, 0x08,                    // add rsi, 8
+            0x48, 0x83, 0xc7, 0x08,                    // add rdi, 8
+            0x48, 0xff, 0xc9,                          // dec rcx
+            0x75, 0xeb,                                // jnz L
+            0xf4,
+        ]
+        let bt = try BTHarness(translated: true)
+        try bt.load(code)
+        #expect(bt.run() == .halted)
+        let stats = try #require(bt.executor).statistics
+        #expect(stats.instructionsRun >= 6 * 4096)
+        // 8 source pages and 8 destination pages: a miss (callout) on each first touch.
+        #expect(stats.loadCallouts <= 16, "loads through callouts: \(stats.loadCallouts)")
+        #expect(stats.storeCallouts <= 16, "stores through callouts: \(stats.storeCallouts)")
+    }
+}
