@@ -62,7 +62,7 @@ enum BTRM {
     /// ModRM (reg field 0), optional SIB and displacement bytes; REX.X/B; the 0x67 prefix;
     /// a RIP-relative target (its displacement is the 4 bytes after ModRM, fixed up at encoding).
     case memory(modrm: UInt8, sib: UInt8?, displacement: [UInt8], rexX: Bool, rexB: Bool,
-                addressPrefix: Bool, ripTarget: UInt64?)
+                addressPrefix: Bool, ripTarget: UInt64?, segment: UInt8?)
 }
 
 /// One instruction's fields; `bytes(at:mode:)` lays them out.
@@ -94,7 +94,8 @@ struct BTInstruction {
         case .register(let r):
             if r >= 8 { rexB = true }
             modrm = [0xc0 | (reg & 7) << 3 | (r & 7)]
-        case .memory(let m, let sib, let displacement, let x, let b, let prefix, let target):
+        case .memory(let m, let sib, let displacement, let x, let b, let prefix, let target, let segment):
+            if let segment { prefixes.append(segment) }
             modrm = [m | (reg & 7) << 3] + (sib.map { [$0] } ?? []) + displacement
             if x { rexX = true }
             if b { rexB = true }
@@ -152,6 +153,8 @@ struct BTCaseBuilder {
     var pokes: [(address: UInt64, value: UInt64)] = []
     /// Whether the translator must run the instruction (false for deliberately refused cases).
     var expectTranslated = true
+    /// The linear address the last memory operand reaches.
+    var lastTarget: UInt64 = 0
 
     init(mode: CodeMode, rng: BTRandom, reserved: Set<UInt8> = [], scratchRegister: UInt8? = nil) {
         self.mode = mode
@@ -207,9 +210,36 @@ struct BTCaseBuilder {
 
     /// A memory operand whose effective address (of `size` bytes) is `target` (default: a
     /// random spot in the scratch page); sets the address registers.
+    /// FS and GS bases in the differential machines (other segments are based at 0).
+    static let fsBase: UInt64 = 0x100, gsBase: UInt64 = 0x3000
+
     mutating func memory(size: Int, target fixed: UInt64? = nil) -> BTRM {
-        let target = fixed ?? scratchTarget(size: size)
+        var target = fixed ?? scratchTarget(size: size)
         if let b = scratchRegister { return blockMemory(b, target: target) }
+        if fixed == nil {
+            // Now and then an access the callouts refuse (the interpreter then runs it): one
+            // crossing from the scratch page into the next, or one beyond RAM (MMIO).
+            switch rng.below(40) {
+            case 0 where size > 1:
+                target = BTDiffLayout.scratch + 0x1000 - UInt64(1 + rng.below(size - 1))
+                expectTranslated = false
+            case 1 where mode == .bits64:
+                target = 0xfed0_0000 + UInt64(rng.below(0x100))
+                expectTranslated = false
+            default: break
+            }
+        }
+        lastTarget = target
+        // A segment override now and then: FS and GS have bases, the others none.
+        let segment: UInt8? = rng.below(4) == 0 ? rng.pick([0x26, 0x36, 0x3e, 0x64, 0x65]) : nil
+        if segment == 0x64 { target &-= Self.fsBase }
+        if segment == 0x65 { target &-= Self.gsBase }
+        let plain = memoryAt(size: size, target: target)
+        guard let segment, case .memory(let m, let sib, let d, let x, let b, let p, let t, _) = plain else { return plain }
+        return .memory(modrm: m, sib: sib, displacement: d, rexX: x, rexB: b, addressPrefix: p, ripTarget: t, segment: segment)
+    }
+
+    private mutating func memoryAt(size: Int, target: UInt64) -> BTRM {
         let alternate = rng.below(4) == 0
         let addressSize: Int
         switch mode {
@@ -244,16 +274,16 @@ struct BTCaseBuilder {
         if form == 9 && mode == .bits64 {
             // RIP-relative (EIP-relative with 0x67: the sum is truncated to 32 bits).
             return .memory(modrm: 0x05, sib: nil, displacement: [0, 0, 0, 0], rexX: false, rexB: false,
-                           addressPrefix: prefix, ripTarget: target)
+                           addressPrefix: prefix, ripTarget: target, segment: nil)
         }
         if form == 8 {
             // An absolute disp32.
             if mode == .bits64 {
                 return .memory(modrm: 0x04, sib: 0x25, displacement: btBytes(target, 4), rexX: false, rexB: false,
-                               addressPrefix: prefix, ripTarget: nil)
+                               addressPrefix: prefix, ripTarget: nil, segment: nil)
             }
             return .memory(modrm: 0x05, sib: nil, displacement: btBytes(target, 4), rexX: false, rexB: false,
-                           addressPrefix: prefix, ripTarget: nil)
+                           addressPrefix: prefix, ripTarget: nil, segment: nil)
         }
         let scale = UInt64(rng.pick([1, 2, 4, 8]))
         let ss: UInt8 = scale == 8 ? 3 : scale == 4 ? 2 : scale == 2 ? 1 : 0
@@ -263,11 +293,11 @@ struct BTCaseBuilder {
             regs[Int(index)] = i | garbage()
             let d = (target &- i &* scale) & mask
             return .memory(modrm: 0x04, sib: ss << 6 | (index & 7) << 3 | 5, displacement: btBytes(d, 4),
-                           rexX: index >= 8, rexB: false, addressPrefix: prefix, ripTarget: nil)
+                           rexX: index >= 8, rexB: false, addressPrefix: prefix, ripTarget: nil, segment: nil)
         }
         guard let base = addressRegister() else {
             return .memory(modrm: 0x04, sib: 0x25, displacement: btBytes(target, 4), rexX: false, rexB: false,
-                           addressPrefix: prefix, ripTarget: nil)
+                           addressPrefix: prefix, ripTarget: nil, segment: nil)
         }
         if form >= 4, let index = addressRegister(excluding: 4) {
             let i = rng.bool() ? UInt64(rng.below(0x100)) : rng.interesting() & mask
@@ -275,16 +305,16 @@ struct BTCaseBuilder {
             let m = mod(base)
             regs[Int(base)] = ((target &- displacement &- i &* scale) & mask) | garbage()
             return .memory(modrm: m | 4, sib: ss << 6 | (index & 7) << 3 | (base & 7), displacement: dispBytes(),
-                           rexX: index >= 8, rexB: base >= 8, addressPrefix: prefix, ripTarget: nil)
+                           rexX: index >= 8, rexB: base >= 8, addressPrefix: prefix, ripTarget: nil, segment: nil)
         }
         let m = mod(base)
         regs[Int(base)] = ((target &- displacement) & mask) | garbage()
         if base & 7 == 4 {
             return .memory(modrm: m | 4, sib: 0x24, displacement: dispBytes(), rexX: false, rexB: base >= 8,
-                           addressPrefix: prefix, ripTarget: nil)
+                           addressPrefix: prefix, ripTarget: nil, segment: nil)
         }
         return .memory(modrm: m | (base & 7), sib: nil, displacement: dispBytes(), rexX: false, rexB: base >= 8,
-                       addressPrefix: prefix, ripTarget: nil)
+                       addressPrefix: prefix, ripTarget: nil, segment: nil)
     }
 
     /// A 16-bit-addressing operand ([BX+SI], [BP+DI+disp8], [disp16] ...).
@@ -296,7 +326,7 @@ struct BTCaseBuilder {
         if registers.contains(where: { taken.contains($0) }) || (modKind == 0 && rm == 6) {
             // [disp16]
             return .memory(modrm: 0x06, sib: nil, displacement: btBytes(target, 2), rexX: false, rexB: false,
-                           addressPrefix: prefix, ripTarget: nil)
+                           addressPrefix: prefix, ripTarget: nil, segment: nil)
         }
         for r in registers { taken.insert(r) }
         let displacement: UInt64 = modKind == 0 ? 0 : modKind == 1 ? UInt64(bitPattern: Int64(Int8(truncatingIfNeeded: rng.next())))
@@ -310,7 +340,7 @@ struct BTCaseBuilder {
         }
         let d = modKind == 1 ? btBytes(displacement, 1) : modKind == 2 ? btBytes(displacement, 2) : []
         return .memory(modrm: UInt8(modKind) << 6 | rm, sib: nil, displacement: d, rexX: false, rexB: false,
-                       addressPrefix: prefix, ripTarget: nil)
+                       addressPrefix: prefix, ripTarget: nil, segment: nil)
     }
 
     /// In blocks: [scratch register + disp], RIP-relative or absolute, landing on `target`.
@@ -319,23 +349,23 @@ struct BTCaseBuilder {
         switch (mode, rng.below(4)) {
         case (.bits64, 0):
             return .memory(modrm: 0x05, sib: nil, displacement: [0, 0, 0, 0], rexX: false, rexB: false,
-                           addressPrefix: false, ripTarget: target)
+                           addressPrefix: false, ripTarget: target, segment: nil)
         case (.bits16, _):
             // [BX/SI/DI/BP + disp16]
             let rm: UInt8 = b == 3 ? 7 : b == 6 ? 4 : b == 7 ? 5 : 6
             return .memory(modrm: 0x80 | rm, sib: nil, displacement: btBytes(d, 2), rexX: false, rexB: false,
-                           addressPrefix: false, ripTarget: nil)
+                           addressPrefix: false, ripTarget: nil, segment: nil)
         case (.bits64, 1):
             return .memory(modrm: 0x04, sib: 0x25, displacement: btBytes(target, 4), rexX: false, rexB: false,
-                           addressPrefix: false, ripTarget: nil)
+                           addressPrefix: false, ripTarget: nil, segment: nil)
         case (.bits32, 1):
             return .memory(modrm: 0x05, sib: nil, displacement: btBytes(target, 4), rexX: false, rexB: false,
-                           addressPrefix: false, ripTarget: nil)
+                           addressPrefix: false, ripTarget: nil, segment: nil)
         default:
             let short = Int64(bitPattern: d) >= -128 && Int64(bitPattern: d) < 128 && rng.bool()
             return .memory(modrm: (short ? 0x40 : 0x80) | (b & 7), sib: nil,
                            displacement: short ? btBytes(d, 1) : btBytes(d, 4), rexX: false, rexB: b >= 8,
-                           addressPrefix: false, ripTarget: nil)
+                           addressPrefix: false, ripTarget: nil, segment: nil)
         }
     }
 }

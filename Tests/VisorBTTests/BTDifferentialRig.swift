@@ -81,8 +81,20 @@ final class BTDiffRig {
 
     init(mode: CodeMode) throws {
         self.mode = mode
-        interp = try BTHarness(translated: false, mode: mode)
-        bt = try BTHarness(translated: true, mode: mode)
+        interp = try Self.harness(translated: false, mode: mode)
+        bt = try Self.harness(translated: true, mode: mode)
+    }
+
+    /// A machine whose FS and GS have the bases the generator assumes.
+    static func harness(translated: Bool, mode: CodeMode) throws -> BTHarness {
+        let h = try BTHarness(translated: translated, mode: mode)
+        h.cpu.segments[4].base = BTCaseBuilder.fsBase
+        h.cpu.segments[5].base = BTCaseBuilder.gsBase
+        if mode == .bits16 {
+            h.cpu.segments[4].selector = UInt16(BTCaseBuilder.fsBase >> 4)
+            h.cpu.segments[5].selector = UInt16(BTCaseBuilder.gsBase >> 4)
+        }
+        return h
     }
 
     var statistics: BTStatistics { bt.executor?.statistics ?? BTStatistics() }
@@ -94,8 +106,8 @@ final class BTDiffRig {
         let b = try run(c, on: bt, budget: budget)
         let translated = statistics.instructionsRun &- before
         // A machine in shutdown stays there: start the next case on fresh ones.
-        if a.outcome == .shutdown { interp = try BTHarness(translated: false, mode: mode) }
-        if b.outcome == .shutdown { bt = try BTHarness(translated: true, mode: mode) }
+        if a.outcome == .shutdown { interp = try Self.harness(translated: false, mode: mode) }
+        if b.outcome == .shutdown { bt = try Self.harness(translated: true, mode: mode) }
         return (a, b, translated)
     }
 
@@ -116,7 +128,7 @@ final class BTDiffRig {
         let before = h.machine.instructionsRetired
         let outcome = h.run(budget: budget)
         return BTDiffState(gpr: cpu.gpr, rip: cpu.rip, rflags: cpu.rflags,
-                           scratch: try m.read(at: GuestPhysicalAddress(BTDiffLayout.scratch), count: 4096),
+                           scratch: try m.read(at: GuestPhysicalAddress(BTDiffLayout.scratch), count: 8192),
                            stack: try m.read(at: GuestPhysicalAddress(BTDiffLayout.stack), count: 4096),
                            outcome: outcome, retired: h.machine.instructionsRetired &- before)
     }
