@@ -620,6 +620,16 @@ extension BTCaseBuilder {
             guard mode == .bits64 else { return nil }
             legacyByte = false
             taken.insert(4)
+            if !inBlock {
+                // RSP anywhere in its page, or so low that a push crosses into the page below
+                // (the callout refuses it; the interpreter makes it).
+                if rng.below(16) == 0 {
+                    regs[4] = BTDiffLayout.stack + 1 + UInt64(rng.below(7))
+                    expectTranslated = false
+                } else {
+                    regs[4] = BTDiffLayout.stack + 0x100 + UInt64(rng.below(0xd00))
+                }
+            }
             var insn: BTInstruction
             func target(_ b: inout BTCaseBuilder) -> UInt64 {
                 if b.rng.below(16) == 0 {

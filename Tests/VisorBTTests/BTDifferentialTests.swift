@@ -107,6 +107,9 @@ struct BTProgram {
         hlt.undefined = 0
         slots.append([Unit(insn: hlt, target: nil)])
 
+        // A third of the programs start late in the first code page, so that blocks end at the
+        // page's end and an instruction may straddle it (left to the interpreter).
+        let start = BTDiffLayout.code + (b.rng.below(3) == 0 ? 0xe00 + UInt64(b.rng.below(0x180)) : 0)
         // Layout: branches start short (or near at random) and grow until every one reaches.
         let nearWidth = mode == .bits16 ? 2 : 4
         var near = slots.map { $0.map { $0.target != nil && (b.rng.bool() || $0.insn.opcode == [0xe8]) } }
@@ -122,7 +125,7 @@ struct BTProgram {
         while true {
             addresses = []
             slotStart = []
-            var at = BTDiffLayout.code
+            var at = start
             for (s, slot) in slots.enumerated() {
                 slotStart.append(at)
                 var row: [UInt64] = []
@@ -160,7 +163,7 @@ struct BTProgram {
         let flags = rngAfter.next()
         let scratch = BTDiffCase.randomPage(&rngAfter) + BTDiffCase.randomPage(&rngAfter)
         let stack = BTDiffCase.randomPage(&rngAfter)
-        let c = BTDiffCase(code: code, rip: BTDiffLayout.code, regs: b.regs, flags: flags, scratch: scratch,
+        let c = BTDiffCase(code: code, rip: start, regs: b.regs, flags: flags, scratch: scratch,
                            stack: stack, undefined: maskAF ? BTFlag.af : 0)
         return BTProgram(diffCase: c, instructions: count)
     }
