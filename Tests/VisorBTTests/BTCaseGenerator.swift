@@ -177,6 +177,12 @@ struct BTCaseBuilder {
 
     /// A register operand of `size`, distinct from those taken (rSP allowed unless reserved).
     mutating func register(size: UInt8) -> UInt8 {
+        // Single instructions: now and then a register already in use (ADD AH, AL; XOR EAX, EAX;
+        // SHL CL, CL; an operand that is also an address register) — not in blocks, whose
+        // reserved registers must stay, nor beside the stack family's RSP.
+        if scratchRegister == nil && !taken.contains(4) && rng.below(6) == 0 {
+            return UInt8(rng.below(Int(registerCount)))
+        }
         for _ in 0..<64 {
             let r = UInt8(rng.below(Int(registerCount)))
             let f = full(r, size: size)
