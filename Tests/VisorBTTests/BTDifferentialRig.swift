@@ -23,6 +23,7 @@ struct BTDiffState: Equatable {
     var scratch: [UInt8]
     var stack: [UInt8]
     var outcome: StepOutcome
+    var cr2: UInt64
     /// Instructions the machine counted as retired in the run.
     var retired: UInt64
 }
@@ -38,6 +39,8 @@ struct BTDiffCase {
     var pokes: [(address: UInt64, value: UInt64)] = []
     /// Flags the comparison ignores (undefined per the SDM).
     var undefined: UInt64
+    /// With paging on (`BTDiffRig(paging:)`): how the first scratch page is mapped.
+    var scratchPresent = true, scratchWritable = true
 
     /// Random page contents and status flags from `rng`.
     static func randomPage(_ rng: inout BTRandom) -> [UInt8] {
@@ -79,15 +82,20 @@ final class BTDiffRig {
     private(set) var interp: BTHarness
     private(set) var bt: BTHarness
 
-    init(mode: CodeMode) throws {
+    /// With `paging` (64-bit mode): 4-level paging and an IDT of HLT handlers (BTPagingSupport).
+    let paging: Bool
+
+    init(mode: CodeMode, paging: Bool = false) throws {
         self.mode = mode
-        interp = try Self.harness(translated: false, mode: mode)
-        bt = try Self.harness(translated: true, mode: mode)
+        self.paging = paging
+        interp = try Self.harness(translated: false, mode: mode, paging: paging)
+        bt = try Self.harness(translated: true, mode: mode, paging: paging)
     }
 
     /// A machine whose FS and GS have the bases the generator assumes.
-    static func harness(translated: Bool, mode: CodeMode) throws -> BTHarness {
+    static func harness(translated: Bool, mode: CodeMode, paging: Bool = false) throws -> BTHarness {
         let h = try BTHarness(translated: translated, mode: mode)
+        if paging { try h.enablePaging() }
         h.cpu.segments[4].base = BTCaseBuilder.fsBase
         h.cpu.segments[5].base = BTCaseBuilder.gsBase
         if mode == .bits16 {
@@ -106,8 +114,8 @@ final class BTDiffRig {
         let b = try run(c, on: bt, budget: budget)
         let translated = statistics.instructionsRun &- before
         // A machine in shutdown stays there: start the next case on fresh ones.
-        if a.outcome == .shutdown { interp = try Self.harness(translated: false, mode: mode) }
-        if b.outcome == .shutdown { bt = try Self.harness(translated: true, mode: mode) }
+        if a.outcome == .shutdown { interp = try Self.harness(translated: false, mode: mode, paging: paging) }
+        if b.outcome == .shutdown { bt = try Self.harness(translated: true, mode: mode, paging: paging) }
         return (a, b, translated)
     }
 
@@ -118,8 +126,12 @@ final class BTDiffRig {
         try m.write(c.scratch, at: GuestPhysicalAddress(BTDiffLayout.scratch))
         try m.write(c.stack, at: GuestPhysicalAddress(BTDiffLayout.stack))
         for (address, value) in c.pokes { try m.write(btBytes(value, 8), at: GuestPhysicalAddress(address)) }
+        if paging {
+            try h.mapPage(BTDiffLayout.scratch, present: c.scratchPresent, writable: c.scratchWritable)
+        }
         h.machine.resetCaches()
         let cpu = h.cpu
+        cpu.cr2 = 0
         cpu.gpr = c.regs
         cpu.rip = c.rip
         cpu.rflags = (c.flags & BTFlag.status) | 2
@@ -130,7 +142,7 @@ final class BTDiffRig {
         return BTDiffState(gpr: cpu.gpr, rip: cpu.rip, rflags: cpu.rflags,
                            scratch: try m.read(at: GuestPhysicalAddress(BTDiffLayout.scratch), count: 8192),
                            stack: try m.read(at: GuestPhysicalAddress(BTDiffLayout.stack), count: 4096),
-                           outcome: outcome, retired: h.machine.instructionsRetired &- before)
+                           outcome: outcome, cr2: cpu.cr2, retired: h.machine.instructionsRetired &- before)
     }
 
     static let names = ["rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
@@ -143,6 +155,7 @@ final class BTDiffRig {
         for i in 0..<16 where a.gpr[i] != b.gpr[i] {
             out.append("\(names[i]): interp \(h(a.gpr[i])) bt \(h(b.gpr[i]))")
         }
+        if a.cr2 != b.cr2 { out.append("cr2: interp \(h(a.cr2)) bt \(h(b.cr2))") }
         if a.rip != b.rip { out.append("rip: interp \(h(a.rip)) bt \(h(b.rip))") }
         if a.rflags & ~undefined != b.rflags & ~undefined {
             out.append("rflags (undefined \(h(undefined)) masked): interp \(h(a.rflags)) bt \(h(b.rflags))")

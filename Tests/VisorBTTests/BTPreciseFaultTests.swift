@@ -113,4 +113,45 @@ struct BTPreciseFaultTests {
             }
         }
     }
+
+    /// Random programs (BTDifferentialTests' generator) over a scratch page made absent or
+    /// read-only: the first access (or store) faults somewhere in a block, and bt must stop
+    /// exactly where interp delivers the #PF — same registers, RIP, RFLAGS, CR2, frame.
+    @Test("random blocks faulting on an absent or read-only scratch page end as on the interpreter")
+    func randomBlocksFault() throws {
+        let rig = try BTDiffRig(mode: .bits64, paging: true)
+        let plan = BTDiffPlan.make(ciSeeds: BTDifferentialTests.ciSeeds, ciCases: 300)
+        var failures = 0, total = 0, faulted = 0
+        for run in plan.runs {
+            for k in 0..<run.cases {
+                let seed = run.seed &+ UInt64(k)
+                var c = BTProgram.make(mode: .bits64, seed: seed).diffCase
+                c.scratchPresent = seed & 1 == 0
+                c.scratchWritable = false
+                var (a, b, _) = try rig.run(c)
+                total += 1
+                if a.rip == BTHarness.handler + 14 + 1 {
+                    faulted += 1
+                    // The frame holds RFLAGS (above the error code, RIP and CS): AF there is
+                    // as undefined as in the register when the program may have left it so.
+                    let slot = Int(a.gpr[4] &+ 24 &- BTDiffLayout.stack)
+                    if c.undefined & BTFlag.af != 0 && slot >= 0 && slot < 4096 && b.gpr[4] == a.gpr[4] {
+                        a.stack[slot] &= ~UInt8(BTFlag.af)
+                        b.stack[slot] &= ~UInt8(BTFlag.af)
+                    }
+                }
+                let problems = BTDiffRig.differences(a, b, undefined: c.undefined)
+                if !problems.isEmpty {
+                    failures += 1
+                    if failures <= 10 {
+                        Issue.record(BTDifferentialTests.report(.bits64, seed, c, problems + [
+                            "scratch page \(c.scratchPresent ? "read-only" : "absent")"]))
+                    }
+                }
+            }
+        }
+        #expect(failures == 0, "\(failures) of \(total) programs differ")
+        #expect(faulted * 2 >= total, "\(faulted) of \(total) programs took the #PF")
+        #expect(rig.statistics.instructionsRun > 0)
+    }
 }
