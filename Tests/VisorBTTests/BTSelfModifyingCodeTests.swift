@@ -28,7 +28,9 @@ struct BTSelfModifyingCodeTests {
     }
 
     /// Runs the loop on interp and bt and compares registers and the per-iteration log.
-    func check(_ code: [UInt8], aliasPage: UInt64?) throws {
+    /// `expected(ecx)` is EAX in the iteration with that ECX.
+    func check(_ code: [UInt8], aliasPage: UInt64?,
+               expected: (UInt64) -> UInt64 = { 0xffff_ff00 | $0 }) throws {
         var results: [(BTHarness, [UInt8])] = []
         for translated in [false, true] {
             let h = try BTHarness(translated: translated)
@@ -45,12 +47,12 @@ struct BTSelfModifyingCodeTests {
         #expect(bt.cpu.rip == interp.cpu.rip)
         #expect(bt.cpu.rflags == interp.cpu.rflags)
         #expect(btLog == interpLog, "per-iteration values")
-        // Each iteration saw its own patch: eax = 0xffffff00 | ecx.
+        // Each iteration saw its own patch.
         for c in 1...10 {
             let v = btLog[4 * c..<4 * c + 4].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-            #expect(v == 0xffff_ff00 | UInt64(c), "iteration with ecx = \(c)")
+            #expect(v == expected(UInt64(c)), "iteration with ecx = \(c)")
         }
-        let expectedSum = (1...10).reduce(UInt64(0)) { ($0 + (0xffff_ff00 | UInt64($1))) & 0xffff_ffff }
+        let expectedSum = (1...10).reduce(UInt64(0)) { ($0 + expected(UInt64($1))) & 0xffff_ffff }
         #expect(bt.cpu.gpr[3] == expectedSum)
         let stats = try #require(bt.executor).statistics
         #expect(stats.instructionsRun > 0)
@@ -61,6 +63,14 @@ struct BTSelfModifyingCodeTests {
     func sameMapping() throws {
         // mov [rip+1], cl: the byte after the store's end is the MOV's first immediate byte.
         try check(Self.patchingLoop(store: [0x88, 0x0d, 0x01, 0x00, 0x00, 0x00]), aliasPage: nil)
+    }
+
+    @Test("a loop patching its next instruction by read-modify-write (XOR byte [rip+1], 0x55) runs each version")
+    func readModifyWrite() throws {
+        // The immediate's low byte goes ff -> aa -> ff ...: iteration i (ecx = 11 - i) sees
+        // 0xaa when i is odd.
+        try check(Self.patchingLoop(store: [0x80, 0x35, 0x01, 0x00, 0x00, 0x00, 0x55]), aliasPage: nil,
+                  expected: { c in 0xffff_ff00 | ((11 - c) % 2 == 1 ? 0xaa : 0xff) })
     }
 
     @Test("code written through another linear mapping of its physical page is seen")
