@@ -379,7 +379,7 @@ struct BTCaseBuilder {
 
 /// The instruction families the translator covers (`BlockTranslator.covers`).
 enum BTFamily: CaseIterable {
-    case alu, aluImmediate, mov, unary, shift, imul, setcc, cmov, extendMove, lea, accumulatorExtend, xchg
+    case alu, aluImmediate, mov, unary, shift, imul, setcc, cmov, extendMove, lea, accumulatorExtend, xchg, nop
     case branch, stack
 }
 
@@ -433,7 +433,9 @@ extension BTCaseBuilder {
                     insn = BTInstruction([0x83])
                     insn.immediate = immediate(1)
                 } else {
-                    insn = BTInstruction([s == 1 ? (n == 8 ? 0xf6 : 0x80) : (n == 8 ? 0xf7 : 0x81)])
+                    // (82 is 80's alias outside 64-bit mode.)
+                    let byteGroup: UInt8 = mode != .bits64 && rng.bool() ? 0x82 : 0x80
+                    insn = BTInstruction([s == 1 ? (n == 8 ? 0xf6 : byteGroup) : (n == 8 ? 0xf7 : 0x81)])
                     insn.immediate = immediate(immediateSize)
                 }
                 insn.setModRM(reg: n == 8 ? 0 : UInt8(n), operand)
@@ -445,8 +447,25 @@ extension BTCaseBuilder {
         case .mov:
             let s = size([1, 2, 4, 8])
             var insn: BTInstruction
-            switch rng.below(4) {
-            case 0, 1:
+            switch rng.below(5) {
+            case 4 where scratchRegister == nil && !taken.contains(0):
+                // MOV AL/eAX <-> moffs: an absolute offset of the address size.
+                taken.insert(0)
+                var target = scratchTarget(size: Int(s))
+                let alternate = rng.below(4) == 0
+                let width = switch mode {
+                case .bits64: alternate ? 4 : 8
+                case .bits32: alternate ? 2 : 4
+                case .bits16: alternate ? 4 : 2
+                }
+                insn = BTInstruction([(rng.bool() ? 0xa0 : 0xa2) + (s == 1 ? 0 : 1)])
+                if alternate { insn.prefixes.append(0x67) }
+                if rng.bool() {
+                    insn.prefixes.append(0x64)
+                    target -= Self.fsBase
+                }
+                insn.immediate = btBytes(target, width)
+            case 0, 1, 4:
                 let r = register(size: s)
                 let operand = rm(size: s)
                 insn = BTInstruction([(rng.bool() ? 0x88 : 0x8a) + (s == 1 ? 0 : 1)])
@@ -558,7 +577,12 @@ extension BTCaseBuilder {
                 let operand = rm(size: 4)
                 var insn = BTInstruction([0x63])
                 insn.setModRM(reg: r, operand)
-                insn.rexW = true
+                // MOVSXD with a 32- or 16-bit destination (no REX.W) now and then.
+                switch rng.below(4) {
+                case 0: break
+                case 1: insn.prefixes.append(0x66)
+                default: insn.rexW = true
+                }
                 return insn
             }
             let byteSource = kind < 2
@@ -605,6 +629,19 @@ extension BTCaseBuilder {
             sized(&insn, s)
             return insn
 
+        case .nop:
+            switch rng.below(3) {
+            case 0: return BTInstruction([0x90])
+            case 1: return BTInstruction([0xf3, 0x90])  // PAUSE
+            default:
+                // The multi-byte NOP 0F 1F /0 (its memory operand is not accessed).
+                let s = size([2, 4, 8])
+                var insn = BTInstruction([0x0f, 0x1f])
+                insn.setModRM(reg: 0, rm(size: s))
+                sized(&insn, s)
+                return insn
+            }
+
         case .branch:
             let near = rng.bool()
             let width = near ? (mode == .bits16 ? 2 : 4) : 1
@@ -613,6 +650,7 @@ extension BTCaseBuilder {
             if conditional {
                 let cc = UInt8(rng.below(16))
                 insn = BTInstruction(near ? [0x0f, 0x80 + cc] : [0x70 + cc])
+                if rng.below(8) == 0 { insn.prefixes.append(rng.pick([0x2e, 0x3e])) }  // branch hints
             } else {
                 insn = BTInstruction([near ? 0xe9 : 0xeb])
             }
