@@ -42,7 +42,7 @@ struct BTDiffCase {
     /// With paging on (`BTDiffRig(paging:)`): how the first scratch page is mapped.
     var scratchPresent = true, scratchWritable = true
 
-    /// Random page contents and status flags from `rng`.
+    /// A page of random bytes from `rng`.
     static func randomPage(_ rng: inout BTRandom) -> [UInt8] {
         var page = [UInt8](repeating: 0, count: 4096)
         for i in stride(from: 0, to: 4096, by: 8) {
