@@ -134,7 +134,8 @@ final class BTDiffRig {
         cpu.cr2 = 0
         cpu.gpr = c.regs
         cpu.rip = c.rip
-        cpu.rflags = (c.flags & BTFlag.status) | 2
+        // Random status flags and DF (which translated code keeps clear on the host).
+        cpu.rflags = (c.flags & (BTFlag.status | 0x400)) | 2
         cpu.halted = false
         cpu.interruptShadow = false
         let before = h.machine.instructionsRetired
