@@ -711,7 +711,14 @@ extension BTCaseBuilder {
                 insn = BTInstruction([0xff])
                 let destination = target(&self)
                 let operand: BTRM
-                if rng.bool() {
+                if rng.below(4) == 0 {
+                    // Through the stack: JMP/CALL [rsp + disp8] (the address is taken before
+                    // CALL pushes).
+                    let d = UInt64(8 * rng.below(8))
+                    operand = .memory(modrm: 0x44, sib: 0x24, displacement: [UInt8(d)], rexX: false, rexB: false,
+                                      addressPrefix: false, ripTarget: nil, segment: nil)
+                    pokes.append((regs[4] + d, destination))
+                } else if rng.bool() {
                     let t = scratchTarget(size: 8)
                     operand = memory(size: 8, target: t)
                     pokes.append((t, destination))
