@@ -72,6 +72,13 @@ public final class BTExecutor: X86BlockExecutor {
 
     public func executeBlock(on machine: X86Machine) -> Int {
         let cpu = machine.cpu
+        // An event held off at this boundary only by the STI / MOV SS shadow (the step loop
+        // checks the rest) is due right after this one instruction, as interp takes it and
+        // `injectInterrupt` promises: the interpreter runs the instruction, not a whole block.
+        if cpu.rflags & X86SystemBits.flagIF != 0 && (machine.pendingInterrupt != nil || machine.interruptWindowRequested)
+            || (machine.nmiPending && !machine.nmiBlocked) {
+            return 0
+        }
         let mode = cpu.codeMode
         let rip = cpu.rip
         let linear: UInt64
