@@ -66,7 +66,10 @@ extension X86Machine {
         // One test for the debug features: TF or RF set, a breakpoint enabled, a trap deferred.
         if cpu.rflags & X86DebugBits.stepFlags != 0 || cpu.debugArmed { return stepDebugging(inhibited: inhibited) }
         cpu.interruptShadow = false
-        if let executor = blockExecutor {
+        // An event held off at this boundary only by the STI / MOV SS shadow is due right after
+        // this one instruction (as `injectInterrupt` promises): the interpreter runs it, not a
+        // translated block.
+        if let executor = blockExecutor, !(inhibited && needsInterruptCheck) {
             // Translated code first (the `bt` engine); when it has nothing for this
             // instruction, the interpreter runs it below.
             let retired = executor.executeBlock(on: self)

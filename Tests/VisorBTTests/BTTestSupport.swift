@@ -12,6 +12,8 @@ final class BTTestBus: X86Bus {
     let memory: GuestMemory
     var hasPendingExit = false
     init(size: UInt64 = 4 << 20) throws { memory = try GuestMemory(size: size) }
+    /// A bus over another vCPU's RAM (vCPUs of one machine).
+    init(memory: GuestMemory) { self.memory = memory }
     func portRead(port: UInt16, size: UInt8) throws(X86Stop) -> UInt32 { 0xffff_ffff }
     func portWrite(port: UInt16, size: UInt8, value: UInt32) {}
     func mmioRead(address: UInt64, size: UInt8) throws(X86Stop) -> UInt64 { 0x1122_3344_5566_7788 }
@@ -30,9 +32,11 @@ struct BTHarness {
     var cpu: X86CPU { machine.cpu }
     static let codeAddress: UInt64 = 0x1000
 
-    init(translated: Bool, mode: CodeMode = .bits64, cacheBytes: Int = 1 << 20) throws {
-        bus = try BTTestBus()
-        machine = X86Machine(bus: bus)
+    /// `shared` (made for `memory`) and `vcpuIndex` make this one of several vCPUs over `memory`.
+    init(translated: Bool, mode: CodeMode = .bits64, cacheBytes: Int = 1 << 20,
+         memory: GuestMemory? = nil, shared: X86SharedState? = nil, vcpuIndex: Int = 0) throws {
+        bus = try memory.map { BTTestBus(memory: $0) } ?? BTTestBus()
+        machine = X86Machine(bus: bus, shared: shared, vcpuIndex: vcpuIndex)
         executor = translated ? try BTExecutor(cacheBytes: cacheBytes) : nil
         machine.blockExecutor = executor
         let cpu = machine.cpu
