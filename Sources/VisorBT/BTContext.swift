@@ -36,9 +36,9 @@ enum BTContext {
     static let hostTLB: Int32 = 216
     /// Non-zero when stores may take the inline path (no other vCPU watches this one's stores).
     static let inlineStores: Int32 = 224
-    /// The jump cache's generation in bits 62:48: an entry's tag is RIP XOR this, so
-    /// emptying the cache is one increment (tags of canonical or 32-bit RIPs stay distinct and
-    /// never equal `emptyTag`, since bit 63 of the generation is clear).
+    /// The jump cache's generation in bits 62:48: an entry's tag is RIP plus this, so
+    /// emptying the cache is one increment. Tags of canonical or 32-bit RIPs stay distinct (two
+    /// canonical RIPs never differ by a multiple of 2^48) and never equal `emptyTag`.
     static let jumpGeneration: Int32 = 232
     /// The host TLB's generation in bits 63:52: a tag is the page number plus this.
     static let tlbGeneration: Int32 = 240
@@ -61,8 +61,11 @@ enum BTContext {
     /// Jump cache generations are 1...0x7fff.
     static let maximumJumpGeneration: UInt64 = 0x7fff
 
-    /// Jump cache entries (a power of two); the index is (RIP ^ RIP >> 12) mod this.
+    /// Jump cache entries (a power of two), by `jumpSlot`.
     static let jumpCacheEntries = 4096
+    /// The jump cache slot of a RIP: (RIP + RIP >> 12) mod 4096 (adds and shifts only, so
+    /// translated code computes it without touching the flags).
+    static func jumpSlot(_ rip: UInt64) -> Int { Int(truncatingIfNeeded: (rip &+ (rip >> 12)) & 4095) }
     /// A jump cache tag no RIP can equal (not canonical, and above 32 bits).
     static let emptyTag: UInt64 = 0x8000_0000_0000_0000
 

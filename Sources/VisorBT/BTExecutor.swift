@@ -205,8 +205,8 @@ public final class BTExecutor: X86BlockExecutor {
     }
 
     private func remember(rip: UInt64, entry: UnsafeRawPointer) {
-        let i = Int(truncatingIfNeeded: (rip ^ (rip >> 12)) & UInt64(BTContext.jumpCacheEntries - 1))
-        jumpCache[2 * i] = rip ^ jumpGeneration
+        let i = BTContext.jumpSlot(rip)
+        jumpCache[2 * i] = rip &+ jumpGeneration
         jumpCache[2 * i + 1] = UInt64(UInt(bitPattern: entry))
     }
 
@@ -240,8 +240,8 @@ public final class BTExecutor: X86BlockExecutor {
         }
         // The jump cache answers for the current view without hashing: a block for this RIP,
         // or (the no-block table) none.
-        let slot = Int(truncatingIfNeeded: (rip ^ (rip >> 12)) & UInt64(BTContext.jumpCacheEntries - 1))
-        let tag = rip ^ jumpGeneration
+        let slot = BTContext.jumpSlot(rip)
+        let tag = rip &+ jumpGeneration
         if jumpCache[2 * slot] == tag, let entry = UnsafeRawPointer(bitPattern: UInt(jumpCache[2 * slot + 1])) {
             return run(entry, machine: machine)
         }

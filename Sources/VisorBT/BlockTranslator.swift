@@ -412,24 +412,63 @@ struct BlockTranslator {
     /// budget allows; otherwise returns to Swift.
     private mutating func chain(retired: Int) {
         let toSwift = e.makeLabel()
-        e.pushFlags(); e.popContext(disp: BTContext.hostFlags)
+        guard fast.loads else {
+            // Without BMI2: the flags saved first, then the lookup with ordinary arithmetic.
+            e.pushFlags(); e.popContext(disp: BTContext.hostFlags)
+            e.store(.rax, disp: BTContext.rip, size: 8)
+            e.addToContext(disp: BTContext.retired, Int32(retired))
+            e.decrementContext(disp: BTContext.budget)
+            e.jcc(0xe, toSwift)  // LE: the budget is spent
+            e.move(.rdx, .rax)
+            e.registerForm(Opcode(0xc1), size: 8, reg: 5, rm: .rdx); e.byte(12)  // SHR rdx, 12
+            e.alu(0, .rdx, .rax, size: 8)                                 // ADD rdx, rax
+            e.and32(.rdx, UInt32(BTContext.jumpCacheEntries - 1))
+            e.registerForm(Opcode(0xc1), size: 4, reg: 4, rm: .rdx); e.byte(4)  // SHL edx, 4: 16-byte entries
+            e.addFromContext(.rdx, disp: BTContext.jumpCache)
+            e.load(.rcx, disp: BTContext.jumpGeneration)
+            e.alu(0, .rcx, .rax, size: 8)                                 // ADD rcx, rax: the tag
+            e.compareMemory(at: .rdx, with: .rcx)
+            e.jcc(5, toSwift)    // NE: not this RIP
+            e.jumpThrough(.rdx, disp: 8)
+            e.bind(toSwift)
+            e.jumpThroughContext(disp: BTContext.exitAddress)
+            return
+        }
+        // With BMI2 nothing here touches the flags: the guest's stay in the host's RFLAGS and
+        // the jump lands in the next block's body, past its flag-loading prologue.
+        let found = e.makeLabel()
         e.store(.rax, disp: BTContext.rip, size: 8)
-        e.addToContext(disp: BTContext.retired, Int32(retired))
-        e.decrementContext(disp: BTContext.budget)
-        e.jcc(0xe, toSwift)  // LE: the budget is spent
-        e.move(.rdx, .rax)
-        e.registerForm(Opcode(0xc1), size: 8, reg: 5, rm: .rdx); e.byte(12)  // SHR rdx, 12
-        e.alu(6, .rdx, .rax, size: 8)                                 // XOR rdx, rax
-        e.and32(.rdx, UInt32(BTContext.jumpCacheEntries - 1))
-        e.registerForm(Opcode(0xc1), size: 4, reg: 4, rm: .rdx); e.byte(4)  // SHL edx, 4: 16-byte entries
-        e.addFromContext(.rdx, disp: BTContext.jumpCache)
+        e.load(.rcx, disp: BTContext.retired)
+        e.baseForm(Opcode(0x8d), size: 8, reg: HostRegister.rcx.rawValue, base: .rcx, disp: Int8(retired))
+        e.store(.rcx, disp: BTContext.retired, size: 8)
+        e.load(.rcx, disp: BTContext.budget)
+        e.jrcxz(toSwift)                                                   // spent
+        e.baseForm(Opcode(0x8d), size: 8, reg: HostRegister.rcx.rawValue, base: .rcx, disp: -1)
+        e.store(.rcx, disp: BTContext.budget, size: 8)
+        // The slot (`BTContext.jumpSlot`) times 16: ((rip + rip >> 12) << 52) >> 48.
+        e.moveImmediate(.rcx, 12)
+        e.shrx(.rdx, .rax, count: .rcx)
+        e.leaSum(.rdx, base: .rdx, index: .rax, scale: 1)
+        e.moveImmediate(.rcx, 52)
+        e.shlx(.rdx, .rdx, count: .rcx)
+        e.moveImmediate(.rcx, 48)
+        e.shrx(.rdx, .rdx, count: .rcx)
+        e.load(.rcx, disp: BTContext.jumpCache)
+        e.leaSum(.rdx, base: .rdx, index: .rcx, scale: 1)
+        // The tag wanted, RIP + generation, minus the slot's: zero on a hit.
         e.load(.rcx, disp: BTContext.jumpGeneration)
-        e.alu(6, .rcx, .rax, size: 8)                                 // XOR rcx, rax: the tag
-        e.compareMemory(at: .rdx, with: .rcx)
-        e.jcc(5, toSwift)    // NE: not this RIP
-        e.jumpThrough(.rdx, disp: 8)
+        e.leaSum(.rcx, base: .rcx, index: .rax, scale: 1)
+        e.load(.rsi, base: .rdx, disp: 0)
+        e.unary(2, .rsi, size: 8)                                          // NOT
+        e.leaSum(.rcx, base: .rcx, index: .rsi, scale: 1, disp: 1)
+        e.jrcxz(found)
         e.bind(toSwift)
+        e.pushFlags(); e.popContext(disp: BTContext.hostFlags)
         e.jumpThroughContext(disp: BTContext.exitAddress)
+        e.bind(found)
+        e.load(.rcx, base: .rdx, disp: 8)
+        e.baseForm(Opcode(0x8d), size: 8, reg: HostRegister.rcx.rawValue, base: .rcx, disp: Int8(Self.bodyOffset))
+        e.jump(.rcx)
     }
 
     /// A label that stops the block before instruction number `retired` (at `rip`). From a
