@@ -140,9 +140,11 @@ struct BlockTranslator {
         case .bswap:
             return d.kind == .register && (d.size == 4 || d.size == 8)
         case .bt, .bts, .btr, .btc:
-            // Register destinations only: a memory bit string is addressed by the whole offset.
-            return d.kind == .register && (d.size == 2 || d.size == 4 || d.size == 8)
-                && (s.kind == .register || s.kind == .immediate)
+            // Registers, or memory with an immediate bit index (a register index into memory
+            // addresses a whole bit string: left to the interpreter).
+            return (d.size == 2 || d.size == 4 || d.size == 8)
+                && ((d.kind == .register && (s.kind == .register || s.kind == .immediate))
+                    || (d.kind == .memory && s.kind == .immediate))
         case .mul, .div:
             let width = s.size == 0 ? insn.operandSize : s.size
             return (s.kind == .register || s.kind == .memory) && (width == 4 || width == 8)
@@ -815,8 +817,16 @@ struct BlockTranslator {
             write(d, from: .rax, size: size)
 
         case .bt, .bts, .btr, .btc:
-            guestValue(into: .rax, d.index)
             let ext: UInt8 = insn.operation == .bt ? 4 : insn.operation == .bts ? 5 : insn.operation == .btr ? 6 : 7
+            if d.kind == .memory {
+                // An immediate bit index: the operand is just the memory word.
+                arithmetic(g, retired: k, size: size, writes: insn.operation != .bt, unary: true) { e in
+                    e.registerForm(Opcode(0x0f, 0xba), size: size, reg: ext, rm: .rax)  // BTx rax, imm8
+                    e.byte(UInt8(truncatingIfNeeded: insn.immediate))
+                }
+                break
+            }
+            guestValue(into: .rax, d.index)
             if s.kind == .immediate {
                 e.registerForm(Opcode(0x0f, 0xba), size: size, reg: ext, rm: .rax)  // BTx rax, imm8
                 e.byte(UInt8(truncatingIfNeeded: insn.immediate))

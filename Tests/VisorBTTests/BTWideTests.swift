@@ -47,6 +47,10 @@ struct BTWideTests {
         ("bts eax, ecx", [0x0f, 0xab, 0xc8], 0x41),
         ("btr ax, cx", [0x66, 0x0f, 0xb3, 0xc8], 0x41),
         ("btc rax, 45", [0x48, 0x0f, 0xba, 0xf8, 0x2d], 0x41),
+        ("bts qword [rsi], 50", [0x48, 0x0f, 0xba, 0x2e, 0x32], 0x41),
+        ("btr dword [rsi], 3", [0x0f, 0xba, 0x36, 0x03], 0x41),
+        ("bt word [rsi], 17", [0x66, 0x0f, 0xba, 0x26, 0x11], 0x41),
+        ("btc qword [rsi], 63", [0x48, 0x0f, 0xba, 0x3e, 0x3f], 0x41),
         ("bswap eax", [0x0f, 0xc8], 0x8d5),
         ("bswap r9", [0x49, 0x0f, 0xc9], 0x8d5),
         ("leave", [0xc9], 0x8d5),
@@ -87,6 +91,9 @@ struct BTWideTests {
             #expect(bt.cpu.gpr == interp.cpu.gpr, "\(context)")
             #expect(bt.cpu.rip == interp.cpu.rip, "\(context)")
             #expect(bt.cpu.rflags & compared == interp.cpu.rflags & compared, "\(context)")
+            let x: UInt64 = try interp.bus.memory.load(UInt64.self, at: GuestPhysicalAddress(gpr[6]))
+            let y: UInt64 = try bt.bus.memory.load(UInt64.self, at: GuestPhysicalAddress(gpr[6]))
+            #expect(x == y, "\(context): memory")
             translated &+= try #require(bt.executor).statistics.instructionsRun
             if bt.cpu.gpr != interp.cpu.gpr { break }
         }
