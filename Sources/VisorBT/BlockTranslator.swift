@@ -102,7 +102,7 @@ struct BlockTranslator {
     /// Whether translated code can run `insn` in `mode`; `next` is the address after it (for
     /// relative branch targets, which must be canonical).
     static func covers(_ insn: DecodedInstruction, mode: CodeMode, next: UInt64) -> Bool {
-        if insn.prefixes.lock { return false }
+        if insn.prefixes.lock && insn.operation != .cmpxchg && insn.operation != .xadd { return false }
         if insn.prefixes.repetition != .none && insn.operation != .stos && insn.operation != .movs { return false }
         let d = insn.destination, s = insn.source
         let size = operationSize(insn)
@@ -153,6 +153,10 @@ struct BlockTranslator {
             return (s.kind == .register || s.kind == .memory) && (width == 4 || width == 8)
         case .leave:
             return long && insn.operandSize == 8
+        case .cmpxchg, .xadd:
+            // On memory, as one host LOCK CMPXCHG / LOCK XADD through the host TLB (atomic
+            // beside device threads and other vCPUs); anything else is left to the interpreter.
+            return long && d.kind == .memory && s.kind == .register && sizeOK(size)
         case .stos, .movs:
             // REP STOS / REP MOVS with 64-bit addresses: a callout does whole runs of them.
             return long && insn.prefixes.repetition != .none && insn.addressSize == 8
@@ -839,6 +843,40 @@ struct BlockTranslator {
 
         case .mul, .div, .idiv:
             wide(g, retired: k)
+
+        case .cmpxchg, .xadd:
+            // The host address from a write probe; through the callout (a TLB miss, or stores
+            // watched by other vCPUs) there is none, and the interpreter does the instruction.
+            let fail = failure(retired: k, rip: g.rip)
+            address(insn, rip: g.rip)
+            loadAccess(segment: segment, size: size, forWrite: true, keepHost: true, fail: fail)
+            let direct = e.makeLabel()
+            e.move(.rcx, .r13)
+            e.unlessRCXZero(jumpTo: direct)
+            // Through the callout: it filled the host TLB when stores may use it, so a second
+            // probe finds the page; otherwise the interpreter does the instruction.
+            probe(size: size, write: true, miss: fail)
+            e.leaSum(.r13, base: .r12, index: .rsi, scale: 1)
+            e.bind(direct)
+            if insn.operation == .cmpxchg {
+                guestValue(into: .rax, 0)   // guest RAX now cached: written below on one path only
+                read(s, insn, into: .rcx, size: size)
+                e.byte(0xf0)
+                e.baseForm(Opcode(0x0f, size == 1 ? 0xb0 : 0xb1), size: size, reg: HostRegister.rcx.rawValue, base: .r13, disp: 0)
+                // Only a failed comparison loads the accumulator (a success leaves RAX whole).
+                let equal = e.makeLabel()
+                e.jcc(4, equal)
+                if let h = hostFor[0] {
+                    e.registerForm(Opcode(size == 1 ? 0x88 : 0x89), size: size, reg: HostRegister.rax.rawValue, rm: h)
+                    dirty[0] = true
+                }
+                e.bind(equal)
+            } else {
+                read(s, insn, into: .rcx, size: size)
+                e.byte(0xf0)
+                e.baseForm(Opcode(0x0f, size == 1 ? 0xc0 : 0xc1), size: size, reg: HostRegister.rcx.rawValue, base: .r13, disp: 0)
+                setGuest(s.index, from: .rcx, size: size)
+            }
 
         case .stos, .movs:
             // The callout works on the context's RCX, RSI, RDI and RAX: spilled before it,

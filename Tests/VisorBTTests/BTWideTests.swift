@@ -51,6 +51,12 @@ struct BTWideTests {
         ("btr dword [rsi], 3", [0x0f, 0xba, 0x36, 0x03], 0x41),
         ("bt word [rsi], 17", [0x66, 0x0f, 0xba, 0x26, 0x11], 0x41),
         ("btc qword [rsi], 63", [0x48, 0x0f, 0xba, 0x3e, 0x3f], 0x41),
+        ("lock cmpxchg [rsi], rcx", [0xf0, 0x48, 0x0f, 0xb1, 0x0e], 0x8d5),
+        ("cmpxchg dword [rsi], ecx", [0x0f, 0xb1, 0x0e], 0x8d5),
+        ("lock cmpxchg word [rsi], dx", [0xf0, 0x66, 0x0f, 0xb1, 0x16], 0x8d5),
+        ("lock cmpxchg byte [rsi], cl", [0xf0, 0x0f, 0xb0, 0x0e], 0x8d5),
+        ("lock xadd [rsi], rdx", [0xf0, 0x48, 0x0f, 0xc1, 0x16], 0x8d5),
+        ("xadd dword [rsi], ecx", [0x0f, 0xc1, 0x0e], 0x8d5),
         ("bswap eax", [0x0f, 0xc8], 0x8d5),
         ("bswap r9", [0x49, 0x0f, 0xc9], 0x8d5),
         ("leave", [0xc9], 0x8d5),
@@ -69,6 +75,8 @@ struct BTWideTests {
             gpr[4] = 0x7_0000                      // RSP
             gpr[6] = 0x6_0000 + (g.next() & 0xff8) // RSI: a scratch qword
             if name == "leave" { gpr[5] = 0x5_0000 + (g.next() & 0xff8) }
+            // CMPXCHG succeeds half the time: the accumulator equals the memory word.
+            let scratchOverride: UInt64? = name.contains("cmpxchg") && g.next() % 2 == 0 ? gpr[0] : nil
             // Dividends that fit the quotient three times in four (random ones mostly fault).
             if name.hasPrefix("div") && g.next() % 4 != 0 { gpr[2] = 0 }
             if name.hasPrefix("idiv") && g.next() % 4 != 0 {
@@ -76,7 +84,7 @@ struct BTWideTests {
                     : (gpr[0] & 0x8000_0000 != 0 ? 0xffff_ffff : 0)
             }
             let flags = (g.next() & 0x8d5) | 2
-            let scratch = g.interesting()
+            let scratch = scratchOverride ?? g.interesting()
             for h in [interp, bt] {
                 try h.load(bytes + [0xf4])
                 try h.bus.memory.store(scratch, at: GuestPhysicalAddress(gpr[6]))
