@@ -79,7 +79,9 @@ func report(_ o: UnsafeMutablePointer<UInt64>, cpl: Int) {
     }
 
     begin("lar", cpl); put("0x0008 ZF="); put(o[10])
-    if o[10] != 0 { put(" access="); putHex(o[9], digits: 8) }
+    // The access byte without the accessed bit (set by a CS load on some CPUs, not on others)
+    // and the G, D, L, AVL flags; bits 19:16 are undefined.
+    if o[10] != 0 { put(" access="); putHex(o[9] >> 8 & 0xfe, digits: 2); put(" flags="); putHex(o[9] >> 20 & 0xf) }
     putLine(user ? " (no trap: reads descriptors of the real GDT; the DPL shows the real rings)" : "")
     begin("lsl", cpl); put("0x0008 ZF="); put(o[12])
     if o[12] != 0 { put(" limit="); putHex(o[11], digits: 8) }
