@@ -309,6 +309,11 @@ public final class Domain: @unchecked Sendable {
         if let pool, let domainID { pool.remove(domain: domainID, vcpuCount: runners.count) }
         var total = ExitStatistics()
         for runner in runners { total.merge(runner.statistics) }
+        // The vCPU threads have ended (joined above): their engines' counts are final.
+        for case let counting as any SensitiveInstructionCounting in runners.map(\.vcpu) {
+            total.sensitiveInstructions = (total.sensitiveInstructions ?? SensitiveInstructionCounts())
+            total.sensitiveInstructions?.merge(counting.sensitiveInstructionCounts)
+        }
         total.wallNanoseconds = monotonicNanoseconds() &- startTime
         platform.lock.withLock {
             total.paravirtual = pv.statistics

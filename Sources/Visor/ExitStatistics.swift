@@ -45,6 +45,10 @@ public struct ExitStatistics: Sendable {
     public var consoleInput: ConsoleInputStatistics?
     /// The virtio devices' queue counts (the domain's, set at the end of the run).
     public var virtioDevices: [VirtioDeviceStatistics] = []
+    /// Robin and Irvine's sensitive instructions the guest executed, by kind and CPL (its vCPUs'
+    /// together, set at the end of the run); nil when the engine cannot see them (`kvm`: the
+    /// hardware runs them without an exit).
+    public var sensitiveInstructions: SensitiveInstructionCounts?
 
     public var totalExits: UInt64 { buckets.reduce(0) { $0 &+ $1.count } }
 
@@ -99,11 +103,23 @@ public struct ExitStatistics: Sendable {
         }
         if let input = consoleInput, input != ConsoleInputStatistics() { lines.append(input.report) }
         lines += virtioDevices.map(\.report)
+        lines += sensitiveInstructionsReport
         let u = unbacked
         if u != UnbackedAccesses() {
             lines.append("unbacked: port reads \(u.portReads), port writes \(u.portWrites), mmio reads \(u.mmioReads), mmio writes \(u.mmioWrites)")
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// The sensitive-instructions section: a heading and one line per instruction that
+    /// occurred, or one line saying the engine cannot count them.
+    var sensitiveInstructionsReport: [String] {
+        guard let counts = sensitiveInstructions else {
+            return ["sensitive instructions: not counted (the hardware runs them without an exit)"]
+        }
+        let heading = "sensitive instructions (unprivileged but sensitive, Robin & Irvine 2000):"
+        if counts.isEmpty { return [heading + " none"] }
+        return [heading] + counts.reportLines.map { "  " + $0 }
     }
 
     private func pad(_ s: String, _ width: Int, right: Bool = false) -> String {

@@ -18,6 +18,7 @@ extension X86Machine {
         let ss = UInt8(X86CPU.ss)
         switch insn.operation {
         case .push:
+            if insn.source.kind == .segment { countSensitive(.pushSegment) }
             let value = try readValue(insn.source, insn, size: size)
             try push(value, size: size)
         case .pop:
@@ -35,10 +36,12 @@ extension X86Machine {
                 throw e
             }
         case .pushf:
+            countSensitive(.pushf)
             try checkVirtual8086FlagAccess()
             let image = cpu.rflags & ~(RFlag.resume | RFlag.virtual8086)
             try push(image & Self.mask(size), size: size)
         case .popf:
+            countSensitive(.popf)
             try checkVirtual8086FlagAccess()
             let value = try pop(size: size)
             var writable = RFlag.status | RFlag.trap | RFlag.interrupt | RFlag.direction | RFlag.iopl

@@ -74,6 +74,7 @@ extension X86Machine {
             }
             retire(insn)
         case .sgdt, .sidt:
+            countSensitive(insn.operation == .sgdt ? .sgdt : .sidt)
             let table = insn.operation == .sgdt ? cpu.gdtr : cpu.idtr
             let (segment, offset) = try memoryOperand(insn)
             try writeMemory(segment: segment, offset: offset, size: 2, value: UInt64(table.limit))
@@ -82,6 +83,7 @@ extension X86Machine {
                             size: cpu.codeMode == .bits64 ? 8 : 4, value: base)
             retire(insn)
         case .sldt, .str:
+            countSensitive(insn.operation == .sldt ? .sldt : .str)
             guard protectedMode, !virtual8086 else { throw .fault(.undefined) }
             let selector = insn.operation == .sldt ? cpu.ldtr.selector : cpu.tr.selector
             try writeSelectorOperand(insn, UInt64(selector))
@@ -99,6 +101,7 @@ extension X86Machine {
             try loadTaskRegister(UInt16(truncatingIfNeeded: try selectorOperand(insn)))
             retire(insn)
         case .smsw:
+            countSensitive(.smsw)
             let size: UInt8 = insn.destination.kind == .memory ? 2 : insn.destination.size
             try write(insn.destination, insn, cpu.cr0 & Self.mask(size))
             retire(insn)
@@ -118,8 +121,10 @@ extension X86Machine {
         case .movDebug:
             try executeMoveDebug(insn)
         case .movSegment:
+            countSensitive(insn.destination.kind == .segment ? .movToSegment : .movFromSegment)
             try executeMoveSegment(insn)
         case .pop where insn.destination.kind == .segment:
+            countSensitive(.popSegment)
             try executePopSegment(insn)
         case .loadFarPointer:
             try executeLoadFarPointer(insn)
@@ -160,13 +165,16 @@ extension X86Machine {
             throw .fault(.undefined)
         case .int, .int3, .into, .int1, .iret, .jmpFar, .callFar, .retFar, .syscall, .sysret, .sysenter,
              .sysexit:
+            countSensitiveControlTransfer(insn.operation)
             try executeControlTransfer(insn)
         case .verr, .verw:
+            countSensitive(insn.operation == .verr ? .verr : .verw)
             guard protectedMode, !virtual8086 else { throw .fault(.undefined) }
             let selector = UInt16(truncatingIfNeeded: try selectorOperand(insn))
             setZeroFlag(try verifySegment(selector, write: insn.operation == .verw))
             retire(insn)
         case .lar, .lsl:
+            countSensitive(insn.operation == .lar ? .lar : .lsl)
             guard protectedMode, !virtual8086 else { throw .fault(.undefined) }
             let selector = UInt16(truncatingIfNeeded: try read(insn.source, insn) & 0xffff)
             if let value = try accessRightsOrLimit(selector, limit: insn.operation == .lsl) {

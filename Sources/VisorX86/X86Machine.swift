@@ -72,6 +72,8 @@ public final class X86Machine {
     @exclusivity(unchecked) public internal(set) var isShutdown = false
     /// Instructions retired by the step loop (faulting instructions do not count).
     @exclusivity(unchecked) public internal(set) var instructionsRetired: UInt64 = 0
+    /// Robin and Irvine's sensitive instructions executed, by kind and CPL (`SensitiveInstructions.swift`).
+    @exclusivity(unchecked) public internal(set) var sensitiveInstructions = SensitiveInstructionCounts()
     /// DR6 bits of the data and I/O breakpoints the current instruction met (`Debug.swift`).
     @exclusivity(unchecked) var debugTrapHits: UInt64 = 0
     /// Runs translated code ahead of the interpreter (the `bt` engine); nil for `interp`.

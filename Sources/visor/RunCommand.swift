@@ -73,7 +73,7 @@ struct RunCommand: ParsableCommand {
             help: "Virtual CPUs (1-\(Domain.maximumVCPUs)). vCPU 0 boots; the guest starts the others with INIT and start-up IPIs.")
     var vcpus: String = "1"
 
-    @Flag(help: "Print exits by reason and the time spent when the guest ends.")
+    @Flag(help: "Print exits by reason and the time spent when the guest ends (on interp also the sensitive-but-unprivileged instructions run, by CPL).")
     var stats = false
 
     @Option(parsing: .unconditional, help: "Stop the guest after this long, e.g. 10s, 500ms, 2m (it did not finish: status 6).")
