@@ -10,7 +10,7 @@ import VisorCore
 @Suite("The sensitive guest")
 struct SensitiveGuestTests {
     /// The engines that see every instruction the guest executes (add "bt" when it is ready).
-    static let softwareEngines = ["interp"]
+    static let softwareEngines = ["interp", "bt"]
 
     /// The counts `--stats` printed for `name`, by CPL: "  NAME  cpl0 N  cpl3 M [cpl1 K ...]".
     func counts(of name: String, in stderr: String) -> [Int: UInt64]? {
