@@ -521,7 +521,7 @@ public final class BTExecutor: X86BlockExecutor {
             let machine = Unmanaged<X86Machine>.fromOpaque(
                 context.load(fromByteOffset: Int(BTContext.machine), as: UnsafeRawPointer.self)).takeUnretainedValue()
             return repeatString(machine, context, movs: info & 1 != 0, size: Int((info >> 8) & 0xff),
-                                sourceSegment: UInt8(truncatingIfNeeded: info >> 16)) ? 1 : 0
+                                sourceSegment: UInt8(truncatingIfNeeded: info >> 16)).rawValue
         }
         return BTCallouts(load: UInt64(UInt(bitPattern: unsafeBitCast(load, to: UnsafeRawPointer.self))),
                           store: UInt64(UInt(bitPattern: unsafeBitCast(store, to: UnsafeRawPointer.self))),
@@ -530,13 +530,22 @@ public final class BTExecutor: X86BlockExecutor {
 
     /// REP STOS / REP MOVS (64-bit addresses, either direction) in runs that stay inside a page
     /// on each side, each checked as the interpreter's accesses are; RCX, RSI and RDI in the
-    /// context are updated after every run. True when RCX reached 0; false when the
-    /// interpreter must go on (an element across pages, a fault, MMIO, code, or the per-call
-    /// bound reached).
+    /// context are updated after every run.
+    /// What a REP STOS/MOVS callout did.
+    enum StringRun: UInt64 {
+        /// Nothing more it could do (an element across pages, a fault, MMIO, code): the
+        /// interpreter goes on from the registers as they are.
+        case refused = 0
+        /// RCX reached 0: the instruction retired.
+        case done = 1
+        /// The per-call bound was reached with iterations left: run it again.
+        case more = 2
+    }
+
     static func repeatString(_ machine: X86Machine, _ context: UnsafeMutableRawPointer, movs: Bool, size: Int,
-                             sourceSegment: UInt8) -> Bool {
+                             sourceSegment: UInt8) -> StringRun {
         let flags = context.load(fromByteOffset: Int(BTContext.rflags), as: UInt64.self)
-        guard size == 1 || size == 2 || size == 4 || size == 8 else { return false }
+        guard size == 1 || size == 2 || size == 4 || size == 8 else { return .refused }
         let down = flags & 0x400 != 0  // DF: addresses go down
         // SAFETY: the context holds the 16 guest registers at offset 0 (spilled before the call).
         let registers = context.assumingMemoryBound(to: UInt64.self)
@@ -557,16 +566,16 @@ public final class BTExecutor: X86BlockExecutor {
             var elements = room(destination)
             if movs { elements = min(elements, room(source)) }
             elements = min(elements, count)
-            guard elements > 0 else { return false }
+            guard elements > 0 else { return .refused }
             let bytes = Int(elements) * size
             // The run's lowest address on each side.
             let span = UInt64(bytes - size)
             let toLow = down ? destination &- span : destination
             let fromLow = down ? source &- span : source
-            guard let to = machine.accessForTranslation(segment: 0, offset: toLow, size: bytes, write: true) else { return false }
+            guard let to = machine.accessForTranslation(segment: 0, offset: toLow, size: bytes, write: true) else { return .refused }
             if movs {
                 guard let from = machine.accessForTranslation(segment: sourceSegment, offset: fromLow, size: bytes, write: false) else {
-                    return false
+                    return .refused
                 }
                 // SAFETY: `from` and `to` each address `bytes` bytes of guest RAM (accessForTranslation).
                 let distance = UInt(bitPattern: to.host) &- UInt(bitPattern: from.host)
@@ -608,7 +617,7 @@ public final class BTExecutor: X86BlockExecutor {
             if movs { registers[6] = source }
             budget -= bytes
         }
-        return count == 0
+        return count == 0 ? .done : .more
     }
 
     /// Bytes one REP STOS/MOVS callout moves at most.

@@ -891,10 +891,21 @@ struct BlockTranslator {
                             | UInt64(insn.memory.segment) << 16)
             e.moveImmediate(.rax, callouts.string)
             e.call(.rax)
-            e.test(.rax, .rax, size: 1)
-            e.jcc(4, fail)
+            e.move(.rcx, .rax)
             for g in recency { if let h = hostFor[Int(g)] { e.load(h, disp: BTContext.register(g)) } }
             restoreFlags()
+            // 1: done, on to the next instruction; 2: more to do, so this block ends on the
+            // instruction again (counted once per run, as the interpreter counts each partial
+            // REP step), and the next entry or link goes on with it; 0: the interpreter.
+            let done = e.makeLabel(), notDone = e.makeLabel()
+            e.baseForm(Opcode(0x8d), size: 8, reg: HostRegister.rcx.rawValue, base: .rcx, disp: -1)
+            e.unlessRCXZero(jumpTo: notDone)
+            e.jmp(done)
+            e.bind(notDone)
+            e.baseForm(Opcode(0x8d), size: 8, reg: HostRegister.rcx.rawValue, base: .rcx, disp: -1)
+            e.unlessRCXZero(jumpTo: fail)
+            exit(rip: g.rip, retired: k + 1)
+            e.bind(done)
 
         case .leave:
             // RSP = RBP + 8, RBP = [RBP] (the load first: a refusal changes nothing).

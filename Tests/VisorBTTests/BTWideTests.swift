@@ -176,3 +176,30 @@ struct BTStringTests {
         #expect(translated > 75, "\(name): only \(translated) of 150 ran translated")
     }
 }
+
+@Suite("bt: a REP STOS longer than one callout's run")
+struct BTLongStringTests {
+    @Test("3 MiB of REP STOSB goes on in runs of translated code to the end, as on the interpreter")
+    func longMemset() throws {
+        let count: UInt64 = 3 << 20
+        let code: [UInt8] = [0xf3, 0xaa, 0xf4]  // rep stosb; hlt
+        let interp = try BTHarness(translated: false, memory: try GuestMemory(size: 8 << 20))
+        let bt = try BTHarness(translated: true, memory: try GuestMemory(size: 8 << 20))
+        for h in [interp, bt] {
+            try h.load(code)
+            h.cpu.gpr[0] = 0x5a
+            h.cpu.gpr[1] = count
+            h.cpu.gpr[7] = 0x10_0000
+            #expect(h.run(budget: 10_000_000) == .halted)
+        }
+        #expect(bt.cpu.gpr == interp.cpu.gpr)
+        #expect(bt.cpu.gpr[1] == 0 && bt.cpu.gpr[7] == 0x10_0000 + count)
+        let x = try interp.bus.memory.read(at: GuestPhysicalAddress(0x10_0000), count: Int(count) + 16)
+        let y = try bt.bus.memory.read(at: GuestPhysicalAddress(0x10_0000), count: Int(count) + 16)
+        #expect(x == y)
+        let stats = try #require(bt.executor).statistics
+        // Every run was translated code: one per MiB, none left to the interpreter.
+        #expect(stats.instructionsRun == count / UInt64(BTExecutor.stringBytesPerCall))
+        #expect(bt.machine.instructionsRetired == stats.instructionsRun + 1)  // + the HLT
+    }
+}
