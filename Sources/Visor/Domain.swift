@@ -310,6 +310,7 @@ public final class Domain: @unchecked Sendable {
         var total = ExitStatistics()
         for runner in runners { total.merge(runner.statistics) }
         total.wallNanoseconds = monotonicNanoseconds() &- startTime
+        total.collectTranslation(from: runners.map(\.vcpu), engine: configuration.engine.name)  // threads joined
         platform.lock.withLock {
             total.paravirtual = pv.statistics
             total.virtioDevices = virtioSlots.map { $0.statistics() }
