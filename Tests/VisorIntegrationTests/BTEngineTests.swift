@@ -10,6 +10,7 @@ import Foundation
 import Testing
 @testable import Visor
 import VisorAPI
+import VisorCore
 
 /// One built-in guest run, as `visor run GUEST ARGUMENTS --engine E`.
 struct BTGuestCase: Sendable, CustomTestStringConvertible {
@@ -289,4 +290,37 @@ extension ShutdownRequestGuestTests {
     func cpuhogBT(_ c: CPUHogCase) throws { try cpuhog(engine: "bt", c) }
     @Test("a guest that listens to neither is asked nothing and keeps running (bt)", arguments: ["bsp=halt", "bsp=block"])
     func deafBT(commandLine: String) throws { try deaf(engine: "bt", commandLine: commandLine) }
+}
+
+// MARK: CPUID on bt
+
+extension CPUIDFeatureTests {
+    @Test("every feature bt advertises runs on bt, and every probe that runs is advertised")
+    func btRunsWhatItAdvertises() throws {
+        let machine = ProbeMachine(engine: try #require(EngineRegistry.engine(named: "bt")))
+        var state = X86State()
+        #expect(try machine.run([0x0f, 0x0b], user: true, state: &state) == .exception(6), "the harness sees #UD")
+        let advertised = try machine.advertisedFeatures()
+        for probe in CPUIDProbes.all {
+            let outcome = try machine.run(probe)
+            if advertised.contains(probe.feature) {
+                #expect(outcome == .completed, "bt advertises \(probe) but the probe \(outcome)")
+            } else {
+                #expect(outcome != .completed, "bt executes \(probe) but does not advertise it")
+            }
+        }
+    }
+}
+
+// MARK: A kernel in low memory
+
+extension LowKernelTests {
+    @Test("a kernel at 0x8000 over the usual boot stack and information boots on bt")
+    func bootsOnBT() throws {
+        let file = try Self.write(Self.kernel(at: 0x8000, memorySize: 0x2000), name: "low-kernel-bt")
+        defer { try? FileManager.default.removeItem(at: file) }
+        let r = try runVisor(["run", "--engine", "bt", file.path, "--cmdline", "low kernel ok"])
+        #expect(r.stdout == "low kernel ok\n", "stderr: \(r.stderr)")
+        #expect(r.status == 0)
+    }
 }
