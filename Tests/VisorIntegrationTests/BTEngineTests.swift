@@ -324,3 +324,13 @@ extension LowKernelTests {
         #expect(r.status == 0)
     }
 }
+
+// MARK: Linux's early boot on bt
+
+extension LinuxEarlyBootTests {
+    @Test("bzImage on bt: decompressed, command line, e820, initrd, ACPI RSDP",
+          .enabled(if: LinuxGuest.bzImageFetched, LinuxGuest.notFetched))
+    func bzImageEarlyBootOnBT() throws {
+        try expectBzImageEarlyBoot(engine: "bt")
+    }
+}
