@@ -12,7 +12,7 @@ extension BTExecutor: X86TranslationStatisticsSource {
         t.codeBytes = s.codeBytes
         t.cacheResets = s.cacheResets
         t.blocksInvalidated = s.blocksInvalidated
-        t.blocksRun = s.blocksRun
+        t.entries = s.blocksRun  // one block per entry in this executor
         t.instructionsRun = s.instructionsRun
         return t
     }

@@ -27,8 +27,9 @@ public struct X86TranslationStatistics: Sendable, Equatable {
     public var cacheResets: UInt64 = 0
     /// Translated blocks dropped because their guest code was written.
     public var blocksInvalidated: UInt64 = 0
-    /// Runs of translated blocks, and the guest instructions they retired.
-    public var blocksRun: UInt64 = 0
+    /// Entries into translated code (each runs one block, or more where the executor goes from
+    /// block to block itself), and the guest instructions they retired.
+    public var entries: UInt64 = 0
     public var instructionsRun: UInt64 = 0
     /// Guest instructions the step loop retired in all, translated or interpreted (set by
     /// `X86Machine.translationStatistics`, not by the executor).
@@ -51,7 +52,7 @@ public struct X86TranslationStatistics: Sendable, Equatable {
         codeBytes &+= other.codeBytes
         cacheResets &+= other.cacheResets
         blocksInvalidated &+= other.blocksInvalidated
-        blocksRun &+= other.blocksRun
+        entries &+= other.entries
         instructionsRun &+= other.instructionsRun
         instructionsRetired &+= other.instructionsRetired
         for count in other.more {
@@ -76,7 +77,7 @@ public struct X86TranslationStatistics: Sendable, Equatable {
             "\(label): translated \(blocksTranslated) blocks of \(instructionsTranslated) guest instructions, "
                 + "\(perInstruction) ns per instruction; code cache \(codeBytes) bytes, \(cacheResets) resets, "
                 + "\(blocksInvalidated) blocks invalidated",
-            "\(label): ran \(blocksRun) blocks; instructions \(instructionsRetired): \(instructionsRun) translated "
+            "\(label): entered translated code \(entries) times; instructions \(instructionsRetired): \(instructionsRun) translated "
                 + "(\(share) %), \(instructionsInterpreted) by the interpreter",
         ]
         if !more.isEmpty { lines.append("\(label): " + more.map { "\($0.name)=\($0.value)" }.joined(separator: " ")) }

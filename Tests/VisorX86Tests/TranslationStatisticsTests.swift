@@ -31,7 +31,7 @@ struct TranslationStatisticsTests {
         s.codeBytes = 128
         s.cacheResets = 1
         s.blocksInvalidated = 2
-        s.blocksRun = blocks * 3
+        s.entries = blocks * 3
         s.instructionsRun = run
         s.instructionsRetired = retired
         return s
@@ -63,7 +63,7 @@ struct TranslationStatisticsTests {
         b.more = [.init(name: "jumpcache", value: 4), .init(name: "chained", value: 2)]
         a.merge(b)
         #expect(a.blocksTranslated == 3 && a.instructionsTranslated == 15 && a.translationNanoseconds == 750)
-        #expect(a.codeBytes == 256 && a.cacheResets == 2 && a.blocksInvalidated == 4 && a.blocksRun == 9)
+        #expect(a.codeBytes == 256 && a.cacheResets == 2 && a.blocksInvalidated == 4 && a.entries == 9)
         #expect(a.instructionsRun == 25 && a.instructionsRetired == 36 && a.instructionsInterpreted == 11)
         #expect(a.more == [.init(name: "chained", value: 3), .init(name: "jumpcache", value: 4)])
     }
@@ -73,7 +73,7 @@ struct TranslationStatisticsTests {
         let s = Self.counts(blocks: 2, instructions: 10, nanoseconds: 500, run: 20, retired: 30)
         #expect(s.report(label: "bt") == """
             bt: translated 2 blocks of 10 guest instructions, 50.0 ns per instruction; code cache 128 bytes, 1 resets, 2 blocks invalidated
-            bt: ran 6 blocks; instructions 30: 20 translated (66.7 %), 10 by the interpreter
+            bt: entered translated code 6 times; instructions 30: 20 translated (66.7 %), 10 by the interpreter
             """)
         #expect(X86TranslationStatistics().report(label: "bt").contains("- ns per instruction"), "nothing translated: no ratio")
         var odd = X86TranslationStatistics()
