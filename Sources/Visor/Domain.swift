@@ -315,6 +315,7 @@ public final class Domain: @unchecked Sendable {
             total.sensitiveInstructions?.merge(counting.sensitiveInstructionCounts)
         }
         total.wallNanoseconds = monotonicNanoseconds() &- startTime
+        total.collectTranslation(from: runners.map(\.vcpu), engine: configuration.engine.name)  // threads joined
         platform.lock.withLock {
             total.paravirtual = pv.statistics
             total.virtioDevices = virtioSlots.map { $0.statistics() }

@@ -2,6 +2,7 @@
 
 import VisorCore
 import VisorVirtio
+import VisorX86
 
 /// Counts exits by reason and port, and the time spent in the guest and in Visor.
 public struct ExitStatistics: Sendable {
@@ -49,6 +50,9 @@ public struct ExitStatistics: Sendable {
     /// together, set at the end of the run); nil when the engine cannot see them (`kvm`: the
     /// hardware runs them without an exit).
     public var sensitiveInstructions: SensitiveInstructionCounts?
+    /// What the engine's translator made and ran, summed over the vCPUs, under the engine's
+    /// name (`bt`; nil on engines that translate nothing). Set at the end of the run.
+    public var translation: (engine: String, counts: X86TranslationStatistics)?
 
     public var totalExits: UInt64 { buckets.reduce(0) { $0 &+ $1.count } }
 
@@ -104,6 +108,7 @@ public struct ExitStatistics: Sendable {
         if let input = consoleInput, input != ConsoleInputStatistics() { lines.append(input.report) }
         lines += virtioDevices.map(\.report)
         lines += sensitiveInstructionsReport
+        if let translation { lines.append(translation.counts.report(label: translation.engine)) }
         let u = unbacked
         if u != UnbackedAccesses() {
             lines.append("unbacked: port reads \(u.portReads), port writes \(u.portWrites), mmio reads \(u.mmioReads), mmio writes \(u.mmioWrites)")

@@ -38,7 +38,7 @@ public struct DomainSpec: Sendable, Equatable {
     public var weight: Int?
     /// `cap`: percent of one pCPU, 0-100 × vcpus; 0 means no cap.
     public var cap: Int?
-    /// `engine` (Visor's own key): "kvm" or "interp"; nil leaves the choice to the command line.
+    /// `engine` (Visor's own key): "kvm", "interp" or "bt"; nil leaves the choice to the command line.
     public var engine: String?
     /// `on_poweroff`, `on_reboot`, `on_crash`: what `visor serve` does when the domain ends
     /// that way (xl's defaults: destroy, restart, destroy). `visor run` ends on any of them.

@@ -15,12 +15,15 @@
 // exit as `interp` would: bt never delivers an exception itself.
 //
 // Covered today: MOV, MOVZX/MOVSX/MOVSXD, LEA, the ALU group (ADD ... CMP, TEST), INC, DEC,
-// NOT, NEG, shifts and rotates, IMUL (two and three operands), SETcc, CMOVcc, CBW/CWD and
-// their wider forms, XCHG of registers, NOP/PAUSE, Jcc and JMP (relative), and in 64-bit mode
-// PUSH/POP of registers and immediates, CALL (relative and indirect), indirect JMP and near
-// RET. Everything else (LOCK and REP prefixes, string, system, x87/SSE instructions, port
-// I/O) runs through the interpreter one instruction at a time — among them every instruction
-// Robin and Irvine list as sensitive, so that the monitor sees each of them.
+// NOT, NEG, shifts and rotates, IMUL (two and three operands), MUL/DIV/IDIV at 32 and 64 bits
+// (a division that could fault goes to the interpreter), BT/BTS/BTR/BTC (registers, or memory
+// with an immediate bit index), BSWAP, SETcc, CMOVcc, CBW/CWD and their wider forms, XCHG of
+// registers, NOP/PAUSE, Jcc and JMP (relative), and in 64-bit mode PUSH/POP of registers and
+// immediates, CALL (relative and indirect), indirect JMP, near RET, LEAVE, REP STOS/MOVS (a
+// callout moves whole runs) and CMPXCHG/XADD on memory (one host LOCK'd instruction). Everything
+// else (other LOCK'd and string instructions, system, x87/SSE instructions, port I/O) runs
+// through the interpreter one instruction at a time — among them every instruction Robin and
+// Irvine list as sensitive, so that the monitor sees each of them.
 
 import VisorX86
 import VisorX86Decode

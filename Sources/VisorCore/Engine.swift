@@ -1,4 +1,4 @@
-// The protocols every CPU-virtualization engine implements: kvm today, interp and bt later.
+// The protocols every CPU-virtualization engine implements: kvm, interp and bt.
 
 import VisorABI
 #if canImport(Glibc)

@@ -27,6 +27,11 @@ public protocol X86BlockExecutor: AnyObject {
     func codePageAdded(physicalPage: UInt64)
 }
 
+extension X86BlockExecutor {
+    /// Executors that keep no store shortcuts of their own need nothing.
+    public func codePageAdded(physicalPage: UInt64) {}
+}
+
 /// Where a translated access goes: its linear and physical addresses and the host address of
 /// its first byte.
 public struct TranslatedAccess {

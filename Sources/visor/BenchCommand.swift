@@ -53,7 +53,7 @@ struct CPUBenchCommand: ParsableCommand {
         abstract: "Guest MIPS of five loops (ALU, 8 MiB copy, 16 MiB sieve, calls, jump table) on an engine.",
         discussion: "With --qemu, the same guest ELF also runs under qemu-system-x86_64 -accel tcg in the same run, and the ratio per loop and its geometric mean are printed.")
 
-    @Option(parsing: .unconditional, help: "The engine to measure: kvm or interp.")
+    @Option(parsing: .unconditional, help: "The engine to measure: kvm, interp or bt.")
     var engine: String = "kvm"
 
     @Flag(help: "Also run the guest under QEMU's TCG and print ratios.")
@@ -221,7 +221,7 @@ struct LinuxBenchCommand: ParsableCommand {
             Exits 69 when the guest is not fetched, or QEMU or the engine is missing.
             """)
 
-    @Option(parsing: .unconditional, help: "The engine to measure: interp or kvm (on a PVM /dev/kvm Linux is far too slow).")
+    @Option(parsing: .unconditional, help: "The engine to measure: interp, bt or kvm (on a PVM /dev/kvm Linux is far too slow).")
     var engine: String = "interp"
 
     @Flag(help: "Also boot the same kernel under QEMU's TCG, in the same run, and print ratios.")
@@ -290,7 +290,7 @@ struct IOBenchCommand: ParsableCommand {
             QEMU or the engine is missing.
             """)
 
-    @Option(parsing: .unconditional, help: "The engine to measure: interp or kvm (on a PVM /dev/kvm Linux is far too slow).")
+    @Option(parsing: .unconditional, help: "The engine to measure: interp, bt or kvm (on a PVM /dev/kvm Linux is far too slow).")
     var engine: String = "interp"
 
     @Flag(help: "Also run the same workload under QEMU's TCG (virtio-blk-pci), in the same run.")
@@ -345,7 +345,7 @@ struct IOBenchCommand: ParsableCommand {
 /// `--engine NAME` (repeatable) for the benchmarks that run on several engines.
 struct EngineSelection: ParsableArguments {
     @Option(name: .customLong("engine"), parsing: .unconditionalSingleValue,
-            help: "An engine to measure: kvm or interp (repeatable; default: kvm when /dev/kvm opens, and interp).")
+            help: "An engine to measure: kvm, interp or bt (repeatable; default: kvm when /dev/kvm opens, interp and bt).")
     var engines: [String] = []
 
     func validate() throws {

@@ -19,7 +19,7 @@ struct LifecycleBenchCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Domains created and destroyed one after the other, 1-10000.")
     var domains: String = "100"
 
-    @Option(parsing: .unconditional, help: "The engine: kvm or interp.")
+    @Option(parsing: .unconditional, help: "The engine: kvm, interp or bt.")
     var engine: String = "interp"
 
     @Option(parsing: .unconditional, help: "The built-in guest each domain runs (it must write to its console).")

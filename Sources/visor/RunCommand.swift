@@ -40,7 +40,7 @@ struct RunCommand: ParsableCommand {
     @Argument(help: "A kernel image path or built-in guest name; or one or more xl.cfg domain files (*.cfg).")
     var kernels: [String] = []
 
-    @Option(parsing: .unconditional, help: "The CPU-virtualization engine: kvm (hardware-assisted) or interp (a software CPU).")
+    @Option(parsing: .unconditional, help: "The CPU-virtualization engine: kvm (hardware-assisted), interp (a software CPU) or bt (binary translation: guest code rewritten into host code, the rest on interp's software CPU).")
     var engine: String = "kvm"
 
     @Option(parsing: .unconditional,

@@ -29,7 +29,7 @@ struct ServeCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "The VM scheduler: credit, credit2, rtds or null.")
     var sched: String = "credit2"
 
-    @Option(parsing: .unconditional, help: "The engine for domains whose configuration names none: kvm or interp.")
+    @Option(parsing: .unconditional, help: "The engine for domains whose configuration names none: kvm, interp or bt.")
     var engine: String = "kvm"
 
     @Flag(name: .customLong("pin-pcpus"), help: "Bind pCPU i to the i-th host CPU this process may use (sched_setaffinity), so cpus= and vcpu-pin name real processors; --pcpus at most that many.")

@@ -10,7 +10,8 @@ struct VisorCommand: ParsableCommand {
         abstract: "A hypervisor in Swift, after the design of Xen.",
         discussion: """
             Visor runs x86-64 guest kernels on a choice of CPU-virtualization engines.
-            Engines: kvm (hardware-assisted, through /dev/kvm) and interp (emulation: a software x86-64 CPU).
+            Engines: kvm (hardware-assisted, through /dev/kvm), interp (emulation: a software x86-64 CPU) and bt \
+            (binary translation: guest code rewritten into host code, the rest on interp's software CPU).
             Start with `visor run`, which boots the built-in demo guest.
             `visor serve` runs a daemon that keeps domains; `create`, `list`, `pause`, `unpause`, \
             `shutdown`, `reboot`, `destroy`, `console`, `vcpu-list`, `vcpu-pin`, `sched-credit`, `sched-credit2`, `sched-rtds`, \

@@ -8,7 +8,7 @@ import Testing
 import VisorABI
 @testable import Visor
 
-private let engines: [String] = Host.kvmAvailable ? ["kvm", "interp"] : ["interp"]
+private let engines = Host.engines
 
 /// A pseudo-terminal pair in raw mode: the test types on `master`; `slave` is the terminal a
 /// program under test reads (a tty, so `HostConsole` treats it as interactive).

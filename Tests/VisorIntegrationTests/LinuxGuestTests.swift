@@ -52,11 +52,12 @@ enum LinuxGuest {
 
 // Serialized: each boot keeps a core busy for a minute or more in a debug build; one at a time
 // leaves the other core to the rest of the suite.
-@Suite("Linux's early boot on interp", .serialized)
+@Suite("Linux's early boot on interp (and the bzImage on bt)", .serialized)
 struct LinuxEarlyBootTests {
-    /// Boots `guest` with `earlyprintk=serial` until `last` appears on the console, then stops it.
-    func bootUntil(_ guest: String, _ last: String, vcpus: Int = 1) throws -> ProcessResult {
-        try runVisor(["run", guest, "--engine", "interp", "--vcpus", "\(vcpus)", "--cmdline", "earlyprintk=serial",
+    /// Boots `guest` on `engine` with `earlyprintk=serial` until `last` appears on the console,
+    /// then stops it.
+    func bootUntil(_ guest: String, _ last: String, vcpus: Int = 1, engine: String = "interp") throws -> ProcessResult {
+        try runVisor(["run", guest, "--engine", engine, "--vcpus", "\(vcpus)", "--cmdline", "earlyprintk=serial",
                       "--timeout", "600s"],
                      timeout: 660, signal: (SIGINT, after: 0.2), signalAfterOutput: last)
     }
@@ -92,7 +93,11 @@ struct LinuxEarlyBootTests {
     @Test("bzImage through the 64-bit boot protocol: decompressed, command line, e820, initrd, ACPI RSDP",
           .enabled(if: LinuxGuest.bzImageFetched, LinuxGuest.notFetched))
     func bzImageEarlyBoot() throws {
-        let r = try bootUntil("linux", "ACPI: APIC 0x")
+        try expectBzImageEarlyBoot(engine: "interp")
+    }
+
+    func expectBzImageEarlyBoot(engine: String) throws {
+        let r = try bootUntil("linux", "ACPI: APIC 0x", engine: engine)
         let out = LinuxGuest.lines(r.stdout)
         #expect(!r.timedOut, "visor had to be killed: \(r.stderr)")
         #expect(out.contains("Linux version 6."), "the decompressor ran and entered the kernel")

@@ -1,4 +1,4 @@
-// The same guest ELF under QEMU and under Visor on each engine here (interp always, kvm when
+// The same guest ELF under QEMU and under Visor on each engine here (interp and bt always, kvm when
 // /dev/kvm opens): the same console output and exit status.
 
 import Foundation

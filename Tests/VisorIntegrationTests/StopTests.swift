@@ -18,7 +18,7 @@ import Testing
 @testable import VisorBench
 import VisorCore
 
-private let engines: [String] = Host.kvmAvailable ? ["kvm", "interp"] : ["interp"]
+private let engines = Host.engines
 
 /// Seconds a stop may take before the test calls the run stuck (the promise is one second).
 private let stopLimit: Double = 10

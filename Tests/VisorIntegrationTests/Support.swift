@@ -16,7 +16,7 @@ enum Host {
 
     /// True when /dev/kvm can be opened. When it cannot, say so loudly: the tests that need it
     /// are reported as skipped (`.enabled(if: Host.kvmAvailable, Host.noKVM)`), never as passed,
-    /// and tests that run on every engine run on `interp` only.
+    /// and tests that run on every engine run on `interp` and `bt` only.
     static let kvmAvailable: Bool = {
         if pretendMissing.contains("kvm") {
             FileHandle.standardError.write(Data("*** VISOR_TEST_WITHOUT: behaving as if /dev/kvm were missing.\n".utf8))
@@ -26,7 +26,7 @@ enum Host {
         if fd >= 0 { close(fd); return true }
         FileHandle.standardError.write(Data("""
             *** SKIPPING every test that needs /dev/kvm: it cannot be opened here (errno \(errno)).
-            *** Those tests are reported as skipped, not passed; tests run on every engine run on interp only.
+            *** Those tests are reported as skipped, not passed; tests run on every engine run on interp and bt only.
 
             """.utf8))
         return false
@@ -34,7 +34,7 @@ enum Host {
     static let noKVM = skipReason("kvm", "needs /dev/kvm, which cannot be opened here")
 
     /// The engines a test that runs "on every engine" runs on here.
-    static var engines: [String] { kvmAvailable ? ["kvm", "interp"] : ["interp"] }
+    static var engines: [String] { kvmAvailable ? ["kvm", "interp", "bt"] : ["interp", "bt"] }
 
     /// The path of `name` on PATH, nil when it is not there or `VISOR_TEST_WITHOUT` names `alias`.
     static func executable(_ name: String, alias: String) -> String? {

@@ -1,0 +1,22 @@
+// The `bt` executor's counts as the runtime reads them for `--stats` (`X86TranslationStatistics`).
+
+import VisorX86
+
+extension BTExecutor: X86TranslationStatisticsSource {
+    public var translationStatistics: X86TranslationStatistics {
+        let s = statistics
+        var t = X86TranslationStatistics()
+        t.blocksTranslated = s.blocksTranslated
+        t.instructionsTranslated = s.instructionsTranslated
+        t.translationNanoseconds = s.translationNanoseconds
+        t.codeBytes = s.codeBytes
+        t.cacheResets = s.cacheResets
+        t.blocksInvalidated = s.blocksInvalidated
+        t.entries = s.entries
+        t.instructionsRun = s.instructionsRun
+        t.more = [.init(name: "exits linked", value: s.links),
+                  .init(name: "loads through callouts", value: s.loadCallouts),
+                  .init(name: "stores through callouts", value: s.storeCallouts)]
+        return t
+    }
+}
