@@ -28,6 +28,8 @@ let package = Package(
         .target(name: "FuzzSupport", dependencies: [.product(name: "Visor", package: "Visor")], swiftSettings: strict),
         fuzzTarget("Decoder"),
         fuzzTarget("Interpreter"),
+        // The same inputs on the `bt` engine (its FuzzInterpreter.swift is a symlink).
+        fuzzTarget("BT"),
         fuzzTarget("Hypercall"),
         fuzzTarget("UART"),
         fuzzTarget("PIC"),

@@ -1,4 +1,6 @@
-// Fuzz target `interpreter`: the software CPU (`interp` engine) running any code from any
+// Fuzz targets `interpreter` and `bt` (this file, shared by a symlink; each target's
+// Engine.swift names its engine): the software CPU (`interp` engine), or the binary translator
+// in front of it (`bt`), running any code from any
 // register, control-register and paging state, with port, MMIO and MSR reads answered,
 // interrupts injected and interrupt windows asked for, as `Domain` does. The guest may fault,
 // triple-fault, halt or run out of budget; the host must never trap or hang.
@@ -253,14 +255,14 @@ public func fuzzInterpreter(_ data: UnsafePointer<UInt8>?, _ count: Int) -> CInt
 
     let clock = FuzzClock()
     let vcpuCount = first & 8 == 0 ? 1 : 2
-    guard let vm = try? InterpEngine().makeMachine(memory: memory, options: MachineOptions(vcpuCount: vcpuCount, clock: clock))
-    else { fatalError("cannot make an interp machine") }
+    guard let vm = try? fuzzedEngine.makeMachine(memory: memory, options: MachineOptions(vcpuCount: vcpuCount, clock: clock))
+    else { fatalError("cannot make a \(fuzzedEngine.name) machine") }
     var vcpus: [InterpVirtualCPU] = []
     for index in 0..<vcpuCount {
         var start = state
         start.rip += UInt64(index) * 0x800
         guard let vcpu = try? vm.makeVCPU(index: index) as? InterpVirtualCPU, (try? vcpu.setState(start)) != nil
-        else { fatalError("cannot make an interp vCPU") }
+        else { fatalError("cannot make a \(fuzzedEngine.name) vCPU") }
         vcpus.append(vcpu)
     }
 

@@ -1,0 +1,1 @@
+../FuzzInterpreter/FuzzInterpreter.swift
