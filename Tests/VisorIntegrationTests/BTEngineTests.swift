@@ -339,3 +339,22 @@ extension LinuxShellTests {
     @Test("the bzImage to its shell on bt", .enabled(if: LinuxGuest.bzImageFetched, LinuxGuest.notFetched))
     func bzImageToTheShellOnBT() throws { try shellSession("linux", vcpus: 1, engine: "bt") }
 }
+
+@Suite("visor bench cpu on bt", .serialized, .timeLimit(.minutes(5)))
+struct BTCPUBenchTests {
+    @Test("bench cpu --engine bt --quick --qemu prints a row per loop with both engines' MIPS, their ratio and the geometric mean",
+          .enabled(if: Host.qemuPath != nil, Host.noQEMU))
+    func table() throws {
+        let r = try runVisor(["bench", "cpu", "--engine", "bt", "--quick", "--qemu"], timeout: 240)
+        #expect(r.status == 0, "stderr: \(r.stderr)")
+        #expect(r.stdout.contains("bt MIPS") && r.stdout.contains("QEMU TCG MIPS"), "\(r.stdout)")
+        for loop in ["alu", "copy", "sieve", "calls", "dispatch"] {
+            let row = r.stdout.split(separator: "\n").first { $0.hasPrefix(loop + " ") }
+            let fields = try #require(row, "no \(loop) row in:\n\(r.stdout)").split(separator: " ")
+            // loop, instructions, bt MIPS, QEMU MIPS, ratio: all positive numbers.
+            #expect(fields.count == 5, "\(row ?? "")")
+            for f in fields.dropFirst() { #expect((Double(f) ?? 0) > 0, "\(row ?? "")") }
+        }
+        #expect(r.stdout.contains("geometric mean bt / QEMU:"), "\(r.stdout)")
+    }
+}
