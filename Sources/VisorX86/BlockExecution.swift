@@ -60,16 +60,6 @@ extension X86Machine {
         return insn
     }
 
-    /// The guest-physical address of `size` bytes at `segment:offset` for a translated access of
-    /// `kind`, or nil when the interpreter must make it (a fault, a page crossing).
-    @inline(__always)
-    func translatedPhysical(segment: UInt8, offset: UInt64, size: Int, _ kind: AccessKind) -> UInt64? {
-        guard let linear = try? linearAddress(segment: segment, offset: offset, size: size),
-              Int(linear & 0xfff) + size <= 4096,
-              let physical = try? translate(linear, kind) else { return nil }
-        return physical
-    }
-
     /// Where `size` bytes at `segment:offset` are for a translated access (a write when
     /// `write`), checked as the interpreter's access would be (limits, canonical form, paging
     /// rights at the current CPL; accessed and dirty bits set); nil when the interpreter must
@@ -93,44 +83,6 @@ extension X86Machine {
     /// True when this machine's vCPUs watch each other's stores to code (more than one vCPU):
     /// then every store must be noted (`noteTranslatedStore`).
     public var tracksCrossModifyingCode: Bool { codeWatch != nil }
-
-    /// A translated load of `size` (1, 2, 4, 8) bytes at `segment:offset`; with `forWrite` the
-    /// location is also checked writable (the load of a read-modify-write, so that its store
-    /// cannot fail after the load). Nil when the interpreter must do it.
-    public func loadForTranslation(segment: UInt8, offset: UInt64, size: Int, forWrite: Bool) -> UInt64? {
-        guard let physical = translatedPhysical(segment: segment, offset: offset, size: size,
-                                                forWrite ? .write : .read),
-              !(forWrite && decodeCache.holdsCode(physicalPage: physical >> 12)),
-              let p = shared.hostPointer(physical, length: UInt64(size)) else { return nil }
-        // SAFETY: `p` addresses `size` bytes of guest RAM (checked by hostPointer); unaligned
-        // loads are what the guest asked for.
-        switch size {
-        case 1: return UInt64(p.load(as: UInt8.self))
-        case 2: return UInt64(p.loadUnaligned(as: UInt16.self))
-        case 4: return UInt64(p.loadUnaligned(as: UInt32.self))
-        default: return p.loadUnaligned(as: UInt64.self)
-        }
-    }
-
-    /// A translated store of the low `size` bytes of `value` at `segment:offset`. False (nothing
-    /// written) when the interpreter must do it, including stores to pages holding decoded code,
-    /// whose invalidation the interpreter's store path makes.
-    public func storeForTranslation(segment: UInt8, offset: UInt64, size: Int, value: UInt64) -> Bool {
-        guard let physical = translatedPhysical(segment: segment, offset: offset, size: size, .write),
-              !decodeCache.holdsCode(physicalPage: physical >> 12),
-              let p = shared.hostPointer(physical, length: UInt64(size)) else { return false }
-        // SAFETY: as in `loadForTranslation`.
-        switch size {
-        case 1: p.storeBytes(of: UInt8(truncatingIfNeeded: value), as: UInt8.self)
-        case 2: p.storeBytes(of: UInt16(truncatingIfNeeded: value), toByteOffset: 0, as: UInt16.self)
-        case 4: p.storeBytes(of: UInt32(truncatingIfNeeded: value), toByteOffset: 0, as: UInt32.self)
-        default: p.storeBytes(of: value, toByteOffset: 0, as: UInt64.self)
-        }
-        // After the store, as the interpreter's path does: another vCPU that decoded this page
-        // learns of it at its next serializing point.
-        noteStore(physical, size: size)
-        return true
-    }
 }
 
 /// What translated code's lookups stand for at an instruction boundary: the code mode, the
