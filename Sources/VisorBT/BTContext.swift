@@ -22,18 +22,19 @@ enum BTContext {
     /// Guest status flags as a host RFLAGS image, across jumps from block to block (each
     /// block starts by loading them into the host's RFLAGS).
     static let hostFlags: Int32 = 176
-    /// Block-to-block jumps left before translated code returns to Swift.
+    /// Guest instructions translated code may retire before it returns to Swift, as set at
+    /// entry. R14 counts them down inside translated code (each block's end subtracts its
+    /// instructions; the first end that takes it below zero returns to Swift), and the exit
+    /// trampoline leaves R14 here and returns this value minus R14: the instructions retired.
     static let budget: Int32 = 184
-    /// Guest instructions retired since translated code was entered.
-    static let retired: Int32 = 192
-    /// The jump cache's address: `jumpCacheEntries` of (RIP, block entry), looked up at every
-    /// block's end.
-    static let jumpCache: Int32 = 200
+    /// R14 as translated code left it (the exit trampoline's copy).
+    static let budgetLeft: Int32 = 192
+    /// The `pext` masks that give a host TLB slot from a linear address and a jump cache
+    /// slot from (RIP + RIP >> 12): constants, read by translated code as memory operands.
+    static let tlbIndexMask: Int32 = 200
+    static let jumpIndexMask: Int32 = 208
     /// Where translated code goes to return to Swift (the exit trampoline).
-    static let exitAddress: Int32 = 208
-    /// The host TLB's address (`hostTLBEntries` of 32 bytes: read tag, write tag, addend,
-    /// physical page), probed inline by translated loads and stores.
-    static let hostTLB: Int32 = 216
+    static let exitAddress: Int32 = 216
     /// Non-zero when stores may take the inline path (no other vCPU watches this one's stores).
     static let inlineStores: Int32 = 224
     /// The jump cache's generation in bits 62:48: an entry's tag is RIP plus this, so
@@ -45,28 +46,48 @@ enum BTContext {
     /// Loads and stores that went through the callouts (the host TLB missed or was not used).
     static let loadCallouts: Int32 = 248
     static let storeCallouts: Int32 = 256
-    static let size = 264
+
+    // The tables translated code indexes, inside the context so that one `[r15 + slot * 8 +
+    // table]` operand reaches an entry: no base address to load first. Each is an array of
+    // UInt64 by slot. Tags are stored negated, so that "tag wanted + stored" is zero on a hit
+    // (an LEA and a JRCXZ: flags untouched).
+
+    /// Host TLB: negated read tag, negated write tag, addend (host = linear + addend), and
+    /// the physical page (to drop write tags when the page comes to hold code).
+    static let tlbReadTags: Int32 = 4096
+    static let tlbWriteTags: Int32 = tlbReadTags + 8 * Int32(hostTLBEntries)
+    static let tlbAddends: Int32 = tlbWriteTags + 8 * Int32(hostTLBEntries)
+    static let tlbPhysicalPages: Int32 = tlbAddends + 8 * Int32(hostTLBEntries)
+    /// Jump cache: negated tag (RIP + generation) and the block's body address (past its
+    /// flag-loading prologue: where a jump from another block lands).
+    static let jumpTags: Int32 = tlbPhysicalPages + 8 * Int32(hostTLBEntries)
+    static let jumpBodies: Int32 = jumpTags + 8 * Int32(jumpCacheEntries)
+    static let size = Int(jumpBodies) + 8 * jumpCacheEntries
 
     /// Host TLB entries, direct-mapped by `tlbSlot`.
     static let hostTLBEntries = 1024
-    /// The host TLB slot of a linear page: the page number plus itself shifted down 10, mod
-    /// 1024 — so buffers at aligned addresses (a copy from 1 MiB to 2 MiB, say) do not share
-    /// every slot, as they did when the slot was the page number's low bits.
-    static func tlbSlot(_ page: UInt64) -> Int { Int(truncatingIfNeeded: (page &+ (page >> 10)) & 1023) }
-    /// Host TLB entry fields, in bytes.
-    static let tlbReadTag: Int8 = 0, tlbWriteTag: Int8 = 8, tlbAddend: Int8 = 16, tlbPhysicalPage = 24
-    /// A tag no page number plus generation equals (generations stop below 0xfff).
+    /// The linear-address bits that make a host TLB slot, packed (`pext`): the page's low six
+    /// bits and bits 8-11 of the page number. Sixty-four consecutive pages never share a slot,
+    /// and neither do buffers 1, 2, 4 or 8 MiB apart (a copy between aligned buffers thrashed
+    /// one slot when the index was the page's low bits alone).
+    static let tlbAddressMask: UInt64 = 0x3f << 12 | 0xf << 20
+    /// The host TLB slot of a linear page (what `pext` with `tlbAddressMask` gives for an
+    /// address in it).
+    static func tlbSlot(_ page: UInt64) -> Int { Int(truncatingIfNeeded: (page & 0x3f) | ((page >> 8) & 0xf) << 6) }
+    /// A tag no page number plus generation equals (generations stop below 0xfff), and its
+    /// stored (negated) form.
     static let emptyPageTag: UInt64 = .max
+    static let emptyStoredPageTag: UInt64 = 0 &- emptyPageTag
     static let maximumTLBGeneration: UInt64 = 0xffe
     /// Jump cache generations are 1...0x7fff.
     static let maximumJumpGeneration: UInt64 = 0x7fff
 
     /// Jump cache entries (a power of two), by `jumpSlot`.
     static let jumpCacheEntries = 4096
-    /// The jump cache slot of a RIP: (RIP + RIP >> 12) mod 4096 (adds and shifts only, so
-    /// translated code computes it without touching the flags).
+    /// The jump cache slot of a RIP: (RIP + RIP >> 12) mod 4096 (a shift, an add and a
+    /// `pext`, so translated code computes it without touching the flags).
     static func jumpSlot(_ rip: UInt64) -> Int { Int(truncatingIfNeeded: (rip &+ (rip >> 12)) & 4095) }
-    /// A jump cache tag no RIP can equal (not canonical, and above 32 bits).
+    /// A jump cache tag no RIP can equal (not canonical, and above 32 bits); its own negation.
     static let emptyTag: UInt64 = 0x8000_0000_0000_0000
 
     /// The RFLAGS bits translated code keeps in the host's RFLAGS: CF, PF, AF, ZF, SF, OF.

@@ -11,7 +11,7 @@
 // the page's blocks before they can run again (`codeInvalidated`).
 //
 // Blocks jump to each other without coming back here: each block's end looks its next RIP up
-// in a jump cache (RIP → block entry) and jumps there, for at most `blocksPerEntry` blocks.
+// in a jump cache (RIP → block entry) and jumps there, until `instructionsPerEntry` have run.
 // The cache is filled here, when a block is found or made for a RIP, and it stands for the
 // current linear→physical mapping, code mode, CS base and limit, and CPL: all of them change only
 // in the interpreter (between entries into translated code), so the cache is emptied at entry
@@ -29,7 +29,7 @@ public struct BTStatistics: Sendable, Equatable {
     /// Host nanoseconds spent translating (decode, emit, install).
     public var translationNanoseconds: UInt64 = 0
     /// Entries into translated code (each runs blocks one after another, jumping between
-    /// them, up to `BTExecutor.blocksPerEntry`), and the guest instructions they retired.
+    /// them, up to `BTExecutor.instructionsPerEntry` instructions), and the instructions they retired.
     public var entries: UInt64 = 0
     public var instructionsRun: UInt64 = 0
     /// Blocks dropped because their code was written, and times the code cache was emptied.
@@ -73,21 +73,18 @@ public final class BTExecutor: X86BlockExecutor {
     private let noBlock: UnsafeMutablePointer<UInt64>
     /// The jump cache's generation, as the context holds it (bits 62:48).
     @exclusivity(unchecked) private var jumpGeneration: UInt64 = 0
-    // SAFETY: `BTContext.jumpCacheEntries` pairs of UInt64 (tag, entry), owned by this executor
-    // (freed in deinit); translated code reads them at indexes masked to the table's size.
-    private let jumpCache: UnsafeMutablePointer<UInt64>
-    // SAFETY: `BTContext.hostTLBEntries` entries of 4 UInt64 (read tag, write tag, addend,
-    // physical page), owned by this executor (freed in deinit); translated code and `fillTLB`
-    // index it with `BTContext.tlbSlot` of a page number.
-    private let hostTLB: UnsafeMutablePointer<UInt64>
+    /// The context's tables (`BTContext.tlbReadTags` ... `jumpBodies`) as UInt64 arrays; see
+    /// `BTTables`.
+    private let tables: BTTables
     /// The inline paths translated code takes (BMI2 on the host; stores unless SMP).
     @exclusivity(unchecked) private var fast = BTFastPaths(loads: BTFastPaths.hostHasBMI2, stores: false)
     @exclusivity(unchecked) private var fastPathsDecided = false
     /// The trampolines at the start of the code cache: enter(context, block) and exit.
     typealias Enter = @convention(c) (UnsafeMutableRawPointer, UnsafeRawPointer) -> UInt64
     @exclusivity(unchecked) private var enter: Enter
-    /// Blocks translated code may run, jumping from one to the next, before it returns here.
-    static let blocksPerEntry: UInt64 = 256
+    /// Guest instructions translated code may retire, jumping from block to block, before it
+    /// returns here (it stops at the first block end past them).
+    static let instructionsPerEntry: UInt64 = 2048
     /// The keys of the blocks on each physical page, for invalidation.
     @exclusivity(unchecked) private var pageKeys: [UInt64: [BlockKey]] = [:]
     private let cache: CodeCache
@@ -103,33 +100,33 @@ public final class BTExecutor: X86BlockExecutor {
 
     public init(cacheBytes: Int = BTExecutor.defaultCacheBytes) throws {
         cache = try CodeCache(capacity: cacheBytes)
-        context = .allocate(byteCount: BTContext.size, alignment: 16)
+        context = .allocate(byteCount: BTContext.size, alignment: 64)
         context.initializeMemory(as: UInt8.self, repeating: 0, count: BTContext.size)
-        jumpCache = .allocate(capacity: 2 * BTContext.jumpCacheEntries)
-        jumpCache.initialize(repeating: 0, count: 2 * BTContext.jumpCacheEntries)
+        tables = BTTables(context)
         noBlock = .allocate(capacity: BTContext.jumpCacheEntries)
         noBlock.initialize(repeating: BTContext.emptyTag, count: BTContext.jumpCacheEntries)
-        hostTLB = .allocate(capacity: 4 * BTContext.hostTLBEntries)
-        hostTLB.initialize(repeating: 0, count: 4 * BTContext.hostTLBEntries)
+        for i in 0..<BTContext.hostTLBEntries {
+            tables[BTContext.tlbReadTags, i] = BTContext.emptyStoredPageTag
+            tables[BTContext.tlbWriteTags, i] = BTContext.emptyStoredPageTag
+        }
+        for i in 0..<BTContext.jumpCacheEntries { tables[BTContext.jumpTags, i] = BTContext.emptyTag }
+        context.storeBytes(of: BTContext.tlbAddressMask, toByteOffset: Int(BTContext.tlbIndexMask), as: UInt64.self)
+        context.storeBytes(of: UInt64(BTContext.jumpCacheEntries - 1), toByteOffset: Int(BTContext.jumpIndexMask), as: UInt64.self)
         guard let enterCode = Self.enterTrampoline(), let exitCode = Self.exitTrampoline(),
               let enterAddress = cache.install(enterCode), let exitAddress = cache.install(exitCode) else {
-            context.deallocate(); jumpCache.deallocate(); hostTLB.deallocate(); noBlock.deallocate()
+            context.deallocate(); noBlock.deallocate()
             throw CodeCacheError(description: "the code cache has no room for the trampolines")
         }
         cache.keepInstalled()
         // SAFETY: `enterAddress` holds the enter trampoline, a C function of this type.
         enter = unsafeBitCast(enterAddress, to: Enter.self)
         context.storeBytes(of: UInt64(UInt(bitPattern: exitAddress)), toByteOffset: Int(BTContext.exitAddress), as: UInt64.self)
-        context.storeBytes(of: UInt64(UInt(bitPattern: jumpCache)), toByteOffset: Int(BTContext.jumpCache), as: UInt64.self)
-        context.storeBytes(of: UInt64(UInt(bitPattern: hostTLB)), toByteOffset: Int(BTContext.hostTLB), as: UInt64.self)
         clearJumpCache()
         flushHostTLB()
     }
 
     deinit {
         context.deallocate()
-        jumpCache.deallocate()
-        hostTLB.deallocate()
         noBlock.deallocate()
     }
 
@@ -141,8 +138,8 @@ public final class BTExecutor: X86BlockExecutor {
         if generation > BTContext.maximumTLBGeneration {
             generation = 1
             for i in 0..<BTContext.hostTLBEntries {
-                hostTLB[4 * i] = BTContext.emptyPageTag
-                hostTLB[4 * i + 1] = BTContext.emptyPageTag
+                tables[BTContext.tlbReadTags, i] = BTContext.emptyStoredPageTag
+                tables[BTContext.tlbWriteTags, i] = BTContext.emptyStoredPageTag
             }
         }
         context.storeBytes(of: generation << 52, toByteOffset: Int(BTContext.tlbGeneration), as: UInt64.self)
@@ -151,19 +148,19 @@ public final class BTExecutor: X86BlockExecutor {
     /// Records in the host TLB that linear page `access.linear >> 12` may be read (and written,
     /// with `write`) at the current CPL at host address `access.host`'s page; `generation` is
     /// the context's (bits 63:52).
-    static func fillTLB(_ tlb: UnsafeMutablePointer<UInt64>, _ access: TranslatedAccess, write: Bool, stores: Bool,
+    static func fillTLB(_ tables: BTTables, _ access: TranslatedAccess, write: Bool, stores: Bool,
                         generation: UInt64) {
         let page = access.linear >> 12
-        let tag = page &+ generation
-        let i = 4 * BTContext.tlbSlot(page)
-        if tlb[i] != tag && tlb[i + 1] != tag {
-            tlb[i] = BTContext.emptyPageTag
-            tlb[i + 1] = BTContext.emptyPageTag
+        let stored = 0 &- (page &+ generation)
+        let i = BTContext.tlbSlot(page)
+        if tables[BTContext.tlbReadTags, i] != stored && tables[BTContext.tlbWriteTags, i] != stored {
+            tables[BTContext.tlbReadTags, i] = BTContext.emptyStoredPageTag
+            tables[BTContext.tlbWriteTags, i] = BTContext.emptyStoredPageTag
         }
-        tlb[i] = tag
-        if write && stores { tlb[i + 1] = tag }
-        tlb[i + 2] = UInt64(UInt(bitPattern: access.host)) &- access.linear
-        tlb[i + 3] = access.physical >> 12
+        tables[BTContext.tlbReadTags, i] = stored
+        if write && stores { tables[BTContext.tlbWriteTags, i] = stored }
+        tables[BTContext.tlbAddends, i] = UInt64(UInt(bitPattern: access.host)) &- access.linear
+        tables[BTContext.tlbPhysicalPages, i] = access.physical >> 12
     }
 
     /// enter(context, block): saves the callee-saved registers translated code uses, points R15
@@ -173,14 +170,18 @@ public final class BTExecutor: X86BlockExecutor {
         e.push(.rbx); e.push(.rbp); e.push(.r12); e.push(.r13); e.push(.r14); e.push(.r15)
         e.adjustStack(-8)  // calls from translated code see a 16-byte-aligned RSP
         e.move(.r15, .rdi)
+        e.load(.r14, disp: BTContext.budget)
         e.jump(.rsi)
         return e.finished()
     }
 
-    /// exit: returns the instructions retired to enter's caller.
+    /// exit: returns the instructions retired (the budget minus what R14 has left) to enter's
+    /// caller.
     static func exitTrampoline() -> [UInt8]? {
         var e = X86Emitter()
-        e.load(.rax, disp: BTContext.retired)
+        e.store(.r14, disp: BTContext.budgetLeft, size: 8)
+        e.load(.rax, disp: BTContext.budget)
+        e.alu(5, .rax, .r14, size: 8)  // SUB rax, r14
         e.adjustStack(8)
         e.pop(.r15); e.pop(.r14); e.pop(.r13); e.pop(.r12); e.pop(.rbp); e.pop(.rbx)
         e.ret()
@@ -195,8 +196,8 @@ public final class BTExecutor: X86BlockExecutor {
         if generation > BTContext.maximumJumpGeneration {
             generation = 1
             for i in 0..<BTContext.jumpCacheEntries {
-                jumpCache[2 * i] = BTContext.emptyTag
-                jumpCache[2 * i + 1] = 0
+                tables[BTContext.jumpTags, i] = BTContext.emptyTag
+                tables[BTContext.jumpBodies, i] = 0
                 noBlock[i] = BTContext.emptyTag
             }
         }
@@ -206,8 +207,8 @@ public final class BTExecutor: X86BlockExecutor {
 
     private func remember(rip: UInt64, entry: UnsafeRawPointer) {
         let i = BTContext.jumpSlot(rip)
-        jumpCache[2 * i] = rip &+ jumpGeneration
-        jumpCache[2 * i + 1] = UInt64(UInt(bitPattern: entry))
+        tables[BTContext.jumpTags, i] = 0 &- (rip &+ jumpGeneration)
+        tables[BTContext.jumpBodies, i] = UInt64(UInt(bitPattern: entry)) &+ UInt64(BlockTranslator.bodyOffset)
     }
 
     // MARK: X86BlockExecutor
@@ -242,7 +243,8 @@ public final class BTExecutor: X86BlockExecutor {
         // or (the no-block table) none.
         let slot = BTContext.jumpSlot(rip)
         let tag = rip &+ jumpGeneration
-        if jumpCache[2 * slot] == tag, let entry = UnsafeRawPointer(bitPattern: UInt(jumpCache[2 * slot + 1])) {
+        if tables[BTContext.jumpTags, slot] == 0 &- tag,
+           let entry = UnsafeRawPointer(bitPattern: UInt(tables[BTContext.jumpBodies, slot] &- UInt64(BlockTranslator.bodyOffset))) {
             return run(entry, machine: machine)
         }
         if noBlock[slot] == tag { return 0 }
@@ -264,8 +266,8 @@ public final class BTExecutor: X86BlockExecutor {
 
     public func codePageAdded(physicalPage page: UInt64) {
         // Stores to it must now go through the machine: drop the write tags that lead there.
-        for i in 0..<BTContext.hostTLBEntries where hostTLB[4 * i + 3] == page {
-            hostTLB[4 * i + 1] = BTContext.emptyPageTag
+        for i in 0..<BTContext.hostTLBEntries where tables[BTContext.tlbPhysicalPages, i] == page {
+            tables[BTContext.tlbWriteTags, i] = BTContext.emptyStoredPageTag
         }
     }
 
@@ -297,8 +299,7 @@ public final class BTExecutor: X86BlockExecutor {
         // its own IF; TF, DF and AC stay clear on the host).
         context.storeBytes(of: flags, toByteOffset: Int(BTContext.rflags), as: UInt64.self)
         context.storeBytes(of: (flags & UInt64(BTContext.statusFlags)) | 2, toByteOffset: Int(BTContext.hostFlags), as: UInt64.self)
-        context.storeBytes(of: Self.blocksPerEntry, toByteOffset: Int(BTContext.budget), as: UInt64.self)
-        context.storeBytes(of: 0, toByteOffset: Int(BTContext.retired), as: UInt64.self)
+        context.storeBytes(of: Self.instructionsPerEntry, toByteOffset: Int(BTContext.budget), as: UInt64.self)
         context.storeBytes(of: Unmanaged.passUnretained(machine).toOpaque(), toByteOffset: Int(BTContext.machine),
                            as: UnsafeMutableRawPointer.self)
         let retired = Int(enter(context, entry))
@@ -335,7 +336,17 @@ public final class BTExecutor: X86BlockExecutor {
             let next = (rip &+ length) & ipMask
             guard BlockTranslator.covers(insn, mode: key.mode, next: next) else { break }
             instructions.append(GuestInstruction(rip: rip, insn: insn))
-            if BlockTranslator.endsBlock(insn) { break }
+            if BlockTranslator.endsBlock(insn) {
+                // A direct JMP within the page is followed (once per target: a jump back into
+                // the block ends it), the next instruction decoded at its target.
+                guard BlockTranslator.followsJump(insn, at: rip, mode: key.mode, blockStart: key.rip),
+                      instructions.count < BlockTranslator.maximumInstructions else { break }
+                let target = BlockTranslator.branchTarget(insn, next: next, mode: key.mode)
+                guard !instructions.contains(where: { $0.rip == target }) else { break }
+                physical = (physical & ~0xfff) | (target & 0xfff)
+                rip = target
+                continue
+            }
             physical &+= length
             rip = next
             if physical & 0xfff == 0 { break }  // the page ends here
@@ -447,14 +458,14 @@ public final class BTExecutor: X86BlockExecutor {
         if cache.patch(patches) { statistics.links &+= UInt64(patches.count / 2) }
     }
 
-    /// The two rel32 rewrites that link one exit: its linked path's jump to `target`'s body,
-    /// then its first jump to its linked path. Nil if the distance does not fit.
+    /// The rel32 rewrite that links one exit: its jump to `target`'s body. Nil if the distance
+    /// does not fit.
     private func linkPatches(_ site: ChainSite, of code: UnsafeRawPointer,
                              to target: UnsafeRawPointer) -> [(address: UnsafeRawPointer, rel32: Int32)]? {
         let fastJump = code + site.fastJump
         let body = target + BlockTranslator.bodyOffset
         guard let rel = Int32(exactly: body - (fastJump + 4)) else { return nil }
-        return [(fastJump, rel), (code + site.entryJump, Int32(site.fastPath - (site.entryJump + 4)))]
+        return [(fastJump, rel)]
     }
 
     /// Where `count` bytes of code will be installed, emptying the cache (and dropping every
@@ -631,11 +642,28 @@ public final class BTExecutor: X86BlockExecutor {
     /// A callout's access into the context's host TLB (64-bit code only: elsewhere the linear
     /// address is not the offset the inline probe compares).
     private static func fill(_ context: UnsafeMutableRawPointer, _ access: TranslatedAccess, write: Bool) {
-        // SAFETY: the context's hostTLB slot holds the executor's table (set at creation).
-        let tlb = UnsafeMutablePointer<UInt64>(bitPattern: UInt(context.load(fromByteOffset: Int(BTContext.hostTLB), as: UInt64.self)))
-        guard let tlb else { return }
         let stores = context.load(fromByteOffset: Int(BTContext.inlineStores), as: UInt64.self) != 0
         let generation = context.load(fromByteOffset: Int(BTContext.tlbGeneration), as: UInt64.self)
-        fillTLB(tlb, access, write: write, stores: stores, generation: generation)
+        fillTLB(BTTables(context), access, write: write, stores: stores, generation: generation)
+    }
+}
+
+/// The context's tables as arrays of UInt64: `tables[BTContext.jumpTags, slot]`.
+struct BTTables {
+    // SAFETY: points at a context block of `BTContext.size` bytes, which holds each table at
+    // its offset in `BTContext` for `hostTLBEntries` or `jumpCacheEntries` slots; every
+    // subscript's slot comes from `tlbSlot`/`jumpSlot` (masked to the table) or a loop below
+    // the table's size, which the precondition checks.
+    let context: UnsafeMutableRawPointer
+    init(_ context: UnsafeMutableRawPointer) { self.context = context }
+    subscript(table: Int32, slot: Int) -> UInt64 {
+        get {
+            precondition(slot >= 0 && Int(table) + 8 * slot + 8 <= BTContext.size)
+            return context.load(fromByteOffset: Int(table) + 8 * slot, as: UInt64.self)
+        }
+        nonmutating set {
+            precondition(slot >= 0 && Int(table) + 8 * slot + 8 <= BTContext.size)
+            context.storeBytes(of: newValue, toByteOffset: Int(table) + 8 * slot, as: UInt64.self)
+        }
     }
 }

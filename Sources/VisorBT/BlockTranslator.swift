@@ -76,11 +76,8 @@ struct BTCallouts {
 /// target. Offsets are into the block's code.
 struct ChainSite {
     let target: UInt64
-    /// The rel32 of the exit's first jump: to the slow path until linked, then to `fastPath`.
-    let entryJump: Int
-    /// The linked path: budget and instruction count kept without touching the flags.
-    let fastPath: Int
-    /// The rel32 of the linked path's jump to the target block's body.
+    /// The rel32 of the exit's jump to the target block's body (after the instructions are
+    /// counted against the budget), which goes on to the jump cache lookup until linked.
     let fastJump: Int
 }
 
@@ -181,6 +178,15 @@ struct BlockTranslator {
         }
     }
 
+    /// Whether a block's decoding goes on at the target of `insn`, a direct JMP in 64-bit
+    /// code to the page the block started on (so the block stays on one physical page, which
+    /// invalidation relies on): the JMP costs nothing then, instead of a block end.
+    static func followsJump(_ insn: DecodedInstruction, at rip: UInt64, mode: CodeMode, blockStart: UInt64) -> Bool {
+        guard mode == .bits64, insn.operation == .jmpRelative, insn.operandSize == 8 else { return false }
+        let next = rip &+ UInt64(insn.length)
+        return branchTarget(insn, next: next, mode: mode) >> 12 == blockStart >> 12
+    }
+
     /// True for the instructions that end a block (they decide the next RIP).
     static func endsBlock(_ insn: DecodedInstruction) -> Bool {
         switch insn.operation {
@@ -227,9 +233,9 @@ struct BlockTranslator {
                             writeBack: [(guest: UInt8, host: HostRegister)])] = []
 
     // Guest registers cached in host registers within the block. The first four are
-    // caller-saved (reloaded after a callout), the last two callee-saved (the enter
-    // trampoline saves them for the C caller).
-    private static let cacheRegisters: [HostRegister] = [.r8, .r9, .r10, .r11, .rbp, .r14]
+    // caller-saved (reloaded after a callout), RBP callee-saved (the enter trampoline saves
+    // it for the C caller). R14 is the instruction budget (`BTContext.budget`) throughout.
+    private static let cacheRegisters: [HostRegister] = [.r8, .r9, .r10, .r11, .rbp]
     private static func clobberedByCalls(_ h: HostRegister) -> Bool { h == .r8 || h == .r9 || h == .r10 || h == .r11 }
     /// The host register holding each guest register, if any.
     private var hostFor = [HostRegister?](repeating: nil, count: 16)
@@ -269,6 +275,9 @@ struct BlockTranslator {
         t.prologue()
         var ended = false
         for (k, g) in instructions.enumerated() {
+            // A direct JMP before the last instruction was followed when the block was
+            // decoded (`followsJump`): nothing to emit, it is only counted.
+            if k < instructions.count - 1 && g.insn.operation == .jmpRelative { continue }
             ended = t.instruction(g, retired: k)
         }
         if !ended { t.exit(rip: next, retired: instructions.count) }
@@ -297,7 +306,7 @@ struct BlockTranslator {
             }
             e.moveImmediate(.rax, f.rip)
             e.store(.rax, disp: BTContext.rip, size: 8)
-            e.addToContext(disp: BTContext.retired, Int32(f.retired))
+            e.leaOffset(.r14, .r14, -Int32(f.retired))
             e.jumpThroughContext(disp: BTContext.exitAddress)
         }
     }
@@ -306,35 +315,42 @@ struct BlockTranslator {
     /// first unless the caller did).
     private mutating func exit(rip: UInt64, retired: Int, writeBack: Bool = true) {
         if writeBack { writeBackAll() }
-        if mode == .bits64 && rip >> 12 == startRIP >> 12 {
-            // Linkable (same page): a jump to the slow path, patched to the linked path once
-            // the target block exists. The linked path counts the budget and the instructions
-            // with flag-free instructions and jumps into the target's body, the guest's flags
-            // still in the host's RFLAGS.
-            let slow = e.makeLabel()
-            e.jmp(slow)
-            let entryJump = e.count - 4
-            let fastPath = e.count
-            e.load(.rcx, disp: BTContext.budget)
-            e.jrcxz(slow)                                           // spent: go back to Swift
-            e.baseForm(Opcode(0x8d), size: 8, reg: HostRegister.rcx.rawValue, base: .rcx, disp: -1)   // LEA rcx, [rcx-1]
-            e.store(.rcx, disp: BTContext.budget, size: 8)
-            e.load(.rcx, disp: BTContext.retired)
-            e.baseForm(Opcode(0x8d), size: 8, reg: HostRegister.rcx.rawValue, base: .rcx, disp: Int8(retired))
-            e.store(.rcx, disp: BTContext.retired, size: 8)
-            let fastJump = e.patchableJump()                        // until linked: on to the slow path
-            chainSites.append(ChainSite(target: rip, entryJump: entryJump, fastPath: fastPath, fastJump: fastJump))
-            e.bind(slow)
+        if fast.loads && mode == .bits64 && rip >> 12 == startRIP >> 12 {
+            // Linkable (same page): the instructions counted against the budget with
+            // flag-free instructions, then a jump patched to the target's body once that block
+            // exists (the guest's flags still in the host's RFLAGS); until then it goes on to
+            // the jump cache lookup. A spent budget goes back to Swift.
+            let spent = e.makeLabel()
+            e.leaOffset(.r14, .r14, -Int32(retired))
+            budgetSpent(into: .rcx)
+            e.unlessRCXZero(jumpTo: spent)
+            let fastJump = e.patchableJump()                        // until linked: on to the lookup
+            chainSites.append(ChainSite(target: rip, fastJump: fastJump))
+            e.moveImmediate(.rax, rip)
+            chain(retired: 0)
+            e.bind(spent)
+            e.moveImmediate(.rax, rip)
+            e.store(.rax, disp: BTContext.rip, size: 8)
+            e.pushFlags(); e.popContext(disp: BTContext.hostFlags)
+            e.jumpThroughContext(disp: BTContext.exitAddress)
+            return
         }
         e.moveImmediate(.rax, rip)
         chain(retired: retired)
     }
 
-    /// Ends the block with RIP taken from R13.
-    private mutating func exitToR13(retired: Int) {
+    /// Ends the block with RIP taken from R13. With `canonicalCheck` (an indirect JMP: the
+    /// instruction's number and RIP), a target that is not canonical stops the block before the
+    /// instruction instead; it is checked only where the jump cache missed, since a hit's tag
+    /// is a canonical RIP's.
+    private mutating func exitToR13(retired: Int, canonicalCheck: (retired: Int, rip: UInt64)? = nil) {
         writeBackAll()
-        e.move(.rax, .r13)
-        chain(retired: retired)
+        if fast.loads {
+            chain(retired: retired, target: .r13, canonicalCheck: canonicalCheck)
+        } else {
+            e.move(.rax, .r13)
+            chain(retired: retired)
+        }
     }
 
     // MARK: The register cache
@@ -416,29 +432,28 @@ struct BlockTranslator {
         dirty[Int(g)] = true
     }
 
-    /// The end of a block with the next RIP in RAX: saves the flags and RIP, counts the
+    /// The end of a block with the next RIP in `target` (RAX without BMI2): counts the
     /// instructions, and jumps straight to the next block when the jump cache has it and the
-    /// budget allows; otherwise returns to Swift.
-    private mutating func chain(retired: Int) {
+    /// budget allows; otherwise saves the flags and RIP and returns to Swift.
+    private mutating func chain(retired: Int, target: HostRegister = .rax,
+                                canonicalCheck: (retired: Int, rip: UInt64)? = nil) {
         let toSwift = e.makeLabel()
         guard fast.loads else {
             // Without BMI2: the flags saved first, then the lookup with ordinary arithmetic.
             e.pushFlags(); e.popContext(disp: BTContext.hostFlags)
             e.store(.rax, disp: BTContext.rip, size: 8)
-            e.addToContext(disp: BTContext.retired, Int32(retired))
-            e.decrementContext(disp: BTContext.budget)
-            e.jcc(0xe, toSwift)  // LE: the budget is spent
+            e.registerForm(Opcode(0x81), size: 8, reg: 5, rm: .r14); e.u32(UInt32(retired))  // SUB r14, retired
+            e.jcc(8, toSwift)    // S: the budget is spent
             e.move(.rdx, .rax)
             e.registerForm(Opcode(0xc1), size: 8, reg: 5, rm: .rdx); e.byte(12)  // SHR rdx, 12
             e.alu(0, .rdx, .rax, size: 8)                                 // ADD rdx, rax
             e.and32(.rdx, UInt32(BTContext.jumpCacheEntries - 1))
-            e.registerForm(Opcode(0xc1), size: 4, reg: 4, rm: .rdx); e.byte(4)  // SHL edx, 4: 16-byte entries
-            e.addFromContext(.rdx, disp: BTContext.jumpCache)
             e.load(.rcx, disp: BTContext.jumpGeneration)
             e.alu(0, .rcx, .rax, size: 8)                                 // ADD rcx, rax: the tag
-            e.compareMemory(at: .rdx, with: .rcx)
+            e.contextTableForm(Opcode(0x03), size: 8, reg: HostRegister.rcx.rawValue, index: .rdx,
+                               disp: BTContext.jumpTags)                  // ADD rcx, stored (negated) tag
             e.jcc(5, toSwift)    // NE: not this RIP
-            e.jumpThrough(.rdx, disp: 8)
+            e.jumpThroughTable(index: .rdx, disp: BTContext.jumpBodies)
             e.bind(toSwift)
             e.jumpThroughContext(disp: BTContext.exitAddress)
             return
@@ -446,38 +461,49 @@ struct BlockTranslator {
         // With BMI2 nothing here touches the flags: the guest's stay in the host's RFLAGS and
         // the jump lands in the next block's body, past its flag-loading prologue.
         let found = e.makeLabel()
-        e.store(.rax, disp: BTContext.rip, size: 8)
-        e.load(.rcx, disp: BTContext.retired)
-        e.baseForm(Opcode(0x8d), size: 8, reg: HostRegister.rcx.rawValue, base: .rcx, disp: Int8(retired))
-        e.store(.rcx, disp: BTContext.retired, size: 8)
-        e.load(.rcx, disp: BTContext.budget)
-        e.jrcxz(toSwift)                                                   // spent
-        e.baseForm(Opcode(0x8d), size: 8, reg: HostRegister.rcx.rawValue, base: .rcx, disp: -1)
-        e.store(.rcx, disp: BTContext.budget, size: 8)
-        // The slot (`BTContext.jumpSlot`) times 16: ((rip + rip >> 12) << 52) >> 48.
+        if retired != 0 { e.leaOffset(.r14, .r14, -Int32(retired)) }
+        budgetSpent(into: .rcx)
+        e.unlessRCXZero(jumpTo: toSwift)
+        // The slot (`BTContext.jumpSlot`): pext(rip + rip >> 12, 0xfff).
         e.moveImmediate(.rcx, 12)
-        e.shrx(.rdx, .rax, count: .rcx)
-        e.leaSum(.rdx, base: .rdx, index: .rax, scale: 1)
-        e.moveImmediate(.rcx, 52)
-        e.shlx(.rdx, .rdx, count: .rcx)
-        e.moveImmediate(.rcx, 48)
-        e.shrx(.rdx, .rdx, count: .rcx)
-        e.load(.rcx, disp: BTContext.jumpCache)
-        e.leaSum(.rdx, base: .rdx, index: .rcx, scale: 1)
-        // The tag wanted, RIP + generation, minus the slot's: zero on a hit.
+        e.shrx(.rdx, target, count: .rcx)
+        e.leaSum(.rdx, base: .rdx, index: target, scale: 1)
+        e.pext(.rdx, .rdx, maskAt: BTContext.jumpIndexMask)
+        // The tag wanted, RIP + generation, plus the slot's negated one: zero on a hit.
         e.load(.rcx, disp: BTContext.jumpGeneration)
-        e.leaSum(.rcx, base: .rcx, index: .rax, scale: 1)
-        e.load(.rsi, base: .rdx, disp: 0)
-        e.unary(2, .rsi, size: 8)                                          // NOT
-        e.leaSum(.rcx, base: .rcx, index: .rsi, scale: 1, disp: 1)
+        e.leaSum(.rcx, base: .rcx, index: target, scale: 1)
+        e.loadTable(.rsi, index: .rdx, disp: BTContext.jumpTags)
+        e.leaSum(.rcx, base: .rcx, index: .rsi, scale: 1)
         e.jrcxz(found)
         e.bind(toSwift)
+        if let check = canonicalCheck {
+            // Not canonical: the instruction faults. Its count given back, the block stops
+            // before it (the registers are as before it: an indirect JMP changes only RIP).
+            let fault = failure(retired: check.retired, rip: check.rip, flags: .inHost, afterCall: false)
+            let ok = e.makeLabel()
+            e.moveImmediate(.rcx, 16)
+            e.shlx(.rdx, target, count: .rcx)
+            e.sarx(.rdx, .rdx, count: .rcx)
+            e.move(.rcx, .rdx)
+            e.unary(2, .rcx, size: 8)                                   // NOT
+            e.leaSum(.rcx, base: .rcx, index: target, scale: 1, disp: 1)  // target - sign-extended target
+            e.jrcxz(ok)
+            e.leaOffset(.r14, .r14, Int32(retired))
+            e.jmp(fault)
+            e.bind(ok)
+        }
+        e.store(target, disp: BTContext.rip, size: 8)
         e.pushFlags(); e.popContext(disp: BTContext.hostFlags)
         e.jumpThroughContext(disp: BTContext.exitAddress)
         e.bind(found)
-        e.load(.rcx, base: .rdx, disp: 8)
-        e.baseForm(Opcode(0x8d), size: 8, reg: HostRegister.rcx.rawValue, base: .rcx, disp: Int8(Self.bodyOffset))
-        e.jump(.rcx)
+        e.jumpThroughTable(index: .rdx, disp: BTContext.jumpBodies)
+    }
+
+    /// `reg` = 0 unless R14, the budget, is below zero (spent), with BMI2's flag-free shift of
+    /// the sign bit. Clobbers RDX.
+    private mutating func budgetSpent(into reg: HostRegister) {
+        e.moveImmediate(.rdx, 63)
+        e.shrx(reg, .r14, count: .rdx)
     }
 
     /// A label that stops the block before instruction number `retired` (at `rip`). From a
@@ -522,21 +548,36 @@ struct BlockTranslator {
         setGuest(o.index, from: reg, size: size)
     }
 
-    /// The memory operand's offset (effective address) into R12, at the address size.
+    /// The memory operand's offset (effective address) into R12, at the address size: one
+    /// LEA from the host registers caching the base and index when the displacement fits.
     private mutating func address(_ insn: DecodedInstruction, rip: UInt64) {
         let m = insn.memory
         var displacement = UInt64(bitPattern: m.displacement)
         if m.base == MemoryOperand.ripRelative { displacement = displacement &+ rip &+ UInt64(insn.length) }
-        e.moveImmediate(.r12, displacement)
-        if m.base != MemoryOperand.noRegister && m.base != MemoryOperand.ripRelative {
-            guestValue(into: .rsi, m.base)
-            e.leaSum(.r12, base: .r12, index: .rsi, scale: 1)
-        }
-        if m.index != MemoryOperand.noRegister {
-            guestValue(into: .rdi, m.index)
-            e.leaSum(.r12, base: .r12, index: .rdi, scale: m.scale)
+        let hasBase = m.base != MemoryOperand.noRegister && m.base != MemoryOperand.ripRelative
+        let hasIndex = m.index != MemoryOperand.noRegister
+        let base = hasBase ? cache(m.base & 15, load: true) : nil
+        let index = hasIndex ? cache(m.index & 15, load: true) : nil
+        let short = Int64(bitPattern: displacement) == Int64(Int32(truncatingIfNeeded: displacement))
+        if short {
+            e.lea(.r12, base: base, index: index, scale: m.scale, disp: Int32(truncatingIfNeeded: displacement))
+        } else {
+            e.moveImmediate(.r12, displacement)
+            if let base { e.leaSum(.r12, base: .r12, index: base, scale: 1) }
+            if let index { e.leaSum(.r12, base: .r12, index: index, scale: m.scale) }
         }
         if insn.addressSize == 4 { e.zeroExtend32(.r12) } else if insn.addressSize == 2 { e.zeroExtend(.r12, from: 2) }
+    }
+
+    /// Whether a two-operand ALU instruction can work on the host register caching its
+    /// destination: a register destination (not AH-BH) and a register (not AH-BH) or
+    /// immediate source (one that fits a host immediate).
+    private func inPlace(_ insn: DecodedInstruction, size: UInt8) -> Bool {
+        let d = insn.destination, s = insn.source
+        guard d.kind == .register else { return false }
+        if s.kind == .register { return true }
+        guard s.kind == .immediate else { return false }
+        return size != 8 || Int64(bitPattern: insn.immediate) == Int64(Int32(truncatingIfNeeded: insn.immediate))
     }
 
     // MARK: Memory accesses
@@ -550,30 +591,18 @@ struct BlockTranslator {
     /// Probes the host TLB for `size` bytes at linear R12 (read or write tag); on a hit RSI holds
     /// the addend (host = linear + addend), on a miss (or an access crossing a page: the tag is
     /// compared with the page of the last byte, the index taken from the first) goes to `miss`.
-    /// Flags untouched; clobbers RAX, RCX, RDX, RSI.
+    /// Flags untouched; clobbers RCX, RDX, RSI.
     private mutating func probe(size: UInt8, write: Bool, miss: Label) {
         e.moveImmediate(.rcx, 12)
         e.baseForm(Opcode(0x8d), size: 8, reg: HostRegister.rdx.rawValue, base: .r12, disp: Int8(size - 1))  // LEA rdx, [r12 + size-1]
         e.shrx(.rdx, .rdx, count: .rcx)   // page of the last byte
-        e.shrx(.rsi, .r12, count: .rcx)   // page of the first
+        e.pext(.rsi, .r12, maskAt: BTContext.tlbIndexMask)  // the slot, from the first byte's page
         e.load(.rcx, disp: BTContext.tlbGeneration)
         e.leaSum(.rdx, base: .rdx, index: .rcx, scale: 1)  // + generation: the tag to match
-        // The slot (`BTContext.tlbSlot`): (page + page >> 10) mod 1024, times 32 bytes, with
-        // shifts and adds that leave the flags alone.
-        e.moveImmediate(.rcx, 10)
-        e.shrx(.rax, .rsi, count: .rcx)
-        e.leaSum(.rsi, base: .rsi, index: .rax, scale: 1)
-        e.moveImmediate(.rcx, 54)
-        e.shlx(.rsi, .rsi, count: .rcx)
-        e.moveImmediate(.rcx, 49)
-        e.shrx(.rsi, .rsi, count: .rcx)
-        e.load(.rax, disp: BTContext.hostTLB)
-        e.leaSum(.rsi, base: .rax, index: .rsi, scale: 1)
-        e.load(.rcx, base: .rsi, disp: write ? BTContext.tlbWriteTag : BTContext.tlbReadTag)
-        e.unary(2, .rcx, size: 8)         // NOT: flags untouched
-        e.leaSum(.rcx, base: .rcx, index: .rdx, scale: 1, disp: 1)  // page(last) - tag
+        e.loadTable(.rcx, index: .rsi, disp: write ? BTContext.tlbWriteTags : BTContext.tlbReadTags)
+        e.leaSum(.rcx, base: .rcx, index: .rdx, scale: 1)  // tag wanted + stored (negated) tag
         e.unlessRCXZero(jumpTo: miss)
-        e.load(.rsi, base: .rsi, disp: BTContext.tlbAddend)
+        e.loadTable(.rsi, index: .rsi, disp: BTContext.tlbAddends)
     }
 
     /// Loads `size` bytes at segment:R12 into RAX (zero-extended). With `keepHost` (the load of
@@ -581,12 +610,12 @@ struct BlockTranslator {
     /// access went through the callout, for `storeBack`. Stops before the instruction when the
     /// machine refuses the access. Flags kept; caller-saved registers clobbered.
     private mutating func loadAccess(segment: UInt8, size: UInt8, forWrite: Bool = false, keepHost: Bool = false,
-                                     fail: Label) {
+                                     into target: HostRegister = .rax, fail: Label) {
         let slow = e.makeLabel(), done = e.makeLabel()
         if inline(segment) && (!forWrite || fast.stores) {
             probe(size: size, write: forWrite, miss: slow)
             if keepHost { e.leaSum(.r13, base: .r12, index: .rsi, scale: 1) }
-            e.loadIndexed(.rax, base: .r12, index: .rsi, size: size)
+            e.loadIndexed(target, base: .r12, index: .rsi, size: size)
             e.jmp(done)
         }
         e.bind(slow)
@@ -602,6 +631,7 @@ struct BlockTranslator {
         reloadAfterCall()
         restoreFlags()
         if keepHost { e.moveImmediate(.r13, 0) }
+        if target != .rax { e.move(target, .rax) }
         e.bind(done)
     }
 
@@ -690,17 +720,59 @@ struct BlockTranslator {
                 address(insn, rip: g.rip)
                 read(s, insn, into: .rbx, size: size)
                 storeAccess(segment: segment, size: size, fail: fail)
+            } else if s.kind == .memory && d.kind == .register && size >= 4 {
+                // Straight into the host register caching the destination (a 32-bit load
+                // clears bits 63:32, as the guest's does).
+                let fail = failure(retired: k, rip: g.rip)
+                address(insn, rip: g.rip)
+                let h = cache(d.index & 15, load: false)
+                loadAccess(segment: segment, size: size, into: h, fail: fail)
+                dirty[Int(d.index & 15)] = true
             } else if s.kind == .memory {
                 let fail = failure(retired: k, rip: g.rip)
                 address(insn, rip: g.rip)
                 loadAccess(segment: segment, size: size, fail: fail)
                 write(d, from: .rax, size: size)
+            } else if d.kind == .register && s.kind == .register {
+                // Register to register: straight between the host registers that cache them.
+                let from = cache(s.index & 15, load: true)
+                setGuest(d.index, from: from, size: size)
+            } else if d.kind == .register && s.kind == .immediate && size >= 4 {
+                let h = cache(d.index & 15, load: false)
+                e.moveImmediate(h, insn.immediate & Self.mask(size))
+                dirty[Int(d.index & 15)] = true
             } else {
                 read(s, insn, into: .rax, size: size)
                 write(d, from: .rax, size: size)
             }
 
         case .add, .or, .adc, .sbb, .and, .sub, .xor, .cmp, .test:
+            if inPlace(insn, size: size) {
+                // On the host register that caches the destination: the host's operation at the
+                // same size writes the same bits and flags the guest's would.
+                let n: UInt8
+                switch insn.operation {
+                case .add: n = 0
+                case .or: n = 1
+                case .adc: n = 2
+                case .sbb: n = 3
+                case .and: n = 4
+                case .sub: n = 5
+                case .xor: n = 6
+                case .cmp: n = 7
+                default: n = 8  // TEST
+                }
+                let writes = n != 7 && n != 8
+                let h = cache(d.index & 15, load: true)
+                if s.kind == .immediate {
+                    if n == 8 { e.testImmediate(h, insn.immediate, size: size) } else { e.aluImmediate(n, h, insn.immediate, size: size) }
+                } else {
+                    let from = cache(s.index & 15, load: true)
+                    if n == 8 { e.test(h, from, size: size) } else { e.alu(n, h, from, size: size) }
+                }
+                if writes { dirty[Int(d.index & 15)] = true }
+                break
+            }
             let writes = insn.operation != .cmp && insn.operation != .test
             arithmetic(g, retired: k, size: size, writes: writes) { e in
                 switch insn.operation {
@@ -717,6 +789,17 @@ struct BlockTranslator {
             }
 
         case .inc, .dec, .not, .neg:
+            if d.kind == .register {
+                let h = cache(d.index & 15, load: true)
+                switch insn.operation {
+                case .inc: e.incDec(0, h, size: size)
+                case .dec: e.incDec(1, h, size: size)
+                case .not: e.unary(2, h, size: size)
+                default: e.unary(3, h, size: size)
+                }
+                dirty[Int(d.index & 15)] = true
+                break
+            }
             arithmetic(g, retired: k, size: size, writes: true, unary: true) { e in
                 switch insn.operation {
                 case .inc: e.incDec(0, .rax, size: size)
@@ -737,6 +820,12 @@ struct BlockTranslator {
             case .shr: ext = 5
             default: ext = 7
             }
+            if d.kind == .register && s.kind == .immediate {
+                let h = cache(d.index & 15, load: true)
+                e.shiftImmediate(ext, h, UInt8(truncatingIfNeeded: insn.immediate), size: size)
+                dirty[Int(d.index & 15)] = true
+                break
+            }
             arithmetic(g, retired: k, size: size, writes: true, unary: true, count: s) { e in
                 e.shiftByCL(ext, .rax, size: size)
             }
@@ -754,7 +843,12 @@ struct BlockTranslator {
             } else {
                 read(s, insn, into: .rax, size: s.size)
             }
-            if insn.operation == .movzx { e.zeroExtend(.rax, from: s.size) } else { e.signExtend(.rax, from: s.size) }
+            // (A load already zero-extends what it read.)
+            if insn.operation == .movzx {
+                if s.kind != .memory { e.zeroExtend(.rax, from: s.size) }
+            } else {
+                e.signExtend(.rax, from: s.size)
+            }
             write(d, from: .rax, size: d.size)
 
         case .imul:
@@ -969,6 +1063,10 @@ struct BlockTranslator {
                 e.move(.r13, .rax)
             } else {
                 guestValue(into: .r13, s.index)
+            }
+            if insn.operation == .jmpIndirect && fast.loads {
+                exitToR13(retired: k + 1, canonicalCheck: (k, g.rip))
+                return true
             }
             checkCanonical(retired: k, rip: g.rip)
             if insn.operation == .callIndirect { pushReturnAddress(next, fail: fail) }

@@ -207,6 +207,45 @@ struct X86Emitter {
     mutating func sarx(_ dst: HostRegister, _ src: HostRegister, count: HostRegister) { bmi2Shift(pp: 2, dst, src, count: count) }
     mutating func shlx(_ dst: HostRegister, _ src: HostRegister, count: HostRegister) { bmi2Shift(pp: 1, dst, src, count: count) }
 
+    /// PEXT dst, src, qword [r15 + disp]: the bits of `src` the mask in the context selects,
+    /// packed into the low bits of `dst` (flags untouched).
+    mutating func pext(_ dst: HostRegister, _ src: HostRegister, maskAt disp: Int32) {
+        byte(0xc4)
+        byte((dst.rawValue & 8 == 0 ? 0x80 : 0) | 0x40 | 0x02)        // ~R, ~X, B (R15), map 0F38
+        byte(0x80 | (~src.rawValue & 15) << 3 | 2)                      // W1, ~vvvv = src, L0, pp F3
+        byte(0xf5)
+        byte(0x80 | (dst.rawValue & 7) << 3 | 7)                        // [r15 + disp32]
+        i32(disp)
+    }
+
+    /// `opcode` with memory operand [r15 + index * 8 + disp]: an entry of a table in the context.
+    mutating func contextTableForm(_ opcode: Opcode, size: UInt8, reg: UInt8, index: HostRegister, disp: Int32) {
+        prefixes(size: size, reg: reg, rm: HostRegister.r15.rawValue, index: index.rawValue, rmIsRegister: false)
+        self.opcode(opcode)
+        byte(0x84 | (reg & 7) << 3)                                     // mod 10, r/m 100: SIB, disp32
+        byte(3 << 6 | (index.rawValue & 7) << 3 | 7)                    // scale 8, index, base R15
+        i32(disp)
+    }
+
+    /// MOV reg64, [r15 + index * 8 + disp].
+    mutating func loadTable(_ reg: HostRegister, index: HostRegister, disp: Int32) {
+        contextTableForm(Opcode(0x8b), size: 8, reg: reg.rawValue, index: index, disp: disp)
+    }
+
+    /// JMP qword [r15 + index * 8 + disp].
+    mutating func jumpThroughTable(index: HostRegister, disp: Int32) {
+        contextTableForm(Opcode(0xff), size: 4, reg: 4, index: index, disp: disp)
+    }
+
+    /// LEA dst, [src + disp32] (flags untouched).
+    mutating func leaOffset(_ dst: HostRegister, _ src: HostRegister, _ disp: Int32) {
+        prefixes(size: 8, reg: dst.rawValue, rm: src.rawValue, rmIsRegister: false)
+        byte(0x8d)
+        byte(0x80 | (dst.rawValue & 7) << 3 | (src.rawValue & 7))
+        if src.rawValue & 7 == 4 { byte(0x24) }  // RSP/R12 as a base need a SIB
+        i32(disp)
+    }
+
     /// `jrcxz +5; jmp label`: RCX = 0 goes on past the JMP, any other value to `label`
     /// (flags untouched).
     mutating func unlessRCXZero(jumpTo label: Label) {
@@ -230,6 +269,67 @@ struct X86Emitter {
     /// Group-3 unary operation at `size`: extension 2 NOT, 3 NEG.
     mutating func unary(_ ext: UInt8, _ reg: HostRegister, size: UInt8) {
         registerForm(Opcode(size == 1 ? 0xf6 : 0xf7), size: size, reg: ext, rm: reg)
+    }
+
+    /// Group-1 ALU operation `n` (as `alu`) of `reg` with an immediate at `size`: the
+    /// immediate is the guest's (at most 32 bits, sign-extended for 64-bit operations).
+    mutating func aluImmediate(_ n: UInt8, _ reg: HostRegister, _ imm: UInt64, size: UInt8) {
+        let value: Int64
+        switch size {
+        case 1: value = Int64(Int8(truncatingIfNeeded: imm))
+        case 2: value = Int64(Int16(truncatingIfNeeded: imm))
+        default: value = Int64(Int32(truncatingIfNeeded: imm))
+        }
+        if size == 1 {
+            registerForm(Opcode(0x80), size: 1, reg: n, rm: reg); byte(UInt8(truncatingIfNeeded: imm))
+        } else if value >= -128 && value <= 127 {
+            registerForm(Opcode(0x83), size: size, reg: n, rm: reg); byte(UInt8(truncatingIfNeeded: imm))
+        } else if size == 2 {
+            registerForm(Opcode(0x81), size: 2, reg: n, rm: reg); u16(UInt16(truncatingIfNeeded: imm))
+        } else {
+            registerForm(Opcode(0x81), size: size, reg: n, rm: reg); u32(UInt32(truncatingIfNeeded: imm))
+        }
+    }
+
+    /// TEST reg, imm at `size`.
+    mutating func testImmediate(_ reg: HostRegister, _ imm: UInt64, size: UInt8) {
+        registerForm(Opcode(size == 1 ? 0xf6 : 0xf7), size: size, reg: 0, rm: reg)
+        switch size {
+        case 1: byte(UInt8(truncatingIfNeeded: imm))
+        case 2: u16(UInt16(truncatingIfNeeded: imm))
+        default: u32(UInt32(truncatingIfNeeded: imm))
+        }
+    }
+
+    /// Group-2 shift or rotate `ext` (as `shiftByCL`) of `reg` by an immediate count at `size`.
+    mutating func shiftImmediate(_ ext: UInt8, _ reg: HostRegister, _ count: UInt8, size: UInt8) {
+        registerForm(Opcode(size == 1 ? 0xc0 : 0xc1), size: size, reg: ext, rm: reg); byte(count)
+    }
+
+    /// MOV dst, src at `size` (4 clears bits 63:32 of dst; 1 and 2 keep them).
+    mutating func move(_ dst: HostRegister, _ src: HostRegister, size: UInt8) {
+        registerForm(Opcode(size == 1 ? 0x88 : 0x89), size: size, reg: src.rawValue, rm: dst)
+    }
+
+    /// LEA dst, [base + index * scale + disp32] with either part optional (flags untouched;
+    /// `index` not RSP).
+    mutating func lea(_ dst: HostRegister, base: HostRegister?, index: HostRegister?, scale: UInt8, disp: Int32) {
+        let scaleBits: UInt8 = scale == 8 ? 3 : scale == 4 ? 2 : scale == 2 ? 1 : 0
+        guard let index else {
+            guard let base else { moveImmediate(dst, UInt64(bitPattern: Int64(disp))); return }
+            leaOffset(dst, base, disp)
+            return
+        }
+        prefixes(size: 8, reg: dst.rawValue, rm: base?.rawValue ?? 5, index: index.rawValue, rmIsRegister: false)
+        byte(0x8d)
+        if let base {
+            byte(0x84 | (dst.rawValue & 7) << 3)                          // mod 10, SIB
+            byte(scaleBits << 6 | (index.rawValue & 7) << 3 | (base.rawValue & 7))
+        } else {
+            byte(0x04 | (dst.rawValue & 7) << 3)                          // mod 00, SIB, base 101: disp32
+            byte(scaleBits << 6 | (index.rawValue & 7) << 3 | 5)
+        }
+        i32(disp)
     }
 
     /// INC (ext 0) or DEC (ext 1) at `size`.

@@ -25,15 +25,18 @@ public final class X86CPU {
     @exclusivity(unchecked) public var gdtr = DescriptorTableRegister()
     @exclusivity(unchecked) public var idtr = DescriptorTableRegister()
 
-    @exclusivity(unchecked) public var cr0: UInt64 = 0x6000_0010 { didSet { translationChanged() } }
+    @exclusivity(unchecked) public var cr0: UInt64 = 0x6000_0010 { didSet { if cr0 != oldValue { translationChanged() } } }
     @exclusivity(unchecked) public var cr2: UInt64 = 0
-    @exclusivity(unchecked) public var cr3: UInt64 = 0 { didSet { translationEpoch &+= 1 } }
-    @exclusivity(unchecked) public var cr4: UInt64 = 0 { didSet { translationEpoch &+= 1 } }
+    @exclusivity(unchecked) public var cr3: UInt64 = 0 { didSet { if cr3 != oldValue { translationEpoch &+= 1 } } }
+    @exclusivity(unchecked) public var cr4: UInt64 = 0 { didSet { if cr4 != oldValue { translationEpoch &+= 1 } } }
     @exclusivity(unchecked) public var cr8: UInt64 = 0
-    @exclusivity(unchecked) public var efer: UInt64 = 0 { didSet { translationChanged() } }
+    @exclusivity(unchecked) public var efer: UInt64 = 0 { didSet { if efer != oldValue { translationChanged() } } }
 
-    /// Bumped whenever CR0, CR3, CR4, EFER or the CPL is written, even without a TLB flush: the
-    /// step loop's fetch shortcut is valid only while it is unchanged.
+    /// Bumped whenever CR0, CR3, CR4, EFER or the CPL changes, even without a TLB flush: the
+    /// step loop's fetch shortcut and `bt`'s jump cache are valid only while it is unchanged.
+    /// (A write of the same value leaves it: Linux rewrites the CPL on every interrupt and
+    /// IRET at CPL0, and each bump cost `bt` its jump cache. A CR3 reload's TLB flush is
+    /// seen in the TLB's generation instead.)
     @exclusivity(unchecked) public private(set) var translationEpoch: UInt64 = 0
     /// DR0-DR7 as MOV from DRn reads them (DR6 and DR7 with their fixed bits; DR4 and DR5 are
     /// never used: MOV aliases them to DR6 and DR7). Writing any of them re-derives the armed
@@ -86,7 +89,7 @@ public final class X86CPU {
     @exclusivity(unchecked) public var fdp: UInt64 = 0, fds: UInt16 = 0
 
     /// Current privilege level (CS.RPL outside real mode).
-    @exclusivity(unchecked) public var cpl: UInt8 = 0 { didSet { translationEpoch &+= 1 } }
+    @exclusivity(unchecked) public var cpl: UInt8 = 0 { didSet { if cpl != oldValue { translationEpoch &+= 1 } } }
     /// Interrupts are inhibited for one instruction after STI or MOV SS / POP SS.
     @exclusivity(unchecked) public var interruptShadow = false
     /// Set by HLT; cleared when an interrupt is delivered.

@@ -34,13 +34,33 @@ struct BTExecutorTests {
         #expect(bt.cpu.gpr[0] == 500_500)
         let stats = try #require(bt.executor).statistics
         // The loop body is one block run 1000 times, jumping to itself through the jump cache:
-        // a few entries from Swift (the budget ends one every 256 blocks), not one per block.
+        // a few entries from Swift (the budget ends one every 2048 instructions), not one per block.
         // Only HLT went to the interpreter.
-        #expect(stats.entries <= 1000 / BTExecutor.blocksPerEntry + 3)
+        #expect(stats.entries <= 4002 / Int(BTExecutor.instructionsPerEntry) + 3)
         #expect(stats.instructionsRun == 2 + 4 * 1000)
         // The loop's back edge targets its own page: linked straight to the block's body.
         #expect(stats.links >= 1)
         #expect(bt.machine.instructionsRetired == interp.machine.instructionsRetired)
+    }
+
+    @Test("a direct JMP within the page is followed: one block runs on past it")
+    func jumpFollowed() throws {
+        // mov eax, 1; jmp +2 (over a UD2 that must not run); add eax, 2; hlt.
+        let code: [UInt8] = [0xb8, 0x01, 0x00, 0x00, 0x00, 0xeb, 0x02, 0x0f, 0x0b, 0x83, 0xc0, 0x02, 0xf4]
+        let interp = try BTHarness(translated: false)
+        let bt = try BTHarness(translated: true)
+        for h in [interp, bt] {
+            try h.load(code)
+            #expect(h.run() == .halted)
+        }
+        #expect(bt.cpu.gpr == interp.cpu.gpr)
+        #expect(bt.cpu.rflags == interp.cpu.rflags)
+        #expect(bt.cpu.gpr[0] == 3)
+        let stats = try #require(bt.executor).statistics
+        // MOV, JMP and ADD in one block (HLT is the interpreter's).
+        #expect(stats.blocksTranslated == 1)
+        #expect(stats.instructionsTranslated == 3)
+        #expect(stats.instructionsRun == 3)
     }
 
     @Test("a store into a translated block drops it: the new code runs")
@@ -75,12 +95,13 @@ struct BTExecutorTests {
     func cacheResets() throws {
         let interp = try BTHarness(translated: false)
         let bt = try BTHarness(translated: true, cacheBytes: 4096)
-        // 64 little blocks, each `add rax, imm; jmp next`, run 20 times round.
+        // 64 little blocks, each `add rax, imm; jns next`, run 20 times round (a conditional
+        // branch ends a block; a JMP within the page would be followed into one block).
         var code: [UInt8] = [0x48, 0xc7, 0xc1, 0x14, 0x00, 0x00, 0x00]  // mov rcx, 20
         let loopStart = code.count
         for i in 0..<64 {
             code += [0x48, 0x05, UInt8(i), 0x01, 0x00, 0x00]  // add rax, 0x100+i
-            code += [0xeb, 0x00]                              // jmp next (new block)
+            code += [0x79, 0x00]                              // jns next: either way on (new block)
         }
         code += [0x48, 0xff, 0xc9]                            // dec rcx
         let back = loopStart - (code.count + 6)
