@@ -46,6 +46,15 @@ enum BTContext {
     /// Loads and stores that went through the callouts (the host TLB missed or was not used).
     static let loadCallouts: Int32 = 248
     static let storeCallouts: Int32 = 256
+    /// The selectors of ES, CS, SS, DS, FS and GS (8 bytes each) and the CPL, as of entry:
+    /// only the interpreter changes them. A translated MOV from a segment register reads the
+    /// first; a translated CLI compares the CPL with IOPL.
+    static let selectors: Int32 = 264
+    static let cpl: Int32 = 312
+    /// Sensitive instructions translated code ran (PUSHF; MOV from a segment register): added
+    /// to the machine's counts, at the CPL of the entry, when it returns.
+    static let pushfCount: Int32 = 320
+    static let movFromSegmentCount: Int32 = 328
 
     // The tables translated code indexes, inside the context so that one `[r15 + slot * 8 +
     // table]` operand reaches an entry: no base address to load first. Each is an array of

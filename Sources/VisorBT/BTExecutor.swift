@@ -158,7 +158,9 @@ public final class BTExecutor: X86BlockExecutor {
             tables[BTContext.tlbWriteTags, i] = BTContext.emptyStoredPageTag
         }
         tables[BTContext.tlbReadTags, i] = stored
-        if write && stores { tables[BTContext.tlbWriteTags, i] = stored }
+        // Never a write tag for a page holding code: each store there must be checked against
+        // the code's chunks (the callout), not go straight to the page.
+        if write && stores && !access.onCodePage { tables[BTContext.tlbWriteTags, i] = stored }
         tables[BTContext.tlbAddends, i] = UInt64(UInt(bitPattern: access.host)) &- access.linear
         tables[BTContext.tlbPhysicalPages, i] = access.physical >> 12
     }
@@ -302,15 +304,29 @@ public final class BTExecutor: X86BlockExecutor {
         context.storeBytes(of: Self.instructionsPerEntry, toByteOffset: Int(BTContext.budget), as: UInt64.self)
         context.storeBytes(of: Unmanaged.passUnretained(machine).toOpaque(), toByteOffset: Int(BTContext.machine),
                            as: UnsafeMutableRawPointer.self)
+        // SAFETY: the context has room for six selectors at `BTContext.selectors`.
+        let cpl = machine.exportSegmentState(to: (context + Int(BTContext.selectors)).assumingMemoryBound(to: UInt64.self))
+        context.storeBytes(of: UInt64(cpl), toByteOffset: Int(BTContext.cpl), as: UInt64.self)
         let retired = Int(enter(context, entry))
         machine.importRegisters(from: registers,
                                 rip: context.load(fromByteOffset: Int(BTContext.rip), as: UInt64.self),
-                                statusFlags: context.load(fromByteOffset: Int(BTContext.hostFlags), as: UInt64.self))
+                                statusFlags: context.load(fromByteOffset: Int(BTContext.hostFlags), as: UInt64.self),
+                                interruptFlag: context.load(fromByteOffset: Int(BTContext.rflags), as: UInt64.self))
+        takeSensitiveCount(BTContext.pushfCount, .pushf, machine: machine)
+        takeSensitiveCount(BTContext.movFromSegmentCount, .movFromSegment, machine: machine)
         statistics.entries &+= 1
         statistics.instructionsRun &+= UInt64(retired)
         statistics.loadCallouts = context.load(fromByteOffset: Int(BTContext.loadCallouts), as: UInt64.self)
         statistics.storeCallouts = context.load(fromByteOffset: Int(BTContext.storeCallouts), as: UInt64.self)
         return retired
+    }
+
+    /// Moves a sensitive-instruction counter of translated code to the machine's counts.
+    private func takeSensitiveCount(_ slot: Int32, _ kind: SensitiveInstruction, machine: X86Machine) {
+        let n = context.load(fromByteOffset: Int(slot), as: UInt64.self)
+        guard n != 0 else { return }
+        machine.countTranslatedSensitive(kind, times: n)
+        context.storeBytes(of: 0, toByteOffset: Int(slot), as: UInt64.self)
     }
 
     // MARK: Translating
@@ -319,7 +335,7 @@ public final class BTExecutor: X86BlockExecutor {
     /// the blocks its linkable exits reach on the same page. Installing code costs two
     /// mprotect calls whatever its size (W^X), which were most of the translation time, and
     /// those blocks usually run soon after.
-    static let batchBlocks = 8
+    static let batchBlocks = 24
 
     /// The guest instructions of the block at `key` (empty when the first is not covered) and
     /// the RIP after them.
@@ -415,7 +431,15 @@ public final class BTExecutor: X86BlockExecutor {
             code.replaceSubrange(b.offset..<(b.offset + bytes.count), with: bytes)
             waiting.append((address, b.key, unlinked))
         }
-        guard let installed = cache.install(code), installed == base else {
+        // Exits of installed blocks that wait for blocks of this batch: linked in the same window.
+        var patches: [(address: UnsafeRawPointer, rel32: Int32)] = []
+        for b in batch {
+            guard let waiting = pendingLinks[b.key.physical >> 12]?.removeValue(forKey: b.key) else { continue }
+            for w in waiting {
+                if let p = linkPatches(w.site, of: w.code, to: base + b.offset) { patches += p }
+            }
+        }
+        guard let installed = cache.install(code, patches: patches), installed == base else {
             let none = Block(entry: nil, instructions: 0)
             blocks[key] = none
             pageKeys[key.physical >> 12, default: []].append(key)
@@ -428,7 +452,14 @@ public final class BTExecutor: X86BlockExecutor {
             statistics.blocksTranslated &+= 1
             statistics.instructionsTranslated &+= UInt64(b.instructions)
         }
-        for w in waiting { link(w.sites, of: w.code, key: w.key) }
+        statistics.links &+= UInt64(patches.count)
+        // This batch's exits to blocks not made yet wait for them.
+        for w in waiting {
+            let page = w.key.physical >> 12
+            for site in w.sites {
+                pendingLinks[page, default: [:]][targetKey(site, from: w.key), default: []].append((w.code, site))
+            }
+        }
         return Block(entry: base, instructions: first.instructions)
     }
 
@@ -440,22 +471,6 @@ public final class BTExecutor: X86BlockExecutor {
     /// The key of the block a chain site jumps to (same page, same mode).
     private func targetKey(_ site: ChainSite, from key: BlockKey) -> BlockKey {
         BlockKey(physical: (key.physical & ~0xfff) | (site.target & 0xfff), rip: site.target, mode: key.mode)
-    }
-
-    /// Leaves the new block's unlinked exits waiting for their targets, and links the exits
-    /// already waiting for it, patching them all at once.
-    private func link(_ sites: [ChainSite], of code: UnsafeRawPointer, key: BlockKey) {
-        let page = key.physical >> 12
-        for site in sites {
-            pendingLinks[page, default: [:]][targetKey(site, from: key), default: []].append((code, site))
-        }
-        guard let waiting = pendingLinks[page]?.removeValue(forKey: key) else { return }
-        var patches: [(address: UnsafeRawPointer, rel32: Int32)] = []
-        for w in waiting {
-            guard let p = linkPatches(w.site, of: w.code, to: code) else { continue }
-            patches += p
-        }
-        if cache.patch(patches) { statistics.links &+= UInt64(patches.count / 2) }
     }
 
     /// The rel32 rewrite that links one exit: its jump to `target`'s body. Nil if the distance

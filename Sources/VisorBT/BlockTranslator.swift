@@ -173,6 +173,17 @@ struct BlockTranslator {
             return long && insn.operandSize == 8 && d.kind == .register
         case .jmpIndirect, .callIndirect:
             return long && insn.operandSize == 8 && (s.kind == .register || s.kind == .memory)
+        case .pushf:
+            // Sensitive (it shows IF and IOPL at any CPL): translated, and counted in the context.
+            return long && insn.operandSize == 8
+        case .movSegment:
+            // From a segment register (sensitive: it shows the CPL in CS's RPL); the other way
+            // loads a descriptor and is the interpreter's.
+            let width = d.size == 0 ? insn.operandSize : d.size
+            return long && s.kind == .segment && s.index < 6
+                && (d.kind == .memory || (d.kind == .register && (width == 2 || width == 4 || width == 8)))
+        case .cli:
+            return long
         default:
             return false
         }
@@ -1004,6 +1015,52 @@ struct BlockTranslator {
             exit(rip: g.rip, retired: k + 1)
             e.bind(done)
 
+        case .pushf:
+            // The image: the status flags (in the host's RFLAGS) over the rest of the guest's
+            // RFLAGS (unchanged while translated code runs), RF and VM cleared as in 64-bit mode.
+            let fail = failure(retired: k, rip: g.rip)
+            saveFlags()
+            e.load(.rbx, disp: BTContext.flagsBefore)
+            e.and32(.rbx, BTContext.statusFlags)
+            e.load(.rax, disp: BTContext.rflags)
+            e.aluImmediate(4, .rax, ~UInt64(BTContext.statusFlags | 0x3_0000), size: 8)  // AND: not status, RF, VM
+            e.alu(1, .rbx, .rax, size: 8)                                                  // OR
+            restoreFlags()
+            stackSlot(delta: -8)
+            storeAccess(segment: 2, size: 8, fail: fail)
+            setGuest(4, from: .r12, size: 8)
+            countInContext(BTContext.pushfCount)
+
+        case .movSegment:
+            let selector = BTContext.selectors + 8 * Int32(s.index)
+            if d.kind == .memory {
+                let fail = failure(retired: k, rip: g.rip)
+                address(insn, rip: g.rip)
+                e.load(.rbx, disp: selector)
+                storeAccess(segment: segment, size: 2, fail: fail)
+            } else {
+                e.load(.rax, disp: selector)
+                write(d, from: .rax, size: d.size == 0 ? insn.operandSize : d.size)
+            }
+            countInContext(BTContext.movFromSegmentCount)
+
+        case .cli:
+            // IF cleared in the guest's RFLAGS (the exit takes it back), unless CPL > IOPL: then
+            // the block stops before it and the interpreter raises the #GP (no callout before:
+            // the stop writes the cached registers back).
+            let fail = failure(retired: k, rip: g.rip, afterCall: false)
+            saveFlags()
+            e.load(.rax, disp: BTContext.rflags)
+            e.shift64(5, .rax, by: 12)                       // SHR: IOPL to bits 1:0
+            e.and32(.rax, 3)
+            e.load(.rcx, disp: BTContext.cpl)
+            e.compare(.rcx, .rax)
+            e.jcc(7, fail)                                   // A: CPL above IOPL
+            e.load(.rax, disp: BTContext.rflags)
+            e.aluImmediate(4, .rax, ~UInt64(0x200), size: 8)  // AND: IF clear
+            e.store(.rax, disp: BTContext.rflags, size: 8)
+            restoreFlags()
+
         case .leave:
             // RSP = RBP + 8, RBP = [RBP] (the load first: a refusal changes nothing).
             let fail = failure(retired: k, rip: g.rip)
@@ -1168,6 +1225,13 @@ struct BlockTranslator {
         }
         setGuest(0, from: .rax, size: size)
         setGuest(2, from: .rdx, size: size)
+    }
+
+    /// Adds one to the context's counter at `slot` (no flags touched).
+    private mutating func countInContext(_ slot: Int32) {
+        e.load(.rcx, disp: slot)
+        e.baseForm(Opcode(0x8d), size: 8, reg: HostRegister.rcx.rawValue, base: .rcx, disp: 1)  // LEA rcx, [rcx+1]
+        e.store(.rcx, disp: slot, size: 8)
     }
 
     /// R12 = guest RSP + `delta` (no flags touched).

@@ -42,21 +42,40 @@ final class CodeCache {
     deinit { munmap(base, capacity) }
 
     /// Copies `code` in and returns where it can be run from, or nil when it does not fit (or
-    /// the host refused to change a page's rights).
-    func install(_ code: [UInt8]) -> UnsafeRawPointer? {
+    /// the host refused to change a page's rights). `patches` (rel32 rewrites of installed
+    /// code, as for `patch`) close below the new code are made in the same W^X window: each
+    /// window costs two mprotect calls, most of the translation time when there were several.
+    func install(_ code: [UInt8], patches: [(address: UnsafeRawPointer, rel32: Int32)] = []) -> UnsafeRawPointer? {
         let start = (used + 15) & ~15
         guard !code.isEmpty, start + code.count <= capacity else { return nil }
-        let firstPage = start / Self.pageSize * Self.pageSize
+        var firstPage = start / Self.pageSize * Self.pageSize
+        var far: [(address: UnsafeRawPointer, rel32: Int32)] = []
+        var near: [(offset: Int, rel32: Int32)] = []
+        for p in patches {
+            guard contains(p.address), contains(p.address + 3) else { continue }
+            let offset = p.address - UnsafeRawPointer(base)
+            if offset + 4 <= start && start - offset <= Self.nearPatchBytes {
+                near.append((offset, p.rel32))
+                firstPage = min(firstPage, offset / Self.pageSize * Self.pageSize)
+            } else {
+                far.append(p)
+            }
+        }
         let end = start + code.count
         let length = (end + Self.pageSize - 1) / Self.pageSize * Self.pageSize - firstPage
         guard mprotect(base + firstPage, length, PROT_READ | PROT_WRITE) == 0 else { return nil }
         code.withUnsafeBytes { bytes in
             if let source = bytes.baseAddress { (base + start).copyMemory(from: source, byteCount: code.count) }
         }
+        for p in near { (base + p.offset).storeBytes(of: p.rel32.littleEndian, as: Int32.self) }
         guard mprotect(base + firstPage, length, PROT_READ | PROT_EXEC) == 0 else { return nil }
         used = end
+        guard patch(far) else { return nil }
         return UnsafeRawPointer(base + start)
     }
+
+    /// How far below new code a patch may be to share its W^X window.
+    static let nearPatchBytes = 64 << 10
 
     /// Where `install` would put `count` bytes now, or nil when they do not fit.
     func nextAddress(for count: Int) -> UnsafeRawPointer? {

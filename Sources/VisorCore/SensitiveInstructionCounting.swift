@@ -68,6 +68,12 @@ public struct SensitiveInstructionCounts: Sendable, Equatable {
         table[Int(kind.rawValue) &* Self.privilegeLevels &+ Int(cpl & 3)] &+= 1
     }
 
+    /// Counts `times` executions of `kind` at privilege level `cpl` (its low two bits): what
+    /// a translator counted in its own code.
+    public mutating func record(_ kind: SensitiveInstruction, cpl: UInt8, times: UInt64) {
+        table[Int(kind.rawValue) &* Self.privilegeLevels &+ Int(cpl & 3)] &+= times
+    }
+
     /// Executions of `kind` at `cpl` (0-3; other levels have none).
     public func count(_ kind: SensitiveInstruction, cpl: Int) -> UInt64 {
         guard (0..<Self.privilegeLevels).contains(cpl) else { return 0 }

@@ -38,6 +38,9 @@ public struct TranslatedAccess {
     public let linear: UInt64
     public let physical: UInt64
     public let host: UnsafeMutableRawPointer
+    /// The page holds cached code elsewhere (this access does not touch it): a later store to
+    /// the page must come back here to be checked, not go straight to `host`'s page.
+    public let onCodePage: Bool
 }
 
 extension X86Machine {
@@ -63,15 +66,16 @@ extension X86Machine {
     /// Where `size` bytes at `segment:offset` are for a translated access (a write when
     /// `write`), checked as the interpreter's access would be (limits, canonical form, paging
     /// rights at the current CPL; accessed and dirty bits set); nil when the interpreter must
-    /// make it: a fault, MMIO, a page crossing, or a write to a page holding decoded code. A
-    /// caller that stores must call `noteTranslatedStore` after the store.
+    /// make it: a fault, MMIO, a page crossing, or a write to a 64-byte chunk holding decoded
+    /// code. A caller that stores must call `noteTranslatedStore` after the store.
     public func accessForTranslation(segment: UInt8, offset: UInt64, size: Int, write: Bool) -> TranslatedAccess? {
         guard let linear = try? linearAddress(segment: segment, offset: offset, size: size),
               Int(linear & 0xfff) + size <= 4096,
               let physical = try? translate(linear, write ? .write : .read),
-              !(write && decodeCache.holdsCode(physicalPage: physical >> 12)),
+              !(write && decodeCache.overlapsCode(physical, size: size)),
               let p = shared.hostPointer(physical, length: UInt64(size)) else { return nil }
-        return TranslatedAccess(linear: linear, physical: physical, host: p)
+        return TranslatedAccess(linear: linear, physical: physical, host: p,
+                                onCodePage: decodeCache.holdsCode(physicalPage: physical >> 12))
     }
 
     /// After a translated store to `physical`: other vCPUs that decoded its page learn of it at
@@ -113,10 +117,25 @@ extension X86Machine {
     }
 
     /// Takes the 16 general registers from `registers`, RIP, and the status flags in
-    /// `statusFlags` (the other RFLAGS bits stay as they are).
-    public func importRegisters(from registers: UnsafePointer<UInt64>, rip: UInt64, statusFlags: UInt64) {
+    /// `statusFlags`; of the other RFLAGS bits only IF may change, to `interruptFlag`'s (a
+    /// translated CLI clears it).
+    public func importRegisters(from registers: UnsafePointer<UInt64>, rip: UInt64, statusFlags: UInt64,
+                                interruptFlag: UInt64) {
         for i in 0..<16 { cpu.gpr[i] = registers[i] }
         cpu.rip = rip
-        cpu.rflags = (cpu.rflags & ~RFlag.status) | (statusFlags & RFlag.status)
+        let kept = cpu.rflags & ~(RFlag.status | RFlag.interrupt)
+        cpu.rflags = kept | (statusFlags & RFlag.status) | (interruptFlag & RFlag.interrupt)
+    }
+
+    /// The selectors of ES, CS, SS, DS, FS and GS into `selectors`, and the CPL: what a
+    /// translated MOV from a segment register reads and a translated CLI checks.
+    public func exportSegmentState(to selectors: UnsafeMutablePointer<UInt64>) -> UInt8 {
+        for i in 0..<6 { selectors[i] = UInt64(cpu.segments[i].selector) }
+        return cpu.cpl
+    }
+
+    /// Counts `times` executions of `kind` that translated code ran at the current CPL.
+    public func countTranslatedSensitive(_ kind: SensitiveInstruction, times: UInt64) {
+        sensitiveInstructions.record(kind, cpl: cpu.cr0 & X86.cr0ProtectionEnable == 0 ? 0 : cpu.cpl, times: times)
     }
 }

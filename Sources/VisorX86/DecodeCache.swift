@@ -3,9 +3,13 @@
 // through temporary mappings: text_poke) invalidates it.
 //
 // Per 4 KiB physical page: a table from page offset to a decoded instruction, tagged with the
-// code mode it was decoded in. A bitmap over physical pages says which pages hold cached code;
-// every store the CPU makes to RAM (`writePhysical`, A/D updates) tests it, and a hit drops the
-// whole page. Instructions that straddle two pages are not cached (rare; they are decoded each
+// code mode it was decoded in, and a mask of the page's 64-byte chunks that hold bytes of
+// cached instructions. A bitmap over physical pages says which pages hold cached code; every
+// store the CPU makes to RAM (`writePhysical`, A/D updates) tests it, and a store to a chunk
+// with cached code drops the whole page. A store elsewhere on the page drops nothing: code and
+// data share pages (Linux's boot decompressor writes its variables beside its code thousands
+// of times), and dropping the page on each such store made `bt` translate its code again and
+// again. Instructions that straddle two pages are not cached (rare; they are decoded each
 // time). Writes that do not go through this CPU are not seen here: other vCPUs' stores reach it
 // at this CPU's next serializing point through the machine-wide code-write log (`SMP.swift`);
 // for device DMA or the host, whoever writes calls `invalidate(physicalPage:)` or `invalidateAll()`.
@@ -33,6 +37,8 @@ public struct X86DecodeCache {
         @exclusivity(unchecked) var entries: UnsafeMutablePointer<DecodedInstruction>
         @exclusivity(unchecked) var count = 0
         @exclusivity(unchecked) var capacity = 16
+        /// Bit n: bytes 64n ..< 64n + 64 of the page hold (part of) a cached instruction.
+        @exclusivity(unchecked) var codeChunks: UInt64 = 0
 
         init() {
             slots = .allocate(capacity: 4096)
@@ -56,6 +62,7 @@ public struct X86DecodeCache {
 
         func store(_ offset: UInt64, mode: CodeMode, _ insn: DecodedInstruction) {
             let i = Int(truncatingIfNeeded: offset & 0xfff)
+            codeChunks |= X86DecodeCache.chunks(offset: i, size: Int(insn.length))
             let slot = slots[i]
             if slot >> 2 != 0 {
                 entries[Int(slot >> 2) - 1] = insn
@@ -140,13 +147,53 @@ public struct X86DecodeCache {
         number < bitmapPages && codeBits[Int(number >> 6)] & (1 << (number & 63)) != 0
     }
 
-    /// Called for every store to RAM: drops cached code on the pages `[address, address+size)` touches.
+    /// Called for every store to RAM: drops cached code on the pages `[address, address+size)`
+    /// touches where it writes a chunk holding cached instructions.
     @inline(__always)
     public mutating func noteWrite(_ address: UInt64, size: Int) {
         let first = address >> 12
         let last = (address &+ UInt64(max(size, 1) - 1)) >> 12
-        if holdsCode(physicalPage: first) { invalidate(physicalPage: first) }
-        if last != first && holdsCode(physicalPage: last) { invalidate(physicalPage: last) }
+        if holdsCode(physicalPage: first) { writeToCodePage(first, address, size: size) }
+        if last != first && holdsCode(physicalPage: last) { writeToCodePage(last, address, size: size) }
+    }
+
+    /// The mask of 64-byte chunks that bytes `offset ..< offset + size` of a page touch
+    /// (`offset` below 4096; the part beyond the page is ignored).
+    static func chunks(offset: Int, size: Int) -> UInt64 {
+        let firstChunk = offset >> 6
+        let lastChunk = min(offset + max(size, 1) - 1, 4095) >> 6
+        let count = lastChunk - firstChunk + 1
+        let run: UInt64 = count >= 64 ? .max : (1 << UInt64(count)) &- 1
+        return run << UInt64(firstChunk)
+    }
+
+    /// Whether bytes `[address, address + size)` (on one or two pages) touch a chunk holding
+    /// cached instructions.
+    public mutating func overlapsCode(_ address: UInt64, size: Int) -> Bool {
+        let first = address >> 12
+        let last = (address &+ UInt64(max(size, 1) - 1)) >> 12
+        var page = first
+        while true {
+            if holdsCode(physicalPage: page), let p = self.page(page) {
+                let start = page == first ? Int(address & 0xfff) : 0
+                let end = page == last ? Int((address &+ UInt64(max(size, 1) - 1)) & 0xfff) : 4095
+                if p.codeChunks & Self.chunks(offset: start, size: end - start + 1) != 0 { return true }
+            }
+            if page == last { return false }
+            page &+= 1
+        }
+    }
+
+    /// A store of `[address, address + size)` reached code page `number`: drops the page when
+    /// it writes a chunk holding cached instructions.
+    @inline(never)
+    private mutating func writeToCodePage(_ number: UInt64, _ address: UInt64, size: Int) {
+        guard let p = page(number) else { return }
+        let first = address >> 12
+        let lastByte = address &+ UInt64(max(size, 1) - 1)
+        let start = number == first ? Int(address & 0xfff) : 0
+        let end = number == lastByte >> 12 ? Int(lastByte & 0xfff) : 4095
+        if p.codeChunks & Self.chunks(offset: start, size: end - start + 1) != 0 { invalidate(physicalPage: number) }
     }
 
     /// Drops every instruction cached from physical page `number`.

@@ -110,6 +110,36 @@ struct SysRandom {
         #expect(cpu.machine.decodeCache.invalidations >= 1)
     }
 
+    @Test func aWriteBesideCachedCodeOnItsPageKeepsTheCache() throws {
+        // OUT at the page's start, then a store to a 64-byte chunk of the same page that holds
+        // no cached instruction: the cache stays. A store into the OUT's chunk drops the page.
+        let (cpu, _) = try vcpu([0xe6, 0x80, 0xf4], decode: sysTinyDecoder)
+        #expect(try cpu.run() == .portWrite(port: 0x80, size: 1, value: 0))
+        #expect(try cpu.run() == .halt)
+        let page = SysLayout.code & ~0xfff
+        let invalidations = cpu.machine.decodeCache.invalidations
+        let codeOffset = SysLayout.code & 0xfff
+        let dataOffset: UInt64 = codeOffset < 0x800 ? 0xc00 : 0x100
+        try cpu.machine.writeLinear(page + dataOffset, size: 8, value: 0x1122_3344)
+        #expect(cpu.machine.decodeCache.invalidations == invalidations, "no code in the written chunk")
+        let dataOverlaps = cpu.machine.decodeCache.overlapsCode(page + dataOffset, size: 8)
+        let codeOverlaps = cpu.machine.decodeCache.overlapsCode(SysLayout.code + 1, size: 1)
+        #expect(!dataOverlaps)
+        #expect(codeOverlaps)
+        try cpu.machine.writeLinear(SysLayout.code + 1, size: 1, value: 0x81)
+        #expect(cpu.machine.decodeCache.invalidations == invalidations + 1)
+        cpu.machine.cpu.rip = SysLayout.code
+        #expect(try cpu.run() == .portWrite(port: 0x81, size: 1, value: 0), "the patched instruction runs")
+    }
+
+    @Test func codeChunksCoverAnInstructionsBytes() {
+        #expect(X86DecodeCache.chunks(offset: 0, size: 1) == 1)
+        #expect(X86DecodeCache.chunks(offset: 62, size: 3) == 0b11)
+        #expect(X86DecodeCache.chunks(offset: 4095, size: 8) == 1 << 63)
+        #expect(X86DecodeCache.chunks(offset: 0, size: 4096) == .max)
+        #expect(X86DecodeCache.chunks(offset: 128, size: 64) == 0b100)
+    }
+
     @Test func physicalCacheIsSharedByAliases() throws {
         let (cpu, _) = try vcpu([0xe6, 0x80, 0xf4], decode: sysTinyDecoder)
         #expect(try cpu.run() == .portWrite(port: 0x80, size: 1, value: 0))
