@@ -55,6 +55,14 @@ enum BTContext {
     /// to the machine's counts, at the CPL of the entry, when it returns.
     static let pushfCount: Int32 = 320
     static let movFromSegmentCount: Int32 = 328
+    /// The shared slow paths of translated loads and stores (`BTExecutor.loadStub`,
+    /// `storeStub`), called through these slots, and the Swift callouts they call.
+    static let loadStub: Int32 = 336
+    static let storeStub: Int32 = 344
+    static let loadCallout: Int32 = 352
+    static let storeCallout: Int32 = 360
+    /// Where the stubs keep R8-R11 (guest registers cached by the block) across the callout.
+    static let stubSaves: Int32 = 368
 
     // The tables translated code indexes, inside the context so that one `[r15 + slot * 8 +
     // table]` operand reaches an entry: no base address to load first. Each is an array of

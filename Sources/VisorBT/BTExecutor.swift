@@ -84,7 +84,7 @@ public final class BTExecutor: X86BlockExecutor {
     @exclusivity(unchecked) private var enter: Enter
     /// Guest instructions translated code may retire, jumping from block to block, before it
     /// returns here (it stops at the first block end past them).
-    static let instructionsPerEntry: UInt64 = 2048
+    static let instructionsPerEntry: UInt64 = 8192
     /// The keys of the blocks on each physical page, for invalidation.
     @exclusivity(unchecked) private var pageKeys: [UInt64: [BlockKey]] = [:]
     private let cache: CodeCache
@@ -113,7 +113,9 @@ public final class BTExecutor: X86BlockExecutor {
         context.storeBytes(of: BTContext.tlbAddressMask, toByteOffset: Int(BTContext.tlbIndexMask), as: UInt64.self)
         context.storeBytes(of: UInt64(BTContext.jumpCacheEntries - 1), toByteOffset: Int(BTContext.jumpIndexMask), as: UInt64.self)
         guard let enterCode = Self.enterTrampoline(), let exitCode = Self.exitTrampoline(),
-              let enterAddress = cache.install(enterCode), let exitAddress = cache.install(exitCode) else {
+              let loadCode = Self.accessStub(store: false), let storeCode = Self.accessStub(store: true),
+              let enterAddress = cache.install(enterCode), let exitAddress = cache.install(exitCode),
+              let loadStub = cache.install(loadCode), let storeStub = cache.install(storeCode) else {
             context.deallocate(); noBlock.deallocate()
             throw CodeCacheError(description: "the code cache has no room for the trampolines")
         }
@@ -121,6 +123,10 @@ public final class BTExecutor: X86BlockExecutor {
         // SAFETY: `enterAddress` holds the enter trampoline, a C function of this type.
         enter = unsafeBitCast(enterAddress, to: Enter.self)
         context.storeBytes(of: UInt64(UInt(bitPattern: exitAddress)), toByteOffset: Int(BTContext.exitAddress), as: UInt64.self)
+        context.storeBytes(of: UInt64(UInt(bitPattern: loadStub)), toByteOffset: Int(BTContext.loadStub), as: UInt64.self)
+        context.storeBytes(of: UInt64(UInt(bitPattern: storeStub)), toByteOffset: Int(BTContext.storeStub), as: UInt64.self)
+        context.storeBytes(of: Self.callouts.load, toByteOffset: Int(BTContext.loadCallout), as: UInt64.self)
+        context.storeBytes(of: Self.callouts.store, toByteOffset: Int(BTContext.storeCallout), as: UInt64.self)
         clearJumpCache()
         flushHostTLB()
     }
@@ -174,6 +180,35 @@ public final class BTExecutor: X86BlockExecutor {
         e.move(.r15, .rdi)
         e.load(.r14, disp: BTContext.budget)
         e.jump(.rsi)
+        return e.finished()
+    }
+
+    /// The shared slow path of translated loads (`store` false) and stores, called from a block
+    /// whose host TLB probe missed, with the offset in R12, the callout's info in EDX and (a
+    /// store) the value in RBX. It saves the guest's flags in `flagsBefore` (a refusal stops the
+    /// block with them) and the caller-saved registers that may cache guest registers, calls
+    /// the Swift callout, restores both, and returns RCX = 0 when the access was made (a load's
+    /// value in RAX), non-zero when the machine refused it. Cached guest registers are not
+    /// written back: the callouts do not read them, and a refusal's stop does it.
+    static func accessStub(store: Bool) -> [UInt8]? {
+        var e = X86Emitter()
+        e.pushFlags(); e.popContext(disp: BTContext.flagsBefore)
+        let saved: [HostRegister] = [.r8, .r9, .r10, .r11]
+        for (i, r) in saved.enumerated() { e.store(r, disp: BTContext.stubSaves + 8 * Int32(i), size: 8) }
+        e.adjustStack(-8)  // the call to the stub left RSP 8 below a 16-byte boundary
+        e.move(.rdi, .r15)
+        e.move(.rsi, .r12)
+        if store { e.move(.rcx, .rbx) }
+        e.callThroughContext(disp: store ? BTContext.storeCallout : BTContext.loadCallout)
+        e.adjustStack(8)
+        for (i, r) in saved.enumerated() { e.load(r, disp: BTContext.stubSaves + 8 * Int32(i)) }
+        if store {
+            e.baseForm(Opcode(0x8d), size: 8, reg: HostRegister.rcx.rawValue, base: .rax, disp: -1)  // 1 (stored) -> 0
+        } else {
+            e.load(.rcx, disp: BTContext.status)
+        }
+        e.pushContext(disp: BTContext.flagsBefore); e.popFlags()
+        e.ret()
         return e.finished()
     }
 

@@ -305,7 +305,14 @@ struct BlockTranslator {
     /// The stop-before stubs: the cached registers written back, the flags as before the
     /// instruction, RIP at it, the instructions before it counted, and back to Swift.
     private mutating func epilogue() {
-        for f in failures {
+        for c in coldPaths {
+            e.bind(c.miss)
+            calloutThroughStub(store: c.store, info: c.info, refused: c.refused)
+            if c.keepHost { e.moveImmediate(.r13, 0) }
+            if !c.store && c.target != .rax { e.move(c.target, .rax) }
+            e.jmp(c.done)
+        }
+        for f in failures where e.isReferenced(f.label) {
             e.bind(f.label)
             for w in f.writeBack { e.store(w.host, disp: BTContext.register(w.guest), size: 8) }
             switch f.flags {
@@ -622,45 +629,67 @@ struct BlockTranslator {
     /// machine refuses the access. Flags kept; caller-saved registers clobbered.
     private mutating func loadAccess(segment: UInt8, size: UInt8, forWrite: Bool = false, keepHost: Bool = false,
                                      into target: HostRegister = .rax, fail: Label) {
-        let slow = e.makeLabel(), done = e.makeLabel()
-        if inline(segment) && (!forWrite || fast.stores) {
-            probe(size: size, write: forWrite, miss: slow)
-            if keepHost { e.leaSum(.r13, base: .r12, index: .rsi, scale: 1) }
-            e.loadIndexed(target, base: .r12, index: .rsi, size: size)
-            e.jmp(done)
+        let info = BTCallouts.info(segment: segment, size: size, forWrite: forWrite)
+        let refused = refusal(from: fail)
+        guard inline(segment) && (!forWrite || fast.stores) else {
+            calloutThroughStub(store: false, info: info, refused: refused)
+            if keepHost { e.moveImmediate(.r13, 0) }
+            if target != .rax { e.move(target, .rax) }
+            return
         }
-        e.bind(slow)
-        saveFlags()
-        spillForCall()
-        e.move(.rdi, .r15)
-        e.move(.rsi, .r12)
-        e.moveImmediate(.rdx, BTCallouts.info(segment: segment, size: size, forWrite: forWrite))
-        e.moveImmediate(.rax, callouts.load)
-        e.call(.rax)
-        e.compareContextToZero(disp: BTContext.status)
-        e.jcc(5, fail)  // NE: refused
-        reloadAfterCall()
-        restoreFlags()
-        if keepHost { e.moveImmediate(.r13, 0) }
-        if target != .rax { e.move(target, .rax) }
+        let miss = e.makeLabel(), done = e.makeLabel()
+        probe(size: size, write: forWrite, miss: miss)
+        if keepHost { e.leaSum(.r13, base: .r12, index: .rsi, scale: 1) }
+        e.loadIndexed(target, base: .r12, index: .rsi, size: size)
         e.bind(done)
+        coldPaths.append(ColdPath(miss: miss, done: done, refused: refused, info: info, store: false,
+                                  target: target, keepHost: keepHost))
     }
 
     /// Stores the low `size` bytes of RBX at segment:R12. Stops before the instruction when the
     /// machine refuses it (nothing written). Flags kept; caller-saved registers clobbered.
     private mutating func storeAccess(segment: UInt8, size: UInt8, fail: Label) {
-        let slow = e.makeLabel(), done = e.makeLabel()
-        if inline(segment) && fast.stores {
-            probe(size: size, write: true, miss: slow)
-            e.storeIndexed(.rbx, base: .r12, index: .rsi, size: size)
-            e.jmp(done)
+        let info = BTCallouts.info(segment: segment, size: size)
+        let refused = refusal(from: fail)
+        guard inline(segment) && fast.stores else {
+            calloutThroughStub(store: true, info: info, refused: refused)
+            return
         }
-        e.bind(slow)
-        saveFlags()
-        storeCallout(segment: segment, size: size, value: .rbx, fail: fail)
-        restoreFlags()
+        let miss = e.makeLabel(), done = e.makeLabel()
+        probe(size: size, write: true, miss: miss)
+        e.storeIndexed(.rbx, base: .r12, index: .rsi, size: size)
         e.bind(done)
+        coldPaths.append(ColdPath(miss: miss, done: done, refused: refused, info: info, store: true,
+                                  target: .rax, keepHost: false))
     }
+
+    /// A load or store through the shared stub (`BTExecutor.accessStub`): on to `refused` when
+    /// the machine refuses it, else on past this code (a load's value in RAX).
+    private mutating func calloutThroughStub(store: Bool, info: UInt64, refused: Label) {
+        e.moveImmediate(.rdx, info)
+        e.callThroughContext(disp: store ? BTContext.storeStub : BTContext.loadStub)
+        e.unlessRCXZero(jumpTo: refused)
+    }
+
+    /// A stop before the same instruction as `fail` (made at its start), for a jump from here:
+    /// it writes back the cached registers that are dirty now (nothing was spilled).
+    private mutating func refusal(from fail: Label) -> Label {
+        guard let f = failures.first(where: { $0.label.id == fail.id }) else { return fail }
+        let l = e.makeLabel()
+        failures.append((l, f.retired, f.rip, .savedBefore, dirtyCached))
+        return l
+    }
+
+    /// A load or store whose host TLB probe missed, emitted after the block's body so that the
+    /// hits run straight through.
+    struct ColdPath {
+        let miss: Label, done: Label, refused: Label
+        let info: UInt64
+        let store: Bool
+        let target: HostRegister
+        let keepHost: Bool
+    }
+    private var coldPaths: [ColdPath] = []
 
     /// The store of a read-modify-write: RAX's low `size` bytes to the host address in R13
     /// (from `loadAccess(keepHost:)`), or through the callout when R13 is 0. The flags the
@@ -963,7 +992,7 @@ struct BlockTranslator {
             e.unlessRCXZero(jumpTo: direct)
             // Through the callout: it filled the host TLB when stores may use it, so a second
             // probe finds the page; otherwise the interpreter does the instruction.
-            probe(size: size, write: true, miss: fail)
+            probe(size: size, write: true, miss: refusal(from: fail))
             e.leaSum(.r13, base: .r12, index: .rsi, scale: 1)
             e.bind(direct)
             if insn.operation == .cmpxchg {

@@ -455,6 +455,11 @@ struct X86Emitter {
         contextForm(Opcode(0xff), size: 4, reg: 4, disp: disp)
     }
 
+    /// CALL qword [r15 + disp].
+    mutating func callThroughContext(disp: Int32) {
+        contextForm(Opcode(0xff), size: 4, reg: 2, disp: disp)
+    }
+
     /// JMP reg.
     mutating func jump(_ reg: HostRegister) { registerForm(Opcode(0xff), size: 4, reg: 4, rm: reg) }
 
@@ -466,6 +471,10 @@ struct X86Emitter {
     }
 
     mutating func bind(_ label: Label) { labelOffsets[label.id] = bytes.count }
+    /// Whether any branch emitted so far goes to `label`.
+    func isReferenced(_ label: Label) -> Bool {
+        fixups.contains { $0.label == label.id } || shortFixups.contains { $0.label == label.id }
+    }
 
     /// Jcc rel32 to `label` on host condition `cc`.
     mutating func jcc(_ cc: UInt8, _ label: Label) {

@@ -34,7 +34,7 @@ struct BTExecutorTests {
         #expect(bt.cpu.gpr[0] == 500_500)
         let stats = try #require(bt.executor).statistics
         // The loop body is one block run 1000 times, jumping to itself through the jump cache:
-        // a few entries from Swift (the budget ends one every 2048 instructions), not one per block.
+        // a few entries from Swift (the budget ends one every `instructionsPerEntry`), not one per block.
         // Only HLT went to the interpreter.
         #expect(stats.entries <= 4002 / Int(BTExecutor.instructionsPerEntry) + 3)
         #expect(stats.instructionsRun == 2 + 4 * 1000)

@@ -104,7 +104,10 @@ struct KVMExitTests {
         #expect(r.contains("vCPU 0 has made no exit for"))
         #expect(r.contains("rip 0x1000: eb fe"), "\(r)")
         #expect(r.contains("--engine interp"))
-        #expect(stopped >= 2, "two samples at the same RIP come first")
+        // Two samples at the same RIP come first: the first returns as a plain kick. (How many
+        // kicks come before the first sample depends on how late a loaded host delivers them:
+        // one returned here once in a full run beside a busy loop.)
+        #expect(stopped >= 1, "a first sample at this RIP came before the report")
         // Reported once: the next returns are plain kicks while it stays there.
         for _ in 0..<2 { #expect(try vcpu.run() == .stopped) }
     }
