@@ -63,6 +63,11 @@ enum BTContext {
     static let storeCallout: Int32 = 360
     /// Where the stubs keep R8-R11 (guest registers cached by the block) across the callout.
     static let stubSaves: Int32 = 368
+    /// The executor (unretained: it owns this block), the Swift callout that finds the block
+    /// for a RIP the jump cache missed, and the stub that calls it (`BTExecutor.missStub`).
+    static let executor: Int32 = 400
+    static let lookupCallout: Int32 = 408
+    static let missStub: Int32 = 416
 
     // The tables translated code indexes, inside the context so that one `[r15 + slot * 8 +
     // table]` operand reaches an entry: no base address to load first. Each is an array of
@@ -100,10 +105,12 @@ enum BTContext {
     static let maximumJumpGeneration: UInt64 = 0x7fff
 
     /// Jump cache entries (a power of two), by `jumpSlot`.
-    static let jumpCacheEntries = 4096
-    /// The jump cache slot of a RIP: (RIP + RIP >> 12) mod 4096 (a shift, an add and a
-    /// `pext`, so translated code computes it without touching the flags).
-    static func jumpSlot(_ rip: UInt64) -> Int { Int(truncatingIfNeeded: (rip &+ (rip >> 12)) & 4095) }
+    static let jumpCacheEntries = 32768
+    /// The jump cache slot of a RIP: (RIP + RIP >> 12) mod `jumpCacheEntries` (a shift, an add
+    /// and a `pext`, so translated code computes it without touching the flags).
+    static func jumpSlot(_ rip: UInt64) -> Int {
+        Int(truncatingIfNeeded: (rip &+ (rip >> 12)) & UInt64(jumpCacheEntries - 1))
+    }
     /// A jump cache tag no RIP can equal (not canonical, and above 32 bits); its own negation.
     static let emptyTag: UInt64 = 0x8000_0000_0000_0000
 

@@ -41,6 +41,9 @@ public struct BTStatistics: Sendable, Equatable {
     public var storeCallouts: UInt64 = 0
     /// Exits linked straight to the next block (same page).
     public var links: UInt64 = 0
+    /// Jump cache misses answered from translated code (a call into Swift, no return to the
+    /// step loop).
+    public var chainLookups: UInt64 = 0
     /// Host bytes of translated code in the cache now.
     public var codeBytes: UInt64 = 0
     public init() {}
@@ -115,7 +118,9 @@ public final class BTExecutor: X86BlockExecutor {
         guard let enterCode = Self.enterTrampoline(), let exitCode = Self.exitTrampoline(),
               let loadCode = Self.accessStub(store: false), let storeCode = Self.accessStub(store: true),
               let enterAddress = cache.install(enterCode), let exitAddress = cache.install(exitCode),
-              let loadStub = cache.install(loadCode), let storeStub = cache.install(storeCode) else {
+              let missCode = Self.missStub(),
+              let loadStub = cache.install(loadCode), let storeStub = cache.install(storeCode),
+              let missStub = cache.install(missCode) else {
             context.deallocate(); noBlock.deallocate()
             throw CodeCacheError(description: "the code cache has no room for the trampolines")
         }
@@ -127,8 +132,12 @@ public final class BTExecutor: X86BlockExecutor {
         context.storeBytes(of: UInt64(UInt(bitPattern: storeStub)), toByteOffset: Int(BTContext.storeStub), as: UInt64.self)
         context.storeBytes(of: Self.callouts.load, toByteOffset: Int(BTContext.loadCallout), as: UInt64.self)
         context.storeBytes(of: Self.callouts.store, toByteOffset: Int(BTContext.storeCallout), as: UInt64.self)
+        context.storeBytes(of: UInt64(UInt(bitPattern: missStub)), toByteOffset: Int(BTContext.missStub), as: UInt64.self)
+        context.storeBytes(of: Self.callouts.lookup, toByteOffset: Int(BTContext.lookupCallout), as: UInt64.self)
         clearJumpCache()
         flushHostTLB()
+        context.storeBytes(of: Unmanaged.passUnretained(self).toOpaque(), toByteOffset: Int(BTContext.executor),
+                           as: UnsafeMutableRawPointer.self)
     }
 
     deinit {
@@ -210,6 +219,45 @@ public final class BTExecutor: X86BlockExecutor {
         e.pushContext(disp: BTContext.flagsBefore); e.popFlags()
         e.ret()
         return e.finished()
+    }
+
+    /// Where a block's end goes when the jump cache missed (or the budget ran out), with the next
+    /// RIP in the context and the guest's flags in `hostFlags`: asks Swift for the block
+    /// (`lookupForChain`) and jumps to its body, or returns to Swift through the exit
+    /// trampoline. A miss then costs a call, not a return to the step loop and a new entry.
+    static func missStub() -> [UInt8]? {
+        var e = X86Emitter()
+        let exit = e.makeLabel()
+        e.move(.rdi, .r15)
+        e.load(.rsi, disp: BTContext.rip)
+        e.move(.rdx, .r14)
+        e.callThroughContext(disp: BTContext.lookupCallout)  // RSP is 16-byte aligned in translated code
+        e.move(.rcx, .rax)
+        e.jrcxz(exit)
+        e.pushContext(disp: BTContext.hostFlags); e.popFlags()
+        e.jump(.rcx)
+        e.bind(exit)
+        e.jumpThroughContext(disp: BTContext.exitAddress)
+        return e.finished()
+    }
+
+    /// The body of the block for `rip` in the current (64-bit) view, translated now if need
+    /// be, remembered in the jump cache; nil when Swift must decide (another mode, no block,
+    /// a fault at the fetch). Called from translated code, between blocks.
+    func lookupForChain(_ rip: UInt64, machine: X86Machine) -> UnsafeRawPointer? {
+        guard let v = view, v.mode == .bits64, BlockTranslator.isCanonical(rip) else { return nil }
+        let slot = BTContext.jumpSlot(rip)
+        if noBlock[slot] == rip &+ jumpGeneration { return nil }
+        guard let physical = try? machine.translate(rip, .execute) else { return nil }
+        let key = BlockKey(physical: physical, rip: rip, mode: .bits64)
+        let block = blocks[key] ?? translate(key, machine: machine)
+        guard let entry = block.entry else {
+            noBlock[slot] = rip &+ jumpGeneration
+            return nil
+        }
+        remember(rip: rip, entry: entry)
+        statistics.chainLookups &+= 1
+        return entry + BlockTranslator.bodyOffset
     }
 
     /// exit: returns the instructions retired (the budget minus what R14 has left) to enter's
@@ -584,9 +632,22 @@ public final class BTExecutor: X86BlockExecutor {
             return repeatString(machine, context, movs: info & 1 != 0, size: Int((info >> 8) & 0xff),
                                 sourceSegment: UInt8(truncatingIfNeeded: info >> 16)).rawValue
         }
+        let lookup: @convention(c) (UnsafeMutableRawPointer, UInt64, UInt64) -> UInt64 = { context, rip, budgetLeft in
+            // A spent budget goes back to Swift (R14 below zero).
+            guard Int64(bitPattern: budgetLeft) >= 0 else { return 0 }
+            // SAFETY: as for `load`; the executor slot holds the executor owning this context,
+            // alive while its code runs.
+            let machine = Unmanaged<X86Machine>.fromOpaque(
+                context.load(fromByteOffset: Int(BTContext.machine), as: UnsafeRawPointer.self)).takeUnretainedValue()
+            let executor = Unmanaged<BTExecutor>.fromOpaque(
+                context.load(fromByteOffset: Int(BTContext.executor), as: UnsafeRawPointer.self)).takeUnretainedValue()
+            guard let body = executor.lookupForChain(rip, machine: machine) else { return 0 }
+            return UInt64(UInt(bitPattern: body))
+        }
         return BTCallouts(load: UInt64(UInt(bitPattern: unsafeBitCast(load, to: UnsafeRawPointer.self))),
                           store: UInt64(UInt(bitPattern: unsafeBitCast(store, to: UnsafeRawPointer.self))),
-                          string: UInt64(UInt(bitPattern: unsafeBitCast(string, to: UnsafeRawPointer.self))))
+                          string: UInt64(UInt(bitPattern: unsafeBitCast(string, to: UnsafeRawPointer.self))),
+                          lookup: UInt64(UInt(bitPattern: unsafeBitCast(lookup, to: UnsafeRawPointer.self))))
     }()
 
     /// REP STOS / REP MOVS (64-bit addresses, either direction) in runs that stay inside a page

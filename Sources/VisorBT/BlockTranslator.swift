@@ -64,6 +64,8 @@ struct BTCallouts {
     /// (context, info) → 1 when a REP STOS/MOVS ran to RCX = 0; 0 when the interpreter must
     /// go on with it (the iterations done are in the context's RCX, RSI and RDI).
     let string: UInt64
+    /// (context, rip, budget left) → the body of the block for `rip`, or 0: back to Swift.
+    var lookup: UInt64 = 0
 
     /// `info` for a callout: segment (bits 7:0), size in bytes (15:8), a load for a write (16).
     static func info(segment: UInt8, size: UInt8, forWrite: Bool = false) -> UInt64 {
@@ -482,7 +484,7 @@ struct BlockTranslator {
         if retired != 0 { e.leaOffset(.r14, .r14, -Int32(retired)) }
         budgetSpent(into: .rcx)
         e.unlessRCXZero(jumpTo: toSwift)
-        // The slot (`BTContext.jumpSlot`): pext(rip + rip >> 12, 0xfff).
+        // The slot (`BTContext.jumpSlot`): pext(rip + rip >> 12, entries - 1).
         e.moveImmediate(.rcx, 12)
         e.shrx(.rdx, target, count: .rcx)
         e.leaSum(.rdx, base: .rdx, index: target, scale: 1)
@@ -510,9 +512,10 @@ struct BlockTranslator {
             e.jmp(fault)
             e.bind(ok)
         }
+        // A miss or a spent budget: the stub asks Swift for the block (or returns to Swift).
         e.store(target, disp: BTContext.rip, size: 8)
         e.pushFlags(); e.popContext(disp: BTContext.hostFlags)
-        e.jumpThroughContext(disp: BTContext.exitAddress)
+        e.jumpThroughContext(disp: BTContext.missStub)
         e.bind(found)
         e.jumpThroughTable(index: .rdx, disp: BTContext.jumpBodies)
     }
