@@ -20,10 +20,13 @@
 // with an immediate bit index), BSWAP, SETcc, CMOVcc, CBW/CWD and their wider forms, XCHG of
 // registers, NOP/PAUSE, Jcc and JMP (relative), and in 64-bit mode PUSH/POP of registers and
 // immediates, CALL (relative and indirect), indirect JMP, near RET, LEAVE, REP STOS/MOVS (a
-// callout moves whole runs) and CMPXCHG/XADD on memory (one host LOCK'd instruction). Everything
-// else (other LOCK'd and string instructions, system, x87/SSE instructions, port I/O) runs
-// through the interpreter one instruction at a time — among them every instruction Robin and
-// Irvine list as sensitive, so that the monitor sees each of them.
+// callout moves whole runs), CMPXCHG/XADD on memory (one host LOCK'd instruction), and three
+// system instructions Linux runs hundreds of thousands of times while booting: PUSHF and MOV
+// from a segment register (sensitive: counted in the context and added to the machine's counts
+// at the entry's CPL, so `--stats` shows them as the interpreter counts them) and CLI. Everything
+// else (other LOCK'd and string instructions, other system instructions, x87/SSE, port I/O) runs
+// through the interpreter one instruction at a time — among them every other instruction Robin
+// and Irvine list as sensitive, which the monitor sees there.
 
 import VisorX86
 import VisorX86Decode
