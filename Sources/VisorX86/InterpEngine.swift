@@ -24,7 +24,11 @@
 // MTRR, PGE, MCA (no banks), CMOV, PAT, CLFSH, MMX, FXSR, SSE, SSE2, and APIC (added by the
 // table: Visor's local APIC lives in user space at 0xfee0_0000); leaf 1 ECX: SSE3, CX16, POPCNT, TSC-deadline and the
 // hypervisor bit (the last two added by the table), no x2APIC; leaf 1 EBX[31:24] the vCPU index
-// as initial APIC ID; leaf 7 EBX: TSC_ADJUST, CLFLUSHOPT; 0x8000_0001 ECX: LAHF/SAHF, LZCNT, PREFETCHW;
+// as initial APIC ID; leaf 7 EBX: TSC_ADJUST, CLFLUSHOPT; leaf 7 EDX: ARCH_CAPABILITIES, whose MSR
+// (0x10a, read-only) says the CPU is not vulnerable to the speculative-execution attacks it names
+// (Meltdown's rogue data cache load, MDS, TAA, SSB and the rest): true of a software CPU, which does
+// not speculate, and it spares a Linux guest page-table isolation (two CR3 writes, each flushing
+// every translation, per system call and interrupt); 0x8000_0001 ECX: LAHF/SAHF, LZCNT, PREFETCHW;
 // 0x8000_0001 EDX: SYSCALL, NX, RDTSCP, LM; 0x8000_0008: 40 physical and 48 linear address bits — plus
 // Visor's 0x4000_0000 leaves with the timing leaf, exactly as on `kvm`. IA32_APIC_BASE (0x1b)
 // is answered here: 0xfee0_0000, enabled, BSP on vCPU 0; a guest that clears its enable bit
@@ -89,12 +93,14 @@ public struct InterpEngine: Engine {
         // SSE3 (complete, differential-tested; MONITOR/MWAIT are not offered), CX16, POPCNT.
         let leaf1ECX: UInt32 = 1 << 0 | 1 << 13 | 1 << 23
         let leaf7EBX: UInt32 = 1 << 1 | 1 << 23  // IA32_TSC_ADJUST; CLFLUSHOPT (the same effect as CLFLUSH)
+        // IA32_ARCH_CAPABILITIES, which says what the CPU is not vulnerable to (`readMSR`).
+        let leaf7EDX: UInt32 = 1 << 29
         let extendedECX: UInt32 = 1 << 0 | 1 << 5 | 1 << 8  // LAHF/SAHF in 64-bit mode, LZCNT, PREFETCHW
         let extendedEDX: UInt32 = 1 << 11 | 1 << 20 | 1 << 27 | 1 << 29  // SYSCALL, NX, RDTSCP, LM
         var leaves = [
             CPUIDEntry(function: 0, eax: 0x16, ebx: fourCC("Genu"), ecx: fourCC("ntel"), edx: fourCC("ineI")),
             CPUIDEntry(function: 1, eax: 0x0002_06a7, ebx: 8 << 8 | 1 << 16, ecx: leaf1ECX, edx: leaf1EDX),
-            CPUIDEntry(function: 7, index: 0, indexSignificant: true, ebx: leaf7EBX),
+            CPUIDEntry(function: 7, index: 0, indexSignificant: true, ebx: leaf7EBX, edx: leaf7EDX),
             // TSC / crystal = EBX / EAX, crystal in Hz in ECX; base, maximum and bus MHz.
             CPUIDEntry(function: 0x15, eax: 1, ebx: 1, ecx: UInt32(timeStampCounterHz)),
             CPUIDEntry(function: 0x16, eax: UInt32(timeStampCounterHz / 1e6), ebx: UInt32(timeStampCounterHz / 1e6)),
@@ -177,6 +183,13 @@ final class InterpBus: X86Bus {
     static let apicEnable: UInt64 = 1 << 11
     /// CPUID.1:EDX bit 9: an APIC is present and enabled.
     static let cpuidAPIC: UInt32 = 1 << 9
+    /// IA32_ARCH_CAPABILITIES: RDCL_NO (0), SSB_NO (4), MDS_NO (5), IF_PSCHANGE_MC_NO (6), TAA_NO
+    /// (8), SBDR_SSDP_NO (13), FBSDP_NO (14), PSDP_NO (15), PBRSB_NO (24), GDS_NO (26), RFDS_NO
+    /// (27): a software CPU has no speculation, caches or buffers to leak from. Read-only: a
+    /// write is #GP(0), as for every MSR this bus does not take.
+    static let archCapabilitiesMSR: UInt32 = 0x10a
+    static let archCapabilities: UInt64 = 1 << 0 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 8 | 1 << 13 | 1 << 14 | 1 << 15
+        | 1 << 24 | 1 << 26 | 1 << 27
     /// Bits 39:12 (MAXPHYADDR 40): the base.
     static let apicBaseMask: UInt64 = 0xff_ffff_f000
 
@@ -282,6 +295,9 @@ final class InterpBus: X86Bus {
         switch index {
         case 0x8b: return 0
         case Self.apicBaseMSR: return apicBase
+        case Self.archCapabilitiesMSR:
+            guard cpuidTable.lookup(function: 7).edx & 1 << 29 != 0 else { return nil }
+            return Self.archCapabilities
         default:
             guard PlatformMSR.all.contains(index) else { return nil }
             let exit = Exit.msrRead(index: index)

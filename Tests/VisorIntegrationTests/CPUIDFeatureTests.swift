@@ -138,6 +138,9 @@ enum CPUIDProbes {
                    code: [0x66, 0x0f, 0x38, 0xf6, 0xc1]),                    // adcx eax,ecx
         CPUIDProbe(name: "CLFLUSHOPT", leaf: 7, register: .ebx, bit: 23, level: .user,
                    code: [0x66, 0x0f, 0xae, 0x3b]),                          // clflushopt [rbx]
+        // Leaf 7.0 EDX
+        CPUIDProbe(name: "ARCH_CAPABILITIES", leaf: 7, register: .edx, bit: 29, level: .kernel,
+                   code: [0xb9, 0x0a, 0x01, 0x00, 0x00, 0x0f, 0x32]),        // mov ecx,0x10a; rdmsr
         // 0x8000_0001 ECX
         CPUIDProbe(name: "LAHF-SAHF", leaf: 0x8000_0001, register: .ecx, bit: 0, level: .user,
                    code: [0x9f, 0x9e]),                                      // lahf; sahf (in 64-bit mode)
