@@ -122,6 +122,28 @@ struct VirtioWorkerPollTests {
         #expect(counts.buffers == 2 && counts.notifications == 1 && counts.polledPasses == 1)
     }
 
+    @Test("a poll that ran out long before the next request halves the queue's window")
+    func windowShrinksAfterASilence() throws {
+        let longest: UInt64 = 1_000_000
+        let disk = try PolledDisk(pollNanoseconds: longest)
+        disk.bringUp()
+        disk.slot.start()
+        #expect(disk.platform.lock.withLock { disk.slot.pollWindows[0].current } == longest)
+        #expect(try disk.submitFlush())
+        try disk.waitUntil("the first completion") { disk.usedIndex == 1 }
+        // The worker's poll runs out (nothing comes) ...
+        try disk.waitUntil("the poll to run out") { disk.slot.pollMissedAt[0] != nil }
+        // ... and the next request comes more than the longest poll after: the driver notifies
+        // (notifications are on again), and the window halves.
+        usleep(UInt32(2 * longest / 1000))
+        #expect(try disk.submitFlush())
+        try disk.waitUntil("the second completion") { disk.usedIndex == 2 }
+        disk.slot.stop()
+        #expect(disk.platform.lock.withLock { disk.slot.pollWindows[0].current } == longest / 2)
+        let counts = disk.platform.lock.withLock { disk.slot.device.queueStatistics[0] }
+        #expect(counts.buffers == 2 && counts.notifications == 2 && counts.polledPasses == 0)
+    }
+
     @Test("without polling every request is notified")
     func noPollNotifiesEachRequest() throws {
         let disk = try PolledDisk(pollNanoseconds: 0)
