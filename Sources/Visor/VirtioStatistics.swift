@@ -1,6 +1,7 @@
 // What `visor run --stats` says of the virtio devices: per queue, buffers used, driver
-// notifications (exits) and interrupts, so frames or requests per notification and per
-// interrupt can be read off; and what the device model itself counted.
+// notifications (exits), interrupts and passes the worker's poll found work for (without a
+// notification), so frames or requests per notification and per interrupt can be read off;
+// and what the device model itself counted.
 
 import VisorVirtio
 
@@ -21,6 +22,7 @@ public struct VirtioDeviceStatistics: Sendable, Equatable {
         let perQueue = queues.map { queue in
             let c = queue.counts
             return "\(queue.name) \(c.buffers) buffers, \(c.notifications) notifications, \(c.interrupts) interrupts"
+                + (c.polledPasses > 0 ? ", \(c.polledPasses) passes found by polling" : "")
         }
         return "\(name): " + (perQueue + (detail.map { [$0] } ?? [])).joined(separator: "; ")
     }

@@ -50,6 +50,8 @@ public struct IORunResult: Sendable {
     public var notifications: UInt64?
     public var completions: UInt64?
     public var deviceInterrupts: UInt64?
+    /// Passes over the disk's queue the worker's poll found requests for (no notification).
+    public var polledPasses: UInt64?
     /// TCP through virtio-net, when the network half ran.
     public var tcp: TCPResult?
     /// Visor's `--stats` lines of its virtio devices, as printed.
@@ -88,7 +90,8 @@ public struct IOBenchmarkReport: Sendable {
         }
         if let n = visor.notifications, let c = visor.completions, let i = visor.deviceInterrupts, c > 0 {
             lines.append(String(format: "visor's disk, whole run (boot included): %llu requests, %llu notifications (%.2f per request), "
-                                + "%llu interrupts (%.2f per request)", c, n, Double(n) / Double(c), i, Double(i) / Double(c)))
+                                + "%llu interrupts (%.2f per request), %llu passes found by the worker's poll",
+                                c, n, Double(n) / Double(c), i, Double(i) / Double(c), visor.polledPasses ?? 0))
         }
         if let tcp = visor.tcp {
             lines.append("TCP through virtio-net and a TAP, host-timed: guest → host \(tcp.uploadBytes >> 20) MiB, host → guest \(tcp.downloadBytes >> 20) MiB")
@@ -161,6 +164,7 @@ public enum IOBenchmark {
         visorResult.notifications = counters?.notifications
         visorResult.completions = counters?.completions
         visorResult.deviceInterrupts = counters?.interrupts
+        visorResult.polledPasses = counters?.polled
         visorResult.tcp = visorTCP
         visorResult.deviceLines = visorOutput.split(whereSeparator: \.isNewline).filter { $0.hasPrefix("virtio-") }.map(String.init)
         progress("visor \(engine): " + visorResult.phases.map { "\($0.phase) \(Int($0.iops.rounded())) IOPS" }.joined(separator: ", ")
@@ -202,9 +206,9 @@ public enum IOBenchmark {
         return IORunResult(phases: phases.compactMap { name in parsed.first { $0.phase == name } })
     }
 
-    /// The first virtio-blk device's counters from `--stats`
-    /// ("virtio-blk 0 (…): requestq N buffers, M notifications, K interrupts").
-    static func deviceCounters(_ output: String) -> (notifications: UInt64, completions: UInt64, interrupts: UInt64)? {
+    /// The first virtio-blk device's counters from `--stats` ("virtio-blk 0 (…): requestq N
+    /// buffers, M notifications, K interrupts[, P passes found by polling]"; P is 0 when absent).
+    static func deviceCounters(_ output: String) -> (notifications: UInt64, completions: UInt64, interrupts: UInt64, polled: UInt64)? {
         for line in output.split(whereSeparator: \.isNewline) where line.hasPrefix("virtio-blk 0 ") {
             guard let queue = line.range(of: "): requestq ") else { continue }
             let words = line[queue.upperBound...].split(separator: " ")
@@ -213,7 +217,7 @@ public enum IOBenchmark {
                 return UInt64(words[index - 1])
             }
             if let c = number(before: "buffers"), let n = number(before: "notifications"), let i = number(before: "interrupts") {
-                return (n, c, i)
+                return (n, c, i, number(before: "passes") ?? 0)
             }
         }
         return nil

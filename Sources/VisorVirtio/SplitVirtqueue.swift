@@ -171,6 +171,8 @@ public struct SplitVirtqueue: Sendable, Equatable {
     public private(set) var nextUsed: UInt16 = 0
 
     public static let availableNoInterrupt: UInt16 = 1
+    /// VIRTQ_USED_F_NO_NOTIFY, in the used ring's flags.
+    public static let usedNoNotify: UInt16 = 1
     public static let descriptorNext: UInt16 = 1
     public static let descriptorWrite: UInt16 = 2
     public static let descriptorIndirect: UInt16 = 4
@@ -310,11 +312,28 @@ public struct SplitVirtqueue: Sendable, Equatable {
         return try load16(memory, layout.availableRing, 0) & Self.availableNoInterrupt == 0
     }
 
-    /// With EVENT_IDX, tells the driver to notify again only once it makes buffer
-    /// `nextAvailable` available (avail_event in the used ring).
-    public func publishAvailableEvent(_ memory: GuestMemory) throws(VirtqueueError) {
-        guard eventIndex else { return }
-        try store(nextAvailable, memory, layout.usedRing, 4 + 8 * UInt64(layout.size))
+    /// Asks the driver to notify once it makes buffer `nextAvailable` available: with
+    /// EVENT_IDX, avail_event in the used ring; without, VIRTQ_USED_F_NO_NOTIFY cleared. The
+    /// caller fences before it looks at the available index again (`hasAvailable`), or a buffer
+    /// the driver added meanwhile, having read the old setting, goes unnoticed.
+    public func enableNotifications(_ memory: GuestMemory) throws(VirtqueueError) {
+        if eventIndex {
+            try store(nextAvailable, memory, layout.usedRing, 4 + 8 * UInt64(layout.size))
+        } else {
+            try store(UInt16(0), memory, layout.usedRing, 0)
+        }
+    }
+
+    /// Asks the driver not to notify of new buffers, while the device polls the available ring
+    /// (§2.7.10): with EVENT_IDX, avail_event one behind `nextAvailable`, an index the driver
+    /// has already passed, so no new available index crosses it; without, VIRTQ_USED_F_NO_NOTIFY.
+    /// Only a hint: a driver may notify anyway, which costs an exit and nothing else.
+    public func suppressNotifications(_ memory: GuestMemory) throws(VirtqueueError) {
+        if eventIndex {
+            try store(nextAvailable &- 1, memory, layout.usedRing, 4 + 8 * UInt64(layout.size))
+        } else {
+            try store(Self.usedNoNotify, memory, layout.usedRing, 0)
+        }
     }
 
     /// The event-index test of §2.7.10: did the index move from `old` to `new` past `eventIndex`?

@@ -81,6 +81,9 @@ public final class VirtioBlock: VirtioDeviceModel, @unchecked Sendable {
         configSpace = config
     }
 
+    /// Requests: a guest doing I/O sends the next soon after the last completed.
+    public func pollsAvailableRing(queue: Int) -> Bool { true }
+
     public func serve(_ chain: DescriptorChain, queue: Int, memory: GuestMemory, features: UInt64) throws(VirtqueueError) -> UInt32 {
         let headerSize: UInt64 = 16
         guard chain.readableLength >= headerSize else {

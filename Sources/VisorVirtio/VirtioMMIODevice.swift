@@ -15,6 +15,7 @@
 // raises the interrupt. A reset in between bumps `generation`, and the stale completions are
 // dropped: the rings they belong to no longer exist.
 
+import Synchronization
 import VisorCore
 
 /// What a virtio device type (block, network, console) provides to the transport.
@@ -48,12 +49,20 @@ public protocol VirtioDeviceModel: AnyObject, Sendable {
     func start(wake: @escaping @Sendable (Int) -> Void)
     /// Stops the host side started by `start`, and waits for its threads. Default: nothing.
     func stop()
+
+    /// Whether a worker should poll queue `queue`'s available ring for a while after serving it,
+    /// with notifications suppressed (`VirtioMMIODevice.beginPolling`): worth it where the
+    /// driver's buffers are the work and the next often follows soon (a disk's requests, a
+    /// network's transmit queue), not where work comes from the host side (a receive queue) or
+    /// rarely (a console's output). Default: false.
+    func pollsAvailableRing(queue: Int) -> Bool
 }
 
 extension VirtioDeviceModel {
     public func hasWork(queue: Int) -> Bool { true }
     public func start(wake: @escaping @Sendable (Int) -> Void) {}
     public func stop() {}
+    public func pollsAvailableRing(queue: Int) -> Bool { false }
 }
 
 /// One pass over a queue, from `beginService` to `finishService`.
@@ -96,6 +105,9 @@ public struct VirtqueueStatistics: Sendable, Equatable {
     public var buffers: UInt64 = 0
     /// Times the device asked for a used-buffer interrupt after a pass over the queue.
     public var interrupts: UInt64 = 0
+    /// Passes over the queue begun because the device, polling the available ring with
+    /// notifications suppressed, found buffers there: work taken without a notification.
+    public var polledPasses: UInt64 = 0
     public init() {}
 }
 
@@ -338,7 +350,7 @@ public final class VirtioMMIODevice: @unchecked Sendable {
                 markBroken("queue \(index): \(failure)")
                 return false
             }
-            try queue.publishAvailableEvent(memory)
+            try queue.enableNotifications(memory)
             if try queue.needsInterrupt(memory, since: oldUsed) {
                 queueStatistics[index].interrupts &+= 1
                 interruptStatus |= VirtioInterrupt.usedBuffer
@@ -346,7 +358,61 @@ public final class VirtioMMIODevice: @unchecked Sendable {
             }
             // After avail_event is published, buffers added meanwhile may not be notified. A
             // queue whose device has nothing for it waits for the model's `wake` instead.
-            return try queue.hasAvailable(memory) && model.hasWork(queue: index)
+            return try availableAfterEnabling(queue) && model.hasWork(queue: index)
+        } catch {
+            markBroken("queue \(index): \(error)")
+            return false
+        }
+    }
+
+    /// Whether buffers wait in `queue` once notifications are enabled. The driver publishes its
+    /// available index and then reads avail_event (or the NO_NOTIFY flag) to decide whether to
+    /// notify; the device wrote that and now reads the index: the full fence between keeps each
+    /// side's store before its load, so one of them sees the other's (§2.7.10, the driver's
+    /// memory barrier is the other half).
+    private func availableAfterEnabling(_ queue: SplitVirtqueue) throws(VirtqueueError) -> Bool {
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        return try queue.hasAvailable(memory)
+    }
+
+    // MARK: Polling (vhost's busy-poll)
+
+    /// Asks the driver not to notify queue `index` while the caller polls its available ring
+    /// (`pollTarget`, then `finishPolling`). False when there is nothing to poll (not live, not
+    /// ready, or the ring is unusable, which breaks the device).
+    public func beginPolling(queue index: Int) -> Bool {
+        guard isLive, queues.indices.contains(index), let queue = queues[index].live else { return false }
+        do {
+            try queue.suppressNotifications(memory)
+            return true
+        } catch {
+            markBroken("queue \(index): \(error)")
+            return false
+        }
+    }
+
+    /// What a poller looks at without the lock: the queue as the device is now. Its
+    /// `hasAvailable` reads only the driver's available index (bounds-checked); a reset
+    /// meanwhile makes the answer stale, never unsafe, and `beginService` looks again.
+    public func pollTarget(queue index: Int) -> SplitVirtqueue? {
+        guard isLive, queues.indices.contains(index) else { return nil }
+        return queues[index].live
+    }
+
+    /// Ends a poll of queue `index`; returns whether buffers wait (the caller serves them).
+    /// `found`: the poll saw buffers, and the pass it leads to is counted as work taken without
+    /// a notification; notifications stay suppressed through that pass (the driver may add more
+    /// meanwhile), and `finishService` asks for them again. Otherwise the poll timed out:
+    /// notifications back on, and one more look, for buffers added just before.
+    public func endPolling(queue index: Int, found: Bool) -> Bool {
+        guard isLive, queues.indices.contains(index), let queue = queues[index].live else { return false }
+        if found {
+            queueStatistics[index].polledPasses &+= 1
+            return true
+        }
+        do {
+            try queue.enableNotifications(memory)
+            return try availableAfterEnabling(queue) && model.hasWork(queue: index)
         } catch {
             markBroken("queue \(index): \(error)")
             return false

@@ -164,6 +164,9 @@ public final class VirtioNet: VirtioDeviceModel, @unchecked Sendable {
     /// Frames waiting for receive buffers.
     public var waitingFrames: Int { state.withLock { $0.waiting.count } }
 
+    /// The transmit queue: the guest's frames follow each other while it sends.
+    public func pollsAvailableRing(queue: Int) -> Bool { queue == Self.transmitQueue }
+
     public func hasWork(queue: Int) -> Bool {
         queue != Self.receiveQueue || state.withLock { !$0.waiting.isEmpty }
     }

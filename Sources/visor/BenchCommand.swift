@@ -280,7 +280,8 @@ struct IOBenchCommand: ParsableCommand {
             read, random read, random write, from --jobs threads, timed by the guest's own clock. The table \
             shows IOPS and MiB/s per phase, and the interrupts the device's line took per request (the \
             guest's /proc/interrupts). Visor's line adds its --stats counts over the whole run: QueueNotify \
-            notifications and interrupts per request. Then TCP through virtio-net: the benchmark makes a network \
+            notifications and interrupts per request, and the passes its worker found requests for by \
+            polling the ring. Then TCP through virtio-net: the benchmark makes a network \
             namespace of its own with a TAP (10.77.0.1/24; the guest is 10.77.0.2), runs the guest inside it, \
             and a thread of its own in the namespace times --tcp-size MiB from the guest (dd | nc) and to the \
             guest (nc -l); this needs root and /dev/net/tun, and is left out with the reason otherwise, or \

@@ -158,6 +158,9 @@ struct IOBenchRunTests {
         let stats = "exits: 5\nvirtio-blk 0 (/tmp/x.img): requestq 8193 buffers, 8057 notifications, 8000 interrupts\n"
         let counters = IOBenchmark.deviceCounters(stats)
         #expect(counters?.completions == 8193 && counters?.notifications == 8057 && counters?.interrupts == 8000)
+        #expect(counters?.polled == 0)
+        let polled = IOBenchmark.deviceCounters("virtio-blk 0 (/tmp/x.img): requestq 8193 buffers, 40 notifications, 8193 interrupts, 8150 passes found by polling")
+        #expect(polled?.completions == 8193 && polled?.notifications == 40 && polled?.interrupts == 8193 && polled?.polled == 8150)
         #expect(IOBenchmark.deviceCounters("virtio-net 0 (TAP t): receiveq 1 buffers, 1 notifications, 1 interrupts") == nil)
     }
 }
