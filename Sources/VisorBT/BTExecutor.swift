@@ -44,6 +44,9 @@ public struct BTStatistics: Sendable, Equatable {
     /// Jump cache misses answered from translated code (a call into Swift, no return to the
     /// step loop).
     public var chainLookups: UInt64 = 0
+    /// Changes of CPL, mode or CS that found the new view's jump cache and host TLB entries
+    /// still valid (seen since the mapping last changed).
+    public var viewsResumed: UInt64 = 0
     /// Host bytes of translated code in the cache now.
     public var codeBytes: UInt64 = 0
     public init() {}
@@ -148,16 +151,45 @@ public final class BTExecutor: X86BlockExecutor {
     /// Empties the host TLB (the mapping, CPL or paging rights may have changed): a new
     /// generation, and a real clear only when the generations run out.
     private func flushHostTLB() {
-        var generation = context.load(fromByteOffset: Int(BTContext.tlbGeneration), as: UInt64.self) >> 52
-        generation += 1
-        if generation > BTContext.maximumTLBGeneration {
-            generation = 1
+        lastTLBGeneration += 1
+        if lastTLBGeneration > BTContext.maximumTLBGeneration {
+            lastTLBGeneration = 1
             for i in 0..<BTContext.hostTLBEntries {
                 tables[BTContext.tlbReadTags, i] = BTContext.emptyStoredPageTag
                 tables[BTContext.tlbWriteTags, i] = BTContext.emptyStoredPageTag
             }
+            savedViews.removeAll()
         }
-        context.storeBytes(of: generation << 52, toByteOffset: Int(BTContext.tlbGeneration), as: UInt64.self)
+        context.storeBytes(of: lastTLBGeneration << 52, toByteOffset: Int(BTContext.tlbGeneration), as: UInt64.self)
+    }
+
+    /// The generations last handed out (never reused until they run out and the tables are
+    /// cleared for real): views kept in `savedViews` may hold older ones.
+    @exclusivity(unchecked) private var lastTLBGeneration: UInt64 = 0
+    @exclusivity(unchecked) private var lastJumpGeneration: UInt64 = 0
+    /// The jump cache and host TLB generations of the other views seen since the mapping last
+    /// changed (another CPL, mode or CS: a system call, an interrupt from user mode). Their
+    /// entries stay valid while the mapping does, so going back to such a view takes its
+    /// generations up again instead of starting empty.
+    @exclusivity(unchecked) private var savedViews: [(view: X86CodeView, jump: UInt64, tlb: UInt64)] = []
+    static let savedViewLimit = 8
+
+    /// Moves the jump cache and host TLB from `old` to `new`, views of the same mapping: the old
+    /// one's generations are kept, the new one's taken up if it was seen, else new ones begun.
+    private func switchView(from old: X86CodeView, to new: X86CodeView) {
+        let tlb = context.load(fromByteOffset: Int(BTContext.tlbGeneration), as: UInt64.self)
+        savedViews.removeAll { $0.view == old }
+        if savedViews.count >= Self.savedViewLimit { savedViews.removeFirst() }
+        savedViews.append((old, jumpGeneration, tlb))
+        if let seen = savedViews.first(where: { $0.view == new }) {
+            jumpGeneration = seen.jump
+            context.storeBytes(of: jumpGeneration, toByteOffset: Int(BTContext.jumpGeneration), as: UInt64.self)
+            context.storeBytes(of: seen.tlb, toByteOffset: Int(BTContext.tlbGeneration), as: UInt64.self)
+            statistics.viewsResumed &+= 1
+        } else {
+            clearJumpCache()
+            flushHostTLB()
+        }
     }
 
     /// Records in the host TLB that linear page `access.linear >> 12` may be read (and written,
@@ -276,17 +308,17 @@ public final class BTExecutor: X86BlockExecutor {
     /// Empties the jump cache and the no-block table: a new generation, and a real clear only
     /// when the generations run out.
     private func clearJumpCache() {
-        var generation = jumpGeneration >> 48
-        generation += 1
-        if generation > BTContext.maximumJumpGeneration {
-            generation = 1
+        lastJumpGeneration += 1
+        if lastJumpGeneration > BTContext.maximumJumpGeneration {
+            lastJumpGeneration = 1
             for i in 0..<BTContext.jumpCacheEntries {
                 tables[BTContext.jumpTags, i] = BTContext.emptyTag
                 tables[BTContext.jumpBodies, i] = 0
                 noBlock[i] = BTContext.emptyTag
             }
+            savedViews.removeAll()
         }
-        jumpGeneration = generation << 48
+        jumpGeneration = lastJumpGeneration << 48
         context.storeBytes(of: jumpGeneration, toByteOffset: Int(BTContext.jumpGeneration), as: UInt64.self)
     }
 
@@ -313,8 +345,13 @@ public final class BTExecutor: X86BlockExecutor {
             linear = l
         }
         if now != view {
-            clearJumpCache()
-            flushHostTLB()
+            if let old = view, old.sameMapping(as: now) {
+                switchView(from: old, to: now)
+            } else {
+                savedViews.removeAll()
+                clearJumpCache()
+                flushHostTLB()
+            }
             view = now
         }
         if !fastPathsDecided {
@@ -357,6 +394,8 @@ public final class BTExecutor: X86BlockExecutor {
     }
 
     public func codeInvalidated(physicalPage page: UInt64?) {
+        // Other views' jump cache entries may name dropped blocks too.
+        savedViews.removeAll()
         clearJumpCache()
         guard let page else {
             statistics.blocksInvalidated &+= UInt64(blocks.count)

@@ -95,18 +95,25 @@ extension X86Machine {
 /// exclusivity at run time: `@exclusivity(unchecked)` holds only inside this module).
 public struct X86CodeView: Equatable {
     public var mode: CodeMode
-    public var translationEpoch: UInt64
+    /// `X86CPU.pagingEpoch` and the TLB's generation: the linear→physical mapping.
+    public var pagingEpoch: UInt64
     public var tlbGeneration: UInt64
     public var csBase: UInt64
     public var csLimit: UInt32
+    public var cpl: UInt8
+
+    /// True when only the CPL, the mode or CS differ: the mapping is the same.
+    public func sameMapping(as other: X86CodeView) -> Bool {
+        pagingEpoch == other.pagingEpoch && tlbGeneration == other.tlbGeneration
+    }
 }
 
 extension X86Machine {
     /// The code view now, and RIP.
     public var codeView: (view: X86CodeView, rip: UInt64) {
         let cs = cpu.segments[X86CPU.cs]
-        return (X86CodeView(mode: cpu.codeMode, translationEpoch: cpu.translationEpoch, tlbGeneration: tlb.generation,
-                            csBase: cs.base, csLimit: cs.limit), cpu.rip)
+        return (X86CodeView(mode: cpu.codeMode, pagingEpoch: cpu.pagingEpoch, tlbGeneration: tlb.generation,
+                            csBase: cs.base, csLimit: cs.limit, cpl: cpu.cpl), cpu.rip)
     }
 
     /// Copies the 16 general registers to `registers` and returns RIP and RFLAGS (a

@@ -63,6 +63,32 @@ struct BTExecutorTests {
         #expect(stats.instructionsRun == 3)
     }
 
+    @Test("going back to a CPL seen under the same mapping takes up its jump cache and TLB again")
+    func viewResumed() throws {
+        // The sum loop, then JMP $ (HLT would fault at CPL3): each run ends with the budget.
+        let code = Array(Self.sumLoop.dropLast()) + [0xeb, 0xfe]
+        let bt = try BTHarness(translated: true)
+        try bt.load(code)
+        #expect(bt.run(budget: 20_000) == .budgetExhausted)
+        let executor = try #require(bt.executor)
+        #expect(executor.statistics.viewsResumed == 0)
+        // The same code at CPL3 (a new view: new generations), then at CPL0 again.
+        for (cpl, resumed) in [(UInt8(3), UInt64(0)), (0, 1)] {
+            bt.cpu.rip = BTHarness.codeAddress
+            bt.cpu.cpl = cpl
+            #expect(bt.run(budget: 20_000) == .budgetExhausted)
+            #expect(bt.cpu.gpr[0] == 500_500)
+            #expect(executor.statistics.viewsResumed == resumed)
+        }
+        // A new mapping forgets the saved views: CPL3 again starts afresh.
+        bt.cpu.cr3 = 0x5000
+        bt.cpu.rip = BTHarness.codeAddress
+        bt.cpu.cpl = 3
+        #expect(bt.run(budget: 20_000) == .budgetExhausted)
+        #expect(bt.cpu.gpr[0] == 500_500)
+        #expect(executor.statistics.viewsResumed == 1)
+    }
+
     @Test("a store into a translated block drops it: the new code runs")
     func selfModifyingCode() throws {
         // 0x1000: mov eax, 1; call 0x1100 (patches 0x2000); jmp 0x2000. 0x2000: mov ebx, 7; hlt.
