@@ -56,15 +56,17 @@ int cvisorhost_punch_hole(int fd, long long offset, long long length) {
     return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length);
 }
 
-int cvisorhost_tap_open(const char *name, char *actual) {
+int cvisorhost_tap_open(const char *name, char *actual, int virtio_header) {
     if (strlen(name) >= IFNAMSIZ) return -EINVAL;
     int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return -errno;
     struct ifreq request;
     memset(&request, 0, sizeof request);
     strncpy(request.ifr_name, name, IFNAMSIZ - 1);
-    request.ifr_flags = IFF_TAP | IFF_NO_PI;
-    if (ioctl(fd, TUNSETIFF, &request) != 0) {
+    request.ifr_flags = IFF_TAP | IFF_NO_PI | (virtio_header ? IFF_VNET_HDR : 0);
+    int header_size = 12;  /* struct virtio_net_hdr_v1: the header virtio-net uses with VERSION_1 */
+    if (ioctl(fd, TUNSETIFF, &request) != 0
+        || (virtio_header && ioctl(fd, TUNSETVNETHDRSZ, &header_size) != 0)) {
         int error = errno;
         close(fd);
         return -error;
@@ -72,6 +74,10 @@ int cvisorhost_tap_open(const char *name, char *actual) {
     memcpy(actual, request.ifr_name, IFNAMSIZ);
     actual[IFNAMSIZ - 1] = 0;
     return fd;
+}
+
+int cvisorhost_tap_set_offload(int fd, unsigned flags) {
+    return ioctl(fd, TUNSETOFFLOAD, (unsigned long)flags) == 0 ? 0 : -errno;
 }
 
 /// An AF_INET datagram socket: the handle the interface ioctls (SIOC*IF*) go through.

@@ -23,11 +23,14 @@ public final class PacketDescriptor: PacketBackend, @unchecked Sendable {
     public let name: String
     /// Where `receive` reads a frame before copying out its length: one allocation for the
     /// backend's life, not one per frame. Only the reader thread calls `receive`.
-    private var readBuffer = [UInt8](repeating: 0, count: VirtioNet.maximumFrame)
+    private var readBuffer = [UInt8](repeating: 0, count: VirtioNet.maximumFrame + VirtioNet.headerSize)
+    /// Each frame read and written starts with a virtio-net header (a TAP opened with
+    /// IFF_VNET_HDR), so the device can offer checksum and segmentation offloads.
+    public let carriesVirtioHeader: Bool
 
     /// Takes ownership of `fd`, which should be non-blocking (reads are attempted only after
     /// poll says one would not block, but a frame taken meanwhile must not hang the reader).
-    public init(fd: Int32, name: String) throws(PacketBackendError) {
+    public init(fd: Int32, name: String, carriesVirtioHeader: Bool = false) throws(PacketBackendError) {
         var ends: [Int32] = [-1, -1]
         guard pipe(&ends) == 0 else {
             let reason = String(cString: strerror(errno))
@@ -39,6 +42,7 @@ public final class PacketDescriptor: PacketBackend, @unchecked Sendable {
             _ = fcntl(end, F_SETFD, FD_CLOEXEC)
         }
         self.fd = fd
+        self.carriesVirtioHeader = carriesVirtioHeader
         interruptRead = ends[0]
         interruptWrite = ends[1]
         self.name = name
@@ -95,6 +99,16 @@ public final class PacketDescriptor: PacketBackend, @unchecked Sendable {
         }
     }
 
+    public func setOffloads(_ offloads: PacketOffloads) {
+        guard carriesVirtioHeader, fd >= 0 else { return }
+        var flags: UInt32 = 0
+        if offloads.checksum { flags |= 1 }              // TUN_F_CSUM
+        if offloads.checksum && offloads.tso4 { flags |= 2 }  // TUN_F_TSO4
+        if offloads.checksum && offloads.tso6 { flags |= 4 }  // TUN_F_TSO6
+        // A refusal leaves the TAP giving whole, checksummed frames, which is always allowed.
+        _ = cvisorhost_tap_set_offload(fd, flags)
+    }
+
     public func interrupt() {
         // A full pipe (EAGAIN) already holds an interrupt: nothing is lost.
         var byte: UInt8 = 1
@@ -127,14 +141,15 @@ public enum TapDevice {
     }
 
     /// Attaches to the TAP `name` (creating it if no interface has that name; "%d" in it picks
-    /// the first free number). Returns the backend and the interface's actual name.
+    /// the first free number), its frames carrying virtio-net headers. Returns the backend and
+    /// the interface's actual name.
     public static func open(_ name: String) throws(PacketBackendError) -> (PacketDescriptor, String) {
         if let problem = nameProblem(name, allowingPattern: true) { throw PacketBackendError("TAP \(problem)") }
         var actual = [CChar](repeating: 0, count: 16)
-        let fd = cvisorhost_tap_open(name, &actual)
+        let fd = cvisorhost_tap_open(name, &actual, 1)
         guard fd >= 0 else { throw PacketBackendError(openProblem(name, errno: -fd)) }
         let actualName = String(decoding: actual.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        return (try PacketDescriptor(fd: fd, name: actualName), actualName)
+        return (try PacketDescriptor(fd: fd, name: actualName, carriesVirtioHeader: true), actualName)
     }
 
     /// Sets the interface up, as `ip link set NAME up`.

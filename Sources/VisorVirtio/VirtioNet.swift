@@ -12,9 +12,16 @@
 // reading (the backend's own queue, in the kernel for a TAP, holds what follows), and resumes
 // once the guest's buffers took a frame.
 //
-// No offloads are offered (no CSUM, GSO or mergeable buffers): each frame is whole and
-// checksummed, one receive buffer holds one frame, and the driver must give buffers of at
-// least 1526 bytes (the header and a 1514-byte frame), which Linux does.
+// Offloads, when the backend carries virtio-net headers itself (a TAP opened with IFF_VNET_HDR,
+// whose kernel side speaks the same header): the device offers CSUM and HOST_TSO4/6 (the
+// guest may hand over frames with a partial checksum or a 64 KiB TCP segment for the host to
+// finish), and GUEST_CSUM and GUEST_TSO4/6 (the host may hand the guest such frames), and
+// passes the header through both ways; the TAP is told which of them the guest accepted
+// (TUNSETOFFLOAD) once the driver negotiated. A frame from the host that needs an offload the
+// guest did not accept is dropped (counted). Without such a backend no offload is offered:
+// each frame is whole and checksummed. No mergeable buffers either way: one receive buffer
+// holds one frame, so the driver must give buffers of at least 1526 bytes (the header and a
+// 1514-byte frame), or, with GUEST_TSO, of 64 KiB (Linux's "big packets": a chain of pages).
 
 import Synchronization
 import VisorCore
@@ -24,6 +31,11 @@ import Glibc
 
 /// The host end of a network device: where transmitted frames go and received frames come from.
 public protocol PacketBackend: AnyObject, Sendable {
+    /// True when every frame sent and received starts with a 12-byte virtio-net header (a TAP
+    /// with IFF_VNET_HDR): the device may then offer offloads.
+    var carriesVirtioHeader: Bool { get }
+    /// Which offloads the guest accepts in received frames (a TAP: TUNSETOFFLOAD).
+    func setOffloads(_ offloads: PacketOffloads)
     /// Sends one Ethernet frame (no header). Throws when the host refuses it; the device drops
     /// the frame and counts it, as a NIC drops what its link cannot take.
     func send(_ frame: [UInt8]) throws(PacketBackendError)
@@ -35,6 +47,19 @@ public protocol PacketBackend: AnyObject, Sendable {
     /// Gives the host side back (closes the TAP) once nothing sends or receives any more: after
     /// the device's reader and worker have stopped. Later sends fail, receives say `.closed`.
     func close()
+}
+
+extension PacketBackend {
+    public var carriesVirtioHeader: Bool { false }
+    public func setOffloads(_ offloads: PacketOffloads) {}
+}
+
+/// The offloads a guest accepts in the frames it receives.
+public struct PacketOffloads: Sendable, Equatable {
+    public var checksum = false, tso4 = false, tso6 = false
+    public init(checksum: Bool = false, tso4: Bool = false, tso6: Bool = false) {
+        self.checksum = checksum; self.tso4 = tso4; self.tso6 = tso6
+    }
 }
 
 /// What `PacketBackend.receive` returned.
@@ -100,9 +125,20 @@ public final class VirtioNet: VirtioDeviceModel, @unchecked Sendable {
     // `start` and `stop`, which the owner calls in that order from one thread.
 
     public enum Feature {
-        public static let mac: UInt64 = 1 << 5       // VIRTIO_NET_F_MAC
-        public static let status: UInt64 = 1 << 16   // VIRTIO_NET_F_STATUS
+        public static let checksum: UInt64 = 1 << 0       // VIRTIO_NET_F_CSUM
+        public static let guestChecksum: UInt64 = 1 << 1  // VIRTIO_NET_F_GUEST_CSUM
+        public static let mac: UInt64 = 1 << 5            // VIRTIO_NET_F_MAC
+        public static let guestTSO4: UInt64 = 1 << 7      // VIRTIO_NET_F_GUEST_TSO4
+        public static let guestTSO6: UInt64 = 1 << 8      // VIRTIO_NET_F_GUEST_TSO6
+        public static let hostTSO4: UInt64 = 1 << 11      // VIRTIO_NET_F_HOST_TSO4
+        public static let hostTSO6: UInt64 = 1 << 12      // VIRTIO_NET_F_HOST_TSO6
+        public static let status: UInt64 = 1 << 16        // VIRTIO_NET_F_STATUS
+        /// Everything offered when the backend carries headers.
+        public static let offloads = checksum | guestChecksum | guestTSO4 | guestTSO6 | hostTSO4 | hostTSO6
     }
+    /// virtio_net_hdr flags and gso_type values (§5.1.6).
+    static let needsChecksum: UInt8 = 1
+    static let gsoNone: UInt8 = 0, gsoTCPv4: UInt8 = 1, gsoTCPv6: UInt8 = 4
     /// VIRTIO_NET_S_LINK_UP in the config space's status.
     public static let linkUp: UInt16 = 1
     public static let receiveQueue = 0
@@ -116,8 +152,7 @@ public final class VirtioNet: VirtioDeviceModel, @unchecked Sendable {
     public let deviceID = VirtioDeviceID.network
     public let queueCount = 2
     public let queueSizeMax: UInt16
-    public let deviceFeatures = VirtioFeature.version1 | VirtioFeature.eventIndex | VirtioFeature.indirectDescriptors
-        | Feature.mac | Feature.status
+    public let deviceFeatures: UInt64
     public let configSpace: [UInt8]
     public let mac: MACAddress
     public let backend: any PacketBackend
@@ -145,6 +180,8 @@ public final class VirtioNet: VirtioDeviceModel, @unchecked Sendable {
         var waiting: [[UInt8]] = []
         var counters = Counters()
         var stopping = false
+        /// The driver's features the backend's offloads were last set for.
+        var offloadsFor: UInt64?
     }
     private let state = Mutex(State())
     private var reader: ReaderThread?
@@ -156,6 +193,8 @@ public final class VirtioNet: VirtioDeviceModel, @unchecked Sendable {
         self.mac = mac
         queueSizeMax = queueSize
         self.receiveBound = max(receiveBound, 1)
+        deviceFeatures = VirtioFeature.version1 | VirtioFeature.eventIndex | VirtioFeature.indirectDescriptors
+            | Feature.mac | Feature.status | (backend.carriesVirtioHeader ? Feature.offloads : 0)
         // struct virtio_net_config: mac[6], status u16 (the rest needs features not offered).
         configSpace = mac.bytes + [UInt8(truncatingIfNeeded: Self.linkUp), UInt8(truncatingIfNeeded: Self.linkUp >> 8)]
     }
@@ -186,23 +225,58 @@ public final class VirtioNet: VirtioDeviceModel, @unchecked Sendable {
     }
 
     public func serve(_ chain: DescriptorChain, queue: Int, memory: GuestMemory, features: UInt64) throws(VirtqueueError) -> UInt32 {
+        if backend.carriesVirtioHeader { applyOffloads(features) }
         switch queue {
-        case Self.receiveQueue: return try receive(into: chain, memory: memory)
+        case Self.receiveQueue: return try receive(into: chain, memory: memory, features: features)
         case Self.transmitQueue: try transmit(chain, memory: memory); return 0
         default: throw .malformedRequest("virtio-net has no queue \(queue)")
         }
     }
 
-    /// A waiting frame into one receive buffer, after a header that says "nothing to do": no
-    /// checksum or segmentation flags, num_buffers 1 (§5.1.6.4: required without MRG_RXBUF).
-    private func receive(into chain: DescriptorChain, memory: GuestMemory) throws(VirtqueueError) -> UInt32 {
+    /// Tells the backend which offloads the driver accepted, once per set of features.
+    private func applyOffloads(_ features: UInt64) {
+        let changed = state.withLock { state -> Bool in
+            guard state.offloadsFor != features else { return false }
+            state.offloadsFor = features
+            return true
+        }
+        guard changed else { return }
+        let checksum = features & Feature.guestChecksum != 0
+        backend.setOffloads(PacketOffloads(checksum: checksum, tso4: checksum && features & Feature.guestTSO4 != 0,
+                                           tso6: checksum && features & Feature.guestTSO6 != 0))
+    }
+
+    /// The header the guest gets for a frame whose backend header (if any) is `backendHeader`:
+    /// the backend's when it asks only for offloads the driver accepted, zeros (nothing to do)
+    /// when it asks none; nil when it needs one the driver did not accept (the frame is
+    /// dropped). num_buffers is 1 (§5.1.6.4: required without MRG_RXBUF).
+    static func guestHeader(_ backendHeader: ArraySlice<UInt8>?, features: UInt64) -> [UInt8]? {
+        var header = [UInt8](repeating: 0, count: headerSize)
+        if let b = backendHeader, b.count >= headerSize {
+            let flags = b[b.startIndex], gso = b[b.startIndex + 1] & 0x7f  // without the ECN bit
+            let checksum = features & Feature.guestChecksum != 0
+            if flags & needsChecksum != 0 && !checksum { return nil }
+            switch gso {
+            case gsoNone: break
+            case gsoTCPv4 where checksum && features & Feature.guestTSO4 != 0: break
+            case gsoTCPv6 where checksum && features & Feature.guestTSO6 != 0: break
+            default: return nil
+            }
+            if checksum || gso != gsoNone { for i in 0..<10 { header[i] = b[b.startIndex + i] } }
+        }
+        header[10] = 1  // num_buffers
+        return header
+    }
+
+    /// A waiting frame into one receive buffer, after its header (`guestHeader`).
+    private func receive(into chain: DescriptorChain, memory: GuestMemory, features: UInt64) throws(VirtqueueError) -> UInt32 {
         guard chain.readable.isEmpty else {
             throw .malformedRequest("virtio-net receive buffer has a device-readable part; the device only writes there")
         }
         guard chain.writableLength >= UInt64(Self.headerSize) else {
             throw .malformedRequest("virtio-net receive buffer is \(chain.writableLength) bytes, less than the \(Self.headerSize)-byte header")
         }
-        let (frame, resumeReader) = state.withLock { state -> ([UInt8]?, Bool) in
+        let (received, resumeReader) = state.withLock { state -> ([UInt8]?, Bool) in
             guard !state.waiting.isEmpty else { return (nil, false) }
             let wasFull = state.waiting.count >= receiveBound
             return (state.waiting.removeFirst(), wasFull)
@@ -210,13 +284,18 @@ public final class VirtioNet: VirtioDeviceModel, @unchecked Sendable {
         if resumeReader { backend.interrupt() }  // the reader waits for room: there is some now
         // Only this worker takes frames, after hasWork said one waits; should none be there the
         // buffer goes back empty, which a driver counts as a length error.
-        guard let frame else { return 0 }
+        guard let received else { return 0 }
+        let carried = backend.carriesVirtioHeader
+        guard !carried || received.count >= Self.headerSize,
+              let header = Self.guestHeader(carried ? received[0..<Self.headerSize] : nil, features: features) else {
+            state.withLock { $0.counters.receiveDropped &+= 1 }
+            return 0
+        }
+        let frame = carried ? received[Self.headerSize...] : received[...]
         guard UInt64(frame.count) <= chain.writableLength - UInt64(Self.headerSize) else {
             state.withLock { $0.counters.receiveTooLarge &+= 1 }
             return 0
         }
-        var header = [UInt8](repeating: 0, count: Self.headerSize)
-        header[10] = 1  // num_buffers
         try chain.write(header + frame, memory, offset: 0)
         state.withLock {
             $0.counters.received &+= 1
@@ -225,8 +304,9 @@ public final class VirtioNet: VirtioDeviceModel, @unchecked Sendable {
         return UInt32(Self.headerSize + frame.count)
     }
 
-    /// One transmit chain: the header (ignored: nothing was negotiated that gives it meaning)
-    /// and the frame after it, to the backend.
+    /// One transmit chain: the header and the frame after it, to the backend: the frame alone,
+    /// or with the header when the backend takes headers (the host kernel checks it and carries
+    /// out the checksum or segmentation it asks for; one it refuses is a send error).
     private func transmit(_ chain: DescriptorChain, memory: GuestMemory) throws(VirtqueueError) {
         guard chain.writable.isEmpty else {
             throw .malformedRequest("virtio-net transmit buffer has a device-writable part; the device only reads there")
@@ -240,7 +320,9 @@ public final class VirtioNet: VirtioDeviceModel, @unchecked Sendable {
             state.withLock { $0.counters.sendErrors &+= 1 }
             return
         }
-        let frame = try chain.read(memory, offset: UInt64(Self.headerSize), count: Int(frameLength))
+        let carried = backend.carriesVirtioHeader
+        let frame = try chain.read(memory, offset: carried ? 0 : UInt64(Self.headerSize),
+                                   count: Int(frameLength) + (carried ? Self.headerSize : 0))
         do {
             try backend.send(frame)
             state.withLock {

@@ -287,3 +287,88 @@ final class FakePacketBackend: PacketBackend, @unchecked Sendable {
         }
     }
 }
+
+/// A backend whose frames carry virtio-net headers (as a TAP with IFF_VNET_HDR does), which
+/// records the offloads it is told of.
+final class HeaderPacketBackend: PacketBackend, @unchecked Sendable {
+    // @unchecked: the mutable state is behind its Mutexes.
+    let sent = Mutex<[[UInt8]]>([])
+    let offloads = Mutex<[PacketOffloads]>([])
+    var carriesVirtioHeader: Bool { true }
+    func setOffloads(_ o: PacketOffloads) { offloads.withLock { $0.append(o) } }
+    func send(_ frame: [UInt8]) throws(PacketBackendError) { sent.withLock { $0.append(frame) } }
+    func receive(acceptingFrames: Bool) -> PacketReceive { .closed("the fake backend gives no frames") }
+    func interrupt() {}
+    func close() {}
+}
+
+@Suite struct VirtioNetOffloadTests {
+    func makeDriver(extraFeatures: UInt64) throws -> (FakeDriver, VirtioNet, HeaderPacketBackend) {
+        let backend = HeaderPacketBackend()
+        let model = VirtioNet(backend: backend, mac: VirtioNetTests.mac, queueSize: 8)
+        let driver = try FakeDriver(model: model)
+        try driver.bringUp(extraFeatures: VirtioNet.Feature.mac | extraFeatures)
+        return (driver, model, backend)
+    }
+
+    @Test func offloadsAreOfferedOnlyWithABackendThatCarriesHeaders() throws {
+        let (plain, _, _) = try VirtioNetTests().makeDriver()
+        #expect(plain.deviceFeatures & VirtioNet.Feature.offloads == 0)
+        let (withHeaders, _, _) = try makeDriver(extraFeatures: 0)
+        #expect(withHeaders.deviceFeatures & VirtioNet.Feature.offloads == VirtioNet.Feature.offloads)
+    }
+
+    @Test func theGuestsHeaderGoesToTheBackendWithTheFrame() throws {
+        let (driver, _, backend) = try makeDriver(extraFeatures: VirtioNet.Feature.checksum | VirtioNet.Feature.hostTSO4)
+        let header: [UInt8] = [1, 1, 54, 0, 0xa8, 0x05, 34, 0, 16, 0, 0, 0]  // partial checksum, TSO4
+        let frame = pattern(3000, seed: 5)
+        try VirtioNetTests().transmit(driver, frame, header: header)
+        #expect(backend.sent.withLock { $0 } == [header + frame])
+    }
+
+    @Test func aHostFrameKeepsItsOffloadsOnlyWhenTheDriverAcceptedThem() throws {
+        // A TSO4 segment with a partial checksum, as a TAP hands one over.
+        let tso: [UInt8] = [1, 1, 54, 0, 0xa8, 0x05, 34, 0, 16, 0, 0, 0]
+        let frame = pattern(4000, seed: 9)
+        let accepted = VirtioNet.Feature.guestChecksum | VirtioNet.Feature.guestTSO4
+        let (driver, model, backend) = try makeDriver(extraFeatures: accepted)
+        let buffer = try VirtioNetTests().giveReceiveBuffer(driver, index: 0, length: 12 + 4096)
+        #expect(model.offer(tso + frame))
+        driver.device.serveSynchronously(queue: VirtioNet.receiveQueue)
+        let written = try driver.memory.read(at: GuestPhysicalAddress(buffer), count: 12 + 4000)
+        #expect(Array(written[0..<10]) == Array(tso[0..<10]))
+        #expect(Array(written[10..<12]) == [1, 0], "num_buffers 1")
+        #expect(Array(written[12...]) == frame)
+        #expect(backend.offloads.withLock { $0 } == [PacketOffloads(checksum: true, tso4: true, tso6: false)])
+
+        // A driver that took no offloads never gets such a frame; a plain one arrives with a
+        // header that asks nothing.
+        let (plain, plainModel, plainBackend) = try makeDriver(extraFeatures: 0)
+        _ = try VirtioNetTests().giveReceiveBuffer(plain, index: 0, length: 12 + 4096)
+        #expect(plainModel.offer(tso + frame))
+        plain.device.serveSynchronously(queue: VirtioNet.receiveQueue)
+        #expect(plainModel.counters.receiveDropped == 1 && plainModel.counters.received == 0)
+        #expect(plainBackend.offloads.withLock { $0 } == [PacketOffloads()])
+        let small = [UInt8](repeating: 0, count: 12) + pattern(60)
+        let second = try VirtioNetTests().giveReceiveBuffer(plain, index: 1)
+        #expect(plainModel.offer(small))
+        plain.device.serveSynchronously(queue: VirtioNet.receiveQueue)
+        let got = try plain.memory.read(at: GuestPhysicalAddress(second), count: 12 + 60)
+        #expect(Array(got[0..<10]) == [UInt8](repeating: 0, count: 10))
+        #expect(Array(got[12...]) == pattern(60))
+    }
+
+    @Test func guestHeaderTable() {
+        let csum = VirtioNet.Feature.guestChecksum
+        let tso4 = csum | VirtioNet.Feature.guestTSO4
+        func header(_ flags: UInt8, _ gso: UInt8) -> ArraySlice<UInt8> { ([flags, gso] + [UInt8](repeating: 7, count: 10))[...] }
+        #expect(VirtioNet.guestHeader(nil, features: 0) == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0])
+        #expect(VirtioNet.guestHeader(header(0, 0), features: 0)?[0..<10].allSatisfy { $0 == 0 } == true)
+        #expect(VirtioNet.guestHeader(header(1, 0), features: 0) == nil, "a partial checksum needs GUEST_CSUM")
+        #expect(VirtioNet.guestHeader(header(1, 0), features: csum)?[0] == 1)
+        #expect(VirtioNet.guestHeader(header(1, 1), features: csum) == nil, "TSO4 needs GUEST_TSO4")
+        #expect(VirtioNet.guestHeader(header(1, 1), features: tso4)?[1] == 1)
+        #expect(VirtioNet.guestHeader(header(1, 4), features: tso4) == nil, "TSO6 needs GUEST_TSO6")
+        #expect(VirtioNet.guestHeader(header(1, 3), features: tso4 | VirtioNet.Feature.guestTSO6) == nil, "UDP fragmentation is never offered")
+    }
+}

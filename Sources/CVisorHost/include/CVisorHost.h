@@ -43,9 +43,15 @@ int cvisorhost_punch_hole(int fd, long long offset, long long length);
 /// IFF_NO_PI: whole Ethernet frames, no packet-information prefix), creating it when no
 /// interface has that name; a name with "%d" lets the kernel pick the first free number. The
 /// interface's actual name is copied to `actual` (16 bytes, NUL-terminated). The descriptor
-/// is non-blocking and close-on-exec. Returns it, or -errno (ENOENT: no /dev/net/tun; EPERM:
-/// no CAP_NET_ADMIN; EBUSY: another process has it; EINVAL: a name that is not a TAP's).
-int cvisorhost_tap_open(const char *name, char *actual);
+/// is non-blocking and close-on-exec. With `virtio_header` each frame read or written is
+/// preceded by a 12-byte struct virtio_net_hdr_v1 (IFF_VNET_HDR, TUNSETVNETHDRSZ), which
+/// carries checksum and segmentation offloads. Returns it, or -errno (ENOENT: no
+/// /dev/net/tun; EPERM: no CAP_NET_ADMIN; EBUSY: another process has it; EINVAL: a name that is
+/// not a TAP's).
+int cvisorhost_tap_open(const char *name, char *actual, int virtio_header);
+/// TUNSETOFFLOAD: which offloads (TUN_F_CSUM 1, TUN_F_TSO4 2, TUN_F_TSO6 4) the reader of the
+/// TAP accepts in the frames it reads. 0 or -errno.
+int cvisorhost_tap_set_offload(int fd, unsigned flags);
 
 /// Sets IFF_UP on the interface `name` (SIOCGIFFLAGS, then SIOCSIFFLAGS), as `ip link set
 /// NAME up` does. 0 or -errno.
