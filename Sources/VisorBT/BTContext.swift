@@ -96,10 +96,10 @@ enum BTContext {
     /// The host TLB slot of a linear page (what `pext` with `tlbAddressMask` gives for an
     /// address in it).
     static func tlbSlot(_ page: UInt64) -> Int { Int(truncatingIfNeeded: (page & 0x3f) | ((page >> 8) & 0xf) << 6) }
-    /// A tag no page number plus generation equals (generations stop below 0xfff), and its
-    /// stored (negated) form.
-    static let emptyPageTag: UInt64 = .max
-    static let emptyStoredPageTag: UInt64 = 0 &- emptyPageTag
+    /// An empty host TLB slot's stored tag: zero, the negation of no page number plus
+    /// generation (page numbers stop below bit 52; generations are 1...0xffe in bits 63:52).
+    /// So a zeroed table is an empty one.
+    static let emptyStoredPageTag: UInt64 = 0
     static let maximumTLBGeneration: UInt64 = 0xffe
     /// Jump cache generations are 1...0x7fff.
     static let maximumJumpGeneration: UInt64 = 0x7fff
@@ -111,8 +111,10 @@ enum BTContext {
     static func jumpSlot(_ rip: UInt64) -> Int {
         Int(truncatingIfNeeded: (rip &+ (rip >> 12)) & UInt64(jumpCacheEntries - 1))
     }
-    /// A jump cache tag no RIP can equal (not canonical, and above 32 bits); its own negation.
-    static let emptyTag: UInt64 = 0x8000_0000_0000_0000
+    /// An empty jump cache or no-block slot: zero, which no RIP plus generation equals or
+    /// negates to (RIP = -(generation << 48) has bits 63:48 set and bit 47 clear: not canonical,
+    /// and not below 2^32), so a zeroed table is an empty one.
+    static let emptyTag: UInt64 = 0
 
     /// The RFLAGS bits translated code keeps in the host's RFLAGS: CF, PF, AF, ZF, SF, OF.
     /// (DF stays clear on the host, as the C calling convention wants; instructions that read

@@ -20,6 +20,9 @@
 import VisorCore
 import VisorX86
 import VisorX86Decode
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// What a `bt` vCPU translated and ran.
 public struct BTStatistics: Sendable, Equatable {
@@ -106,27 +109,34 @@ public final class BTExecutor: X86BlockExecutor {
 
     public init(cacheBytes: Int = BTExecutor.defaultCacheBytes) throws {
         cache = try CodeCache(capacity: cacheBytes)
+        // Zeroed, which makes every table empty (`BTContext.emptyTag`, `emptyStoredPageTag`).
         context = .allocate(byteCount: BTContext.size, alignment: 64)
-        context.initializeMemory(as: UInt8.self, repeating: 0, count: BTContext.size)
+        memset(context, 0, BTContext.size)
         tables = BTTables(context)
         noBlock = .allocate(capacity: BTContext.jumpCacheEntries)
-        noBlock.initialize(repeating: BTContext.emptyTag, count: BTContext.jumpCacheEntries)
-        for i in 0..<BTContext.hostTLBEntries {
-            tables[BTContext.tlbReadTags, i] = BTContext.emptyStoredPageTag
-            tables[BTContext.tlbWriteTags, i] = BTContext.emptyStoredPageTag
-        }
-        for i in 0..<BTContext.jumpCacheEntries { tables[BTContext.jumpTags, i] = BTContext.emptyTag }
+        memset(noBlock, 0, 8 * BTContext.jumpCacheEntries)
         context.storeBytes(of: BTContext.tlbAddressMask, toByteOffset: Int(BTContext.tlbIndexMask), as: UInt64.self)
         context.storeBytes(of: UInt64(BTContext.jumpCacheEntries - 1), toByteOffset: Int(BTContext.jumpIndexMask), as: UInt64.self)
-        guard let enterCode = Self.enterTrampoline(), let exitCode = Self.exitTrampoline(),
-              let loadCode = Self.accessStub(store: false), let storeCode = Self.accessStub(store: true),
-              let enterAddress = cache.install(enterCode), let exitAddress = cache.install(exitCode),
-              let missCode = Self.missStub(),
-              let loadStub = cache.install(loadCode), let storeStub = cache.install(storeCode),
-              let missStub = cache.install(missCode) else {
+        // The trampolines and stubs, installed together (one W^X window), each 16-byte aligned.
+        let pieces = [Self.enterTrampoline(), Self.exitTrampoline(), Self.accessStub(store: false),
+                      Self.accessStub(store: true), Self.missStub()].compactMap { $0 }
+        guard pieces.count == 5 else {
+            context.deallocate(); noBlock.deallocate()
+            throw CodeCacheError(description: "the trampolines could not be assembled")
+        }
+        var joined: [UInt8] = []
+        var offsets: [Int] = []
+        for piece in pieces {
+            while joined.count % 16 != 0 { joined.append(0xcc) }
+            offsets.append(joined.count)
+            joined += piece
+        }
+        guard let base = cache.install(joined) else {
             context.deallocate(); noBlock.deallocate()
             throw CodeCacheError(description: "the code cache has no room for the trampolines")
         }
+        let enterAddress = base + offsets[0], exitAddress = base + offsets[1]
+        let loadStub = base + offsets[2], storeStub = base + offsets[3], missStub = base + offsets[4]
         cache.keepInstalled()
         // SAFETY: `enterAddress` holds the enter trampoline, a C function of this type.
         enter = unsafeBitCast(enterAddress, to: Enter.self)
@@ -458,6 +468,10 @@ public final class BTExecutor: X86BlockExecutor {
     /// mprotect calls whatever its size (W^X), which were most of the translation time, and
     /// those blocks usually run soon after.
     static let batchBlocks = 24
+    /// Guest instructions in a batch beyond its first block at most: blocks made ahead that
+    /// never run are translation time lost (a page of `add [rax], al`, zeros, makes 64-instruction
+    /// blocks that a fuzzer's input never reaches).
+    static let batchInstructions = 192
 
     /// The guest instructions of the block at `key` (empty when the first is not covered) and
     /// the RIP after them.
@@ -502,10 +516,12 @@ public final class BTExecutor: X86BlockExecutor {
         var queued: Set<BlockKey> = [key]
         var size = 0
         var index = 0
-        while index < queue.count && batch.count < Self.batchBlocks {
+        var ahead = 0
+        while index < queue.count && batch.count < Self.batchBlocks && ahead < Self.batchInstructions {
             let k = queue[index]
             index += 1
             let (instructions, next) = decodeBlock(k, machine: machine)
+            if !batch.isEmpty { ahead += instructions.count }
             guard !instructions.isEmpty,
                   let translated = BlockTranslator.translate(instructions, next: next, mode: k.mode,
                                                              callouts: Self.callouts, fast: fast) else { continue }

@@ -680,7 +680,8 @@ struct BlockTranslator {
     /// A stop before the same instruction as `fail` (made at its start), for a jump from here:
     /// it writes back the cached registers that are dirty now (nothing was spilled).
     private mutating func refusal(from fail: Label) -> Label {
-        guard let f = failures.first(where: { $0.label.id == fail.id }) else { return fail }
+        // The most recent failures are this instruction's: search from the end.
+        guard let f = failures.last(where: { $0.label.id == fail.id }) else { return fail }
         let l = e.makeLabel()
         failures.append((l, f.retired, f.rip, .savedBefore, dirtyCached))
         return l

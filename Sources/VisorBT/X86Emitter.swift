@@ -33,6 +33,8 @@ struct X86Emitter {
     private var fixups: [(at: Int, label: Int)] = []
     /// rel8 fields waiting for their label.
     private var shortFixups: [(at: Int, label: Int)] = []
+    /// Labels some branch goes to, by id.
+    private var referenced: [Bool] = []
 
     init() { bytes.reserveCapacity(512) }
 
@@ -467,31 +469,30 @@ struct X86Emitter {
 
     mutating func makeLabel() -> Label {
         labelOffsets.append(nil)
+        referenced.append(false)
         return Label(id: labelOffsets.count - 1)
     }
 
     mutating func bind(_ label: Label) { labelOffsets[label.id] = bytes.count }
     /// Whether any branch emitted so far goes to `label`.
-    func isReferenced(_ label: Label) -> Bool {
-        fixups.contains { $0.label == label.id } || shortFixups.contains { $0.label == label.id }
-    }
+    func isReferenced(_ label: Label) -> Bool { referenced[label.id] }
 
     /// Jcc rel32 to `label` on host condition `cc`.
     mutating func jcc(_ cc: UInt8, _ label: Label) {
         byte(0x0f); byte(0x80 | (cc & 15))
-        fixups.append((bytes.count, label.id)); u32(0)
+        fixups.append((bytes.count, label.id)); referenced[label.id] = true; u32(0)
     }
 
     /// JMP rel32 to `label`.
     mutating func jmp(_ label: Label) {
         byte(0xe9)
-        fixups.append((bytes.count, label.id)); u32(0)
+        fixups.append((bytes.count, label.id)); referenced[label.id] = true; u32(0)
     }
 
     /// JRCXZ rel8 to `label` (which must be within 127 bytes ahead): flags untouched.
     mutating func jrcxz(_ label: Label) {
         byte(0xe3)
-        shortFixups.append((bytes.count, label.id)); byte(0)
+        shortFixups.append((bytes.count, label.id)); referenced[label.id] = true; byte(0)
     }
 
     /// JMP rel32 to the next instruction: a jump whose target is patched in later (`offset` of
