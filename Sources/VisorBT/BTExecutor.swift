@@ -433,7 +433,9 @@ public final class BTExecutor: X86BlockExecutor {
         // its own IF; TF, DF and AC stay clear on the host).
         context.storeBytes(of: flags, toByteOffset: Int(BTContext.rflags), as: UInt64.self)
         context.storeBytes(of: (flags & UInt64(BTContext.statusFlags)) | 2, toByteOffset: Int(BTContext.hostFlags), as: UInt64.self)
-        context.storeBytes(of: Self.instructionsPerEntry, toByteOffset: Int(BTContext.budget), as: UInt64.self)
+        // The entry's budget: what the step loop may still run, at most `instructionsPerEntry`.
+        let allowed = UInt64(clamping: max(1, machine.budgetLeft))
+        context.storeBytes(of: min(Self.instructionsPerEntry, allowed), toByteOffset: Int(BTContext.budget), as: UInt64.self)
         context.storeBytes(of: Unmanaged.passUnretained(machine).toOpaque(), toByteOffset: Int(BTContext.machine),
                            as: UnsafeMutableRawPointer.self)
         // SAFETY: the context has room for six selectors at `BTContext.selectors`.

@@ -32,12 +32,14 @@ public enum StepOutcome: Equatable, Sendable {
 }
 
 extension X86Machine {
-    /// Runs at most `budget` instructions (interrupt and exception deliveries do not count).
+    /// Runs at most `budget` instructions (interrupt and exception deliveries do not count; a
+    /// translated block may end a few past it).
     public func run(budget: Int) -> StepOutcome {
         if isShutdown { return .shutdown }
         var remaining = budget
         while remaining > 0 {
             if stopRequest.take() { return .stopped }
+            budgetLeft = remaining
             if let outcome = step() { return outcome }
             // A translated block counts its instructions; the interpreter's step counts one.
             remaining -= max(1, blockRetired)

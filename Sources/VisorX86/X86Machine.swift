@@ -86,6 +86,9 @@ public final class X86Machine {
     }
     /// Instructions the last translated block retired (the step loop's budget counts them).
     @exclusivity(unchecked) var blockRetired = 0
+    /// Instructions `run(budget:)` may still retire: a block executor runs no more than this
+    /// (to the end of the block that passes it).
+    @exclusivity(unchecked) public internal(set) var budgetLeft = Int.max
     /// Settable from any thread: the step loop returns `.stopped` at the next boundary.
     public let stopRequest = X86StopRequest()
 

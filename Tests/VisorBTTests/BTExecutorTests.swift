@@ -89,6 +89,19 @@ struct BTExecutorTests {
         #expect(executor.statistics.viewsResumed == 1)
     }
 
+    @Test("translation ahead is bounded: a page of zeros (ADD [RAX], AL) is not translated whole for one block")
+    func translationAheadBounded() throws {
+        // The bt fuzz target's timeout: code followed by zeros made each batch translate 24
+        // blocks of 64 read-modify-write instructions that never ran.
+        let bt = try BTHarness(translated: true)
+        try bt.load([UInt8](repeating: 0, count: 4096))
+        bt.cpu.gpr[0] = 0x6000
+        _ = bt.run(budget: 10)
+        let stats = try #require(bt.executor).statistics
+        #expect(stats.instructionsTranslated >= 64, "the block asked for was translated")
+        #expect(stats.instructionsTranslated <= UInt64(2 * BlockTranslator.maximumInstructions + BTExecutor.batchInstructions))
+    }
+
     @Test("a store into a translated block drops it: the new code runs")
     func selfModifyingCode() throws {
         // 0x1000: mov eax, 1; call 0x1100 (patches 0x2000); jmp 0x2000. 0x2000: mov ebx, 7; hlt.
