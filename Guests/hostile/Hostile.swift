@@ -456,6 +456,11 @@ func slotValue(_ generation: UInt64, _ slot: UInt32) -> UInt32 {
 
 func crossModify() -> Never {
     Platform.setUp()
+    // Generation 0's code before vCPU 1 starts: the page as assembled returns 0 from every
+    // slot, which a check made before vCPU 1's first rewrite would count as stale.
+    for slot in UInt32(0)..<4 {
+        ho_write_slot(slot, ho_slot_encoding(slotValue(0, slot)))
+    }
     let online = SMP.start(expected: 2, entry: xmodifyAP)
     put("hostile: xmodify cpus=")
     put(online)
