@@ -16,7 +16,9 @@ extension BTExecutor: X86TranslationStatisticsSource {
         t.instructionsRun = s.instructionsRun
         t.more = [.init(name: "exits linked", value: s.links),
                   .init(name: "loads through callouts", value: s.loadCallouts),
-                  .init(name: "stores through callouts", value: s.storeCallouts)]
+                  .init(name: "stores through callouts", value: s.storeCallouts),
+                  .init(name: "jump cache misses found from translated code", value: s.chainLookups),
+                  .init(name: "CPL or mode changes that kept their tables", value: s.viewsResumed)]
         return t
     }
 }

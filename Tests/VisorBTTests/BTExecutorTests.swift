@@ -87,6 +87,8 @@ struct BTExecutorTests {
         #expect(bt.run(budget: 20_000) == .budgetExhausted)
         #expect(bt.cpu.gpr[0] == 500_500)
         #expect(executor.statistics.viewsResumed == 1)
+        // `--stats` shows it.
+        #expect(executor.translationStatistics.more.contains { $0.name == "CPL or mode changes that kept their tables" && $0.value == 1 })
     }
 
     @Test("translation ahead is bounded: a page of zeros (ADD [RAX], AL) is not translated whole for one block")
