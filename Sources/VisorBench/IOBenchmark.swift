@@ -26,16 +26,23 @@ public struct IOPhaseResult: Sendable, Equatable {
     /// MiB per second of 4 KiB requests.
     public var mibPerSecond: Double { iops * 4096 / 1_048_576 }
 
-    /// Parses `iobench PHASE requests=N seconds=S interrupts=I`.
+    /// Parses `iobench PHASE requests=N seconds=S interrupts=I`. A kernel message the console
+    /// printed right after it, on the same line ("interrupts=182[    1.875442] tsc: ..."), is
+    /// ignored: the number ends at its last digit.
     init?(line: Substring) {
         let words = line.split(separator: " ")
-        guard words.count == 5, words[0] == "iobench" else { return nil }
+        guard words.count >= 5, words[0] == "iobench" else { return nil }
         func value(_ word: Substring, _ key: String) -> Substring? {
             word.hasPrefix(key + "=") ? word.dropFirst(key.count + 1) : nil
         }
+        func leadingInteger(_ text: Substring) -> Int? {
+            let sign = text.hasPrefix("-") ? 1 : 0
+            let digits = text.dropFirst(sign).prefix { $0.isASCII && $0.isNumber }
+            return digits.isEmpty ? nil : Int(text.prefix(sign + digits.count))
+        }
         guard let requests = value(words[2], "requests").flatMap({ Int($0) }),
               let seconds = value(words[3], "seconds").flatMap({ Double($0) }),
-              let interrupts = value(words[4], "interrupts").flatMap({ Int($0) })
+              let interrupts = value(words[4], "interrupts").flatMap(leadingInteger)
         else { return nil }
         phase = String(words[1])
         self.requests = requests
@@ -132,7 +139,9 @@ public enum IOBenchmark {
         defer { network?.remove() }
         if network == nil, let why = networkSkipped { progress("TCP is not measured: \(why)") }
         let transferBytes = networkMiB << 20
-        var script = "visor-iobench /dev/vda \(sizeMiB) \(jobs) virtio0; "
+        // The kernel's messages off the console first: one printed in the middle of a result line
+        // (QEMU's guest refined its TSC calibration just then, once) hid that phase's result.
+        var script = "dmesg -n 1; visor-iobench /dev/vda \(sizeMiB) \(jobs) virtio0; "
         if network != nil { script += BenchNetwork.guestScript(uploadBytes: transferBytes, downloadBytes: transferBytes) }
         script += "poweroff -f\n"
 
