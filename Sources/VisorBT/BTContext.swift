@@ -68,6 +68,23 @@ enum BTContext {
     static let executor: Int32 = 400
     static let lookupCallout: Int32 = 408
     static let missStub: Int32 = 416
+    /// FS's and GS's bases as of entry (only the interpreter changes them: SWAPGS, WRMSR, MOV
+    /// to FS or GS): 64-bit code adds them to its FS and GS offsets itself, so those accesses
+    /// take the host TLB too (Linux reaches its per-CPU data through GS, user code its
+    /// thread-local storage through FS).
+    static let segmentBases: Int32 = 424
+    static func segmentBase(_ segment: UInt8) -> Int32 { segmentBases + (segment == 5 ? 8 : 0) }
+    /// IA32_KERNEL_GS_BASE as of entry, after GS's base (a translated SWAPGS exchanges the two;
+    /// the exit gives both back to the machine).
+    static let kernelGSBase: Int32 = 440
+    /// Non-zero when an interrupt (or an interrupt window) was waiting as the block was
+    /// entered: a translated STI then stops, so the interpreter runs it and the interrupt is
+    /// taken after its shadow. (Interrupts become pending only between entries.)
+    static let interruptPending: Int32 = 448
+    /// The RIP after the last translated STI that set IF (0: none since the exit last looked):
+    /// when translated code stops there, the instruction in the STI's shadow has not run, and
+    /// the exit sets the CPU's interrupt shadow for the interpreter.
+    static let shadowRIP: Int32 = 456
 
     // The tables translated code indexes, inside the context so that one `[r15 + slot * 8 +
     // table]` operand reaches an entry: no base address to load first. Each is an array of

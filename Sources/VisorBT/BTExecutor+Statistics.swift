@@ -18,7 +18,8 @@ extension BTExecutor: X86TranslationStatisticsSource {
                   .init(name: "loads through callouts", value: s.loadCallouts),
                   .init(name: "stores through callouts", value: s.storeCallouts),
                   .init(name: "jump cache misses found from translated code", value: s.chainLookups),
-                  .init(name: "CPL or mode changes that kept their tables", value: s.viewsResumed)]
+                  .init(name: "CPL or mode changes that kept their tables", value: s.viewsResumed),
+                  .init(name: "CR3 writes that kept the global pages' entries", value: s.globalEntriesKept)]
         return t
     }
 }

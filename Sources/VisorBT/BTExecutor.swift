@@ -15,7 +15,10 @@
 // The cache is filled here, when a block is found or made for a RIP, and it stands for the
 // current linear→physical mapping, code mode, CS base and limit, and CPL: all of them change only
 // in the interpreter (between entries into translated code), so the cache is emptied at entry
-// when any of them changed since the last, and whenever blocks are dropped.
+// when any of them changed since the last, and whenever blocks are dropped. Two changes keep
+// entries: a change of CPL, mode or CS under the same mapping takes up the tables that view
+// had (`savedViews`), and a CR3 write drops only the entries for pages that are not global
+// (logged as they are made), since global pages map alike in every address space.
 
 import VisorCore
 import VisorX86
@@ -50,6 +53,9 @@ public struct BTStatistics: Sendable, Equatable {
     /// Changes of CPL, mode or CS that found the new view's jump cache and host TLB entries
     /// still valid (seen since the mapping last changed).
     public var viewsResumed: UInt64 = 0
+    /// Changes of address space (CR3 writes) after which the jump cache and host TLB kept their
+    /// entries for global pages, dropping only the others.
+    public var globalEntriesKept: UInt64 = 0
     /// Host bytes of translated code in the cache now.
     public var codeBytes: UInt64 = 0
     public init() {}
@@ -202,11 +208,79 @@ public final class BTExecutor: X86BlockExecutor {
         }
     }
 
+    /// Starts over: every view's jump cache and host TLB entries dropped (new generations).
+    private func forgetMapping() {
+        savedViews.removeAll()
+        clearJumpCache()
+        flushHostTLB()
+        nonGlobal.reset()
+    }
+
+    /// Moves from `old` to `new`, another address space with the same global pages: drops the
+    /// entries the log names (every view's entries for pages that are not global, made since
+    /// the last change of address space), so what is left, in every view, is for global pages
+    /// and holds in the new address space too; the saved views are carried over to it.
+    private func keepGlobalEntries(from old: X86CodeView, to new: X86CodeView) {
+        for slot in nonGlobal.jumpSlots {
+            tables[BTContext.jumpTags, slot] = BTContext.emptyTag
+            noBlock[slot] = BTContext.emptyTag
+        }
+        for slot in nonGlobal.tlbSlots {
+            tables[BTContext.tlbReadTags, slot] = BTContext.emptyStoredPageTag
+            tables[BTContext.tlbWriteTags, slot] = BTContext.emptyStoredPageTag
+        }
+        nonGlobal.reset()
+        func carried(_ v: X86CodeView) -> X86CodeView {
+            var v = v
+            v.addressSpaceEpoch = new.addressSpaceEpoch
+            v.tlbGeneration = new.tlbGeneration
+            return v
+        }
+        for i in savedViews.indices { savedViews[i].view = carried(savedViews[i].view) }
+        let oldCarried = carried(old)
+        if oldCarried != new { switchView(from: oldCarried, to: new) }
+        statistics.globalEntriesKept &+= 1
+    }
+
+    /// The slots of the jump cache (and no-block table) and host TLB filled for pages that are not
+    /// global since the address space last changed: what a CR3 write must drop. Past `limit`
+    /// slots, the next change of address space drops everything instead.
+    struct NonGlobalLog {
+        static let limit = 4096
+        var jumpSlots: [Int] = []
+        var tlbSlots: [Int] = []
+        var overflowed = false
+
+        init() {
+            jumpSlots.reserveCapacity(Self.limit)
+            tlbSlots.reserveCapacity(Self.limit)
+        }
+
+        mutating func noteJump(_ slot: Int) {
+            guard !overflowed else { return }
+            if jumpSlots.count < Self.limit { jumpSlots.append(slot) } else { overflowed = true }
+        }
+
+        mutating func noteTLB(_ slot: Int) {
+            guard !overflowed else { return }
+            if tlbSlots.count < Self.limit { tlbSlots.append(slot) } else { overflowed = true }
+        }
+
+        mutating func reset() {
+            jumpSlots.removeAll(keepingCapacity: true)
+            tlbSlots.removeAll(keepingCapacity: true)
+            overflowed = false
+        }
+    }
+
+    @exclusivity(unchecked) private var nonGlobal = NonGlobalLog()
+
     /// Records in the host TLB that linear page `access.linear >> 12` may be read (and written,
     /// with `write`) at the current CPL at host address `access.host`'s page; `generation` is
     /// the context's (bits 63:52).
+    @discardableResult
     static func fillTLB(_ tables: BTTables, _ access: TranslatedAccess, write: Bool, stores: Bool,
-                        generation: UInt64) {
+                        generation: UInt64) -> Int {
         let page = access.linear >> 12
         let stored = 0 &- (page &+ generation)
         let i = BTContext.tlbSlot(page)
@@ -220,6 +294,7 @@ public final class BTExecutor: X86BlockExecutor {
         if write && stores && !access.onCodePage { tables[BTContext.tlbWriteTags, i] = stored }
         tables[BTContext.tlbAddends, i] = UInt64(UInt(bitPattern: access.host)) &- access.linear
         tables[BTContext.tlbPhysicalPages, i] = access.physical >> 12
+        return i
     }
 
     /// enter(context, block): saves the callee-saved registers translated code uses, points R15
@@ -291,13 +366,15 @@ public final class BTExecutor: X86BlockExecutor {
         let slot = BTContext.jumpSlot(rip)
         if noBlock[slot] == rip &+ jumpGeneration { return nil }
         guard let physical = try? machine.translate(rip, .execute) else { return nil }
+        let global = machine.isGlobalPage(rip)
         let key = BlockKey(physical: physical, rip: rip, mode: .bits64)
         let block = blocks[key] ?? translate(key, machine: machine)
         guard let entry = block.entry else {
             noBlock[slot] = rip &+ jumpGeneration
+            nonGlobal.noteJump(slot)
             return nil
         }
-        remember(rip: rip, entry: entry)
+        remember(rip: rip, entry: entry, global: global)
         statistics.chainLookups &+= 1
         return entry + BlockTranslator.bodyOffset
     }
@@ -332,8 +409,14 @@ public final class BTExecutor: X86BlockExecutor {
         context.storeBytes(of: jumpGeneration, toByteOffset: Int(BTContext.jumpGeneration), as: UInt64.self)
     }
 
-    private func remember(rip: UInt64, entry: UnsafeRawPointer) {
+    /// True when the jump cache holds a block for `rip` in the current view (tests).
+    func jumpCacheHolds(_ rip: UInt64) -> Bool {
+        tables[BTContext.jumpTags, BTContext.jumpSlot(rip)] == 0 &- (rip &+ jumpGeneration)
+    }
+
+    private func remember(rip: UInt64, entry: UnsafeRawPointer, global: Bool) {
         let i = BTContext.jumpSlot(rip)
+        if !global { nonGlobal.noteJump(i) }
         tables[BTContext.jumpTags, i] = 0 &- (rip &+ jumpGeneration)
         tables[BTContext.jumpBodies, i] = UInt64(UInt(bitPattern: entry)) &+ UInt64(BlockTranslator.bodyOffset)
     }
@@ -357,10 +440,10 @@ public final class BTExecutor: X86BlockExecutor {
         if now != view {
             if let old = view, old.sameMapping(as: now) {
                 switchView(from: old, to: now)
+            } else if let old = view, old.sameGlobalMapping(as: now), !nonGlobal.overflowed {
+                keepGlobalEntries(from: old, to: now)
             } else {
-                savedViews.removeAll()
-                clearJumpCache()
-                flushHostTLB()
+                forgetMapping()
             }
             view = now
         }
@@ -381,6 +464,7 @@ public final class BTExecutor: X86BlockExecutor {
         }
         if noBlock[slot] == tag { return 0 }
         guard let physical = try? machine.translate(linear, .execute) else { return 0 }
+        let global = machine.isGlobalPage(linear)
         let key = BlockKey(physical: physical, rip: rip, mode: mode)
         let block: Block
         if let b = blocks[key] {
@@ -390,9 +474,10 @@ public final class BTExecutor: X86BlockExecutor {
         }
         guard let entry = block.entry else {
             noBlock[slot] = tag
+            nonGlobal.noteJump(slot)
             return 0
         }
-        remember(rip: rip, entry: entry)
+        remember(rip: rip, entry: entry, global: global)
         return run(entry, machine: machine)
     }
 
@@ -438,10 +523,28 @@ public final class BTExecutor: X86BlockExecutor {
         context.storeBytes(of: min(Self.instructionsPerEntry, allowed), toByteOffset: Int(BTContext.budget), as: UInt64.self)
         context.storeBytes(of: Unmanaged.passUnretained(machine).toOpaque(), toByteOffset: Int(BTContext.machine),
                            as: UnsafeMutableRawPointer.self)
-        // SAFETY: the context has room for six selectors at `BTContext.selectors`.
-        let cpl = machine.exportSegmentState(to: (context + Int(BTContext.selectors)).assumingMemoryBound(to: UInt64.self))
+        // SAFETY: the context has room for six selectors at `BTContext.selectors` and three
+        // bases at `BTContext.segmentBases` (FS, GS, then `kernelGSBase`).
+        let cpl = machine.exportSegmentState(to: (context + Int(BTContext.selectors)).assumingMemoryBound(to: UInt64.self),
+                                             bases: (context + Int(BTContext.segmentBases)).assumingMemoryBound(to: UInt64.self))
         context.storeBytes(of: UInt64(cpl), toByteOffset: Int(BTContext.cpl), as: UInt64.self)
+        context.storeBytes(of: machine.hasInterruptWork ? 1 : 0, toByteOffset: Int(BTContext.interruptPending), as: UInt64.self)
+        let gsBase = context.load(fromByteOffset: Int(BTContext.segmentBase(5)), as: UInt64.self)
         let retired = Int(enter(context, entry))
+        // Stopped right after a translated STI: its shadow still covers the next instruction.
+        let shadowRIP = context.load(fromByteOffset: Int(BTContext.shadowRIP), as: UInt64.self)
+        if shadowRIP != 0 {
+            if shadowRIP == context.load(fromByteOffset: Int(BTContext.rip), as: UInt64.self) {
+                machine.cpu.interruptShadow = true
+            }
+            context.storeBytes(of: 0, toByteOffset: Int(BTContext.shadowRIP), as: UInt64.self)
+        }
+        // A translated SWAPGS exchanged the two.
+        let gsBaseAfter = context.load(fromByteOffset: Int(BTContext.segmentBase(5)), as: UInt64.self)
+        if gsBaseAfter != gsBase {
+            machine.importGSBases(gs: gsBaseAfter,
+                                  kernelGS: context.load(fromByteOffset: Int(BTContext.kernelGSBase), as: UInt64.self))
+        }
         machine.importRegisters(from: registers,
                                 rip: context.load(fromByteOffset: Int(BTContext.rip), as: UInt64.self),
                                 statusFlags: context.load(fromByteOffset: Int(BTContext.hostFlags), as: UInt64.self),
@@ -504,6 +607,12 @@ public final class BTExecutor: X86BlockExecutor {
             physical &+= length
             rip = next
             if physical & 0xfff == 0 { break }  // the page ends here
+        }
+        // An STI is never last: the instruction after it must run before an interrupt can be
+        // taken (its shadow), and at a block's end the step loop may take one.
+        if let last = instructions.last, last.insn.operation == .sti {
+            instructions.removeLast()
+            rip = last.rip
         }
         return (instructions, rip)
     }
@@ -593,6 +702,9 @@ public final class BTExecutor: X86BlockExecutor {
             statistics.instructionsTranslated &+= UInt64(b.instructions)
         }
         statistics.links &+= UInt64(patches.count)
+        if PerfMap.descriptor != nil {
+            PerfMap.record(batch.map { (base + $0.offset, $0.block.code.count, $0.key.rip) })
+        }
         // This batch's exits to blocks not made yet wait for them.
         for w in waiting {
             let page = w.key.physical >> 12
@@ -812,7 +924,14 @@ public final class BTExecutor: X86BlockExecutor {
     private static func fill(_ context: UnsafeMutableRawPointer, _ access: TranslatedAccess, write: Bool) {
         let stores = context.load(fromByteOffset: Int(BTContext.inlineStores), as: UInt64.self) != 0
         let generation = context.load(fromByteOffset: Int(BTContext.tlbGeneration), as: UInt64.self)
-        fillTLB(BTTables(context), access, write: write, stores: stores, generation: generation)
+        let slot = fillTLB(BTTables(context), access, write: write, stores: stores, generation: generation)
+        if !access.global {
+            // SAFETY: the executor slot holds the executor owning this context, alive while its
+            // code runs (set at creation).
+            let executor = Unmanaged<BTExecutor>.fromOpaque(
+                context.load(fromByteOffset: Int(BTContext.executor), as: UnsafeRawPointer.self)).takeUnretainedValue()
+            executor.nonGlobal.noteTLB(slot)
+        }
     }
 }
 

@@ -18,12 +18,13 @@
 // NOT, NEG, shifts and rotates, IMUL (two and three operands), MUL/DIV/IDIV at 32 and 64 bits
 // (a division that could fault goes to the interpreter), BT/BTS/BTR/BTC (registers, or memory
 // with an immediate bit index), BSWAP, SETcc, CMOVcc, CBW/CWD and their wider forms, XCHG of
-// registers, NOP/PAUSE, Jcc and JMP (relative), and in 64-bit mode PUSH/POP of registers and
-// immediates, CALL (relative and indirect), indirect JMP, near RET, LEAVE, REP STOS/MOVS (a
-// callout moves whole runs), CMPXCHG/XADD on memory (one host LOCK'd instruction), and three
-// system instructions Linux runs hundreds of thousands of times while booting: PUSHF and MOV
-// from a segment register (sensitive: counted in the context and added to the machine's counts
-// at the entry's CPL, so `--stats` shows them as the interpreter counts them) and CLI. Everything
+// registers, NOP/PAUSE, LFENCE/SFENCE/MFENCE, Jcc and JMP (relative), and in 64-bit mode PUSH
+// of registers, immediates and memory, POP of registers, CALL (relative and indirect), indirect
+// JMP, near RET, LEAVE, REP STOS/MOVS (a callout moves whole runs), CMPXCHG/XADD on memory (one
+// host LOCK'd instruction), and the system instructions Linux runs hundreds of thousands of
+// times while booting or in its system calls: PUSHF and MOV from a segment register
+// (sensitive: counted in the context and added to the machine's counts at the entry's CPL, so
+// `--stats` shows them as the interpreter counts them), CLI, STI and SWAPGS. Everything
 // else (other LOCK'd and string instructions, other system instructions, x87/SSE, port I/O) runs
 // through the interpreter one instruction at a time — among them every other instruction Robin
 // and Irvine list as sensitive, which the monitor sees there.
@@ -36,7 +37,7 @@ import Glibc
 
 /// Which inline paths translated code may take on this host and machine.
 struct BTFastPaths {
-    /// Loads through the host TLB (64-bit code, segments without a base): the probe uses BMI2's
+    /// Loads through the host TLB (64-bit code; FS and GS with their base added): the probe uses BMI2's
     /// flag-preserving shifts, so only on hosts that have them.
     var loads: Bool
     /// Stores through the host TLB too: not when other vCPUs watch this one's stores to code
@@ -173,7 +174,7 @@ struct BlockTranslator {
         case .ret:
             return long && insn.operandSize == 8
         case .push:
-            return long && insn.operandSize == 8 && (s.kind == .register || s.kind == .immediate)
+            return long && insn.operandSize == 8 && (s.kind == .register || s.kind == .immediate || s.kind == .memory)
         case .pop:
             return long && insn.operandSize == 8 && d.kind == .register
         case .jmpIndirect, .callIndirect:
@@ -187,8 +188,15 @@ struct BlockTranslator {
             let width = d.size == 0 ? insn.operandSize : d.size
             return long && s.kind == .segment && s.index < 6
                 && (d.kind == .memory || (d.kind == .register && (width == 2 || width == 4 || width == 8)))
-        case .cli:
+        case .cli, .swapgs:
             return long
+        case .sti:
+            // Never a block's last instruction (`BTExecutor.decodeBlock` drops it there): the
+            // instruction after it runs in the same block, before any interrupt can be taken,
+            // which is the STI shadow.
+            return long
+        case .lfence, .sfence, .mfence:
+            return true
         default:
             return false
         }
@@ -574,7 +582,9 @@ struct BlockTranslator {
 
     /// The memory operand's offset (effective address) into R12, at the address size: one
     /// LEA from the host registers caching the base and index when the displacement fits.
-    private mutating func address(_ insn: DecodedInstruction, rip: UInt64) {
+    /// Plus FS's or GS's base when the access goes inline (`accessSegment`), unless
+    /// `offsetOnly` (LEA). Clobbers RCX.
+    private mutating func address(_ insn: DecodedInstruction, rip: UInt64, offsetOnly: Bool = false) {
         let m = insn.memory
         var displacement = UInt64(bitPattern: m.displacement)
         if m.base == MemoryOperand.ripRelative { displacement = displacement &+ rip &+ UInt64(insn.length) }
@@ -591,6 +601,25 @@ struct BlockTranslator {
             if let index { e.leaSum(.r12, base: .r12, index: index, scale: m.scale) }
         }
         if insn.addressSize == 4 { e.zeroExtend32(.r12) } else if insn.addressSize == 2 { e.zeroExtend(.r12, from: 2) }
+        if !offsetOnly && addsSegmentBase(m.segment) {
+            // 64-bit mode: linear = base + offset, wrapping at 2^64 (the canonical check is the
+            // access's, as for any other offset).
+            e.load(.rcx, disp: BTContext.segmentBase(m.segment))
+            e.leaSum(.r12, base: .r12, index: .rcx, scale: 1)
+        }
+    }
+
+    /// Whether this block adds `segment`'s base to the offset itself: FS and GS in 64-bit code
+    /// with the inline paths (their base is in the context). The access then goes through the
+    /// host TLB, and through the callouts as DS, whose base 64-bit mode ignores.
+    private func addsSegmentBase(_ segment: UInt8) -> Bool {
+        fast.loads && mode == .bits64 && (segment == 4 || segment == 5)
+    }
+
+    /// The segment an access to `insn`'s memory operand goes through once `address` has made
+    /// R12: DS when it added FS's or GS's base, else the operand's own.
+    private func accessSegment(_ insn: DecodedInstruction) -> UInt8 {
+        addsSegmentBase(insn.memory.segment) ? UInt8(X86CPU.ds) : insn.memory.segment
     }
 
     /// Whether a two-operand ALU instruction can work on the host register caching its
@@ -607,7 +636,8 @@ struct BlockTranslator {
     // MARK: Memory accesses
 
     /// Whether accesses through `segment` may probe the host TLB inline: 64-bit code (the
-    /// offset is the linear address) and a segment without a base (not FS or GS).
+    /// offset is the linear address) and a segment without a base (FS and GS come here as DS,
+    /// their base added: `accessSegment`).
     private func inline(_ segment: UInt8) -> Bool {
         fast.loads && mode == .bits64 && segment != 4 && segment != 5
     }
@@ -759,7 +789,7 @@ struct BlockTranslator {
         let next = (g.rip &+ UInt64(insn.length)) & Self.instructionPointerMask(mode)
         let size = Self.operationSize(insn)
         let d = insn.destination, s = insn.source
-        let segment = insn.memory.segment
+        let segment = accessSegment(insn)
         switch insn.operation {
         case .mov:
             if d.kind == .memory {
@@ -878,7 +908,7 @@ struct BlockTranslator {
             }
 
         case .lea:
-            address(insn, rip: g.rip)
+            address(insn, rip: g.rip, offsetOnly: true)
             e.move(.rax, .r12)
             write(d, from: .rax, size: size)
 
@@ -955,8 +985,14 @@ struct BlockTranslator {
             write(d, from: .rcx, size: size)
             write(s, from: .rax, size: size)
 
-        case .nop, .pause:
+        case .nop, .pause, .lfence, .sfence:
+            // LFENCE and SFENCE order nothing the host's TSO does not already (no weakly
+            // ordered accesses are translated).
             break
+
+        case .mfence:
+            // A store followed by a load may pass it on the host as on the guest: the host's.
+            e.bytes([0x0f, 0xae, 0xf0])
 
         case .bswap:
             guestValue(into: .rax, d.index)
@@ -1097,6 +1133,45 @@ struct BlockTranslator {
             e.store(.rax, disp: BTContext.rflags, size: 8)
             restoreFlags()
 
+        case .sti:
+            // IF set in the guest's RFLAGS (the exit takes it back), unless CPL > IOPL (the
+            // interpreter raises the #GP) or an interrupt was waiting when the block was entered
+            // (the interpreter runs the STI, so that the interrupt is taken right after the
+            // shadow, as on hardware): both stop before it.
+            let fail = failure(retired: k, rip: g.rip, afterCall: false)
+            saveFlags()
+            e.load(.rax, disp: BTContext.rflags)
+            e.shift64(5, .rax, by: 12)                       // SHR: IOPL to bits 1:0
+            e.and32(.rax, 3)
+            e.load(.rcx, disp: BTContext.cpl)
+            e.compare(.rcx, .rax)
+            e.jcc(7, fail)                                   // A: CPL above IOPL
+            e.load(.rcx, disp: BTContext.interruptPending)
+            e.unlessRCXZero(jumpTo: fail)
+            // IF was clear: the next instruction is in its shadow. It runs in this block unless
+            // the block stops before it, and then the exit sets the shadow (`shadowRIP`).
+            let wasSet = e.makeLabel()
+            e.load(.rax, disp: BTContext.rflags)
+            e.testImmediate(.rax, 0x200, size: 8)
+            e.jcc(5, wasSet)                                 // NE: IF was set
+            e.moveImmediate(.rcx, next)
+            e.store(.rcx, disp: BTContext.shadowRIP, size: 8)
+            e.bind(wasSet)
+            e.aluImmediate(1, .rax, 0x200, size: 8)           // OR: IF set
+            e.store(.rax, disp: BTContext.rflags, size: 8)
+            restoreFlags()
+
+        case .swapgs:
+            // GS's base and IA32_KERNEL_GS_BASE exchanged in the context (the exit takes both
+            // back); at CPL above 0 the block stops before it and the interpreter raises the #GP.
+            let fail = failure(retired: k, rip: g.rip, flags: .inHost, afterCall: false)
+            e.load(.rcx, disp: BTContext.cpl)
+            e.unlessRCXZero(jumpTo: fail)
+            e.load(.rax, disp: BTContext.segmentBase(5))
+            e.load(.rcx, disp: BTContext.kernelGSBase)
+            e.store(.rcx, disp: BTContext.segmentBase(5), size: 8)
+            e.store(.rax, disp: BTContext.kernelGSBase, size: 8)
+
         case .leave:
             // RSP = RBP + 8, RBP = [RBP] (the load first: a refusal changes nothing).
             let fail = failure(retired: k, rip: g.rip)
@@ -1120,8 +1195,17 @@ struct BlockTranslator {
 
         case .push:
             let fail = failure(retired: k, rip: g.rip)
-            stackSlot(delta: -8)
-            read(s, insn, into: .rbx, size: 8)
+            if s.kind == .memory {
+                // The source's address from the RSP before the push; a refused store after the
+                // load stops before the instruction as well (a load changes nothing).
+                address(insn, rip: g.rip)
+                loadAccess(segment: segment, size: 8, fail: fail)
+                e.move(.rbx, .rax)
+                stackSlot(delta: -8)
+            } else {
+                stackSlot(delta: -8)
+                read(s, insn, into: .rbx, size: 8)
+            }
             storeAccess(segment: 2, size: 8, fail: fail)
             setGuest(4, from: .r12, size: 8)
 
@@ -1183,7 +1267,7 @@ struct BlockTranslator {
                                      _ operation: (inout X86Emitter) -> Void) {
         let insn = g.insn
         let d = insn.destination, s = insn.source
-        let segment = insn.memory.segment
+        let segment = accessSegment(insn)
         var fail: Label?
         if d.kind == .memory {
             let f = failure(retired: k, rip: g.rip)
@@ -1226,7 +1310,7 @@ struct BlockTranslator {
         if s.kind == .memory {
             let fail = failure(retired: k, rip: g.rip)
             address(insn, rip: g.rip)
-            loadAccess(segment: insn.memory.segment, size: size, fail: fail)
+            loadAccess(segment: accessSegment(insn), size: size, fail: fail)
             e.move(.rcx, .rax)
         } else {
             guestValue(into: .rcx, s.index)

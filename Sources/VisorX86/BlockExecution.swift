@@ -41,6 +41,8 @@ public struct TranslatedAccess {
     /// The page holds cached code elsewhere (this access does not touch it): a later store to
     /// the page must come back here to be checked, not go straight to `host`'s page.
     public let onCodePage: Bool
+    /// The page's translation is global (`X86TLB.global`): it outlives a CR3 write.
+    public let global: Bool
 }
 
 extension X86Machine {
@@ -75,7 +77,16 @@ extension X86Machine {
               !(write && decodeCache.overlapsCode(physical, size: size)),
               let p = shared.hostPointer(physical, length: UInt64(size)) else { return nil }
         return TranslatedAccess(linear: linear, physical: physical, host: p,
-                                onCodePage: decodeCache.holdsCode(physicalPage: physical >> 12))
+                                onCodePage: decodeCache.holdsCode(physicalPage: physical >> 12),
+                                global: isGlobalPage(linear))
+    }
+
+    /// True when paging is on and the TLB holds `linear`'s page as global (`X86TLB.global`); call
+    /// right after a translation of it.
+    @inline(__always)
+    public func isGlobalPage(_ linear: UInt64) -> Bool {
+        guard pagingEnabled, let hit = tlb.lookup(linear) else { return false }
+        return hit.rights & X86TLB.global != 0
     }
 
     /// After a translated store to `physical`: other vCPUs that decoded its page learn of it at
@@ -95,16 +106,26 @@ extension X86Machine {
 /// exclusivity at run time: `@exclusivity(unchecked)` holds only inside this module).
 public struct X86CodeView: Equatable {
     public var mode: CodeMode
-    /// `X86CPU.pagingEpoch` and the TLB's generation: the linear→physical mapping.
+    /// `X86CPU.pagingEpoch` and `addressSpaceEpoch`, and the TLB's generations: the
+    /// linear→physical mapping.
     public var pagingEpoch: UInt64
+    public var addressSpaceEpoch: UInt64
     public var tlbGeneration: UInt64
+    public var globalTLBGeneration: UInt64
     public var csBase: UInt64
     public var csLimit: UInt32
     public var cpl: UInt8
 
     /// True when only the CPL, the mode or CS differ: the mapping is the same.
     public func sameMapping(as other: X86CodeView) -> Bool {
-        pagingEpoch == other.pagingEpoch && tlbGeneration == other.tlbGeneration
+        pagingEpoch == other.pagingEpoch && addressSpaceEpoch == other.addressSpaceEpoch
+            && tlbGeneration == other.tlbGeneration
+    }
+
+    /// True when the global pages map as they did (`X86TLB.global`): at most CR3 was written
+    /// (and the CPL, the mode or CS changed) since `other`.
+    public func sameGlobalMapping(as other: X86CodeView) -> Bool {
+        pagingEpoch == other.pagingEpoch && globalTLBGeneration == other.globalTLBGeneration
     }
 }
 
@@ -112,7 +133,8 @@ extension X86Machine {
     /// The code view now, and RIP.
     public var codeView: (view: X86CodeView, rip: UInt64) {
         let cs = cpu.segments[X86CPU.cs]
-        return (X86CodeView(mode: cpu.codeMode, pagingEpoch: cpu.pagingEpoch, tlbGeneration: tlb.generation,
+        return (X86CodeView(mode: cpu.codeMode, pagingEpoch: cpu.pagingEpoch, addressSpaceEpoch: cpu.addressSpaceEpoch,
+                            tlbGeneration: tlb.generation, globalTLBGeneration: tlb.globalGeneration,
                             csBase: cs.base, csLimit: cs.limit, cpl: cpu.cpl), cpu.rip)
     }
 
@@ -134,12 +156,28 @@ extension X86Machine {
         cpu.rflags = kept | (statusFlags & RFlag.status) | (interruptFlag & RFlag.interrupt)
     }
 
-    /// The selectors of ES, CS, SS, DS, FS and GS into `selectors`, and the CPL: what a
-    /// translated MOV from a segment register reads and a translated CLI checks.
-    public func exportSegmentState(to selectors: UnsafeMutablePointer<UInt64>) -> UInt8 {
+    /// The selectors of ES, CS, SS, DS, FS and GS into `selectors`, FS's and GS's bases and
+    /// IA32_KERNEL_GS_BASE into `bases`, and the CPL: what a translated MOV from a segment
+    /// register reads, what 64-bit code adds to an FS or GS offset, what a translated SWAPGS
+    /// exchanges, and what a translated CLI or STI checks.
+    public func exportSegmentState(to selectors: UnsafeMutablePointer<UInt64>,
+                                   bases: UnsafeMutablePointer<UInt64>) -> UInt8 {
         for i in 0..<6 { selectors[i] = UInt64(cpu.segments[i].selector) }
+        bases[0] = cpu.segments[X86CPU.fs].base
+        bases[1] = cpu.segments[X86CPU.gs].base
+        bases[2] = cpu.kernelGSBase
         return cpu.cpl
     }
+
+    /// GS's base and IA32_KERNEL_GS_BASE after translated code exchanged them (SWAPGS).
+    public func importGSBases(gs: UInt64, kernelGS: UInt64) {
+        cpu.segments[X86CPU.gs].base = gs
+        cpu.kernelGSBase = kernelGS
+    }
+
+    /// True when an interrupt, an NMI or an interrupt window is waiting to be dealt with at the
+    /// next instruction boundary where it can be.
+    public var hasInterruptWork: Bool { needsInterruptCheck }
 
     /// Counts `times` executions of `kind` that translated code ran at the current CPL.
     public func countTranslatedSensitive(_ kind: SensitiveInstruction, times: UInt64) {

@@ -184,12 +184,14 @@ final class InterpBus: X86Bus {
     /// CPUID.1:EDX bit 9: an APIC is present and enabled.
     static let cpuidAPIC: UInt32 = 1 << 9
     /// IA32_ARCH_CAPABILITIES: RDCL_NO (0), SSB_NO (4), MDS_NO (5), IF_PSCHANGE_MC_NO (6), TAA_NO
-    /// (8), SBDR_SSDP_NO (13), FBSDP_NO (14), PSDP_NO (15), PBRSB_NO (24), GDS_NO (26), RFDS_NO
-    /// (27): a software CPU has no speculation, caches or buffers to leak from. Read-only: a
-    /// write is #GP(0), as for every MSR this bus does not take.
+    /// (8), SBDR_SSDP_NO (13), FBSDP_NO (14), PSDP_NO (15), BHI_NO (20), PBRSB_NO (24), GDS_NO
+    /// (26), RFDS_NO (27), ITS_NO (62): a software CPU has no speculation, caches or buffers to
+    /// leak from. (Without ITS_NO, Linux assumes a guest of a hypervisor may be exposed to
+    /// Indirect Target Selection and sends every return through one shared thunk.) Read-only:
+    /// a write is #GP(0), as for every MSR this bus does not take.
     static let archCapabilitiesMSR: UInt32 = 0x10a
     static let archCapabilities: UInt64 = 1 << 0 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 8 | 1 << 13 | 1 << 14 | 1 << 15
-        | 1 << 24 | 1 << 26 | 1 << 27
+        | 1 << 20 | 1 << 24 | 1 << 26 | 1 << 27 | 1 << 62
     /// Bits 39:12 (MAXPHYADDR 40): the base.
     static let apicBaseMask: UInt64 = 0xff_ffff_f000
 

@@ -381,7 +381,7 @@ extension X86Machine {
             } else {
                 cpu.cr3 = value & 0xffff_ffff
             }
-            tlb.flush()
+            tlb.flushNonGlobal()
         case 4:
             guard value & ~X86SystemBits.cr4Supported == 0 else { throw .fault(.gp(0)) }
             if cpu.longModeActive && value & X86SystemBits.cr4PAE == 0 { throw .fault(.gp(0)) }

@@ -86,7 +86,7 @@ extension X86Machine {
         let accessBits = pageFaultAccessBits(kind, user: user)
         let nxe = cpu.efer & X86.eferNXE != 0
         var rights: UInt8 = X86TLB.writable | X86TLB.user
-        let accessed: UInt64 = 1 << 5, dirty: UInt64 = 1 << 6, pageSizeBit: UInt64 = 1 << 7
+        let accessed: UInt64 = 1 << 5, dirty: UInt64 = 1 << 6, pageSizeBit: UInt64 = 1 << 7, globalBit: UInt64 = 1 << 8
 
         func notPresent() -> X86Interruption { .fault(.pf(accessBits, address: linear)) }
         func reserved() -> X86Interruption {
@@ -109,6 +109,7 @@ extension X86Machine {
             let physical = frame | (linear & (pageSize - 1))
             var r = rights
             if updated & dirty != 0 { r |= X86TLB.dirty }
+            if leaf & globalBit != 0 && cpu.cr4 & X86SystemBits.cr4PGE != 0 { r |= X86TLB.global }
             tlb.insert(linear: linear, frame: physical & ~0xfff, rights: r, largePage: pageSize > 4096)
             return physical
         }

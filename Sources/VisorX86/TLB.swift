@@ -6,8 +6,10 @@
 // Rights are checked against the current CPL, CR0.WP and EFER.NXE on every hit, so a CPL or
 // WP change needs no flush. A write through an entry whose dirty bit is clear takes the slow
 // path, which sets D in memory. Flushed on CR3 writes, CR0.PG/WP/PE, CR4.PAE/PSE/PGE and
-// EFER writes; INVLPG drops one page (all pages, when any large page is cached). Global pages
-// (PTE.G with CR4.PGE) are flushed like the others: allowed, since G only *permits* keeping them.
+// EFER writes; INVLPG drops one page (all pages, when any large page is cached). A CR3 write
+// keeps the global pages (PTE.G with CR4.PGE), as the processor's TLB does (SDM Vol. 3A
+// 4.10.4.1): the kernel's half of every address space survives a context switch, and `bt`'s
+// tables keep theirs with it (`globalGeneration`).
 
 /// A direct-mapped TLB of 4 KiB translations.
 public struct X86TLB {
@@ -21,10 +23,17 @@ public struct X86TLB {
     @usableFromInline var rights = [UInt8](repeating: 0, count: entryCount)
     /// True once an entry came from a 2 MiB, 4 MiB or 1 GiB page (INVLPG then flushes all).
     @usableFromInline var holdsLargePages = false
+    /// Which entries came from large pages (so a flush that keeps some knows whether any are).
+    @usableFromInline var largeEntries = [Bool](repeating: false, count: entryCount)
     /// Bumped by every flush and invalidation (shortcuts that cache a translation check it).
     public private(set) var generation: UInt64 = 0
+    /// Bumped by the flushes and invalidations that may drop a global page's translation (all
+    /// but `flushNonGlobal`): what was learnt of global pages holds while it stays.
+    public private(set) var globalGeneration: UInt64 = 0
 
     public static let writable: UInt8 = 1, user: UInt8 = 2, noExecute: UInt8 = 4, dirty: UInt8 = 8
+    /// The translation is global (the leaf's G bit with CR4.PGE): a CR3 write keeps it.
+    public static let global: UInt8 = 16
 
     public init() {}
 
@@ -46,19 +55,36 @@ public struct X86TLB {
         tags[i] = page &+ 1
         frames[i] = frame
         rights[i] = r
+        largeEntries[i] = largePage
         if largePage { holdsLargePages = true }
     }
 
     /// Drops every translation.
     public mutating func flush() {
         generation &+= 1
+        globalGeneration &+= 1
         for i in 0..<Self.entryCount { tags[i] = 0 }
         holdsLargePages = false
+    }
+
+    /// Drops every translation but the global ones (MOV CR3).
+    public mutating func flushNonGlobal() {
+        generation &+= 1
+        var large = false
+        for i in 0..<Self.entryCount where tags[i] != 0 {
+            if rights[i] & Self.global == 0 {
+                tags[i] = 0
+            } else if largeEntries[i] {
+                large = true
+            }
+        }
+        holdsLargePages = large
     }
 
     /// Drops the translation of the page holding `linear` (INVLPG).
     public mutating func invalidate(_ linear: UInt64) {
         generation &+= 1
+        globalGeneration &+= 1
         if holdsLargePages { flush(); return }
         let page = linear >> 12
         let i = Self.slot(page)

@@ -27,7 +27,7 @@ public final class X86CPU {
 
     @exclusivity(unchecked) public var cr0: UInt64 = 0x6000_0010 { didSet { if cr0 != oldValue { translationChanged() } } }
     @exclusivity(unchecked) public var cr2: UInt64 = 0
-    @exclusivity(unchecked) public var cr3: UInt64 = 0 { didSet { if cr3 != oldValue { pagingChanged() } } }
+    @exclusivity(unchecked) public var cr3: UInt64 = 0 { didSet { if cr3 != oldValue { addressSpaceChanged() } } }
     @exclusivity(unchecked) public var cr4: UInt64 = 0 { didSet { if cr4 != oldValue { pagingChanged() } } }
     @exclusivity(unchecked) public var cr8: UInt64 = 0
     @exclusivity(unchecked) public var efer: UInt64 = 0 { didSet { if efer != oldValue { translationChanged() } } }
@@ -38,9 +38,13 @@ public final class X86CPU {
     /// IRET at CPL0, and each bump cost `bt` its jump cache. A CR3 reload's TLB flush is
     /// seen in the TLB's generation instead.)
     @exclusivity(unchecked) public private(set) var translationEpoch: UInt64 = 0
-    /// The part of `translationEpoch` that is not the CPL: bumped when CR0, CR3, CR4 or EFER
-    /// changes. A translator keeps what it knows per CPL while this stays.
+    /// The part of `translationEpoch` that is neither the CPL nor CR3: bumped when CR0, CR4 or
+    /// EFER changes. A translator keeps what it knows per CPL while this and
+    /// `addressSpaceEpoch` stay, and what it knows of global pages while this stays.
     @exclusivity(unchecked) public private(set) var pagingEpoch: UInt64 = 0
+    /// Bumped when CR3 changes: another address space, whose global pages (PTE.G with CR4.PGE)
+    /// map as they did (the TLB keeps them across MOV CR3, SDM Vol. 3A 4.10.4.1).
+    @exclusivity(unchecked) public private(set) var addressSpaceEpoch: UInt64 = 0
     /// DR0-DR7 as MOV from DRn reads them (DR6 and DR7 with their fixed bits; DR4 and DR5 are
     /// never used: MOV aliases them to DR6 and DR7). Writing any of them re-derives the armed
     /// breakpoints (`Debug.swift`).
@@ -142,6 +146,11 @@ public final class X86CPU {
     private func pagingChanged() {
         translationEpoch &+= 1
         pagingEpoch &+= 1
+    }
+
+    private func addressSpaceChanged() {
+        translationEpoch &+= 1
+        addressSpaceEpoch &+= 1
     }
 
     /// True in IA-32e mode (long mode active), 64-bit or compatibility.

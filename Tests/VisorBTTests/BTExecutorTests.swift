@@ -80,15 +80,64 @@ struct BTExecutorTests {
             #expect(bt.cpu.gpr[0] == 500_500)
             #expect(executor.statistics.viewsResumed == resumed)
         }
-        // A new mapping forgets the saved views: CPL3 again starts afresh.
+        // Another address space keeps what holds for global pages, the saved views with it
+        // (paging is off here, so nothing was logged as global: their entries are dropped, but
+        // CPL3's generations are taken up again).
         bt.cpu.cr3 = 0x5000
         bt.cpu.rip = BTHarness.codeAddress
         bt.cpu.cpl = 3
         #expect(bt.run(budget: 20_000) == .budgetExhausted)
         #expect(bt.cpu.gpr[0] == 500_500)
-        #expect(executor.statistics.viewsResumed == 1)
-        // `--stats` shows it.
-        #expect(executor.translationStatistics.more.contains { $0.name == "CPL or mode changes that kept their tables" && $0.value == 1 })
+        #expect(executor.statistics.viewsResumed == 2)
+        #expect(executor.statistics.globalEntriesKept == 1)
+        // A change of paging (CR4 here) forgets the saved views: CPL0 again starts afresh.
+        bt.cpu.cr4 |= X86.cr4PAE
+        bt.cpu.rip = BTHarness.codeAddress
+        bt.cpu.cpl = 0
+        #expect(bt.run(budget: 20_000) == .budgetExhausted)
+        #expect(bt.cpu.gpr[0] == 500_500)
+        #expect(executor.statistics.viewsResumed == 2)
+        #expect(executor.statistics.globalEntriesKept == 1)
+        // `--stats` shows both.
+        let more = executor.translationStatistics.more
+        #expect(more.contains { $0.name == "CPL or mode changes that kept their tables" && $0.value == 2 })
+        #expect(more.contains { $0.name == "CR3 writes that kept the global pages' entries" && $0.value == 1 })
+    }
+
+    @Test("a CR3 write keeps the jump cache entries of global pages and drops the others")
+    func globalPagesKept() throws {
+        let bt = try BTHarness(translated: true)
+        try bt.enablePaging()
+        bt.cpu.cr4 |= X86SystemBits.cr4PGE
+        // 0x1000: global; 0x5000: not. Each runs `inc rax ×3; hlt`; 0x6000 reloads CR3.
+        try bt.mapPage(0x1000, global: true)
+        let body: [UInt8] = Array(repeating: [0x48, 0xff, 0xc0], count: 3).flatMap { $0 } + [0xf4]
+        try bt.load(body, at: 0x1000)
+        try bt.load(body, at: 0x5000)
+        try bt.load([0x0f, 0x22, 0xd8, 0xf4], at: 0x6000)  // mov cr3, rax; hlt
+        bt.cpu.gpr[4] = 0x7800
+        for rip in [UInt64(0x1000), 0x5000] {
+            bt.cpu.rip = rip
+            bt.cpu.halted = false
+            #expect(bt.run(budget: 100) == .halted)
+        }
+        let executor = try #require(bt.executor)
+        #expect(executor.jumpCacheHolds(0x1000) && executor.jumpCacheHolds(0x5000))
+        bt.cpu.gpr[0] = BTHarness.pml4
+        bt.cpu.rip = 0x6000
+        bt.cpu.halted = false
+        #expect(bt.run(budget: 100) == .halted)
+        #expect(executor.statistics.globalEntriesKept == 1)
+        #expect(executor.jumpCacheHolds(0x1000), "a global page's entry outlives the CR3 write")
+        #expect(!executor.jumpCacheHolds(0x5000), "another page's entry does not")
+        // And both still run, the same.
+        for rip in [UInt64(0x1000), 0x5000] {
+            bt.cpu.rip = rip
+            bt.cpu.gpr[0] = 0
+            bt.cpu.halted = false
+            #expect(bt.run(budget: 100) == .halted)
+            #expect(bt.cpu.gpr[0] == 3)
+        }
     }
 
     @Test("translation ahead is bounded: a page of zeros (ADD [RAX], AL) is not translated whole for one block")

@@ -47,9 +47,11 @@ extension BTHarness {
         machine.resetCaches()
     }
 
-    /// Sets linear page `linear`'s entry (below 4 MiB): mapped to `physical`, or absent, or read-only.
-    func mapPage(_ linear: UInt64, to physical: UInt64? = nil, present: Bool = true, writable: Bool = true) throws {
-        let value = present ? (physical ?? linear) & ~0xfff | 1 | (writable ? 2 : 0) : 0
+    /// Sets linear page `linear`'s entry (below 4 MiB): mapped to `physical`, or absent, or
+    /// read-only; global (G) with `global`.
+    func mapPage(_ linear: UInt64, to physical: UInt64? = nil, present: Bool = true, writable: Bool = true,
+                 global: Bool = false) throws {
+        let value = present ? (physical ?? linear) & ~0xfff | 1 | (writable ? 2 : 0) | (global ? 0x100 : 0) : 0
         try bus.memory.write(btBytes(value, 8), at: GuestPhysicalAddress(Self.pageTableEntries + (linear >> 12) * 8))
         machine.resetCaches()
     }

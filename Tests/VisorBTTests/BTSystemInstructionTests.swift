@@ -1,6 +1,8 @@
 // The system instructions bt translates instead of leaving to the interpreter: PUSHF and MOV
-// from a segment register (sensitive: counted as interp counts them) and CLI (IF cleared in
-// the guest's RFLAGS, or a #GP by the interpreter when CPL > IOPL).
+// from a segment register (sensitive: counted as interp counts them), CLI (IF cleared in the
+// guest's RFLAGS, or a #GP by the interpreter when CPL > IOPL), SWAPGS and the fences; with
+// them, what a kernel's entry code does around them: FS- and GS-relative accesses and PUSH
+// from memory. (STI: BTInterruptTests.)
 
 import Testing
 import VisorCore
@@ -74,5 +76,65 @@ struct BTSystemInstructionTests {
         #expect(bt.machine.isShutdown == interp.machine.isShutdown)
         let stats = try #require(bt.executor).statistics
         #expect(stats.instructionsRun >= 6, "the instructions before CLI ran translated")
+    }
+
+    /// mov rax, gs:[0x10]; swapgs; mov rbx, gs:[0x10]; mov fs:[0x20], rbx; push qword fs:[0x20];
+    /// pop rcx; push qword [rsp - 8]; pop rdx; mfence; lfence; hlt.
+    static let entryCode: [UInt8] = [
+        0x65, 0x48, 0x8b, 0x04, 0x25, 0x10, 0x00, 0x00, 0x00,  // mov rax, gs:[0x10]
+        0x0f, 0x01, 0xf8,                                      // swapgs
+        0x65, 0x48, 0x8b, 0x1c, 0x25, 0x10, 0x00, 0x00, 0x00,  // mov rbx, gs:[0x10]
+        0x64, 0x48, 0x89, 0x1c, 0x25, 0x20, 0x00, 0x00, 0x00,  // mov fs:[0x20], rbx
+        0x64, 0xff, 0x34, 0x25, 0x20, 0x00, 0x00, 0x00,        // push qword fs:[0x20]
+        0x59,                                                  // pop rcx
+        0xff, 0x74, 0x24, 0xf8,                                // push qword [rsp - 8]
+        0x5a,                                                  // pop rdx
+        0x0f, 0xae, 0xf0,                                      // mfence
+        0x0f, 0xae, 0xe8,                                      // lfence
+        0xf4,                                                  // hlt
+    ]
+
+    func prepareEntry(_ h: BTHarness, cpl: UInt8) throws {
+        try h.load(Self.entryCode)
+        try h.bus.memory.write(btBytes(0x1111, 8), at: GuestPhysicalAddress(0x4010))
+        try h.bus.memory.write(btBytes(0x2222, 8), at: GuestPhysicalAddress(0x5010))
+        h.cpu.segments[4].base = 0x6000
+        h.cpu.segments[5].base = 0x4000
+        h.cpu.kernelGSBase = 0x5000
+        h.cpu.cpl = cpl
+    }
+
+    @Test("SWAPGS, FS and GS accesses, PUSH from memory and the fences run translated as interp runs them")
+    func entrySequence() throws {
+        let interp = try BTHarness(translated: false)
+        let bt = try BTHarness(translated: true)
+        for h in [interp, bt] {
+            try prepareEntry(h, cpl: 0)
+            #expect(h.run() == .halted)
+        }
+        #expect(bt.cpu.gpr == interp.cpu.gpr)
+        #expect(bt.cpu.rflags == interp.cpu.rflags)
+        #expect(bt.cpu.gpr[0] == 0x1111, "GS's base before SWAPGS")
+        #expect(Array(bt.cpu.gpr[1...3]) == [0x2222, 0x2222, 0x2222], "and after it; then through FS and the stack")
+        #expect(bt.cpu.segments[5].base == 0x5000 && bt.cpu.kernelGSBase == 0x4000, "SWAPGS exchanged the two")
+        #expect(interp.cpu.segments[5].base == 0x5000 && interp.cpu.kernelGSBase == 0x4000)
+        #expect(try bt.bus.memory.read(at: GuestPhysicalAddress(0x6020), count: 8) == btBytes(0x2222, 8))
+        let stats = try #require(bt.executor).statistics
+        #expect(stats.instructionsRun == 10, "all but HLT ran translated")
+        #expect(stats.loadCallouts + stats.storeCallouts <= 4, "FS and GS accesses go through the host TLB")
+    }
+
+    @Test("SWAPGS above CPL 0 stops the block: the interpreter raises the #GP")
+    func swapgsAboveCPL0() throws {
+        let interp = try BTHarness(translated: false)
+        let bt = try BTHarness(translated: true)
+        for h in [interp, bt] {
+            try prepareEntry(h, cpl: 3)
+            _ = h.run(budget: 100)
+        }
+        #expect(bt.cpu.gpr == interp.cpu.gpr)
+        #expect(bt.cpu.rip == interp.cpu.rip)
+        #expect(bt.cpu.segments[5].base == 0x4000, "GS's base unchanged")
+        #expect(bt.machine.isShutdown == interp.machine.isShutdown)
     }
 }
