@@ -146,6 +146,34 @@ struct PagingFixture {
         #expect(try f.m.readLinear(PagingFixture.base, size: 8) == 0x1111, "fresh after MOV CR3")
     }
 
+    @Test func movCR3KeepsGlobalTranslationsOnlyWithCR4PGE() throws {
+        // Two pages, one global (G, bit 8), remapped behind the TLB's back; MOV CR3 of the same
+        // value drops the other, keeps the global one while CR4.PGE is set, and a CR4.PGE
+        // toggle drops it too (SDM Vol. 3A 4.10.4.1).
+        let f = PagingFixture(leaf: 0x30000 | 0x103)
+        f.p.w64(PagingFixture.pt + 8, 0x31000 | 3)
+        f.p.w64(0x30000, 0x1111); f.p.w64(0x31000, 0x2222); f.p.w64(0x32000, 0x3333)
+        f.m.cpu.cr4 |= X86SystemBits.cr4PGE
+        f.m.tlb.flush()
+        #expect(try f.m.readLinear(PagingFixture.base, size: 8) == 0x1111)
+        #expect(try f.m.readLinear(PagingFixture.base + 0x1000, size: 8) == 0x2222)
+        f.p.w64(PagingFixture.pt, 0x32000 | 0x103)
+        f.p.w64(PagingFixture.pt + 8, 0x32000 | 3)
+        let moveCR3 = sysInsn(.movControl, Operand(.control, index: 3, size: 8), .register(0, size: 8))
+        f.m.cpu.gpr[0] = SysLayout.pml4
+        try f.m.execute(moveCR3)
+        #expect(try f.m.readLinear(PagingFixture.base, size: 8) == 0x1111, "the global page's translation kept")
+        #expect(try f.m.readLinear(PagingFixture.base + 0x1000, size: 8) == 0x3333, "the other one walked again")
+        // Without CR4.PGE nothing is global: MOV CR3 drops it all.
+        f.m.cpu.gpr[0] = f.m.cpu.cr4 & ~X86SystemBits.cr4PGE
+        try f.m.execute(sysInsn(.movControl, Operand(.control, index: 4, size: 8), .register(0, size: 8)))
+        #expect(try f.m.readLinear(PagingFixture.base, size: 8) == 0x3333, "a CR4.PGE change flushes global pages")
+        f.p.w64(PagingFixture.pt, 0x30000 | 0x103)
+        f.m.cpu.gpr[0] = SysLayout.pml4
+        try f.m.execute(moveCR3)
+        #expect(try f.m.readLinear(PagingFixture.base, size: 8) == 0x1111, "G without CR4.PGE is not global")
+    }
+
     @Test func thirtyTwoBitAndPAEPaging() throws {
         let p = SysBus()
         let m = X86Machine(bus: p)
