@@ -750,68 +750,60 @@ public final class BTExecutor: X86BlockExecutor {
     /// The callouts' addresses, once.
     static let callouts: BTCallouts = {
         let load: @convention(c) (UnsafeMutableRawPointer, UInt64, UInt64) -> UInt64 = { context, offset, info in
-            // SAFETY: `context` is a BTExecutor's context block, whose machine slot `run` set to
-            // the X86Machine running the block (alive: it is running it), and whose host TLB
-            // slot the executor set at creation.
-            let machine = Unmanaged<X86Machine>.fromOpaque(
-                context.load(fromByteOffset: Int(BTContext.machine), as: UnsafeRawPointer.self)).takeUnretainedValue()
-            let size = Int((info >> 8) & 0xff)
-            let forWrite = info & (1 << 16) != 0
-            count(context, BTContext.loadCallouts)
-            guard let access = machine.accessForTranslation(segment: UInt8(truncatingIfNeeded: info), offset: offset,
-                                                            size: size, write: forWrite) else {
-                context.storeBytes(of: 1, toByteOffset: Int(BTContext.status), as: UInt64.self)
-                return 0
-            }
-            context.storeBytes(of: 0, toByteOffset: Int(BTContext.status), as: UInt64.self)
-            fill(context, access, write: forWrite)
-            // SAFETY: `access.host` addresses `size` bytes of guest RAM (accessForTranslation).
-            let p = access.host
-            switch size {
-            case 1: return UInt64(p.load(as: UInt8.self))
-            case 2: return UInt64(p.loadUnaligned(as: UInt16.self))
-            case 4: return UInt64(p.loadUnaligned(as: UInt32.self))
-            default: return p.loadUnaligned(as: UInt64.self)
+            withMachine(context) { machine in
+                let size = Int((info >> 8) & 0xff)
+                let forWrite = info & (1 << 16) != 0
+                count(context, BTContext.loadCallouts)
+                guard let access = machine.accessForTranslation(segment: UInt8(truncatingIfNeeded: info), offset: offset,
+                                                                size: size, write: forWrite) else {
+                    context.storeBytes(of: 1, toByteOffset: Int(BTContext.status), as: UInt64.self)
+                    return 0
+                }
+                context.storeBytes(of: 0, toByteOffset: Int(BTContext.status), as: UInt64.self)
+                fill(context, access, write: forWrite)
+                // SAFETY: `access.host` addresses `size` bytes of guest RAM (accessForTranslation).
+                let p = access.host
+                switch size {
+                case 1: return UInt64(p.load(as: UInt8.self))
+                case 2: return UInt64(p.loadUnaligned(as: UInt16.self))
+                case 4: return UInt64(p.loadUnaligned(as: UInt32.self))
+                default: return p.loadUnaligned(as: UInt64.self)
+                }
             }
         }
         let store: @convention(c) (UnsafeMutableRawPointer, UInt64, UInt64, UInt64) -> UInt64 = { context, offset, info, value in
-            // SAFETY: as for `load`.
-            let machine = Unmanaged<X86Machine>.fromOpaque(
-                context.load(fromByteOffset: Int(BTContext.machine), as: UnsafeRawPointer.self)).takeUnretainedValue()
-            let size = Int((info >> 8) & 0xff)
-            count(context, BTContext.storeCallouts)
-            guard let access = machine.accessForTranslation(segment: UInt8(truncatingIfNeeded: info), offset: offset,
-                                                            size: size, write: true) else { return 0 }
-            // SAFETY: as for `load`.
-            let p = access.host
-            switch size {
-            case 1: p.storeBytes(of: UInt8(truncatingIfNeeded: value), as: UInt8.self)
-            case 2: p.storeBytes(of: UInt16(truncatingIfNeeded: value), toByteOffset: 0, as: UInt16.self)
-            case 4: p.storeBytes(of: UInt32(truncatingIfNeeded: value), toByteOffset: 0, as: UInt32.self)
-            default: p.storeBytes(of: value, toByteOffset: 0, as: UInt64.self)
+            withMachine(context) { machine in
+                let size = Int((info >> 8) & 0xff)
+                count(context, BTContext.storeCallouts)
+                guard let access = machine.accessForTranslation(segment: UInt8(truncatingIfNeeded: info), offset: offset,
+                                                                size: size, write: true) else { return 0 }
+                // SAFETY: as for `load`.
+                let p = access.host
+                switch size {
+                case 1: p.storeBytes(of: UInt8(truncatingIfNeeded: value), as: UInt8.self)
+                case 2: p.storeBytes(of: UInt16(truncatingIfNeeded: value), toByteOffset: 0, as: UInt16.self)
+                case 4: p.storeBytes(of: UInt32(truncatingIfNeeded: value), toByteOffset: 0, as: UInt32.self)
+                default: p.storeBytes(of: value, toByteOffset: 0, as: UInt64.self)
+                }
+                machine.noteTranslatedStore(physical: access.physical, size: size)
+                fill(context, access, write: true)
+                return 1
             }
-            machine.noteTranslatedStore(physical: access.physical, size: size)
-            fill(context, access, write: true)
-            return 1
         }
         let string: @convention(c) (UnsafeMutableRawPointer, UInt64) -> UInt64 = { context, info in
-            // SAFETY: as for `load`.
-            let machine = Unmanaged<X86Machine>.fromOpaque(
-                context.load(fromByteOffset: Int(BTContext.machine), as: UnsafeRawPointer.self)).takeUnretainedValue()
-            return repeatString(machine, context, movs: info & 1 != 0, size: Int((info >> 8) & 0xff),
-                                sourceSegment: UInt8(truncatingIfNeeded: info >> 16)).rawValue
+            withMachine(context) { machine in
+                repeatString(machine, context, movs: info & 1 != 0, size: Int((info >> 8) & 0xff),
+                             sourceSegment: UInt8(truncatingIfNeeded: info >> 16)).rawValue
+            }
         }
         let lookup: @convention(c) (UnsafeMutableRawPointer, UInt64, UInt64) -> UInt64 = { context, rip, budgetLeft in
             // A spent budget goes back to Swift (R14 below zero).
             guard Int64(bitPattern: budgetLeft) >= 0 else { return 0 }
-            // SAFETY: as for `load`; the executor slot holds the executor owning this context,
-            // alive while its code runs.
-            let machine = Unmanaged<X86Machine>.fromOpaque(
-                context.load(fromByteOffset: Int(BTContext.machine), as: UnsafeRawPointer.self)).takeUnretainedValue()
-            let executor = Unmanaged<BTExecutor>.fromOpaque(
-                context.load(fromByteOffset: Int(BTContext.executor), as: UnsafeRawPointer.self)).takeUnretainedValue()
-            guard let body = executor.lookupForChain(rip, machine: machine) else { return 0 }
-            return UInt64(UInt(bitPattern: body))
+            return withExecutor(context) { executor in
+                withMachine(context) { machine in
+                    executor.lookupForChain(rip, machine: machine).map { UInt64(UInt(bitPattern: $0)) } ?? 0
+                }
+            }
         }
         return BTCallouts(load: UInt64(UInt(bitPattern: unsafeBitCast(load, to: UnsafeRawPointer.self))),
                           store: UInt64(UInt(bitPattern: unsafeBitCast(store, to: UnsafeRawPointer.self))),
@@ -926,12 +918,27 @@ public final class BTExecutor: X86BlockExecutor {
         let generation = context.load(fromByteOffset: Int(BTContext.tlbGeneration), as: UInt64.self)
         let slot = fillTLB(BTTables(context), access, write: write, stores: stores, generation: generation)
         if !access.global {
-            // SAFETY: the executor slot holds the executor owning this context, alive while its
-            // code runs (set at creation).
-            let executor = Unmanaged<BTExecutor>.fromOpaque(
-                context.load(fromByteOffset: Int(BTContext.executor), as: UnsafeRawPointer.self)).takeUnretainedValue()
-            executor.nonGlobal.noteTLB(slot)
+            withExecutor(context) { $0.nonGlobal.noteTLB(slot) }
         }
+    }
+
+    /// `body` on the machine whose code the context's block runs, not retained: a callout's
+    /// retain and release were a few percent of a network transfer's time (perf).
+    @inline(__always)
+    private static func withMachine<R>(_ context: UnsafeMutableRawPointer, _ body: (X86Machine) -> R) -> R {
+        // SAFETY: `context` is a BTExecutor's context block, whose machine slot `run` set to the
+        // X86Machine running the block, alive (and so guaranteed) while it runs it.
+        Unmanaged<X86Machine>.fromOpaque(context.load(fromByteOffset: Int(BTContext.machine), as: UnsafeRawPointer.self))
+            ._withUnsafeGuaranteedRef(body)
+    }
+
+    /// `body` on the executor owning the context, not retained.
+    @inline(__always)
+    private static func withExecutor<R>(_ context: UnsafeMutableRawPointer, _ body: (BTExecutor) -> R) -> R {
+        // SAFETY: the executor slot holds the executor owning this context (set at creation),
+        // alive while its code runs.
+        Unmanaged<BTExecutor>.fromOpaque(context.load(fromByteOffset: Int(BTContext.executor), as: UnsafeRawPointer.self))
+            ._withUnsafeGuaranteedRef(body)
     }
 }
 

@@ -71,7 +71,7 @@ extension X86Machine {
         // An event held off at this boundary only by the STI / MOV SS shadow is due right after
         // this one instruction (as `injectInterrupt` promises): the interpreter runs it, not a
         // translated block.
-        if let executor = blockExecutor, !(inhibited && needsInterruptCheck) {
+        if let executor = stepExecutor, !(inhibited && needsInterruptCheck) {
             // Translated code first (the `bt` engine); when it has nothing for this
             // instruction, the interpreter runs it below.
             let retired = executor.executeBlock(on: self)

@@ -80,10 +80,15 @@ public final class X86Machine {
     public var blockExecutor: (any X86BlockExecutor)? {
         didSet {
             let executor = blockExecutor
+            stepExecutor = executor
             decodeCache.onInvalidate = executor.map { e in { page in e.codeInvalidated(physicalPage: page) } }
             decodeCache.onCodePage = executor.map { e in { page in e.codePageAdded(physicalPage: page) } }
         }
     }
+    /// `blockExecutor` as the step loop reads it before every instruction: not retained there
+    /// (`blockExecutor` keeps it alive) and without a dynamic exclusivity check, which together
+    /// cost a few percent of a network transfer's time on `bt` (perf).
+    @exclusivity(unchecked) unowned(unsafe) var stepExecutor: (any X86BlockExecutor)?
     /// Instructions the last translated block retired (the step loop's budget counts them).
     @exclusivity(unchecked) var blockRetired = 0
     /// Instructions `run(budget:)` may still retire: a block executor runs no more than this
