@@ -805,10 +805,23 @@ public final class BTExecutor: X86BlockExecutor {
                 }
             }
         }
-        return BTCallouts(load: UInt64(UInt(bitPattern: unsafeBitCast(load, to: UnsafeRawPointer.self))),
+        let timeStamp: @convention(c) (UnsafeMutableRawPointer, UInt64) -> UInt64 = { context, rdtscp in
+            withMachine(context) { machine in
+                guard let read = machine.timeStampForTranslation() else { return 0 }
+                // SAFETY: the context holds the 16 guest registers at offset 0 (spilled before the call).
+                let registers = context.assumingMemoryBound(to: UInt64.self)
+                registers[0] = read.counter & 0xffff_ffff
+                registers[2] = read.counter >> 32
+                if rdtscp != 0 { registers[1] = read.aux & 0xffff_ffff }
+                return 1
+            }
+        }
+        var callouts = BTCallouts(load: UInt64(UInt(bitPattern: unsafeBitCast(load, to: UnsafeRawPointer.self))),
                           store: UInt64(UInt(bitPattern: unsafeBitCast(store, to: UnsafeRawPointer.self))),
                           string: UInt64(UInt(bitPattern: unsafeBitCast(string, to: UnsafeRawPointer.self))),
                           lookup: UInt64(UInt(bitPattern: unsafeBitCast(lookup, to: UnsafeRawPointer.self))))
+        callouts.timeStamp = UInt64(UInt(bitPattern: unsafeBitCast(timeStamp, to: UnsafeRawPointer.self)))
+        return callouts
     }()
 
     /// REP STOS / REP MOVS (64-bit addresses, either direction) in runs that stay inside a page

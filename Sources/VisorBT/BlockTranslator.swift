@@ -24,7 +24,8 @@
 // host LOCK'd instruction), and the system instructions Linux runs hundreds of thousands of
 // times while booting or in its system calls: PUSHF and MOV from a segment register
 // (sensitive: counted in the context and added to the machine's counts at the entry's CPL, so
-// `--stats` shows them as the interpreter counts them), CLI, STI and SWAPGS. Everything
+// `--stats` shows them as the interpreter counts them), CLI, STI, SWAPGS and RDTSC/RDTSCP
+// (a callout reads the machine's counter). Everything
 // else (other LOCK'd and string instructions, other system instructions, x87/SSE, port I/O) runs
 // through the interpreter one instruction at a time — among them every other instruction Robin
 // and Irvine list as sensitive, which the monitor sees there.
@@ -70,6 +71,9 @@ struct BTCallouts {
     let string: UInt64
     /// (context, rip, budget left) → the body of the block for `rip`, or 0: back to Swift.
     var lookup: UInt64 = 0
+    /// (context, 1 for RDTSCP) → 1 with the time-stamp counter in the context's EDX:EAX (and
+    /// IA32_TSC_AUX in ECX), 0 when the interpreter must run it (CR4.TSD above CPL 0).
+    var timeStamp: UInt64 = 0
 
     /// `info` for a callout: segment (bits 7:0), size in bytes (15:8), a load for a write (16).
     static func info(segment: UInt8, size: UInt8, forWrite: Bool = false) -> UInt64 {
@@ -197,6 +201,9 @@ struct BlockTranslator {
             return long
         case .lfence, .sfence, .mfence:
             return true
+        case .rdtsc, .rdtscp:
+            // Linux reads the clock through them on every network packet.
+            return long
         default:
             return false
         }
@@ -1086,6 +1093,22 @@ struct BlockTranslator {
             e.unlessRCXZero(jumpTo: fail)
             exit(rip: g.rip, retired: k + 1)
             e.bind(done)
+
+        case .rdtsc, .rdtscp:
+            // A callout that reads the machine's counter into the context's registers (spilled
+            // before it, reloaded after); refused (CR4.TSD above CPL 0), the block stops before it.
+            let fail = failure(retired: k, rip: g.rip)
+            saveFlags()
+            spillForCall()
+            e.move(.rdi, .r15)
+            e.moveImmediate(.rsi, insn.operation == .rdtscp ? 1 : 0)
+            e.moveImmediate(.rax, callouts.timeStamp)
+            e.call(.rax)
+            e.move(.rcx, .rax)
+            for g in recency { if let h = hostFor[Int(g)] { e.load(h, disp: BTContext.register(g)) } }
+            restoreFlags()
+            e.leaOffset(.rcx, .rcx, -1)  // 1 (done) -> 0
+            e.unlessRCXZero(jumpTo: fail)
 
         case .pushf:
             // The image: the status flags (in the host's RFLAGS) over the rest of the guest's

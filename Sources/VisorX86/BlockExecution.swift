@@ -180,6 +180,13 @@ extension X86Machine {
         return cpu.cpl
     }
 
+    /// RDTSC's and RDTSCP's results for translated code: the time-stamp counter and IA32_TSC_AUX,
+    /// or nil when CR4.TSD forbids them at this CPL (the interpreter then raises the #GP).
+    public func timeStampForTranslation() -> (counter: UInt64, aux: UInt64)? {
+        if cpu.cr4 & X86SystemBits.cr4TSD != 0 && cpu.cpl != 0 && cpu.cr0 & X86.cr0ProtectionEnable != 0 { return nil }
+        return (timeStampCounter, cpu.tscAux)
+    }
+
     /// GS's base and IA32_KERNEL_GS_BASE after translated code exchanged them (SWAPGS).
     public func importGSBases(gs: UInt64, kernelGS: UInt64) {
         cpu.segments[X86CPU.gs].base = gs

@@ -2,7 +2,7 @@
 // from a segment register (sensitive: counted as interp counts them), CLI (IF cleared in the
 // guest's RFLAGS, or a #GP by the interpreter when CPL > IOPL), SWAPGS and the fences; with
 // them, what a kernel's entry code does around them: FS- and GS-relative accesses and PUSH
-// from memory. (STI: BTInterruptTests.)
+// from memory; and RDTSC/RDTSCP (a callout). (STI: BTInterruptTests.)
 
 import Testing
 import VisorCore
@@ -136,5 +136,38 @@ struct BTSystemInstructionTests {
         #expect(bt.cpu.rip == interp.cpu.rip)
         #expect(bt.cpu.segments[5].base == 0x4000, "GS's base unchanged")
         #expect(bt.machine.isShutdown == interp.machine.isShutdown)
+    }
+
+    /// rdtsc; mov rbx, rax; mov rsi, rdx; rdtscp; hlt — the bus's counter is 0, so the
+    /// time-stamp counter is the CPU's TSC offset.
+    static let timeStampCode: [UInt8] = [0x0f, 0x31, 0x48, 0x89, 0xc3, 0x48, 0x89, 0xd6, 0x0f, 0x01, 0xf9, 0xf4]
+
+    @Test("RDTSC and RDTSCP run translated, through a callout, as interp runs them; CR4.TSD above CPL 0 stops the block")
+    func timeStamp() throws {
+        for (cpl, tsd) in [(UInt8(0), false), (3, false), (3, true)] {
+            let interp = try BTHarness(translated: false)
+            let bt = try BTHarness(translated: true)
+            for h in [interp, bt] {
+                try h.load(Self.timeStampCode)
+                h.cpu.tscOffset = 0x1234_5678_9abc_def0
+                h.cpu.tscAux = 0xffff_0007
+                h.cpu.gpr[1] = 0xdead_beef_0000_0000
+                h.cpu.cpl = cpl
+                if tsd { h.cpu.cr4 |= X86SystemBits.cr4TSD }
+                _ = h.run(budget: 100)
+            }
+            #expect(bt.cpu.gpr == interp.cpu.gpr, "CPL \(cpl), TSD \(tsd)")
+            #expect(bt.cpu.rip == interp.cpu.rip)
+            #expect(bt.machine.isShutdown == interp.machine.isShutdown)
+            let ran = try #require(bt.executor).statistics.instructionsRun
+            if tsd {
+                #expect(ran == 0, "the block stops before RDTSC: the interpreter raises the #GP")
+                #expect(bt.cpu.gpr[0] == 0)
+            } else {
+                #expect(Array(bt.cpu.gpr[0...3]) == [0x9abc_def0, 0xffff_0007, 0x1234_5678, 0x9abc_def0])
+                #expect(bt.cpu.gpr[6] == 0x1234_5678)
+                #expect(ran == 4, "all but HLT ran translated")
+            }
+        }
     }
 }
