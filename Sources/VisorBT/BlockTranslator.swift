@@ -20,8 +20,8 @@
 // with an immediate bit index), BSWAP, SETcc, CMOVcc, CBW/CWD and their wider forms, XCHG of
 // registers, NOP/PAUSE, LFENCE/SFENCE/MFENCE, Jcc and JMP (relative), and in 64-bit mode PUSH
 // of registers, immediates and memory, POP of registers, CALL (relative and indirect), indirect
-// JMP, near RET, LEAVE, REP STOS/MOVS (a callout moves whole runs), CMPXCHG/XADD on memory (one
-// host LOCK'd instruction), and the system instructions Linux runs hundreds of thousands of
+// JMP, near RET, LEAVE, REP STOS/MOVS (a callout moves whole runs), CMPXCHG/XADD and the LOCK'd
+// ALU read-modify-writes on memory (one host LOCK'd instruction each), and the system instructions Linux runs hundreds of thousands of
 // times while booting or in its system calls: PUSHF and MOV from a segment register
 // (sensitive: counted in the context and added to the machine's counts at the entry's CPL, so
 // `--stats` shows them as the interpreter counts them), CLI, STI, SWAPGS and RDTSC/RDTSCP
@@ -112,7 +112,21 @@ struct BlockTranslator {
     /// Whether translated code can run `insn` in `mode`; `next` is the address after it (for
     /// relative branch targets, which must be canonical).
     static func covers(_ insn: DecodedInstruction, mode: CodeMode, next: UInt64) -> Bool {
-        if insn.prefixes.lock && insn.operation != .cmpxchg && insn.operation != .xadd { return false }
+        if insn.prefixes.lock {
+            // One host LOCK'd instruction on memory, through the host TLB (64-bit code): CMPXCHG,
+            // XADD, and the read-modify-write ALU operations (Linux's atomics and its smp_mb(),
+            // `lock add $0, -4(%rsp)`). The rest (and LOCK on a register, #UD) is the interpreter's.
+            switch insn.operation {
+            case .cmpxchg, .xadd: break
+            case .add, .or, .adc, .sbb, .and, .sub, .xor:
+                guard mode == .bits64, insn.destination.kind == .memory,
+                      insn.source.kind == .register || insn.source.kind == .highByte || insn.source.kind == .immediate
+                else { return false }
+            case .inc, .dec, .not, .neg:
+                guard mode == .bits64, insn.destination.kind == .memory else { return false }
+            default: return false
+            }
+        }
         if insn.prefixes.repetition != .none && insn.operation != .stos && insn.operation != .movs { return false }
         let d = insn.destination, s = insn.source
         let size = operationSize(insn)
@@ -765,6 +779,23 @@ struct BlockTranslator {
         reloadAfterCall()
     }
 
+    /// The host address of `g`'s memory operand in R13, from a write probe, for one host LOCK'd
+    /// instruction on it (atomic beside device threads and other vCPUs). Through the callout (a
+    /// TLB miss, or stores watched by other vCPUs) there is none: the callout filled the host
+    /// TLB when stores may use it, so a second probe finds the page; otherwise the block stops
+    /// before the instruction and the interpreter does it. Flags kept.
+    private mutating func lockedAddress(_ g: GuestInstruction, retired k: Int, size: UInt8) {
+        let fail = failure(retired: k, rip: g.rip)
+        address(g.insn, rip: g.rip)
+        loadAccess(segment: accessSegment(g.insn), size: size, forWrite: true, keepHost: true, fail: fail)
+        let direct = e.makeLabel()
+        e.move(.rcx, .r13)
+        e.unlessRCXZero(jumpTo: direct)
+        probe(size: size, write: true, miss: refusal(from: fail))
+        e.leaSum(.r13, base: .r12, index: .rsi, scale: 1)
+        e.bind(direct)
+    }
+
     /// Stops before the instruction unless R13 holds a canonical address. Flags kept.
     private mutating func checkCanonical(retired k: Int, rip: UInt64) {
         if fast.loads {
@@ -831,21 +862,34 @@ struct BlockTranslator {
             }
 
         case .add, .or, .adc, .sbb, .and, .sub, .xor, .cmp, .test:
+            // The group-1 extension (ADD 0 ... CMP 7), 8 for TEST.
+            let n: UInt8
+            switch insn.operation {
+            case .add: n = 0
+            case .or: n = 1
+            case .adc: n = 2
+            case .sbb: n = 3
+            case .and: n = 4
+            case .sub: n = 5
+            case .xor: n = 6
+            case .cmp: n = 7
+            default: n = 8  // TEST
+            }
+            if insn.prefixes.lock {
+                lockedAddress(g, retired: k, size: size)
+                if s.kind == .immediate {
+                    e.byte(0xf0)
+                    e.aluImmediate(n, base: .r13, insn.immediate, size: size)
+                } else {
+                    read(s, insn, into: .rcx, size: size)
+                    e.byte(0xf0)
+                    e.baseForm(Opcode(n << 3 | (size == 1 ? 0 : 1)), size: size, reg: HostRegister.rcx.rawValue, base: .r13, disp: 0)
+                }
+                break
+            }
             if inPlace(insn, size: size) {
                 // On the host register that caches the destination: the host's operation at the
                 // same size writes the same bits and flags the guest's would.
-                let n: UInt8
-                switch insn.operation {
-                case .add: n = 0
-                case .or: n = 1
-                case .adc: n = 2
-                case .sbb: n = 3
-                case .and: n = 4
-                case .sub: n = 5
-                case .xor: n = 6
-                case .cmp: n = 7
-                default: n = 8  // TEST
-                }
                 let writes = n != 7 && n != 8
                 let h = cache(d.index & 15, load: true)
                 if s.kind == .immediate {
@@ -857,41 +901,36 @@ struct BlockTranslator {
                 if writes { dirty[Int(d.index & 15)] = true }
                 break
             }
-            let writes = insn.operation != .cmp && insn.operation != .test
-            arithmetic(g, retired: k, size: size, writes: writes) { e in
-                switch insn.operation {
-                case .add: e.alu(0, .rax, .rcx, size: size)
-                case .or: e.alu(1, .rax, .rcx, size: size)
-                case .adc: e.alu(2, .rax, .rcx, size: size)
-                case .sbb: e.alu(3, .rax, .rcx, size: size)
-                case .and: e.alu(4, .rax, .rcx, size: size)
-                case .sub: e.alu(5, .rax, .rcx, size: size)
-                case .xor: e.alu(6, .rax, .rcx, size: size)
-                case .cmp: e.alu(7, .rax, .rcx, size: size)
-                default: e.test(.rax, .rcx, size: size)
-                }
+            arithmetic(g, retired: k, size: size, writes: n != 7 && n != 8) { e in
+                if n == 8 { e.test(.rax, .rcx, size: size) } else { e.alu(n, .rax, .rcx, size: size) }
             }
 
         case .inc, .dec, .not, .neg:
+            // The extension: INC 0 and DEC 1 (group 4/5), NOT 2 and NEG 3 (group 3).
+            let ext: UInt8
+            switch insn.operation {
+            case .inc: ext = 0
+            case .dec: ext = 1
+            case .not: ext = 2
+            default: ext = 3
+            }
+            func emit(_ e: inout X86Emitter, _ r: HostRegister) {
+                if ext < 2 { e.incDec(ext, r, size: size) } else { e.unary(ext, r, size: size) }
+            }
+            if insn.prefixes.lock {
+                lockedAddress(g, retired: k, size: size)
+                e.byte(0xf0)
+                let opcode: UInt8 = ext < 2 ? (size == 1 ? 0xfe : 0xff) : (size == 1 ? 0xf6 : 0xf7)
+                e.baseForm(Opcode(opcode), size: size, reg: ext, base: .r13, disp: 0)
+                break
+            }
             if d.kind == .register {
                 let h = cache(d.index & 15, load: true)
-                switch insn.operation {
-                case .inc: e.incDec(0, h, size: size)
-                case .dec: e.incDec(1, h, size: size)
-                case .not: e.unary(2, h, size: size)
-                default: e.unary(3, h, size: size)
-                }
+                emit(&e, h)
                 dirty[Int(d.index & 15)] = true
                 break
             }
-            arithmetic(g, retired: k, size: size, writes: true, unary: true) { e in
-                switch insn.operation {
-                case .inc: e.incDec(0, .rax, size: size)
-                case .dec: e.incDec(1, .rax, size: size)
-                case .not: e.unary(2, .rax, size: size)
-                default: e.unary(3, .rax, size: size)
-                }
-            }
+            arithmetic(g, retired: k, size: size, writes: true, unary: true) { e in emit(&e, .rax) }
 
         case .rol, .ror, .rcl, .rcr, .shl, .shr, .sar:
             let ext: UInt8
@@ -1032,19 +1071,7 @@ struct BlockTranslator {
             wide(g, retired: k)
 
         case .cmpxchg, .xadd:
-            // The host address from a write probe; through the callout (a TLB miss, or stores
-            // watched by other vCPUs) there is none, and the interpreter does the instruction.
-            let fail = failure(retired: k, rip: g.rip)
-            address(insn, rip: g.rip)
-            loadAccess(segment: segment, size: size, forWrite: true, keepHost: true, fail: fail)
-            let direct = e.makeLabel()
-            e.move(.rcx, .r13)
-            e.unlessRCXZero(jumpTo: direct)
-            // Through the callout: it filled the host TLB when stores may use it, so a second
-            // probe finds the page; otherwise the interpreter does the instruction.
-            probe(size: size, write: true, miss: refusal(from: fail))
-            e.leaSum(.r13, base: .r12, index: .rsi, scale: 1)
-            e.bind(direct)
+            lockedAddress(g, retired: k, size: size)
             if insn.operation == .cmpxchg {
                 guestValue(into: .rax, 0)   // guest RAX now cached: written below on one path only
                 read(s, insn, into: .rcx, size: size)

@@ -293,6 +293,20 @@ struct X86Emitter {
         }
     }
 
+    /// Group-1 ALU operation `n` on [base] with an immediate at `size` (as `aluImmediate`).
+    mutating func aluImmediate(_ n: UInt8, base: HostRegister, _ imm: UInt64, size: UInt8) {
+        let value: Int64 = size == 2 ? Int64(Int16(truncatingIfNeeded: imm)) : Int64(Int32(truncatingIfNeeded: imm))
+        if size == 1 {
+            baseForm(Opcode(0x80), size: 1, reg: n, base: base, disp: 0); byte(UInt8(truncatingIfNeeded: imm))
+        } else if value >= -128 && value <= 127 {
+            baseForm(Opcode(0x83), size: size, reg: n, base: base, disp: 0); byte(UInt8(truncatingIfNeeded: imm))
+        } else if size == 2 {
+            baseForm(Opcode(0x81), size: 2, reg: n, base: base, disp: 0); u16(UInt16(truncatingIfNeeded: imm))
+        } else {
+            baseForm(Opcode(0x81), size: size, reg: n, base: base, disp: 0); u32(UInt32(truncatingIfNeeded: imm))
+        }
+    }
+
     /// TEST reg, imm at `size`.
     mutating func testImmediate(_ reg: HostRegister, _ imm: UInt64, size: UInt8) {
         registerForm(Opcode(size == 1 ? 0xf6 : 0xf7), size: size, reg: 0, rm: reg)

@@ -2,7 +2,8 @@
 // from a segment register (sensitive: counted as interp counts them), CLI (IF cleared in the
 // guest's RFLAGS, or a #GP by the interpreter when CPL > IOPL), SWAPGS and the fences; with
 // them, what a kernel's entry code does around them: FS- and GS-relative accesses and PUSH
-// from memory; and RDTSC/RDTSCP (a callout). (STI: BTInterruptTests.)
+// from memory; RDTSC/RDTSCP (a callout); and LOCK'd read-modify-writes on memory, one host
+// LOCK'd instruction each. (STI: BTInterruptTests.)
 
 import Testing
 import VisorCore
@@ -169,5 +170,49 @@ struct BTSystemInstructionTests {
                 #expect(ran == 4, "all but HLT ran translated")
             }
         }
+    }
+
+    /// LOCK'd ADD, SUB, OR, AND, XOR, INC, DEC, NEG, NOT and ADC on memory at each size, Linux's
+    /// smp_mb() (`lock add $0, -4(%rsp)`) and a GS-relative LOCK INC; PUSHFQ; POP RDX; HLT.
+    static let lockedCode: [UInt8] = [
+        0xf0, 0x83, 0x03, 0x05,                          // lock add dword [rbx], 5
+        0xf0, 0x48, 0x29, 0x43, 0x08,                    // lock sub [rbx+8], rax
+        0xf0, 0x80, 0x4b, 0x10, 0x80,                    // lock or byte [rbx+0x10], 0x80
+        0xf0, 0x66, 0x81, 0x63, 0x12, 0xf0, 0x0f,        // lock and word [rbx+0x12], 0x0ff0
+        0xf0, 0x48, 0x31, 0x4b, 0x18,                    // lock xor [rbx+0x18], rcx
+        0xf0, 0xff, 0x43, 0x20,                          // lock inc dword [rbx+0x20]
+        0xf0, 0x48, 0xff, 0x4b, 0x28,                    // lock dec qword [rbx+0x28]
+        0xf0, 0xf7, 0x5b, 0x30,                          // lock neg dword [rbx+0x30]
+        0xf0, 0xf6, 0x53, 0x34,                          // lock not byte [rbx+0x34]
+        0xf0, 0x83, 0x53, 0x38, 0x01,                    // lock adc dword [rbx+0x38], 1
+        0xf0, 0x83, 0x44, 0x24, 0xfc, 0x00,              // lock add dword [rsp-4], 0
+        0xf0, 0x65, 0xff, 0x04, 0x25, 0x40, 0x00, 0x00, 0x00,  // lock inc dword gs:[0x40]
+        0x9c, 0x5a,                                      // pushfq; pop rdx
+        0xf4,                                            // hlt
+    ]
+
+    @Test("LOCK'd read-modify-writes on memory run translated as one host LOCK'd instruction, as interp runs them")
+    func lockedOperations() throws {
+        let interp = try BTHarness(translated: false)
+        let bt = try BTHarness(translated: true)
+        let data = (0..<64).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }
+        for h in [interp, bt] {
+            try h.load(Self.lockedCode)
+            try h.bus.memory.write(data, at: GuestPhysicalAddress(0x5000))
+            try h.bus.memory.write(data, at: GuestPhysicalAddress(0x6000))
+            h.cpu.gpr[3] = 0x5000
+            h.cpu.gpr[0] = 0x0123_4567_89ab_cdef
+            h.cpu.gpr[1] = 0xf0f0_f0f0_0f0f_0f0f
+            h.cpu.segments[5].base = 0x6000
+            #expect(h.run() == .halted)
+        }
+        #expect(bt.cpu.gpr == interp.cpu.gpr)
+        #expect(bt.cpu.rflags == interp.cpu.rflags)
+        for page: UInt64 in [0x5000, 0x6000] {
+            #expect(try bt.bus.memory.read(at: GuestPhysicalAddress(page), count: 64)
+                    == interp.bus.memory.read(at: GuestPhysicalAddress(page), count: 64))
+        }
+        #expect(try bt.bus.memory.read(at: GuestPhysicalAddress(0x5000), count: 64) != data, "the operations wrote")
+        #expect(try #require(bt.executor).statistics.instructionsRun == 14, "all but HLT ran translated")
     }
 }
