@@ -548,7 +548,7 @@ public final class BTExecutor: X86BlockExecutor {
         machine.importRegisters(from: registers,
                                 rip: context.load(fromByteOffset: Int(BTContext.rip), as: UInt64.self),
                                 statusFlags: context.load(fromByteOffset: Int(BTContext.hostFlags), as: UInt64.self),
-                                interruptFlag: context.load(fromByteOffset: Int(BTContext.rflags), as: UInt64.self))
+                                systemFlags: context.load(fromByteOffset: Int(BTContext.rflags), as: UInt64.self))
         takeSensitiveCount(BTContext.pushfCount, .pushf, machine: machine)
         takeSensitiveCount(BTContext.movFromSegmentCount, .movFromSegment, machine: machine)
         statistics.entries &+= 1

@@ -20,8 +20,9 @@
 // with an immediate bit index), BSWAP, SETcc, CMOVcc, CBW/CWD and their wider forms, XCHG of
 // registers, NOP/PAUSE, LFENCE/SFENCE/MFENCE, Jcc and JMP (relative), and in 64-bit mode PUSH
 // of registers, immediates and memory, POP of registers, CALL (relative and indirect), indirect
-// JMP, near RET, LEAVE, REP STOS/MOVS (a callout moves whole runs), CMPXCHG/XADD and the LOCK'd
-// ALU read-modify-writes on memory (one host LOCK'd instruction each), and the system instructions Linux runs hundreds of thousands of
+// JMP, near RET, LEAVE, REP STOS/MOVS (a callout moves whole runs), CMPXCHG/XADD, XCHG and the
+// LOCK'd ALU read-modify-writes on memory (one host LOCK'd instruction each), CLD/STD (DF in the
+// context's RFLAGS), and the system instructions Linux runs hundreds of thousands of
 // times while booting or in its system calls: PUSHF and MOV from a segment register
 // (sensitive: counted in the context and added to the machine's counts at the entry's CPL, so
 // `--stats` shows them as the interpreter counts them), CLI, STI, SWAPGS and RDTSC/RDTSCP
@@ -157,8 +158,12 @@ struct BlockTranslator {
         case .signExtendAccumulator, .signExtendIntoDX:
             return insn.operandSize == 2 || insn.operandSize == 4 || insn.operandSize == 8
         case .xchg:
-            return (d.kind == .register || d.kind == .highByte) && (s.kind == .register || s.kind == .highByte)
-                && sizeOK(size)
+            func reg(_ o: Operand) -> Bool { o.kind == .register || o.kind == .highByte }
+            // With memory (locked by itself): one host XCHG through the host TLB.
+            return sizeOK(size) && (reg(d) && reg(s) || long && (d.kind == .memory && reg(s) || reg(d) && s.kind == .memory))
+        case .cld, .std:
+            // DF lives in the context's RFLAGS (the host's stays clear).
+            return long
         case .nop, .pause:
             return true
         case .bswap:
@@ -1026,10 +1031,32 @@ struct BlockTranslator {
             write(.register(2, size: insn.operandSize), from: .rdx, size: insn.operandSize)
 
         case .xchg:
+            if d.kind == .memory || s.kind == .memory {
+                // Linux's smp_store_mb() and set_current_state(): atomic beside other vCPUs.
+                let r = d.kind == .memory ? s : d
+                lockedAddress(g, retired: k, size: size)
+                read(r, insn, into: .rcx, size: size)
+                e.baseForm(Opcode(size == 1 ? 0x86 : 0x87), size: size, reg: HostRegister.rcx.rawValue, base: .r13, disp: 0)
+                write(r, from: .rcx, size: size)
+                break
+            }
             read(d, insn, into: .rax, size: size)
             read(s, insn, into: .rcx, size: size)
             write(d, from: .rcx, size: size)
             write(s, from: .rax, size: size)
+
+        case .cld, .std:
+            // DF in the guest's RFLAGS in the context (the exit takes it back; the string callouts
+            // and PUSHF read it there).
+            saveFlags()
+            e.load(.rax, disp: BTContext.rflags)
+            if insn.operation == .cld {
+                e.aluImmediate(4, .rax, ~UInt64(0x400), size: 8)  // AND: DF clear
+            } else {
+                e.aluImmediate(1, .rax, 0x400, size: 8)           // OR: DF set
+            }
+            e.store(.rax, disp: BTContext.rflags, size: 8)
+            restoreFlags()
 
         case .nop, .pause, .lfence, .sfence:
             // LFENCE and SFENCE order nothing the host's TSO does not already (no weakly

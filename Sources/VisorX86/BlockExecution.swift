@@ -157,14 +157,15 @@ extension X86Machine {
     }
 
     /// Takes the 16 general registers from `registers`, RIP, and the status flags in
-    /// `statusFlags`; of the other RFLAGS bits only IF may change, to `interruptFlag`'s (a
-    /// translated CLI clears it).
+    /// `statusFlags`; of the other RFLAGS bits only IF and DF may change, to `systemFlags`'s (a
+    /// translated CLI or STI changes IF, CLD or STD DF).
     public func importRegisters(from registers: UnsafePointer<UInt64>, rip: UInt64, statusFlags: UInt64,
-                                interruptFlag: UInt64) {
+                                systemFlags: UInt64) {
         for i in 0..<16 { cpu.gpr[i] = registers[i] }
         cpu.rip = rip
-        let kept = cpu.rflags & ~(RFlag.status | RFlag.interrupt)
-        cpu.rflags = kept | (statusFlags & RFlag.status) | (interruptFlag & RFlag.interrupt)
+        let changeable = RFlag.interrupt | RFlag.direction
+        let kept = cpu.rflags & ~(RFlag.status | changeable)
+        cpu.rflags = kept | (statusFlags & RFlag.status) | (systemFlags & changeable)
     }
 
     /// The selectors of ES, CS, SS, DS, FS and GS into `selectors`, FS's and GS's bases and

@@ -2,8 +2,8 @@
 // from a segment register (sensitive: counted as interp counts them), CLI (IF cleared in the
 // guest's RFLAGS, or a #GP by the interpreter when CPL > IOPL), SWAPGS and the fences; with
 // them, what a kernel's entry code does around them: FS- and GS-relative accesses and PUSH
-// from memory; RDTSC/RDTSCP (a callout); and LOCK'd read-modify-writes on memory, one host
-// LOCK'd instruction each. (STI: BTInterruptTests.)
+// from memory; RDTSC/RDTSCP (a callout); LOCK'd read-modify-writes and XCHG on memory, one
+// host LOCK'd instruction each; CLD and STD. (STI: BTInterruptTests.)
 
 import Testing
 import VisorCore
@@ -214,5 +214,38 @@ struct BTSystemInstructionTests {
         }
         #expect(try bt.bus.memory.read(at: GuestPhysicalAddress(0x5000), count: 64) != data, "the operations wrote")
         #expect(try #require(bt.executor).statistics.instructionsRun == 14, "all but HLT ran translated")
+    }
+
+    /// std; pushfq; pop rax; cld; pushfq; pop rbx; xchg [rsi], rcx; xchg dl, [rsi+8]; std; hlt.
+    static let directionAndExchangeCode: [UInt8] = [
+        0xfd, 0x9c, 0x58,                    // std; pushfq; pop rax
+        0xfc, 0x9c, 0x5b,                    // cld; pushfq; pop rbx
+        0x48, 0x87, 0x0e,                    // xchg [rsi], rcx
+        0x86, 0x56, 0x08,                    // xchg dl, [rsi+8]
+        0xfd,                                // std
+        0xf4,                                // hlt
+    ]
+
+    @Test("CLD, STD and XCHG with memory run translated as interp runs them; DF reaches the CPU at the exit")
+    func directionAndExchange() throws {
+        let interp = try BTHarness(translated: false)
+        let bt = try BTHarness(translated: true)
+        let data = (0..<16).map { UInt8($0 &+ 0xa0) }
+        for h in [interp, bt] {
+            try h.load(Self.directionAndExchangeCode)
+            try h.bus.memory.write(data, at: GuestPhysicalAddress(0x5000))
+            h.cpu.gpr[6] = 0x5000
+            h.cpu.gpr[1] = 0x1122_3344_5566_7788
+            h.cpu.gpr[2] = 0xffff_ffff_ffff_ff5a
+            #expect(h.run() == .halted)
+        }
+        #expect(bt.cpu.gpr == interp.cpu.gpr)
+        #expect(bt.cpu.rflags == interp.cpu.rflags)
+        #expect(bt.cpu.gpr[0] & 0x400 != 0 && bt.cpu.gpr[3] & 0x400 == 0, "PUSHF saw STD's and CLD's DF")
+        #expect(bt.cpu.rflags & 0x400 != 0, "the last STD's DF is the CPU's after the exit")
+        #expect(try bt.bus.memory.read(at: GuestPhysicalAddress(0x5000), count: 16)
+                == interp.bus.memory.read(at: GuestPhysicalAddress(0x5000), count: 16))
+        #expect(bt.cpu.gpr[1] == 0xa7a6_a5a4_a3a2_a1a0 && bt.cpu.gpr[2] == 0xffff_ffff_ffff_ffa8)
+        #expect(try #require(bt.executor).statistics.instructionsRun == 9, "all but HLT ran translated")
     }
 }
