@@ -20,8 +20,9 @@
 // with an immediate bit index), BSWAP, SETcc, CMOVcc, CBW/CWD and their wider forms, XCHG of
 // registers, NOP/PAUSE, LFENCE/SFENCE/MFENCE, Jcc and JMP (relative), and in 64-bit mode PUSH
 // of registers, immediates and memory, POP of registers, CALL (relative and indirect), indirect
-// JMP, near RET, LEAVE, REP STOS/MOVS (a callout moves whole runs), CMPXCHG/XADD, XCHG and the
-// LOCK'd ALU read-modify-writes on memory (one host LOCK'd instruction each), CLD/STD (DF in the
+// JMP, near RET, LEAVE, REP STOS/MOVS (a callout moves whole runs), CMPXCHG/XADD, CMPXCHG16B,
+// XCHG and the LOCK'd ALU read-modify-writes on memory (one host LOCK'd instruction each; with
+// other vCPUs, whose stores are watched, the interpreter does them), CLD/STD (DF in the
 // context's RFLAGS), and the system instructions Linux runs hundreds of thousands of
 // times while booting or in its system calls: PUSHF and MOV from a segment register
 // (sensitive: counted in the context and added to the machine's counts at the entry's CPL, so
@@ -118,7 +119,7 @@ struct BlockTranslator {
             // XADD, and the read-modify-write ALU operations (Linux's atomics and its smp_mb(),
             // `lock add $0, -4(%rsp)`). The rest (and LOCK on a register, #UD) is the interpreter's.
             switch insn.operation {
-            case .cmpxchg, .xadd: break
+            case .cmpxchg, .xadd, .cmpxchgDouble: break
             case .add, .or, .adc, .sbb, .and, .sub, .xor:
                 guard mode == .bits64, insn.destination.kind == .memory,
                       insn.source.kind == .register || insn.source.kind == .highByte || insn.source.kind == .immediate
@@ -164,6 +165,9 @@ struct BlockTranslator {
         case .cld, .std:
             // DF lives in the context's RFLAGS (the host's stays clear).
             return long
+        case .cmpxchgDouble:
+            // CMPXCHG16B (Linux's per-CPU slab freelists), as one host LOCK CMPXCHG16B.
+            return long && d.kind == .memory && (insn.operandSize == 16 || d.size == 16)
         case .nop, .pause:
             return true
         case .bswap:
@@ -789,7 +793,8 @@ struct BlockTranslator {
     /// TLB miss, or stores watched by other vCPUs) there is none: the callout filled the host
     /// TLB when stores may use it, so a second probe finds the page; otherwise the block stops
     /// before the instruction and the interpreter does it. Flags kept.
-    private mutating func lockedAddress(_ g: GuestInstruction, retired k: Int, size: UInt8) {
+    @discardableResult
+    private mutating func lockedAddress(_ g: GuestInstruction, retired k: Int, size: UInt8) -> Label {
         let fail = failure(retired: k, rip: g.rip)
         address(g.insn, rip: g.rip)
         loadAccess(segment: accessSegment(g.insn), size: size, forWrite: true, keepHost: true, fail: fail)
@@ -799,6 +804,7 @@ struct BlockTranslator {
         probe(size: size, write: true, miss: refusal(from: fail))
         e.leaSum(.r13, base: .r12, index: .rsi, scale: 1)
         e.bind(direct)
+        return fail
     }
 
     /// Stops before the instruction unless R13 holds a canonical address. Flags kept.
@@ -1044,6 +1050,22 @@ struct BlockTranslator {
             read(s, insn, into: .rcx, size: size)
             write(d, from: .rcx, size: size)
             write(s, from: .rax, size: size)
+
+        case .cmpxchgDouble:
+            // RDX:RAX compared with the 16 bytes, RCX:RBX stored when equal, else RDX:RAX
+            // loaded (left as they were when equal, so written back either way); only ZF
+            // changes. A misaligned operand stops the block: the interpreter raises the #GP.
+            let fail = lockedAddress(g, retired: k, size: 16)
+            e.moveImmediate(.rcx, 60)
+            e.shlx(.rcx, .r13, count: .rcx)   // the address's low four bits (host = guest mod 4096)
+            e.unlessRCXZero(jumpTo: refusal(from: fail))
+            guestValue(into: .rax, 0)
+            guestValue(into: .rdx, 2)
+            guestValue(into: .rbx, 3)
+            guestValue(into: .rcx, 1)
+            e.bytes([0xf0, 0x49, 0x0f, 0xc7, 0x4d, 0x00])  // lock cmpxchg16b [r13 + 0]
+            setGuest(0, from: .rax, size: 8)
+            setGuest(2, from: .rdx, size: 8)
 
         case .cld, .std:
             // DF in the guest's RFLAGS in the context (the exit takes it back; the string callouts

@@ -2,8 +2,8 @@
 // from a segment register (sensitive: counted as interp counts them), CLI (IF cleared in the
 // guest's RFLAGS, or a #GP by the interpreter when CPL > IOPL), SWAPGS and the fences; with
 // them, what a kernel's entry code does around them: FS- and GS-relative accesses and PUSH
-// from memory; RDTSC/RDTSCP (a callout); LOCK'd read-modify-writes and XCHG on memory, one
-// host LOCK'd instruction each; CLD and STD. (STI: BTInterruptTests.)
+// from memory; RDTSC/RDTSCP (a callout); LOCK'd read-modify-writes, XCHG and CMPXCHG16B on
+// memory, one host LOCK'd instruction each; CLD and STD. (STI: BTInterruptTests.)
 
 import Testing
 import VisorCore
@@ -247,5 +247,51 @@ struct BTSystemInstructionTests {
                 == interp.bus.memory.read(at: GuestPhysicalAddress(0x5000), count: 16))
         #expect(bt.cpu.gpr[1] == 0xa7a6_a5a4_a3a2_a1a0 && bt.cpu.gpr[2] == 0xffff_ffff_ffff_ffa8)
         #expect(try #require(bt.executor).statistics.instructionsRun == 9, "all but HLT ran translated")
+    }
+
+    /// cmpxchg16b gs:[0x10] (equal: stores RCX:RBX); lock cmpxchg16b [rsi] (not: loads
+    /// RDX:RAX); pushfq; pop rdi; hlt.
+    static let compareExchange16Code: [UInt8] = [
+        0x65, 0x48, 0x0f, 0xc7, 0x0c, 0x25, 0x10, 0x00, 0x00, 0x00,  // cmpxchg16b gs:[0x10]
+        0xf0, 0x48, 0x0f, 0xc7, 0x0e,                                // lock cmpxchg16b [rsi]
+        0x9c, 0x5f,                                                  // pushfq; pop rdi
+        0xf4,                                                        // hlt
+    ]
+
+    @Test("CMPXCHG16B runs translated as one host LOCK CMPXCHG16B, as interp runs it; misaligned, the interpreter's #GP",
+          arguments: [UInt64(0x5000), 0x5008])
+    func compareExchange16(rsi: UInt64) throws {
+        let interp = try BTHarness(translated: false)
+        let bt = try BTHarness(translated: true)
+        for h in [interp, bt] {
+            try h.load(Self.compareExchange16Code)
+            for (address, value) in [(UInt64(0x6010), UInt64(0x1111)), (0x6018, 0x2222), (0x5000, 0xaaaa), (0x5008, 0xbbbb),
+                                     (0x5010, 0xcccc)] {
+                try h.bus.memory.write(btBytes(value, 8), at: GuestPhysicalAddress(address))
+            }
+            h.cpu.segments[5].base = 0x6000
+            h.cpu.gpr[0] = 0x1111; h.cpu.gpr[2] = 0x2222
+            h.cpu.gpr[3] = 0x3333; h.cpu.gpr[1] = 0x4444
+            h.cpu.gpr[6] = rsi
+            _ = h.run(budget: 100)
+        }
+        #expect(bt.cpu.gpr == interp.cpu.gpr)
+        #expect(bt.cpu.rip == interp.cpu.rip)
+        #expect(bt.machine.isShutdown == interp.machine.isShutdown)
+        for address: UInt64 in [0x5000, 0x6000] {
+            #expect(try bt.bus.memory.read(at: GuestPhysicalAddress(address), count: 32)
+                    == interp.bus.memory.read(at: GuestPhysicalAddress(address), count: 32))
+        }
+        #expect(try bt.bus.memory.read(at: GuestPhysicalAddress(0x6010), count: 16) == btBytes(0x3333, 8) + btBytes(0x4444, 8),
+                "the first compared equal and stored RCX:RBX")
+        let ran = try #require(bt.executor).statistics.instructionsRun
+        if rsi & 15 == 0 {
+            #expect(bt.cpu.gpr[0] == 0xaaaa && bt.cpu.gpr[2] == 0xbbbb, "the second did not, and loaded RDX:RAX")
+            #expect(bt.cpu.gpr[7] & 0x40 == 0, "ZF clear after the second")
+            #expect(ran == 4, "all but HLT ran translated")
+        } else {
+            #expect(ran == 1, "the block stopped before the misaligned one")
+            #expect(bt.machine.isShutdown, "whose #GP (no IDT here) shut the CPU down, as on interp")
+        }
     }
 }
