@@ -191,8 +191,11 @@ struct BlockTranslator {
             // beside device threads and other vCPUs); anything else is left to the interpreter.
             return long && d.kind == .memory && s.kind == .register && sizeOK(size)
         case .stos, .movs:
-            // REP STOS / REP MOVS with 64-bit addresses: a callout does whole runs of them.
+            // REP STOS / REP MOVS with 64-bit addresses: a callout does whole runs of them. Not
+            // from FS or GS: the callout would take the machine's base, which a translated
+            // SWAPGS earlier in the same entry has not updated yet.
             return long && insn.prefixes.repetition != .none && insn.addressSize == 8
+                && (insn.operation == .stos || (insn.memory.segment != 4 && insn.memory.segment != 5))
         case .jcc, .jmpRelative:
             if long { return insn.operandSize == 8 && isCanonical(branchTarget(insn, next: next, mode: mode)) }
             return insn.operandSize == (mode == .bits32 ? 4 : 2)
@@ -1263,7 +1266,13 @@ struct BlockTranslator {
         case .swapgs:
             // GS's base and IA32_KERNEL_GS_BASE exchanged in the context (the exit takes both
             // back); at CPL above 0 the block stops before it and the interpreter raises the #GP.
+            // Only where FS and GS accesses take their base from the context (`addsSegmentBase`):
+            // elsewhere the callouts use the machine's, which the exchange reaches only at the exit.
             let fail = failure(retired: k, rip: g.rip, flags: .inHost, afterCall: false)
+            guard addsSegmentBase(5) else {
+                e.jmp(fail)
+                return true
+            }
             e.load(.rcx, disp: BTContext.cpl)
             e.unlessRCXZero(jumpTo: fail)
             e.load(.rax, disp: BTContext.segmentBase(5))
