@@ -103,6 +103,7 @@ final class VirtioSlot: @unchecked Sendable {
         pollWindows = Array(repeating: PollWindow(minimum: min(Self.minimumPollNanoseconds, pollNanoseconds), maximum: pollNanoseconds),
                             count: model.queueCount)
         pollMissedAt = Array(repeating: nil, count: model.queueCount)
+        pollDeadlines = Array(repeating: nil, count: model.queueCount)
         device = VirtioMMIODevice(model: model, memory: memory)
         base = VirtioPlacement.base(ofDevice: index)
         irq = VirtioPlacement.irqs[index]
@@ -159,9 +160,18 @@ final class VirtioSlot: @unchecked Sendable {
 
     private func serveLoop() {
         platform.lock.lock()
-        defer { platform.lock.unlock() }
+        defer {
+            for queue in pollDeadlines.indices where pollDeadlines[queue] != nil { _ = device.endPolling(queue: queue, found: false) }
+            platform.lock.unlock()
+        }
         while true {
-            while pendingQueues == 0 && !stopping { wakeup.wait(platform.lock, untilHostNanoseconds: nil) }
+            while pendingQueues == 0 && !stopping {
+                if pollDeadlines.contains(where: { $0 != nil }) {
+                    pollQueues()
+                } else {
+                    wakeup.wait(platform.lock, untilHostNanoseconds: nil)
+                }
+            }
             if stopping { return }
             attention.store(false, ordering: .relaxed)  // what it flagged is in pendingQueues
             let queue = pendingQueues.trailingZeroBitCount
@@ -171,7 +181,11 @@ final class VirtioSlot: @unchecked Sendable {
             service.run(model: device.model, memory: memory)
             platform.lock.lock()
             platform.actingVCPU = nil  // from outside the vCPUs: an interrupt kicks its vCPU
-            if device.finishService(service) || poll(queue) { pendingQueues |= 1 << UInt64(queue) }
+            if device.finishService(service) {
+                pendingQueues |= 1 << UInt64(queue)
+            } else {
+                beginPolling(queue)
+            }
             if let reason = device.brokenReason {
                 if !reportedBreak { notice("\(name): the guest's driver broke the device: \(reason)") }
                 reportedBreak = true
@@ -181,30 +195,63 @@ final class VirtioSlot: @unchecked Sendable {
         }
     }
 
-    /// After a pass left queue `queue` empty: polls its available ring, the driver asked not to
-    /// notify, until buffers appear, the queue's poll window passes, or something else wants the
-    /// worker (`attention`). Returns whether buffers wait to be served. Platform lock held on
-    /// entry and return, released while polling.
-    private func poll(_ queue: Int) -> Bool {
-        guard pollNanoseconds > 0, pendingQueues == 0, pollWindows.indices.contains(queue),
-              device.model.pollsAvailableRing(queue: queue),
-              let target = device.pollTarget(queue: queue), device.beginPolling(queue: queue) else { return false }
-        let window = pollWindows[queue].current
+    /// When each queue's poll ends (host nanoseconds), for the queues being polled, their driver
+    /// asked not to notify. A poll outlives passes over the device's other queues: a network's
+    /// transmit queue keeps being polled across the passes that take the receive side's frames
+    /// (the acknowledgments of what it sends), which would otherwise end each poll early and
+    /// leave the next frame to a notification. Platform lock.
+    private var pollDeadlines: [UInt64?]
+
+    /// After a pass left queue `queue` empty: starts a poll of its available ring for the
+    /// queue's window, if its model asks for one.
+    private func beginPolling(_ queue: Int) {
+        guard pollNanoseconds > 0, pollWindows.indices.contains(queue), device.model.pollsAvailableRing(queue: queue),
+              device.pollTarget(queue: queue) != nil, device.beginPolling(queue: queue) else { return }
+        pollDeadlines[queue] = MonotonicClock.hostNanoseconds() &+ pollWindows[queue].current
         pollMissedAt[queue] = nil
+    }
+
+    /// Polls the available rings of the queues being polled until one has buffers (marked
+    /// pending), a poll's window passes (notifications back on), or something else wants the
+    /// worker (`attention`). Platform lock held on entry and return, released while polling.
+    private func pollQueues() {
+        var polled: [(queue: Int, deadline: UInt64, target: SplitVirtqueue)] = []
+        for queue in pollDeadlines.indices {
+            guard let deadline = pollDeadlines[queue] else { continue }
+            if let target = device.pollTarget(queue: queue) {
+                polled.append((queue, deadline, target))
+            } else {
+                pollDeadlines[queue] = nil  // reset meanwhile: nothing to look at
+            }
+        }
+        guard !polled.isEmpty else { return }
+        // Set under this lock only with work pending or the worker stopping; neither holds here.
+        attention.store(false, ordering: .relaxed)
         platform.lock.unlock()
-        let deadline = MonotonicClock.hostNanoseconds() &+ window
-        var found = false, ranOut = false
-        while !attention.load(ordering: .acquiring) {
-            // Reads the driver's available index only; a broken ring reads as nothing new, and
-            // the pass after the poll reports it.
-            if (try? target.hasAvailable(memory)) == true { found = true; break }
-            if MonotonicClock.hostNanoseconds() >= deadline { ranOut = true; break }
+        var found: Int?, ranOut: Int?
+        scan: while !attention.load(ordering: .acquiring) {
+            let now = MonotonicClock.hostNanoseconds()
+            for (queue, deadline, target) in polled {
+                // Reads the driver's available index only; a broken ring reads as nothing new,
+                // and the pass after the poll reports it.
+                if (try? target.hasAvailable(memory)) == true { found = queue; break scan }
+                if now >= deadline { ranOut = queue; break scan }
+            }
             sched_yield()  // a loaded host's other threads get this CPU if they want it
         }
         platform.lock.lock()
-        let available = device.endPolling(queue: queue, found: found)
-        // Ran out with nothing: the next notification tells how much longer it should have been.
-        if ranOut && !available { pollMissedAt[queue] = MonotonicClock.hostNanoseconds() }
-        return available
+        if let queue = found {
+            pollDeadlines[queue] = nil
+            if device.endPolling(queue: queue, found: true) { pendingQueues |= 1 << UInt64(queue) }
+        } else if let queue = ranOut {
+            pollDeadlines[queue] = nil
+            if device.endPolling(queue: queue, found: false) {
+                pendingQueues |= 1 << UInt64(queue)
+            } else {
+                // Ran out with nothing: the next notification tells how much longer it should
+                // have been.
+                pollMissedAt[queue] = MonotonicClock.hostNanoseconds()
+            }
+        }
     }
 }
