@@ -85,6 +85,14 @@ enum BTContext {
     /// when translated code stops there, the instruction in the STI's shadow has not run, and
     /// the exit sets the CPU's interrupt shadow for the interpreter.
     static let shadowRIP: Int32 = 456
+    /// The host RSP as the enter trampoline left it, over the two bottom host-stack frames (see
+    /// `BlockTranslator.callExit`): where the exit trampoline puts RSP back, however many
+    /// frames translated CALLs left on the host stack.
+    static let hostStackBase: Int32 = 464
+    /// What the bottom frames' return-address slots hold: no guest return address plus any
+    /// jump cache generation equals it (`BlockTranslator.returnThroughHostStack`), so a RET
+    /// without a frame of its own never takes the host RET they guard.
+    static let bottomFrameTag: UInt64 = 0xffff_0000_0000_0000
 
     // The tables translated code indexes, inside the context so that one `[r15 + slot * 8 +
     // table]` operand reaches an entry: no base address to load first. Each is an array of

@@ -19,7 +19,9 @@ extension BTExecutor: X86TranslationStatisticsSource {
                   .init(name: "stores through callouts", value: s.storeCallouts),
                   .init(name: "jump cache misses found from translated code", value: s.chainLookups),
                   .init(name: "CPL or mode changes that kept their tables", value: s.viewsResumed),
-                  .init(name: "CR3 writes that kept the global pages' entries", value: s.globalEntriesKept)]
+                  .init(name: "CR3 writes that kept the global pages' entries", value: s.globalEntriesKept),
+                  .init(name: "changes of mapping that dropped every entry", value: s.mappingsForgotten),
+                  .init(name: "SYSCALLs and SYSRETs without leaving translated code", value: s.systemCalls)]
         return t
     }
 }

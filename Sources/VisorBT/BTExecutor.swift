@@ -56,6 +56,11 @@ public struct BTStatistics: Sendable, Equatable {
     /// Changes of address space (CR3 writes) after which the jump cache and host TLB kept their
     /// entries for global pages, dropping only the others.
     public var globalEntriesKept: UInt64 = 0
+    /// Changes of mapping after which every view's jump cache and host TLB entries were dropped
+    /// (paging turned on or off, a TLB flush, a CR3 write past the non-global log's limit).
+    public var mappingsForgotten: UInt64 = 0
+    /// SYSCALLs and SYSRETs run by translated code (a callout, without leaving it).
+    public var systemCalls: UInt64 = 0
     /// Host bytes of translated code in the cache now.
     public var codeBytes: UInt64 = 0
     public init() {}
@@ -210,6 +215,7 @@ public final class BTExecutor: X86BlockExecutor {
 
     /// Starts over: every view's jump cache and host TLB entries dropped (new generations).
     private func forgetMapping() {
+        statistics.mappingsForgotten &+= 1
         savedViews.removeAll()
         clearJumpCache()
         flushHostTLB()
@@ -298,12 +304,16 @@ public final class BTExecutor: X86BlockExecutor {
     }
 
     /// enter(context, block): saves the callee-saved registers translated code uses, points R15
-    /// at the context, and jumps to the block.
+    /// at the context, pushes two bottom host-stack frames (return-address slots no RET
+    /// matches: a RET reads the top two frames), notes RSP, and jumps to the block.
     static func enterTrampoline() -> [UInt8]? {
         var e = X86Emitter()
         e.push(.rbx); e.push(.rbp); e.push(.r12); e.push(.r13); e.push(.r14); e.push(.r15)
         e.adjustStack(-8)  // calls from translated code see a 16-byte-aligned RSP
         e.move(.r15, .rdi)
+        e.moveImmediate(.rax, BTContext.bottomFrameTag)
+        e.push(.rax); e.push(.rax); e.push(.rax); e.push(.rax)  // 32 bytes: still aligned
+        e.store(.rsp, disp: BTContext.hostStackBase, size: 8)
         e.load(.r14, disp: BTContext.budget)
         e.jump(.rsi)
         return e.finished()
@@ -368,7 +378,9 @@ public final class BTExecutor: X86BlockExecutor {
         guard let physical = try? machine.translate(rip, .execute) else { return nil }
         let global = machine.isGlobalPage(rip)
         let key = BlockKey(physical: physical, rip: rip, mode: .bits64)
+        let frames = hostFrameEpoch
         let block = blocks[key] ?? translate(key, machine: machine)
+        guard hostFrameEpoch == frames else { return nil }
         guard let entry = block.entry else {
             noBlock[slot] = rip &+ jumpGeneration
             nonGlobal.noteJump(slot)
@@ -386,17 +398,28 @@ public final class BTExecutor: X86BlockExecutor {
         e.store(.r14, disp: BTContext.budgetLeft, size: 8)
         e.load(.rax, disp: BTContext.budget)
         e.alu(5, .rax, .r14, size: 8)  // SUB rax, r14
-        e.adjustStack(8)
+        // The frames translated CALLs left (the guest's calls not returned from yet) and the
+        // bottom frame dropped at once.
+        e.load(.rsp, disp: BTContext.hostStackBase)
+        e.adjustStack(32 + 8)
         e.pop(.r15); e.pop(.r14); e.pop(.r13); e.pop(.r12); e.pop(.rbp); e.pop(.rbx)
         e.ret()
         return e.finished()
     }
+
+    /// Bumped when the host-stack frames translated CALLs push may no longer be returned
+    /// through (`BlockTranslator.callExit`): the code cache was emptied (their return addresses
+    /// are in dropped code) or the jump cache generations started over (a frame's generation
+    /// may now be another view's). A callout that sees it change returns to Swift, whose exit
+    /// drops the frames.
+    @exclusivity(unchecked) private var hostFrameEpoch: UInt64 = 0
 
     /// Empties the jump cache and the no-block table: a new generation, and a real clear only
     /// when the generations run out.
     private func clearJumpCache() {
         lastJumpGeneration += 1
         if lastJumpGeneration > BTContext.maximumJumpGeneration {
+            hostFrameEpoch &+= 1
             lastJumpGeneration = 1
             for i in 0..<BTContext.jumpCacheEntries {
                 tables[BTContext.jumpTags, i] = BTContext.emptyTag
@@ -741,6 +764,7 @@ public final class BTExecutor: X86BlockExecutor {
         if let address = cache.nextAddress(for: count) { return address }
         codeInvalidated(physicalPage: nil)
         cache.reset()
+        hostFrameEpoch &+= 1
         statistics.cacheResets &+= 1
         return cache.nextAddress(for: count)
     }
@@ -816,13 +840,84 @@ public final class BTExecutor: X86BlockExecutor {
                 return 1
             }
         }
+        let systemCall: @convention(c) (UnsafeMutableRawPointer, UInt64, UInt64, UInt64) -> UInt64 = { context, sysret, next, budgetLeft in
+            withExecutor(context) { executor in
+                withMachine(context) { machine in
+                    executor.systemCall(sysret: sysret != 0, next: next, budgetLeft: budgetLeft, machine: machine)
+                }
+            }
+        }
         var callouts = BTCallouts(load: UInt64(UInt(bitPattern: unsafeBitCast(load, to: UnsafeRawPointer.self))),
                           store: UInt64(UInt(bitPattern: unsafeBitCast(store, to: UnsafeRawPointer.self))),
                           string: UInt64(UInt(bitPattern: unsafeBitCast(string, to: UnsafeRawPointer.self))),
                           lookup: UInt64(UInt(bitPattern: unsafeBitCast(lookup, to: UnsafeRawPointer.self))))
         callouts.timeStamp = UInt64(UInt(bitPattern: unsafeBitCast(timeStamp, to: UnsafeRawPointer.self)))
+        callouts.systemCall = UInt64(UInt(bitPattern: unsafeBitCast(systemCall, to: UnsafeRawPointer.self)))
         return callouts
     }()
+
+    /// What a translated SYSCALL or SYSRET callout answers (other values: the body of the next
+    /// block to jump to).
+    enum SystemCallOutcome: UInt64 {
+        /// Nothing changed: the block stops before the instruction and the interpreter runs it.
+        case refused = 0
+        /// Done; back to Swift with RIP and RFLAGS in the context (an interrupt may be taken, a
+        /// debug trap is armed, the budget is spent, the host-stack frames are stale, or the new
+        /// RIP has no block).
+        case done = 1
+    }
+
+    /// A translated SYSCALL (`sysret` false; `next` is the address after it) or SYSRET (64-bit)
+    /// in 64-bit code, called with the guest's registers and flags in the context (spilled
+    /// before the call): the machine makes the change of CS, SS, CPL and RFLAGS, the context
+    /// takes the new registers, RIP and flags, the jump cache and host TLB move to the new
+    /// CPL's view, and the block for the new RIP is looked up, as a jump cache miss is. What a
+    /// system call costs then is a call, where it was an exit from translated code, the
+    /// interpreter's step and a new entry, twice (about 0.6 M of each million instructions the
+    /// interpreter ran during a TCP transfer).
+    func systemCall(sysret: Bool, next: UInt64, budgetLeft: UInt64, machine: X86Machine) -> UInt64 {
+        // SAFETY: the context holds the 16 guest registers at offset 0.
+        let registers = context.assumingMemoryBound(to: UInt64.self)
+        let frames = hostFrameEpoch
+        let status = UInt64(BTContext.statusFlags)
+        let rflags = (context.load(fromByteOffset: Int(BTContext.hostFlags), as: UInt64.self) & status)
+            | (context.load(fromByteOffset: Int(BTContext.rflags), as: UInt64.self) & ~status)
+        let rip: UInt64, newFlags: UInt64
+        if sysret {
+            guard let done = machine.systemReturnForTranslation(rcx: registers[1], r11: registers[11]) else {
+                return SystemCallOutcome.refused.rawValue
+            }
+            (rip, newFlags) = (done.rip, done.rflags)
+        } else {
+            guard let done = machine.systemCallForTranslation(rflags: rflags, next: next) else {
+                return SystemCallOutcome.refused.rawValue
+            }
+            registers[1] = next
+            registers[11] = done.r11
+            (rip, newFlags) = (done.rip, done.rflags)
+        }
+        statistics.systemCalls &+= 1
+        context.storeBytes(of: rip, toByteOffset: Int(BTContext.rip), as: UInt64.self)
+        context.storeBytes(of: newFlags, toByteOffset: Int(BTContext.rflags), as: UInt64.self)
+        context.storeBytes(of: (newFlags & status) | 2, toByteOffset: Int(BTContext.hostFlags), as: UInt64.self)
+        let selectors = machine.codeAndStackSelectors
+        context.storeBytes(of: UInt64(selectors.cs), toByteOffset: Int(BTContext.selectors) + 8, as: UInt64.self)
+        context.storeBytes(of: UInt64(selectors.ss), toByteOffset: Int(BTContext.selectors) + 16, as: UInt64.self)
+        context.storeBytes(of: UInt64(selectors.cpl), toByteOffset: Int(BTContext.cpl), as: UInt64.self)
+        // The new CPL's view of the same mapping: its jump cache and host TLB.
+        let now = machine.codeView.view
+        if let old = view, old != now {
+            if old.sameMapping(as: now) { switchView(from: old, to: now) } else { forgetMapping() }
+        }
+        view = now
+        // The step loop's turn: an interrupt that SYSRET's IF lets in, single-stepping, a spent
+        // budget, host-stack frames that may not be returned through any more.
+        let interruptible = newFlags & 0x200 != 0 && machine.hasInterruptWork
+        if interruptible || newFlags & 0x100 != 0 || Int64(bitPattern: budgetLeft) < 0 || hostFrameEpoch != frames {
+            return SystemCallOutcome.done.rawValue
+        }
+        return lookupForChain(rip, machine: machine).map { UInt64(UInt(bitPattern: $0)) } ?? SystemCallOutcome.done.rawValue
+    }
 
     /// REP STOS / REP MOVS (64-bit addresses, either direction) in runs that stay inside a page
     /// on each side, each checked as the interpreter's accesses are; RCX, RSI and RDI in the

@@ -26,8 +26,10 @@
 // context's RFLAGS), and the system instructions Linux runs hundreds of thousands of
 // times while booting or in its system calls: PUSHF and MOV from a segment register
 // (sensitive: counted in the context and added to the machine's counts at the entry's CPL, so
-// `--stats` shows them as the interpreter counts them), CLI, STI, SWAPGS and RDTSC/RDTSCP
-// (a callout reads the machine's counter). Everything
+// `--stats` shows them as the interpreter counts them), CLI, STI, SWAPGS, RDTSC/RDTSCP
+// (a callout reads the machine's counter) and SYSCALL/SYSRET (a callout changes the privilege
+// level and answers the next block). CALL and RET also use the host's stack, so that the host
+// predicts returns (see "Returns through the host's stack" below). Everything
 // else (other LOCK'd and string instructions, other system instructions, x87/SSE, port I/O) runs
 // through the interpreter one instruction at a time — among them every other instruction Robin
 // and Irvine list as sensitive, which the monitor sees there.
@@ -76,6 +78,10 @@ struct BTCallouts {
     /// (context, 1 for RDTSCP) → 1 with the time-stamp counter in the context's EDX:EAX (and
     /// IA32_TSC_AUX in ECX), 0 when the interpreter must run it (CR4.TSD above CPL 0).
     var timeStamp: UInt64 = 0
+    /// (context, 1 for SYSRET, the RIP after the instruction, budget left) → 0 when the
+    /// interpreter must run it (nothing changed), 1 when it was done and Swift takes over, or the
+    /// body of the block at the new RIP (`BTExecutor.systemCall`).
+    var systemCall: UInt64 = 0
 
     /// `info` for a callout: segment (bits 7:0), size in bytes (15:8), a load for a write (16).
     static func info(segment: UInt8, size: UInt8, forWrite: Bool = false) -> UInt64 {
@@ -230,6 +236,12 @@ struct BlockTranslator {
         case .rdtsc, .rdtscp:
             // Linux reads the clock through them on every network packet.
             return long
+        case .syscall:
+            return long
+        case .sysret:
+            // To 64-bit code only (REX.W, Linux's sysretq); SYSRETL's compatibility mode is the
+            // interpreter's.
+            return long && insn.operandSize == 8
         default:
             return false
         }
@@ -247,7 +259,7 @@ struct BlockTranslator {
     /// True for the instructions that end a block (they decide the next RIP).
     static func endsBlock(_ insn: DecodedInstruction) -> Bool {
         switch insn.operation {
-        case .jcc, .jmpRelative, .callRelative, .ret, .jmpIndirect, .callIndirect: return true
+        case .jcc, .jmpRelative, .callRelative, .ret, .jmpIndirect, .callIndirect, .syscall, .sysret: return true
         default: return false
         }
     }
@@ -562,6 +574,78 @@ struct BlockTranslator {
         e.jumpThroughContext(disp: BTContext.missStub)
         e.bind(found)
         e.jumpThroughTable(index: .rdx, disp: BTContext.jumpBodies)
+    }
+
+    // MARK: Returns through the host's stack
+    //
+    // A guest RET is an indirect jump whose target changes with the caller; through the jump
+    // cache, every RET of a function ends at the same host indirect jump, which the host
+    // predicts badly (a quarter of translated code's time during a TCP transfer landed on the
+    // first instruction after such jumps, perf). So a translated CALL makes a host CALL too,
+    // and the guest RET that returns to where it pushed makes a host RET, which the host's
+    // return stack predicts. The host CALL pushes the guest return address (plus the jump cache
+    // generation: the view the CALL ran in) and then its own return address, which leads to
+    // code in the calling block that goes on at the guest return address. A RET compares its
+    // target with the top frame's guest return address: equal, a host RET; else (a return
+    // address the guest changed, a switch of stacks, a frame of another CPL's view) the jump
+    // cache, leaving the frame. Frames never outlive an entry (the exit trampoline puts RSP
+    // back at `hostStackBase`; two bottom frames hold slots no RET matches, so that a RET
+    // reads only frames), nor, therefore, a change of mapping or the code they return to
+    // (blocks are dropped and the cache emptied only between entries; a lookup that empties
+    // the cache returns to Swift). Each frame is 16 bytes, which keeps RSP 16-byte aligned for
+    // callouts, and there are at most as many as the entry's budget has instructions (8192:
+    // 128 KiB of the vCPU thread's stack).
+
+    /// A CALL's end, its return address `returnRIP` already on the guest's stack and the
+    /// registers written back: counts the instructions, pushes the frame's guest return
+    /// address (plus the view's jump cache generation), and host-CALLs `toCallee`'s code (the
+    /// jump to the callee); the host's return lands after the CALL, pops that slot and goes on
+    /// at `returnRIP` (linked when on this page).
+    private mutating func callExit(returnRIP: UInt64, retired: Int, toCallee: (inout BlockTranslator) -> Void) {
+        writeBackAll()
+        e.leaOffset(.r14, .r14, -Int32(retired))
+        e.moveImmediate(.rax, returnRIP)
+        e.load(.rcx, disp: BTContext.jumpGeneration)
+        e.leaSum(.rax, base: .rax, index: .rcx, scale: 1)
+        e.push(.rax)
+        let callee = e.makeLabel()
+        e.call(callee)
+        // The host RET lands here, the guest's flags in the host's RFLAGS (flag-free from here).
+        e.leaOffset(.rsp, .rsp, 8)
+        exit(rip: returnRIP, retired: 0, writeBack: false)
+        e.bind(callee)
+        toCallee(&self)
+    }
+
+    /// A RET's end, its target in R13 (canonical) and RSP moved past it: a host RET when the
+    /// top host-stack frame was pushed for this return address in this view, else the jump
+    /// cache.
+    private mutating func returnThroughHostStack(retired: Int) {
+        writeBackAll()
+        e.leaOffset(.r14, .r14, -Int32(retired))
+        // RCX = target + generation - the frame's slot, flag-free: zero when they match.
+        e.load(.rcx, base: .rsp, disp: 8)
+        e.unary(2, .rcx, size: 8)                                   // NOT
+        e.leaSum(.rcx, base: .rcx, index: .r13, scale: 1, disp: 1)
+        e.load(.rdx, disp: BTContext.jumpGeneration)
+        e.leaSum(.rcx, base: .rcx, index: .rdx, scale: 1)
+        let other = e.makeLabel(), below = e.makeLabel()
+        e.unlessRCXZero(jumpTo: other)
+        e.ret()
+        // The frame below, when the top one was left by a return that did not come back to it:
+        // a retpoline (`call 1f; ...; 1: mov %rax, (%rsp); ret`, every indirect call of a
+        // Linux built with them) returns to RAX, not to its CALL's frame, and the function it
+        // called then returns to the frame below. That one returns and the stale one is dropped.
+        e.bind(other)
+        e.load(.rcx, base: .rsp, disp: 24)
+        e.unary(2, .rcx, size: 8)                                   // NOT
+        e.leaSum(.rcx, base: .rcx, index: .r13, scale: 1, disp: 1)
+        e.leaSum(.rcx, base: .rcx, index: .rdx, scale: 1)
+        e.unlessRCXZero(jumpTo: below)
+        e.leaOffset(.rsp, .rsp, 16)
+        e.ret()
+        e.bind(below)
+        chain(retired: 0, target: .r13)
     }
 
     /// `reg` = 0 unless R14, the budget, is below zero (spent), with BMI2's flag-free shift of
@@ -1189,6 +1273,33 @@ struct BlockTranslator {
             e.leaOffset(.rcx, .rcx, -1)  // 1 (done) -> 0
             e.unlessRCXZero(jumpTo: fail)
 
+        case .syscall, .sysret:
+            // A callout makes the change of privilege on the machine and puts RCX, R11, RIP
+            // and RFLAGS in the context; it answers the next block's body (a jump there, the new
+            // flags loaded), 1 (done: back to Swift) or 0 (refused: the block stops before it).
+            let fail = failure(retired: k, rip: g.rip)
+            let toSwift = e.makeLabel()
+            saveFlags()                             // for a refusal's stop
+            saveFlags(to: BTContext.hostFlags)      // the status flags the callout reads
+            spillForCall()
+            e.move(.rdi, .r15)
+            e.moveImmediate(.rsi, insn.operation == .sysret ? 1 : 0)
+            e.moveImmediate(.rdx, next)
+            e.leaOffset(.rcx, .r14, -Int32(k + 1))
+            e.moveImmediate(.rax, callouts.systemCall)
+            e.call(.rax)
+            // The host's flags are free here: every way on loads the guest's from the context.
+            e.test(.rax, .rax, size: 8)
+            e.jcc(4, fail)                                   // E: refused
+            e.leaOffset(.r14, .r14, -Int32(k + 1))
+            e.aluImmediate(7, .rax, 1, size: 8)              // CMP rax, 1
+            e.jcc(4, toSwift)                                // E: done
+            e.pushContext(disp: BTContext.hostFlags); e.popFlags()
+            e.jump(.rax)
+            e.bind(toSwift)
+            e.jumpThroughContext(disp: BTContext.exitAddress)
+            return true
+
         case .pushf:
             // The image: the status flags (in the host's RFLAGS) over the rest of the guest's
             // RFLAGS (unchanged while translated code runs), RF and VM cleared as in 64-bit mode.
@@ -1327,7 +1438,12 @@ struct BlockTranslator {
         case .callRelative:
             let fail = failure(retired: k, rip: g.rip)
             pushReturnAddress(next, fail: fail)
-            exit(rip: Self.branchTarget(insn, next: next, mode: mode), retired: k + 1)
+            let target = Self.branchTarget(insn, next: next, mode: mode)
+            if fast.loads {
+                callExit(returnRIP: next, retired: k + 1) { $0.exit(rip: target, retired: 0, writeBack: false) }
+            } else {
+                exit(rip: target, retired: k + 1)
+            }
             return true
 
         case .ret:
@@ -1337,7 +1453,11 @@ struct BlockTranslator {
             e.move(.r13, .rax)
             checkCanonical(retired: k, rip: g.rip)
             moveStackPointer(by: 8 &+ (insn.immediate & 0xffff))
-            exitToR13(retired: k + 1)
+            if fast.loads {
+                returnThroughHostStack(retired: k + 1)
+            } else {
+                exitToR13(retired: k + 1)
+            }
             return true
 
         case .jmpIndirect, .callIndirect:
@@ -1355,7 +1475,11 @@ struct BlockTranslator {
             }
             checkCanonical(retired: k, rip: g.rip)
             if insn.operation == .callIndirect { pushReturnAddress(next, fail: fail) }
-            exitToR13(retired: k + 1)
+            if insn.operation == .callIndirect && fast.loads {
+                callExit(returnRIP: next, retired: k + 1) { $0.chain(retired: 0, target: .r13) }
+            } else {
+                exitToR13(retired: k + 1)
+            }
             return true
 
         default:

@@ -497,6 +497,12 @@ struct X86Emitter {
         fixups.append((bytes.count, label.id)); referenced[label.id] = true; u32(0)
     }
 
+    /// CALL rel32 to `label`.
+    mutating func call(_ label: Label) {
+        byte(0xe8)
+        fixups.append((bytes.count, label.id)); referenced[label.id] = true; u32(0)
+    }
+
     /// JMP rel32 to `label`.
     mutating func jmp(_ label: Label) {
         byte(0xe9)

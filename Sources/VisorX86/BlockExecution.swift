@@ -188,6 +188,35 @@ extension X86Machine {
         return (timeStampCounter, cpu.tscAux)
     }
 
+    /// SYSCALL from 64-bit code for translated code, whose registers and RFLAGS (`rflags`, the
+    /// whole of it) are not in the CPU: CS, SS, the CPL and RFLAGS change here as the
+    /// interpreter changes them, and the caller puts the returned RCX (`next`), R11 and RIP in
+    /// its own registers (the CPU's are overwritten when it stops). Nil, with nothing changed,
+    /// where the interpreter must run it (SYSCALL not enabled: #UD).
+    public func systemCallForTranslation(rflags: UInt64, next: UInt64) -> (rip: UInt64, r11: UInt64, rflags: UInt64)? {
+        guard cpu.codeMode == .bits64, cpu.efer & X86SystemBits.eferSCE != 0 else { return nil }
+        cpu.rflags = rflags
+        enterSyscall(selector: UInt16(truncatingIfNeeded: cpu.star >> 32) & 0xfffc, next: next, target: cpu.lstar)
+        return (cpu.rip, cpu.gpr[11], cpu.rflags)
+    }
+
+    /// SYSRET to 64-bit code (REX.W) for translated code, with RCX and R11 as its registers hold
+    /// them: CS, SS, the CPL and RFLAGS change here; the caller takes the returned RIP and
+    /// RFLAGS. Nil, with nothing changed, where the interpreter must run it to raise its fault
+    /// (SYSCALL not enabled, CPL above 0, RCX not canonical).
+    public func systemReturnForTranslation(rcx: UInt64, r11: UInt64) -> (rip: UInt64, rflags: UInt64)? {
+        guard cpu.codeMode == .bits64, cpu.efer & X86SystemBits.eferSCE != 0, cpu.cpl == 0, Self.isCanonical(rcx) else {
+            return nil
+        }
+        returnFromSyscall(to: rcx, rflags: r11, into64: true)
+        return (cpu.rip, cpu.rflags)
+    }
+
+    /// The selectors of CS and SS (what a translated MOV from them reads) and the CPL.
+    public var codeAndStackSelectors: (cs: UInt16, ss: UInt16, cpl: UInt8) {
+        (cpu.segments[X86CPU.cs].selector, cpu.segments[X86CPU.ss].selector, cpu.cpl)
+    }
+
     /// GS's base and IA32_KERNEL_GS_BASE after translated code exchanged them (SWAPGS).
     public func importGSBases(gs: UInt64, kernelGS: UInt64) {
         cpu.segments[X86CPU.gs].base = gs

@@ -274,7 +274,7 @@ extension X86Machine {
     }
 
     /// SYSCALL into 64-bit mode at CPL0: RCX = the return address, R11 = RFLAGS, RFLAGS masked by SFMASK.
-    private func enterSyscall(selector: UInt16, next: UInt64, target: UInt64) {
+    func enterSyscall(selector: UInt16, next: UInt64, target: UInt64) {
         cpu.gpr[X86CPU.rcx] = next
         cpu.gpr[11] = cpu.rflags & ~X86SystemBits.flagRF
         cpu.rflags = (cpu.rflags & ~(cpu.sfmask | X86SystemBits.flagRF)) | X86.rflagsReserved1
@@ -287,21 +287,28 @@ extension X86Machine {
     private func executeSysret(_ insn: DecodedInstruction) throws(X86Interruption) {
         guard cpu.codeMode == .bits64, cpu.efer & X86SystemBits.eferSCE != 0 else { throw .fault(.undefined) }
         try requireCPL0()
-        let base = UInt16(truncatingIfNeeded: cpu.star >> 48)
         let rcx = cpu.gpr[X86CPU.rcx]
         if insn.operandSize == 8 {
             guard Self.isCanonical(rcx) else { throw .fault(.gp(0)) }
+            returnFromSyscall(to: rcx, rflags: cpu.gpr[11], into64: true)
+        } else {
+            returnFromSyscall(to: rcx & 0xffff_ffff, rflags: cpu.gpr[11], into64: false)
+        }
+    }
+
+    /// SYSRET's effect once its checks passed: CS and SS from STAR[63:48] at CPL3, RFLAGS from
+    /// `rflags` (R11), RIP = `rip`.
+    func returnFromSyscall(to rip: UInt64, rflags: UInt64, into64: Bool) {
+        let base = UInt16(truncatingIfNeeded: cpu.star >> 48)
+        if into64 {
             cpu.segments[X86CPU.cs] = flatCode((base &+ 16) | 3, dpl: 3, longMode: true)
-            cpu.rip = rcx
         } else {
             cpu.segments[X86CPU.cs] = flatCode(base | 3, dpl: 3, longMode: false)
-            cpu.rip = rcx & 0xffff_ffff
         }
-        cpu.rflags = (cpu.gpr[11] & 0x3c_7fd7) | X86.rflagsReserved1
+        cpu.rip = rip
+        cpu.rflags = (rflags & 0x3c_7fd7) | X86.rflagsReserved1
         // SS.selector = STAR[63:48] + 8 with RPL 3; the cache is a flat DPL-3 data segment.
-        var ss = cpu.segments[X86CPU.ss]
-        ss = flatStack((base &+ 8) | 3, dpl: 3)
-        cpu.segments[X86CPU.ss] = ss
+        cpu.segments[X86CPU.ss] = flatStack((base &+ 8) | 3, dpl: 3)
         cpu.cpl = 3
     }
 

@@ -207,6 +207,78 @@ struct BTExecutorTests {
         #expect(stats.cacheResets > 0)
         #expect(stats.codeBytes <= 4096)
     }
+
+    /// mov ecx, 5000; xor eax, eax; call f; call g; add rax, 1000 (skipped: g returns past it);
+    /// add rax, 7; push 42; call h; hlt. f (0x1040) recurses until ECX is 0, adding ECX on the
+    /// way back; g (0x1060) moves its return address 6 bytes on; h (0x1080) reads the pushed 42
+    /// and returns with `ret 8`.
+    static let calls: [UInt8] = {
+        var code: [UInt8] = [
+            0xb9, 0x88, 0x13, 0x00, 0x00,                // mov ecx, 5000
+            0x31, 0xc0,                                  // xor eax, eax
+            0xe8, 0x34, 0x00, 0x00, 0x00,                // call f
+            0xe8, 0x4f, 0x00, 0x00, 0x00,                // call g
+            0x48, 0x05, 0xe8, 0x03, 0x00, 0x00,          // add rax, 1000
+            0x48, 0x83, 0xc0, 0x07,                      // add rax, 7
+            0x6a, 0x2a,                                  // push 42
+            0xe8, 0x5e, 0x00, 0x00, 0x00,                // call h
+            0xf4,                                        // hlt
+        ]
+        code += [UInt8](repeating: 0xcc, count: 0x40 - code.count)
+        code += [0xff, 0xc9, 0x74, 0x0a, 0x51, 0xe8, 0xf6, 0xff, 0xff, 0xff,  // f: dec ecx; jz done; push rcx; call f
+                 0x59, 0x48, 0x01, 0xc8, 0xc3]                              // pop rcx; add rax, rcx; done: ret
+        code += [UInt8](repeating: 0xcc, count: 0x60 - code.count)
+        code += [0x5a, 0x48, 0x83, 0xc2, 0x06, 0x52, 0xc3]                  // g: pop rdx; add rdx, 6; push rdx; ret
+        code += [UInt8](repeating: 0xcc, count: 0x80 - code.count)
+        code += [0x48, 0x8b, 0x5c, 0x24, 0x08, 0xc2, 0x08, 0x00]            // h: mov rbx, [rsp + 8]; ret 8
+        return code
+    }()
+
+    @Test("calls and returns through the host stack: deeper than an entry, to changed return addresses, RET imm16")
+    func callsAndReturns() throws {
+        let interp = try BTHarness(translated: false)
+        let bt = try BTHarness(translated: true)
+        for h in [interp, bt] {
+            try h.load(Self.calls)
+            #expect(h.run() == .halted)
+        }
+        #expect(bt.cpu.gpr == interp.cpu.gpr)
+        #expect(bt.cpu.rflags == interp.cpu.rflags)
+        #expect(bt.cpu.gpr[0] == 4999 * 5000 / 2 + 7, "the recursion's sum, g's skip, the last ADD")
+        #expect(bt.cpu.gpr[3] == 42 && bt.cpu.gpr[4] == 0x8_0000)
+        let stats = try #require(bt.executor).statistics
+        #expect(stats.entries > 1, "5000 calls and returns take more than one entry's budget")
+        #expect(stats.instructionsRun == UInt64(interp.machine.instructionsRetired) - 1, "all but HLT ran translated")
+    }
+
+    @Test("a code cache that starts over while calls are outstanding: their returns still come back right")
+    func returnsAcrossCacheReset() throws {
+        let interp = try BTHarness(translated: false)
+        let bt = try BTHarness(translated: true, cacheBytes: 4096)
+        // mov ecx, 3; L: call f0; dec ecx; jnz L; hlt. f_i (0x1100 + 16 i): call f_i+1; add rax, i;
+        // ret; the last: add rax, 1000; ret. Each call translates the next function's blocks,
+        // which empties the small cache with every caller's return still to come.
+        let depth = 48
+        var code: [UInt8] = [0xb9, 0x03, 0x00, 0x00, 0x00]                  // mov ecx, 3
+        code += [0xe8] + btBytes(UInt64(UInt32(bitPattern: Int32(0x100 - 10))), 4)  // L (0x1005): call f0
+        code += [0xff, 0xc9, 0x75, 0xf7, 0xf4]                               // dec ecx; jnz L; hlt
+        code += [UInt8](repeating: 0xcc, count: 0x100 - code.count)
+        for i in 0..<depth {
+            if i < depth - 1 {
+                code += [0xe8] + btBytes(11, 4) + [0x48, 0x83, 0xc0, UInt8(i), 0xc3]  // call f_i+1; add rax, i; ret
+            } else {
+                code += [0x48, 0x05, 0xe8, 0x03, 0x00, 0x00, 0xc3]                 // add rax, 1000; ret
+            }
+            code += [UInt8](repeating: 0xcc, count: 0x100 + 16 * (i + 1) - code.count)
+        }
+        for h in [interp, bt] {
+            try h.load(code)
+            #expect(h.run() == .halted)
+        }
+        #expect(bt.cpu.gpr == interp.cpu.gpr)
+        #expect(bt.cpu.gpr[0] == 3 * UInt64(1000 + (depth - 2) * (depth - 1) / 2))
+        #expect(try #require(bt.executor).statistics.cacheResets > 0)
+    }
 }
 
 @Suite("bt: the host TLB")

@@ -3,7 +3,8 @@
 // guest's RFLAGS, or a #GP by the interpreter when CPL > IOPL), SWAPGS and the fences; with
 // them, what a kernel's entry code does around them: FS- and GS-relative accesses and PUSH
 // from memory; RDTSC/RDTSCP (a callout); LOCK'd read-modify-writes, XCHG and CMPXCHG16B on
-// memory, one host LOCK'd instruction each; CLD and STD. (STI: BTInterruptTests.)
+// memory, one host LOCK'd instruction each; CLD and STD; SYSCALL and SYSRET (a callout that
+// changes the privilege level and goes on in the new level's code). (STI: BTInterruptTests.)
 
 import Testing
 import VisorCore
@@ -293,5 +294,81 @@ struct BTSystemInstructionTests {
             #expect(ran == 1, "the block stopped before the misaligned one")
             #expect(bt.machine.isShutdown, "whose #GP (no IDT here) shut the CPU down, as on interp")
         }
+    }
+
+    /// At CPL 0: lea rcx, [rip + 9] (user); mov r11d, 0x246; sysretq. User (0x1010): add eax, 5;
+    /// syscall. LSTAR (0x1100): mov rbx, rcx; mov rdx, r11; pushfq; pop rsi; hlt.
+    static let systemCallCode: [UInt8] = [
+        0x48, 0x8d, 0x0d, 0x09, 0x00, 0x00, 0x00,        // lea rcx, [rip + 9]
+        0x41, 0xbb, 0x46, 0x02, 0x00, 0x00,              // mov r11d, 0x246
+        0x48, 0x0f, 0x07,                                // sysretq
+        0x83, 0xc0, 0x05,                                // user: add eax, 5
+        0x0f, 0x05,                                      // syscall
+    ]
+    static let systemCallHandler: [UInt8] = [0x48, 0x89, 0xcb, 0x4c, 0x89, 0xda, 0x9c, 0x5e, 0xf4]
+
+    func prepareSystemCalls(_ h: BTHarness, enabled: Bool = true, cpl: UInt8 = 0, rcx: UInt64? = nil) throws {
+        var code = Self.systemCallCode
+        if let rcx {
+            // mov rcx, imm64 instead of the LEA (the SYSRET faults: what follows is not reached).
+            code = [0x48, 0xb9] + btBytes(rcx, 8) + Array(code[7...])
+        }
+        try h.load(code)
+        try h.load(Self.systemCallHandler, at: 0x1100)
+        if enabled { h.cpu.efer |= X86SystemBits.eferSCE }
+        h.cpu.star = 0x0010_0008_0000_0000  // SYSCALL: CS 0x08, SS 0x10; SYSRET: CS 0x23, SS 0x1b
+        h.cpu.lstar = 0x1100
+        h.cpu.sfmask = 0x4_7700             // Linux's: AC, NT, IOPL, DF, IF, TF
+        h.cpu.rflags |= 0x400               // DF, which SYSCALL's mask clears
+        h.cpu.cpl = cpl
+    }
+
+    @Test("SYSRET and SYSCALL run translated through a callout, into the other level's code, as interp runs them")
+    func systemCallAndReturn() throws {
+        let interp = try BTHarness(translated: false)
+        let bt = try BTHarness(translated: true)
+        for h in [interp, bt] {
+            try prepareSystemCalls(h)
+            #expect(h.run() == .halted)
+        }
+        #expect(bt.cpu.gpr == interp.cpu.gpr)
+        #expect(bt.cpu.rip == interp.cpu.rip)
+        #expect(bt.cpu.rflags == interp.cpu.rflags)
+        #expect(bt.cpu.cpl == 0 && interp.cpu.cpl == 0)
+        for s in [X86CPU.cs, X86CPU.ss] {
+            #expect(bt.cpu.segments[s] == interp.cpu.segments[s])
+        }
+        #expect(bt.cpu.segments[X86CPU.cs].selector == 0x08)
+        #expect(bt.cpu.gpr[3] == 0x1015, "SYSCALL's RCX: the address after it")
+        #expect(bt.cpu.gpr[2] == 0x206, "R11: the user's RFLAGS (IF, PF), as SYSRET set them and ADD left them")
+        #expect(bt.cpu.gpr[6] & 0x600 == 0, "IF and DF masked on entry")
+        let stats = try #require(bt.executor).statistics
+        #expect(stats.systemCalls == 2)
+        #expect(stats.instructionsRun == 9, "all but HLT ran translated")
+        #expect(stats.entries == 1, "in one entry: each callout went on in the other level's code")
+    }
+
+    @Test("SYSCALL or SYSRET that fault stop the block: the interpreter raises the #UD or #GP",
+          arguments: ["SYSRET, SYSCALL not enabled", "SYSRET at CPL 3", "SYSRET to a non-canonical RCX",
+                      "SYSCALL not enabled"])
+    func systemCallFaults(_ case: String) throws {
+        let interp = try BTHarness(translated: false)
+        let bt = try BTHarness(translated: true)
+        for h in [interp, bt] {
+            switch `case` {
+            case "SYSRET, SYSCALL not enabled": try prepareSystemCalls(h, enabled: false)
+            case "SYSRET at CPL 3": try prepareSystemCalls(h, cpl: 3)
+            case "SYSRET to a non-canonical RCX": try prepareSystemCalls(h, rcx: 0x0000_8000_0000_0000)
+            default:
+                try prepareSystemCalls(h, enabled: false)
+                h.cpu.rip = 0x1010  // the user code's ADD and SYSCALL, at CPL 0
+            }
+            _ = h.run(budget: 100)
+        }
+        #expect(bt.cpu.gpr == interp.cpu.gpr)
+        #expect(bt.cpu.rip == interp.cpu.rip)
+        #expect(bt.cpu.cpl == interp.cpu.cpl)
+        #expect(bt.machine.isShutdown && interp.machine.isShutdown, "the fault (no IDT here) shut the CPU down")
+        #expect(try #require(bt.executor).statistics.systemCalls == 0)
     }
 }
