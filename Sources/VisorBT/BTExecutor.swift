@@ -197,17 +197,21 @@ public final class BTExecutor: X86BlockExecutor {
 
     /// Moves the jump cache and host TLB from `old` to `new`, views of the same mapping: the old
     /// one's generations are kept, the new one's taken up if it was seen, else new ones begun.
+    /// The current view is never among `savedViews`: taking a saved view up puts the one left in
+    /// its place (one pass over the list, twice per system call).
     private func switchView(from old: X86CodeView, to new: X86CodeView) {
-        let tlb = context.load(fromByteOffset: Int(BTContext.tlbGeneration), as: UInt64.self)
-        savedViews.removeAll { $0.view == old }
-        if savedViews.count >= Self.savedViewLimit { savedViews.removeFirst() }
-        savedViews.append((old, jumpGeneration, tlb))
-        if let seen = savedViews.first(where: { $0.view == new }) {
+        let left = (view: old, jump: jumpGeneration,
+                    tlb: context.load(fromByteOffset: Int(BTContext.tlbGeneration), as: UInt64.self))
+        if let i = savedViews.firstIndex(where: { $0.view == new }) {
+            let seen = savedViews[i]
+            savedViews[i] = left
             jumpGeneration = seen.jump
             context.storeBytes(of: jumpGeneration, toByteOffset: Int(BTContext.jumpGeneration), as: UInt64.self)
             context.storeBytes(of: seen.tlb, toByteOffset: Int(BTContext.tlbGeneration), as: UInt64.self)
             statistics.viewsResumed &+= 1
         } else {
+            if savedViews.count >= Self.savedViewLimit { savedViews.removeFirst() }
+            savedViews.append(left)
             clearJumpCache()
             flushHostTLB()
         }
