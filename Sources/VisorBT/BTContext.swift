@@ -105,11 +105,16 @@ enum BTContext {
     static let tlbWriteTags: Int32 = tlbReadTags + 8 * Int32(hostTLBEntries)
     static let tlbAddends: Int32 = tlbWriteTags + 8 * Int32(hostTLBEntries)
     static let tlbPhysicalPages: Int32 = tlbAddends + 8 * Int32(hostTLBEntries)
-    /// Jump cache: negated tag (RIP + generation) and the block's body address (past its
-    /// flag-loading prologue: where a jump from another block lands).
+    /// Jump cache: per slot, 16 bytes: the negated tag (RIP + generation), then the block's body
+    /// address (past its flag-loading prologue: where a jump from another block lands). Side by
+    /// side, a lookup touches one cache line of the 512 KiB table, not two; as UInt64 words
+    /// (`BTTables`), slot n's tag is word `jumpWord(n)` from `jumpTags` and its body the same
+    /// word from `jumpBodies`.
     static let jumpTags: Int32 = tlbPhysicalPages + 8 * Int32(hostTLBEntries)
-    static let jumpBodies: Int32 = jumpTags + 8 * Int32(jumpCacheEntries)
-    static let size = Int(jumpBodies) + 8 * jumpCacheEntries
+    static let jumpBodies: Int32 = jumpTags + 8
+    static let size = Int(jumpTags) + 16 * jumpCacheEntries
+    /// The UInt64 word of jump cache slot `slot` (tag from `jumpTags`, body from `jumpBodies`).
+    static func jumpWord(_ slot: Int) -> Int { 2 * slot }
 
     /// Host TLB entries, direct-mapped by `tlbSlot`.
     static let hostTLBEntries = 1024

@@ -232,7 +232,7 @@ public final class BTExecutor: X86BlockExecutor {
     /// and holds in the new address space too; the saved views are carried over to it.
     private func keepGlobalEntries(from old: X86CodeView, to new: X86CodeView) {
         for slot in nonGlobal.jumpSlots {
-            tables[BTContext.jumpTags, slot] = BTContext.emptyTag
+            tables[BTContext.jumpTags, BTContext.jumpWord(slot)] = BTContext.emptyTag
             noBlock[slot] = BTContext.emptyTag
         }
         for slot in nonGlobal.tlbSlots {
@@ -426,8 +426,8 @@ public final class BTExecutor: X86BlockExecutor {
             hostFrameEpoch &+= 1
             lastJumpGeneration = 1
             for i in 0..<BTContext.jumpCacheEntries {
-                tables[BTContext.jumpTags, i] = BTContext.emptyTag
-                tables[BTContext.jumpBodies, i] = 0
+                tables[BTContext.jumpTags, BTContext.jumpWord(i)] = BTContext.emptyTag
+                tables[BTContext.jumpBodies, BTContext.jumpWord(i)] = 0
                 noBlock[i] = BTContext.emptyTag
             }
             savedViews.removeAll()
@@ -438,14 +438,14 @@ public final class BTExecutor: X86BlockExecutor {
 
     /// True when the jump cache holds a block for `rip` in the current view (tests).
     func jumpCacheHolds(_ rip: UInt64) -> Bool {
-        tables[BTContext.jumpTags, BTContext.jumpSlot(rip)] == 0 &- (rip &+ jumpGeneration)
+        tables[BTContext.jumpTags, BTContext.jumpWord(BTContext.jumpSlot(rip))] == 0 &- (rip &+ jumpGeneration)
     }
 
     private func remember(rip: UInt64, entry: UnsafeRawPointer, global: Bool) {
         let i = BTContext.jumpSlot(rip)
         if !global { nonGlobal.noteJump(i) }
-        tables[BTContext.jumpTags, i] = 0 &- (rip &+ jumpGeneration)
-        tables[BTContext.jumpBodies, i] = UInt64(UInt(bitPattern: entry)) &+ UInt64(BlockTranslator.bodyOffset)
+        tables[BTContext.jumpTags, BTContext.jumpWord(i)] = 0 &- (rip &+ jumpGeneration)
+        tables[BTContext.jumpBodies, BTContext.jumpWord(i)] = UInt64(UInt(bitPattern: entry)) &+ UInt64(BlockTranslator.bodyOffset)
     }
 
     // MARK: X86BlockExecutor
@@ -485,8 +485,8 @@ public final class BTExecutor: X86BlockExecutor {
         // or (the no-block table) none.
         let slot = BTContext.jumpSlot(rip)
         let tag = rip &+ jumpGeneration
-        if tables[BTContext.jumpTags, slot] == 0 &- tag,
-           let entry = UnsafeRawPointer(bitPattern: UInt(tables[BTContext.jumpBodies, slot] &- UInt64(BlockTranslator.bodyOffset))) {
+        if tables[BTContext.jumpTags, BTContext.jumpWord(slot)] == 0 &- tag,
+           let entry = UnsafeRawPointer(bitPattern: UInt(tables[BTContext.jumpBodies, BTContext.jumpWord(slot)] &- UInt64(BlockTranslator.bodyOffset))) {
             return run(entry, machine: machine)
         }
         if noBlock[slot] == tag { return 0 }
@@ -1054,7 +1054,7 @@ public final class BTExecutor: X86BlockExecutor {
     }
 }
 
-/// The context's tables as arrays of UInt64: `tables[BTContext.jumpTags, slot]`.
+/// The context's tables as arrays of UInt64: `tables[BTContext.jumpTags, BTContext.jumpWord(slot)]`.
 struct BTTables {
     // SAFETY: points at a context block of `BTContext.size` bytes, which holds each table at
     // its offset in `BTContext` for `hostTLBEntries` or `jumpCacheEntries` slots; every

@@ -524,6 +524,7 @@ struct BlockTranslator {
             e.registerForm(Opcode(0xc1), size: 8, reg: 5, rm: .rdx); e.byte(12)  // SHR rdx, 12
             e.alu(0, .rdx, .rax, size: 8)                                 // ADD rdx, rax
             e.and32(.rdx, UInt32(BTContext.jumpCacheEntries - 1))
+            e.alu(0, .rdx, .rdx, size: 8)                                 // ADD rdx, rdx: the slot's word
             e.load(.rcx, disp: BTContext.jumpGeneration)
             e.alu(0, .rcx, .rax, size: 8)                                 // ADD rcx, rax: the tag
             e.contextTableForm(Opcode(0x03), size: 8, reg: HostRegister.rcx.rawValue, index: .rdx,
@@ -545,6 +546,7 @@ struct BlockTranslator {
         e.shrx(.rdx, target, count: .rcx)
         e.leaSum(.rdx, base: .rdx, index: target, scale: 1)
         e.pext(.rdx, .rdx, maskAt: BTContext.jumpIndexMask)
+        e.leaSum(.rdx, base: .rdx, index: .rdx, scale: 1)           // the slot's word (`jumpWord`)
         // The tag wanted, RIP + generation, plus the slot's negated one: zero on a hit.
         e.load(.rcx, disp: BTContext.jumpGeneration)
         e.leaSum(.rcx, base: .rcx, index: target, scale: 1)
