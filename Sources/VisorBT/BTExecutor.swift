@@ -343,7 +343,7 @@ public final class BTExecutor: X86BlockExecutor {
         e.adjustStack(8)
         for (i, r) in saved.enumerated() { e.load(r, disp: BTContext.stubSaves + 8 * Int32(i)) }
         if store {
-            e.baseForm(Opcode(0x8d), size: 8, reg: HostRegister.rcx.rawValue, base: .rax, disp: -1)  // 1 (stored) -> 0
+            e.leaOffset(.rcx, .rax, -1)  // 1 (stored) -> 0
         } else {
             e.load(.rcx, disp: BTContext.status)
         }

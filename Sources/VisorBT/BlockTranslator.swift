@@ -439,6 +439,22 @@ struct BlockTranslator {
         }
     }
 
+    /// A call into Swift at `address` with (context, `argument`), which may change any guest
+    /// register in the context: the flags saved around it (`flagsBefore`, which a refusal's stop
+    /// takes), every dirty cached register spilled before and every cached one reloaded after.
+    /// Its result is in RCX.
+    private mutating func callOut(_ address: UInt64, argument: UInt64) {
+        saveFlags()
+        spillForCall()
+        e.move(.rdi, .r15)
+        e.moveImmediate(.rsi, argument)
+        e.moveImmediate(.rax, address)
+        e.call(.rax)
+        e.move(.rcx, .rax)
+        for g in recency { if let h = hostFor[Int(g)] { e.load(h, disp: BTContext.register(g)) } }
+        restoreFlags()
+    }
+
     /// Before a callout: dirty registers to the context, so a refusal needs no write-back.
     private mutating func spillForCall() { writeBackAll() }
 
@@ -559,12 +575,7 @@ struct BlockTranslator {
             // before it (the registers are as before it: an indirect JMP changes only RIP).
             let fault = failure(retired: check.retired, rip: check.rip, flags: .inHost, afterCall: false)
             let ok = e.makeLabel()
-            e.moveImmediate(.rcx, 16)
-            e.shlx(.rdx, target, count: .rcx)
-            e.sarx(.rdx, .rdx, count: .rcx)
-            e.move(.rcx, .rdx)
-            e.unary(2, .rcx, size: 8)                                   // NOT
-            e.leaSum(.rcx, base: .rcx, index: target, scale: 1, disp: 1)  // target - sign-extended target
+            canonicalDistance(of: target)
             e.jrcxz(ok)
             e.leaOffset(.r14, .r14, Int32(retired))
             e.jmp(fault)
@@ -650,6 +661,17 @@ struct BlockTranslator {
         chain(retired: 0, target: .r13)
     }
 
+    /// RCX = `reg` minus `reg` sign-extended from bit 47: zero when it is canonical. Flag-free
+    /// (BMI2); clobbers RDX.
+    private mutating func canonicalDistance(of reg: HostRegister) {
+        e.moveImmediate(.rcx, 16)
+        e.shlx(.rdx, reg, count: .rcx)
+        e.sarx(.rdx, .rdx, count: .rcx)
+        e.move(.rcx, .rdx)
+        e.unary(2, .rcx, size: 8)                                   // NOT
+        e.leaSum(.rcx, base: .rcx, index: reg, scale: 1, disp: 1)   // reg - sign-extended reg
+    }
+
     /// `reg` = 0 unless R14, the budget, is below zero (spent), with BMI2's flag-free shift of
     /// the sign bit. Clobbers RDX.
     private mutating func budgetSpent(into reg: HostRegister) {
@@ -664,6 +686,17 @@ struct BlockTranslator {
         let l = e.makeLabel()
         failures.append((l, retired, rip, flags, afterCall ? [] : dirtyCached))
         return l
+    }
+
+    /// Jumps to `fail` when the CPL is above RFLAGS.IOPL (CLI and STI then raise #GP), with the
+    /// guest's flags saved first: it changes the host's.
+    private mutating func stopUnlessIOPLAllows(_ fail: Label) {
+        e.load(.rax, disp: BTContext.rflags)
+        e.shift64(5, .rax, by: 12)                       // SHR: IOPL to bits 1:0
+        e.and32(.rax, 3)
+        e.load(.rcx, disp: BTContext.cpl)
+        e.compare(.rcx, .rax)
+        e.jcc(7, fail)                                   // A: CPL above IOPL
     }
 
     private mutating func saveFlags(to slot: Int32 = BTContext.flagsBefore) {
@@ -767,7 +800,7 @@ struct BlockTranslator {
     /// Flags untouched; clobbers RCX, RDX, RSI.
     private mutating func probe(size: UInt8, write: Bool, miss: Label) {
         e.moveImmediate(.rcx, 12)
-        e.baseForm(Opcode(0x8d), size: 8, reg: HostRegister.rdx.rawValue, base: .r12, disp: Int8(size - 1))  // LEA rdx, [r12 + size-1]
+        e.leaOffset(.rdx, .r12, Int32(size - 1))  // LEA rdx, [r12 + size-1]
         e.shrx(.rdx, .rdx, count: .rcx)   // page of the last byte
         e.pext(.rsi, .r12, maskAt: BTContext.tlbIndexMask)  // the slot, from the first byte's page
         e.load(.rcx, disp: BTContext.tlbGeneration)
@@ -900,12 +933,7 @@ struct BlockTranslator {
     private mutating func checkCanonical(retired k: Int, rip: UInt64) {
         if fast.loads {
             let fail = failure(retired: k, rip: rip, flags: .inHost, afterCall: false)
-            e.moveImmediate(.rcx, 16)
-            e.shlx(.rdx, .r13, count: .rcx)
-            e.sarx(.rdx, .rdx, count: .rcx)
-            e.move(.rcx, .rdx)
-            e.unary(2, .rcx, size: 8)                                   // NOT
-            e.leaSum(.rcx, base: .rcx, index: .r13, scale: 1, disp: 1)  // r13 - sign-extended r13
+            canonicalDistance(of: .r13)
             e.unlessRCXZero(jumpTo: fail)
         } else {
             let fail = failure(retired: k, rip: rip, afterCall: false)
@@ -1236,25 +1264,17 @@ struct BlockTranslator {
             // before the instruction with the iterations done in the registers, as an
             // interrupted REP leaves them, and the interpreter goes on.
             let fail = failure(retired: k, rip: g.rip)
-            saveFlags()
-            spillForCall()
-            e.move(.rdi, .r15)
-            e.moveImmediate(.rsi, UInt64(insn.operation == .movs ? 1 : 0) | UInt64(insn.operandSize) << 8
-                            | UInt64(insn.memory.segment) << 16)
-            e.moveImmediate(.rax, callouts.string)
-            e.call(.rax)
-            e.move(.rcx, .rax)
-            for g in recency { if let h = hostFor[Int(g)] { e.load(h, disp: BTContext.register(g)) } }
-            restoreFlags()
+            callOut(callouts.string, argument: UInt64(insn.operation == .movs ? 1 : 0) | UInt64(insn.operandSize) << 8
+                    | UInt64(insn.memory.segment) << 16)
             // 1: done, on to the next instruction; 2: more to do, so this block ends on the
             // instruction again (counted once per run, as the interpreter counts each partial
             // REP step), and the next entry or link goes on with it; 0: the interpreter.
             let done = e.makeLabel(), notDone = e.makeLabel()
-            e.baseForm(Opcode(0x8d), size: 8, reg: HostRegister.rcx.rawValue, base: .rcx, disp: -1)
+            e.leaOffset(.rcx, .rcx, -1)
             e.unlessRCXZero(jumpTo: notDone)
             e.jmp(done)
             e.bind(notDone)
-            e.baseForm(Opcode(0x8d), size: 8, reg: HostRegister.rcx.rawValue, base: .rcx, disp: -1)
+            e.leaOffset(.rcx, .rcx, -1)
             e.unlessRCXZero(jumpTo: fail)
             exit(rip: g.rip, retired: k + 1)
             e.bind(done)
@@ -1263,15 +1283,7 @@ struct BlockTranslator {
             // A callout that reads the machine's counter into the context's registers (spilled
             // before it, reloaded after); refused (CR4.TSD above CPL 0), the block stops before it.
             let fail = failure(retired: k, rip: g.rip)
-            saveFlags()
-            spillForCall()
-            e.move(.rdi, .r15)
-            e.moveImmediate(.rsi, insn.operation == .rdtscp ? 1 : 0)
-            e.moveImmediate(.rax, callouts.timeStamp)
-            e.call(.rax)
-            e.move(.rcx, .rax)
-            for g in recency { if let h = hostFor[Int(g)] { e.load(h, disp: BTContext.register(g)) } }
-            restoreFlags()
+            callOut(callouts.timeStamp, argument: insn.operation == .rdtscp ? 1 : 0)
             e.leaOffset(.rcx, .rcx, -1)  // 1 (done) -> 0
             e.unlessRCXZero(jumpTo: fail)
 
@@ -1337,12 +1349,7 @@ struct BlockTranslator {
             // the stop writes the cached registers back).
             let fail = failure(retired: k, rip: g.rip, afterCall: false)
             saveFlags()
-            e.load(.rax, disp: BTContext.rflags)
-            e.shift64(5, .rax, by: 12)                       // SHR: IOPL to bits 1:0
-            e.and32(.rax, 3)
-            e.load(.rcx, disp: BTContext.cpl)
-            e.compare(.rcx, .rax)
-            e.jcc(7, fail)                                   // A: CPL above IOPL
+            stopUnlessIOPLAllows(fail)
             e.load(.rax, disp: BTContext.rflags)
             e.aluImmediate(4, .rax, ~UInt64(0x200), size: 8)  // AND: IF clear
             e.store(.rax, disp: BTContext.rflags, size: 8)
@@ -1355,12 +1362,7 @@ struct BlockTranslator {
             // shadow, as on hardware): both stop before it.
             let fail = failure(retired: k, rip: g.rip, afterCall: false)
             saveFlags()
-            e.load(.rax, disp: BTContext.rflags)
-            e.shift64(5, .rax, by: 12)                       // SHR: IOPL to bits 1:0
-            e.and32(.rax, 3)
-            e.load(.rcx, disp: BTContext.cpl)
-            e.compare(.rcx, .rax)
-            e.jcc(7, fail)                                   // A: CPL above IOPL
+            stopUnlessIOPLAllows(fail)
             e.load(.rcx, disp: BTContext.interruptPending)
             e.unlessRCXZero(jumpTo: fail)
             // IF was clear: the next instruction is in its shadow. It runs in this block unless
@@ -1584,7 +1586,7 @@ struct BlockTranslator {
     /// Adds one to the context's counter at `slot` (no flags touched).
     private mutating func countInContext(_ slot: Int32) {
         e.load(.rcx, disp: slot)
-        e.baseForm(Opcode(0x8d), size: 8, reg: HostRegister.rcx.rawValue, base: .rcx, disp: 1)  // LEA rcx, [rcx+1]
+        e.leaOffset(.rcx, .rcx, 1)  // LEA rcx, [rcx+1]
         e.store(.rcx, disp: slot, size: 8)
     }
 

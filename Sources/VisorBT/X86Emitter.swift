@@ -239,8 +239,12 @@ struct X86Emitter {
         contextTableForm(Opcode(0xff), size: 4, reg: 4, index: index, disp: disp)
     }
 
-    /// LEA dst, [src + disp32] (flags untouched).
+    /// LEA dst, [src + disp] (flags untouched), with an 8-bit displacement when it fits.
     mutating func leaOffset(_ dst: HostRegister, _ src: HostRegister, _ disp: Int32) {
+        if let short = Int8(exactly: disp) {
+            baseForm(Opcode(0x8d), size: 8, reg: dst.rawValue, base: src, disp: short)
+            return
+        }
         prefixes(size: 8, reg: dst.rawValue, rm: src.rawValue, rmIsRegister: false)
         byte(0x8d)
         byte(0x80 | (dst.rawValue & 7) << 3 | (src.rawValue & 7))

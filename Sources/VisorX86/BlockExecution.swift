@@ -184,7 +184,7 @@ extension X86Machine {
     /// RDTSC's and RDTSCP's results for translated code: the time-stamp counter and IA32_TSC_AUX,
     /// or nil when CR4.TSD forbids them at this CPL (the interpreter then raises the #GP).
     public func timeStampForTranslation() -> (counter: UInt64, aux: UInt64)? {
-        if cpu.cr4 & X86SystemBits.cr4TSD != 0 && cpu.cpl != 0 && cpu.cr0 & X86.cr0ProtectionEnable != 0 { return nil }
+        guard timeStampReadable else { return nil }
         return (timeStampCounter, cpu.tscAux)
     }
 

@@ -174,14 +174,20 @@ public struct X86DecodeCache {
         let last = (address &+ UInt64(max(size, 1) - 1)) >> 12
         var page = first
         while true {
-            if holdsCode(physicalPage: page), let p = self.page(page) {
-                let start = page == first ? Int(address & 0xfff) : 0
-                let end = page == last ? Int((address &+ UInt64(max(size, 1) - 1)) & 0xfff) : 4095
-                if p.codeChunks & Self.chunks(offset: start, size: end - start + 1) != 0 { return true }
-            }
+            if holdsCode(physicalPage: page), let p = self.page(page),
+               p.codeChunks & Self.chunks(onPage: page, of: address, size: size) != 0 { return true }
             if page == last { return false }
             page &+= 1
         }
+    }
+
+    /// The mask of page `number`'s chunks that bytes `[address, address + size)`, which touch
+    /// it, cover.
+    static func chunks(onPage number: UInt64, of address: UInt64, size: Int) -> UInt64 {
+        let lastByte = address &+ UInt64(max(size, 1) - 1)
+        let start = number == address >> 12 ? Int(address & 0xfff) : 0
+        let end = number == lastByte >> 12 ? Int(lastByte & 0xfff) : 4095
+        return chunks(offset: start, size: end - start + 1)
     }
 
     /// A store of `[address, address + size)` reached code page `number`: drops the page when
@@ -189,11 +195,7 @@ public struct X86DecodeCache {
     @inline(never)
     private mutating func writeToCodePage(_ number: UInt64, _ address: UInt64, size: Int) {
         guard let p = page(number) else { return }
-        let first = address >> 12
-        let lastByte = address &+ UInt64(max(size, 1) - 1)
-        let start = number == first ? Int(address & 0xfff) : 0
-        let end = number == lastByte >> 12 ? Int(lastByte & 0xfff) : 4095
-        if p.codeChunks & Self.chunks(offset: start, size: end - start + 1) != 0 { invalidate(physicalPage: number) }
+        if p.codeChunks & Self.chunks(onPage: number, of: address, size: size) != 0 { invalidate(physicalPage: number) }
     }
 
     /// Drops every instruction cached from physical page `number`.

@@ -45,7 +45,7 @@ extension X86Machine {
             cpu.gpr[1] = UInt64(e.ecx); cpu.gpr[2] = UInt64(e.edx)
             retire(insn)
         case .rdtsc, .rdtscp:
-            if cpu.cr4 & X86SystemBits.cr4TSD != 0 && cpu.cpl != 0 && protectedMode { throw .fault(.gp(0)) }
+            guard timeStampReadable else { throw .fault(.gp(0)) }
             let tsc = timeStampCounter
             cpu.gpr[0] = tsc & 0xffff_ffff
             cpu.gpr[2] = tsc >> 32
@@ -208,6 +208,10 @@ extension X86Machine {
     // MARK: Privilege helpers
 
     var protectedMode: Bool { cpu.cr0 & X86SystemBits.cr0PE != 0 }
+
+    /// Whether RDTSC and RDTSCP may run now: CR4.TSD restricts them to CPL 0 in protected mode
+    /// (#GP elsewhere).
+    var timeStampReadable: Bool { cpu.cr4 & X86SystemBits.cr4TSD == 0 || cpu.cpl == 0 || !protectedMode }
     var virtual8086: Bool { cpu.rflags & X86SystemBits.flagVM != 0 }
     var iopl: UInt8 { UInt8((cpu.rflags >> 12) & 3) }
 
