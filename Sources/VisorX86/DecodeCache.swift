@@ -9,9 +9,10 @@
 // with cached code drops the whole page. A store elsewhere on the page drops nothing: code and
 // data share pages (Linux's boot decompressor writes its variables beside its code thousands
 // of times), and dropping the page on each such store made `bt` translate its code again and
-// again. Instructions that straddle two pages are not cached (rare; they are decoded each
-// time). Writes that do not go through this CPU are not seen here: other vCPUs' stores reach it
-// at this CPU's next serializing point through the machine-wide code-write log (`SMP.swift`);
+// again. Instructions that straddle two pages are not cached here (the step loop keeps a few
+// aside, `CrossingFetch`, their bytes marked as code on both pages: `markCode`). Writes that
+// do not go through this CPU are not seen here: other vCPUs' stores reach it at this CPU's
+// next serializing point through the machine-wide code-write log (`SMP.swift`);
 // for device DMA or the host, whoever writes calls `invalidate(physicalPage:)` or `invalidateAll()`.
 //
 // Every drop of a page bumps `invalidations`; the step loop's fetch shortcut (`Step.swift`)
@@ -127,18 +128,29 @@ public struct X86DecodeCache {
         let number = physical >> 12
         let offset = Int(physical & 0xfff)
         guard offset + Int(insn.length) <= 4096, number < bitmapPages else { return }
-        let page: Page
-        if let p = pages[number] {
-            page = p
-        } else {
-            if pages.count >= Self.maximumPages { invalidateAll() }
-            page = Page()
-            pages[number] = page
-            codeBits[Int(number >> 6)] |= 1 << (number & 63)
-            onCodePage?(number)
-        }
-        page.store(physical, mode: mode, insn)
+        holdingPage(number).store(physical, mode: mode, insn)
         fills &+= 1
+    }
+
+    /// The page of physical page `number` (below `bitmapPages`), made now if it held no code
+    /// (starting over first when there are `maximumPages`).
+    private mutating func holdingPage(_ number: UInt64) -> Page {
+        if let p = pages[number] { return p }
+        if pages.count >= Self.maximumPages { invalidateAll() }
+        let page = Page()
+        pages[number] = page
+        codeBits[Int(number >> 6)] |= 1 << (number & 63)
+        onCodePage?(number)
+        return page
+    }
+
+    /// Marks `length` bytes at `physical` (on one page) as code without caching an instruction
+    /// there: a store to them drops the page, as for cached instructions (the bytes of an
+    /// instruction that crosses into the next page, which callers cache elsewhere).
+    public mutating func markCode(_ physical: UInt64, length: Int) {
+        let number = physical >> 12
+        guard number < bitmapPages, length > 0 else { return }
+        holdingPage(number).codeChunks |= Self.chunks(offset: Int(physical & 0xfff), size: length)
     }
 
     /// True when the physical page `number` holds cached instructions.

@@ -161,10 +161,21 @@ extension X86Machine {
             try checkCodeLimit(length: cached.length)
             return cached
         }
+        let firstCount = min(15, 4096 - Int(linear & 0xfff))
+        let crossingSlot = Int(truncatingIfNeeded: linear >> 12) & (CrossingFetch.slots - 1)  // by page: all sit at a page's end
+        if firstCount < 15, let seen = crossingFetches[crossingSlot], seen.linear == linear, seen.mode == mode,
+           seen.first == physical, seen.invalidations == decodeCache.invalidations {
+            var next = (linear | 0xfff) &+ 1
+            if mode != .bits64 { next &= 0xffff_ffff }
+            if try translate(next, .execute) == seen.second {
+                try checkCodeLimit(length: seen.insn.length)
+                decodeCache.hits &+= 1
+                return seen.insn
+            }
+        }
         // Mark the page before reading its bytes, so another vCPU's store after the read logs it.
         codeWatch?.markDecoded(page: physical >> 12)
         var bytes = [UInt8](repeating: 0, count: 15)
-        let firstCount = min(15, 4096 - Int(linear & 0xfff))
         copyCode(from: physical, into: &bytes, at: 0, count: firstCount)
         var result = bytes.withUnsafeBytes { decode(UnsafeRawBufferPointer(rebasing: $0[0..<firstCount]), mode) }
         var crossesPage = false
@@ -172,9 +183,20 @@ extension X86Machine {
             var next = (linear | 0xfff) &+ 1
             if mode != .bits64 { next &= 0xffff_ffff }
             let second = try translate(next, .execute)
+            codeWatch?.markDecoded(page: second >> 12)
             copyCode(from: second, into: &bytes, at: firstCount, count: 15 - firstCount)
             result = bytes.withUnsafeBytes { decode($0, mode) }
             crossesPage = true
+            if case .instruction(let insn) = result, Int(insn.length) > firstCount,
+               memory.contains(GuestPhysicalAddress(physical), length: UInt64(firstCount)),
+               memory.contains(GuestPhysicalAddress(second), length: UInt64(Int(insn.length) - firstCount)) {
+                // Its bytes on both pages count as code, so a store to either drops the pages
+                // (`invalidations` moves) and with them this entry.
+                decodeCache.markCode(physical, length: firstCount)
+                decodeCache.markCode(second, length: Int(insn.length) - firstCount)
+                crossingFetches[crossingSlot] = CrossingFetch(linear: linear, mode: mode, first: physical, second: second,
+                                                              invalidations: decodeCache.invalidations, insn: insn)
+            }
         }
         switch result {
         case .instruction(let insn):
@@ -241,4 +263,18 @@ extension X86Machine {
         if let p = interpBus { return p._withUnsafeGuaranteedRef { $0.hasPendingExit } }
         return bus.hasPendingExit
     }
+}
+
+/// An instruction that crosses from one page into the next, as `fetchSlow` decoded it: valid
+/// while RIP, the mode and both pages' physical addresses are the same and no cached code has
+/// been dropped since (its bytes on both pages are marked as code, so a store to them drops
+/// those pages). Decoding one again each time was most of the fetch time for them, and
+/// Linux's hot paths have a few (a Jcc or MOV whose bytes straddle a page boundary).
+struct CrossingFetch {
+    static let slots = 64
+    let linear: UInt64
+    let mode: CodeMode
+    let first: UInt64, second: UInt64
+    let invalidations: UInt64
+    let insn: DecodedInstruction
 }

@@ -121,6 +121,9 @@ public final class X86Machine {
     // in `fetchEpochNow`, which invalidates the shortcut before they are read again.
     @exclusivity(unchecked) var fetchSlots: UnsafeMutablePointer<UInt32>?
     @exclusivity(unchecked) var fetchEntries: UnsafeMutablePointer<DecodedInstruction>?
+    /// Instructions that cross from one page into the next, decoded lately (`fetchSlow`), which
+    /// the decode cache, one page per entry, does not hold: by linear RIP, direct-mapped.
+    @exclusivity(unchecked) var crossingFetches = [CrossingFetch?](repeating: nil, count: CrossingFetch.slots)
 
     /// A CPU over `bus`. vCPUs of one machine pass the same `shared` state (made for
     /// `bus.memory`) and their own `vcpuIndex`; nil makes a private one (a lone CPU).

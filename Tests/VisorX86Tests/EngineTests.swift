@@ -132,6 +132,33 @@ struct SysRandom {
         #expect(try cpu.run() == .portWrite(port: 0x81, size: 1, value: 0), "the patched instruction runs")
     }
 
+    @Test("an instruction across a page boundary is decoded once, and a store to its bytes on either page is seen")
+    func pageCrossingInstructionIsKeptAndDroppedByStores() throws {
+        // jmp to 0xffd; at 0xffd `mov eax, 0x44332211` (two bytes of it on the next page);
+        // out 0x80, eax; jmp back to the MOV.
+        var code: [UInt8] = [0xe9, 0xf8, 0x0f, 0x00, 0x00]
+        code += [UInt8](repeating: 0x90, count: 0xffd - code.count)
+        code += [0xb8, 0x11, 0x22, 0x33, 0x44, 0xe7, 0x80, 0xeb, 0xf7]
+        final class Count: @unchecked Sendable { var decodes = 0 }
+        let count = Count()
+        let (cpu, _) = try vcpu(code, decode: { bytes, mode in
+            count.decodes += 1
+            return Decoder.decode(bytes, mode: mode)
+        })
+        // Twice round: the jump back is decoded the second time.
+        for _ in 0..<2 { #expect(try cpu.run() == .portWrite(port: 0x80, size: 4, value: 0x4433_2211)) }
+        let decodes = count.decodes
+        for _ in 0..<20 {
+            #expect(try cpu.run() == .portWrite(port: 0x80, size: 4, value: 0x4433_2211))
+        }
+        #expect(count.decodes == decodes, "the MOV that crosses the page came from the step loop's cache")
+        // Its first byte of immediate (on the first page), then its last (on the second).
+        try cpu.machine.writeLinear(SysLayout.code + 0xffe, size: 1, value: 0x55)
+        #expect(try cpu.run() == .portWrite(port: 0x80, size: 4, value: 0x4433_2255))
+        try cpu.machine.writeLinear(SysLayout.code + 0x1001, size: 1, value: 0x66)
+        #expect(try cpu.run() == .portWrite(port: 0x80, size: 4, value: 0x6633_2255))
+    }
+
     @Test func codeChunksCoverAnInstructionsBytes() {
         #expect(X86DecodeCache.chunks(offset: 0, size: 1) == 1)
         #expect(X86DecodeCache.chunks(offset: 62, size: 3) == 0b11)
