@@ -1591,16 +1591,13 @@ struct BlockTranslator {
     }
 
     /// R12 = guest RSP + `delta` (no flags touched).
-    private mutating func stackSlot(delta: Int64) {
-        guestValue(into: .r12, 4)
-        e.moveImmediate(.rsi, UInt64(bitPattern: delta))
-        e.leaSum(.r12, base: .r12, index: .rsi, scale: 1)
+    private mutating func stackSlot(delta: Int32) {
+        e.leaOffset(.r12, cache(4, load: true), delta)
     }
 
-    /// Guest RSP = R12 + `delta`.
+    /// Guest RSP = R12 + `delta` (at most 8 + 0xffff: RET imm16).
     private mutating func moveStackPointer(by delta: UInt64) {
-        e.moveImmediate(.rsi, delta)
-        e.leaSum(.rsi, base: .r12, index: .rsi, scale: 1)
+        e.leaOffset(.rsi, .r12, Int32(truncatingIfNeeded: delta))
         setGuest(4, from: .rsi, size: 8)
     }
 
