@@ -403,7 +403,7 @@ public final class BTExecutor: X86BlockExecutor {
         e.load(.rax, disp: BTContext.budget)
         e.alu(5, .rax, .r14, size: 8)  // SUB rax, r14
         // The frames translated CALLs left (the guest's calls not returned from yet) and the
-        // bottom frame dropped at once.
+        // bottom frames dropped at once.
         e.load(.rsp, disp: BTContext.hostStackBase)
         e.adjustStack(32 + 8)
         e.pop(.r15); e.pop(.r14); e.pop(.r13); e.pop(.r12); e.pop(.rbp); e.pop(.rbx)
