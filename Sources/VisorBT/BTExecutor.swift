@@ -217,6 +217,19 @@ public final class BTExecutor: X86BlockExecutor {
         }
     }
 
+    /// Makes `now` the view the jump cache and host TLB stand for, keeping what still holds of
+    /// the current one's entries: the same mapping, or the same global pages.
+    private func moveToView(_ now: X86CodeView) {
+        if let old = view, old.sameMapping(as: now) {
+            switchView(from: old, to: now)
+        } else if let old = view, old.sameGlobalMapping(as: now), !nonGlobal.overflowed {
+            keepGlobalEntries(from: old, to: now)
+        } else {
+            forgetMapping()
+        }
+        view = now
+    }
+
     /// Starts over: every view's jump cache and host TLB entries dropped (new generations).
     private func forgetMapping() {
         statistics.mappingsForgotten &+= 1
@@ -464,16 +477,7 @@ public final class BTExecutor: X86BlockExecutor {
                   let l = try? machine.linearAddress(segment: UInt8(X86CPU.cs), offset: rip, size: 1) else { return 0 }
             linear = l
         }
-        if now != view {
-            if let old = view, old.sameMapping(as: now) {
-                switchView(from: old, to: now)
-            } else if let old = view, old.sameGlobalMapping(as: now), !nonGlobal.overflowed {
-                keepGlobalEntries(from: old, to: now)
-            } else {
-                forgetMapping()
-            }
-            view = now
-        }
+        if now != view { moveToView(now) }
         if !fastPathsDecided {
             // Decided on the first run, when the machine is known: inline stores only when no
             // other vCPU needs to hear of each store.
@@ -884,8 +888,6 @@ public final class BTExecutor: X86BlockExecutor {
         let registers = context.assumingMemoryBound(to: UInt64.self)
         let frames = hostFrameEpoch
         let status = UInt64(BTContext.statusFlags)
-        let rflags = (context.load(fromByteOffset: Int(BTContext.hostFlags), as: UInt64.self) & status)
-            | (context.load(fromByteOffset: Int(BTContext.rflags), as: UInt64.self) & ~status)
         let rip: UInt64, newFlags: UInt64
         if sysret {
             guard let done = machine.systemReturnForTranslation(rcx: registers[1], r11: registers[11]) else {
@@ -893,6 +895,8 @@ public final class BTExecutor: X86BlockExecutor {
             }
             (rip, newFlags) = (done.rip, done.rflags)
         } else {
+            let rflags = (context.load(fromByteOffset: Int(BTContext.hostFlags), as: UInt64.self) & status)
+                | (context.load(fromByteOffset: Int(BTContext.rflags), as: UInt64.self) & ~status)
             guard let done = machine.systemCallForTranslation(rflags: rflags, next: next) else {
                 return SystemCallOutcome.refused.rawValue
             }
@@ -905,15 +909,12 @@ public final class BTExecutor: X86BlockExecutor {
         context.storeBytes(of: newFlags, toByteOffset: Int(BTContext.rflags), as: UInt64.self)
         context.storeBytes(of: (newFlags & status) | 2, toByteOffset: Int(BTContext.hostFlags), as: UInt64.self)
         let selectors = machine.codeAndStackSelectors
-        context.storeBytes(of: UInt64(selectors.cs), toByteOffset: Int(BTContext.selectors) + 8, as: UInt64.self)
-        context.storeBytes(of: UInt64(selectors.ss), toByteOffset: Int(BTContext.selectors) + 16, as: UInt64.self)
+        context.storeBytes(of: UInt64(selectors.cs), toByteOffset: Int(BTContext.selectors) + 8 * X86CPU.cs, as: UInt64.self)
+        context.storeBytes(of: UInt64(selectors.ss), toByteOffset: Int(BTContext.selectors) + 8 * X86CPU.ss, as: UInt64.self)
         context.storeBytes(of: UInt64(selectors.cpl), toByteOffset: Int(BTContext.cpl), as: UInt64.self)
         // The new CPL's view of the same mapping: its jump cache and host TLB.
         let now = machine.codeView.view
-        if let old = view, old != now {
-            if old.sameMapping(as: now) { switchView(from: old, to: now) } else { forgetMapping() }
-        }
-        view = now
+        if now != view { moveToView(now) }
         // The step loop's turn: an interrupt that SYSRET's IF lets in, single-stepping, a spent
         // budget, host-stack frames that may not be returned through any more.
         let interruptible = newFlags & 0x200 != 0 && machine.hasInterruptWork

@@ -636,12 +636,8 @@ struct BlockTranslator {
     private mutating func returnThroughHostStack(retired: Int) {
         writeBackAll()
         e.leaOffset(.r14, .r14, -Int32(retired))
-        // RCX = target + generation - the frame's slot, flag-free: zero when they match.
-        e.load(.rcx, base: .rsp, disp: 8)
-        e.unary(2, .rcx, size: 8)                                   // NOT
-        e.leaSum(.rcx, base: .rcx, index: .r13, scale: 1, disp: 1)
         e.load(.rdx, disp: BTContext.jumpGeneration)
-        e.leaSum(.rcx, base: .rcx, index: .rdx, scale: 1)
+        frameDistance(slotAt: 8)
         let other = e.makeLabel(), below = e.makeLabel()
         e.unlessRCXZero(jumpTo: other)
         e.ret()
@@ -650,15 +646,21 @@ struct BlockTranslator {
         // Linux built with them) returns to RAX, not to its CALL's frame, and the function it
         // called then returns to the frame below. That one returns and the stale one is dropped.
         e.bind(other)
-        e.load(.rcx, base: .rsp, disp: 24)
-        e.unary(2, .rcx, size: 8)                                   // NOT
-        e.leaSum(.rcx, base: .rcx, index: .r13, scale: 1, disp: 1)
-        e.leaSum(.rcx, base: .rcx, index: .rdx, scale: 1)
+        frameDistance(slotAt: 24)
         e.unlessRCXZero(jumpTo: below)
         e.leaOffset(.rsp, .rsp, 16)
         e.ret()
         e.bind(below)
         chain(retired: 0, target: .r13)
+    }
+
+    /// RCX = R13 (the RET's target) + RDX (the jump cache generation) - the host-stack slot at
+    /// [RSP + `disp`], flag-free: zero when that frame was pushed for this return in this view.
+    private mutating func frameDistance(slotAt disp: Int8) {
+        e.load(.rcx, base: .rsp, disp: disp)
+        e.unary(2, .rcx, size: 8)                                   // NOT
+        e.leaSum(.rcx, base: .rcx, index: .r13, scale: 1, disp: 1)
+        e.leaSum(.rcx, base: .rcx, index: .rdx, scale: 1)
     }
 
     /// RCX = `reg` minus `reg` sign-extended from bit 47: zero when it is canonical. Flag-free

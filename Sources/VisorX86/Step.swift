@@ -162,12 +162,12 @@ extension X86Machine {
             return cached
         }
         let firstCount = min(15, 4096 - Int(linear & 0xfff))
+        // Where an instruction that crosses the page goes on (outside 64-bit mode, wrapping at 4 GiB).
+        let nextPage = mode == .bits64 ? (linear | 0xfff) &+ 1 : ((linear | 0xfff) &+ 1) & 0xffff_ffff
         let crossingSlot = Int(truncatingIfNeeded: linear >> 12) & (CrossingFetch.slots - 1)  // by page: all sit at a page's end
         if firstCount < 15, let seen = crossingFetches[crossingSlot], seen.linear == linear, seen.mode == mode,
            seen.first == physical, seen.invalidations == decodeCache.invalidations {
-            var next = (linear | 0xfff) &+ 1
-            if mode != .bits64 { next &= 0xffff_ffff }
-            if try translate(next, .execute) == seen.second {
+            if try translate(nextPage, .execute) == seen.second {
                 try checkCodeLimit(length: seen.insn.length)
                 decodeCache.hits &+= 1
                 return seen.insn
@@ -180,9 +180,7 @@ extension X86Machine {
         var result = bytes.withUnsafeBytes { decode(UnsafeRawBufferPointer(rebasing: $0[0..<firstCount]), mode) }
         var crossesPage = false
         if result == .truncated && firstCount < 15 {
-            var next = (linear | 0xfff) &+ 1
-            if mode != .bits64 { next &= 0xffff_ffff }
-            let second = try translate(next, .execute)
+            let second = try translate(nextPage, .execute)
             codeWatch?.markDecoded(page: second >> 12)
             copyCode(from: second, into: &bytes, at: firstCount, count: 15 - firstCount)
             result = bytes.withUnsafeBytes { decode($0, mode) }
