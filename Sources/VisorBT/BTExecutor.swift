@@ -5,7 +5,8 @@
 //
 // Blocks are keyed by the guest-physical address of their first instruction, its RIP and the
 // code mode: the code bakes in RIP-relative addresses and branch targets, so the same bytes
-// reached at another RIP get a block of their own. A block never leaves its physical page, and
+// reached at another RIP get a block of their own. A block never leaves its physical page but
+// for its last instruction, which may cross into the next (see `Crossing`), and
 // it decodes through the machine's decode cache, so every store that reaches a page with
 // cached code (this vCPU's at once, another vCPU's at this one's next serializing point) drops
 // the page's blocks before they can run again (`codeInvalidated`).
@@ -61,6 +62,8 @@ public struct BTStatistics: Sendable, Equatable {
     public var mappingsForgotten: UInt64 = 0
     /// SYSCALLs and SYSRETs run by translated code (a callout, without leaving it).
     public var systemCalls: UInt64 = 0
+    /// Blocks translated whose last instruction crosses into the next page.
+    public var crossingBlocks: UInt64 = 0
     /// Host bytes of translated code in the cache now.
     public var codeBytes: UInt64 = 0
     public init() {}
@@ -81,6 +84,24 @@ public final class BTExecutor: X86BlockExecutor {
     struct Block {
         let entry: UnsafeRawPointer?
         let instructions: Int
+        /// Where the next page was when the block's last instruction, which crosses into it,
+        /// was decoded; nil for a block within its page.
+        var crossing: Crossing? = nil
+    }
+
+    /// The page a block's last instruction crosses into: its linear address and the
+    /// guest-physical page it mapped to. Such a block depends on that mapping as well as its
+    /// own page's, so it runs only once `holds` (checked where the jump cache is filled, which
+    /// stands for one mapping), and no exit is ever linked to it.
+    struct Crossing: Equatable {
+        let linear: UInt64
+        let physical: UInt64
+
+        /// True when the next page still maps to the same place with execute rights (the
+        /// machine's TLB then holds it, for `isGlobalPage`).
+        func holds(_ machine: X86Machine) -> Bool {
+            (try? machine.translate(linear, .execute)) == physical
+        }
     }
 
     @exclusivity(unchecked) private var blocks: [BlockKey: Block] = [:]
@@ -393,16 +414,17 @@ public final class BTExecutor: X86BlockExecutor {
         let slot = BTContext.jumpSlot(rip)
         if noBlock[slot] == rip &+ jumpGeneration { return nil }
         guard let physical = try? machine.translate(rip, .execute) else { return nil }
-        let global = machine.isGlobalPage(rip)
+        var global = machine.isGlobalPage(rip)
         let key = BlockKey(physical: physical, rip: rip, mode: .bits64)
         let frames = hostFrameEpoch
-        let block = blocks[key] ?? translate(key, machine: machine)
+        let block = self.block(for: key, machine: machine)
         guard hostFrameEpoch == frames else { return nil }
         guard let entry = block.entry else {
             noBlock[slot] = rip &+ jumpGeneration
             nonGlobal.noteJump(slot)
             return nil
         }
+        if let c = block.crossing { global = global && machine.isGlobalPage(c.linear) }
         remember(rip: rip, entry: entry, global: global)
         statistics.chainLookups &+= 1
         return entry + BlockTranslator.bodyOffset
@@ -495,18 +517,18 @@ public final class BTExecutor: X86BlockExecutor {
         }
         if noBlock[slot] == tag { return 0 }
         guard let physical = try? machine.translate(linear, .execute) else { return 0 }
-        let global = machine.isGlobalPage(linear)
+        var global = machine.isGlobalPage(linear)
         let key = BlockKey(physical: physical, rip: rip, mode: mode)
-        let block: Block
-        if let b = blocks[key] {
-            block = b
-        } else {
-            block = translate(key, machine: machine)
-        }
+        let block = self.block(for: key, machine: machine)
         guard let entry = block.entry else {
             noBlock[slot] = tag
             nonGlobal.noteJump(slot)
             return 0
+        }
+        if let c = block.crossing {
+            // Made for the next page's mapping now (`block(for:)`): kept across a CR3 write
+            // only if that page is global too.
+            global = global && machine.isGlobalPage(c.linear)
         }
         remember(rip: rip, entry: entry, global: global)
         return run(entry, machine: machine)
@@ -611,13 +633,25 @@ public final class BTExecutor: X86BlockExecutor {
 
     /// The guest instructions of the block at `key` (empty when the first is not covered) and
     /// the RIP after them.
-    private func decodeBlock(_ key: BlockKey, machine: X86Machine) -> (instructions: [GuestInstruction], next: UInt64) {
+    private func decodeBlock(_ key: BlockKey, machine: X86Machine) -> (instructions: [GuestInstruction], next: UInt64, crossing: Crossing?) {
         let ipMask = BlockTranslator.instructionPointerMask(key.mode)
         var instructions: [GuestInstruction] = []
         var physical = key.physical
         var rip = key.rip
         while instructions.count < BlockTranslator.maximumInstructions {
-            guard let insn = machine.decodeForTranslation(physical: physical, mode: key.mode) else { break }
+            guard let insn = machine.decodeForTranslation(physical: physical, mode: key.mode) else {
+                // An instruction that crosses into the next page (64-bit code) ends the block:
+                // every exit of a block stays on its first page, so nothing after it is linked.
+                if key.mode == .bits64, physical & 0xfff > 4096 - 15,
+                   let (insn, second) = machine.decodeCrossingForTranslation(linear: rip, physical: physical) {
+                    let next = rip &+ UInt64(insn.length)
+                    if BlockTranslator.covers(insn, mode: key.mode, next: next) {
+                        instructions.append(GuestInstruction(rip: rip, insn: insn))
+                        return (instructions, next, Crossing(linear: (rip | 0xfff) &+ 1, physical: second))
+                    }
+                }
+                break
+            }
             let length = UInt64(insn.length)
             // The instruction must not wrap the instruction pointer (16- and 32-bit code).
             guard key.mode == .bits64 || rip &+ length - 1 <= ipMask else { break }
@@ -645,7 +679,7 @@ public final class BTExecutor: X86BlockExecutor {
             instructions.removeLast()
             rip = last.rip
         }
-        return (instructions, rip)
+        return (instructions, rip, nil)
     }
 
     private func translate(_ key: BlockKey, machine: X86Machine) -> Block {
@@ -653,7 +687,7 @@ public final class BTExecutor: X86BlockExecutor {
         defer { statistics.translationNanoseconds &+= MonotonicClock.hostNanoseconds() &- start }
         // The batch: the block asked for first, then blocks its exits reach (same page, not yet
         // translated), breadth-first.
-        var batch: [(key: BlockKey, instructions: Int, block: TranslatedBlock, offset: Int)] = []
+        var batch: [(key: BlockKey, instructions: Int, block: TranslatedBlock, offset: Int, crossing: Crossing?)] = []
         var queue = [key]
         var queued: Set<BlockKey> = [key]
         var size = 0
@@ -662,13 +696,13 @@ public final class BTExecutor: X86BlockExecutor {
         while index < queue.count && batch.count < Self.batchBlocks && ahead < Self.batchInstructions {
             let k = queue[index]
             index += 1
-            let (instructions, next) = decodeBlock(k, machine: machine)
+            let (instructions, next, crossing) = decodeBlock(k, machine: machine)
             if !batch.isEmpty { ahead += instructions.count }
             guard !instructions.isEmpty,
                   let translated = BlockTranslator.translate(instructions, next: next, mode: k.mode,
                                                              callouts: Self.callouts, fast: fast) else { continue }
             let offset = (size + 15) & ~15
-            batch.append((k, instructions.count, translated, offset))
+            batch.append((k, instructions.count, translated, offset, crossing))
             size = offset + translated.code.count
             for site in translated.chainSites {
                 let t = targetKey(site, from: k)
@@ -689,7 +723,7 @@ public final class BTExecutor: X86BlockExecutor {
         // to blocks of the batch or to blocks that exist.
         var code = [UInt8](repeating: 0xcc, count: size)  // INT3 in the padding
         var entryOf: [BlockKey: UnsafeRawPointer] = [:]
-        for b in batch { entryOf[b.key] = base + b.offset }
+        for b in batch where b.crossing == nil { entryOf[b.key] = base + b.offset }
         var waiting: [(code: UnsafeRawPointer, key: BlockKey, sites: [ChainSite])] = []
         for b in batch {
             let address = base + b.offset
@@ -697,7 +731,7 @@ public final class BTExecutor: X86BlockExecutor {
             var unlinked: [ChainSite] = []
             for site in b.block.chainSites {
                 let target = targetKey(site, from: b.key)
-                if let entry = entryOf[target] ?? blocks[target]?.entry,
+                if let entry = entryOf[target] ?? blocks[target].flatMap({ $0.crossing == nil ? $0.entry : nil }),
                    let patches = linkPatches(site, of: address, to: entry) {
                     for p in patches {
                         let at = p.address - address
@@ -713,7 +747,7 @@ public final class BTExecutor: X86BlockExecutor {
         }
         // Exits of installed blocks that wait for blocks of this batch: linked in the same window.
         var patches: [(address: UnsafeRawPointer, rel32: Int32)] = []
-        for b in batch {
+        for b in batch where b.crossing == nil {
             guard let waiting = pendingLinks[b.key.physical >> 12]?.removeValue(forKey: b.key) else { continue }
             for w in waiting {
                 if let p = linkPatches(w.site, of: w.code, to: base + b.offset) { patches += p }
@@ -727,8 +761,13 @@ public final class BTExecutor: X86BlockExecutor {
         }
         statistics.codeBytes = UInt64(cache.used)
         for b in batch {
-            blocks[b.key] = Block(entry: base + b.offset, instructions: b.instructions)
+            blocks[b.key] = Block(entry: base + b.offset, instructions: b.instructions, crossing: b.crossing)
             pageKeys[b.key.physical >> 12, default: []].append(b.key)
+            // A store to the next page's part of its last instruction drops it too.
+            if let c = b.crossing {
+                pageKeys[c.physical >> 12, default: []].append(b.key)
+                statistics.crossingBlocks &+= 1
+            }
             statistics.blocksTranslated &+= 1
             statistics.instructionsTranslated &+= UInt64(b.instructions)
         }
@@ -743,7 +782,17 @@ public final class BTExecutor: X86BlockExecutor {
                 pendingLinks[page, default: [:]][targetKey(site, from: w.key), default: []].append((w.code, site))
             }
         }
-        return Block(entry: base, instructions: first.instructions)
+        return Block(entry: base, instructions: first.instructions, crossing: first.crossing)
+    }
+
+    /// The block at `key`, made now if there is none, or if its last instruction crosses into
+    /// a page that no longer maps where it did.
+    private func block(for key: BlockKey, machine: X86Machine) -> Block {
+        if let b = blocks[key] {
+            guard let c = b.crossing, !c.holds(machine) else { return b }
+            blocks[key] = nil
+        }
+        return translate(key, machine: machine)
     }
 
     // MARK: Linking

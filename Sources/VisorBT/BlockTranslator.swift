@@ -135,7 +135,9 @@ struct BlockTranslator {
             default: return false
             }
         }
-        if insn.prefixes.repetition != .none && insn.operation != .stos && insn.operation != .movs { return false }
+        // (TZCNT's F3 is part of its opcode.)
+        if insn.prefixes.repetition != .none && insn.operation != .stos && insn.operation != .movs
+            && insn.operation != .tzcnt { return false }
         let d = insn.destination, s = insn.source
         let size = operationSize(insn)
         func data(_ o: Operand) -> Bool { o.kind == .register || o.kind == .highByte || o.kind == .memory }
@@ -184,6 +186,13 @@ struct BlockTranslator {
             return (d.size == 2 || d.size == 4 || d.size == 8)
                 && ((d.kind == .register && (s.kind == .register || s.kind == .immediate))
                     || (d.kind == .memory && s.kind == .immediate))
+        case .bsf, .bsr, .tzcnt:
+            return d.kind == .register && (s.kind == .register || s.kind == .memory) && (size == 2 || size == 4 || size == 8)
+        case .shld, .shrd:
+            // Registers and a non-zero immediate count (a zero count changes nothing, flags
+            // included; a word's counts above 16 are the interpreter's).
+            return d.kind == .register && s.kind == .register && insn.source2.kind == .immediate
+                && (size == 4 || size == 8) && insn.immediate & (size == 8 ? 0x3f : 0x1f) != 0
         case .mul, .div:
             let width = s.size == 0 ? insn.operandSize : s.size
             return (s.kind == .register || s.kind == .memory) && (width == 4 || width == 8)
@@ -699,6 +708,82 @@ struct BlockTranslator {
         e.load(.rcx, disp: BTContext.cpl)
         e.compare(.rcx, .rax)
         e.jcc(7, fail)                                   // A: CPL above IOPL
+    }
+
+    /// BSF, BSR, TZCNT as the interpreter makes them: the defined flags from the host's
+    /// instruction, the undefined ones kept (the host's would differ from the interpreter's).
+    /// BSF and BSR of zero set ZF and leave the destination whole; TZCNT sets CF (zero source)
+    /// and ZF (zero count).
+    private mutating func bitScan(_ g: GuestInstruction, retired k: Int, size: UInt8) {
+        let insn = g.insn, d = insn.destination, s = insn.source
+        if s.kind == .memory {
+            let fail = failure(retired: k, rip: g.rip)
+            address(insn, rip: g.rip)
+            loadAccess(segment: accessSegment(insn), size: size, fail: fail)  // zero-extended
+        } else {
+            read(s, insn, into: .rax, size: size)
+            e.zeroExtend(.rax, from: size)
+        }
+        saveFlags()
+        if insn.operation == .tzcnt {
+            e.byte(0xf3)
+            e.registerForm(Opcode(0x0f, 0xbc), size: size, reg: HostRegister.rdx.rawValue, rm: .rax)  // TZCNT rdx, rax
+            e.setcc(2, .rbx)                                  // CF: the source was zero
+            e.setcc(4, .rcx)                                  // ZF: the count is zero
+            e.zeroExtend(.rbx, from: 1)
+            e.zeroExtend(.rcx, from: 1)
+            e.shift64(4, .rcx, by: 6)
+            e.alu(1, .rbx, .rcx, size: 8)
+            write(d, from: .rdx, size: size)
+            mergeStatusFlags(from: .rbx, mask: 0x41)
+            return
+        }
+        // On the zero-extended source at 64 bits: the same index for every size.
+        guestValue(into: .rcx, d.index)
+        e.registerForm(Opcode(0x0f, insn.operation == .bsf ? 0xbc : 0xbd), size: 8, reg: HostRegister.rdx.rawValue, rm: .rax)
+        e.setcc(4, .rbx)                                      // ZF: the source was zero
+        if size == 2 {
+            // A word result keeps the register's other bits.
+            e.move(.rsi, .rcx)
+            e.aluImmediate(4, .rsi, 0xffff_0000, size: 8)     // AND: all but the low word
+            e.alu(1, .rdx, .rsi, size: 8)
+        }
+        e.test(.rbx, .rbx, size: 1)
+        e.cmovcc(5, .rdx, .rcx, size: 8)                      // zero source: the register as it was
+        setGuest(d.index, from: .rdx, size: 8)
+        e.zeroExtend(.rbx, from: 1)
+        e.shift64(4, .rbx, by: 6)
+        mergeStatusFlags(from: .rbx, mask: 0x40)
+    }
+
+    /// SHLD, SHRD by a non-zero immediate on registers: the host's result, CF, SF, ZF and PF;
+    /// OF from the sign's change (the interpreter's choice for every count, where the host's
+    /// is undefined beyond 1) and AF clear.
+    private mutating func doubleShift(_ g: GuestInstruction, size: UInt8) {
+        let insn = g.insn
+        guestValue(into: .rax, insn.destination.index)
+        guestValue(into: .rcx, insn.source.index)
+        e.move(.rdx, .rax)
+        e.registerForm(Opcode(0x0f, insn.operation == .shld ? 0xa4 : 0xac), size: size,
+                       reg: HostRegister.rcx.rawValue, rm: .rax)
+        e.byte(UInt8(truncatingIfNeeded: insn.immediate))
+        saveFlags()
+        e.alu(6, .rdx, .rax, size: 8)                         // XOR: the bits that changed
+        e.shift64(5, .rdx, by: UInt8(size) * 8 - 1)           // SHR: the sign's change to bit 0
+        e.and32(.rdx, 1)
+        e.shift64(4, .rdx, by: 11)                            // OF
+        write(insn.destination, from: .rax, size: size)
+        mergeStatusFlags(from: .rdx, mask: 0x810)
+    }
+
+    /// The saved flags (`saveFlags`) with the bits of `mask` replaced by `bits`' into the host's
+    /// RFLAGS. Clobbers RAX.
+    private mutating func mergeStatusFlags(from bits: HostRegister, mask: UInt32) {
+        e.load(.rax, disp: BTContext.flagsBefore)
+        e.aluImmediate(4, .rax, ~UInt64(mask), size: 8)       // AND
+        e.alu(1, .rax, bits, size: 8)                         // OR
+        e.store(.rax, disp: BTContext.flagsBefore, size: 8)
+        restoreFlags()
     }
 
     private mutating func saveFlags(to slot: Int32 = BTContext.flagsBefore) {
@@ -1234,6 +1319,12 @@ struct BlockTranslator {
                 e.registerForm(Opcode(0x0f, op), size: size, reg: HostRegister.rcx.rawValue, rm: .rax)
             }
             if insn.operation != .bt { write(d, from: .rax, size: size) }
+
+        case .bsf, .bsr, .tzcnt:
+            bitScan(g, retired: k, size: size)
+
+        case .shld, .shrd:
+            doubleShift(g, size: size)
 
         case .mul, .div, .idiv:
             wide(g, retired: k)

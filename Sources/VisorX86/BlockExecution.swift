@@ -65,6 +65,29 @@ extension X86Machine {
         return insn
     }
 
+    /// The 64-bit instruction at `linear` (guest-physical `physical`) that begins in the last 14
+    /// bytes of its page and goes on into the next, decoded for a translator, with the
+    /// guest-physical page the next linear page maps to now (execute rights at the current CPL).
+    /// Its bytes on both pages are marked as code, so a store to either drops what was made of
+    /// it (`X86BlockExecutor.codeInvalidated` for that page). Nil when it does not cross, the
+    /// next page does not map, or either part is outside RAM: the interpreter deals with those.
+    public func decodeCrossingForTranslation(linear: UInt64, physical: UInt64) -> (insn: DecodedInstruction, secondPage: UInt64)? {
+        let firstCount = 4096 - Int(physical & 0xfff)
+        guard firstCount < 15, linear & 0xfff == physical & 0xfff else { return nil }
+        let nextPage = (linear | 0xfff) &+ 1
+        guard Self.isCanonical(nextPage), let second = try? translate(nextPage, .execute) else { return nil }
+        // Marked before the bytes are read, as `fetchSlow` does.
+        codeWatch?.markDecoded(page: physical >> 12)
+        codeWatch?.markDecoded(page: second >> 12)
+        guard let head = try? memory.read(at: GuestPhysicalAddress(physical), count: firstCount),
+              let tail = try? memory.read(at: GuestPhysicalAddress(second), count: 15 - firstCount) else { return nil }
+        let result = (head + tail).withUnsafeBytes { decode($0, .bits64) }
+        guard case .instruction(let insn) = result, Int(insn.length) > firstCount else { return nil }
+        decodeCache.markCode(physical, length: firstCount)
+        decodeCache.markCode(second, length: Int(insn.length) - firstCount)
+        return (insn, second)
+    }
+
     /// Where `size` bytes at `segment:offset` are for a translated access (a write when
     /// `write`), checked as the interpreter's access would be (limits, canonical form, paging
     /// rights at the current CPL; accessed and dirty bits set); nil when the interpreter must

@@ -181,6 +181,102 @@ struct BTExecutorTests {
         #expect(stats.blocksTranslated > translatedBefore)
     }
 
+    /// At 0x1ff8: L: inc rcx; mov rax, imm64 (its last five bytes on the next page, the top one
+    /// `top` at 0x2004); dec rdx; jnz L; hlt. `head` goes at 0x1ff8, `tail` at the start of
+    /// whatever physical page linear 0x2000 maps to.
+    static func crossingLoop(top: UInt8) -> (head: [UInt8], tail: [UInt8]) {
+        let head: [UInt8] = [0x48, 0xff, 0xc1, 0x48, 0xb8, 0x88, 0x77, 0x66]
+        let tail: [UInt8] = [0x55, 0x44, 0x33, 0x22, top,  // the immediate's last bytes
+                             0x48, 0xff, 0xca,             // dec rdx
+                             0x75, 0xee,                   // jnz 0x1ff8
+                             0xf4]                         // hlt
+        return (head, tail)
+    }
+
+    static func crossingValue(top: UInt8) -> UInt64 { UInt64(top) << 56 | 0x22_3344_5566_7788 }
+
+    @Test("an instruction that crosses into the next page ends a translated block: the loop around it never leaves translated code")
+    func crossingInstructionTranslated() throws {
+        let interp = try BTHarness(translated: false)
+        let bt = try BTHarness(translated: true)
+        let (head, tail) = Self.crossingLoop(top: 0x11)
+        for h in [interp, bt] {
+            try h.load(head, at: 0x1ff8)
+            try h.load(tail, at: 0x2000)
+            h.cpu.rip = 0x1ff8
+            h.cpu.gpr[2] = 1000
+            #expect(h.run() == .halted)
+        }
+        #expect(bt.cpu.gpr == interp.cpu.gpr)
+        #expect(bt.cpu.rflags == interp.cpu.rflags)
+        #expect(bt.cpu.gpr[0] == Self.crossingValue(top: 0x11))
+        #expect(bt.cpu.gpr[1] == 1000)
+        // Every instruction but the HLT ran translated: the crossing MOV, and the DEC and JNZ
+        // after it on the next page, without the interpreter.
+        let stats = try #require(bt.executor).statistics
+        #expect(stats.instructionsRun == 4 * 1000)
+        #expect(stats.crossingBlocks == 1)
+        #expect(bt.machine.instructionsRetired == interp.machine.instructionsRetired)
+    }
+
+    @Test("a block ending in a crossing instruction is dropped by a store to its bytes on the next page")
+    func crossingInstructionRewritten() throws {
+        let bt = try BTHarness(translated: true)
+        let (head, tail) = Self.crossingLoop(top: 0x11)
+        try bt.load(head, at: 0x1ff8)
+        try bt.load(tail, at: 0x2000)
+        bt.cpu.rip = 0x1ff8
+        bt.cpu.gpr[2] = 10
+        #expect(bt.run() == .halted)
+        #expect(bt.cpu.gpr[0] == Self.crossingValue(top: 0x11))
+        // mov byte [0x2004], 0x99; hlt — the store goes through translated code too.
+        try bt.load([0xc6, 0x04, 0x25, 0x04, 0x20, 0x00, 0x00, 0x99, 0xf4], at: 0x3000)
+        bt.cpu.rip = 0x3000
+        bt.cpu.halted = false
+        #expect(bt.run() == .halted)
+        let invalidated = try #require(bt.executor).statistics.blocksInvalidated
+        bt.cpu.rip = 0x1ff8
+        bt.cpu.gpr[2] = 10
+        bt.cpu.halted = false
+        #expect(bt.run() == .halted)
+        #expect(bt.cpu.gpr[0] == Self.crossingValue(top: 0x99))
+        #expect(invalidated >= 1)
+    }
+
+    @Test("a block ending in a crossing instruction follows the next page's mapping: remapped by the guest (PTE store, INVLPG), it is made again")
+    func crossingInstructionRemapped() throws {
+        let interp = try BTHarness(translated: false)
+        let bt = try BTHarness(translated: true)
+        // Linear 0x2000 maps to physical 0x2000 (top byte 0x11), then to 0x9000 (top byte 0x99).
+        // 0x3000: mov rax, PTE of 0x2000; mov rbx, 0x9003; mov [rax], rbx; invlpg [0x2000]; hlt.
+        let pte = BTHarness.pageTableEntries + 2 * 8
+        let remap: [UInt8] = [0x48, 0xb8] + btBytes(pte, 8) + [0x48, 0xbb] + btBytes(0x9003, 8)
+            + [0x48, 0x89, 0x18, 0x0f, 0x01, 0x3c, 0x25, 0x00, 0x20, 0x00, 0x00, 0xf4]
+        for h in [interp, bt] {
+            try h.enablePaging()
+            let (head, tail) = Self.crossingLoop(top: 0x11)
+            try h.load(head, at: 0x1ff8)
+            try h.load(tail, at: 0x2000)
+            try h.load(Self.crossingLoop(top: 0x99).tail, at: 0x9000)
+            try h.load(remap, at: 0x3000)
+            h.cpu.rip = 0x1ff8
+            h.cpu.gpr[2] = 10
+            #expect(h.run() == .halted)
+            #expect(h.cpu.gpr[0] == Self.crossingValue(top: 0x11))
+            for rip: UInt64 in [0x3000, 0x1ff8] {
+                h.cpu.rip = rip
+                h.cpu.gpr[2] = 10
+                h.cpu.halted = false
+                #expect(h.run() == .halted)
+            }
+            #expect(h.cpu.gpr[0] == Self.crossingValue(top: 0x99))
+        }
+        #expect(bt.cpu.gpr == interp.cpu.gpr)
+        // Made once for each mapping.
+        #expect(try #require(bt.executor).statistics.crossingBlocks == 2)
+        #expect(bt.machine.instructionsRetired == interp.machine.instructionsRetired)
+    }
+
     @Test("a code cache too small for the working set starts over and stays correct")
     func cacheResets() throws {
         let interp = try BTHarness(translated: false)

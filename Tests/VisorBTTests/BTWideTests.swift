@@ -1,6 +1,8 @@
-// MUL, DIV, IDIV, BT/BTS/BTR/BTC on registers, BSWAP and LEAVE: translated, they end as the
-// interpreter ends them over random operands (seeded), divisions that fault included (those the
-// translated code leaves to the interpreter). Flags the SDM leaves undefined are not compared.
+// MUL, DIV, IDIV, BT/BTS/BTR/BTC on registers, BSF/BSR/TZCNT, SHLD/SHRD, BSWAP and LEAVE:
+// translated, they end as the interpreter ends them over random operands (seeded), divisions
+// that fault included (those the translated code leaves to the interpreter). Flags the SDM
+// leaves undefined are not compared, except for the bit scans and double shifts, whose
+// translation makes the interpreter's choice (kept, or OF from the sign's change and AF clear).
 
 import Testing
 import VisorCore
@@ -8,7 +10,7 @@ import VisorX86
 import VisorX86Decode
 @testable import VisorBT
 
-@Suite("bt: wide arithmetic, bit tests, BSWAP, LEAVE")
+@Suite("bt: wide arithmetic, bit tests and scans, double shifts, BSWAP, LEAVE")
 struct BTWideTests {
     struct Generator {
         var state: UInt64
@@ -57,6 +59,17 @@ struct BTWideTests {
         ("lock cmpxchg byte [rsi], cl", [0xf0, 0x0f, 0xb0, 0x0e], 0x8d5),
         ("lock xadd [rsi], rdx", [0xf0, 0x48, 0x0f, 0xc1, 0x16], 0x8d5),
         ("xadd dword [rsi], ecx", [0x0f, 0xc1, 0x0e], 0x8d5),
+        ("bsf rax, rcx", [0x48, 0x0f, 0xbc, 0xc1], 0x8d5),
+        ("bsf ecx, edx", [0x0f, 0xbc, 0xca], 0x8d5),
+        ("bsr ax, cx", [0x66, 0x0f, 0xbd, 0xc1], 0x8d5),
+        ("bsr r9, qword [rsi]", [0x4c, 0x0f, 0xbd, 0x0e], 0x8d5),
+        ("tzcnt rax, rcx", [0xf3, 0x48, 0x0f, 0xbc, 0xc1], 0x8d5),
+        ("tzcnt ecx, dword [rsi]", [0xf3, 0x0f, 0xbc, 0x0e], 0x8d5),
+        ("tzcnt dx, ax", [0x66, 0xf3, 0x0f, 0xbc, 0xd0], 0x8d5),
+        ("shrd rax, rdx, 10", [0x48, 0x0f, 0xac, 0xd0, 0x0a], 0x8d5),
+        ("shrd eax, ecx, 31", [0x0f, 0xac, 0xc8, 0x1f], 0x8d5),
+        ("shld r8, r9, 1", [0x4d, 0x0f, 0xa4, 0xc8, 0x01], 0x8d5),
+        ("shld ecx, edx, 7", [0x0f, 0xa4, 0xd1, 0x07], 0x8d5),
         ("bswap eax", [0x0f, 0xc8], 0x8d5),
         ("bswap r9", [0x49, 0x0f, 0xc9], 0x8d5),
         ("leave", [0xc9], 0x8d5),
