@@ -89,6 +89,16 @@ enum BTContext {
     /// `BlockTranslator.callExit`): where the exit trampoline puts RSP back, however many
     /// frames translated CALLs left on the host stack.
     static let hostStackBase: Int32 = 464
+    /// Masks for PEXT and PDEP (`X86Emitter.andMask`), which change RFLAGS bits held in
+    /// registers without touching the host's flags (the guest's live there): the status
+    /// flags; all but the status flags, RF and VM (PUSHF's image); IF; all but IF; IOPL.
+    static let statusFlagsMask: Int32 = 472
+    static let pushfImageMask: Int32 = 480
+    static let interruptFlagMask: Int32 = 488
+    static let allButInterruptFlagMask: Int32 = 496
+    static let ioplMask: Int32 = 504
+    /// Bit CPL * 4 + IOPL set where CLI and STI fault (CPL above IOPL).
+    static let ioplTooLow: UInt64 = 1 << 4 | 1 << 8 | 1 << 9 | 1 << 12 | 1 << 13 | 1 << 14
     /// What the bottom frames' return-address slots hold: no guest return address plus any
     /// jump cache generation equals it (`BlockTranslator.returnThroughHostStack`), so a RET
     /// without a frame of its own never takes the host RET they guard.

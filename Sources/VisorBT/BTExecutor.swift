@@ -149,6 +149,12 @@ public final class BTExecutor: X86BlockExecutor {
         memset(noBlock, 0, 8 * BTContext.jumpCacheEntries)
         context.storeBytes(of: BTContext.tlbAddressMask, toByteOffset: Int(BTContext.tlbIndexMask), as: UInt64.self)
         context.storeBytes(of: UInt64(BTContext.jumpCacheEntries - 1), toByteOffset: Int(BTContext.jumpIndexMask), as: UInt64.self)
+        for (slot, mask) in [(BTContext.statusFlagsMask, UInt64(BTContext.statusFlags)),
+                             (BTContext.pushfImageMask, ~UInt64(BTContext.statusFlags | 0x3_0000)),
+                             (BTContext.interruptFlagMask, 0x200), (BTContext.allButInterruptFlagMask, ~UInt64(0x200)),
+                             (BTContext.ioplMask, 0x3000)] {
+            context.storeBytes(of: mask, toByteOffset: Int(slot), as: UInt64.self)
+        }
         // The trampolines and stubs, installed together (one W^X window), each 16-byte aligned.
         let pieces = [Self.enterTrampoline(), Self.exitTrampoline(), Self.accessStub(store: false),
                       Self.accessStub(store: true), Self.missStub()].compactMap { $0 }

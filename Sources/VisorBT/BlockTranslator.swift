@@ -699,15 +699,18 @@ struct BlockTranslator {
         return l
     }
 
-    /// Jumps to `fail` when the CPL is above RFLAGS.IOPL (CLI and STI then raise #GP), with the
-    /// guest's flags saved first: it changes the host's.
+    /// Jumps to `fail` when the CPL is above RFLAGS.IOPL (CLI and STI then raise #GP). Flags
+    /// untouched; clobbers RAX, RCX, RDX.
     private mutating func stopUnlessIOPLAllows(_ fail: Label) {
         e.load(.rax, disp: BTContext.rflags)
-        e.shift64(5, .rax, by: 12)                       // SHR: IOPL to bits 1:0
-        e.and32(.rax, 3)
+        e.pext(.rax, .rax, maskAt: BTContext.ioplMask)   // IOPL
         e.load(.rcx, disp: BTContext.cpl)
-        e.compare(.rcx, .rax)
-        e.jcc(7, fail)                                   // A: CPL above IOPL
+        e.leaSum(.rcx, base: .rax, index: .rcx, scale: 4) // CPL * 4 + IOPL
+        e.moveImmediate(.rdx, BTContext.ioplTooLow)
+        e.shrx(.rdx, .rdx, count: .rcx)
+        e.moveImmediate(.rcx, 63)
+        e.shlx(.rcx, .rdx, count: .rcx)                  // that bit alone (at bit 63)
+        e.unlessRCXZero(jumpTo: fail)
     }
 
     /// BSF, BSR, TZCNT as the interpreter makes them: the defined flags from the host's
@@ -1410,14 +1413,14 @@ struct BlockTranslator {
         case .pushf:
             // The image: the status flags (in the host's RFLAGS) over the rest of the guest's
             // RFLAGS (unchanged while translated code runs), RF and VM cleared as in 64-bit mode.
+            // Put together without touching the host's flags: the store's callout, if any,
+            // saves them as the guest's before the instruction.
             let fail = failure(retired: k, rip: g.rip)
-            saveFlags()
-            e.load(.rbx, disp: BTContext.flagsBefore)
-            e.and32(.rbx, BTContext.statusFlags)
+            e.pushFlags(); e.pop(.rbx)
+            e.andMask(.rbx, .rbx, maskAt: BTContext.statusFlagsMask)
             e.load(.rax, disp: BTContext.rflags)
-            e.aluImmediate(4, .rax, ~UInt64(BTContext.statusFlags | 0x3_0000), size: 8)  // AND: not status, RF, VM
-            e.alu(1, .rbx, .rax, size: 8)                                                  // OR
-            restoreFlags()
+            e.andMask(.rax, .rax, maskAt: BTContext.pushfImageMask)
+            e.leaSum(.rbx, base: .rbx, index: .rax, scale: 1) // disjoint bits: the sum is the OR
             stackSlot(delta: -8)
             storeAccess(segment: 2, size: 8, fail: fail)
             setGuest(4, from: .r12, size: 8)
@@ -1439,22 +1442,19 @@ struct BlockTranslator {
         case .cli:
             // IF cleared in the guest's RFLAGS (the exit takes it back), unless CPL > IOPL: then
             // the block stops before it and the interpreter raises the #GP (no callout before:
-            // the stop writes the cached registers back).
-            let fail = failure(retired: k, rip: g.rip, afterCall: false)
-            saveFlags()
+            // the stop writes the cached registers back). The host's flags stay as they are.
+            let fail = failure(retired: k, rip: g.rip, flags: .inHost, afterCall: false)
             stopUnlessIOPLAllows(fail)
             e.load(.rax, disp: BTContext.rflags)
-            e.aluImmediate(4, .rax, ~UInt64(0x200), size: 8)  // AND: IF clear
+            e.andMask(.rax, .rax, maskAt: BTContext.allButInterruptFlagMask)
             e.store(.rax, disp: BTContext.rflags, size: 8)
-            restoreFlags()
 
         case .sti:
             // IF set in the guest's RFLAGS (the exit takes it back), unless CPL > IOPL (the
             // interpreter raises the #GP) or an interrupt was waiting when the block was entered
             // (the interpreter runs the STI, so that the interrupt is taken right after the
-            // shadow, as on hardware): both stop before it.
-            let fail = failure(retired: k, rip: g.rip, afterCall: false)
-            saveFlags()
+            // shadow, as on hardware): both stop before it. The host's flags stay as they are.
+            let fail = failure(retired: k, rip: g.rip, flags: .inHost, afterCall: false)
             stopUnlessIOPLAllows(fail)
             e.load(.rcx, disp: BTContext.interruptPending)
             e.unlessRCXZero(jumpTo: fail)
@@ -1462,14 +1462,14 @@ struct BlockTranslator {
             // the block stops before it, and then the exit sets the shadow (`shadowRIP`).
             let wasSet = e.makeLabel()
             e.load(.rax, disp: BTContext.rflags)
-            e.testImmediate(.rax, 0x200, size: 8)
-            e.jcc(5, wasSet)                                 // NE: IF was set
+            e.pext(.rcx, .rax, maskAt: BTContext.interruptFlagMask)
+            e.unlessRCXZero(jumpTo: wasSet)
             e.moveImmediate(.rcx, next)
             e.store(.rcx, disp: BTContext.shadowRIP, size: 8)
             e.bind(wasSet)
-            e.aluImmediate(1, .rax, 0x200, size: 8)           // OR: IF set
+            e.andMask(.rax, .rax, maskAt: BTContext.allButInterruptFlagMask)
+            e.leaOffset(.rax, .rax, 0x200)                   // IF set
             e.store(.rax, disp: BTContext.rflags, size: 8)
-            restoreFlags()
 
         case .swapgs:
             // GS's base and IA32_KERNEL_GS_BASE exchanged in the context (the exit takes both

@@ -220,6 +220,24 @@ struct X86Emitter {
         i32(disp)
     }
 
+    /// PDEP dst, src, qword [r15 + disp]: the low bits of `src` spread to the bits the mask in
+    /// the context selects, the others clear (flags untouched). After a PEXT with the same
+    /// mask, `src` ANDed with it.
+    mutating func pdep(_ dst: HostRegister, _ src: HostRegister, maskAt disp: Int32) {
+        byte(0xc4)
+        byte((dst.rawValue & 8 == 0 ? 0x80 : 0) | 0x40 | 0x02)        // ~R, ~X, B (R15), map 0F38
+        byte(0x80 | (~src.rawValue & 15) << 3 | 3)                      // W1, ~vvvv = src, L0, pp F2
+        byte(0xf5)
+        byte(0x80 | (dst.rawValue & 7) << 3 | 7)                        // [r15 + disp32]
+        i32(disp)
+    }
+
+    /// dst = src AND the mask at [r15 + disp], flags untouched (PEXT, then PDEP).
+    mutating func andMask(_ dst: HostRegister, _ src: HostRegister, maskAt disp: Int32) {
+        pext(dst, src, maskAt: disp)
+        pdep(dst, dst, maskAt: disp)
+    }
+
     /// `opcode` with memory operand [r15 + index * 8 + disp]: an entry of a table in the context.
     mutating func contextTableForm(_ opcode: Opcode, size: UInt8, reg: UInt8, index: HostRegister, disp: Int32) {
         prefixes(size: size, reg: reg, rm: HostRegister.r15.rawValue, index: index.rawValue, rmIsRegister: false)

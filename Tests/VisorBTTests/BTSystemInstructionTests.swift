@@ -80,6 +80,39 @@ struct BTSystemInstructionTests {
         #expect(stats.instructionsRun >= 6, "the instructions before CLI ran translated")
     }
 
+    @Test("CLI, STI and PUSHF at every CPL and IOPL: translated where CPL ≤ IOPL, stopped before for the #GP elsewhere, the status flags untouched")
+    func interruptFlagAtEveryPrivilege() throws {
+        // cli; pushfq; pop rbx; sti; nop; pushfq; pop rcx; hlt
+        let code: [UInt8] = [0xfa, 0x9c, 0x5b, 0xfb, 0x90, 0x9c, 0x59, 0xf4]
+        for cpl in UInt8(0)...3 {
+            for iopl in UInt64(0)...3 {
+                for status: UInt64 in [0, 0x8d5, 0x45, 0x880] {
+                    let interp = try BTHarness(translated: false)
+                    let bt = try BTHarness(translated: true)
+                    for h in [interp, bt] {
+                        try h.load(code)
+                        h.cpu.rflags = 2 | status | 0x200 | iopl << 12
+                        h.cpu.cpl = cpl
+                        _ = h.run(budget: 100)
+                    }
+                    let context = "CPL \(cpl) IOPL \(iopl) flags \(String(status, radix: 16))"
+                    #expect(bt.cpu.gpr == interp.cpu.gpr, "\(context)")
+                    #expect(bt.cpu.rip == interp.cpu.rip, "\(context)")
+                    #expect(bt.cpu.rflags == interp.cpu.rflags, "\(context)")
+                    #expect(bt.machine.isShutdown == interp.machine.isShutdown, "\(context)")
+                    let run = try #require(bt.executor).statistics.instructionsRun
+                    if UInt64(cpl) <= iopl {
+                        #expect(run == 7, "\(context): all but HLT ran translated")
+                        #expect(bt.cpu.gpr[3] & 0xad5 == status, "\(context): PUSHF after CLI")
+                        #expect(bt.cpu.gpr[1] & 0xad5 == status | 0x200, "\(context): PUSHF after STI")
+                    } else {
+                        #expect(run == 0, "\(context): CLI stopped the block")
+                    }
+                }
+            }
+        }
+    }
+
     /// mov rax, gs:[0x10]; swapgs; mov rbx, gs:[0x10]; mov fs:[0x20], rbx; push qword fs:[0x20];
     /// pop rcx; push qword [rsp - 8]; pop rdx; mfence; lfence; hlt.
     static let entryCode: [UInt8] = [
