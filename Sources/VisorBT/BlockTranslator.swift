@@ -132,6 +132,9 @@ struct BlockTranslator {
                 else { return false }
             case .inc, .dec, .not, .neg:
                 guard mode == .bits64, insn.destination.kind == .memory else { return false }
+            case .bts, .btr, .btc:
+                // (LOCK BT, which writes nothing, is #UD: the interpreter's.)
+                guard mode == .bits64, insn.destination.kind == .memory else { return false }
             default: return false
             }
         }
@@ -181,11 +184,10 @@ struct BlockTranslator {
         case .bswap:
             return d.kind == .register && (d.size == 4 || d.size == 8)
         case .bt, .bts, .btr, .btc:
-            // Registers, or memory with an immediate bit index (a register index into memory
-            // addresses a whole bit string: left to the interpreter).
-            return (d.size == 2 || d.size == 4 || d.size == 8)
-                && ((d.kind == .register && (s.kind == .register || s.kind == .immediate))
-                    || (d.kind == .memory && s.kind == .immediate))
+            // Registers, or memory with an immediate bit index, or (64-bit code and addresses)
+            // memory with a register index, which addresses a whole bit string.
+            return (d.size == 2 || d.size == 4 || d.size == 8) && (s.kind == .register || s.kind == .immediate)
+                && (d.kind == .register || (d.kind == .memory && (s.kind == .immediate || (long && insn.addressSize == 8))))
         case .bsf, .bsr, .tzcnt:
             return d.kind == .register && (s.kind == .register || s.kind == .memory) && (size == 2 || size == 4 || size == 8)
         case .shld, .shrd:
@@ -1006,9 +1008,9 @@ struct BlockTranslator {
     /// TLB when stores may use it, so a second probe finds the page; otherwise the block stops
     /// before the instruction and the interpreter does it. Flags kept.
     @discardableResult
-    private mutating func lockedAddress(_ g: GuestInstruction, retired k: Int, size: UInt8) -> Label {
+    private mutating func lockedAddress(_ g: GuestInstruction, retired k: Int, size: UInt8, addressReady: Bool = false) -> Label {
         let fail = failure(retired: k, rip: g.rip)
-        address(g.insn, rip: g.rip)
+        if !addressReady { address(g.insn, rip: g.rip) }
         loadAccess(segment: accessSegment(g.insn), size: size, forWrite: true, keepHost: true, fail: fail)
         let direct = e.makeLabel()
         e.move(.rcx, .r13)
@@ -1304,6 +1306,19 @@ struct BlockTranslator {
 
         case .bt, .bts, .btr, .btc:
             let ext: UInt8 = insn.operation == .bt ? 4 : insn.operation == .bts ? 5 : insn.operation == .btr ? 6 : 7
+            if d.kind == .memory && s.kind == .register {
+                bitStringTest(g, retired: k, size: size)
+                break
+            }
+            if d.kind == .memory && insn.prefixes.lock {
+                // LOCK BTS/BTR/BTC [mem], imm8: one host LOCK'd instruction (the immediate is
+                // taken modulo the operand's width, as the guest's).
+                lockedAddress(g, retired: k, size: size)
+                e.byte(0xf0)
+                e.baseForm(Opcode(0x0f, 0xba), size: size, reg: ext, base: .r13, disp: 0)
+                e.byte(UInt8(truncatingIfNeeded: insn.immediate))
+                break
+            }
             if d.kind == .memory {
                 // An immediate bit index: the operand is just the memory word.
                 arithmetic(g, retired: k, size: size, writes: insn.operation != .bt, unary: true) { e in
@@ -1625,6 +1640,39 @@ struct BlockTranslator {
         } else {
             write(d, from: .rax, size: size)
         }
+    }
+
+    /// BT, BTS, BTR, BTC with a register bit index into memory: the index is signed and picks
+    /// the word of the bit string that holds the bit (the operand's address plus the index
+    /// shifted right, arithmetically, by log2 of the width, times the width in bytes), then
+    /// the bit within it. With LOCK, one host LOCK'd instruction on that word. Clobbers RBX,
+    /// which holds the index (callee-saved: it outlives the access's callout).
+    private mutating func bitStringTest(_ g: GuestInstruction, retired k: Int, size: UInt8) {
+        let insn = g.insn
+        let writes = insn.operation != .bt
+        let op: UInt8 = insn.operation == .bt ? 0xa3 : insn.operation == .bts ? 0xab : insn.operation == .btr ? 0xb3 : 0xbb
+        address(insn, rip: g.rip)
+        guestValue(into: .rbx, insn.source.index)
+        if size < 8 { e.signExtend(.rbx, from: size) }
+        let widthShift: UInt64 = size == 8 ? 6 : size == 4 ? 5 : 4
+        e.moveImmediate(.rcx, widthShift)
+        e.sarx(.rdx, .rbx, count: .rcx)                       // the word's index
+        e.leaSum(.r12, base: .r12, index: .rdx, scale: size)  // its address
+        if insn.prefixes.lock {
+            lockedAddress(g, retired: k, size: size, addressReady: true)
+            // The bit within the word alone: a host BTx on memory would index a bit string too.
+            e.moveImmediate(.rcx, 64 - widthShift)
+            e.shlx(.rbx, .rbx, count: .rcx)
+            e.shrx(.rbx, .rbx, count: .rcx)
+            e.byte(0xf0)
+            e.baseForm(Opcode(0x0f, op), size: size, reg: HostRegister.rbx.rawValue, base: .r13, disp: 0)
+            return
+        }
+        let fail = failure(retired: k, rip: g.rip)
+        loadAccess(segment: accessSegment(insn), size: size, forWrite: writes, keepHost: writes, fail: fail)
+        // On a register the host takes the index modulo the width.
+        e.registerForm(Opcode(0x0f, op), size: size, reg: HostRegister.rbx.rawValue, rm: .rax)
+        if writes { storeBack(segment: accessSegment(insn), size: size, fail: fail) }
     }
 
     /// MUL, DIV and IDIV at 32 or 64 bits: RDX:RAX with the source. A division runs on the

@@ -70,6 +70,15 @@ struct BTWideTests {
         ("shrd eax, ecx, 31", [0x0f, 0xac, 0xc8, 0x1f], 0x8d5),
         ("shld r8, r9, 1", [0x4d, 0x0f, 0xa4, 0xc8, 0x01], 0x8d5),
         ("shld ecx, edx, 7", [0x0f, 0xa4, 0xd1, 0x07], 0x8d5),
+        ("bt qword [rsi], rcx (bit string)", [0x48, 0x0f, 0xa3, 0x0e], 0x41),
+        ("bts dword [rsi], ecx (bit string)", [0x0f, 0xab, 0x0e], 0x41),
+        ("btr word [rsi], dx (bit string)", [0x66, 0x0f, 0xb3, 0x16], 0x41),
+        ("btc qword [rsi], rax (bit string)", [0x48, 0x0f, 0xbb, 0x06], 0x41),
+        ("lock bts qword [rsi], rdx (bit string)", [0xf0, 0x48, 0x0f, 0xab, 0x16], 0x41),
+        ("lock btr dword [rsi], ecx (bit string)", [0xf0, 0x0f, 0xb3, 0x0e], 0x41),
+        ("lock btc word [rsi], ax (bit string)", [0xf0, 0x66, 0x0f, 0xbb, 0x06], 0x41),
+        ("lock bts qword [rsi], 45", [0xf0, 0x48, 0x0f, 0xba, 0x2e, 0x2d], 0x41),
+        ("lock btr dword [rsi], 3", [0xf0, 0x0f, 0xba, 0x36, 0x03], 0x41),
         ("bswap eax", [0x0f, 0xc8], 0x8d5),
         ("bswap r9", [0x49, 0x0f, 0xc9], 0x8d5),
         ("leave", [0xc9], 0x8d5),
@@ -88,6 +97,19 @@ struct BTWideTests {
             gpr[4] = 0x7_0000                      // RSP
             gpr[6] = 0x6_0000 + (g.next() & 0xff8) // RSI: a scratch qword
             if name == "leave" { gpr[5] = 0x5_0000 + (g.next() & 0xff8) }
+            let bitString = name.hasSuffix("(bit string)")
+            if bitString {
+                // Indexes within 4096 bits either way (the word may lie before the operand),
+                // with garbage above a dword's or word's index now and then.
+                for r in 0...2 {
+                    var v = UInt64(bitPattern: Int64(g.next() % 8192) - 4096)
+                    if !name.contains("qword") && g.next() % 2 == 0 {
+                        let keep: UInt64 = name.contains("dword") ? 0xffff_ffff : 0xffff
+                        v = (v & keep) | (g.next() & ~keep)
+                    }
+                    gpr[r] = v
+                }
+            }
             // CMPXCHG succeeds half the time: the accumulator equals the memory word.
             let scratchOverride: UInt64? = name.contains("cmpxchg") && g.next() % 2 == 0 ? gpr[0] : nil
             // Dividends that fit the quotient three times in four (random ones mostly fault).
@@ -98,8 +120,11 @@ struct BTWideTests {
             }
             let flags = (g.next() & 0x8d5) | 2
             let scratch = scratchOverride ?? g.interesting()
+            var window = [UInt8](repeating: 0, count: bitString ? 1200 : 0)
+            for i in window.indices { window[i] = UInt8(truncatingIfNeeded: g.next()) }
             for h in [interp, bt] {
                 try h.load(bytes + [0xf4])
+                try h.bus.memory.write(window, at: GuestPhysicalAddress(gpr[6] - 600))
                 try h.bus.memory.store(scratch, at: GuestPhysicalAddress(gpr[6]))
                 try h.bus.memory.store(scratch, at: GuestPhysicalAddress(gpr[5] & 0xf_fff8))
                 for i in 0..<16 { h.cpu.gpr[i] = gpr[i] }
@@ -115,6 +140,10 @@ struct BTWideTests {
             let x: UInt64 = try interp.bus.memory.load(UInt64.self, at: GuestPhysicalAddress(gpr[6]))
             let y: UInt64 = try bt.bus.memory.load(UInt64.self, at: GuestPhysicalAddress(gpr[6]))
             #expect(x == y, "\(context): memory")
+            if bitString {
+                let near = { (h: BTHarness) in try h.bus.memory.read(at: GuestPhysicalAddress(gpr[6] - 600), count: 1200) }
+                #expect(try near(interp) == near(bt), "\(context): the bit string")
+            }
             translated &+= try #require(bt.executor).statistics.instructionsRun
             if bt.cpu.gpr != interp.cpu.gpr { break }
         }
