@@ -126,16 +126,19 @@ enum BTContext {
     /// The UInt64 word of jump cache slot `slot` (tag from `jumpTags`, body from `jumpBodies`).
     static func jumpWord(_ slot: Int) -> Int { 2 * slot }
 
-    /// Host TLB entries, direct-mapped by `tlbSlot`.
-    static let hostTLBEntries = 1024
-    /// The linear-address bits that make a host TLB slot, packed (`pext`): the page's low six
-    /// bits and bits 8-11 of the page number. Sixty-four consecutive pages never share a slot,
-    /// and neither do buffers 1, 2, 4 or 8 MiB apart (a copy between aligned buffers thrashed
-    /// one slot when the index was the page's low bits alone).
-    static let tlbAddressMask: UInt64 = 0x3f << 12 | 0xf << 20
+    /// Host TLB entries, direct-mapped by `tlbSlot`. With 1024, Linux's receive path (kernel
+    /// stack, per-CPU data, socket buffers, the reader's user pages) had enough pages sharing
+    /// slots that a TCP download made 2.5 times the load callouts it makes with 4096 (counted
+    /// with `--stats`); the tables are then 128 KiB, of which a workload touches its own pages'.
+    static let hostTLBEntries = 4096
+    /// The linear-address bits that make a host TLB slot, packed (`pext`): the page number's
+    /// low twelve bits. 4096 consecutive pages never share a slot, and neither do buffers 1, 2,
+    /// 4 or 8 MiB apart (a copy between aligned buffers thrashed one slot when the index was
+    /// the page's low bits alone, with fewer entries).
+    static let tlbAddressMask: UInt64 = 0xfff << 12
     /// The host TLB slot of a linear page (what `pext` with `tlbAddressMask` gives for an
     /// address in it).
-    static func tlbSlot(_ page: UInt64) -> Int { Int(truncatingIfNeeded: (page & 0x3f) | ((page >> 8) & 0xf) << 6) }
+    static func tlbSlot(_ page: UInt64) -> Int { Int(truncatingIfNeeded: page & 0xfff) }
     /// An empty host TLB slot's stored tag: zero, the negation of no page number plus
     /// generation (page numbers stop below bit 52; generations are 1...0xffe in bits 63:52).
     /// So a zeroed table is an empty one.
