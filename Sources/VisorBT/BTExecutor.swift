@@ -49,7 +49,7 @@ public struct BTStatistics: Sendable, Equatable {
     /// Exits linked straight to the next block (same page).
     public var links: UInt64 = 0
     /// Jump cache misses answered from translated code (a call into Swift, no return to the
-    /// step loop).
+    /// step loop), SYSCALL's and SYSRET's included.
     public var chainLookups: UInt64 = 0
     /// Changes of CPL, mode or CS that found the new view's jump cache and host TLB entries
     /// still valid (seen since the mapping last changed).
@@ -418,6 +418,11 @@ public final class BTExecutor: X86BlockExecutor {
     func lookupForChain(_ rip: UInt64, machine: X86Machine) -> UnsafeRawPointer? {
         guard let v = view, v.mode == .bits64, BlockTranslator.isCanonical(rip) else { return nil }
         let slot = BTContext.jumpSlot(rip)
+        // The jump cache first: translated code asks only when it missed, but the SYSCALL and
+        // SYSRET callout asks at every change of level, and mostly finds the block there.
+        if tables[BTContext.jumpTags, BTContext.jumpWord(slot)] == 0 &- (rip &+ jumpGeneration) {
+            return UnsafeRawPointer(bitPattern: UInt(tables[BTContext.jumpBodies, BTContext.jumpWord(slot)]))
+        }
         if noBlock[slot] == rip &+ jumpGeneration { return nil }
         guard let physical = try? machine.translate(rip, .execute) else { return nil }
         var global = machine.isGlobalPage(rip)
