@@ -109,18 +109,22 @@ enum BTContext {
     // UInt64 by slot. Tags are stored negated, so that "tag wanted + stored" is zero on a hit
     // (an LEA and a JRCXZ: flags untouched).
 
-    /// Host TLB: negated read tag, negated write tag, addend (host = linear + addend), and
-    /// the physical page (to drop write tags when the page comes to hold code).
+    /// Host TLB: per slot, 32 bytes: the negated read tag, the negated write tag, the addend
+    /// (host = linear + addend), and the physical page (to drop write tags when the page comes
+    /// to hold code). Side by side, a probe's tag and addend share one cache line; as UInt64
+    /// words, slot n's fields are word `tlbWord(n)` from each field's offset.
     static let tlbReadTags: Int32 = 4096
-    static let tlbWriteTags: Int32 = tlbReadTags + 8 * Int32(hostTLBEntries)
-    static let tlbAddends: Int32 = tlbWriteTags + 8 * Int32(hostTLBEntries)
-    static let tlbPhysicalPages: Int32 = tlbAddends + 8 * Int32(hostTLBEntries)
+    static let tlbWriteTags: Int32 = tlbReadTags + 8
+    static let tlbAddends: Int32 = tlbReadTags + 16
+    static let tlbPhysicalPages: Int32 = tlbReadTags + 24
+    /// The UInt64 word of host TLB slot `slot` (from any field's offset).
+    static func tlbWord(_ slot: Int) -> Int { 4 * slot }
     /// Jump cache: per slot, 16 bytes: the negated tag (RIP + generation), then the block's body
     /// address (past its flag-loading prologue: where a jump from another block lands). Side by
     /// side, a lookup touches one cache line of the 512 KiB table, not two; as UInt64 words
     /// (`BTTables`), slot n's tag is word `jumpWord(n)` from `jumpTags` and its body the same
     /// word from `jumpBodies`.
-    static let jumpTags: Int32 = tlbPhysicalPages + 8 * Int32(hostTLBEntries)
+    static let jumpTags: Int32 = tlbReadTags + 32 * Int32(hostTLBEntries)
     static let jumpBodies: Int32 = jumpTags + 8
     static let size = Int(jumpTags) + 16 * jumpCacheEntries
     /// The UInt64 word of jump cache slot `slot` (tag from `jumpTags`, body from `jumpBodies`).

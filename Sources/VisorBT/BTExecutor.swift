@@ -203,8 +203,8 @@ public final class BTExecutor: X86BlockExecutor {
         if lastTLBGeneration > BTContext.maximumTLBGeneration {
             lastTLBGeneration = 1
             for i in 0..<BTContext.hostTLBEntries {
-                tables[BTContext.tlbReadTags, i] = BTContext.emptyStoredPageTag
-                tables[BTContext.tlbWriteTags, i] = BTContext.emptyStoredPageTag
+                tables[BTContext.tlbReadTags, BTContext.tlbWord(i)] = BTContext.emptyStoredPageTag
+                tables[BTContext.tlbWriteTags, BTContext.tlbWord(i)] = BTContext.emptyStoredPageTag
             }
             savedViews.removeAll()
         }
@@ -276,8 +276,8 @@ public final class BTExecutor: X86BlockExecutor {
             noBlock[slot] = BTContext.emptyTag
         }
         for slot in nonGlobal.tlbSlots {
-            tables[BTContext.tlbReadTags, slot] = BTContext.emptyStoredPageTag
-            tables[BTContext.tlbWriteTags, slot] = BTContext.emptyStoredPageTag
+            tables[BTContext.tlbReadTags, BTContext.tlbWord(slot)] = BTContext.emptyStoredPageTag
+            tables[BTContext.tlbWriteTags, BTContext.tlbWord(slot)] = BTContext.emptyStoredPageTag
         }
         nonGlobal.reset()
         func carried(_ v: X86CodeView) -> X86CodeView {
@@ -334,16 +334,16 @@ public final class BTExecutor: X86BlockExecutor {
         let page = access.linear >> 12
         let stored = 0 &- (page &+ generation)
         let i = BTContext.tlbSlot(page)
-        if tables[BTContext.tlbReadTags, i] != stored && tables[BTContext.tlbWriteTags, i] != stored {
-            tables[BTContext.tlbReadTags, i] = BTContext.emptyStoredPageTag
-            tables[BTContext.tlbWriteTags, i] = BTContext.emptyStoredPageTag
+        if tables[BTContext.tlbReadTags, BTContext.tlbWord(i)] != stored && tables[BTContext.tlbWriteTags, BTContext.tlbWord(i)] != stored {
+            tables[BTContext.tlbReadTags, BTContext.tlbWord(i)] = BTContext.emptyStoredPageTag
+            tables[BTContext.tlbWriteTags, BTContext.tlbWord(i)] = BTContext.emptyStoredPageTag
         }
-        tables[BTContext.tlbReadTags, i] = stored
+        tables[BTContext.tlbReadTags, BTContext.tlbWord(i)] = stored
         // Never a write tag for a page holding code: each store there must be checked against
         // the code's chunks (the callout), not go straight to the page.
-        if write && stores && !access.onCodePage { tables[BTContext.tlbWriteTags, i] = stored }
-        tables[BTContext.tlbAddends, i] = UInt64(UInt(bitPattern: access.host)) &- access.linear
-        tables[BTContext.tlbPhysicalPages, i] = access.physical >> 12
+        if write && stores && !access.onCodePage { tables[BTContext.tlbWriteTags, BTContext.tlbWord(i)] = stored }
+        tables[BTContext.tlbAddends, BTContext.tlbWord(i)] = UInt64(UInt(bitPattern: access.host)) &- access.linear
+        tables[BTContext.tlbPhysicalPages, BTContext.tlbWord(i)] = access.physical >> 12
         return i
     }
 
@@ -547,8 +547,8 @@ public final class BTExecutor: X86BlockExecutor {
 
     public func codePageAdded(physicalPage page: UInt64) {
         // Stores to it must now go through the machine: drop the write tags that lead there.
-        for i in 0..<BTContext.hostTLBEntries where tables[BTContext.tlbPhysicalPages, i] == page {
-            tables[BTContext.tlbWriteTags, i] = BTContext.emptyStoredPageTag
+        for i in 0..<BTContext.hostTLBEntries where tables[BTContext.tlbPhysicalPages, BTContext.tlbWord(i)] == page {
+            tables[BTContext.tlbWriteTags, BTContext.tlbWord(i)] = BTContext.emptyStoredPageTag
         }
     }
 
@@ -1115,7 +1115,8 @@ public final class BTExecutor: X86BlockExecutor {
     }
 }
 
-/// The context's tables as arrays of UInt64: `tables[BTContext.jumpTags, BTContext.jumpWord(slot)]`.
+/// The context's tables as arrays of UInt64: `tables[BTContext.jumpTags, BTContext.jumpWord(slot)]`,
+/// `tables[BTContext.tlbAddends, BTContext.tlbWord(slot)]`.
 struct BTTables {
     // SAFETY: points at a context block of `BTContext.size` bytes, which holds each table at
     // its offset in `BTContext` for `hostTLBEntries` or `jumpCacheEntries` slots; every

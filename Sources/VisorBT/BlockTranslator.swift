@@ -895,6 +895,7 @@ struct BlockTranslator {
         e.leaOffset(.rdx, .r12, Int32(size - 1))  // LEA rdx, [r12 + size-1]
         e.shrx(.rdx, .rdx, count: .rcx)   // page of the last byte
         e.pext(.rsi, .r12, maskAt: BTContext.tlbIndexMask)  // the slot, from the first byte's page
+        e.leaScaled(.rsi, index: .rsi, scale: 4)            // its first word (`tlbWord`)
         e.load(.rcx, disp: BTContext.tlbGeneration)
         e.leaSum(.rdx, base: .rdx, index: .rcx, scale: 1)  // + generation: the tag to match
         e.loadTable(.rcx, index: .rsi, disp: write ? BTContext.tlbWriteTags : BTContext.tlbReadTags)

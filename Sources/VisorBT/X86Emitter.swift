@@ -155,6 +155,16 @@ struct X86Emitter {
         indexedForm(Opcode(0x8d), size: 8, reg: dst.rawValue, base: base, index: index, scale: scale, disp: disp)
     }
 
+    /// LEA dst, [index * scale] (flags untouched).
+    mutating func leaScaled(_ dst: HostRegister, index: HostRegister, scale: UInt8) {
+        let scaleBits: UInt8 = scale == 8 ? 3 : scale == 4 ? 2 : scale == 2 ? 1 : 0
+        byte(0x48 | (dst.rawValue & 8 != 0 ? 4 : 0) | (index.rawValue & 8 != 0 ? 2 : 0))
+        byte(0x8d)
+        byte(0x04 | (dst.rawValue & 7) << 3)                      // mod 00, r/m 100: SIB
+        byte(scaleBits << 6 | (index.rawValue & 7) << 3 | 5)     // base 101 with mod 00: disp32 alone
+        i32(0)
+    }
+
     /// `opcode` with memory operand [base + index * scale + disp8] (index not RSP).
     mutating func indexedForm(_ opcode: Opcode, size: UInt8, reg: UInt8, base: HostRegister, index: HostRegister,
                               scale: UInt8 = 1, disp: Int8 = 0) {
