@@ -1,7 +1,8 @@
 // Guest instructions → host machine code, one block at a time.
 //
 // A block is a run of guest instructions from one physical page, ended by a control transfer,
-// by an instruction the translator does not cover, by the end of the page, or at
+// by an instruction the translator does not cover, by the end of the page (or by an
+// instruction that crosses into the next: `BTExecutor.Crossing`), or at
 // `maximumInstructions`. Its code works on the guest registers in the context block (R15) and
 // keeps the guest's six status flags in the host's RFLAGS between instructions: an x86 host
 // computes them exactly as the guest would, so an ADD is an ADD and a Jcc is a Jcc on the same
@@ -16,8 +17,10 @@
 //
 // Covered today: MOV, MOVZX/MOVSX/MOVSXD, LEA, the ALU group (ADD ... CMP, TEST), INC, DEC,
 // NOT, NEG, shifts and rotates, IMUL (two and three operands), MUL/DIV/IDIV at 32 and 64 bits
-// (a division that could fault goes to the interpreter), BT/BTS/BTR/BTC (registers, or memory
-// with an immediate bit index), BSWAP, SETcc, CMOVcc, CBW/CWD and their wider forms, XCHG of
+// (a division that could fault goes to the interpreter), BT/BTS/BTR/BTC (registers, memory
+// with an immediate bit index, and in 64-bit code bit strings in memory and LOCK'd forms),
+// BSF/BSR/TZCNT and SHLD/SHRD by an immediate (their undefined flags as the interpreter
+// leaves them), BSWAP, SETcc, CMOVcc, CBW/CWD and their wider forms, XCHG of
 // registers, NOP/PAUSE, LFENCE/SFENCE/MFENCE, Jcc and JMP (relative), and in 64-bit mode PUSH
 // of registers, immediates and memory, POP of registers, CALL (relative and indirect), indirect
 // JMP, near RET, LEAVE, REP STOS/MOVS (a callout moves whole runs), CMPXCHG/XADD, CMPXCHG16B,
