@@ -219,27 +219,27 @@ struct X86Emitter {
     mutating func sarx(_ dst: HostRegister, _ src: HostRegister, count: HostRegister) { bmi2Shift(pp: 2, dst, src, count: count) }
     mutating func shlx(_ dst: HostRegister, _ src: HostRegister, count: HostRegister) { bmi2Shift(pp: 1, dst, src, count: count) }
 
-    /// PEXT dst, src, qword [r15 + disp]: the bits of `src` the mask in the context selects,
-    /// packed into the low bits of `dst` (flags untouched).
-    mutating func pext(_ dst: HostRegister, _ src: HostRegister, maskAt disp: Int32) {
+    /// PEXT (`pp` 2, F3) or PDEP (3, F2) dst, src, qword [r15 + disp] (flags untouched).
+    private mutating func bitDeposit(pp: UInt8, _ dst: HostRegister, _ src: HostRegister, maskAt disp: Int32) {
         byte(0xc4)
         byte((dst.rawValue & 8 == 0 ? 0x80 : 0) | 0x40 | 0x02)        // ~R, ~X, B (R15), map 0F38
-        byte(0x80 | (~src.rawValue & 15) << 3 | 2)                      // W1, ~vvvv = src, L0, pp F3
+        byte(0x80 | (~src.rawValue & 15) << 3 | pp)                     // W1, ~vvvv = src, L0, pp
         byte(0xf5)
         byte(0x80 | (dst.rawValue & 7) << 3 | 7)                        // [r15 + disp32]
         i32(disp)
+    }
+
+    /// PEXT dst, src, qword [r15 + disp]: the bits of `src` the mask in the context selects,
+    /// packed into the low bits of `dst` (flags untouched).
+    mutating func pext(_ dst: HostRegister, _ src: HostRegister, maskAt disp: Int32) {
+        bitDeposit(pp: 2, dst, src, maskAt: disp)
     }
 
     /// PDEP dst, src, qword [r15 + disp]: the low bits of `src` spread to the bits the mask in
     /// the context selects, the others clear (flags untouched). After a PEXT with the same
     /// mask, `src` ANDed with it.
     mutating func pdep(_ dst: HostRegister, _ src: HostRegister, maskAt disp: Int32) {
-        byte(0xc4)
-        byte((dst.rawValue & 8 == 0 ? 0x80 : 0) | 0x40 | 0x02)        // ~R, ~X, B (R15), map 0F38
-        byte(0x80 | (~src.rawValue & 15) << 3 | 3)                      // W1, ~vvvv = src, L0, pp F2
-        byte(0xf5)
-        byte(0x80 | (dst.rawValue & 7) << 3 | 7)                        // [r15 + disp32]
-        i32(disp)
+        bitDeposit(pp: 3, dst, src, maskAt: disp)
     }
 
     /// dst = src AND the mask at [r15 + disp], flags untouched (PEXT, then PDEP).
