@@ -104,9 +104,9 @@ enum BTContext {
     /// without a frame of its own never takes the host RET they guard.
     static let bottomFrameTag: UInt64 = 0xffff_0000_0000_0000
 
-    // The tables translated code indexes, inside the context so that one `[r15 + slot * 8 +
-    // table]` operand reaches an entry: no base address to load first. Each is an array of
-    // UInt64 by slot. Tags are stored negated, so that "tag wanted + stored" is zero on a hit
+    // The tables translated code indexes, inside the context so that one `[r15 + index * 8 +
+    // field]` operand reaches an entry: no base address to load first. Each table keeps an
+    // entry's fields side by side (`tlbWord`, `jumpWord`). Tags are stored negated, so that "tag wanted + stored" is zero on a hit
     // (an LEA and a JRCXZ: flags untouched).
 
     /// Host TLB: per slot, 32 bytes: the negated read tag, the negated write tag, the addend

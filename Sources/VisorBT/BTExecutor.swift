@@ -420,9 +420,7 @@ public final class BTExecutor: X86BlockExecutor {
         let slot = BTContext.jumpSlot(rip)
         // The jump cache first: translated code asks only when it missed, but the SYSCALL and
         // SYSRET callout asks at every change of level, and mostly finds the block there.
-        if tables[BTContext.jumpTags, BTContext.jumpWord(slot)] == 0 &- (rip &+ jumpGeneration) {
-            return UnsafeRawPointer(bitPattern: UInt(tables[BTContext.jumpBodies, BTContext.jumpWord(slot)]))
-        }
+        if let body = jumpCacheBody(rip) { return UnsafeRawPointer(bitPattern: UInt(body)) }
         if noBlock[slot] == rip &+ jumpGeneration { return nil }
         guard let physical = try? machine.translate(rip, .execute) else { return nil }
         var global = machine.isGlobalPage(rip)
@@ -483,8 +481,15 @@ public final class BTExecutor: X86BlockExecutor {
     }
 
     /// True when the jump cache holds a block for `rip` in the current view (tests).
-    func jumpCacheHolds(_ rip: UInt64) -> Bool {
-        tables[BTContext.jumpTags, BTContext.jumpWord(BTContext.jumpSlot(rip))] == 0 &- (rip &+ jumpGeneration)
+    func jumpCacheHolds(_ rip: UInt64) -> Bool { jumpCacheBody(rip) != nil }
+
+    /// The body address (`remember`) of the block the jump cache holds for `rip` in the
+    /// current view, if it holds one.
+    @inline(__always)
+    private func jumpCacheBody(_ rip: UInt64) -> UInt64? {
+        let word = BTContext.jumpWord(BTContext.jumpSlot(rip))
+        guard tables[BTContext.jumpTags, word] == 0 &- (rip &+ jumpGeneration) else { return nil }
+        return tables[BTContext.jumpBodies, word]
     }
 
     private func remember(rip: UInt64, entry: UnsafeRawPointer, global: Bool) {
@@ -522,8 +527,8 @@ public final class BTExecutor: X86BlockExecutor {
         // or (the no-block table) none.
         let slot = BTContext.jumpSlot(rip)
         let tag = rip &+ jumpGeneration
-        if tables[BTContext.jumpTags, BTContext.jumpWord(slot)] == 0 &- tag,
-           let entry = UnsafeRawPointer(bitPattern: UInt(tables[BTContext.jumpBodies, BTContext.jumpWord(slot)] &- UInt64(BlockTranslator.bodyOffset))) {
+        if let body = jumpCacheBody(rip),
+           let entry = UnsafeRawPointer(bitPattern: UInt(body &- UInt64(BlockTranslator.bodyOffset))) {
             return run(entry, machine: machine)
         }
         if noBlock[slot] == tag { return 0 }
