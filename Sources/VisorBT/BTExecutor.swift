@@ -326,7 +326,7 @@ public final class BTExecutor: X86BlockExecutor {
     @exclusivity(unchecked) private var nonGlobal = NonGlobalLog()
 
     /// Records in the host TLB that linear page `access.linear >> 12` may be read (and written,
-    /// with `write`) at the current CPL at host address `access.host`'s page; `generation` is
+    /// with `write` or when the access found the page writable and dirty) at the current CPL at host address `access.host`'s page; `generation` is
     /// the context's (bits 63:52).
     @discardableResult
     static func fillTLB(_ tables: BTTables, _ access: TranslatedAccess, write: Bool, stores: Bool,
@@ -341,7 +341,7 @@ public final class BTExecutor: X86BlockExecutor {
         tables[BTContext.tlbReadTags, BTContext.tlbWord(i)] = stored
         // Never a write tag for a page holding code: each store there must be checked against
         // the code's chunks (the callout), not go straight to the page.
-        if write && stores && !access.onCodePage { tables[BTContext.tlbWriteTags, BTContext.tlbWord(i)] = stored }
+        if (write || access.writable) && stores && !access.onCodePage { tables[BTContext.tlbWriteTags, BTContext.tlbWord(i)] = stored }
         tables[BTContext.tlbAddends, BTContext.tlbWord(i)] = UInt64(UInt(bitPattern: access.host)) &- access.linear
         tables[BTContext.tlbPhysicalPages, BTContext.tlbWord(i)] = access.physical >> 12
         return i

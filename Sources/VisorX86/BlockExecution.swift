@@ -43,6 +43,10 @@ public struct TranslatedAccess {
     public let onCodePage: Bool
     /// The page's translation is global (`X86TLB.global`): it outlives a CR3 write.
     public let global: Bool
+    /// A store to the page at the current CPL would need nothing more than a read did: the
+    /// translation allows writes and its dirty bit is already set. So a read's fill may enter
+    /// the page for writes too, and the first store after a load on a page is not a miss.
+    public let writable: Bool
 }
 
 extension X86Machine {
@@ -99,9 +103,13 @@ extension X86Machine {
               let physical = try? translate(linear, write ? .write : .read),
               !(write && decodeCache.overlapsCode(physical, size: size)),
               let p = shared.hostPointer(physical, length: UInt64(size)) else { return nil }
+        let rights = pagingEnabled ? tlb.lookup(linear)?.rights : nil
+        let writable = write || rights.map {
+            pageAccessAllowed($0, .write, user: cpu.cpl == 3) && $0 & X86TLB.dirty != 0
+        } ?? false
         return TranslatedAccess(linear: linear, physical: physical, host: p,
                                 onCodePage: decodeCache.holdsCode(physicalPage: physical >> 12),
-                                global: isGlobalPage(linear))
+                                global: rights.map { $0 & X86TLB.global != 0 } ?? false, writable: writable)
     }
 
     /// True when paging is on and the TLB holds `linear`'s page as global (`X86TLB.global`); call

@@ -405,4 +405,46 @@ struct BTHostTLBTests {
         #expect(stats.loadCallouts <= 16, "loads through callouts: \(stats.loadCallouts)")
         #expect(stats.storeCallouts <= 16, "stores through callouts: \(stats.storeCallouts)")
     }
+
+    /// Eight pages, each loaded from and then stored to: mov rax, [rdi]; mov [rdi + 8], rax;
+    /// add rdi, 4096, eight times. Pages 0x10-0x13 are mapped dirty, 0x14-0x17 clean.
+    static let loadThenStore: [UInt8] = [
+        0x48, 0xc7, 0xc7, 0x00, 0x00, 0x01, 0x00,  // mov rdi, 0x10000
+        0xb9, 0x08, 0x00, 0x00, 0x00,              // mov ecx, 8
+        0x48, 0x8b, 0x07,                          // L: mov rax, [rdi]
+        0x48, 0x89, 0x47, 0x08,                    // mov [rdi + 8], rax
+        0x48, 0x81, 0xc7, 0x00, 0x10, 0x00, 0x00,  // add rdi, 4096
+        0xff, 0xc9,                                // dec ecx
+        0x75, 0xee,                                // jnz L
+        0xf4,
+    ]
+
+    @Test("a load's miss enters a dirty writable page for stores too; a clean page's first store still sets D",
+          .enabled(if: BTFastPaths.hostHasBMI2, "the inline TLB probe needs BMI2 on the host"))
+    func loadFillsWritableDirtyPagesForStores() throws {
+        let interp = try BTHarness(translated: false)
+        let bt = try BTHarness(translated: true)
+        for h in [interp, bt] {
+            try h.enablePaging()
+            for page in 0..<UInt64(8) { try h.mapPage(0x1_0000 + page << 12, dirty: page < 4) }
+            for page in 0..<UInt64(8) { try h.bus.memory.write(btBytes(0x100 + page, 8), at: GuestPhysicalAddress(0x1_0000 + page << 12)) }
+            try h.load(Self.loadThenStore)
+            #expect(h.run() == .halted)
+        }
+        #expect(bt.cpu.gpr == interp.cpu.gpr)
+        for page in 0..<UInt64(8) {
+            let address = GuestPhysicalAddress(0x1_0000 + page << 12)
+            #expect(try bt.bus.memory.read(at: address, count: 16) == interp.bus.memory.read(at: address, count: 16))
+            // The page table entries: D set by the clean pages' stores, as on interp.
+            let entry = GuestPhysicalAddress(BTHarness.pageTableEntries + (0x10 + page) * 8)
+            let pte = try bt.bus.memory.read(at: entry, count: 8)
+            #expect(pte == (try interp.bus.memory.read(at: entry, count: 8)), "page \(page)'s entry")
+            #expect(pte[0] & 0x40 != 0, "page \(page) is dirty after the store")
+        }
+        let stats = try #require(bt.executor).statistics
+        // Each page's load misses once. Only the four clean pages' stores go through the
+        // callout (which sets D); the dirty pages' stores hit the entry the load made.
+        #expect(stats.loadCallouts == 8, "loads through callouts: \(stats.loadCallouts)")
+        #expect(stats.storeCallouts == 4, "stores through callouts: \(stats.storeCallouts)")
+    }
 }

@@ -48,10 +48,11 @@ extension BTHarness {
     }
 
     /// Sets linear page `linear`'s entry (below 4 MiB): mapped to `physical`, or absent, or
-    /// read-only; global (G) with `global`.
+    /// read-only; global (G) with `global`; already dirty (D) with `dirty`.
     func mapPage(_ linear: UInt64, to physical: UInt64? = nil, present: Bool = true, writable: Bool = true,
-                 global: Bool = false) throws {
-        let value = present ? (physical ?? linear) & ~0xfff | 1 | (writable ? 2 : 0) | (global ? 0x100 : 0) : 0
+                 global: Bool = false, dirty: Bool = false) throws {
+        let value = present ? (physical ?? linear) & ~0xfff | 1 | (writable ? 2 : 0) | (global ? 0x100 : 0)
+            | (dirty ? 0x40 : 0) : 0
         try bus.memory.write(btBytes(value, 8), at: GuestPhysicalAddress(Self.pageTableEntries + (linear >> 12) * 8))
         machine.resetCaches()
     }
