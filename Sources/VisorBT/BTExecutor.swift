@@ -1057,15 +1057,17 @@ public final class BTExecutor: X86BlockExecutor {
                 }
             } else {
                 // SAFETY: as above, for `to`.
-                switch size {
-                case 1: to.host.initializeMemory(as: UInt8.self, repeating: UInt8(truncatingIfNeeded: value), count: bytes)
-                default:
-                    for i in stride(from: 0, to: bytes, by: size) {
-                        switch size {
-                        case 2: (to.host + i).storeBytes(of: UInt16(truncatingIfNeeded: value), as: UInt16.self)
-                        case 4: (to.host + i).storeBytes(of: UInt32(truncatingIfNeeded: value), as: UInt32.self)
-                        default: (to.host + i).storeBytes(of: value, as: UInt64.self)
-                        }
+                let mask: UInt64 = size == 8 ? ~0 : (1 << (8 * UInt64(size))) - 1
+                let byte = UInt8(truncatingIfNeeded: value)
+                if value & mask == UInt64(byte) &* 0x0101_0101_0101_0101 & mask {
+                    // Every byte the same (zeroing, most often: clear_page, memset): one
+                    // memset. An element loop was most of this callout's time (perf).
+                    to.host.initializeMemory(as: UInt8.self, repeating: byte, count: bytes)
+                } else {
+                    switch size {
+                    case 2: for i in stride(from: 0, to: bytes, by: 2) { (to.host + i).storeBytes(of: UInt16(truncatingIfNeeded: value), as: UInt16.self) }
+                    case 4: for i in stride(from: 0, to: bytes, by: 4) { (to.host + i).storeBytes(of: UInt32(truncatingIfNeeded: value), as: UInt32.self) }
+                    default: for i in stride(from: 0, to: bytes, by: 8) { (to.host + i).storeBytes(of: value, as: UInt64.self) }
                     }
                 }
             }

@@ -175,6 +175,15 @@ struct BTStringTests {
             let bt = try BTHarness(translated: true)
             var gpr = (0..<16).map { _ in g.next() }
             gpr[4] = 0x7_0000
+            // RAX (STOS's value): random, one byte repeated (the callout's memset), the same
+            // with other bytes above bit 15 (which stosb and stosw ignore), or one bit off.
+            let repeated = 0x0101_0101_0101_0101 &* (g.next() & 0xff)
+            switch g.next() % 4 {
+            case 0: gpr[0] = repeated
+            case 1: gpr[0] = repeated ^ 0xdead_0000_0000_0000
+            case 2: gpr[0] = repeated ^ 1 << (g.next() % 64)
+            default: break
+            }
             gpr[1] = g.next() % 5 == 0 ? 0 : g.next() % 9000          // RCX: sometimes 0, up to 2+ pages
             gpr[6] = 0x10_0000 + g.next() % 0x3000                     // RSI
             // RDI: apart, or overlapping the source just after or before it.
