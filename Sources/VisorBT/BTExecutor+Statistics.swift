@@ -22,7 +22,8 @@ extension BTExecutor: X86TranslationStatisticsSource {
                   .init(name: "CR3 writes that kept the global pages' entries", value: s.globalEntriesKept),
                   .init(name: "changes of mapping that dropped every entry", value: s.mappingsForgotten),
                   .init(name: "SYSCALLs and SYSRETs without leaving translated code", value: s.systemCalls),
-                  .init(name: "blocks ending in an instruction that crosses into the next page", value: s.crossingBlocks)]
+                  .init(name: "blocks ending in an instruction that crosses into the next page", value: s.crossingBlocks),
+                  .init(name: "retpoline thunks translated as one indirect jump", value: s.retpolineBlocks)]
         return t
     }
 }

@@ -64,6 +64,8 @@ public struct BTStatistics: Sendable, Equatable {
     public var systemCalls: UInt64 = 0
     /// Blocks translated whose last instruction crosses into the next page.
     public var crossingBlocks: UInt64 = 0
+    /// Blocks translated that end in a retpoline thunk's CALL, MOV and RET made one jump.
+    public var retpolineBlocks: UInt64 = 0
     /// Host bytes of translated code in the cache now.
     public var codeBytes: UInt64 = 0
     public init() {}
@@ -675,6 +677,13 @@ public final class BTExecutor: X86BlockExecutor {
             guard BlockTranslator.covers(insn, mode: key.mode, next: next) else { break }
             instructions.append(GuestInstruction(rip: rip, insn: insn))
             if BlockTranslator.endsBlock(insn) {
+                // A retpoline thunk's CALL over its speculation trap: its MOV and RET join
+                // the block, which the translator makes one indirect jump.
+                if instructions.count + 2 <= BlockTranslator.maximumInstructions,
+                   let tail = retpolineTail(after: insn, at: rip, physical: physical, key: key, machine: machine) {
+                    instructions += tail
+                    break
+                }
                 // A direct JMP within the page is followed (once per target: a jump back into
                 // the block ends it), the next instruction decoded at its target.
                 guard BlockTranslator.followsJump(insn, at: rip, mode: key.mode, blockStart: key.rip),
@@ -696,6 +705,25 @@ public final class BTExecutor: X86BlockExecutor {
             rip = last.rip
         }
         return (instructions, rip, nil)
+    }
+
+    /// The MOV and RET of a retpoline thunk whose CALL, `insn` at `rip`, was just decoded: both
+    /// on the CALL's page, 7 bytes past it (`BlockTranslator.retpolineRegister`); nil for any
+    /// other CALL, or without the inline paths the translation of the three needs.
+    private func retpolineTail(after insn: DecodedInstruction, at rip: UInt64, physical: UInt64, key: BlockKey,
+                               machine: X86Machine) -> [GuestInstruction]? {
+        guard fast.loads, key.mode == .bits64, insn.operation == .callRelative, insn.operandSize == 8 else { return nil }
+        let next = rip &+ UInt64(insn.length)
+        let moveRIP = next &+ 7
+        guard BlockTranslator.branchTarget(insn, next: next, mode: .bits64) == moveRIP,
+              moveRIP >> 12 == rip >> 12, moveRIP & 0xfff <= 4096 - 5 else { return nil }
+        let movePhysical = (physical & ~0xfff) | (moveRIP & 0xfff)
+        guard let move = machine.decodeForTranslation(physical: movePhysical, mode: .bits64) else { return nil }
+        let retRIP = moveRIP &+ UInt64(move.length)
+        guard retRIP >> 12 == rip >> 12,
+              let ret = machine.decodeForTranslation(physical: movePhysical &+ UInt64(move.length), mode: .bits64),
+              BlockTranslator.retpolineTail(move, ret) != nil else { return nil }
+        return [GuestInstruction(rip: moveRIP, insn: move), GuestInstruction(rip: retRIP, insn: ret)]
     }
 
     private func translate(_ key: BlockKey, machine: X86Machine) -> Block {
@@ -784,6 +812,7 @@ public final class BTExecutor: X86BlockExecutor {
                 pageKeys[c.physical >> 12, default: []].append(b.key)
                 statistics.crossingBlocks &+= 1
             }
+            if b.block.endsInRetpoline { statistics.retpolineBlocks &+= 1 }
             statistics.blocksTranslated &+= 1
             statistics.instructionsTranslated &+= UInt64(b.instructions)
         }

@@ -106,6 +106,8 @@ struct ChainSite {
 struct TranslatedBlock {
     let code: [UInt8]
     let chainSites: [ChainSite]
+    /// It ends in a retpoline thunk made one indirect jump (`retpolineRegister`).
+    var endsInRetpoline = false
 }
 
 /// One guest instruction of a block, with its address.
@@ -270,6 +272,32 @@ struct BlockTranslator {
         return branchTarget(insn, next: next, mode: mode) >> 12 == blockStart >> 12
     }
 
+    /// The register a retpoline thunk jumps through, when `instructions[k...]` is the thunk's
+    /// path as `BTExecutor.decodeBlock` gathers it: a CALL to 7 bytes past its end (over the
+    /// PAUSE; LFENCE; JMP trap that only speculation runs), `mov [rsp], reg` and RET. Linux
+    /// compiles every indirect call into a call of such a thunk (`__x86_indirect_thunk_rax`).
+    /// Translated as they come, the RET never matches the host frame its CALL pushed, so each
+    /// indirect call took a mispredicted return and a jump cache lookup on top of the jump.
+    static func retpolineRegister(_ instructions: [GuestInstruction], at k: Int) -> UInt8? {
+        guard k + 3 == instructions.count else { return nil }
+        let call = instructions[k], move = instructions[k + 1], ret = instructions[k + 2]
+        let next = call.rip &+ UInt64(call.insn.length)
+        guard call.insn.operation == .callRelative, call.insn.operandSize == 8,
+              move.rip == next &+ 7, branchTarget(call.insn, next: next, mode: .bits64) == move.rip,
+              ret.rip == move.rip &+ UInt64(move.insn.length) else { return nil }
+        return retpolineTail(move.insn, ret.insn)
+    }
+
+    /// The register of `mov [rsp], reg` (64-bit) when `ret` is a plain near RET after it.
+    static func retpolineTail(_ move: DecodedInstruction, _ ret: DecodedInstruction) -> UInt8? {
+        let m = move.memory
+        guard move.operation == .mov, move.operandSize == 8, move.destination.kind == .memory,
+              move.source.kind == .register, m.base == 4, m.index == MemoryOperand.noRegister,
+              m.displacement == 0, m.segment == 2, move.prefixes.repetition == .none,
+              ret.operation == .ret, ret.operandSize == 8, ret.immediate == 0 else { return nil }
+        return move.source.index
+    }
+
     /// True for the instructions that end a block (they decide the next RIP).
     static func endsBlock(_ insn: DecodedInstruction) -> Bool {
         switch insn.operation {
@@ -356,17 +384,23 @@ struct BlockTranslator {
                           callouts: BTCallouts, fast: BTFastPaths) -> TranslatedBlock? {
         var t = BlockTranslator(mode: mode, callouts: callouts, fast: fast, startRIP: instructions.first?.rip ?? next)
         t.prologue()
-        var ended = false
+        var ended = false, retpoline = false
         for (k, g) in instructions.enumerated() {
             // A direct JMP before the last instruction was followed when the block was
             // decoded (`followsJump`): nothing to emit, it is only counted.
             if k < instructions.count - 1 && g.insn.operation == .jmpRelative { continue }
+            if fast.loads, let register = retpolineRegister(instructions, at: k) {
+                t.retpoline(g, through: register, retired: k)
+                ended = true
+                retpoline = true
+                break
+            }
             ended = t.instruction(g, retired: k)
         }
         if !ended { t.exit(rip: next, retired: instructions.count) }
         t.epilogue()
         guard let code = t.e.finished() else { return nil }
-        return TranslatedBlock(code: code, chainSites: t.chainSites)
+        return TranslatedBlock(code: code, chainSites: t.chainSites, endsInRetpoline: retpoline)
     }
 
     /// A block's entry: the guest's status flags into the host's RFLAGS.
@@ -1744,6 +1778,20 @@ struct BlockTranslator {
     private mutating func moveStackPointer(by delta: UInt64) {
         e.leaOffset(.rsi, .r12, Int32(truncatingIfNeeded: delta))
         setGuest(4, from: .rsi, size: 8)
+    }
+
+    /// A retpoline thunk's CALL, `mov [rsp], reg` and RET (`retpolineRegister`) as what they
+    /// do together: the 8 bytes below RSP end up holding the register (the CALL's push,
+    /// overwritten), RSP is as before, and the thunk jumps to the register's value. A fault on
+    /// the store, or a target that is not canonical, stops the block before the CALL, and the
+    /// interpreter runs the three (writing the same bytes again) to the fault.
+    private mutating func retpoline(_ call: GuestInstruction, through register: UInt8, retired k: Int) {
+        let fail = failure(retired: k, rip: call.rip)
+        guestValue(into: .rbx, register)
+        stackSlot(delta: -8)
+        storeAccess(segment: 2, size: 8, fail: fail)
+        guestValue(into: .r13, register)
+        exitToR13(retired: k + 3, canonicalCheck: (k, call.rip))
     }
 
     /// Pushes the 8-byte `value` (a return address) and updates RSP. Flags kept.
