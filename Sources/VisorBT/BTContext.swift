@@ -119,16 +119,20 @@ enum BTContext {
     static let tlbPhysicalPages: Int32 = tlbReadTags + 24
     /// The UInt64 word of host TLB slot `slot` (from any field's offset).
     static func tlbWord(_ slot: Int) -> Int { 4 * slot }
-    /// Jump cache: per slot, 16 bytes: the negated tag (RIP + generation), then the block's body
-    /// address (past its flag-loading prologue: where a jump from another block lands). Side by
-    /// side, a lookup touches one cache line of the 512 KiB table, not two; as UInt64 words
-    /// (`BTTables`), slot n's tag is word `jumpWord(n)` from `jumpTags` and its body the same
-    /// word from `jumpBodies`.
+    /// Jump cache: per slot, 32 bytes, two ways: the negated tag (RIP + generation) and the
+    /// block's body address (past its flag-loading prologue: where a jump from another block
+    /// lands) of the entry made last, then of the one it displaced (the victim way). Side by
+    /// side, a lookup touches one cache line of the 1 MiB table. As UInt64 words (`BTTables`),
+    /// slot n's fields are word `jumpWord(n)` from `jumpTags`, `jumpBodies`, `jumpVictimTags`
+    /// and `jumpVictimBodies`. With one way, pairs of hot RIPs sharing a slot (which pairs
+    /// depends on where KASLR put the kernel) took most of a TCP download's jump cache misses.
     static let jumpTags: Int32 = tlbReadTags + 32 * Int32(hostTLBEntries)
     static let jumpBodies: Int32 = jumpTags + 8
-    static let size = Int(jumpTags) + 16 * jumpCacheEntries
-    /// The UInt64 word of jump cache slot `slot` (tag from `jumpTags`, body from `jumpBodies`).
-    static func jumpWord(_ slot: Int) -> Int { 2 * slot }
+    static let jumpVictimTags: Int32 = jumpTags + 16
+    static let jumpVictimBodies: Int32 = jumpTags + 24
+    static let size = Int(jumpTags) + 32 * jumpCacheEntries
+    /// The UInt64 word of jump cache slot `slot` (from any field's offset).
+    static func jumpWord(_ slot: Int) -> Int { 4 * slot }
 
     /// Host TLB entries, direct-mapped by `tlbSlot`. With 1024, Linux's receive path (kernel
     /// stack, per-CPU data, socket buffers, the reader's user pages) had enough pages sharing

@@ -275,6 +275,7 @@ public final class BTExecutor: X86BlockExecutor {
     private func keepGlobalEntries(from old: X86CodeView, to new: X86CodeView) {
         for slot in nonGlobal.jumpSlots {
             tables[BTContext.jumpTags, BTContext.jumpWord(slot)] = BTContext.emptyTag
+            tables[BTContext.jumpVictimTags, BTContext.jumpWord(slot)] = BTContext.emptyTag
             noBlock[slot] = BTContext.emptyTag
         }
         for slot in nonGlobal.tlbSlots {
@@ -472,8 +473,9 @@ public final class BTExecutor: X86BlockExecutor {
             hostFrameEpoch &+= 1
             lastJumpGeneration = 1
             for i in 0..<BTContext.jumpCacheEntries {
-                tables[BTContext.jumpTags, BTContext.jumpWord(i)] = BTContext.emptyTag
-                tables[BTContext.jumpBodies, BTContext.jumpWord(i)] = 0
+                for field in [BTContext.jumpTags, BTContext.jumpBodies, BTContext.jumpVictimTags, BTContext.jumpVictimBodies] {
+                    tables[field, BTContext.jumpWord(i)] = BTContext.emptyTag
+                }
                 noBlock[i] = BTContext.emptyTag
             }
             savedViews.removeAll()
@@ -490,15 +492,24 @@ public final class BTExecutor: X86BlockExecutor {
     @inline(__always)
     private func jumpCacheBody(_ rip: UInt64) -> UInt64? {
         let word = BTContext.jumpWord(BTContext.jumpSlot(rip))
-        guard tables[BTContext.jumpTags, word] == 0 &- (rip &+ jumpGeneration) else { return nil }
-        return tables[BTContext.jumpBodies, word]
+        let stored = 0 &- (rip &+ jumpGeneration)
+        if tables[BTContext.jumpTags, word] == stored { return tables[BTContext.jumpBodies, word] }
+        if tables[BTContext.jumpVictimTags, word] == stored { return tables[BTContext.jumpVictimBodies, word] }
+        return nil
     }
 
+    /// Enters `rip`'s block in its slot's first way, the entry there moving to the victim way
+    /// (called only when neither way holds `rip`).
     private func remember(rip: UInt64, entry: UnsafeRawPointer, global: Bool) {
         let i = BTContext.jumpSlot(rip)
+        let word = BTContext.jumpWord(i)
+        // A non-global entry's slot is in the log whichever way it moves to: dropping a logged
+        // slot empties both ways.
         if !global { nonGlobal.noteJump(i) }
-        tables[BTContext.jumpTags, BTContext.jumpWord(i)] = 0 &- (rip &+ jumpGeneration)
-        tables[BTContext.jumpBodies, BTContext.jumpWord(i)] = UInt64(UInt(bitPattern: entry)) &+ UInt64(BlockTranslator.bodyOffset)
+        tables[BTContext.jumpVictimTags, word] = tables[BTContext.jumpTags, word]
+        tables[BTContext.jumpVictimBodies, word] = tables[BTContext.jumpBodies, word]
+        tables[BTContext.jumpTags, word] = 0 &- (rip &+ jumpGeneration)
+        tables[BTContext.jumpBodies, word] = UInt64(UInt(bitPattern: entry)) &+ UInt64(BlockTranslator.bodyOffset)
     }
 
     // MARK: X86BlockExecutor

@@ -588,7 +588,8 @@ struct BlockTranslator {
             e.registerForm(Opcode(0xc1), size: 8, reg: 5, rm: .rdx); e.byte(12)  // SHR rdx, 12
             e.alu(0, .rdx, .rax, size: 8)                                 // ADD rdx, rax
             e.and32(.rdx, UInt32(BTContext.jumpCacheEntries - 1))
-            e.alu(0, .rdx, .rdx, size: 8)                                 // ADD rdx, rdx: the slot's word
+            e.alu(0, .rdx, .rdx, size: 8)
+            e.alu(0, .rdx, .rdx, size: 8)                                 // rdx * 4: the slot's word
             e.load(.rcx, disp: BTContext.jumpGeneration)
             e.alu(0, .rcx, .rax, size: 8)                                 // ADD rcx, rax: the tag
             e.contextTableForm(Opcode(0x03), size: 8, reg: HostRegister.rcx.rawValue, index: .rdx,
@@ -601,7 +602,7 @@ struct BlockTranslator {
         }
         // With BMI2 nothing here touches the flags: the guest's stay in the host's RFLAGS and
         // the jump lands in the next block's body, past its flag-loading prologue.
-        let found = e.makeLabel()
+        let found = e.makeLabel(), foundVictim = e.makeLabel()
         if retired != 0 { e.leaOffset(.r14, .r14, -Int32(retired)) }
         budgetSpent(into: .rcx)
         e.unlessRCXZero(jumpTo: toSwift)
@@ -610,13 +611,16 @@ struct BlockTranslator {
         e.shrx(.rdx, target, count: .rcx)
         e.leaSum(.rdx, base: .rdx, index: target, scale: 1)
         e.pext(.rdx, .rdx, maskAt: BTContext.jumpIndexMask)
-        e.leaSum(.rdx, base: .rdx, index: .rdx, scale: 1)           // the slot's word (`jumpWord`)
-        // The tag wanted, RIP + generation, plus the slot's negated one: zero on a hit.
-        e.load(.rcx, disp: BTContext.jumpGeneration)
-        e.leaSum(.rcx, base: .rcx, index: target, scale: 1)
-        e.loadTable(.rsi, index: .rdx, disp: BTContext.jumpTags)
-        e.leaSum(.rcx, base: .rcx, index: .rsi, scale: 1)
-        e.jrcxz(found)
+        e.leaScaled(.rdx, index: .rdx, scale: 4)                    // the slot's word (`jumpWord`)
+        // The tag wanted, RIP + generation, plus the slot's negated one: zero on a hit. Then
+        // the same with the victim way's.
+        for (way, hit) in [(BTContext.jumpTags, found), (BTContext.jumpVictimTags, foundVictim)] {
+            e.load(.rcx, disp: BTContext.jumpGeneration)
+            e.leaSum(.rcx, base: .rcx, index: target, scale: 1)
+            e.loadTable(.rsi, index: .rdx, disp: way)
+            e.leaSum(.rcx, base: .rcx, index: .rsi, scale: 1)
+            e.jrcxz(hit)
+        }
         e.bind(toSwift)
         if let check = canonicalCheck {
             // Not canonical: the instruction faults. Its count given back, the block stops
@@ -635,6 +639,8 @@ struct BlockTranslator {
         e.jumpThroughContext(disp: BTContext.missStub)
         e.bind(found)
         e.jumpThroughTable(index: .rdx, disp: BTContext.jumpBodies)
+        e.bind(foundVictim)
+        e.jumpThroughTable(index: .rdx, disp: BTContext.jumpVictimBodies)
     }
 
     // MARK: Returns through the host's stack

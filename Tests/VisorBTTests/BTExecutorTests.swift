@@ -448,3 +448,75 @@ struct BTHostTLBTests {
         #expect(stats.storeCallouts == 4, "stores through callouts: \(stats.storeCallouts)")
     }
 }
+
+@Suite("bt: the jump cache's two ways")
+struct BTJumpCacheTests {
+    /// A RIP on another page whose jump cache slot is `rip`'s.
+    static func slotSharer(of rip: UInt64, from start: UInt64) -> UInt64? {
+        var candidate = start
+        while candidate < 0x7_0000 {
+            if candidate >> 12 != rip >> 12 && BTContext.jumpSlot(candidate) == BTContext.jumpSlot(rip) { return candidate }
+            candidate += 1
+        }
+        return nil
+    }
+
+    @Test("two hot RIPs sharing a slot both stay: indirect jumps between them find their blocks in translated code",
+          .enabled(if: BTFastPaths.hostHasBMI2, "translated code looks up the jump cache inline with BMI2"))
+    func slotSharersBothStay() throws {
+        let a: UInt64 = 0x1000
+        let b = try #require(Self.slotSharer(of: a, from: 0x2000))
+        let bt = try BTHarness(translated: true)
+        let interp = try BTHarness(translated: false)
+        for h in [bt, interp] {
+            // a: dec ecx; jz out; jmp rbx (to b) — b: add rdx, 1; jmp rax (to a) — out: hlt.
+            try h.load([0xff, 0xc9, 0x74, 0x02, 0xff, 0xe3, 0xf4], at: a)
+            try h.load([0x48, 0x83, 0xc2, 0x01, 0xff, 0xe0], at: b)
+            h.cpu.gpr[0] = a; h.cpu.gpr[3] = b; h.cpu.gpr[1] = 2000; h.cpu.gpr[2] = 0
+            h.cpu.rip = a
+            #expect(h.run() == .halted)
+        }
+        #expect(bt.cpu.gpr == interp.cpu.gpr)
+        #expect(bt.cpu.gpr[2] == 1999)
+        let executor = try #require(bt.executor)
+        #expect(executor.jumpCacheHolds(a) && executor.jumpCacheHolds(b))
+        // Each found its block once; with one way per slot, each jump evicted the other's.
+        #expect(executor.statistics.chainLookups <= 4, "lookups from translated code: \(executor.statistics.chainLookups)")
+    }
+
+    @Test("a CR3 write drops a non-global entry that moved to the victim way, and keeps the global one")
+    func victimWayDroppedAtCR3Write() throws {
+        let bt = try BTHarness(translated: true)
+        try bt.enablePaging()
+        bt.cpu.cr4 |= X86SystemBits.cr4PGE
+        // 0x5000 (not global) runs first; then a global page's RIP sharing its slot pushes it
+        // to the victim way.
+        let sharer = try #require(Self.slotSharer(of: 0x5000, from: 0x8000))
+        try bt.mapPage(sharer & ~0xfff, global: true)
+        let body: [UInt8] = [0x48, 0xff, 0xc0, 0xf4]  // inc rax; hlt
+        try bt.load(body, at: 0x5000)
+        try bt.load(body, at: sharer)
+        try bt.load([0x0f, 0x22, 0xd8, 0xf4], at: 0x6000)  // mov cr3, rax; hlt
+        bt.cpu.gpr[4] = 0x7800
+        for rip in [UInt64(0x5000), sharer] {
+            bt.cpu.rip = rip
+            bt.cpu.halted = false
+            #expect(bt.run(budget: 100) == .halted)
+        }
+        let executor = try #require(bt.executor)
+        #expect(executor.jumpCacheHolds(0x5000) && executor.jumpCacheHolds(sharer), "both ways hold an entry")
+        bt.cpu.gpr[0] = BTHarness.pml4
+        bt.cpu.rip = 0x6000
+        bt.cpu.halted = false
+        #expect(bt.run(budget: 100) == .halted)
+        #expect(executor.statistics.globalEntriesKept == 1)
+        #expect(!executor.jumpCacheHolds(0x5000), "the victim way's non-global entry is dropped")
+        // The global one's slot was logged by the other's fill and emptied with it: it is
+        // found again on the next run, the same.
+        bt.cpu.rip = sharer
+        bt.cpu.gpr[0] = 0
+        bt.cpu.halted = false
+        #expect(bt.run(budget: 100) == .halted)
+        #expect(bt.cpu.gpr[0] == 1)
+    }
+}
