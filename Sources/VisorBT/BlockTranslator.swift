@@ -32,7 +32,8 @@
 // `--stats` shows them as the interpreter counts them), CLI, STI, SWAPGS, RDTSC/RDTSCP
 // (a callout reads the machine's counter) and SYSCALL/SYSRET (a callout changes the privilege
 // level and answers the next block). CALL and RET also use the host's stack, so that the host
-// predicts returns (see "Returns through the host's stack" below). Everything
+// predicts returns (see "Returns through the host's stack" below); a retpoline thunk's CALL,
+// `mov [rsp], reg` and RET are translated together as one indirect jump. Everything
 // else (other LOCK'd and string instructions, other system instructions, x87/SSE, port I/O) runs
 // through the interpreter one instruction at a time — among them every other instruction Robin
 // and Irvine list as sensitive, which the monitor sees there.
