@@ -104,9 +104,7 @@ extension X86Machine {
               !(write && decodeCache.overlapsCode(physical, size: size)),
               let p = shared.hostPointer(physical, length: UInt64(size)) else { return nil }
         let rights = pagingEnabled ? tlb.lookup(linear)?.rights : nil
-        let writable = write || rights.map {
-            pageAccessAllowed($0, .write, user: cpu.cpl == 3) && $0 & X86TLB.dirty != 0
-        } ?? false
+        let writable = write || rights.map { tlbEntrySuffices($0, .write, user: cpu.cpl == 3) } ?? false
         return TranslatedAccess(linear: linear, physical: physical, host: p,
                                 onCodePage: decodeCache.holdsCode(physicalPage: physical >> 12),
                                 global: rights.map { $0 & X86TLB.global != 0 } ?? false, writable: writable)

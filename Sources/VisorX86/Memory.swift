@@ -35,11 +35,17 @@ extension X86Machine {
     @inline(__always)
     public func translate(_ linear: UInt64, _ kind: AccessKind, user: Bool) throws(X86Interruption) -> UInt64 {
         guard cpu.cr0 & X86.cr0Paging != 0 else { return linear }
-        if let hit = tlb.lookup(linear), pageAccessAllowed(hit.rights, kind, user: user),
-           kind != .write || hit.rights & X86TLB.dirty != 0 {
+        if let hit = tlb.lookup(linear), tlbEntrySuffices(hit.rights, kind, user: user) {
             return hit.frame | (linear & 0xfff)
         }
         return try walk(linear, kind, user: user)
+    }
+
+    /// True when a TLB entry with `rights` lets an access of `kind` through without a walk: the
+    /// rights allow it, and a write finds the dirty bit already set (else the walk sets it).
+    @inline(__always)
+    func tlbEntrySuffices(_ rights: UInt8, _ kind: AccessKind, user: Bool) -> Bool {
+        pageAccessAllowed(rights, kind, user: user) && (kind != .write || rights & X86TLB.dirty != 0)
     }
 
     /// Reads `size` (1, 2, 4 or 8) bytes at a physical address: RAM, or MMIO through the bus.
