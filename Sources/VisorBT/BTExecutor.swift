@@ -723,11 +723,8 @@ public final class BTExecutor: X86BlockExecutor {
     /// other CALL, or without the inline paths the translation of the three needs.
     private func retpolineTail(after insn: DecodedInstruction, at rip: UInt64, physical: UInt64, key: BlockKey,
                                machine: X86Machine) -> [GuestInstruction]? {
-        guard fast.loads, key.mode == .bits64, insn.operation == .callRelative, insn.operandSize == 8 else { return nil }
-        let next = rip &+ UInt64(insn.length)
-        let moveRIP = next &+ 7
-        guard BlockTranslator.branchTarget(insn, next: next, mode: .bits64) == moveRIP,
-              moveRIP >> 12 == rip >> 12, moveRIP & 0xfff <= 4096 - 5 else { return nil }
+        guard fast.loads, key.mode == .bits64, let moveRIP = BlockTranslator.retpolineMoveRIP(insn, at: rip),
+              moveRIP >> 12 == rip >> 12 else { return nil }
         let movePhysical = (physical & ~0xfff) | (moveRIP & 0xfff)
         guard let move = machine.decodeForTranslation(physical: movePhysical, mode: .bits64) else { return nil }
         let retRIP = moveRIP &+ UInt64(move.length)

@@ -282,11 +282,18 @@ struct BlockTranslator {
     static func retpolineRegister(_ instructions: [GuestInstruction], at k: Int) -> UInt8? {
         guard k + 3 == instructions.count else { return nil }
         let call = instructions[k], move = instructions[k + 1], ret = instructions[k + 2]
-        let next = call.rip &+ UInt64(call.insn.length)
-        guard call.insn.operation == .callRelative, call.insn.operandSize == 8,
-              move.rip == next &+ 7, branchTarget(call.insn, next: next, mode: .bits64) == move.rip,
+        guard retpolineMoveRIP(call.insn, at: call.rip) == move.rip,
               ret.rip == move.rip &+ UInt64(move.insn.length) else { return nil }
         return retpolineTail(move.insn, ret.insn)
+    }
+
+    /// Where a retpoline thunk's MOV would be after `call` at `rip`: 7 bytes past the end of a
+    /// 64-bit CALL that targets just there; nil for any other instruction.
+    static func retpolineMoveRIP(_ call: DecodedInstruction, at rip: UInt64) -> UInt64? {
+        guard call.operation == .callRelative, call.operandSize == 8 else { return nil }
+        let next = rip &+ UInt64(call.length)
+        let move = next &+ 7
+        return branchTarget(call, next: next, mode: .bits64) == move ? move : nil
     }
 
     /// The register of `mov [rsp], reg` (64-bit) when `ret` is a plain near RET after it.
