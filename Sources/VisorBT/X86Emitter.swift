@@ -80,8 +80,19 @@ struct X86Emitter {
     mutating func contextForm(_ opcode: Opcode, size: UInt8, reg: UInt8, disp: Int32) {
         prefixes(size: size, reg: reg, rm: HostRegister.r15.rawValue, rmIsRegister: false)
         self.opcode(opcode)
-        byte(0x80 | (reg & 7) << 3 | 7)
-        i32(disp)
+        contextDisplacement(reg: reg, disp)
+    }
+
+    /// ModRM (and displacement) for `[r15 + disp]` with reg field `reg`: an 8-bit displacement
+    /// when it fits (the guest registers' slots), which keeps hot code short.
+    private mutating func contextDisplacement(reg: UInt8, _ disp: Int32) {
+        if let short = Int8(exactly: disp) {
+            byte(0x40 | (reg & 7) << 3 | 7)
+            byte(UInt8(bitPattern: short))
+        } else {
+            byte(0x80 | (reg & 7) << 3 | 7)
+            i32(disp)
+        }
     }
 
     // MARK: Moves
@@ -171,9 +182,12 @@ struct X86Emitter {
         let scaleBits: UInt8 = scale == 8 ? 3 : scale == 4 ? 2 : scale == 2 ? 1 : 0
         prefixes(size: size, reg: reg, rm: base.rawValue, index: index.rawValue, rmIsRegister: false)
         self.opcode(opcode)
-        byte(0x44 | (reg & 7) << 3)  // mod 01, r/m 100: SIB and disp8, so RBP/R13 bases work
+        // mod 00 (no displacement) when there is none, except with RBP/R13 as the base, whose
+        // mod 00 means no base; else mod 01 with disp8.
+        let bare = disp == 0 && base.rawValue & 7 != 5
+        byte((bare ? 0x04 : 0x44) | (reg & 7) << 3)  // r/m 100: SIB
         byte(scaleBits << 6 | (index.rawValue & 7) << 3 | (base.rawValue & 7))
-        byte(UInt8(bitPattern: disp))
+        if !bare { byte(UInt8(bitPattern: disp)) }
     }
 
     /// `opcode` with memory operand [base + disp8].
@@ -225,8 +239,7 @@ struct X86Emitter {
         byte((dst.rawValue & 8 == 0 ? 0x80 : 0) | 0x40 | 0x02)        // ~R, ~X, B (R15), map 0F38
         byte(0x80 | (~src.rawValue & 15) << 3 | pp)                     // W1, ~vvvv = src, L0, pp
         byte(0xf5)
-        byte(0x80 | (dst.rawValue & 7) << 3 | 7)                        // [r15 + disp32]
-        i32(disp)
+        contextDisplacement(reg: dst.rawValue, disp)                    // [r15 + disp]
     }
 
     /// PEXT dst, src, qword [r15 + disp]: the bits of `src` the mask in the context selects,
@@ -359,7 +372,7 @@ struct X86Emitter {
         registerForm(Opcode(size == 1 ? 0x88 : 0x89), size: size, reg: src.rawValue, rm: dst)
     }
 
-    /// LEA dst, [base + index * scale + disp32] with either part optional (flags untouched;
+    /// LEA dst, [base + index * scale + disp] (disp8 when it fits) with either part optional (flags untouched;
     /// `index` not RSP).
     mutating func lea(_ dst: HostRegister, base: HostRegister?, index: HostRegister?, scale: UInt8, disp: Int32) {
         let scaleBits: UInt8 = scale == 8 ? 3 : scale == 4 ? 2 : scale == 2 ? 1 : 0
@@ -371,6 +384,12 @@ struct X86Emitter {
         prefixes(size: 8, reg: dst.rawValue, rm: base?.rawValue ?? 5, index: index.rawValue, rmIsRegister: false)
         byte(0x8d)
         if let base {
+            if let short = Int8(exactly: disp) {
+                byte(0x44 | (dst.rawValue & 7) << 3)                      // mod 01, SIB, disp8
+                byte(scaleBits << 6 | (index.rawValue & 7) << 3 | (base.rawValue & 7))
+                byte(UInt8(bitPattern: short))
+                return
+            }
             byte(0x84 | (dst.rawValue & 7) << 3)                          // mod 10, SIB
             byte(scaleBits << 6 | (index.rawValue & 7) << 3 | (base.rawValue & 7))
         } else {
