@@ -97,6 +97,11 @@ enum BTContext {
     static let interruptFlagMask: Int32 = 488
     static let allButInterruptFlagMask: Int32 = 496
     static let ioplMask: Int32 = 504
+    /// The access stubs' variants that leave `flagsBefore` alone (`BTExecutor.accessStub`), for
+    /// accesses in a region where the guest's flags were saved there and the host's clobbered
+    /// (`BlockTranslator.flagsDeadBefore`).
+    static let loadStubKeepingFlags: Int32 = 512
+    static let storeStubKeepingFlags: Int32 = 520
     /// Bit CPL * 4 + IOPL set where CLI and STI fault (CPL above IOPL).
     static let ioplTooLow: UInt64 = 1 << 4 | 1 << 8 | 1 << 9 | 1 << 12 | 1 << 13 | 1 << 14
     /// What the bottom frames' return-address slots hold: no guest return address plus any

@@ -159,8 +159,9 @@ public final class BTExecutor: X86BlockExecutor {
         }
         // The trampolines and stubs, installed together (one W^X window), each 16-byte aligned.
         let pieces = [Self.enterTrampoline(), Self.exitTrampoline(), Self.accessStub(store: false),
-                      Self.accessStub(store: true), Self.missStub()].compactMap { $0 }
-        guard pieces.count == 5 else {
+                      Self.accessStub(store: true), Self.missStub(),
+                      Self.accessStub(store: false, keepingFlags: true), Self.accessStub(store: true, keepingFlags: true)].compactMap { $0 }
+        guard pieces.count == 7 else {
             context.deallocate(); noBlock.deallocate()
             throw CodeCacheError(description: "the trampolines could not be assembled")
         }
@@ -177,6 +178,8 @@ public final class BTExecutor: X86BlockExecutor {
         }
         let enterAddress = base + offsets[0], exitAddress = base + offsets[1]
         let loadStub = base + offsets[2], storeStub = base + offsets[3], missStub = base + offsets[4]
+        context.storeBytes(of: UInt64(UInt(bitPattern: base + offsets[5])), toByteOffset: Int(BTContext.loadStubKeepingFlags), as: UInt64.self)
+        context.storeBytes(of: UInt64(UInt(bitPattern: base + offsets[6])), toByteOffset: Int(BTContext.storeStubKeepingFlags), as: UInt64.self)
         cache.keepInstalled()
         // SAFETY: `enterAddress` holds the enter trampoline, a C function of this type.
         enter = unsafeBitCast(enterAddress, to: Enter.self)
@@ -373,9 +376,11 @@ public final class BTExecutor: X86BlockExecutor {
     /// the Swift callout, restores both, and returns RCX = 0 when the access was made (a load's
     /// value in RAX), non-zero when the machine refused it. Cached guest registers are not
     /// written back: the callouts do not read them, and a refusal's stop does it.
-    static func accessStub(store: Bool) -> [UInt8]? {
+    /// With `keepingFlags`, the guest's flags are already in `flagsBefore` (the caller is in a
+    /// region where the host's are clobbered) and the stub only restores them from there.
+    static func accessStub(store: Bool, keepingFlags: Bool = false) -> [UInt8]? {
         var e = X86Emitter()
-        e.pushFlags(); e.popContext(disp: BTContext.flagsBefore)
+        if !keepingFlags { e.pushFlags(); e.popContext(disp: BTContext.flagsBefore) }
         let saved: [HostRegister] = [.r8, .r9, .r10, .r11]
         for (i, r) in saved.enumerated() { e.store(r, disp: BTContext.stubSaves + 8 * Int32(i), size: 8) }
         e.adjustStack(-8)  // the call to the stub left RSP 8 below a 16-byte boundary

@@ -7,7 +7,9 @@
 // keeps the guest's six status flags in the host's RFLAGS between instructions: an x86 host
 // computes them exactly as the guest would, so an ADD is an ADD and a Jcc is a Jcc on the same
 // condition code. Flags are saved to the context only around calls into Swift (memory
-// accesses) and when the block ends.
+// accesses), when the block ends, and once at the start of a run of instructions before which
+// they are dead (see "Regions where the guest's flags are dead"), whose memory accesses then
+// probe the host TLB with ordinary, flag-clobbering arithmetic.
 //
 // Precise state: a guest instruction writes its registers only after everything that can fail
 // (a memory access refused by the callout, a non-canonical return address) has succeeded, so
@@ -391,6 +393,7 @@ struct BlockTranslator {
     static func translate(_ instructions: [GuestInstruction], next: UInt64, mode: CodeMode,
                           callouts: BTCallouts, fast: BTFastPaths) -> TranslatedBlock? {
         var t = BlockTranslator(mode: mode, callouts: callouts, fast: fast, startRIP: instructions.first?.rip ?? next)
+        t.flagsDeadBefore = Self.flagsDeadBefore(instructions)
         t.prologue()
         var ended = false, retpoline = false
         for (k, g) in instructions.enumerated() {
@@ -403,12 +406,76 @@ struct BlockTranslator {
                 retpoline = true
                 break
             }
+            t.enterFlagRegion(g, at: k)
             ended = t.instruction(g, retired: k)
+            if Self.writesAllStatusFlags(g.insn) { t.flagsSaved = false }
         }
         if !ended { t.exit(rip: next, retired: instructions.count) }
         t.epilogue()
         guard let code = t.e.finished() else { return nil }
         return TranslatedBlock(code: code, chainSites: t.chainSites, endsInRetpoline: retpoline)
+    }
+
+    // MARK: Regions where the guest's flags are dead
+    //
+    // Most memory accesses sit where the guest's status flags are about to be overwritten
+    // (a load before its TEST or CMP). There a probe may use ordinary arithmetic (a shift and
+    // an AND for the slot, ADDs for the tag and one untaken JNZ) instead of the flag-free
+    // LEA/SHRX/PEXT/JRCXZ chain: shorter, and fewer cycles from address to data. The flags are
+    // still the guest's if the access faults (the interpreter then raises the fault with them
+    // in its frame), so the region's first access saves them once, in `flagsBefore`, and
+    // every stop in the region takes them from there; its callouts go through the access
+    // stubs' variants that leave that slot alone.
+
+    /// For each instruction, whether the guest's status flags are dead before it within the
+    /// block: it or a later one writes all six and reads none, and everything from it to that
+    /// one touches no flag (so the block does not end in between).
+    static func flagsDeadBefore(_ instructions: [GuestInstruction]) -> [Bool] {
+        var dead = [Bool](repeating: false, count: instructions.count + 1)
+        for k in stride(from: instructions.count - 1, through: 0, by: -1) {
+            let insn = instructions[k].insn
+            if writesAllStatusFlags(insn) {
+                dead[k] = true
+            } else if leavesStatusFlags(insn) && !endsBlock(insn) {
+                dead[k] = dead[k + 1]
+            }
+        }
+        return dead
+    }
+
+    /// Operations whose translation writes all six status flags and reads none.
+    static func writesAllStatusFlags(_ insn: DecodedInstruction) -> Bool {
+        switch insn.operation {
+        case .add, .or, .and, .sub, .xor, .cmp, .test, .neg: return true
+        default: return false
+        }
+    }
+
+    /// Operations that neither read nor write a status flag.
+    static func leavesStatusFlags(_ insn: DecodedInstruction) -> Bool {
+        switch insn.operation {
+        case .mov, .movzx, .movsx, .lea, .push, .pop, .nop, .bswap, .not, .xchg, .jmpRelative: return true
+        default: return false
+        }
+    }
+
+    /// Per instruction: `flagsDeadBefore` for this block.
+    private var flagsDeadBefore: [Bool] = []
+    /// The guest's flags are in `flagsBefore` and the host's RFLAGS may hold anything: inside a
+    /// dead region, after its first access (until the instruction that writes them all).
+    private var flagsSaved = false
+
+    /// At the start of instruction `k`: in a dead region, before its first memory access, the
+    /// guest's flags saved (`flagsSaved`), which lets this instruction's and the region's
+    /// later accesses clobber the host's.
+    private mutating func enterFlagRegion(_ g: GuestInstruction, at k: Int) {
+        guard !flagsSaved, fast.loads, mode == .bits64, k < flagsDeadBefore.count, flagsDeadBefore[k] else { return }
+        let insn = g.insn
+        let touchesMemory = insn.destination.kind == .memory || insn.source.kind == .memory
+            || insn.operation == .push || insn.operation == .pop
+        guard touchesMemory, insn.operation != .lea, insn.operation != .nop else { return }
+        saveFlags()
+        flagsSaved = true
     }
 
     /// A block's entry: the guest's status flags into the host's RFLAGS.
@@ -421,7 +488,7 @@ struct BlockTranslator {
     private mutating func epilogue() {
         for c in coldPaths {
             e.bind(c.miss)
-            calloutThroughStub(store: c.store, info: c.info, refused: c.refused)
+            calloutThroughStub(store: c.store, info: c.info, refused: c.refused, keepSavedFlags: c.keepSavedFlags)
             if c.keepHost { e.moveImmediate(.r13, 0) }
             if !c.store && c.target != .rax { e.move(c.target, .rax) }
             e.jmp(c.done)
@@ -748,7 +815,8 @@ struct BlockTranslator {
     /// cached ones are written back.
     private mutating func failure(retired: Int, rip: UInt64, flags: FlagsAt = .savedBefore, afterCall: Bool = true) -> Label {
         let l = e.makeLabel()
-        failures.append((l, retired, rip, flags, afterCall ? [] : dirtyCached))
+        // In a dead region the host's flags may be clobbered; the guest's are in `flagsBefore`.
+        failures.append((l, retired, rip, flagsSaved ? .savedBefore : flags, afterCall ? [] : dirtyCached))
         return l
     }
 
@@ -940,8 +1008,12 @@ struct BlockTranslator {
     /// Probes the host TLB for `size` bytes at linear R12 (read or write tag); on a hit RSI holds
     /// the addend (host = linear + addend), on a miss (or an access crossing a page: the tag is
     /// compared with the page of the last byte, the index taken from the first) goes to `miss`.
-    /// Flags untouched; clobbers RCX, RDX, RSI.
+    /// Flags untouched (but clobbered in a dead region: `clobberingProbe`); clobbers RCX, RDX, RSI.
     private mutating func probe(size: UInt8, write: Bool, miss: Label) {
+        if flagsSaved {
+            clobberingProbe(size: size, write: write, miss: miss)
+            return
+        }
         e.moveImmediate(.rcx, 12)
         e.leaOffset(.rdx, .r12, Int32(size - 1))  // LEA rdx, [r12 + size-1]
         e.shrx(.rdx, .rdx, count: .rcx)   // page of the last byte
@@ -955,10 +1027,27 @@ struct BlockTranslator {
         e.loadTable(.rsi, index: .rsi, disp: BTContext.tlbAddends)
     }
 
+    /// `probe` in a dead region, where the host's flags may be clobbered: the page of the last
+    /// byte, the slot's byte offset from the first byte's page ((R12 >> 7) AND the slots' bits:
+    /// `tlbWord` * 8), the generation and the stored (negated) tag added, and JNZ to `miss`.
+    private mutating func clobberingProbe(size: UInt8, write: Bool, miss: Label) {
+        if size == 1 { e.move(.rdx, .r12) } else { e.leaOffset(.rdx, .r12, Int32(size - 1)) }
+        e.shift64(5, .rdx, by: 12)                                   // SHR: page of the last byte
+        e.move(.rsi, .r12)
+        e.shift64(5, .rsi, by: 7)
+        e.and32(.rsi, UInt32(BTContext.hostTLBEntries - 1) << 5)      // the slot's byte offset
+        e.addFromContext(.rdx, disp: BTContext.tlbGeneration)
+        e.contextTableForm(Opcode(0x03), size: 8, reg: HostRegister.rdx.rawValue, index: .rsi,
+                           disp: write ? BTContext.tlbWriteTags : BTContext.tlbReadTags, scale: 1)
+        e.jcc(5, miss)                                               // NE: another page, or none
+        e.contextTableForm(Opcode(0x8b), size: 8, reg: HostRegister.rsi.rawValue, index: .rsi,
+                           disp: BTContext.tlbAddends, scale: 1)
+    }
+
     /// Loads `size` bytes at segment:R12 into RAX (zero-extended). With `keepHost` (the load of
     /// a read-modify-write, `forWrite`), R13 is left holding the host address, or 0 when the
     /// access went through the callout, for `storeBack`. Stops before the instruction when the
-    /// machine refuses the access. Flags kept; caller-saved registers clobbered.
+    /// machine refuses the access. Flags kept (outside a dead region); caller-saved registers clobbered.
     private mutating func loadAccess(segment: UInt8, size: UInt8, forWrite: Bool = false, keepHost: Bool = false,
                                      into target: HostRegister = .rax, fail: Label) {
         let info = BTCallouts.info(segment: segment, size: size, forWrite: forWrite)
@@ -975,11 +1064,11 @@ struct BlockTranslator {
         e.loadIndexed(target, base: .r12, index: .rsi, size: size)
         e.bind(done)
         coldPaths.append(ColdPath(miss: miss, done: done, refused: refused, info: info, store: false,
-                                  target: target, keepHost: keepHost))
+                                  target: target, keepHost: keepHost, keepSavedFlags: flagsSaved))
     }
 
     /// Stores the low `size` bytes of RBX at segment:R12. Stops before the instruction when the
-    /// machine refuses it (nothing written). Flags kept; caller-saved registers clobbered.
+    /// machine refuses it (nothing written). Flags kept (outside a dead region); caller-saved registers clobbered.
     private mutating func storeAccess(segment: UInt8, size: UInt8, fail: Label) {
         let info = BTCallouts.info(segment: segment, size: size)
         let refused = refusal(from: fail)
@@ -992,14 +1081,18 @@ struct BlockTranslator {
         e.storeIndexed(.rbx, base: .r12, index: .rsi, size: size)
         e.bind(done)
         coldPaths.append(ColdPath(miss: miss, done: done, refused: refused, info: info, store: true,
-                                  target: .rax, keepHost: false))
+                                  target: .rax, keepHost: false, keepSavedFlags: flagsSaved))
     }
 
     /// A load or store through the shared stub (`BTExecutor.accessStub`): on to `refused` when
     /// the machine refuses it, else on past this code (a load's value in RAX).
-    private mutating func calloutThroughStub(store: Bool, info: UInt64, refused: Label) {
+    private mutating func calloutThroughStub(store: Bool, info: UInt64, refused: Label, keepSavedFlags: Bool? = nil) {
         e.moveImmediate(.rdx, info)
-        e.callThroughContext(disp: store ? BTContext.storeStub : BTContext.loadStub)
+        if keepSavedFlags ?? flagsSaved {
+            e.callThroughContext(disp: store ? BTContext.storeStubKeepingFlags : BTContext.loadStubKeepingFlags)
+        } else {
+            e.callThroughContext(disp: store ? BTContext.storeStub : BTContext.loadStub)
+        }
         e.unlessRCXZero(jumpTo: refused)
     }
 
@@ -1021,6 +1114,8 @@ struct BlockTranslator {
         let store: Bool
         let target: HostRegister
         let keepHost: Bool
+        /// Made in a dead region: the callout leaves `flagsBefore` alone.
+        var keepSavedFlags = false
     }
     private var coldPaths: [ColdPath] = []
 

@@ -262,11 +262,13 @@ struct X86Emitter {
     }
 
     /// `opcode` with memory operand [r15 + index * 8 + disp]: an entry of a table in the context.
-    mutating func contextTableForm(_ opcode: Opcode, size: UInt8, reg: UInt8, index: HostRegister, disp: Int32) {
+    mutating func contextTableForm(_ opcode: Opcode, size: UInt8, reg: UInt8, index: HostRegister, disp: Int32,
+                                   scale: UInt8 = 8) {
+        let scaleBits: UInt8 = scale == 8 ? 3 : scale == 4 ? 2 : scale == 2 ? 1 : 0
         prefixes(size: size, reg: reg, rm: HostRegister.r15.rawValue, index: index.rawValue, rmIsRegister: false)
         self.opcode(opcode)
         byte(0x84 | (reg & 7) << 3)                                     // mod 10, r/m 100: SIB, disp32
-        byte(3 << 6 | (index.rawValue & 7) << 3 | 7)                    // scale 8, index, base R15
+        byte(scaleBits << 6 | (index.rawValue & 7) << 3 | 7)            // scale, index, base R15
         i32(disp)
     }
 
