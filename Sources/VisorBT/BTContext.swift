@@ -24,7 +24,8 @@ enum BTContext {
     static let hostFlags: Int32 = 176
     /// Guest instructions translated code may retire before it returns to Swift, as set at
     /// entry. R14 counts them down inside translated code (each block's end subtracts its
-    /// instructions; the first end that takes it below zero returns to Swift), and the exit
+    /// instructions; the first link back, return site or jump cache lookup that finds it below
+    /// zero returns to Swift: forward links do not look, see `BlockTranslator.exit`), and the exit
     /// trampoline leaves R14 here and returns this value minus R14: the instructions retired.
     static let budget: Int32 = 184
     /// R14 as translated code left it (the exit trampoline's copy).

@@ -512,21 +512,30 @@ struct BlockTranslator {
 
     /// Ends the block: RIP = `rip`, `retired` instructions done (cached registers written back
     /// first unless the caller did).
-    private mutating func exit(rip: UInt64, retired: Int, writeBack: Bool = true) {
+    private mutating func exit(rip: UInt64, retired: Int, writeBack: Bool = true, alwaysCheckBudget: Bool = false) {
         if writeBack { writeBackAll() }
         if fast.loads && mode == .bits64 && rip >> 12 == startRIP >> 12 {
             // Linkable (same page): the instructions counted against the budget with
             // flag-free instructions, then a jump patched to the target's body once that block
             // exists (the guest's flags still in the host's RFLAGS); until then it goes on to
             // the jump cache lookup. A spent budget goes back to Swift.
+            //
+            // Only links back (to a block starting at or before this one's start) look at the
+            // budget: every cycle of links has one, since forward links only climb the page, so
+            // a spent budget still stops the code within a page's worth of forward links (and
+            // the jump cache lookup, the other way out of a block, always looks). The check
+            // was a quarter of a typical block end's instructions.
             let spent = e.makeLabel()
             e.leaOffset(.r14, .r14, -Int32(retired))
-            budgetSpent(into: .rcx)
-            e.unlessRCXZero(jumpTo: spent)
+            if alwaysCheckBudget || rip <= startRIP {
+                budgetSpent(into: .rcx)
+                e.unlessRCXZero(jumpTo: spent)
+            }
             let fastJump = e.patchableJump()                        // until linked: on to the lookup
             chainSites.append(ChainSite(target: rip, fastJump: fastJump))
             e.moveImmediate(.rax, rip)
             chain(retired: 0)
+            guard e.isReferenced(spent) else { return }
             e.bind(spent)
             e.moveImmediate(.rax, rip)
             e.store(.rax, disp: BTContext.rip, size: 8)
@@ -754,7 +763,9 @@ struct BlockTranslator {
         e.call(callee)
         // The host RET lands here, the guest's flags in the host's RFLAGS (flag-free from here).
         e.leaOffset(.rsp, .rsp, 8)
-        exit(rip: returnRIP, retired: 0, writeBack: false)
+        // Checked even forward: host RETs do not look at the budget, so without this a spent
+        // budget could go on through every frame's return.
+        exit(rip: returnRIP, retired: 0, writeBack: false, alwaysCheckBudget: true)
         e.bind(callee)
         toCallee(&self)
     }

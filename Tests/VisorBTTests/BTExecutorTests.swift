@@ -277,6 +277,29 @@ struct BTExecutorTests {
         #expect(bt.machine.instructionsRetired == interp.machine.instructionsRetired)
     }
 
+    @Test("a spent budget stops translated code at the next link back, not at a forward link")
+    func budgetCheckedOnLinksBack() throws {
+        let bt = try BTHarness(translated: true)
+        // 100 blocks `add rax, 1; jns next`, then `add rax, 1; jns start`: one loop of 202
+        // instructions whose only link back is the last.
+        var code: [UInt8] = []
+        for _ in 0..<100 { code += [0x48, 0x83, 0xc0, 0x01, 0x79, 0x00] }
+        code += [0x48, 0x83, 0xc0, 0x01]
+        let back = -(code.count + 6)
+        code += [0x0f, 0x89] + withUnsafeBytes(of: Int32(back).littleEndian) { Array($0) }
+        try bt.load(code)
+        // Translates and links every block; stops at the link back once the budget is spent.
+        _ = bt.run(budget: 3000)
+        #expect(bt.cpu.rip == BTHarness.codeAddress)
+        let before = bt.machine.instructionsRetired
+        // The budget is spent after 50, but the forward links do not look: the loop runs to
+        // its link back.
+        _ = bt.run(budget: 50)
+        #expect(bt.machine.instructionsRetired - before == 202)
+        #expect(bt.cpu.rip == BTHarness.codeAddress)
+        #expect(bt.cpu.gpr[0] == (bt.machine.instructionsRetired / 2))
+    }
+
     @Test("a code cache too small for the working set starts over and stays correct")
     func cacheResets() throws {
         let interp = try BTHarness(translated: false)
