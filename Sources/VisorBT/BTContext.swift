@@ -1,6 +1,7 @@
 // The block of memory translated code works on: the guest's general registers, RIP and
 // RFLAGS while a block runs, two slots that keep RFLAGS across calls into Swift, the machine
-// the callouts act on, and the callouts' status. R15 holds its address inside translated code.
+// the callouts act on, and the callouts' status. R15 holds its address plus `X86Emitter.contextBias`
+// inside translated code.
 
 /// Byte offsets in the context block.
 enum BTContext {

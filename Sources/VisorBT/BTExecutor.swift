@@ -354,13 +354,13 @@ public final class BTExecutor: X86BlockExecutor {
     }
 
     /// enter(context, block): saves the callee-saved registers translated code uses, points R15
-    /// at the context, pushes two bottom host-stack frames (return-address slots no RET
+    /// into the context (`X86Emitter.contextBias`), pushes two bottom host-stack frames (return-address slots no RET
     /// matches: a RET reads the top two frames), notes RSP, and jumps to the block.
     static func enterTrampoline() -> [UInt8]? {
         var e = X86Emitter()
         e.push(.rbx); e.push(.rbp); e.push(.r12); e.push(.r13); e.push(.r14); e.push(.r15)
         e.adjustStack(-8)  // calls from translated code see a 16-byte-aligned RSP
-        e.move(.r15, .rdi)
+        e.leaOffset(.r15, .rdi, X86Emitter.contextBias)
         e.moveImmediate(.rax, BTContext.bottomFrameTag)
         e.push(.rax); e.push(.rax); e.push(.rax); e.push(.rax)  // 32 bytes: still aligned
         e.store(.rsp, disp: BTContext.hostStackBase, size: 8)
@@ -384,7 +384,7 @@ public final class BTExecutor: X86BlockExecutor {
         let saved: [HostRegister] = [.r8, .r9, .r10, .r11]
         for (i, r) in saved.enumerated() { e.store(r, disp: BTContext.stubSaves + 8 * Int32(i), size: 8) }
         e.adjustStack(-8)  // the call to the stub left RSP 8 below a 16-byte boundary
-        e.move(.rdi, .r15)
+        e.leaOffset(.rdi, .r15, -X86Emitter.contextBias)  // the context block
         e.move(.rsi, .r12)
         if store { e.move(.rcx, .rbx) }
         e.callThroughContext(disp: store ? BTContext.storeCallout : BTContext.loadCallout)
@@ -407,7 +407,7 @@ public final class BTExecutor: X86BlockExecutor {
     static func missStub() -> [UInt8]? {
         var e = X86Emitter()
         let exit = e.makeLabel()
-        e.move(.rdi, .r15)
+        e.leaOffset(.rdi, .r15, -X86Emitter.contextBias)  // the context block
         e.load(.rsi, disp: BTContext.rip)
         e.move(.rdx, .r14)
         e.callThroughContext(disp: BTContext.lookupCallout)  // RSP is 16-byte aligned in translated code

@@ -578,7 +578,7 @@ struct BlockTranslator {
     private mutating func callOut(_ address: UInt64, argument: UInt64) {
         saveFlags()
         spillForCall()
-        e.move(.rdi, .r15)
+        e.leaOffset(.rdi, .r15, -X86Emitter.contextBias)  // the context block
         e.moveImmediate(.rsi, argument)
         e.moveImmediate(.rax, address)
         e.call(.rax)
@@ -1150,7 +1150,7 @@ struct BlockTranslator {
     private mutating func storeCallout(segment: UInt8, size: UInt8, value: HostRegister, fail: Label) {
         spillForCall()
         e.move(.rcx, value)
-        e.move(.rdi, .r15)
+        e.leaOffset(.rdi, .r15, -X86Emitter.contextBias)  // the context block
         e.move(.rsi, .r12)
         e.moveImmediate(.rdx, BTCallouts.info(segment: segment, size: size))
         e.moveImmediate(.rax, callouts.store)
@@ -1565,7 +1565,7 @@ struct BlockTranslator {
             saveFlags()                             // for a refusal's stop
             saveFlags(to: BTContext.hostFlags)      // the status flags the callout reads
             spillForCall()
-            e.move(.rdi, .r15)
+            e.leaOffset(.rdi, .r15, -X86Emitter.contextBias)  // the context block
             e.moveImmediate(.rsi, insn.operation == .sysret ? 1 : 0)
             e.moveImmediate(.rdx, next)
             e.leaOffset(.rcx, .r14, -Int32(k + 1))

@@ -76,6 +76,12 @@ struct X86Emitter {
         byte(0xc0 | (reg & 7) << 3 | (rm.rawValue & 7))
     }
 
+    /// Where R15 points in translated code: this many bytes into the context block, so that
+    /// an 8-bit displacement reaches the block's first 256 bytes (the guest's registers, RIP,
+    /// the flags' slots, the probes' masks and generations, the exit's address). Every
+    /// `[r15 + disp]` the emitter makes takes a context offset (`BTContext`) and subtracts it.
+    static let contextBias: Int32 = 128
+
     /// `opcode` with a memory operand `[r15 + disp]`, reg field `reg`, at operand `size`.
     mutating func contextForm(_ opcode: Opcode, size: UInt8, reg: UInt8, disp: Int32) {
         prefixes(size: size, reg: reg, rm: HostRegister.r15.rawValue, rmIsRegister: false)
@@ -83,9 +89,11 @@ struct X86Emitter {
         contextDisplacement(reg: reg, disp)
     }
 
-    /// ModRM (and displacement) for `[r15 + disp]` with reg field `reg`: an 8-bit displacement
-    /// when it fits (the guest registers' slots), which keeps hot code short.
-    private mutating func contextDisplacement(reg: UInt8, _ disp: Int32) {
+    /// ModRM (and displacement) for the context block's byte `offset`, `[r15 + offset -
+    /// contextBias]`, with reg field `reg`: an 8-bit displacement when it fits, which keeps hot
+    /// code short.
+    private mutating func contextDisplacement(reg: UInt8, _ offset: Int32) {
+        let disp = offset - Self.contextBias
         if let short = Int8(exactly: disp) {
             byte(0x40 | (reg & 7) << 3 | 7)
             byte(UInt8(bitPattern: short))
@@ -269,7 +277,7 @@ struct X86Emitter {
         self.opcode(opcode)
         byte(0x84 | (reg & 7) << 3)                                     // mod 10, r/m 100: SIB, disp32
         byte(scaleBits << 6 | (index.rawValue & 7) << 3 | 7)            // scale, index, base R15
-        i32(disp)
+        i32(disp - Self.contextBias)
     }
 
     /// MOV reg64, [r15 + index * 8 + disp].
