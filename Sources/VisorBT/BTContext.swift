@@ -16,8 +16,9 @@ enum BTContext {
     static let flagsBefore: Int32 = 144
     /// Guest RFLAGS an instruction produced, kept across its final store's callout.
     static let flagsAfter: Int32 = 152
-    /// `Unmanaged<X86Machine>` of the vCPU running the block (callouts).
-    static let machine: Int32 = 160
+    /// The guest's status flags as a region where they are dead saved them (LAHF's AH in the
+    /// high byte, OF in the low: `BlockTranslator.enterFlagRegion`), for the region's stops.
+    static let flagsInRegion: Int32 = 160
     /// 0 when the last load callout succeeded.
     static let status: Int32 = 168
     /// Guest status flags as a host RFLAGS image, across jumps from block to block (each
@@ -99,11 +100,13 @@ enum BTContext {
     static let interruptFlagMask: Int32 = 488
     static let allButInterruptFlagMask: Int32 = 496
     static let ioplMask: Int32 = 504
-    /// The access stubs' variants that leave `flagsBefore` alone (`BTExecutor.accessStub`), for
-    /// accesses in a region where the guest's flags were saved there and the host's clobbered
-    /// (`BlockTranslator.flagsDeadBefore`).
+    /// The access stubs' variants that neither save nor restore the host's flags
+    /// (`BTExecutor.accessStub`), for accesses in a region where the guest's flags are dead and
+    /// saved in `flagsInRegion` (`BlockTranslator.flagsDeadBefore`).
     static let loadStubKeepingFlags: Int32 = 512
     static let storeStubKeepingFlags: Int32 = 520
+    /// `Unmanaged<X86Machine>` of the vCPU running the block (callouts).
+    static let machine: Int32 = 528
     /// Bit CPL * 4 + IOPL set where CLI and STI fault (CPL above IOPL).
     static let ioplTooLow: UInt64 = 1 << 4 | 1 << 8 | 1 << 9 | 1 << 12 | 1 << 13 | 1 << 14
     /// What the bottom frames' return-address slots hold: no guest return address plus any

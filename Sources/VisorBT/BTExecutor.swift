@@ -376,8 +376,8 @@ public final class BTExecutor: X86BlockExecutor {
     /// the Swift callout, restores both, and returns RCX = 0 when the access was made (a load's
     /// value in RAX), non-zero when the machine refused it. Cached guest registers are not
     /// written back: the callouts do not read them, and a refusal's stop does it.
-    /// With `keepingFlags`, the guest's flags are already in `flagsBefore` (the caller is in a
-    /// region where the host's are clobbered) and the stub only restores them from there.
+    /// With `keepingFlags`, the caller is in a region where the guest's flags are dead and saved
+    /// elsewhere (`BTContext.flagsInRegion`): the stub neither saves nor restores the host's.
     static func accessStub(store: Bool, keepingFlags: Bool = false) -> [UInt8]? {
         var e = X86Emitter()
         if !keepingFlags { e.pushFlags(); e.popContext(disp: BTContext.flagsBefore) }
@@ -395,7 +395,7 @@ public final class BTExecutor: X86BlockExecutor {
         } else {
             e.load(.rcx, disp: BTContext.status)
         }
-        e.pushContext(disp: BTContext.flagsBefore); e.popFlags()
+        if !keepingFlags { e.pushContext(disp: BTContext.flagsBefore); e.popFlags() }
         e.ret()
         return e.finished()
     }

@@ -347,7 +347,8 @@ struct BlockTranslator {
     private let callouts: BTCallouts
     private let fast: BTFastPaths
     /// How a stop-before stub finds the guest's flags as they were before the instruction.
-    enum FlagsAt { case savedBefore, inHost }
+    /// `savedInRegion`: in `flagsInRegion`, as a region where they are dead saved them.
+    enum FlagsAt { case savedBefore, inHost, savedInRegion }
     /// The stop-before stubs to emit after the body: where the flags are, and the cached guest
     /// registers to write back (none after a callout, which spilled them all).
     private var failures: [(label: Label, retired: Int, rip: UInt64, flags: FlagsAt,
@@ -423,9 +424,9 @@ struct BlockTranslator {
     // an AND for the slot, ADDs for the tag and one untaken JNZ) instead of the flag-free
     // LEA/SHRX/PEXT/JRCXZ chain: shorter, and fewer cycles from address to data. The flags are
     // still the guest's if the access faults (the interpreter then raises the fault with them
-    // in its frame), so the region's first access saves them once, in `flagsBefore`, and
-    // every stop in the region takes them from there; its callouts go through the access
-    // stubs' variants that leave that slot alone.
+    // in its frame), so the region's first access saves them once (LAHF and SETO, in
+    // `flagsInRegion`), and every stop in the region takes them from there; its callouts go
+    // through the access stubs' variants that neither save nor restore the host's flags.
 
     /// For each instruction, whether the guest's status flags are dead before it within the
     /// block: it or a later one writes all six and reads none, and everything from it to that
@@ -461,7 +462,7 @@ struct BlockTranslator {
 
     /// Per instruction: `flagsDeadBefore` for this block.
     private var flagsDeadBefore: [Bool] = []
-    /// The guest's flags are in `flagsBefore` and the host's RFLAGS may hold anything: inside a
+    /// The guest's flags are in `flagsInRegion` and the host's RFLAGS may hold anything: inside a
     /// dead region, after its first access (until the instruction that writes them all).
     private var flagsSaved = false
 
@@ -474,7 +475,11 @@ struct BlockTranslator {
         let touchesMemory = insn.destination.kind == .memory || insn.source.kind == .memory
             || insn.operation == .push || insn.operation == .pop
         guard touchesMemory, insn.operation != .lea, insn.operation != .nop else { return }
-        saveFlags()
+        // LAHF and SETO (RAX is free between instructions): a few cheap µops, where PUSHF
+        // costs several cycles.
+        e.loadStatusIntoAH()
+        e.setcc(0, .rax)                                              // SETO AL
+        e.store(.rax, disp: BTContext.flagsInRegion, size: 2)
         flagsSaved = true
     }
 
@@ -499,6 +504,13 @@ struct BlockTranslator {
             switch f.flags {
             case .savedBefore:
                 e.load(.rax, disp: BTContext.flagsBefore)
+                e.store(.rax, disp: BTContext.hostFlags, size: 8)
+            case .savedInRegion:
+                // AH's status flags (bit 1 set, as RFLAGS has it) and OF at bit 11.
+                e.loadByte(.rax, disp: BTContext.flagsInRegion + 1)
+                e.loadByte(.rcx, disp: BTContext.flagsInRegion)
+                e.shift64(4, .rcx, by: 11)
+                e.alu(1, .rax, .rcx, size: 8)                         // OR
                 e.store(.rax, disp: BTContext.hostFlags, size: 8)
             case .inHost:
                 e.pushFlags(); e.popContext(disp: BTContext.hostFlags)
@@ -826,8 +838,8 @@ struct BlockTranslator {
     /// cached ones are written back.
     private mutating func failure(retired: Int, rip: UInt64, flags: FlagsAt = .savedBefore, afterCall: Bool = true) -> Label {
         let l = e.makeLabel()
-        // In a dead region the host's flags may be clobbered; the guest's are in `flagsBefore`.
-        failures.append((l, retired, rip, flagsSaved ? .savedBefore : flags, afterCall ? [] : dirtyCached))
+        // In a dead region the host's flags may be clobbered; the guest's are in `flagsInRegion`.
+        failures.append((l, retired, rip, flagsSaved ? .savedInRegion : flags, afterCall ? [] : dirtyCached))
         return l
     }
 
@@ -1113,7 +1125,7 @@ struct BlockTranslator {
         // The most recent failures are this instruction's: search from the end.
         guard let f = failures.last(where: { $0.label.id == fail.id }) else { return fail }
         let l = e.makeLabel()
-        failures.append((l, f.retired, f.rip, .savedBefore, dirtyCached))
+        failures.append((l, f.retired, f.rip, flagsSaved ? .savedInRegion : .savedBefore, dirtyCached))
         return l
     }
 
@@ -1125,7 +1137,7 @@ struct BlockTranslator {
         let store: Bool
         let target: HostRegister
         let keepHost: Bool
-        /// Made in a dead region: the callout leaves `flagsBefore` alone.
+        /// Made in a dead region: the callout neither saves nor restores the host's flags.
         var keepSavedFlags = false
     }
     private var coldPaths: [ColdPath] = []

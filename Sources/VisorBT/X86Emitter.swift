@@ -471,6 +471,8 @@ struct X86Emitter {
 
     // MARK: Flags, stack, calls
 
+    /// LAHF: AH = SF:ZF:0:AF:0:PF:1:CF (one cheap µop; PUSHF costs several cycles).
+    mutating func loadStatusIntoAH() { byte(0x9f) }
     mutating func pushFlags() { byte(0x9c) }
     mutating func popFlags() { byte(0x9d) }
     mutating func push(_ reg: HostRegister) {
