@@ -395,6 +395,7 @@ struct BlockTranslator {
                           callouts: BTCallouts, fast: BTFastPaths) -> TranslatedBlock? {
         var t = BlockTranslator(mode: mode, callouts: callouts, fast: fast, startRIP: instructions.first?.rip ?? next)
         t.flagsDeadBefore = Self.flagsDeadBefore(instructions)
+        t.flagsLiveOnlyAtEnd = Self.flagsLiveOnlyAtEnd(instructions)
         t.prologue()
         var ended = false, retpoline = false
         for (k, g) in instructions.enumerated() {
@@ -444,6 +445,29 @@ struct BlockTranslator {
         return dead
     }
 
+    /// For each instruction, whether nothing from it to the block's end touches a status flag:
+    /// the rest are flag-free moves and stack operations, ended by a CALL, RET or JMP (or by
+    /// the block's cut). Such a run may clobber the host's flags too, if the block's exit puts
+    /// the guest's back first (`restoreFlagsForExit`): most accesses before a block's CALL, RET
+    /// or JMP (a function's saves and restores of registers, its return address) are in one.
+    static func flagsLiveOnlyAtEnd(_ instructions: [GuestInstruction]) -> [Bool] {
+        var tail = [Bool](repeating: false, count: instructions.count + 1)
+        tail[instructions.count] = true
+        for k in stride(from: instructions.count - 1, through: 0, by: -1) {
+            let insn = instructions[k].insn
+            if k == instructions.count - 1 && endsBlock(insn) {
+                switch insn.operation {
+                case .callRelative, .callIndirect, .ret, .jmpRelative, .jmpIndirect: tail[k] = true
+                default: tail[k] = false
+                }
+            } else {
+                // A JMP before the last instruction was followed (nothing emitted).
+                tail[k] = leavesStatusFlags(insn) && (!endsBlock(insn) || insn.operation == .jmpRelative) && tail[k + 1]
+            }
+        }
+        return tail
+    }
+
     /// Operations whose translation writes all six status flags and reads none.
     static func writesAllStatusFlags(_ insn: DecodedInstruction) -> Bool {
         switch insn.operation {
@@ -460,8 +484,9 @@ struct BlockTranslator {
         }
     }
 
-    /// Per instruction: `flagsDeadBefore` for this block.
+    /// Per instruction: `flagsDeadBefore` and `flagsLiveOnlyAtEnd` for this block.
     private var flagsDeadBefore: [Bool] = []
+    private var flagsLiveOnlyAtEnd: [Bool] = []
     /// The guest's flags are in `flagsInRegion` and the host's RFLAGS may hold anything: inside a
     /// dead region, after its first access (until the instruction that writes them all).
     private var flagsSaved = false
@@ -470,7 +495,8 @@ struct BlockTranslator {
     /// guest's flags saved (`flagsSaved`), which lets this instruction's and the region's
     /// later accesses clobber the host's.
     private mutating func enterFlagRegion(_ g: GuestInstruction, at k: Int) {
-        guard !flagsSaved, fast.loads, mode == .bits64, k < flagsDeadBefore.count, flagsDeadBefore[k] else { return }
+        guard !flagsSaved, fast.loads, mode == .bits64, k < flagsDeadBefore.count,
+              flagsDeadBefore[k] || flagsLiveOnlyAtEnd[k] else { return }
         let insn = g.insn
         let touchesMemory = insn.destination.kind == .memory || insn.source.kind == .memory
             || insn.operation == .push || insn.operation == .pop
@@ -481,6 +507,18 @@ struct BlockTranslator {
         e.setcc(0, .rax)                                              // SETO AL
         e.store(.rax, disp: BTContext.flagsInRegion, size: 2)
         flagsSaved = true
+    }
+
+    /// At a block's exit, in a run where the guest's flags were saved and are live at the end
+    /// (`flagsLiveOnlyAtEnd`): the saved flags back into the host's RFLAGS (ADD of the saved
+    /// OF to 0x7f sets OF alone right, SAHF the other five), before anything leaves the block.
+    /// Clobbers RAX (free at every exit: targets are in R13).
+    private mutating func restoreFlagsForExit() {
+        guard flagsSaved else { return }
+        e.contextForm(Opcode(0x0f, 0xb7), size: 4, reg: HostRegister.rax.rawValue, disp: BTContext.flagsInRegion)  // MOVZX eax, word
+        e.byte(0x04); e.byte(0x7f)                                    // ADD al, 0x7f
+        e.byte(0x9e)                                                  // SAHF
+        flagsSaved = false
     }
 
     /// A block's entry: the guest's status flags into the host's RFLAGS.
@@ -525,6 +563,7 @@ struct BlockTranslator {
     /// Ends the block: RIP = `rip`, `retired` instructions done (cached registers written back
     /// first unless the caller did).
     private mutating func exit(rip: UInt64, retired: Int, writeBack: Bool = true, alwaysCheckBudget: Bool = false) {
+        restoreFlagsForExit()
         if writeBack { writeBackAll() }
         if fast.loads && mode == .bits64 && rip >> 12 == startRIP >> 12 {
             // Linkable (same page): the instructions counted against the budget with
@@ -564,6 +603,7 @@ struct BlockTranslator {
     /// instruction instead; it is checked only where the jump cache missed, since a hit's tag
     /// is a canonical RIP's.
     private mutating func exitToR13(retired: Int, canonicalCheck: (retired: Int, rip: UInt64)? = nil) {
+        restoreFlagsForExit()
         writeBackAll()
         if fast.loads {
             chain(retired: retired, target: .r13, canonicalCheck: canonicalCheck)
@@ -673,6 +713,7 @@ struct BlockTranslator {
     /// budget allows; otherwise saves the flags and RIP and returns to Swift.
     private mutating func chain(retired: Int, target: HostRegister = .rax,
                                 canonicalCheck: (retired: Int, rip: UInt64)? = nil) {
+        restoreFlagsForExit()
         let toSwift = e.makeLabel()
         guard fast.loads else {
             // Without BMI2: the flags saved first, then the lookup with ordinary arithmetic.
@@ -765,6 +806,7 @@ struct BlockTranslator {
     /// jump to the callee); the host's return lands after the CALL, pops that slot and goes on
     /// at `returnRIP` (linked when on this page).
     private mutating func callExit(returnRIP: UInt64, retired: Int, toCallee: (inout BlockTranslator) -> Void) {
+        restoreFlagsForExit()
         writeBackAll()
         e.leaOffset(.r14, .r14, -Int32(retired))
         e.moveImmediate(.rax, returnRIP)
@@ -786,6 +828,7 @@ struct BlockTranslator {
     /// top host-stack frame was pushed for this return address in this view, else the jump
     /// cache.
     private mutating func returnThroughHostStack(retired: Int) {
+        restoreFlagsForExit()
         writeBackAll()
         e.leaOffset(.r14, .r14, -Int32(retired))
         e.load(.rdx, disp: BTContext.jumpGeneration)

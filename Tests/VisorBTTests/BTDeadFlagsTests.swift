@@ -1,6 +1,7 @@
-// Regions where the guest's flags are dead (`BlockTranslator.flagsDeadBefore`): there the host
-// TLB probe clobbers the host's RFLAGS, after the region's first access saved the guest's in
-// the context. A fault inside such a region must still show the guest's flags from before the
+// Regions where the guest's flags are dead (`BlockTranslator.flagsDeadBefore`), or live only
+// at the block's end (`flagsLiveOnlyAtEnd`): there the host TLB probe clobbers the host's
+// RFLAGS, after the region's first access saved the guest's in the context (and the block's
+// exit puts them back). A fault inside such a region must still show the guest's flags from before the
 // faulting instruction, in RFLAGS and in the exception frame, exactly as on the interpreter —
 // also when an earlier access of the region went through a callout (which must not overwrite
 // the saved flags with the clobbered ones).
@@ -18,9 +19,11 @@ struct BTDeadFlagsTests {
         let bytes: [UInt8]
         /// RDX (the address register).
         let address: UInt64
-        /// Instructions of `bytes` that complete before the one that faults.
+        /// Instructions of `bytes` that complete before the one that faults (or, with no fault,
+        /// that run translated at least).
         let before: Int
         let vector: UInt64?
+        var rsp: UInt64 = 0x7800
     }
 
     static let absent = BTPreciseFaultTests.absent, readOnly = BTPreciseFaultTests.readOnly
@@ -44,15 +47,26 @@ struct BTDeadFlagsTests {
              address: absent - 4, before: 0, vector: 14),
         Case(description: "non-canonical store, then XOR", bytes: [0x89, 0x02, 0x31, 0xc0],  // mov [rdx],eax; xor eax,eax
              address: BTPreciseFaultTests.nonCanonical | 0x40, before: 0, vector: 13),
-        // Controls: no fault, the region's work and the flags its last instruction made.
+        // Runs where the flags are live only at the block's end: the exit puts them back.
+        Case(description: "load, then RET", bytes: [0x48, 0x8b, 0x0a, 0xc3],                 // mov rcx,[rdx]; ret
+             address: absent + 8, before: 0, vector: 14),
+        Case(description: "load, then RET to a non-canonical address (the stop after the flags are put back)",
+             bytes: [0x48, 0x8b, 0x0a, 0xc3], address: readOnly + 8, before: 1, vector: 13, rsp: 0x7a00),
+        Case(description: "push, then a faulting indirect CALL through memory",
+             bytes: [0x50, 0xff, 0x12], address: absent + 40, before: 1, vector: 14),      // push rax; call [rdx]
+        // Controls: no fault, the region's work and the flags its last instruction made, or
+        // (the CALL) the flags as they were, carried into the next block.
         Case(description: "load from a read-only page, then CMP (no fault)",
              bytes: [0x48, 0x8b, 0x0a, 0x48, 0x39, 0xd9, 0x0f, 0x92, 0xc0],                // ...; setb al
-             address: readOnly + 8, before: 0, vector: nil),
+             address: readOnly + 8, before: 3, vector: nil),
+        Case(description: "load and push, then an indirect CALL through a read-only page (no fault)",
+             bytes: [0x48, 0x8b, 0x0a, 0x51, 0xff, 0x12], address: readOnly + 8, before: 3, vector: nil),
     ]
 
     @Test("a fault inside a dead-flags region leaves interp's state, flags and frame included", arguments: cases)
     func faultInRegion(c: Case) throws {
-        let kind = BTPreciseFaultTests.Kind(description: c.description, bytes: c.bytes, address: c.address, vector: c.vector)
+        let kind = BTPreciseFaultTests.Kind(description: c.description, bytes: c.bytes, address: c.address, vector: c.vector,
+                                            rsp: c.rsp)
         for n in 0...BTPreciseFaultTests.prefix.count {
             let interp = try BTPreciseFaultTests.harness(translated: false, kind: kind, prefixCount: n)
             let bt = try BTPreciseFaultTests.harness(translated: true, kind: kind, prefixCount: n)
@@ -78,7 +92,7 @@ struct BTDeadFlagsTests {
                 #expect(interp.cpu.rip == BTHarness.handler + vector + 1, "\(label)")
                 #expect(stats.instructionsRun == UInt64(n + c.before), "\(label): \(stats.instructionsRun) ran translated")
             } else {
-                #expect(stats.instructionsRun >= UInt64(n + 3), "\(label): \(stats.instructionsRun) ran translated")
+                #expect(stats.instructionsRun >= UInt64(n + c.before), "\(label): \(stats.instructionsRun) ran translated")
             }
         }
     }
@@ -107,5 +121,10 @@ struct BTDeadFlagsTests {
                 == [false, false, true, false])
         // mov rcx,[rdx]; mov [rdx],rax: the block ends with the flags still live
         #expect(BlockTranslator.flagsDeadBefore(Self.decode([0x48, 0x8b, 0x0a, 0x48, 0x89, 0x02])) == [false, false, false])
+        // ... but nothing after either touches them: live only at the end
+        #expect(BlockTranslator.flagsLiveOnlyAtEnd(Self.decode([0x48, 0x8b, 0x0a, 0x48, 0x89, 0x02])) == [true, true, true])
+        // mov rcx,[rdx]; push rax; ret: the same; with a Jcc last, not
+        #expect(BlockTranslator.flagsLiveOnlyAtEnd(Self.decode([0x48, 0x8b, 0x0a, 0x50, 0xc3])) == [true, true, true, true])
+        #expect(BlockTranslator.flagsLiveOnlyAtEnd(Self.decode([0x48, 0x8b, 0x0a, 0x74, 0x00])) == [false, false, true])
     }
 }
