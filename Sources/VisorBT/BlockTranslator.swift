@@ -8,8 +8,9 @@
 // computes them exactly as the guest would, so an ADD is an ADD and a Jcc is a Jcc on the same
 // condition code. Flags are saved to the context only around calls into Swift (memory
 // accesses), when the block ends, and once at the start of a run of instructions before which
-// they are dead (see "Regions where the guest's flags are dead"), whose memory accesses then
-// probe the host TLB with ordinary, flag-clobbering arithmetic.
+// they are dead or that touches none up to the block's exit (see "Regions where the guest's
+// flags are dead"), whose memory accesses then probe the host TLB with ordinary,
+// flag-clobbering arithmetic.
 //
 // Precise state: a guest instruction writes its registers only after everything that can fail
 // (a memory access refused by the callout, a non-canonical return address) has succeeded, so
@@ -428,6 +429,8 @@ struct BlockTranslator {
     // in its frame), so the region's first access saves them once (LAHF and SETO, in
     // `flagsInRegion`), and every stop in the region takes them from there; its callouts go
     // through the access stubs' variants that neither save nor restore the host's flags.
+    // Most other accesses sit in runs that touch no flag up to the block's CALL, RET or JMP;
+    // there the same holds, and the exit puts the saved flags back (`restoreFlagsForExit`).
 
     /// For each instruction, whether the guest's status flags are dead before it within the
     /// block: it or a later one writes all six and reads none, and everything from it to that
