@@ -491,12 +491,13 @@ struct BlockTranslator {
     private var flagsDeadBefore: [Bool] = []
     private var flagsLiveOnlyAtEnd: [Bool] = []
     /// The guest's flags are in `flagsInRegion` and the host's RFLAGS may hold anything: inside a
-    /// dead region, after its first access (until the instruction that writes them all).
+    /// region, after its first access (until the instruction that writes them all, or the
+    /// block's exit, which puts them back).
     private var flagsSaved = false
 
-    /// At the start of instruction `k`: in a dead region, before its first memory access, the
-    /// guest's flags saved (`flagsSaved`), which lets this instruction's and the region's
-    /// later accesses clobber the host's.
+    /// At the start of instruction `k`: in a region (`flagsDeadBefore` or `flagsLiveOnlyAtEnd`),
+    /// before its first memory access, the guest's flags saved (`flagsSaved`), which lets this
+    /// instruction's and the region's later accesses clobber the host's.
     private mutating func enterFlagRegion(_ g: GuestInstruction, at k: Int) {
         guard !flagsSaved, fast.loads, mode == .bits64, k < flagsDeadBefore.count,
               flagsDeadBefore[k] || flagsLiveOnlyAtEnd[k] else { return }
