@@ -519,9 +519,9 @@ struct BlockTranslator {
     /// Clobbers RAX (free at every exit: targets are in R13).
     private mutating func restoreFlagsForExit() {
         guard flagsSaved else { return }
-        e.contextForm(Opcode(0x0f, 0xb7), size: 4, reg: HostRegister.rax.rawValue, disp: BTContext.flagsInRegion)  // MOVZX eax, word
-        e.byte(0x04); e.byte(0x7f)                                    // ADD al, 0x7f
-        e.byte(0x9e)                                                  // SAHF
+        e.load(.rax, disp: BTContext.flagsInRegion)                   // AL = OF, AH = LAHF's byte
+        e.aluImmediate(0, .rax, 0x7f, size: 1)                        // ADD al, 0x7f
+        e.storeAHIntoStatus()
         flagsSaved = false
     }
 

@@ -68,6 +68,9 @@ struct X86Emitter {
         if rex != 0 || needsRexForBytes { byte(0x40 | rex) }
     }
 
+    /// SIB's scale field for an index scaled by `scale` (1, 2, 4 or 8).
+    private static func sibScaleBits(_ scale: UInt8) -> UInt8 { scale == 8 ? 3 : scale == 4 ? 2 : scale == 2 ? 1 : 0 }
+
     /// `opcode` with ModRM register-direct: reg field `reg` (a register or an opcode extension),
     /// r/m register `rm`, at operand `size`.
     mutating func registerForm(_ opcode: Opcode, size: UInt8, reg: UInt8, rm: HostRegister) {
@@ -176,7 +179,7 @@ struct X86Emitter {
 
     /// LEA dst, [index * scale] (flags untouched).
     mutating func leaScaled(_ dst: HostRegister, index: HostRegister, scale: UInt8) {
-        let scaleBits: UInt8 = scale == 8 ? 3 : scale == 4 ? 2 : scale == 2 ? 1 : 0
+        let scaleBits = Self.sibScaleBits(scale)
         byte(0x48 | (dst.rawValue & 8 != 0 ? 4 : 0) | (index.rawValue & 8 != 0 ? 2 : 0))
         byte(0x8d)
         byte(0x04 | (dst.rawValue & 7) << 3)                      // mod 00, r/m 100: SIB
@@ -187,7 +190,7 @@ struct X86Emitter {
     /// `opcode` with memory operand [base + index * scale + disp8] (index not RSP).
     mutating func indexedForm(_ opcode: Opcode, size: UInt8, reg: UInt8, base: HostRegister, index: HostRegister,
                               scale: UInt8 = 1, disp: Int8 = 0) {
-        let scaleBits: UInt8 = scale == 8 ? 3 : scale == 4 ? 2 : scale == 2 ? 1 : 0
+        let scaleBits = Self.sibScaleBits(scale)
         prefixes(size: size, reg: reg, rm: base.rawValue, index: index.rawValue, rmIsRegister: false)
         self.opcode(opcode)
         // mod 00 (no displacement) when there is none, except with RBP/R13 as the base, whose
@@ -272,7 +275,7 @@ struct X86Emitter {
     /// `opcode` with memory operand [r15 + index * 8 + disp]: an entry of a table in the context.
     mutating func contextTableForm(_ opcode: Opcode, size: UInt8, reg: UInt8, index: HostRegister, disp: Int32,
                                    scale: UInt8 = 8) {
-        let scaleBits: UInt8 = scale == 8 ? 3 : scale == 4 ? 2 : scale == 2 ? 1 : 0
+        let scaleBits = Self.sibScaleBits(scale)
         prefixes(size: size, reg: reg, rm: HostRegister.r15.rawValue, index: index.rawValue, rmIsRegister: false)
         self.opcode(opcode)
         byte(0x84 | (reg & 7) << 3)                                     // mod 10, r/m 100: SIB, disp32
@@ -385,7 +388,7 @@ struct X86Emitter {
     /// LEA dst, [base + index * scale + disp] (disp8 when it fits) with either part optional (flags untouched;
     /// `index` not RSP).
     mutating func lea(_ dst: HostRegister, base: HostRegister?, index: HostRegister?, scale: UInt8, disp: Int32) {
-        let scaleBits: UInt8 = scale == 8 ? 3 : scale == 4 ? 2 : scale == 2 ? 1 : 0
+        let scaleBits = Self.sibScaleBits(scale)
         guard let index else {
             guard let base else { moveImmediate(dst, UInt64(bitPattern: Int64(disp))); return }
             leaOffset(dst, base, disp)
@@ -473,6 +476,8 @@ struct X86Emitter {
 
     /// LAHF: AH = SF:ZF:0:AF:0:PF:1:CF (one cheap µop; PUSHF costs several cycles).
     mutating func loadStatusIntoAH() { byte(0x9f) }
+    /// SAHF: SF, ZF, AF, PF and CF from AH (OF untouched).
+    mutating func storeAHIntoStatus() { byte(0x9e) }
     mutating func pushFlags() { byte(0x9c) }
     mutating func popFlags() { byte(0x9d) }
     mutating func push(_ reg: HostRegister) {
