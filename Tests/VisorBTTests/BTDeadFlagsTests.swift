@@ -78,15 +78,8 @@ struct BTDeadFlagsTests {
             let label = "\(c), after \(n) instructions"
             #expect(a == .halted, "\(label)")
             #expect(b == a, "\(label)")
-            #expect(bt.cpu.gpr == interp.cpu.gpr, "\(label)")
-            #expect(bt.cpu.rip == interp.cpu.rip, "\(label)")
-            #expect(bt.cpu.rflags == interp.cpu.rflags, "\(label)")
-            #expect(bt.cpu.cr2 == interp.cpu.cr2, "\(label)")
-            for page in [0x7000, 0xa000, Self.readOnly] as [UInt64] {
-                let x = try interp.bus.memory.read(at: GuestPhysicalAddress(page), count: 4096)
-                let y = try bt.bus.memory.read(at: GuestPhysicalAddress(page), count: 4096)
-                #expect(x == y, "\(label): page \(String(page, radix: 16)) (the frame's RFLAGS is on 0x7000)")
-            }
+            // RFLAGS, and the frame's copy of it on the stack page among the pages compared.
+            try BTPreciseFaultTests.expectSameState(interp, bt, label)
             let stats = try #require(bt.executor).statistics
             if let vector = c.vector {
                 #expect(interp.cpu.rip == BTHarness.handler + vector + 1, "\(label)")

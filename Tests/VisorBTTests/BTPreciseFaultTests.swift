@@ -78,6 +78,21 @@ struct BTPreciseFaultTests {
         return h
     }
 
+    /// bt's registers, RIP, RFLAGS, CR2, CS and the pages a run writes (the stack, with any
+    /// exception frame, at 0x7000; the prefix's store at 0xa000; the read-only page) are interp's.
+    static func expectSameState(_ interp: BTHarness, _ bt: BTHarness, _ label: String) throws {
+        #expect(bt.cpu.gpr == interp.cpu.gpr, "\(label)")
+        #expect(bt.cpu.rip == interp.cpu.rip, "\(label)")
+        #expect(bt.cpu.rflags == interp.cpu.rflags, "\(label)")
+        #expect(bt.cpu.cr2 == interp.cpu.cr2, "\(label)")
+        #expect(bt.cpu.segments[X86CPU.cs] == interp.cpu.segments[X86CPU.cs], "\(label)")
+        for page in [0x7000, 0xa000, readOnly] as [UInt64] {
+            let x = try interp.bus.memory.read(at: GuestPhysicalAddress(page), count: 4096)
+            let y = try bt.bus.memory.read(at: GuestPhysicalAddress(page), count: 4096)
+            #expect(x == y, "\(label): page \(String(page, radix: 16))")
+        }
+    }
+
     @Test("a block faulting at its Nth instruction leaves interp's state: handler, frame, CR2, earlier stores",
           arguments: kinds)
     func faultIsPrecise(kind: Kind) throws {
@@ -89,16 +104,7 @@ struct BTPreciseFaultTests {
             let label = "\(kind), after \(n) instructions"
             #expect(a == .halted, "\(label)")
             #expect(b == a, "\(label)")
-            #expect(bt.cpu.gpr == interp.cpu.gpr, "\(label)")
-            #expect(bt.cpu.rip == interp.cpu.rip, "\(label)")
-            #expect(bt.cpu.rflags == interp.cpu.rflags, "\(label)")
-            #expect(bt.cpu.cr2 == interp.cpu.cr2, "\(label)")
-            #expect(bt.cpu.segments[X86CPU.cs] == interp.cpu.segments[X86CPU.cs], "\(label)")
-            for page in [0x7000, 0xa000, Self.readOnly] as [UInt64] {
-                let x = try interp.bus.memory.read(at: GuestPhysicalAddress(page), count: 4096)
-                let y = try bt.bus.memory.read(at: GuestPhysicalAddress(page), count: 4096)
-                #expect(x == y, "\(label): page \(String(page, radix: 16))")
-            }
+            try Self.expectSameState(interp, bt, label)
             let stats = try #require(bt.executor).statistics
             if let vector = kind.vector {
                 // Stopped in the handler for the right vector (HLT at handler + vector retired).
